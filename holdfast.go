@@ -1,0 +1,252 @@
+package holdfast
+
+import (
+	"context"
+	"time"
+)
+
+// Pool is counted capacity: GA tickets, stock. Invariant, in every backend and
+// at every instant: Held + Confirmed <= Capacity.
+type Pool struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Capacity int64  `json:"capacity"`
+	// PerHolderLimit caps what one holder may have held or confirmed in this
+	// pool across all of their active holds. 0 means no limit.
+	PerHolderLimit int64 `json:"per_holder_limit"`
+
+	// Availability, as of the read. Capacity held by holds past their expiry
+	// counts as available, because the next claim reclaims it.
+	Available int64 `json:"available"`
+	Held      int64 `json:"held"`
+	Confirmed int64 `json:"confirmed"`
+}
+
+// Group is a set of identified units: the seats of one event's seat map, the
+// riders of one fleet.
+type Group struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Reusable units return to the group when their hold is completed (a
+	// rider back from a delivery); others stay taken (a seat that was used).
+	Reusable bool `json:"reusable"`
+}
+
+// GroupAvailability counts a group's units by status.
+type GroupAvailability struct {
+	Group
+	Units     int64    `json:"units"`
+	Free      int64    `json:"free"`
+	Held      int64    `json:"held"`
+	Confirmed int64    `json:"confirmed"`
+	FreeUnits []string `json:"free_units"`
+}
+
+// UnitStatus is what a unit is doing now.
+type UnitStatus string
+
+const (
+	UnitFree      UnitStatus = "free"
+	UnitHeld      UnitStatus = "held"
+	UnitConfirmed UnitStatus = "confirmed"
+)
+
+// Unit is one identified thing. Unit ids are unique across all groups, so a
+// unit line names units without naming their group.
+type Unit struct {
+	ID     string     `json:"id"`
+	Group  string     `json:"group"`
+	Status UnitStatus `json:"status"`
+	HoldID string     `json:"hold_id,omitempty"`
+}
+
+// Status is a hold's state. held → confirmed | released | expired;
+// confirmed → cancelled | completed.
+type Status string
+
+const (
+	StatusHeld      Status = "held"
+	StatusConfirmed Status = "confirmed"
+	StatusReleased  Status = "released"
+	StatusExpired   Status = "expired"
+	StatusCancelled Status = "cancelled"
+	StatusCompleted Status = "completed"
+)
+
+// Active reports whether a hold in this state occupies capacity.
+func (s Status) Active() bool { return s == StatusHeld || s == StatusConfirmed }
+
+// Line is one all-or-nothing part of a hold, in exactly one of three forms:
+//   - {Pool, Quantity}: Quantity from a pool;
+//   - {Units}: exactly these units;
+//   - {Group, Any}: any Any free units of a group.
+//
+// In a hold read back, Units lists the units the line actually took (also
+// for the {Group, Any} form).
+type Line struct {
+	Pool     string   `json:"pool,omitempty"`
+	Quantity int64    `json:"quantity,omitempty"`
+	Units    []string `json:"units,omitempty"`
+	Group    string   `json:"group,omitempty"`
+	Any      int64    `json:"any,omitempty"`
+}
+
+// Kind names the form of a line.
+type LineKind int
+
+const (
+	LineInvalid LineKind = iota
+	LinePool
+	LineUnits
+	LineAny
+)
+
+// Kind reports which form l has; LineInvalid if it mixes forms or has none.
+// A {Group, Any} line read back also carries Units, so Any decides.
+func (l Line) Kind() LineKind {
+	switch {
+	case l.Pool != "" && l.Units == nil && l.Group == "" && l.Any == 0:
+		return LinePool
+	case l.Group != "" && l.Pool == "" && l.Quantity == 0:
+		return LineAny
+	case len(l.Units) > 0 && l.Pool == "" && l.Group == "" && l.Quantity == 0 && l.Any == 0:
+		return LineUnits
+	}
+	return LineInvalid
+}
+
+// Hold is one claim by a holder over one or more lines.
+type Hold struct {
+	ID         string    `json:"id"`
+	Holder     string    `json:"holder"`
+	Status     Status    `json:"status"`
+	Lines      []Line    `json:"lines"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	PaymentRef string    `json:"payment_ref,omitempty"`
+}
+
+// HoldRequest asks for a hold. TTL 0 means the store's default.
+type HoldRequest struct {
+	Holder string        `json:"holder"`
+	TTL    time.Duration `json:"-"`
+	Lines  []Line        `json:"lines"`
+}
+
+// EventType names a state change recorded in the outbox.
+type EventType string
+
+const (
+	EventPoolCreated   EventType = "pool.created"
+	EventPoolChanged   EventType = "pool.changed"
+	EventGroupCreated  EventType = "group.created"
+	EventUnitsAdded    EventType = "group.units_added"
+	EventHoldCreated   EventType = "hold.created"
+	EventHoldConfirmed EventType = "hold.confirmed"
+	EventHoldReleased  EventType = "hold.released"
+	EventHoldExtended  EventType = "hold.extended"
+	EventHoldExpired   EventType = "hold.expired"
+	EventHoldCancelled EventType = "hold.cancelled"
+	EventHoldCompleted EventType = "hold.completed"
+)
+
+// Event is one outbox row, written in the same transaction as the change it
+// records. Seq increases with every event.
+type Event struct {
+	Seq    int64     `json:"seq"`
+	Type   EventType `json:"type"`
+	At     time.Time `json:"at"`
+	HoldID string    `json:"hold_id,omitempty"`
+	// Subject is the pool or group the event is about, when it is about one.
+	Subject string `json:"subject,omitempty"`
+	// Data is the JSON snapshot of the hold, pool or group after the change.
+	Data []byte `json:"data,omitempty"`
+}
+
+// AuditReport is a recount of every pool and unit from the claim rows,
+// compared with the counters the engine keeps.
+type AuditReport struct {
+	Pools int `json:"pools"`
+	Units int `json:"units"`
+	// Oversold is how many units of capacity the claim rows give out beyond
+	// pool capacities, summed over pools. Must be 0.
+	Oversold int64 `json:"oversold"`
+	// DoubleBooked is how many units have more than one active claim. Must be 0.
+	DoubleBooked int64 `json:"double_booked"`
+	// Differences lists every counter that does not match its recount.
+	Differences []string  `json:"differences"`
+	At          time.Time `json:"at"`
+}
+
+// OK reports whether the recount matched the counters everywhere.
+func (r AuditReport) OK() bool { return len(r.Differences) == 0 }
+
+// Store is the contract every backend implements and the conformance suite
+// (package holdfasttest) enforces. Every method is atomic: it either happens
+// whole, with its outbox events, or not at all.
+type Store interface {
+	// CreatePool creates a pool. ErrInvalid for a bad id, name, capacity or
+	// limit; ErrConflict if the id exists.
+	CreatePool(ctx context.Context, p Pool) (Pool, error)
+	// Pool returns a pool with its availability. ErrNotFound.
+	Pool(ctx context.Context, id string) (Pool, error)
+	// Pools lists all pools, ordered by id.
+	Pools(ctx context.Context) ([]Pool, error)
+	// SetCapacity changes a pool's capacity. ErrConflict if the new capacity
+	// is below what is held and confirmed; ErrNotFound; ErrInvalid.
+	SetCapacity(ctx context.Context, id string, capacity int64) (Pool, error)
+
+	// CreateGroup creates a unit group. ErrInvalid; ErrConflict if it exists.
+	CreateGroup(ctx context.Context, g Group) (Group, error)
+	// AddUnits adds units to a group, all or none. ErrNotFound for the group;
+	// ErrConflict if any unit id exists (in any group); ErrInvalid.
+	AddUnits(ctx context.Context, group string, ids []string) error
+	// Group returns a group's unit counts and its free units. ErrNotFound.
+	Group(ctx context.Context, id string) (GroupAvailability, error)
+	// Units lists a group's units ordered by id, filtered by status when
+	// status is not "". ErrNotFound; ErrInvalid for an unknown status.
+	Units(ctx context.Context, group string, status UnitStatus) ([]Unit, error)
+
+	// Hold claims every line or nothing. Errors name the failing line (the
+	// first in request order): ErrLimitExceeded before ErrSoldOut for a pool
+	// line, ErrUnavailable for a unit line, ErrNotFound for an unknown pool,
+	// group or unit, ErrInvalid for a malformed request.
+	Hold(ctx context.Context, r HoldRequest) (Hold, error)
+	// Book is Hold and Confirm in one transaction: the hold is never seen held.
+	Book(ctx context.Context, r HoldRequest, paymentRef string) (Hold, error)
+	// Confirm turns a held hold into a booking. ErrHoldExpired if its
+	// expires_at has passed (decided by the database clock in the same
+	// transaction, whether or not a sweeper ran); ErrInvalidState from any
+	// state but held; ErrNotFound.
+	Confirm(ctx context.Context, id, paymentRef string) (Hold, error)
+	// Release gives a held hold's capacity back. ErrHoldExpired if past its
+	// expiry; ErrInvalidState; ErrNotFound.
+	Release(ctx context.Context, id string) (Hold, error)
+	// Extend moves a held hold's expiry to now+ttl. ErrHoldExpired;
+	// ErrInvalidState; ErrInvalid if ttl is out of bounds or the hold would
+	// live past the store's maximum hold lifetime; ErrNotFound.
+	Extend(ctx context.Context, id string, ttl time.Duration) (Hold, error)
+	// Cancel (a refund) gives a confirmed hold's capacity back.
+	// ErrInvalidState; ErrNotFound.
+	Cancel(ctx context.Context, id string) (Hold, error)
+	// Complete marks a confirmed hold used: reusable units become free, pool
+	// quantity stays consumed. ErrInvalidState; ErrNotFound.
+	Complete(ctx context.Context, id string) (Hold, error)
+	// GetHold returns a hold. A held hold past its expiry reads as expired.
+	// ErrNotFound.
+	GetHold(ctx context.Context, id string) (Hold, error)
+	// Holds lists a holder's holds, newest first.
+	Holds(ctx context.Context, holder string) ([]Hold, error)
+
+	// Events returns up to limit outbox events with Seq > after, in Seq order.
+	Events(ctx context.Context, after int64, limit int) ([]Event, error)
+	// ExpireDue marks up to limit held holds past their expiry as expired,
+	// returning their capacity, and reports how many it expired. Safe to run
+	// from many goroutines and processes at once: each hold expires once.
+	ExpireDue(ctx context.Context, limit int) (int, error)
+	// Audit recounts every pool and unit from the claim rows.
+	Audit(ctx context.Context) (AuditReport, error)
+
+	Close() error
+}

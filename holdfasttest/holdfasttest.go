@@ -1,0 +1,143 @@
+// Package holdfasttest is the conformance suite every holdfast backend
+// passes: each behaviour and guarantee of holdfast.Store, written once and
+// run against SQLite and PostgreSQL (and, as they come, every strategy).
+//
+// A backend's test calls Run with a Harness that opens stores on fresh
+// databases. Concurrency tests use several stores on one database, as
+// several servers would, and after each one the suite counts in the
+// database directly, not through the engine's counters.
+package holdfasttest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Harness opens stores for the suite.
+type Harness struct {
+	// Open returns a store on a fresh, empty database, and a function that
+	// opens another store on the same database (another server instance).
+	// Every store is closed by t.Cleanup.
+	Open func(t testing.TB) (holdfast.Store, func(t testing.TB) holdfast.Store)
+}
+
+// Raw is what the suite needs from a store to reach past the engine: to make
+// time pass for a hold, to attempt buggy writes, and to count rows. SQL uses
+// $1 placeholders and the schema's table names.
+type Raw interface {
+	Exec(ctx context.Context, sql string, args ...any) error
+	QueryInt(ctx context.Context, sql string, args ...any) (int64, error)
+}
+
+func raw(t testing.TB, s holdfast.Store) Raw {
+	t.Helper()
+	r, ok := s.(Raw)
+	if !ok {
+		t.Fatalf("%T does not implement holdfasttest.Raw", s)
+	}
+	return r
+}
+
+// MustCreatePool creates a pool or fails the test.
+func MustCreatePool(tb testing.TB, s holdfast.Store, id string, capacity, limit int64) holdfast.Pool {
+	tb.Helper()
+	p, err := s.CreatePool(context.Background(), holdfast.Pool{ID: id, Name: id, Capacity: capacity, PerHolderLimit: limit})
+	if err != nil {
+		tb.Fatalf("CreatePool(%s): %v", id, err)
+	}
+	return p
+}
+
+// MustCreateGroup creates a group with units or fails the test.
+func MustCreateGroup(tb testing.TB, s holdfast.Store, id string, reusable bool, units ...string) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: id, Name: id, Reusable: reusable}); err != nil {
+		tb.Fatalf("CreateGroup(%s): %v", id, err)
+	}
+	if len(units) > 0 {
+		if err := s.AddUnits(ctx, id, units); err != nil {
+			tb.Fatalf("AddUnits(%s): %v", id, err)
+		}
+	}
+}
+
+// MustHold makes a hold or fails the test.
+func MustHold(tb testing.TB, s holdfast.Store, holder string, lines ...holdfast.Line) holdfast.Hold {
+	tb.Helper()
+	h, err := s.Hold(context.Background(), holdfast.HoldRequest{Holder: holder, Lines: lines})
+	if err != nil {
+		tb.Fatalf("Hold(%s, %+v): %v", holder, lines, err)
+	}
+	return h
+}
+
+// MustPool reads a pool or fails the test.
+func MustPool(tb testing.TB, s holdfast.Store, id string) holdfast.Pool {
+	tb.Helper()
+	p, err := s.Pool(context.Background(), id)
+	if err != nil {
+		tb.Fatalf("Pool(%s): %v", id, err)
+	}
+	return p
+}
+
+// MustAuditClean runs the store's audit and fails the test on any difference.
+func MustAuditClean(tb testing.TB, s holdfast.Store) holdfast.AuditReport {
+	tb.Helper()
+	r, err := s.Audit(context.Background())
+	if err != nil {
+		tb.Fatalf("Audit: %v", err)
+	}
+	if !r.OK() || r.Oversold != 0 || r.DoubleBooked != 0 {
+		tb.Fatalf("audit found differences: oversold %d, double-booked %d:\n%v", r.Oversold, r.DoubleBooked, r.Differences)
+	}
+	return r
+}
+
+// MustExpire makes a hold's expiry pass now, as if its TTL had run out,
+// by moving its expires_at into the past in the database.
+func MustExpire(tb testing.TB, s holdfast.Store, holdIDs ...string) {
+	tb.Helper()
+	for _, id := range holdIDs {
+		if err := raw(tb, s).Exec(context.Background(), `UPDATE holds SET expires_at = holdfast_now_ms() - 1000 WHERE id = $1`, id); err != nil {
+			tb.Fatalf("expire %s: %v", id, err)
+		}
+	}
+}
+
+// MustCount runs a counting query directly against the database.
+func MustCount(tb testing.TB, s holdfast.Store, sql string, args ...any) int64 {
+	tb.Helper()
+	n, err := raw(tb, s).QueryInt(context.Background(), sql, args...)
+	if err != nil {
+		tb.Fatalf("count %q: %v", sql, err)
+	}
+	return n
+}
+
+// wantCode fails the test unless err carries code (and line, if line >= 0).
+func wantCode(tb testing.TB, err error, code holdfast.Code, line int) {
+	tb.Helper()
+	if got := holdfast.ErrorCode(err); got != code {
+		tb.Fatalf("error %v: got code %q, want %q", err, got, code)
+	}
+	if line >= 0 {
+		if got := holdfast.ErrorLine(err); got != line {
+			tb.Fatalf("error %v: got line %d, want %d", err, got, line)
+		}
+	}
+	if code != "" && !errors.Is(err, &holdfast.Error{Code: code}) {
+		tb.Fatalf("errors.Is(%v, %s) = false", err, code)
+	}
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,80 @@
+// Package sqlstore is the hold engine written once for both SQL backends.
+//
+// The algorithm — lock order, conditional updates, reclaiming expired holds,
+// outbox events — is the same on SQLite and PostgreSQL; only the connection,
+// the transaction, a few SQL fragments and the driver's error codes differ.
+// The sqlite and postgres packages supply those through DB and Dialect, so
+// every fix to the algorithm lands on both backends at once, and the
+// conformance suite checks both.
+//
+// SQL is written with PostgreSQL's $1 placeholders; the sqlite package
+// rewrites them to SQLite's ?1, which binds the same way.
+package sqlstore
+
+import (
+	"context"
+	"errors"
+)
+
+// Row is one result row.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Rows is a result set.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Querier runs statements, inside a transaction or on the pool.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (rowsAffected int64, err error)
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) Row
+}
+
+// DB is a backend's connection.
+type DB interface {
+	// Querier runs reads outside a transaction.
+	Querier
+	// Transact runs fn in a read-committed write transaction and commits if fn
+	// returns nil. It may call fn more than once (after a serialization
+	// failure, a deadlock, or SQLITE_BUSY), with bounded, jittered backoff;
+	// fn must not keep state across calls.
+	Transact(ctx context.Context, fn func(tx Querier) error) error
+	Close() error
+}
+
+// ErrNoRows is what Row.Scan returns when the query found nothing; backends
+// translate their own.
+var ErrNoRows = errors.New("sqlstore: no rows")
+
+// ErrorKind classifies a driver error so the engine can turn it into a
+// domain error without knowing the driver.
+type ErrorKind int
+
+const (
+	KindOther      ErrorKind = iota
+	KindUnique               // a unique or primary key constraint refused the write
+	KindForeignKey           // a foreign key constraint refused the write
+	KindCheck                // a CHECK constraint refused the write
+)
+
+// Dialect is what differs in SQL between backends.
+type Dialect struct {
+	Name string
+	// ListSelect returns a SELECT yielding one row per element of the string
+	// list bound at placeholder n, in a column named value.
+	ListSelect func(n int) string
+	// ListArg converts a string list into the value bound for ListSelect.
+	ListArg func([]string) any
+	// ForUpdate and SkipLocked are the row-locking clauses, empty where the
+	// backend has one writer at a time and so needs none.
+	ForUpdate  string
+	SkipLocked string
+	// Classify tells what a driver error means.
+	Classify func(error) ErrorKind
+}

@@ -1,0 +1,336 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// claimAttempts bounds how often one Hold retries after finding that capacity
+// came back (expired holds reclaimed, or released meanwhile).
+const claimAttempts = 4
+
+// lineFailure is a claim that could not be made inside the transaction.
+type lineFailure struct {
+	line int
+	code holdfast.Code
+}
+
+func (f *lineFailure) err() error {
+	return holdfast.LineErrorf(f.code, f.line, "line %d cannot be claimed: %s", f.line, f.code)
+}
+
+func (s *Store) Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error) {
+	return s.hold(ctx, r, false, "")
+}
+
+func (s *Store) Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error) {
+	if err := holdfast.ValidatePaymentRef(paymentRef); err != nil {
+		return holdfast.Hold{}, err
+	}
+	return s.hold(ctx, r, true, paymentRef)
+}
+
+func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, paymentRef string) (holdfast.Hold, error) {
+	if err := r.Validate(s.cfg); err != nil {
+		return holdfast.Hold{}, err
+	}
+	ttl := r.TTL
+	if ttl == 0 {
+		ttl = s.cfg.DefaultTTL
+	}
+	var fail *lineFailure
+	for attempt := 0; attempt < claimAttempts; attempt++ {
+		var h holdfast.Hold
+		err := s.db.Transact(ctx, func(tx Querier) error {
+			var err error
+			h, fail, err = s.claim(ctx, tx, r, ttl, confirm, paymentRef)
+			if err == nil && fail != nil {
+				return errRollback
+			}
+			return err
+		})
+		if fail == nil {
+			return h, err
+		}
+		if !errors.Is(err, errRollback) {
+			return holdfast.Hold{}, err
+		}
+		// A line failed. Expired holds may be sitting on the capacity: free
+		// them (guarantee 6), then look again, line by line in request order,
+		// so the answer names the first line that really cannot be had.
+		if _, err := s.reclaim(ctx, r); err != nil {
+			return holdfast.Hold{}, err
+		}
+		if err := s.explain(ctx, r); err != nil {
+			return holdfast.Hold{}, err
+		}
+		// Every line looks claimable now: capacity came back. Try again.
+	}
+	return holdfast.Hold{}, fail.err()
+}
+
+// claim makes every line of r in one transaction, in the global lock order.
+// A line that cannot be had comes back as a lineFailure, and the caller
+// rolls the transaction back, so nothing is taken.
+func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, ttl time.Duration, confirm bool, paymentRef string) (holdfast.Hold, *lineFailure, error) {
+	h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef}
+	if confirm {
+		h.Status = holdfast.StatusConfirmed
+	}
+	var created, expires int64
+	err := tx.QueryRow(ctx, `INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref)
+		VALUES ($1, $2, $3, holdfast_now_ms(), holdfast_now_ms() + $4, holdfast_now_ms(), $5) RETURNING created_at, expires_at`,
+		h.ID, h.Holder, string(h.Status), ttl.Milliseconds(), paymentRef).Scan(&created, &expires)
+	if err != nil {
+		return h, nil, err
+	}
+	h.CreatedAt, h.ExpiresAt, h.UpdatedAt = msTime(created), msTime(expires), msTime(created)
+	h.Lines = make([]holdfast.Line, len(r.Lines))
+
+	var poolLines, anyLines []int
+	var unitIDs []string
+	for i, l := range r.Lines {
+		h.Lines[i] = holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any}
+		switch l.Kind() {
+		case holdfast.LinePool:
+			poolLines = append(poolLines, i)
+		case holdfast.LineAny:
+			anyLines = append(anyLines, i)
+		case holdfast.LineUnits:
+			unitIDs = append(unitIDs, l.Units...)
+		}
+	}
+	// One global lock order (guarantee 7): pools by id, units by id, groups
+	// by id. Two holds never wait on each other in opposite orders.
+	slices.SortFunc(poolLines, func(a, b int) int { return compare(r.Lines[a].Pool, r.Lines[b].Pool) })
+	slices.SortStableFunc(anyLines, func(a, b int) int { return compare(r.Lines[a].Group, r.Lines[b].Group) })
+	slices.Sort(unitIDs)
+
+	for _, i := range poolLines {
+		l := r.Lines[i]
+		limit, ok, err := s.strategy.ClaimPool(ctx, tx, l.Pool, l.Quantity, confirm)
+		if err != nil {
+			return h, nil, err
+		}
+		if !ok {
+			return h, &lineFailure{i, holdfast.CodeSoldOut}, nil
+		}
+		if limit > 0 {
+			ok, err := s.takeHolderLimit(ctx, tx, l.Pool, r.Holder, l.Quantity, limit)
+			if err != nil {
+				return h, nil, err
+			}
+			if !ok {
+				return h, &lineFailure{i, holdfast.CodeLimitExceeded}, nil
+			}
+		}
+	}
+	if len(unitIDs) > 0 {
+		taken, err := s.strategy.ClaimUnits(ctx, tx, h.ID, unitIDs)
+		if err != nil {
+			return h, nil, err
+		}
+		got := make(map[string]bool, len(taken))
+		for _, u := range taken {
+			got[u] = true
+		}
+		for i, l := range r.Lines {
+			if l.Kind() != holdfast.LineUnits {
+				continue
+			}
+			for _, u := range l.Units {
+				if !got[u] {
+					return h, &lineFailure{i, holdfast.CodeUnavailable}, nil
+				}
+			}
+			h.Lines[i].Units = slices.Clone(l.Units)
+		}
+	}
+	for _, i := range anyLines {
+		l := r.Lines[i]
+		taken, err := s.strategy.ClaimAny(ctx, tx, h.ID, l.Group, l.Any)
+		if err != nil {
+			return h, nil, err
+		}
+		if int64(len(taken)) < l.Any {
+			return h, &lineFailure{i, holdfast.CodeUnavailable}, nil
+		}
+		slices.Sort(taken)
+		h.Lines[i].Units = taken
+	}
+	if err := s.insertLines(ctx, tx, h); err != nil {
+		return h, nil, err
+	}
+	if err := s.event(ctx, tx, holdfast.EventHoldCreated, h.ID, "", h); err != nil {
+		return h, nil, err
+	}
+	if confirm {
+		if err := s.event(ctx, tx, holdfast.EventHoldConfirmed, h.ID, "", h); err != nil {
+			return h, nil, err
+		}
+	}
+	return h, nil, nil
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// takeHolderLimit adds q to the holder's total in the pool if that stays
+// within limit. One conditional upsert: the row lock makes two concurrent
+// holds by the same holder queue, and the second sees the first's total.
+func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder string, q, limit int64) (bool, error) {
+	if q > limit {
+		return false, nil
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO pool_holders (pool_id, holder, taken) VALUES ($1, $2, $3)
+		ON CONFLICT (pool_id, holder) DO UPDATE SET taken = pool_holders.taken + excluded.taken
+		WHERE pool_holders.taken + excluded.taken <= $4
+		RETURNING taken`, pool, holder, q, limit)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	ok := rows.Next()
+	return ok, rows.Err()
+}
+
+// insertLines records the hold's lines and its unit claims. The claims
+// carry the partial unique index that refuses a second active claim on a
+// unit (guarantee 5), whatever the code above did.
+func (s *Store) insertLines(ctx context.Context, tx Querier, h holdfast.Hold) error {
+	args := []any{h.ID}
+	for i, l := range h.Lines {
+		var kind string
+		var pool, group any
+		var qty, anyN any
+		switch {
+		case l.Pool != "":
+			kind, pool, qty = "pool", l.Pool, l.Quantity
+		case l.Group != "":
+			kind, group, anyN = "any", l.Group, l.Any
+		default:
+			kind = "units"
+		}
+		args = append(args, i, kind, pool, qty, group, anyN)
+	}
+	sql := `INSERT INTO hold_lines (hold_id, line_no, kind, pool_id, quantity, group_id, any_count) VALUES `
+	for i := range h.Lines {
+		if i > 0 {
+			sql += ", "
+		}
+		sql += "($1, " + params(2+6*i, 6) + ")"
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return err
+	}
+
+	args = []any{h.ID}
+	n := 0
+	for i, l := range h.Lines {
+		for _, u := range l.Units {
+			args = append(args, i, u)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	sql = `INSERT INTO unit_claims (hold_id, line_no, unit_id, active) VALUES `
+	for k := 0; k < n; k++ {
+		if k > 0 {
+			sql += ", "
+		}
+		sql += "($1, " + params(2+2*k, 2) + ", TRUE)"
+	}
+	_, err := tx.Exec(ctx, sql, args...)
+	return err
+}
+
+// explain looks at each line of r in request order, outside any write
+// transaction, and returns the definite error for the first line that
+// cannot be had now, or nil if all could.
+func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
+	for i, l := range r.Lines {
+		switch l.Kind() {
+		case holdfast.LinePool:
+			var capacity, held, confirmed, limit int64
+			err := s.db.QueryRow(ctx, `SELECT capacity, held, confirmed, per_holder_limit FROM pools WHERE id = $1`, l.Pool).
+				Scan(&capacity, &held, &confirmed, &limit)
+			if errors.Is(err, ErrNoRows) {
+				return holdfast.LineErrorf(holdfast.CodeNotFound, i, "pool %q not found", l.Pool)
+			}
+			if err != nil {
+				return err
+			}
+			if limit > 0 {
+				var taken int64
+				err := s.db.QueryRow(ctx, `SELECT taken FROM pool_holders WHERE pool_id = $1 AND holder = $2`, l.Pool, r.Holder).Scan(&taken)
+				if err != nil && !errors.Is(err, ErrNoRows) {
+					return err
+				}
+				if taken+l.Quantity > limit {
+					return holdfast.LineErrorf(holdfast.CodeLimitExceeded, i,
+						"holder has %d of pool %q; %d more would pass the limit of %d", taken, l.Pool, l.Quantity, limit)
+				}
+			}
+			if avail := capacity - held - confirmed; avail < l.Quantity {
+				return holdfast.LineErrorf(holdfast.CodeSoldOut, i, "pool %q has %d available, %d asked", l.Pool, avail, l.Quantity)
+			}
+		case holdfast.LineUnits:
+			rows, err := s.db.Query(ctx, `SELECT id, hold_id IS NULL FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(l.Units))
+			if err != nil {
+				return err
+			}
+			free := map[string]bool{}
+			for rows.Next() {
+				var id string
+				var f bool
+				if err := rows.Scan(&id, &f); err != nil {
+					rows.Close()
+					return err
+				}
+				free[id] = f
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, u := range l.Units {
+				f, ok := free[u]
+				if !ok {
+					return holdfast.LineErrorf(holdfast.CodeNotFound, i, "unit %q not found", u)
+				}
+				if !f {
+					return holdfast.LineErrorf(holdfast.CodeUnavailable, i, "unit %q is taken", u)
+				}
+			}
+		case holdfast.LineAny:
+			var exists int
+			if err := s.db.QueryRow(ctx, `SELECT 1 FROM groups WHERE id = $1`, l.Group).Scan(&exists); err != nil {
+				if errors.Is(err, ErrNoRows) {
+					return holdfast.LineErrorf(holdfast.CodeNotFound, i, "group %q not found", l.Group)
+				}
+				return err
+			}
+			var free int64
+			if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM units WHERE group_id = $1 AND hold_id IS NULL`, l.Group).Scan(&free); err != nil {
+				return err
+			}
+			if free < l.Any {
+				return holdfast.LineErrorf(holdfast.CodeUnavailable, i, "group %q has %d free units, %d asked", l.Group, free, l.Any)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// change moves one hold from one state to another in one transaction: a
+// conditional UPDATE on the hold row (which also locks it, so a confirm and
+// a release or the sweeper on the same hold are ordered), then the effect on
+// pools and units, then the outbox event.
+type change struct {
+	from, to holdfast.Status
+	// set is extra SET clauses, with parameters from $4 on (args).
+	set  string
+	args []any
+	// cond is an extra WHERE condition, with parameters in args.
+	cond   string
+	effect func(ctx context.Context, tx Querier, id string) error
+	event  holdfast.EventType
+	// onCond explains a failure of cond on a hold that was otherwise in the
+	// right state.
+	onCond error
+}
+
+func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold, error) {
+	if id == "" || len(id) > holdfast.MaxIDLen {
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	var h holdfast.Hold
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		sql := `UPDATE holds SET status = $2, updated_at = holdfast_now_ms()` + c.set + ` WHERE id = $1 AND status = $3`
+		if c.from == holdfast.StatusHeld {
+			// Decided by the database clock in this very statement: a hold
+			// past expiry can never be confirmed, whether or not the
+			// sweeper has run.
+			sql += ` AND expires_at > holdfast_now_ms()`
+		}
+		sql += c.cond
+		n, err := tx.Exec(ctx, sql, append([]any{id, string(c.to), string(c.from)}, c.args...)...)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.whyNot(ctx, tx, id, c)
+		}
+		if c.effect != nil {
+			if err := c.effect(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if h, err = s.getHold(ctx, tx, id); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, c.event, id, "", h)
+	})
+	return h, err
+}
+
+// whyNot explains why a change's conditional update matched no row.
+func (s *Store) whyNot(ctx context.Context, tx Querier, id string, c change) error {
+	var status string
+	var expired bool
+	err := tx.QueryRow(ctx, `SELECT status, expires_at <= holdfast_now_ms() FROM holds WHERE id = $1`, id).Scan(&status, &expired)
+	if errors.Is(err, ErrNoRows) {
+		return holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	st := holdfast.Status(status)
+	switch {
+	case st == holdfast.StatusExpired, st == holdfast.StatusHeld && expired:
+		if c.from == holdfast.StatusHeld {
+			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
+		}
+		return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is expired, not %s", id, c.from)
+	case st == c.from && c.onCond != nil:
+		return c.onCond
+	}
+	return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s, not %s", id, st, c.from)
+}
+
+func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
+	if err := holdfast.ValidatePaymentRef(paymentRef); err != nil {
+		return holdfast.Hold{}, err
+	}
+	return s.change(ctx, id, change{
+		from: holdfast.StatusHeld, to: holdfast.StatusConfirmed,
+		set: `, payment_ref = $4`, args: []any{paymentRef},
+		event: holdfast.EventHoldConfirmed,
+		effect: func(ctx context.Context, tx Querier, id string) error {
+			// Move the hold's quantity from held to confirmed, pools in id
+			// order. Units keep their hold_id: they stay taken.
+			lines, err := s.poolLines(ctx, tx, []string{id})
+			if err != nil {
+				return err
+			}
+			for _, pl := range lines {
+				if _, err := tx.Exec(ctx, `UPDATE pools SET held = held - $2, confirmed = confirmed + $2, version = version + 1 WHERE id = $1`, pl.pool, pl.quantity); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+}
+
+func (s *Store) Release(ctx context.Context, id string) (holdfast.Hold, error) {
+	return s.change(ctx, id, change{
+		from: holdfast.StatusHeld, to: holdfast.StatusReleased, event: holdfast.EventHoldReleased,
+		effect: func(ctx context.Context, tx Querier, id string) error {
+			return s.giveBack(ctx, tx, []string{id}, holdfast.StatusHeld)
+		},
+	})
+}
+
+func (s *Store) Extend(ctx context.Context, id string, ttl time.Duration) (holdfast.Hold, error) {
+	if err := s.cfg.ValidateTTL(ttl, false); err != nil {
+		return holdfast.Hold{}, err
+	}
+	return s.change(ctx, id, change{
+		from: holdfast.StatusHeld, to: holdfast.StatusHeld, event: holdfast.EventHoldExtended,
+		set:  `, expires_at = holdfast_now_ms() + $4`,
+		cond: ` AND holdfast_now_ms() + $4 <= created_at + $5`,
+		args: []any{ttl.Milliseconds(), s.cfg.MaxLifetime.Milliseconds()},
+		onCond: holdfast.Errorf(holdfast.CodeInvalid,
+			"a hold cannot be extended past %s after it was created", s.cfg.MaxLifetime),
+	})
+}
+
+func (s *Store) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
+	return s.change(ctx, id, change{
+		from: holdfast.StatusConfirmed, to: holdfast.StatusCancelled, event: holdfast.EventHoldCancelled,
+		effect: func(ctx context.Context, tx Querier, id string) error {
+			return s.giveBack(ctx, tx, []string{id}, holdfast.StatusConfirmed)
+		},
+	})
+}
+
+func (s *Store) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
+	return s.change(ctx, id, change{
+		from: holdfast.StatusConfirmed, to: holdfast.StatusCompleted, event: holdfast.EventHoldCompleted,
+		effect: func(ctx context.Context, tx Querier, id string) error {
+			// Pool quantity stays consumed (the ticket was used); only units
+			// of reusable groups (riders) go back.
+			if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id = $1 AND active
+				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id = $1 AND g.reusable)`, id); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE units SET hold_id = NULL WHERE hold_id = $1
+				AND group_id IN (SELECT id FROM groups WHERE reusable)`, id)
+			return err
+		},
+	})
+}
+
+type poolLine struct {
+	pool, holder string
+	quantity     int64
+}
+
+// poolLines returns the pool lines of the given holds, ordered by pool id.
+func (s *Store) poolLines(ctx context.Context, tx Querier, ids []string) ([]poolLine, error) {
+	rows, err := tx.Query(ctx, `SELECT l.pool_id, h.holder, l.quantity FROM hold_lines l JOIN holds h ON h.id = l.hold_id
+		WHERE l.hold_id IN (`+s.d.ListSelect(1)+`) AND l.pool_id IS NOT NULL ORDER BY l.pool_id, h.holder`, s.d.ListArg(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []poolLine
+	for rows.Next() {
+		var pl poolLine
+		if err := rows.Scan(&pl.pool, &pl.holder, &pl.quantity); err != nil {
+			return nil, err
+		}
+		out = append(out, pl)
+	}
+	return out, rows.Err()
+}
+
+// giveBack returns the capacity of holds that were in state from (held or
+// confirmed) and have just left it: pool counters and per-holder totals go
+// down, pools in id order and summed per pool so that a batch of holds
+// takes each pool's lock once; units are freed and their claims end.
+func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from holdfast.Status) error {
+	lines, err := s.poolLines(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	col := "held"
+	if from == holdfast.StatusConfirmed {
+		col = "confirmed"
+	}
+	type key struct{ pool, holder string }
+	perPool := map[string]int64{}
+	perHolder := map[key]int64{}
+	var pools []string
+	var holders []key
+	for _, pl := range lines {
+		if _, ok := perPool[pl.pool]; !ok {
+			pools = append(pools, pl.pool)
+		}
+		perPool[pl.pool] += pl.quantity
+		k := key{pl.pool, pl.holder}
+		if _, ok := perHolder[k]; !ok {
+			holders = append(holders, k)
+		}
+		perHolder[k] += pl.quantity
+	}
+	for _, p := range pools { // already in id order
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s - $2, version = version + 1 WHERE id = $1`, col), p, perPool[p]); err != nil {
+			return err
+		}
+	}
+	for _, k := range holders {
+		if _, err := tx.Exec(ctx, `UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, k.pool, k.holder, perHolder[k]); err != nil {
+			return err
+		}
+	}
+	list := s.d.ListArg(ids)
+	if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id IN (`+s.d.ListSelect(1)+`) AND active`, list); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE units SET hold_id = NULL WHERE hold_id IN (`+s.d.ListSelect(1)+`)`, list)
+	return err
+}
+
+// expire marks the given holds expired if they are still held and past
+// their expiry, gives their capacity back and records the events. It locks
+// the hold rows in id order, waiting for any other transaction on them
+// (skipLocked: skipping them instead) and re-checking the condition after,
+// so a hold is expired exactly once however many sweepers and claimers race.
+func (s *Store) expire(ctx context.Context, tx Querier, ids []string, skipLocked bool) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	lock := s.d.ForUpdate
+	if skipLocked {
+		lock = s.d.SkipLocked
+	}
+	expired, err := queryStrings(ctx, tx, `UPDATE holds SET status = 'expired', updated_at = holdfast_now_ms() WHERE id IN (
+		SELECT id FROM holds WHERE id IN (`+s.d.ListSelect(1)+`) AND status = 'held' AND expires_at <= holdfast_now_ms()
+		ORDER BY id`+lock+`) RETURNING id`, s.d.ListArg(ids))
+	if err != nil || len(expired) == 0 {
+		return nil, err
+	}
+	slices.Sort(expired)
+	if err := s.giveBack(ctx, tx, expired, holdfast.StatusHeld); err != nil {
+		return nil, err
+	}
+	for _, id := range expired {
+		h, err := s.getHold(ctx, tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.event(ctx, tx, holdfast.EventHoldExpired, id, "", h); err != nil {
+			return nil, err
+		}
+	}
+	return expired, nil
+}
+
+// reclaim expires the expired holds that sit on any resource r asks for, in
+// a transaction of its own, and reports how many it expired.
+func (s *Store) reclaim(ctx context.Context, r holdfast.HoldRequest) (int, error) {
+	var pools, units, groups []string
+	for _, l := range r.Lines {
+		switch l.Kind() {
+		case holdfast.LinePool:
+			pools = append(pools, l.Pool)
+		case holdfast.LineUnits:
+			units = append(units, l.Units...)
+		case holdfast.LineAny:
+			groups = append(groups, l.Group)
+		}
+	}
+	return s.reclaimResources(ctx, pools, units, groups)
+}
+
+// reclaimBatch bounds the expired holds one reclaim frees.
+const reclaimBatch = 1000
+
+func (s *Store) reclaimResources(ctx context.Context, pools, units, groups []string) (int, error) {
+	var ids []string
+	add := func(sql string, list []string) error {
+		if len(list) == 0 {
+			return nil
+		}
+		found, err := queryStrings(ctx, s.db, sql, s.d.ListArg(list), reclaimBatch)
+		ids = append(ids, found...)
+		return err
+	}
+	const due = `h.status = 'held' AND h.expires_at <= holdfast_now_ms()`
+	if err := add(`SELECT DISTINCT h.id FROM holds h JOIN hold_lines l ON l.hold_id = h.id
+		WHERE `+due+` AND l.pool_id IN (`+s.d.ListSelect(1)+`) LIMIT $2`, pools); err != nil {
+		return 0, err
+	}
+	if err := add(`SELECT DISTINCT h.id FROM units u JOIN holds h ON h.id = u.hold_id
+		WHERE `+due+` AND u.id IN (`+s.d.ListSelect(1)+`) LIMIT $2`, units); err != nil {
+		return 0, err
+	}
+	if err := add(`SELECT DISTINCT h.id FROM units u JOIN holds h ON h.id = u.hold_id
+		WHERE `+due+` AND u.group_id IN (`+s.d.ListSelect(1)+`) LIMIT $2`, groups); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var n int
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		expired, err := s.expire(ctx, tx, ids, false)
+		n = len(expired)
+		return err
+	})
+	return n, err
+}
+
+func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var n int
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		// SKIP LOCKED: several sweepers (one per server) share the work
+		// instead of queueing; a hold a claimer is reclaiming is skipped.
+		ids, err := queryStrings(ctx, tx, `SELECT id FROM holds WHERE status = 'held' AND expires_at <= holdfast_now_ms()
+			ORDER BY expires_at LIMIT $1`+s.d.SkipLocked, limit)
+		if err != nil {
+			return err
+		}
+		slices.Sort(ids)
+		expired, err := s.expire(ctx, tx, ids, true)
+		n = len(expired)
+		return err
+	})
+	return n, err
+}
+
+// ---- reads ----
+
+func (s *Store) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
+	if id == "" || len(id) > holdfast.MaxIDLen {
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	return s.getHold(ctx, s.db, id)
+}
+
+func (s *Store) getHold(ctx context.Context, q Querier, id string) (holdfast.Hold, error) {
+	var h holdfast.Hold
+	var status string
+	var created, expires, updated int64
+	var expired bool
+	err := q.QueryRow(ctx, `SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, expires_at <= holdfast_now_ms()
+		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &expired)
+	if errors.Is(err, ErrNoRows) {
+		return h, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	if err != nil {
+		return h, err
+	}
+	h.Status = holdfast.Status(status)
+	if h.Status == holdfast.StatusHeld && expired {
+		// Past expiry is expired, whether or not the sweeper has run.
+		h.Status = holdfast.StatusExpired
+	}
+	h.CreatedAt, h.ExpiresAt, h.UpdatedAt = msTime(created), msTime(expires), msTime(updated)
+
+	rows, err := q.Query(ctx, `SELECT kind, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
+		FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, id)
+	if err != nil {
+		return h, err
+	}
+	for rows.Next() {
+		var l holdfast.Line
+		var kind string
+		if err := rows.Scan(&kind, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
+			rows.Close()
+			return h, err
+		}
+		h.Lines = append(h.Lines, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return h, err
+	}
+	rows, err = q.Query(ctx, `SELECT line_no, unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY line_no, unit_id`, id)
+	if err != nil {
+		return h, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var line int
+		var unit string
+		if err := rows.Scan(&line, &unit); err != nil {
+			return h, err
+		}
+		if line >= 0 && line < len(h.Lines) {
+			h.Lines[line].Units = append(h.Lines[line].Units, unit)
+		}
+	}
+	return h, rows.Err()
+}
+
+// maxHoldsListed bounds Holds; a cursor comes with the HTTP API.
+const maxHoldsListed = 200
+
+func (s *Store) Holds(ctx context.Context, holder string) ([]holdfast.Hold, error) {
+	if err := holdfast.ValidateHolder(holder); err != nil {
+		return nil, err
+	}
+	ids, err := queryStrings(ctx, s.db, `SELECT id FROM holds WHERE holder = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, holder, maxHoldsListed)
+	if err != nil {
+		return nil, err
+	}
+	holds := []holdfast.Hold{}
+	for _, id := range ids {
+		h, err := s.getHold(ctx, s.db, id)
+		if err != nil {
+			return nil, err
+		}
+		holds = append(holds, h)
+	}
+	return holds, nil
+}

@@ -1,0 +1,338 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Store implements holdfast.Store on a DB and Dialect.
+type Store struct {
+	db       DB
+	d        Dialect
+	cfg      holdfast.Config
+	strategy Claimer
+}
+
+var _ holdfast.Store = (*Store)(nil)
+
+// New returns a Store. strategy must be one the backend supports; the
+// backend package checks that before calling New.
+func New(db DB, d Dialect, cfg holdfast.Config, strategy holdfast.Strategy) (*Store, error) {
+	c, err := newClaimer(strategy, d)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c}, nil
+}
+
+// Config returns the store's hold lifetime bounds, defaults filled in.
+func (s *Store) Config() holdfast.Config { return s.cfg }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// errRollback is returned from a transaction function to roll back without
+// an error of its own: the outcome is carried out of the closure instead.
+var errRollback = errors.New("sqlstore: rollback")
+
+func (s *Store) event(ctx context.Context, tx Querier, typ holdfast.EventType, holdID, subject string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES ($1, holdfast_now_ms(), NULLIF($2, ''), NULLIF($3, ''), $4)`,
+		string(typ), holdID, subject, string(b))
+	return err
+}
+
+// ---- pools ----
+
+const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit,
+	COALESCE((SELECT SUM(l.quantity) FROM holds h JOIN hold_lines l ON l.hold_id = h.id
+	          WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms() AND l.pool_id = p.id), 0)`
+
+func scanPool(r Row) (holdfast.Pool, error) {
+	var p holdfast.Pool
+	var expired int64
+	if err := r.Scan(&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &expired); err != nil {
+		return p, err
+	}
+	// Expired holds not yet swept are free for the next claim, so they are
+	// shown as available, not held (guarantee 6).
+	p.Held -= expired
+	p.Available = p.Capacity - p.Held - p.Confirmed
+	return p, nil
+}
+
+func (s *Store) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error) {
+	if err := p.Validate(); err != nil {
+		return holdfast.Pool{}, err
+	}
+	var out holdfast.Pool
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		_, err := tx.Exec(ctx, `INSERT INTO pools (id, name, capacity, per_holder_limit, created_at) VALUES ($1, $2, $3, $4, holdfast_now_ms())`,
+			p.ID, p.Name, p.Capacity, p.PerHolderLimit)
+		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return holdfast.Errorf(holdfast.CodeConflict, "pool %q already exists", p.ID)
+			}
+			return err
+		}
+		if out, err = s.pool(ctx, tx, p.ID); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, holdfast.EventPoolCreated, "", p.ID, out)
+	})
+	return out, err
+}
+
+func (s *Store) pool(ctx context.Context, q Querier, id string) (holdfast.Pool, error) {
+	p, err := scanPool(q.QueryRow(ctx, `SELECT `+poolColumns+` FROM pools p WHERE p.id = $1`, id))
+	if errors.Is(err, ErrNoRows) {
+		return p, holdfast.Errorf(holdfast.CodeNotFound, "pool %q not found", id)
+	}
+	return p, err
+}
+
+func (s *Store) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
+	if err := holdfast.ValidateID("pool", id); err != nil {
+		return holdfast.Pool{}, err
+	}
+	return s.pool(ctx, s.db, id)
+}
+
+func (s *Store) Pools(ctx context.Context) ([]holdfast.Pool, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+poolColumns+` FROM pools p ORDER BY p.id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	pools := []holdfast.Pool{}
+	for rows.Next() {
+		p, err := scanPool(rows)
+		if err != nil {
+			return nil, err
+		}
+		pools = append(pools, p)
+	}
+	return pools, rows.Err()
+}
+
+func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
+	if err := holdfast.ValidateID("pool", id); err != nil {
+		return holdfast.Pool{}, err
+	}
+	if err := holdfast.ValidateCapacity(capacity); err != nil {
+		return holdfast.Pool{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		var out holdfast.Pool
+		var short bool
+		err := s.db.Transact(ctx, func(tx Querier) error {
+			// Conditional, so lowering below what is taken can never race
+			// with a claim: the row lock orders them.
+			n, err := tx.Exec(ctx, `UPDATE pools SET capacity = $2, version = version + 1 WHERE id = $1 AND held + confirmed <= $2`, id, capacity)
+			if err != nil {
+				return err
+			}
+			if out, err = s.pool(ctx, tx, id); err != nil {
+				return err
+			}
+			if n == 0 {
+				short = true
+				return errRollback
+			}
+			return s.event(ctx, tx, holdfast.EventPoolChanged, "", id, out)
+		})
+		if !short {
+			return out, err
+		}
+		// Expired holds may be what stands in the way: reclaim and retry.
+		if attempt < 3 {
+			if n, err := s.reclaimResources(ctx, []string{id}, nil, nil); err != nil {
+				return holdfast.Pool{}, err
+			} else if n > 0 {
+				continue
+			}
+		}
+		return holdfast.Pool{}, holdfast.Errorf(holdfast.CodeConflict,
+			"pool %q has %d taken; capacity cannot go below that", id, out.Held+out.Confirmed)
+	}
+}
+
+// ---- groups and units ----
+
+func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error) {
+	if err := g.Validate(); err != nil {
+		return holdfast.Group{}, err
+	}
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		_, err := tx.Exec(ctx, `INSERT INTO groups (id, name, reusable, created_at) VALUES ($1, $2, $3, holdfast_now_ms())`, g.ID, g.Name, g.Reusable)
+		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return holdfast.Errorf(holdfast.CodeConflict, "group %q already exists", g.ID)
+			}
+			return err
+		}
+		return s.event(ctx, tx, holdfast.EventGroupCreated, "", g.ID, g)
+	})
+	if err != nil {
+		return holdfast.Group{}, err
+	}
+	return g, nil
+}
+
+func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error {
+	if err := holdfast.ValidateID("group", group); err != nil {
+		return err
+	}
+	if err := holdfast.ValidateUnitIDs(ids); err != nil {
+		return err
+	}
+	return s.db.Transact(ctx, func(tx Querier) error {
+		var exists int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM groups WHERE id = $1`, group).Scan(&exists); err != nil {
+			if errors.Is(err, ErrNoRows) {
+				return holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
+			}
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO units (id, group_id) SELECT value, $1 FROM (`+s.d.ListSelect(2)+`) AS ids`, group, s.d.ListArg(ids))
+		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return holdfast.Errorf(holdfast.CodeConflict, "a unit with one of these ids already exists")
+			}
+			return err
+		}
+		return s.event(ctx, tx, holdfast.EventUnitsAdded, "", group, map[string]any{"group": group, "ids": ids})
+	})
+}
+
+// unitStatus is the SQL deciding a unit's status from its hold. A held hold
+// past its expiry leaves the unit free: the next claim reclaims it.
+const unitStatus = `CASE
+	WHEN h.id IS NULL THEN 'free'
+	WHEN h.status = 'held' AND h.expires_at <= holdfast_now_ms() THEN 'free'
+	WHEN h.status = 'held' THEN 'held'
+	ELSE 'confirmed' END`
+
+func (s *Store) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
+	var ga holdfast.GroupAvailability
+	if err := holdfast.ValidateID("group", id); err != nil {
+		return ga, err
+	}
+	err := s.db.QueryRow(ctx, `SELECT id, name, reusable FROM groups WHERE id = $1`, id).Scan(&ga.ID, &ga.Name, &ga.Reusable)
+	if errors.Is(err, ErrNoRows) {
+		return ga, holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", id)
+	}
+	if err != nil {
+		return ga, err
+	}
+	units, err := s.units(ctx, id, "")
+	if err != nil {
+		return ga, err
+	}
+	ga.FreeUnits = []string{}
+	for _, u := range units {
+		ga.Units++
+		switch u.Status {
+		case holdfast.UnitFree:
+			ga.Free++
+			ga.FreeUnits = append(ga.FreeUnits, u.ID)
+		case holdfast.UnitHeld:
+			ga.Held++
+		default:
+			ga.Confirmed++
+		}
+	}
+	return ga, nil
+}
+
+func (s *Store) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
+	if err := holdfast.ValidateID("group", group); err != nil {
+		return nil, err
+	}
+	switch status {
+	case "", holdfast.UnitFree, holdfast.UnitHeld, holdfast.UnitConfirmed:
+	default:
+		return nil, holdfast.Errorf(holdfast.CodeInvalid, "status must be free, held or confirmed")
+	}
+	var exists int
+	if err := s.db.QueryRow(ctx, `SELECT 1 FROM groups WHERE id = $1`, group).Scan(&exists); err != nil {
+		if errors.Is(err, ErrNoRows) {
+			return nil, holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
+		}
+		return nil, err
+	}
+	return s.units(ctx, group, status)
+}
+
+func (s *Store) units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
+	rows, err := s.db.Query(ctx, `SELECT u.id, `+unitStatus+`, COALESCE(h.id, '')
+		FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.group_id = $1 ORDER BY u.id`, group)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	units := []holdfast.Unit{}
+	for rows.Next() {
+		u := holdfast.Unit{Group: group}
+		if err := rows.Scan(&u.ID, &u.Status, &u.HoldID); err != nil {
+			return nil, err
+		}
+		if u.Status == holdfast.UnitFree {
+			u.HoldID = ""
+		}
+		if status == "" || u.Status == status {
+			units = append(units, u)
+		}
+	}
+	return units, rows.Err()
+}
+
+// ---- events ----
+
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]holdfast.Event, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	rows, err := s.db.Query(ctx, `SELECT seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
+		FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	events := []holdfast.Event{}
+	for rows.Next() {
+		var e holdfast.Event
+		var at int64
+		var data string
+		if err := rows.Scan(&e.Seq, &e.Type, &at, &e.HoldID, &e.Subject, &data); err != nil {
+			return nil, err
+		}
+		e.At = msTime(at)
+		e.Data = []byte(data)
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+// params returns "$start, $start+1, …" for n parameters.
+func params(start, n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", start+i)
+	}
+	return b.String()
+}

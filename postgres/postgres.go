@@ -1,0 +1,276 @@
+// Package postgres is holdfast on PostgreSQL, through pgx v5 and pgxpool:
+// the backend for several server instances sharing one database.
+//
+// Transactions run at READ COMMITTED: every claim is a conditional UPDATE
+// whose WHERE clause PostgreSQL re-evaluates on the newest row version after
+// waiting for a concurrent writer, which is exactly the check-and-act in one
+// step that the atomic strategy needs. Transact retries serialization
+// failures and deadlocks (neither is expected by design) a bounded number of
+// times with jitter.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Strategies lists the strategies this backend implements.
+var Strategies = []holdfast.Strategy{holdfast.Atomic}
+
+// Options configure Open.
+type Options struct {
+	Strategy holdfast.Strategy
+	Config   holdfast.Config
+	// MaxConns sizes the connection pool (default 32). Claims on one hot
+	// pool queue on its row lock, not on connections; cold pools gain from
+	// more connections up to what PostgreSQL's max_connections allows for
+	// all instances together.
+	MaxConns int32
+}
+
+// Store is a holdfast.Store on PostgreSQL.
+type Store struct {
+	*sqlstore.Store
+	pool *pgxpool.Pool
+}
+
+var _ holdfast.Store = (*Store)(nil)
+
+// Open connects to the database at url (postgres://…), applies the
+// migrations (under an advisory lock, so several servers starting at once
+// migrate once) and returns a Store.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	st := opts.Strategy
+	if st == "" {
+		st = holdfast.Atomic
+	}
+	if !supports(st) {
+		return nil, holdfast.Errorf(holdfast.CodeUnsupported, "strategy %q is not available on postgres (available: %v)", st, Strategies)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 32
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s, err := sqlstore.New(&db{pool}, dialect, opts.Config, st)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{Store: s, pool: pool}, nil
+}
+
+func supports(s holdfast.Strategy) bool {
+	for _, x := range Strategies {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Migrate applies the embedded migrations, each in its own transaction,
+// holding a session advisory lock so concurrent callers take turns.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	// The lock is per schema (advisory locks are already per database), so
+	// instances sharing a schema migrate one at a time while unrelated
+	// schemas — one per test — do not wait on each other.
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("holdfast migrations " + schema))
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64())), lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return err
+	}
+	fsys, _ := fs.Sub(migrations, "migrations")
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, fsys, goose.WithSessionLocker(locker))
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return nil
+}
+
+// Exec runs a statement bypassing the engine. It exists for tests that show
+// the database refusing a buggy write.
+func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := s.pool.Exec(ctx, query, args...)
+	return err
+}
+
+// Pool exposes the connection pool, for readiness checks and metrics.
+func (s *Store) ConnPool() *pgxpool.Pool { return s.pool }
+
+var dialect = sqlstore.Dialect{
+	Name:       "postgres",
+	ListSelect: func(n int) string { return fmt.Sprintf("SELECT unnest($%d::text[]) AS value", n) },
+	ListArg:    func(ids []string) any { return ids },
+	ForUpdate:  " FOR UPDATE",
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	Classify:   classify,
+}
+
+func classify(err error) sqlstore.ErrorKind {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return sqlstore.KindOther
+	}
+	switch pe.Code {
+	case "23505":
+		return sqlstore.KindUnique
+	case "23503":
+		return sqlstore.KindForeignKey
+	case "23514":
+		return sqlstore.KindCheck
+	}
+	return sqlstore.KindOther
+}
+
+// retryable reports a transaction that failed only because of its
+// interleaving with others: serialization_failure and deadlock_detected.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// interpret turns driver errors into domain errors at the boundary.
+func interpret(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return sqlstore.ErrNoRows
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: deadline passed waiting for the database: %v", holdfast.ErrBusy, err)
+	}
+	return err
+}
+
+type db struct{ pool *pgxpool.Pool }
+
+func (d *db) Close() error { d.pool.Close(); return nil }
+
+// Transact runs fn in a READ COMMITTED transaction. fn may be called more
+// than once: after a serialization failure or a deadlock it is retried up to
+// 5 times with capped exponential backoff and full jitter, within ctx.
+func (d *db) Transact(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
+	const attempts = 5
+	backoff := 2 * time.Millisecond
+	for i := 0; ; i++ {
+		err := d.transact(ctx, fn)
+		if err == nil || !retryable(err) || i == attempts-1 {
+			return interpret(err)
+		}
+		t := time.NewTimer(rand.N(backoff))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return interpret(err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+func (d *db) transact(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
+	tx, err := d.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return err
+	}
+	if err := fn(querier{tx}); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (d *db) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return querier{d.pool}.Exec(ctx, q, args...)
+}
+func (d *db) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	return querier{d.pool}.Query(ctx, q, args...)
+}
+func (d *db) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return querier{d.pool}.QueryRow(ctx, q, args...)
+}
+
+type pgxQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type querier struct{ q pgxQuerier }
+
+func (q querier) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := q.q.Exec(ctx, sql, args...)
+	if err != nil {
+		return 0, interpret(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (q querier) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	rows, err := q.q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, interpret(err)
+	}
+	return pgRows{rows}, nil
+}
+
+func (q querier) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
+	return pgRow{q.q.QueryRow(ctx, sql, args...)}
+}
+
+type pgRows struct{ pgx.Rows }
+
+func (r pgRows) Err() error { return interpret(r.Rows.Err()) }
+
+type pgRow struct{ pgx.Row }
+
+func (r pgRow) Scan(dest ...any) error { return interpret(r.Row.Scan(dest...)) }
+
+// QueryInt runs a query returning one integer, bypassing the engine. It
+// exists for tests that count in the database directly.
+func (s *Store) QueryInt(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, query, args...).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,321 @@
+// Package sqlite is holdfast's embedded default: everything in one file,
+// no server to install, on modernc.org/sqlite (pure Go, no cgo).
+//
+// SQLite has one writer at a time. The store keeps two connection pools on
+// the file: a write pool of exactly one connection, whose transactions begin
+// IMMEDIATE (taking the write lock up front, so a transaction never fails
+// half-way on upgrading a read lock), and a read pool for everything else,
+// which WAL lets run beside the writer. Writers inside this process queue on
+// the one connection; writers in other processes (holdfast audit, a second
+// server on the same file) wait on the busy timeout.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net/url"
+	"regexp"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+func init() {
+	// The database clock: on the embedded backend the process clock is the
+	// database's. Registered once for every connection the driver opens.
+	sqlite3.MustRegisterScalarFunction("holdfast_now_ms", 0, func(*sqlite3.FunctionContext, []driver.Value) (driver.Value, error) {
+		return time.Now().UnixMilli(), nil
+	})
+}
+
+// Strategies lists the strategies this backend implements.
+var Strategies = []holdfast.Strategy{holdfast.Atomic}
+
+// Options configure Open.
+type Options struct {
+	Strategy holdfast.Strategy
+	Config   holdfast.Config
+	// BusyTimeout is how long a write waits for another process holding
+	// the write lock (default 10 s).
+	BusyTimeout time.Duration
+}
+
+// Store is a holdfast.Store on a SQLite file.
+type Store struct {
+	*sqlstore.Store
+	db *db
+}
+
+var _ holdfast.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite database at path, applies the
+// migrations, and returns a Store.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	st := opts.Strategy
+	if st == "" {
+		st = holdfast.Atomic
+	}
+	if !supports(st) {
+		return nil, holdfast.Errorf(holdfast.CodeUnsupported, "strategy %q is not available on sqlite (available: %v)", st, Strategies)
+	}
+	busy := opts.BusyTimeout
+	if busy == 0 {
+		busy = 10 * time.Second
+	}
+	dsn := func(txlock string) string {
+		q := url.Values{}
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "foreign_keys(1)")
+		// FULL: a confirmed booking survives a power cut, not only a crash.
+		q.Add("_pragma", "synchronous(FULL)")
+		if txlock != "" {
+			q.Set("_txlock", txlock)
+		}
+		return "file:" + path + "?" + q.Encode()
+	}
+	w, err := sql.Open("sqlite", dsn("immediate"))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	r, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	d := &db{w: w, r: r}
+	if err := Migrate(ctx, w); err != nil {
+		d.Close()
+		return nil, err
+	}
+	s, err := sqlstore.New(d, dialect, opts.Config, st)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return &Store{Store: s, db: d}, nil
+}
+
+func supports(s holdfast.Strategy) bool {
+	for _, x := range Strategies {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Migrate applies the embedded migrations to db, each in its own transaction.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	fsys, _ := fs.Sub(migrations, "migrations")
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// Exec runs a statement on the write connection, bypassing the engine. It
+// exists for tests that show the database refusing a buggy write.
+func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := s.db.w.ExecContext(ctx, rewrite(query), args...)
+	return s.db.interpret(err)
+}
+
+var dialect = sqlstore.Dialect{
+	Name:       "sqlite",
+	ListSelect: func(n int) string { return fmt.Sprintf("SELECT value FROM json_each($%d)", n) },
+	ListArg:    listArg,
+	Classify:   classify,
+}
+
+func listArg(ids []string) any {
+	b, _ := json.Marshal(ids)
+	return string(b)
+}
+
+func classify(err error) sqlstore.ErrorKind {
+	var se *sqlite3.Error
+	if !errors.As(err, &se) {
+		return sqlstore.KindOther
+	}
+	switch se.Code() {
+	case sqlite3lib.SQLITE_CONSTRAINT_UNIQUE, sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return sqlstore.KindUnique
+	case sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return sqlstore.KindForeignKey
+	case sqlite3lib.SQLITE_CONSTRAINT_CHECK:
+		return sqlstore.KindCheck
+	}
+	return sqlstore.KindOther
+}
+
+func isBusy(err error) bool {
+	var se *sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code()&0xff == sqlite3lib.SQLITE_BUSY || se.Code()&0xff == sqlite3lib.SQLITE_LOCKED
+}
+
+// placeholder matches PostgreSQL's $n; SQLite binds ?n the same way.
+var placeholder = regexp.MustCompile(`\$(\d+)`)
+
+var rewritten sync.Map // string → string
+
+func rewrite(q string) string {
+	if v, ok := rewritten.Load(q); ok {
+		return v.(string)
+	}
+	r := placeholder.ReplaceAllString(q, "?$1")
+	rewritten.Store(q, r)
+	return r
+}
+
+type db struct {
+	w, r *sql.DB
+}
+
+func (d *db) Close() error {
+	return errors.Join(d.w.Close(), d.r.Close())
+}
+
+// interpret turns driver errors into domain errors at the boundary:
+// SQLITE_BUSY past the busy timeout becomes ErrBusy, a deadline becomes
+// ErrBusy too; constraint errors stay as they are for the engine to classify.
+func (d *db) interpret(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return sqlstore.ErrNoRows
+	case isBusy(err):
+		return fmt.Errorf("%w: database is locked by another writer: %v", holdfast.ErrBusy, err)
+	}
+	return err
+}
+
+func (d *db) Transact(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
+	const attempts = 5
+	backoff := 5 * time.Millisecond
+	for i := 0; ; i++ {
+		err := d.transact(ctx, fn)
+		if err == nil || !errors.Is(err, holdfast.ErrBusy) || i == attempts-1 || ctx.Err() != nil {
+			return err
+		}
+		// Another process held the write lock past the busy timeout: back
+		// off with full jitter and try again, within the caller's deadline.
+		t := time.NewTimer(rand.N(backoff))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		backoff *= 2
+	}
+}
+
+func (d *db) transact(ctx context.Context, fn func(tx sqlstore.Querier) error) (err error) {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return d.interpret(err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(querier{tx, d}); err != nil {
+		return err
+	}
+	return d.interpret(tx.Commit())
+}
+
+func (d *db) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return querier{d.r, d}.Exec(ctx, q, args...)
+}
+func (d *db) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	return querier{d.r, d}.Query(ctx, q, args...)
+}
+func (d *db) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return querier{d.r, d}.QueryRow(ctx, q, args...)
+}
+
+type sqlQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type querier struct {
+	q sqlQuerier
+	d *db
+}
+
+func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.q.ExecContext(ctx, rewrite(query), args...)
+	if err != nil {
+		return 0, q.d.interpret(err)
+	}
+	return res.RowsAffected()
+}
+
+func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := q.q.QueryContext(ctx, rewrite(query), args...)
+	if err != nil {
+		return nil, q.d.interpret(err)
+	}
+	return sqlRows{rows, q.d}, nil
+}
+
+func (q querier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return sqlRow{q.q.QueryRowContext(ctx, rewrite(query), args...), q.d}
+}
+
+type sqlRows struct {
+	*sql.Rows
+	d *db
+}
+
+func (r sqlRows) Close()     { _ = r.Rows.Close() }
+func (r sqlRows) Err() error { return r.d.interpret(r.Rows.Err()) }
+
+type sqlRow struct {
+	*sql.Row
+	d *db
+}
+
+func (r sqlRow) Scan(dest ...any) error { return r.d.interpret(r.Row.Scan(dest...)) }
+
+// QueryInt runs a query returning one integer, bypassing the engine. It
+// exists for tests that count in the database directly.
+func (s *Store) QueryInt(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.db.r.QueryRowContext(ctx, rewrite(query), args...).Scan(&n)
+	return n, err
+}
