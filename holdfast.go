@@ -2,6 +2,7 @@ package holdfast
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -161,7 +162,7 @@ type Event struct {
 	// Subject is the pool or group the event is about, when it is about one.
 	Subject string `json:"subject,omitempty"`
 	// Data is the JSON snapshot of the hold, pool or group after the change.
-	Data []byte `json:"data,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // AuditReport is a recount of every pool and unit from the claim rows,
@@ -247,6 +248,9 @@ type Store interface {
 	ExpireDue(ctx context.Context, limit int) (int, error)
 	// Audit recounts every pool and unit from the claim rows.
 	Audit(ctx context.Context) (AuditReport, error)
+	// Ready reports whether the database answers and has every migration
+	// this build knows applied.
+	Ready(ctx context.Context) error
 
 	Close() error
 }

@@ -33,6 +33,11 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+func init() {
+	fsys, _ := fs.Sub(migrations, "migrations")
+	dialect.SchemaVersion = sqlstore.NewestMigration(fsys)
+}
+
 // Strategies lists the strategies this backend implements.
 var Strategies = []holdfast.Strategy{holdfast.Atomic}
 

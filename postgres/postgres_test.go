@@ -47,3 +47,16 @@ func TestUnsupportedStrategy(t *testing.T) {
 		t.Fatalf("Open with strategy unsafe: got %v, want unsupported", err)
 	}
 }
+
+func BenchmarkHold(b *testing.B) {
+	holdfasttest.Bench(b, holdfasttest.Harness{
+		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+			s, err := postgres.Open(context.Background(), pg.Schema(t), postgres.Options{MaxConns: 32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s, nil
+		},
+	})
+}

@@ -38,6 +38,11 @@ import (
 var migrations embed.FS
 
 func init() {
+	fsys, _ := fs.Sub(migrations, "migrations")
+	dialect.SchemaVersion = sqlstore.NewestMigration(fsys)
+}
+
+func init() {
 	// The database clock: on the embedded backend the process clock is the
 	// database's. Registered once for every connection the driver opens.
 	sqlite3.MustRegisterScalarFunction("holdfast_now_ms", 0, func(*sqlite3.FunctionContext, []driver.Value) (driver.Value, error) {

@@ -35,3 +35,12 @@ func TestUnsupportedStrategy(t *testing.T) {
 		t.Fatalf("Open with strategy advisory: got %v, want unsupported", err)
 	}
 }
+
+func BenchmarkHold(b *testing.B) {
+	holdfasttest.Bench(b, holdfasttest.Harness{
+		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+			path := filepath.Join(t.TempDir(), "holdfast.db")
+			return open(t, path), func(t testing.TB) holdfast.Store { return open(t, path) }
+		},
+	})
+}

@@ -14,6 +14,9 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"strconv"
+	"strings"
 )
 
 // Row is one result row.
@@ -75,6 +78,22 @@ type Dialect struct {
 	// backend has one writer at a time and so needs none.
 	ForUpdate  string
 	SkipLocked string
+	// SchemaVersion is the newest migration the backend embeds.
+	SchemaVersion int64
 	// Classify tells what a driver error means.
 	Classify func(error) ErrorKind
+}
+
+// NewestMigration returns the version of the newest goose migration in
+// fsys (the number its file name starts with), for Dialect.SchemaVersion.
+func NewestMigration(fsys fs.FS) int64 {
+	entries, _ := fs.ReadDir(fsys, ".")
+	var newest int64
+	for _, e := range entries {
+		num, _, _ := strings.Cut(e.Name(), "_")
+		if v, err := strconv.ParseInt(num, 10, 64); err == nil && v > newest {
+			newest = v
+		}
+	}
+	return newest
 }

@@ -34,6 +34,19 @@ func New(db DB, d Dialect, cfg holdfast.Config, strategy holdfast.Strategy) (*St
 // Config returns the store's hold lifetime bounds, defaults filled in.
 func (s *Store) Config() holdfast.Config { return s.cfg }
 
+// Ready reports whether the database answers and its schema is at the
+// version this build ships.
+func (s *Store) Ready(ctx context.Context) error {
+	var v int64
+	if err := s.db.QueryRow(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v); err != nil {
+		return fmt.Errorf("database not reachable: %w", err)
+	}
+	if v < s.d.SchemaVersion {
+		return fmt.Errorf("schema at version %d, this build needs %d: run holdfast migrate", v, s.d.SchemaVersion)
+	}
+	return nil
+}
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -319,7 +332,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]holdfast.
 			return nil, err
 		}
 		e.At = msTime(at)
-		e.Data = []byte(data)
+		e.Data = json.RawMessage(data)
 		events = append(events, e)
 	}
 	return events, rows.Err()

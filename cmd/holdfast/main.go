@@ -1,0 +1,82 @@
+// Command holdfast is the reservation engine's server, migrator, auditor
+// and API client.
+//
+//	holdfast serve            # HTTP API on 127.0.0.1:8080, data in ./holdfast.db
+//	holdfast migrate --db …   # apply the schema
+//	holdfast audit --db …     # recount every pool and unit; exit 1 on a difference
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit code other than 1 (or 1 with nothing more to
+// print, when the command already said what went wrong).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+// env is the process environment as the commands see it.
+type env struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
+// run is main without the process: tests call it with their own args,
+// environment and output, and get the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "holdfast",
+		Short: "holdfast — reservations that never oversell",
+		Long: `holdfast is a reservation engine: pools of tickets, seat maps, rider fleets,
+held and confirmed so that nothing is ever given out twice.
+
+Storage is a SQLite file (default ./holdfast.db, no server needed) or a
+postgres:// URL for several servers sharing one database.`,
+		Example: `  holdfast serve                                  # API on 127.0.0.1:8080, data in ./holdfast.db
+  holdfast serve --db postgres://localhost/holdfast --addr :8080 --admin-key $KEY
+  holdfast audit --db ./holdfast.db`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e))
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "holdfast: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "holdfast: %v\n", err)
+	return 1
+}

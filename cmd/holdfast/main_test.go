@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/holdfasttest"
+	"github.com/holdfast/holdfast/sqlite"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func noEnv(string) string { return "" }
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut syncBuffer
+	code := run(context.Background(), args, noEnv, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, _ := runCmd(t, "bogus"); code != 1 {
+		t.Fatalf("unknown command: exit %d, want 1", code)
+	}
+	code, out, _ := runCmd(t, "--help")
+	if code != 0 || !strings.Contains(out, "Example") || !strings.Contains(out, "holdfast serve") {
+		t.Fatalf("--help: exit %d, output:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, "serve", "--help")
+	if code != 0 || !strings.Contains(out, "HOLDFAST_DB") || !strings.Contains(out, "Example") {
+		t.Fatalf("serve --help: exit %d, output:\n%s", code, out)
+	}
+}
+
+func TestMigrateAndAudit(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "holdfast.db")
+	if code, out, errOut := runCmd(t, "migrate", "--db", db); code != 0 || !strings.Contains(out, "migrated") {
+		t.Fatalf("migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	s, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdfasttest.MustCreatePool(t, s, "p", 10, 0)
+	holdfasttest.MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 3})
+	if code, out, errOut := runCmd(t, "audit", "--db", db); code != 0 || !strings.Contains(out, "ok:") {
+		t.Fatalf("audit of a clean database: exit %d\n%s%s", code, out, errOut)
+	}
+	// A buggy write that no constraint can see: the counter says 4 held,
+	// the claim rows say 3.
+	if err := s.Exec(context.Background(), `UPDATE pools SET held = 4 WHERE id = 'p'`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	code, out, _ := runCmd(t, "audit", "--db", db)
+	if code != 1 || !strings.Contains(out, "DIFFERENCE pool p: held counter 4, recount 3") {
+		t.Fatalf("audit of a drifted counter: exit %d, want 1; output:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, "audit", "--db", db, "--json")
+	var rep holdfast.AuditReport
+	if code != 1 || json.Unmarshal([]byte(out), &rep) != nil || rep.OK() {
+		t.Fatalf("audit --json: exit %d, output:\n%s", code, out)
+	}
+}
+
+func TestUnsupportedStrategyRefusedAtStart(t *testing.T) {
+	code, _, errOut := runCmd(t, "serve", "--db", filepath.Join(t.TempDir(), "x.db"), "--addr", "127.0.0.1:0", "--strategy", "advisory")
+	if code == 0 || !strings.Contains(errOut, `strategy "advisory" is not available on sqlite`) {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runCmd(t, "serve", "--db", filepath.Join(t.TempDir(), "x.db"), "--addr", "127.0.0.1:0", "--strategy", "magic")
+	if code == 0 || !strings.Contains(errOut, `unknown strategy "magic"`) {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// startServer runs "holdfast serve" in-process on a free port and returns
+// its base URL; the server stops when the test ends, and the test checks it
+// stopped cleanly.
+func startServer(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), noEnv, pw, &errOut)
+		pw.Close()
+		done <- code
+	}()
+	lines := bufio.NewScanner(pr)
+	addr := regexp.MustCompile(`listening on (http://\S+)`)
+	var base string
+	for lines.Scan() {
+		if m := addr.FindStringSubmatch(lines.Text()); m != nil {
+			base = m[1]
+			break
+		}
+	}
+	if base == "" {
+		cancel()
+		t.Fatalf("server did not start; exit %d; stderr:\n%s", <-done, errOut.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exited %d; stderr:\n%s", code, errOut.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve did not stop")
+		}
+	})
+	return base
+}
+
+// TestReadmeQuickStart runs the README's quick start as written: the curl
+// commands, in order, against a server started as the first command says.
+func TestReadmeQuickStart(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir) // serve's default --db is ./holdfast.db, as in the README
+	base := startServer(t)
+	var curls []string
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "curl ") {
+			curls = append(curls, line)
+		}
+	}
+	if len(curls) < 5 {
+		t.Fatalf("the README's quick start has %d curl commands", len(curls))
+	}
+	var statuses []int
+	var last []byte
+	for _, c := range curls {
+		status, body := curl(t, base, c)
+		statuses = append(statuses, status)
+		last = body
+	}
+	want := []int{201, 201, 200, 201, 409, 200}
+	if fmt.Sprint(statuses) != fmt.Sprint(want) {
+		t.Fatalf("quick start statuses %v, want %v (as the README explains)", statuses, want)
+	}
+	var feed struct {
+		Events []holdfast.Event `json:"events"`
+	}
+	if err := json.Unmarshal(last, &feed); err != nil || len(feed.Events) != 4 {
+		t.Fatalf("events feed: %v, %s", err, last)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "holdfast.db")); err != nil {
+		t.Fatalf("serve did not keep its data in ./holdfast.db: %v", err)
+	}
+}
+
+// curl runs one README curl line (the forms the README uses: -s, -X
+// METHOD, -d BODY, a localhost:8080 URL) against base.
+func curl(t *testing.T, base, line string) (int, []byte) {
+	t.Helper()
+	method, url, body := "GET", "", ""
+	fields := regexp.MustCompile(`'[^']*'|\S+`).FindAllString(line, -1)
+	for i := 1; i < len(fields); i++ {
+		switch f := fields[i]; {
+		case f == "-s":
+		case f == "-X":
+			i++
+			method = fields[i]
+		case f == "-d":
+			i++
+			body = strings.Trim(fields[i], "'")
+			if method == "GET" {
+				method = "POST"
+			}
+		case strings.HasPrefix(f, "localhost:8080"):
+			url = base + strings.TrimPrefix(f, "localhost:8080")
+		default:
+			t.Fatalf("README curl line uses %q, which this test does not understand: %s", f, line)
+		}
+	}
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}

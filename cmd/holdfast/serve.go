@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/expiry"
+	hfhttp "github.com/holdfast/holdfast/http"
+)
+
+type serveFlags struct {
+	db             dbFlags
+	addr           string
+	holdTTL        time.Duration
+	maxTTL         time.Duration
+	sweepInterval  time.Duration
+	requestTimeout time.Duration
+	shutdownGrace  time.Duration
+}
+
+func serveCmd(e env) *cobra.Command {
+	var f serveFlags
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API and the hold sweeper",
+		Long: `serve runs holdfast's HTTP API v1, applying migrations at start and running
+the hold sweeper. Several instances may share one PostgreSQL database.`,
+		Example: `  holdfast serve                                   # 127.0.0.1:8080, ./holdfast.db
+  holdfast serve --db postgres://localhost/holdfast --addr 127.0.0.1:9000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), e, f) },
+	}
+	fs := c.Flags()
+	f.db.register(fs, e)
+	fs.StringVar(&f.addr, "addr", envOr(e, "HOLDFAST_ADDR", "127.0.0.1:8080"), "listen address (env HOLDFAST_ADDR)")
+	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
+	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
+	fs.DurationVar(&f.sweepInterval, "sweep-interval", envDuration(e, "HOLDFAST_SWEEP_INTERVAL", time.Second), "how often expired holds are swept (env HOLDFAST_SWEEP_INTERVAL)")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", envDuration(e, "HOLDFAST_REQUEST_TIMEOUT", 10*time.Second), "deadline for each request (env HOLDFAST_REQUEST_TIMEOUT)")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", envDuration(e, "HOLDFAST_SHUTDOWN_GRACE", 30*time.Second), "how long in-flight requests may finish on shutdown (env HOLDFAST_SHUTDOWN_GRACE)")
+	return c
+}
+
+func serve(ctx context.Context, e env, f serveFlags) error {
+	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
+	cfg := holdfast.Config{DefaultTTL: f.holdTTL, MaxTTL: f.maxTTL}
+	if f.holdTTL <= 0 || f.maxTTL <= 0 || f.holdTTL > f.maxTTL {
+		return &exitError{code: 2, err: fmt.Errorf("--hold-ttl must be positive and at most --max-hold-ttl")}
+	}
+	store, err := f.db.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: hfhttp.NewServer(hfhttp.Config{
+			Store: store, Logger: log, Holds: cfg, RequestTimeout: f.requestTimeout,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      f.requestTimeout + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	// The sweeper lives as long as the server; it stops after the last
+	// request has finished.
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSweep()
+	sw := expiry.New(store, expiry.Config{Interval: f.sweepInterval, Logger: log})
+	sw.Start(sweepCtx)
+	defer sw.Stop()
+
+	fmt.Fprintf(e.stdout, "holdfast listening on http://%s (%s, strategy %s)\n", ln.Addr(), describe(f.db.db), f.db.strategy)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Graceful: stop accepting, let in-flight requests finish (each runs in
+	// one transaction, so none is left half-done), then close the store.
+	log.Info("shutting down", "grace", f.shutdownGrace)
+	shutCtx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "holdfast stopped")
+	return nil
+}

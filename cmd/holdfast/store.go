@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/sqlite"
+)
+
+// dbFlags are the storage flags the server-side commands share.
+type dbFlags struct {
+	db       string
+	strategy string
+}
+
+func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
+	fs.StringVar(&f.db, "db", envOr(e, "HOLDFAST_DB", "./holdfast.db"),
+		"database: a SQLite file path or a postgres:// URL (env HOLDFAST_DB)")
+	fs.StringVar(&f.strategy, "strategy", envOr(e, "HOLDFAST_STRATEGY", string(holdfast.Atomic)),
+		"how claims are made atomic: atomic (env HOLDFAST_STRATEGY)")
+}
+
+func envOr(e env, key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(e env, key string, def time.Duration) time.Duration {
+	if v := e.getenv(key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// open opens the store --db names, applying migrations.
+func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store, error) {
+	st, err := holdfast.ParseStrategy(f.strategy)
+	if err != nil {
+		return nil, err
+	}
+	if isPostgres(f.db) {
+		return postgres.Open(ctx, f.db, postgres.Options{Strategy: st, Config: cfg})
+	}
+	return sqlite.Open(ctx, f.db, sqlite.Options{Strategy: st, Config: cfg})
+}
+
+// describe names the database for output without its password.
+func describe(db string) string {
+	if isPostgres(db) {
+		if u, err := url.Parse(db); err == nil {
+			return u.Redacted()
+		}
+		return "postgres"
+	}
+	return "sqlite:" + db
+}

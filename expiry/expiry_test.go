@@ -1,0 +1,61 @@
+package expiry_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/expiry"
+	"github.com/holdfast/holdfast/holdfasttest"
+	"github.com/holdfast/holdfast/sqlite"
+)
+
+func TestSweeperExpiresDueHolds(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "x.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holdfasttest.MustCreatePool(t, s, "p", 300, 0)
+	var ids []string
+	for i := 0; i < 250; i++ { // more than two batches
+		ids = append(ids, holdfasttest.MustHold(t, s, "b", holdfast.Line{Pool: "p", Quantity: 1}).ID)
+	}
+	keep := holdfasttest.MustHold(t, s, "c", holdfast.Line{Pool: "p", Quantity: 1})
+	holdfasttest.MustExpire(t, s, ids...)
+
+	swept := make(chan int, 100)
+	sw := expiry.New(s, expiry.Config{Interval: 10 * time.Millisecond, Batch: 100, OnSweep: func(n int, err error) {
+		if err != nil {
+			t.Errorf("sweep: %v", err)
+		}
+		swept <- n
+	}})
+	sw.Start(ctx)
+	defer sw.Stop()
+	if n := <-swept; n != 250 {
+		t.Fatalf("first sweep expired %d, want 250", n)
+	}
+	if n := <-swept; n != 0 {
+		t.Fatalf("second sweep expired %d, want 0", n)
+	}
+	sw.Stop()
+	p := holdfasttest.MustPool(t, s, "p")
+	if p.Held != 1 || p.Available != 299 {
+		t.Fatalf("pool after sweep: %+v", p)
+	}
+	if h, _ := s.GetHold(ctx, keep.ID); h.Status != holdfast.StatusHeld {
+		t.Fatalf("unexpired hold is %s", h.Status)
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM events WHERE type = 'hold.expired'`); n != 250 {
+		t.Fatalf("expired events: %d, want 250", n)
+	}
+	holdfasttest.MustAuditClean(t, s)
+}
+
+func TestStopWithoutStart(t *testing.T) {
+	expiry.New(nil, expiry.Config{}).Stop() // must not block or panic
+}

@@ -1,0 +1,67 @@
+package holdfast_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/holdfast/holdfast"
+)
+
+func TestErrorsMatchByCode(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", holdfast.LineErrorf(holdfast.CodeSoldOut, 2, "pool %q has 0", "p"))
+	if !errors.Is(err, holdfast.ErrSoldOut) {
+		t.Fatal("errors.Is(wrapped sold_out, ErrSoldOut) = false")
+	}
+	if errors.Is(err, holdfast.ErrUnavailable) {
+		t.Fatal("sold_out matched ErrUnavailable")
+	}
+	if got := holdfast.ErrorCode(err); got != holdfast.CodeSoldOut {
+		t.Fatalf("ErrorCode = %q", got)
+	}
+	if got := holdfast.ErrorLine(err); got != 2 {
+		t.Fatalf("ErrorLine = %d, want 2", got)
+	}
+	if got := holdfast.ErrorCode(errors.New("disk on fire")); got != holdfast.CodeInternal {
+		t.Fatalf("a plain error has code %q, want internal", got)
+	}
+}
+
+func TestLineKind(t *testing.T) {
+	for _, tc := range []struct {
+		l    holdfast.Line
+		want holdfast.LineKind
+	}{
+		{holdfast.Line{Pool: "p", Quantity: 1}, holdfast.LinePool},
+		{holdfast.Line{Units: []string{"a"}}, holdfast.LineUnits},
+		{holdfast.Line{Group: "g", Any: 1}, holdfast.LineAny},
+		{holdfast.Line{Pool: "p", Units: []string{"a"}}, holdfast.LineInvalid},
+		{holdfast.Line{Pool: "p", Group: "g"}, holdfast.LineInvalid},
+		{holdfast.Line{Units: []string{"a"}, Any: 1}, holdfast.LineInvalid},
+		{holdfast.Line{}, holdfast.LineInvalid},
+	} {
+		if got := tc.l.Kind(); got != tc.want {
+			t.Errorf("%+v: got %d, want %d", tc.l, got, tc.want)
+		}
+	}
+}
+
+func TestParseStrategy(t *testing.T) {
+	if s, err := holdfast.ParseStrategy(""); err != nil || s != holdfast.Atomic {
+		t.Fatalf("default strategy: %q, %v", s, err)
+	}
+	if _, err := holdfast.ParseStrategy("yolo"); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("unknown strategy: %v", err)
+	}
+}
+
+func TestNewHoldIDUniqueAndSorted(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		id := holdfast.NewHoldID()
+		if seen[id] || len(id) != 28 {
+			t.Fatalf("id %q repeated or malformed", id)
+		}
+		seen[id] = true
+	}
+}

@@ -1,0 +1,123 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Codes the HTTP layer adds to the domain's.
+const (
+	CodeUnauthorized        holdfast.Code = "unauthorized"
+	CodeForbidden           holdfast.Code = "forbidden"
+	CodeTooLarge            holdfast.Code = "too_large"
+	CodeRateLimited         holdfast.Code = "rate_limited"
+	CodeIdempotencyMismatch holdfast.Code = "idempotency_mismatch"
+	CodeIdempotencyInFlight holdfast.Code = "idempotency_in_flight"
+	CodeMethodNotAllowed    holdfast.Code = "method_not_allowed"
+	CodeUnavailableService  holdfast.Code = "service_unavailable"
+)
+
+// statusOf is the one table from error code to HTTP status.
+var statusOf = map[holdfast.Code]int{
+	holdfast.CodeInvalid:       http.StatusBadRequest,
+	holdfast.CodeUnsupported:   http.StatusBadRequest,
+	CodeUnauthorized:           http.StatusUnauthorized,
+	CodeForbidden:              http.StatusForbidden,
+	holdfast.CodeNotFound:      http.StatusNotFound,
+	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
+	holdfast.CodeSoldOut:       http.StatusConflict,
+	holdfast.CodeUnavailable:   http.StatusConflict,
+	holdfast.CodeHoldExpired:   http.StatusConflict,
+	holdfast.CodeInvalidState:  http.StatusConflict,
+	holdfast.CodeLimitExceeded: http.StatusConflict,
+	holdfast.CodeConflict:      http.StatusConflict,
+	CodeIdempotencyInFlight:    http.StatusConflict,
+	CodeTooLarge:               http.StatusRequestEntityTooLarge,
+	CodeIdempotencyMismatch:    http.StatusUnprocessableEntity,
+	CodeRateLimited:            http.StatusTooManyRequests,
+	holdfast.CodeInternal:      http.StatusInternalServerError,
+	holdfast.CodeBusy:          http.StatusServiceUnavailable,
+	CodeUnavailableService:     http.StatusServiceUnavailable,
+}
+
+var titles = map[holdfast.Code]string{
+	holdfast.CodeInvalid:       "The request is invalid",
+	holdfast.CodeUnsupported:   "Not supported",
+	CodeUnauthorized:           "An API key is required",
+	CodeForbidden:              "This key may not do that",
+	holdfast.CodeNotFound:      "Not found",
+	CodeMethodNotAllowed:       "Method not allowed",
+	holdfast.CodeSoldOut:       "Sold out",
+	holdfast.CodeUnavailable:   "Unavailable",
+	holdfast.CodeHoldExpired:   "The hold has expired",
+	holdfast.CodeInvalidState:  "Not allowed in the hold's state",
+	holdfast.CodeLimitExceeded: "Per-holder limit exceeded",
+	holdfast.CodeConflict:      "Conflict",
+	CodeIdempotencyInFlight:    "A request with this Idempotency-Key is in flight",
+	CodeTooLarge:               "The request body is too large",
+	CodeIdempotencyMismatch:    "The Idempotency-Key was used for a different request",
+	CodeRateLimited:            "Too many requests",
+	holdfast.CodeInternal:      "Internal error",
+	holdfast.CodeBusy:          "Try again",
+	CodeUnavailableService:     "Service unavailable",
+}
+
+// Problem is an RFC 9457 problem detail with holdfast's stable code, and
+// the failing hold line when there is one.
+type Problem struct {
+	Type   string        `json:"type"`
+	Title  string        `json:"title"`
+	Status int           `json:"status"`
+	Detail string        `json:"detail,omitempty"`
+	Code   holdfast.Code `json:"code"`
+	Line   *int          `json:"line,omitempty"`
+}
+
+// problemOf turns an error into the problem the client sees. Internal
+// errors are logged in full and shown as a generic message.
+func problemOf(err error, log *slog.Logger) Problem {
+	code := holdfast.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		code, status = holdfast.CodeInternal, http.StatusInternalServerError
+	}
+	p := Problem{Type: "https://holdfast.dev/problems/" + string(code), Title: titles[code], Status: status, Code: code}
+	var he *holdfast.Error
+	switch {
+	case code == holdfast.CodeInternal:
+		log.Error("internal error", "err", err)
+		p.Detail = "something went wrong on our side; it has been logged"
+	case code == holdfast.CodeBusy:
+		log.Warn("request could not finish in time", "err", err)
+		p.Detail = "the request did not finish before its deadline; retry with the same Idempotency-Key"
+	case errors.As(err, &he):
+		p.Detail = he.Message
+		if he.Line >= 0 {
+			line := he.Line
+			p.Line = &line
+		}
+	}
+	return p
+}
+
+func writeProblem(w http.ResponseWriter, p Problem) {
+	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(1))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

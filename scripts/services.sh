@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests need are running, and prints the
+# environment that points the tests at them (eval it, or let scripts/test.sh).
+#
+#   PostgreSQL: the one on 127.0.0.1:5432 if it answers; otherwise a throwaway
+#               cluster on 127.0.0.1:55432 started here (initdb/pg_ctl as the
+#               postgres user, since PostgreSQL refuses root), installing
+#               Debian's postgresql package first when it is missing.
+#   Redis:      the one on 127.0.0.1:6379 if it answers; otherwise a
+#               throwaway redis-server on 127.0.0.1:56379, installing Debian's
+#               redis-server package first when it is missing.
+#
+# Idempotent: run it as often as you like; a throwaway service already
+# running is reused. HOLDFAST_THROWAWAY=1 skips the loopback defaults.
+set -euo pipefail
+
+log() { echo "services: $*" >&2; }
+state="${TMPDIR:-/tmp}/holdfast-test-services"
+mkdir -p "$state"
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    log "need $* but not root: install it, or point HOLDFAST_TEST_POSTGRES/HOLDFAST_TEST_REDIS at running services"
+    exit 1
+  fi
+  if [ ! -f "$state/apt-updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && touch "$state/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+pg_answers() { # url
+  if command -v psql >/dev/null 2>&1; then
+    psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
+  else
+    return 1
+  fi
+}
+
+postgres_url() {
+  if [ -n "${HOLDFAST_TEST_POSTGRES:-}" ]; then
+    echo "$HOLDFAST_TEST_POSTGRES"; return
+  fi
+  local local_url="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+  if [ "${HOLDFAST_THROWAWAY:-}" != 1 ] && pg_answers "$local_url"; then
+    echo "$local_url"; return
+  fi
+  local port=55432 url="postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable"
+  if pg_answers "$url"; then
+    echo "$url"; return
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    log "installing PostgreSQL"
+    apt_install postgresql
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  local data="$state/pg"
+  local as=()
+  if [ "$(id -u)" = 0 ]; then
+    as=(runuser -u postgres --)
+    chown postgres "$state"
+  fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "creating a throwaway PostgreSQL cluster in $data"
+    rm -rf "$data"
+    "${as[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  log "starting the throwaway PostgreSQL on port $port"
+  "${as[@]}" "$bin/pg_ctl" -D "$data" -l "$data/log" -w -t 60 \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >&2 || {
+    cat "$data/log" >&2; exit 1; }
+  echo "$url"
+}
+
+redis_answers() { # port
+  if command -v redis-cli >/dev/null 2>&1; then
+    [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]
+  else
+    return 1
+  fi
+}
+
+redis_url() {
+  if [ -n "${HOLDFAST_TEST_REDIS:-}" ]; then
+    echo "$HOLDFAST_TEST_REDIS"; return
+  fi
+  if [ "${HOLDFAST_THROWAWAY:-}" != 1 ] && redis_answers 6379; then
+    echo "redis://127.0.0.1:6379/0"; return
+  fi
+  local port=56379
+  if ! redis_answers $port; then
+    if ! command -v redis-server >/dev/null 2>&1; then
+      log "installing Redis"
+      apt_install redis-server redis-tools
+    fi
+    log "starting a throwaway Redis on port $port"
+    mkdir -p "$state/redis"
+    redis-server --port $port --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+      --dir "$state/redis" --logfile "$state/redis/log" >&2
+    for _ in $(seq 50); do redis_answers $port && break; sleep 0.1; done
+    redis_answers $port || { log "redis did not start"; cat "$state/redis/log" >&2; exit 1; }
+  fi
+  echo "redis://127.0.0.1:$port/0"
+}
+
+# psql and redis-cli are how this script sees a server; install the clients
+# when they are missing (a fresh Debian machine has neither).
+command -v psql >/dev/null 2>&1 || { log "installing the PostgreSQL client"; apt_install postgresql-client; }
+command -v redis-cli >/dev/null 2>&1 || { log "installing the Redis client"; apt_install redis-tools; }
+
+echo "export HOLDFAST_TEST_POSTGRES='$(postgres_url)'"
+echo "export HOLDFAST_TEST_REDIS='$(redis_url)'"

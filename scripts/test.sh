@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test run: services, static checks, every test. `make test` runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/services.sh)"
+echo "test: PostgreSQL at ${HOLDFAST_TEST_POSTGRES%%\?*}, Redis at $HOLDFAST_TEST_REDIS"
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+# A missing service is a failure, not a skip, in the full run.
+CI=true go test -race -count=1 -timeout 15m "$@" ./...
