@@ -126,6 +126,9 @@ type Hold struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	PaymentRef string    `json:"payment_ref,omitempty"`
+	// Owner is the API key that created the hold; only it (and an admin)
+	// may see or change the hold.
+	Owner string `json:"-"`
 }
 
 // HoldRequest asks for a hold. TTL 0 means the store's default.
@@ -133,6 +136,8 @@ type HoldRequest struct {
 	Holder string        `json:"holder"`
 	TTL    time.Duration `json:"-"`
 	Lines  []Line        `json:"lines"`
+	// Owner is the API key making the hold ("" when keys are not in use).
+	Owner string `json:"-"`
 }
 
 // EventType names a state change recorded in the outbox.
@@ -237,8 +242,9 @@ type Store interface {
 	// GetHold returns a hold. A held hold past its expiry reads as expired.
 	// ErrNotFound.
 	GetHold(ctx context.Context, id string) (Hold, error)
-	// Holds lists a holder's holds, newest first.
-	Holds(ctx context.Context, holder string) ([]Hold, error)
+	// Holds lists a holder's holds, newest first; only those created by
+	// owner unless owner is "".
+	Holds(ctx context.Context, holder, owner string) ([]Hold, error)
 
 	// Events returns up to limit outbox events with Seq > after, in Seq order.
 	Events(ctx context.Context, after int64, limit int) ([]Event, error)
@@ -251,6 +257,9 @@ type Store interface {
 	// Ready reports whether the database answers and has every migration
 	// this build knows applied.
 	Ready(ctx context.Context) error
+
+	IdempotencyStore
+	KeyStore
 
 	Close() error
 }

@@ -37,6 +37,9 @@ func Run(t *testing.T, h Harness) {
 		{"HoldsByHolder", testHoldsByHolder},
 		{"DatabaseHasLastWord", testDatabaseHasLastWord},
 		{"AuditFindsDifference", testAuditFindsDifference},
+		{"IdempotencyReplay", testIdempotencyReplay},
+		{"IdempotencyTakeover", testIdempotencyTakeover},
+		{"Keys", testKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 			{"PerHolderLimit", racePerHolderLimit},
 			{"Sweepers", raceSweepers},
 			{"ExpiredCapacityUnderLoad", raceExpiredCapacity},
+			{"IdempotencySameKey", raceIdempotencySameKey},
 		} {
 			t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
 		}
@@ -612,7 +616,7 @@ func testHoldsByHolder(t *testing.T, h Harness) {
 	a1 := MustHold(t, s, "alice", holdfast.Line{Pool: "p", Quantity: 1})
 	MustHold(t, s, "bob", holdfast.Line{Pool: "p", Quantity: 1})
 	a2 := MustHold(t, s, "alice", holdfast.Line{Pool: "p", Quantity: 2})
-	holds, err := s.Holds(ctx, "alice")
+	holds, err := s.Holds(ctx, "alice", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -332,7 +332,7 @@ func (s *Server) listHolds(r *http.Request) (int, any, error) {
 	if holder == "" {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "the holder query parameter is required")
 	}
-	holds, err := s.cfg.Store.Holds(r.Context(), holder)
+	holds, err := s.cfg.Store.Holds(r.Context(), holder, "")
 	return http.StatusOK, map[string]any{"holds": holds}, err
 }
 

@@ -77,14 +77,14 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 // A line that cannot be had comes back as a lineFailure, and the caller
 // rolls the transaction back, so nothing is taken.
 func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, ttl time.Duration, confirm bool, paymentRef string) (holdfast.Hold, *lineFailure, error) {
-	h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef}
+	h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef, Owner: r.Owner}
 	if confirm {
 		h.Status = holdfast.StatusConfirmed
 	}
 	var created, expires int64
-	err := tx.QueryRow(ctx, `INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref)
-		VALUES ($1, $2, $3, holdfast_now_ms(), holdfast_now_ms() + $4, holdfast_now_ms(), $5) RETURNING created_at, expires_at`,
-		h.ID, h.Holder, string(h.Status), ttl.Milliseconds(), paymentRef).Scan(&created, &expires)
+	err := tx.QueryRow(ctx, `INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner)
+		VALUES ($1, $2, $3, holdfast_now_ms(), holdfast_now_ms() + $4, holdfast_now_ms(), $5, $6) RETURNING created_at, expires_at`,
+		h.ID, h.Holder, string(h.Status), ttl.Milliseconds(), paymentRef, r.Owner).Scan(&created, &expires)
 	if err != nil {
 		return h, nil, err
 	}
@@ -173,7 +173,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, t
 			return h, nil, err
 		}
 	}
-	return h, nil, nil
+	return h, nil, s.record(ctx, tx, h)
 }
 
 func compare(a, b string) int {

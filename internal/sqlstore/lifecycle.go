@@ -57,7 +57,10 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 		if h, err = s.getHold(ctx, tx, id); err != nil {
 			return err
 		}
-		return s.event(ctx, tx, c.event, id, "", h)
+		if err := s.event(ctx, tx, c.event, id, "", h); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, h)
 	})
 	return h, err
 }
@@ -358,8 +361,8 @@ func (s *Store) getHold(ctx context.Context, q Querier, id string) (holdfast.Hol
 	var status string
 	var created, expires, updated int64
 	var expired bool
-	err := q.QueryRow(ctx, `SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, expires_at <= holdfast_now_ms()
-		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &expired)
+	err := q.QueryRow(ctx, `SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, expires_at <= holdfast_now_ms()
+		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &h.Owner, &expired)
 	if errors.Is(err, ErrNoRows) {
 		return h, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
@@ -412,11 +415,12 @@ func (s *Store) getHold(ctx context.Context, q Querier, id string) (holdfast.Hol
 // maxHoldsListed bounds Holds; a cursor comes with the HTTP API.
 const maxHoldsListed = 200
 
-func (s *Store) Holds(ctx context.Context, holder string) ([]holdfast.Hold, error) {
+func (s *Store) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hold, error) {
 	if err := holdfast.ValidateHolder(holder); err != nil {
 		return nil, err
 	}
-	ids, err := queryStrings(ctx, s.db, `SELECT id FROM holds WHERE holder = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, holder, maxHoldsListed)
+	ids, err := queryStrings(ctx, s.db, `SELECT id FROM holds WHERE holder = $1 AND ($3 = '' OR owner = $3)
+		ORDER BY created_at DESC, id DESC LIMIT $2`, holder, maxHoldsListed, owner)
 	if err != nil {
 		return nil, err
 	}

@@ -102,7 +102,10 @@ func (s *Store) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool,
 		if out, err = s.pool(ctx, tx, p.ID); err != nil {
 			return err
 		}
-		return s.event(ctx, tx, holdfast.EventPoolCreated, "", p.ID, out)
+		if err := s.event(ctx, tx, holdfast.EventPoolCreated, "", p.ID, out); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, out)
 	})
 	return out, err
 }
@@ -163,7 +166,10 @@ func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (hol
 				short = true
 				return errRollback
 			}
-			return s.event(ctx, tx, holdfast.EventPoolChanged, "", id, out)
+			if err := s.event(ctx, tx, holdfast.EventPoolChanged, "", id, out); err != nil {
+				return err
+			}
+			return s.record(ctx, tx, out)
 		})
 		if !short {
 			return out, err
@@ -195,7 +201,10 @@ func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Gro
 			}
 			return err
 		}
-		return s.event(ctx, tx, holdfast.EventGroupCreated, "", g.ID, g)
+		if err := s.event(ctx, tx, holdfast.EventGroupCreated, "", g.ID, g); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, g)
 	})
 	if err != nil {
 		return holdfast.Group{}, err
@@ -225,7 +234,10 @@ func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error 
 			}
 			return err
 		}
-		return s.event(ctx, tx, holdfast.EventUnitsAdded, "", group, map[string]any{"group": group, "ids": ids})
+		if err := s.event(ctx, tx, holdfast.EventUnitsAdded, "", group, map[string]any{"group": group, "ids": ids}); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, nil)
 	})
 }
 

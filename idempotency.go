@@ -1,0 +1,83 @@
+package holdfast
+
+import (
+	"context"
+	"time"
+)
+
+// Idempotency errors.
+const (
+	// CodeIdempotencyMismatch: the key was used before for a different request.
+	CodeIdempotencyMismatch Code = "idempotency_mismatch"
+	// CodeIdempotencyInFlight: the first request with this key has not finished.
+	CodeIdempotencyInFlight Code = "idempotency_in_flight"
+)
+
+var (
+	ErrIdempotencyMismatch = &Error{Code: CodeIdempotencyMismatch, Line: -1}
+	ErrIdempotencyInFlight = &Error{Code: CodeIdempotencyInFlight, Line: -1}
+)
+
+// IdempotencyTTL is how long a key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+// StoredResponse is the first answer given for an idempotency key.
+type StoredResponse struct {
+	Status int
+	Body   []byte
+}
+
+// Idempotency is a claimed idempotency key travelling with a request's
+// context. A store that finds one in the context of a state change records
+// the change's response against the key in the same transaction as the
+// change, and refuses the change (rolling it back) if the key is no longer
+// this request's: so a key has exactly one effect, even if a retry took the
+// key over from a request that stalled.
+type Idempotency struct {
+	Scope, Key string
+	// Token identifies this request's claim on the key.
+	Token string
+	// Render turns the change's result into the response to store.
+	Render func(result any) StoredResponse
+
+	recorded bool
+}
+
+// Recorded reports whether a store recorded the response in its transaction.
+func (i *Idempotency) Recorded() bool { return i.recorded }
+
+// MarkRecorded is called by a store once it has recorded the response.
+func (i *Idempotency) MarkRecorded() { i.recorded = true }
+
+type idempotencyKey struct{}
+
+// WithIdempotency returns ctx carrying i.
+func WithIdempotency(ctx context.Context, i *Idempotency) context.Context {
+	return context.WithValue(ctx, idempotencyKey{}, i)
+}
+
+// IdempotencyFrom returns the claimed key ctx carries, or nil.
+func IdempotencyFrom(ctx context.Context) *Idempotency {
+	i, _ := ctx.Value(idempotencyKey{}).(*Idempotency)
+	return i
+}
+
+// IdempotencyStore keeps idempotency keys.
+type IdempotencyStore interface {
+	// BeginIdempotent claims (scope, key) for a request with the given
+	// fingerprint. It returns the token for the claim when the key is new
+	// (or forgotten, or held by a request in flight for longer than
+	// staleAfter, which is taken over); the stored response when the key
+	// has one; ErrIdempotencyMismatch when the key was used with another
+	// fingerprint; ErrIdempotencyInFlight while the first request runs.
+	BeginIdempotent(ctx context.Context, scope, key, fingerprint string, staleAfter time.Duration) (token string, replay *StoredResponse, err error)
+	// FinishIdempotent records the response of a request that changed
+	// nothing (a refusal), so that a retry gets the same answer. No-op if
+	// the token no longer holds the key.
+	FinishIdempotent(ctx context.Context, scope, key, token string, r StoredResponse) error
+	// AbandonIdempotent forgets a claim whose request failed without an
+	// answer worth replaying (the database was down), so a retry can run.
+	AbandonIdempotent(ctx context.Context, scope, key, token string) error
+	// PurgeIdempotency deletes keys older than IdempotencyTTL.
+	PurgeIdempotency(ctx context.Context) (int, error)
+}

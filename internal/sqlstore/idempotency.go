@@ -1,0 +1,149 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint string, staleAfter time.Duration) (string, *holdfast.StoredResponse, error) {
+	token := newToken()
+	var replay *holdfast.StoredResponse
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		replay = nil
+		n, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, 'in_flight', holdfast_now_ms(), holdfast_now_ms()) ON CONFLICT (scope, key) DO NOTHING`,
+			scope, key, fingerprint, token)
+		if err != nil || n == 1 {
+			return err
+		}
+		var fp, state string
+		var status *int64
+		var body []byte
+		var forgotten, stale bool
+		err = tx.QueryRow(ctx, `SELECT fingerprint, state, status, body,
+			created_at <= holdfast_now_ms() - $3, updated_at <= holdfast_now_ms() - $4
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`+s.d.ForUpdate,
+			scope, key, holdfast.IdempotencyTTL.Milliseconds(), staleAfter.Milliseconds()).
+			Scan(&fp, &state, &status, &body, &forgotten, &stale)
+		if err != nil {
+			return err
+		}
+		switch {
+		case forgotten, state == "in_flight" && stale && fp == fingerprint:
+			// A key past its lifetime is new again; a request stalled past
+			// staleAfter loses its claim: its own change will be refused
+			// when it tries to record under the old token.
+			_, err := tx.Exec(ctx, `UPDATE idempotency_keys SET fingerprint = $3, token = $4, state = 'in_flight', status = NULL, body = NULL,
+				created_at = holdfast_now_ms(), updated_at = holdfast_now_ms() WHERE scope = $1 AND key = $2`, scope, key, fingerprint, token)
+			return err
+		case fp != fingerprint:
+			return holdfast.Errorf(holdfast.CodeIdempotencyMismatch, "this Idempotency-Key was used for a different request")
+		case state == "in_flight":
+			return holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "the first request with this Idempotency-Key is still in flight")
+		}
+		replay = &holdfast.StoredResponse{Status: int(derefInt(status)), Body: body}
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if replay != nil {
+		return "", replay, nil
+	}
+	return token, nil, nil
+}
+
+func derefInt(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// record stores the response of a change under the idempotency key its
+// context carries, inside the change's own transaction. If the key is no
+// longer this request's, the change is refused and rolls back.
+func (s *Store) record(ctx context.Context, tx Querier, result any) error {
+	i := holdfast.IdempotencyFrom(ctx)
+	if i == nil {
+		return nil
+	}
+	r := i.Render(result)
+	n, err := tx.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
+		WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, i.Scope, i.Key, i.Token, r.Status, r.Body)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")
+	}
+	i.MarkRecorded()
+	return nil
+}
+
+func (s *Store) FinishIdempotent(ctx context.Context, scope, key, token string, r holdfast.StoredResponse) error {
+	_, err := s.db.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
+		WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, scope, key, token, r.Status, r.Body)
+	return err
+}
+
+func (s *Store) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
+	_, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, scope, key, token)
+	return err
+}
+
+func (s *Store) PurgeIdempotency(ctx context.Context) (int, error) {
+	n, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at <= holdfast_now_ms() - $1`, holdfast.IdempotencyTTL.Milliseconds())
+	return int(n), err
+}
+
+// ---- API keys ----
+
+func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIKey, error) {
+	if err := holdfast.ValidateID("key", k.ID); err != nil {
+		return k, err
+	}
+	if k.Name == "" || len(k.Name) > holdfast.MaxNameLen {
+		return k, holdfast.Errorf(holdfast.CodeInvalid, "name must be 1 to %d characters", holdfast.MaxNameLen)
+	}
+	if k.Role != holdfast.RoleAdmin && k.Role != holdfast.RoleClient {
+		return k, holdfast.Errorf(holdfast.CodeInvalid, "role must be admin or client")
+	}
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		var created int64
+		err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, holdfast_now_ms()) RETURNING created_at`,
+			k.ID, k.Name, string(k.Role), k.Hash).Scan(&created)
+		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return holdfast.Errorf(holdfast.CodeConflict, "key %q exists", k.ID)
+			}
+			return err
+		}
+		k.CreatedAt = msTime(created)
+		return s.record(ctx, tx, k)
+	})
+	return k, err
+}
+
+func (s *Store) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	var k holdfast.APIKey
+	var role string
+	var created int64
+	err := s.db.QueryRow(ctx, `SELECT id, name, role, hash, created_at FROM api_keys WHERE id = $1`, id).Scan(&k.ID, &k.Name, &role, &k.Hash, &created)
+	if errors.Is(err, ErrNoRows) {
+		return k, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+	}
+	k.Role, k.CreatedAt = holdfast.Role(role), msTime(created)
+	return k, err
+}
