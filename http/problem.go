@@ -1,25 +1,24 @@
 package http
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/holdfast/holdfast"
 )
 
 // Codes the HTTP layer adds to the domain's.
 const (
-	CodeUnauthorized        holdfast.Code = "unauthorized"
-	CodeForbidden           holdfast.Code = "forbidden"
-	CodeTooLarge            holdfast.Code = "too_large"
-	CodeRateLimited         holdfast.Code = "rate_limited"
-	CodeIdempotencyMismatch holdfast.Code = "idempotency_mismatch"
-	CodeIdempotencyInFlight holdfast.Code = "idempotency_in_flight"
-	CodeMethodNotAllowed    holdfast.Code = "method_not_allowed"
-	CodeUnavailableService  holdfast.Code = "service_unavailable"
+	CodeUnauthorized       holdfast.Code = "unauthorized"
+	CodeForbidden          holdfast.Code = "forbidden"
+	CodeTooLarge           holdfast.Code = "too_large"
+	CodeRateLimited        holdfast.Code = "rate_limited"
+	CodeMethodNotAllowed   holdfast.Code = "method_not_allowed"
+	CodeUnavailableService holdfast.Code = "service_unavailable"
+
+	CodeIdempotencyMismatch = holdfast.CodeIdempotencyMismatch
+	CodeIdempotencyInFlight = holdfast.CodeIdempotencyInFlight
 )
 
 // statusOf is the one table from error code to HTTP status.
@@ -106,18 +105,5 @@ func problemOf(err error, log *slog.Logger) Problem {
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {
-	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", strconv.Itoa(1))
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	writeBody(w, p.Status, encode(p), true)
 }

@@ -1,19 +1,27 @@
 // Package http serves holdfast's HTTP/JSON API v1: pools, groups, holds,
-// bookings and the outbox feed, with RFC 9457 problem+json errors carrying
-// holdfast's stable codes.
+// bookings, keys and the outbox feed, with RFC 9457 problem+json errors
+// carrying holdfast's stable codes, API keys, Idempotency-Key on every
+// POST, Prometheus metrics and an OpenAPI document. Client (client.go)
+// speaks the same API for the CLI.
 package http
 
 import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/holdfast/holdfast"
 )
@@ -24,17 +32,32 @@ type Config struct {
 	Logger *slog.Logger
 	// Holds bounds hold TTLs; it must match the store's.
 	Holds holdfast.Config
+	// AdminKey is the admin's bearer key. Empty means open mode: no keys,
+	// every request acts as admin (serve allows it on loopback only).
+	AdminKey string
 	// RequestTimeout is each request's deadline (default 10 s).
 	RequestTimeout time.Duration
 	// MaxBody is the largest request body accepted (default 1 MiB).
 	MaxBody int64
+	// RateLimit is each key's sustained requests per second (0: no limit),
+	// with bursts of twice that. Only this limit ever answers 429.
+	RateLimit float64
+	// Registry receives the API's metrics and is served at /metrics
+	// (default: a new registry).
+	Registry *prometheus.Registry
 }
 
 // Server is the API as an http.Handler.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
-	log *slog.Logger
+	cfg      Config
+	mux      *http.ServeMux
+	log      *slog.Logger
+	metrics  *metrics
+	keys     keyCache
+	limiter  *limiter
+	patterns []string
+
+	inflight sync.WaitGroup
 }
 
 // NewServer returns the API handler.
@@ -43,7 +66,13 @@ func NewServer(cfg Config) *Server {
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 10*time.Second)
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 1<<20)
 	cfg.Holds = cfg.Holds.WithDefaults()
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, metrics: newMetrics(cfg.Registry)}
+	if cfg.RateLimit > 0 {
+		s.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit)
+	}
 	s.routes()
 	return s
 }
@@ -54,388 +83,234 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
+// Patterns lists the routes the server answers, for the OpenAPI test.
+func (s *Server) Patterns() []string { return s.patterns }
+
+// access says who may call a route.
+type access int
+
+const (
+	public access = iota // no key needed
+	client               // any valid key
+	admin                // the admin key
+)
+
 // handler is an API handler: it returns the status and body to send, or an
 // error to turn into a problem.
-type handler func(r *http.Request) (int, any, error)
+type handler func(r *http.Request, p principal) (int, any, error)
 
-func (s *Server) handle(pattern string, h handler) {
+func (s *Server) handle(pattern string, acc access, h handler) {
+	s.patterns = append(s.patterns, pattern)
+	route := pattern
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		status, body, err := h(r)
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && holdfast.ErrorCode(err) == holdfast.CodeInternal {
-				err = holdfast.Errorf(holdfast.CodeBusy, "deadline passed")
-			}
-			writeProblem(w, problemOf(err, s.log))
-			return
-		}
-		writeJSON(w, status, body)
+		start := time.Now()
+		status := s.serve(w, r, acc, h)
+		s.metrics.observe(route, status, time.Since(start))
 	})
+}
+
+// serve runs one request through authentication, the rate limit and
+// idempotency, and writes the answer. It returns the status sent.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, acc access, h handler) int {
+	var p principal
+	if acc != public {
+		var err error
+		if p, err = s.authenticate(r); err != nil {
+			return s.writeError(w, err)
+		}
+		if acc == admin && p.role != holdfast.RoleAdmin {
+			return s.writeError(w, holdfast.Errorf(CodeForbidden, "this needs the admin key"))
+		}
+		if s.limiter != nil {
+			if ok, wait := s.limiter.allow(p.id); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+				return s.writeError(w, holdfast.Errorf(CodeRateLimited, "this key's rate limit is %g requests per second", s.cfg.RateLimit))
+			}
+		}
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" || (r.Method != http.MethodPost && r.Method != http.MethodPatch) {
+		status, body, err := h(r, p)
+		if err != nil {
+			return s.writeError(w, err)
+		}
+		writeBody(w, status, encode(body), false)
+		return status
+	}
+	return s.idempotent(w, r, p, key, h)
+}
+
+// idempotent runs a change under an Idempotency-Key: the first request with
+// a key runs, and its answer — success or refusal — is stored (successes in
+// the change's own transaction); the same key and request again gets that
+// answer; a different request gets 422; a request while the first runs, 409.
+func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, p principal, key string, h handler) int {
+	if len(key) > 255 || !printable(key) {
+		return s.writeError(w, holdfast.Errorf(holdfast.CodeInvalid, "Idempotency-Key must be 1 to 255 printable ASCII characters"))
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		return s.writeError(w, err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	sum := sha256.New()
+	sum.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
+	sum.Write(body)
+	fp := hex.EncodeToString(sum.Sum(nil))
+
+	token, replay, err := s.cfg.Store.BeginIdempotent(r.Context(), p.id, key, fp, 2*s.cfg.RequestTimeout)
+	if err != nil {
+		return s.writeError(w, err)
+	}
+	if replay != nil {
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeBody(w, replay.Status, replay.Body, replay.Status >= 400)
+		return replay.Status
+	}
+	rec := &holdfast.Idempotency{Scope: p.id, Key: key, Token: token}
+	var okStatus int
+	rec.Render = func(result any) holdfast.StoredResponse {
+		return holdfast.StoredResponse{Status: okStatus, Body: encode(result)}
+	}
+	// The handler's success status is known once it returns; the store
+	// renders inside its transaction, before that. Routes declare it up
+	// front through the request's method: POSTs that create answer 201.
+	okStatus = successStatus(r)
+	status, out, herr := h(r.WithContext(holdfast.WithIdempotency(r.Context(), rec)), p)
+	// Never leave the key claimed past this request, even if it is cancelled.
+	ctx := context.WithoutCancel(r.Context())
+	if herr != nil {
+		prob := problemOf(herr, s.log)
+		switch {
+		case prob.Status >= 500, prob.Code == CodeIdempotencyInFlight:
+			// Nothing worth replaying (or the key is a retry's now): let
+			// a retry run.
+			if err := s.cfg.Store.AbandonIdempotent(ctx, p.id, key, token); err != nil {
+				s.log.Warn("abandon idempotency key", "err", err)
+			}
+		default:
+			if err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, token, holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)}); err != nil {
+				s.log.Warn("store refusal for idempotency key", "err", err)
+			}
+		}
+		writeProblem(w, prob)
+		return prob.Status
+	}
+	b := encode(out)
+	if !rec.Recorded() {
+		// A route whose store call does not record (none today): store
+		// the answer now, after the fact.
+		if err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, token, holdfast.StoredResponse{Status: status, Body: b}); err != nil {
+			s.log.Warn("store answer for idempotency key", "err", err)
+		}
+	}
+	writeBody(w, status, b, false)
+	return status
+}
+
+func successStatus(r *http.Request) int {
+	if r.Method == http.MethodPost && createRoutes[r.Pattern] {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+// createRoutes answer 201 Created.
+var createRoutes = map[string]bool{
+	"POST /v1/pools":             true,
+	"POST /v1/groups":            true,
+	"POST /v1/groups/{id}/units": true,
+	"POST /v1/holds":             true,
+	"POST /v1/bookings":          true,
+	"POST /v1/keys":              true,
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (s *Server) writeError(w http.ResponseWriter, err error) int {
+	if errors.Is(err, context.DeadlineExceeded) && holdfast.ErrorCode(err) == holdfast.CodeInternal {
+		err = holdfast.Errorf(holdfast.CodeBusy, "deadline passed")
+	}
+	p := problemOf(err, s.log)
+	writeProblem(w, p)
+	return p.Status
+}
+
+// encode is the one JSON encoding of every body, so a stored answer and
+// the first answer are byte for byte the same.
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(Problem{Status: 500, Code: holdfast.CodeInternal, Title: titles[holdfast.CodeInternal]})
+	}
+	return append(b, '\n')
+}
+
+func writeBody(w http.ResponseWriter, status int, body []byte, problem bool) {
+	ct := "application/json"
+	if problem {
+		ct = "application/problem+json"
+	}
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	s.handle("GET /healthz", public, func(*http.Request, principal) (int, any, error) {
+		return http.StatusOK, map[string]string{"status": "ok"}, nil
 	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET /readyz", public, func(r *http.Request, _ principal) (int, any, error) {
 		if err := s.cfg.Store.Ready(r.Context()); err != nil {
 			s.log.Warn("not ready", "err", err)
-			writeProblem(w, Problem{Type: "https://holdfast.dev/problems/service_unavailable", Title: titles[CodeUnavailableService],
-				Status: http.StatusServiceUnavailable, Code: CodeUnavailableService, Detail: "database not ready"})
-			return
+			return 0, nil, holdfast.Errorf(CodeUnavailableService, "the database is not ready")
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return http.StatusOK, map[string]string{"status": "ready"}, nil
+	})
+	s.patterns = append(s.patterns, "GET /metrics", "GET /openapi.json")
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		writeBody(w, http.StatusOK, openAPI, false)
 	})
 
-	s.handle("POST /v1/pools", s.createPool)
-	s.handle("GET /v1/pools", s.listPools)
-	s.handle("GET /v1/pools/{id}", s.getPool)
-	s.handle("PATCH /v1/pools/{id}", s.patchPool)
-	s.handle("POST /v1/groups", s.createGroup)
-	s.handle("GET /v1/groups/{id}", s.getGroup)
-	s.handle("POST /v1/groups/{id}/units", s.addUnits)
-	s.handle("GET /v1/groups/{id}/units", s.listUnits)
-	s.handle("POST /v1/holds", s.createHold)
-	s.handle("GET /v1/holds", s.listHolds)
-	s.handle("GET /v1/holds/{id}", s.getHold)
-	s.handle("POST /v1/holds/{id}/confirm", s.confirm)
-	s.handle("POST /v1/holds/{id}/release", s.release)
-	s.handle("POST /v1/holds/{id}/extend", s.extend)
-	s.handle("POST /v1/holds/{id}/cancel", s.cancel)
-	s.handle("POST /v1/holds/{id}/complete", s.complete)
-	s.handle("POST /v1/bookings", s.book)
-	s.handle("GET /v1/events", s.events)
-	s.handle("/", func(r *http.Request) (int, any, error) {
+	s.handle("POST /v1/pools", admin, s.createPool)
+	s.handle("GET /v1/pools", client, s.listPools)
+	s.handle("GET /v1/pools/{id}", client, s.getPool)
+	s.handle("PATCH /v1/pools/{id}", admin, s.patchPool)
+	s.handle("POST /v1/groups", admin, s.createGroup)
+	s.handle("GET /v1/groups/{id}", client, s.getGroup)
+	s.handle("POST /v1/groups/{id}/units", admin, s.addUnits)
+	s.handle("GET /v1/groups/{id}/units", client, s.listUnits)
+	s.handle("POST /v1/holds", client, s.createHold)
+	s.handle("GET /v1/holds", client, s.listHolds)
+	s.handle("GET /v1/holds/{id}", client, s.getHold)
+	s.handle("POST /v1/holds/{id}/confirm", client, s.confirm)
+	s.handle("POST /v1/holds/{id}/release", client, s.release)
+	s.handle("POST /v1/holds/{id}/extend", client, s.extend)
+	s.handle("POST /v1/holds/{id}/cancel", client, s.cancel)
+	s.handle("POST /v1/holds/{id}/complete", client, s.complete)
+	s.handle("POST /v1/bookings", client, s.book)
+	s.handle("GET /v1/events", admin, s.events)
+	s.handle("POST /v1/keys", admin, s.createKey)
+
+	notFound := func(r *http.Request, _ principal) (int, any, error) {
 		return 0, nil, holdfast.Errorf(holdfast.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		_, _, err := notFound(r, principal{})
+		s.metrics.observe("unmatched", s.writeError(w, err), 0)
 	})
-}
-
-// decode reads a JSON body into v: at most MaxBody bytes, one value, no
-// unknown fields. A body over the limit is read to the end (up to a bound)
-// before the 413, so the client gets an answer, not a reset connection.
-func (s *Server) decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBody+1))
-	if err != nil {
-		return holdfast.Errorf(holdfast.CodeInvalid, "reading the body: %v", err)
-	}
-	if int64(len(body)) > s.cfg.MaxBody {
-		_, _ = io.CopyN(io.Discard, r.Body, 64<<20)
-		return holdfast.Errorf(CodeTooLarge, "the body is larger than %d bytes", s.cfg.MaxBody)
-	}
-	return decodeJSON(body, v)
-}
-
-func decodeJSON(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return holdfast.Errorf(holdfast.CodeInvalid, "the body is not valid JSON for this request: %v", jsonError(err))
-	}
-	if dec.More() {
-		return holdfast.Errorf(holdfast.CodeInvalid, "the body has more than one JSON value")
-	}
-	return nil
-}
-
-// jsonError trims encoding/json's messages to what a client can act on.
-func jsonError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return "field " + strconv.Quote(te.Field) + " must be " + te.Type.String()
-	}
-	return err.Error()
-}
-
-// ---- pools ----
-
-type poolBody struct {
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	Capacity       *int64 `json:"capacity"`
-	PerHolderLimit int64  `json:"per_holder_limit"`
-}
-
-func (s *Server) createPool(r *http.Request) (int, any, error) {
-	var b poolBody
-	if err := s.decode(r, &b); err != nil {
-		return 0, nil, err
-	}
-	if b.Capacity == nil {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
-	}
-	p, err := s.cfg.Store.CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit})
-	return http.StatusCreated, p, err
-}
-
-func (s *Server) listPools(r *http.Request) (int, any, error) {
-	pools, err := s.cfg.Store.Pools(r.Context())
-	return http.StatusOK, map[string]any{"pools": pools}, err
-}
-
-func (s *Server) getPool(r *http.Request) (int, any, error) {
-	p, err := s.cfg.Store.Pool(r.Context(), r.PathValue("id"))
-	return http.StatusOK, p, err
-}
-
-func (s *Server) patchPool(r *http.Request) (int, any, error) {
-	var b struct {
-		Capacity *int64 `json:"capacity"`
-	}
-	if err := s.decode(r, &b); err != nil {
-		return 0, nil, err
-	}
-	if b.Capacity == nil {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
-	}
-	p, err := s.cfg.Store.SetCapacity(r.Context(), r.PathValue("id"), *b.Capacity)
-	return http.StatusOK, p, err
-}
-
-// ---- groups ----
-
-func (s *Server) createGroup(r *http.Request) (int, any, error) {
-	var g holdfast.Group
-	if err := s.decode(r, &g); err != nil {
-		return 0, nil, err
-	}
-	g, err := s.cfg.Store.CreateGroup(r.Context(), g)
-	return http.StatusCreated, g, err
-}
-
-func (s *Server) getGroup(r *http.Request) (int, any, error) {
-	g, err := s.cfg.Store.Group(r.Context(), r.PathValue("id"))
-	return http.StatusOK, g, err
-}
-
-func (s *Server) addUnits(r *http.Request) (int, any, error) {
-	var b struct {
-		IDs []string `json:"ids"`
-	}
-	if err := s.decode(r, &b); err != nil {
-		return 0, nil, err
-	}
-	id := r.PathValue("id")
-	if err := s.cfg.Store.AddUnits(r.Context(), id, b.IDs); err != nil {
-		return 0, nil, err
-	}
-	g, err := s.cfg.Store.Group(r.Context(), id)
-	return http.StatusCreated, g, err
-}
-
-func (s *Server) listUnits(r *http.Request) (int, any, error) {
-	units, err := s.cfg.Store.Units(r.Context(), r.PathValue("id"), holdfast.UnitStatus(r.URL.Query().Get("status")))
-	return http.StatusOK, map[string]any{"units": units}, err
-}
-
-// ---- holds ----
-
-// lineBody is a hold line as sent. Pointers tell a field sent as 0 from a
-// field not sent, so a line mixing forms is caught.
-type lineBody struct {
-	Pool     string   `json:"pool"`
-	Quantity *int64   `json:"quantity"`
-	Units    []string `json:"units"`
-	Group    string   `json:"group"`
-	Any      *int64   `json:"any"`
-}
-
-type holdBody struct {
-	Holder     string     `json:"holder"`
-	TTLSeconds *int64     `json:"ttl_seconds"`
-	Lines      []lineBody `json:"lines"`
-	PaymentRef string     `json:"payment_ref"`
-}
-
-// holdRequest validates the body's shape and turns it into a request; the
-// store validates the rest (bounds, ids, duplicates) before any write.
-func (b holdBody) holdRequest(cfg holdfast.Config) (holdfast.HoldRequest, error) {
-	r := holdfast.HoldRequest{Holder: b.Holder}
-	if b.TTLSeconds != nil {
-		if *b.TTLSeconds < 1 || *b.TTLSeconds > int64(cfg.MaxTTL/time.Second) {
-			return r, holdfast.Errorf(holdfast.CodeInvalid, "ttl_seconds must be between 1 and %d", int64(cfg.MaxTTL/time.Second))
-		}
-		r.TTL = time.Duration(*b.TTLSeconds) * time.Second
-	}
-	if len(b.Lines) > holdfast.MaxLines {
-		return r, holdfast.Errorf(holdfast.CodeInvalid, "a hold has at most %d lines", holdfast.MaxLines)
-	}
-	for i, l := range b.Lines {
-		forms := 0
-		if l.Pool != "" || l.Quantity != nil {
-			forms++
-		}
-		if l.Units != nil {
-			forms++
-		}
-		if l.Group != "" || l.Any != nil {
-			forms++
-		}
-		if forms != 1 {
-			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a line has exactly one form: {pool, quantity}, {units} or {group, any}")
-		}
-		line := holdfast.Line{Pool: l.Pool, Units: l.Units, Group: l.Group}
-		switch {
-		case l.Units != nil && len(l.Units) == 0:
-			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "units must name at least one unit")
-		case l.Pool != "" && l.Quantity == nil, l.Quantity != nil && l.Pool == "":
-			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a pool line needs both pool and quantity")
-		case l.Group != "" && l.Any == nil, l.Any != nil && l.Group == "":
-			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a group line needs both group and any")
-		}
-		if l.Quantity != nil {
-			if *l.Quantity < 1 || *l.Quantity > holdfast.MaxQuantity {
-				return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "quantity must be between 1 and %d", holdfast.MaxQuantity)
-			}
-			line.Quantity = *l.Quantity
-		}
-		if l.Any != nil {
-			if *l.Any < 1 || *l.Any > holdfast.MaxUnitsOnLine {
-				return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "any must be between 1 and %d", holdfast.MaxUnitsOnLine)
-			}
-			line.Any = *l.Any
-		}
-		r.Lines = append(r.Lines, line)
-	}
-	return r, r.Validate(cfg)
-}
-
-func (s *Server) createHold(r *http.Request) (int, any, error) {
-	var b holdBody
-	if err := s.decode(r, &b); err != nil {
-		return 0, nil, err
-	}
-	if b.PaymentRef != "" {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "payment_ref belongs on confirm or on /v1/bookings")
-	}
-	req, err := b.holdRequest(s.cfg.Holds)
-	if err != nil {
-		return 0, nil, err
-	}
-	h, err := s.cfg.Store.Hold(r.Context(), req)
-	return http.StatusCreated, h, err
-}
-
-func (s *Server) book(r *http.Request) (int, any, error) {
-	var b holdBody
-	if err := s.decode(r, &b); err != nil {
-		return 0, nil, err
-	}
-	req, err := b.holdRequest(s.cfg.Holds)
-	if err != nil {
-		return 0, nil, err
-	}
-	h, err := s.cfg.Store.Book(r.Context(), req, b.PaymentRef)
-	return http.StatusCreated, h, err
-}
-
-func (s *Server) listHolds(r *http.Request) (int, any, error) {
-	holder := r.URL.Query().Get("holder")
-	if holder == "" {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "the holder query parameter is required")
-	}
-	holds, err := s.cfg.Store.Holds(r.Context(), holder, "")
-	return http.StatusOK, map[string]any{"holds": holds}, err
-}
-
-func (s *Server) getHold(r *http.Request) (int, any, error) {
-	h, err := s.cfg.Store.GetHold(r.Context(), r.PathValue("id"))
-	return http.StatusOK, h, err
-}
-
-// optionalBody decodes a body that may be empty.
-func (s *Server) optionalBody(r *http.Request, v any) error {
-	if r.ContentLength == 0 {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBody+1))
-	if err != nil {
-		return holdfast.Errorf(holdfast.CodeInvalid, "reading the body: %v", err)
-	}
-	if int64(len(body)) > s.cfg.MaxBody {
-		_, _ = io.CopyN(io.Discard, r.Body, 64<<20)
-		return holdfast.Errorf(CodeTooLarge, "the body is larger than %d bytes", s.cfg.MaxBody)
-	}
-	if len(body) == 0 {
-		return nil
-	}
-	return decodeJSON(body, v)
-}
-
-func (s *Server) confirm(r *http.Request) (int, any, error) {
-	var b struct {
-		PaymentRef string `json:"payment_ref"`
-	}
-	if err := s.optionalBody(r, &b); err != nil {
-		return 0, nil, err
-	}
-	h, err := s.cfg.Store.Confirm(r.Context(), r.PathValue("id"), b.PaymentRef)
-	return http.StatusOK, h, err
-}
-
-func (s *Server) release(r *http.Request) (int, any, error) {
-	if err := s.optionalBody(r, &struct{}{}); err != nil {
-		return 0, nil, err
-	}
-	h, err := s.cfg.Store.Release(r.Context(), r.PathValue("id"))
-	return http.StatusOK, h, err
-}
-
-func (s *Server) extend(r *http.Request) (int, any, error) {
-	var b struct {
-		TTLSeconds *int64 `json:"ttl_seconds"`
-	}
-	if err := s.decode(r, &b); err != nil {
-		return 0, nil, err
-	}
-	if b.TTLSeconds == nil || *b.TTLSeconds < 1 || *b.TTLSeconds > int64(s.cfg.Holds.MaxTTL/time.Second) {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "ttl_seconds must be between 1 and %d", int64(s.cfg.Holds.MaxTTL/time.Second))
-	}
-	h, err := s.cfg.Store.Extend(r.Context(), r.PathValue("id"), time.Duration(*b.TTLSeconds)*time.Second)
-	return http.StatusOK, h, err
-}
-
-func (s *Server) cancel(r *http.Request) (int, any, error) {
-	if err := s.optionalBody(r, &struct{}{}); err != nil {
-		return 0, nil, err
-	}
-	h, err := s.cfg.Store.Cancel(r.Context(), r.PathValue("id"))
-	return http.StatusOK, h, err
-}
-
-func (s *Server) complete(r *http.Request) (int, any, error) {
-	if err := s.optionalBody(r, &struct{}{}); err != nil {
-		return 0, nil, err
-	}
-	h, err := s.cfg.Store.Complete(r.Context(), r.PathValue("id"))
-	return http.StatusOK, h, err
-}
-
-// ---- events ----
-
-func (s *Server) events(r *http.Request) (int, any, error) {
-	q := r.URL.Query()
-	var after int64
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "after must be a cursor from a previous page")
-		}
-		after = n
-	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "limit must be between 1 and 1000")
-		}
-		limit = n
-	}
-	events, err := s.cfg.Store.Events(r.Context(), after, limit)
-	if err != nil {
-		return 0, nil, err
-	}
-	next := strconv.FormatInt(after, 10)
-	if len(events) > 0 {
-		next = strconv.FormatInt(events[len(events)-1].Seq, 10)
-	}
-	return http.StatusOK, map[string]any{"events": events, "next": next}, nil
 }

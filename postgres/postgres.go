@@ -17,6 +17,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,7 +88,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s, err := sqlstore.New(&db{pool}, dialect, opts.Config, st)
+	s, err := sqlstore.New(&db{pool: pool}, dialect, opts.Config, st)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -188,7 +189,16 @@ func interpret(err error) error {
 	return err
 }
 
-type db struct{ pool *pgxpool.Pool }
+type db struct {
+	pool    *pgxpool.Pool
+	retries atomic.Int64
+}
+
+func (d *db) Stats() sqlstore.Stats {
+	st := d.pool.Stat()
+	return sqlstore.Stats{Retries: d.retries.Load(), Open: int(st.TotalConns()), InUse: int(st.AcquiredConns()),
+		Idle: int(st.IdleConns()), Max: int(st.MaxConns())}
+}
 
 func (d *db) Close() error { d.pool.Close(); return nil }
 
@@ -203,6 +213,7 @@ func (d *db) Transact(ctx context.Context, fn func(tx sqlstore.Querier) error) e
 		if err == nil || !retryable(err) || i == attempts-1 {
 			return interpret(err)
 		}
+		d.retries.Add(1)
 		t := time.NewTimer(rand.N(backoff))
 		select {
 		case <-ctx.Done():

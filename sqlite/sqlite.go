@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -202,7 +203,14 @@ func rewrite(q string) string {
 }
 
 type db struct {
-	w, r *sql.DB
+	w, r    *sql.DB
+	retries atomic.Int64
+}
+
+func (d *db) Stats() sqlstore.Stats {
+	w, r := d.w.Stats(), d.r.Stats()
+	return sqlstore.Stats{Retries: d.retries.Load(), Open: w.OpenConnections + r.OpenConnections,
+		InUse: w.InUse + r.InUse, Idle: w.Idle + r.Idle, Max: w.MaxOpenConnections + r.MaxOpenConnections}
 }
 
 func (d *db) Close() error {
@@ -234,6 +242,7 @@ func (d *db) Transact(ctx context.Context, fn func(tx sqlstore.Querier) error) e
 		}
 		// Another process held the write lock past the busy timeout: back
 		// off with full jitter and try again, within the caller's deadline.
+		d.retries.Add(1)
 		t := time.NewTimer(rand.N(backoff))
 		select {
 		case <-ctx.Done():

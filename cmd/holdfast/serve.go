@@ -19,6 +19,9 @@ import (
 type serveFlags struct {
 	db             dbFlags
 	addr           string
+	adminKey       string
+	demo           bool
+	rateLimit      float64
 	holdTTL        time.Duration
 	maxTTL         time.Duration
 	sweepInterval  time.Duration
@@ -41,6 +44,9 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs := c.Flags()
 	f.db.register(fs, e)
 	fs.StringVar(&f.addr, "addr", envOr(e, "HOLDFAST_ADDR", "127.0.0.1:8080"), "listen address (env HOLDFAST_ADDR)")
+	fs.StringVar(&f.adminKey, "admin-key", envOr(e, "HOLDFAST_ADMIN_KEY", ""), "the admin's bearer key; without it the server runs open, on loopback only (env HOLDFAST_ADMIN_KEY)")
+	fs.BoolVar(&f.demo, "demo", envOr(e, "HOLDFAST_DEMO", "") == "true", "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
+	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; the only source of 429s (env HOLDFAST_RATE_LIMIT)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
 	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", envDuration(e, "HOLDFAST_SWEEP_INTERVAL", time.Second), "how often expired holds are swept (env HOLDFAST_SWEEP_INTERVAL)")
@@ -55,11 +61,23 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if f.holdTTL <= 0 || f.maxTTL <= 0 || f.holdTTL > f.maxTTL {
 		return &exitError{code: 2, err: fmt.Errorf("--hold-ttl must be positive and at most --max-hold-ttl")}
 	}
+	if f.adminKey == "" && !loopback(f.addr) {
+		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}
+	}
+	if f.adminKey != "" && len(f.adminKey) < 16 {
+		return &exitError{code: 2, err: fmt.Errorf("--admin-key must be at least 16 characters")}
+	}
 	store, err := f.db.open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if f.demo {
+		if err := seedDemo(ctx, store); err != nil {
+			return fmt.Errorf("demo data: %w", err)
+		}
+	}
+	reg := newRegistry(store)
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
@@ -68,6 +86,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	srv := &http.Server{
 		Handler: hfhttp.NewServer(hfhttp.Config{
 			Store: store, Logger: log, Holds: cfg, RequestTimeout: f.requestTimeout,
+			AdminKey: f.adminKey, RateLimit: f.rateLimit, Registry: reg.Registry,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -80,10 +99,14 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	// request has finished.
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSweep()
-	sw := expiry.New(store, expiry.Config{Interval: f.sweepInterval, Logger: log})
+	sw := expiry.New(store, expiry.Config{Interval: f.sweepInterval, Logger: log, OnSweep: reg.sweep})
 	sw.Start(sweepCtx)
 	defer sw.Stop()
+	go housekeeping(sweepCtx, store, reg, log)
 
+	if f.adminKey == "" {
+		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())
+	}
 	fmt.Fprintf(e.stdout, "holdfast listening on http://%s (%s, strategy %s)\n", ln.Addr(), describe(f.db.db), f.db.strategy)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -101,5 +124,55 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		return err
 	}
 	fmt.Fprintln(e.stdout, "holdfast stopped")
+	return nil
+}
+
+// loopback reports whether addr only listens on a loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// seedDemo creates the demo's sample data where it is absent: a concert
+// pool of 10 tickets (4 per holder), a 10×20 seat map and 25 riders.
+func seedDemo(ctx context.Context, s holdfast.Store) error {
+	ignoreExists := func(err error) error {
+		if holdfast.ErrorCode(err) == holdfast.CodeConflict {
+			return nil
+		}
+		return err
+	}
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "concert", Name: "Concert (general admission)", Capacity: 10, PerHolderLimit: 4}); ignoreExists(err) != nil {
+		return err
+	}
+	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Name: "Concert hall seat map"}); ignoreExists(err) != nil {
+		return err
+	} else if err == nil {
+		var seats []string
+		for row := 'A'; row <= 'J'; row++ {
+			for n := 1; n <= 20; n++ {
+				seats = append(seats, fmt.Sprintf("%c-%d", row, n))
+			}
+		}
+		if err := s.AddUnits(ctx, "hall", seats); err != nil {
+			return err
+		}
+	}
+	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "riders", Name: "Delivery riders", Reusable: true}); ignoreExists(err) != nil {
+		return err
+	} else if err == nil {
+		var riders []string
+		for n := 1; n <= 25; n++ {
+			riders = append(riders, fmt.Sprintf("r-%02d", n))
+		}
+		return s.AddUnits(ctx, "riders", riders)
+	}
 	return nil
 }

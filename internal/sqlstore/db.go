@@ -48,7 +48,15 @@ type DB interface {
 	// failure, a deadlock, or SQLITE_BUSY), with bounded, jittered backoff;
 	// fn must not keep state across calls.
 	Transact(ctx context.Context, fn func(tx Querier) error) error
+	// Stats reports the connection pool and the retries Transact made.
+	Stats() Stats
 	Close() error
+}
+
+// Stats is what a backend reports for metrics.
+type Stats struct {
+	Retries                int64
+	Open, InUse, Idle, Max int
 }
 
 // ErrNoRows is what Row.Scan returns when the query found nothing; backends

@@ -47,6 +47,9 @@ func (s *Store) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Stats reports the connection pool and transaction retries, for metrics.
+func (s *Store) Stats() Stats { return s.db.Stats() }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -1,0 +1,140 @@
+package http
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/holdfast/holdfast"
+)
+
+// principal is who makes a request: the scope of their idempotency keys
+// and the owner of their holds (id), and what they may do (role).
+type principal struct {
+	id   string
+	role holdfast.Role
+}
+
+// owns is the owner a principal's hold reads are narrowed to: its own id
+// for a client, "" (every owner) for an admin.
+func (p principal) owns() string {
+	if p.role == holdfast.RoleAdmin {
+		return ""
+	}
+	return p.id
+}
+
+var (
+	openPrincipal  = principal{id: "open", role: holdfast.RoleAdmin}
+	adminPrincipal = principal{id: "admin", role: holdfast.RoleAdmin}
+)
+
+// Keys look like hf_<id>_<secret>: the id finds the stored key, the
+// secret's SHA-256 is compared in constant time. 160 random bits of secret
+// make a plain hash enough; a slow hash would only slow every request.
+var keyEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return keyEncoding.EncodeToString(b)
+}
+
+// NewKey returns a fresh key's id, the full bearer key and the hash to store.
+func NewKey() (id, key string, hash []byte) {
+	id = randomString(8)
+	secret := randomString(20)
+	sum := sha256.Sum256([]byte(secret))
+	return id, "hf_" + id + "_" + secret, sum[:]
+}
+
+func (s *Server) authenticate(r *http.Request) (principal, error) {
+	if s.cfg.AdminKey == "" {
+		return openPrincipal, nil
+	}
+	auth := r.Header.Get("Authorization")
+	bearer, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || bearer == "" {
+		return principal{}, holdfast.Errorf(CodeUnauthorized, "send an API key as Authorization: Bearer <key>")
+	}
+	if subtle.ConstantTimeCompare([]byte(bearer), []byte(s.cfg.AdminKey)) == 1 {
+		return adminPrincipal, nil
+	}
+	rest, ok := strings.CutPrefix(bearer, "hf_")
+	id, secret, ok2 := strings.Cut(rest, "_")
+	if !ok || !ok2 || id == "" || secret == "" {
+		return principal{}, holdfast.Errorf(CodeUnauthorized, "the API key is not valid")
+	}
+	k, err := s.keys.get(r, s, id)
+	if err != nil {
+		if holdfast.ErrorCode(err) == holdfast.CodeNotFound || holdfast.ErrorCode(err) == holdfast.CodeInvalid {
+			return principal{}, holdfast.Errorf(CodeUnauthorized, "the API key is not valid")
+		}
+		return principal{}, err
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if subtle.ConstantTimeCompare(sum[:], k.Hash) != 1 {
+		return principal{}, holdfast.Errorf(CodeUnauthorized, "the API key is not valid")
+	}
+	return principal{id: "key:" + k.ID, role: k.Role}, nil
+}
+
+// keyCache keeps keys read from the store: keys cannot change once made,
+// so a key is read once per process, not once per request.
+type keyCache struct {
+	mu   sync.Mutex
+	keys map[string]holdfast.APIKey
+}
+
+func (c *keyCache) get(r *http.Request, s *Server, id string) (holdfast.APIKey, error) {
+	c.mu.Lock()
+	k, ok := c.keys[id]
+	c.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := s.cfg.Store.APIKey(r.Context(), id)
+	if err != nil {
+		return k, err
+	}
+	c.mu.Lock()
+	if c.keys == nil {
+		c.keys = map[string]holdfast.APIKey{}
+	}
+	if len(c.keys) < 100_000 {
+		c.keys[id] = k
+	}
+	c.mu.Unlock()
+	return k, nil
+}
+
+// createdKey is the answer to POST /v1/keys: the only time the key is shown.
+type createdKey struct {
+	ID   string        `json:"id"`
+	Name string        `json:"name"`
+	Role holdfast.Role `json:"role"`
+	Key  string        `json:"key"`
+}
+
+func (s *Server) createKey(r *http.Request, _ principal) (int, any, error) {
+	var b struct {
+		Name string `json:"name"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	id, key, hash := NewKey()
+	out := createdKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Key: key}
+	if rec := holdfast.IdempotencyFrom(r.Context()); rec != nil {
+		// A replay must show the same key again, or the client that lost
+		// the first answer could never use it.
+		render := rec.Render
+		rec.Render = func(any) holdfast.StoredResponse { return render(out) }
+	}
+	_, err := s.cfg.Store.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash})
+	return http.StatusCreated, out, err
+}

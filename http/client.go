@@ -1,0 +1,283 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Client speaks API v1 to a holdfast server, with the same method names,
+// arguments and errors as holdfast.Store: a problem answer comes back as a
+// *holdfast.Error with its code and failing line.
+//
+// Every POST carries a fresh Idempotency-Key, and a request that fails
+// without an answer (connection refused or reset, 503) is retried with the
+// same key, so a retry never books twice.
+type Client struct {
+	BaseURL string
+	Key     string
+	HTTP    *http.Client
+	// Retries is how many times a request without an answer is retried
+	// (default 2).
+	Retries int
+}
+
+// NewClient returns a client for the server at baseURL (http://host:port).
+func NewClient(baseURL, key string) *Client {
+	return &Client{
+		BaseURL: strings.TrimRight(baseURL, "/"),
+		Key:     key,
+		HTTP: &http.Client{
+			Timeout:   30 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+		},
+		Retries: 2,
+	}
+}
+
+// do sends a request and decodes a 2xx answer into out.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	idemKey := ""
+	if method == http.MethodPost || method == http.MethodPatch {
+		idemKey = randomString(16)
+	}
+	var lastErr error
+	for attempt := 0; attempt <= c.Retries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return lastErr
+			case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.Key != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Key)
+		}
+		if idemKey != "" {
+			req.Header.Set("Idempotency-Key", idemKey)
+		}
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			lastErr = fmt.Errorf("%w: %v", holdfast.ErrBusy, err)
+			if ctx.Err() != nil {
+				return lastErr
+			}
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			lastErr = fmt.Errorf("%w: reading the answer: %v", holdfast.ErrBusy, err)
+			continue
+		}
+		if resp.StatusCode >= 400 {
+			lastErr = problemError(resp.StatusCode, b)
+			if resp.StatusCode == http.StatusServiceUnavailable || holdfast.ErrorCode(lastErr) == holdfast.CodeIdempotencyInFlight {
+				continue
+			}
+			return lastErr
+		}
+		if out == nil {
+			return nil
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("holdfast client: decoding %s %s: %w", method, path, err)
+		}
+		return nil
+	}
+	return lastErr
+}
+
+func problemError(status int, body []byte) error {
+	var p Problem
+	if err := json.Unmarshal(body, &p); err != nil || p.Code == "" {
+		return holdfast.Errorf(holdfast.CodeInternal, "server answered %d: %s", status, strings.TrimSpace(string(body)))
+	}
+	line := -1
+	if p.Line != nil {
+		line = *p.Line
+	}
+	msg := p.Detail
+	if msg == "" {
+		msg = p.Title
+	}
+	return &holdfast.Error{Code: p.Code, Message: msg, Line: line}
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+func (c *Client) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error) {
+	var out holdfast.Pool
+	err := c.do(ctx, "POST", "/v1/pools", map[string]any{
+		"id": p.ID, "name": p.Name, "capacity": p.Capacity, "per_holder_limit": p.PerHolderLimit}, &out)
+	return out, err
+}
+
+func (c *Client) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
+	var out holdfast.Pool
+	err := c.do(ctx, "GET", "/v1/pools/"+esc(id), nil, &out)
+	return out, err
+}
+
+func (c *Client) Pools(ctx context.Context) ([]holdfast.Pool, error) {
+	var out struct {
+		Pools []holdfast.Pool `json:"pools"`
+	}
+	err := c.do(ctx, "GET", "/v1/pools", nil, &out)
+	return out.Pools, err
+}
+
+func (c *Client) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
+	var out holdfast.Pool
+	err := c.do(ctx, "PATCH", "/v1/pools/"+esc(id), map[string]any{"capacity": capacity}, &out)
+	return out, err
+}
+
+func (c *Client) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error) {
+	var out holdfast.Group
+	err := c.do(ctx, "POST", "/v1/groups", g, &out)
+	return out, err
+}
+
+func (c *Client) AddUnits(ctx context.Context, group string, ids []string) error {
+	if ids == nil {
+		ids = []string{}
+	}
+	return c.do(ctx, "POST", "/v1/groups/"+esc(group)+"/units", map[string]any{"ids": ids}, nil)
+}
+
+func (c *Client) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
+	var out holdfast.GroupAvailability
+	err := c.do(ctx, "GET", "/v1/groups/"+esc(id), nil, &out)
+	return out, err
+}
+
+func (c *Client) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
+	var out struct {
+		Units []holdfast.Unit `json:"units"`
+	}
+	path := "/v1/groups/" + esc(group) + "/units"
+	if status != "" {
+		path += "?status=" + url.QueryEscape(string(status))
+	}
+	err := c.do(ctx, "GET", path, nil, &out)
+	return out.Units, err
+}
+
+func holdJSON(r holdfast.HoldRequest, paymentRef string) map[string]any {
+	m := map[string]any{"holder": r.Holder, "lines": r.Lines}
+	if r.Lines == nil {
+		m["lines"] = []holdfast.Line{}
+	}
+	if r.TTL != 0 {
+		m["ttl_seconds"] = int64(r.TTL / time.Second)
+	}
+	if paymentRef != "" {
+		m["payment_ref"] = paymentRef
+	}
+	return m
+}
+
+func (c *Client) Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	err := c.do(ctx, "POST", "/v1/holds", holdJSON(r, ""), &out)
+	return out, err
+}
+
+func (c *Client) Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	err := c.do(ctx, "POST", "/v1/bookings", holdJSON(r, paymentRef), &out)
+	return out, err
+}
+
+func (c *Client) action(ctx context.Context, id, action string, body any) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	if body == nil {
+		body = struct{}{}
+	}
+	err := c.do(ctx, "POST", "/v1/holds/"+esc(id)+"/"+action, body, &out)
+	return out, err
+}
+
+func (c *Client) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
+	return c.action(ctx, id, "confirm", map[string]string{"payment_ref": paymentRef})
+}
+
+func (c *Client) Release(ctx context.Context, id string) (holdfast.Hold, error) {
+	return c.action(ctx, id, "release", nil)
+}
+
+func (c *Client) Extend(ctx context.Context, id string, ttl time.Duration) (holdfast.Hold, error) {
+	return c.action(ctx, id, "extend", map[string]int64{"ttl_seconds": int64(ttl / time.Second)})
+}
+
+func (c *Client) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
+	return c.action(ctx, id, "cancel", nil)
+}
+
+func (c *Client) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
+	return c.action(ctx, id, "complete", nil)
+}
+
+func (c *Client) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	err := c.do(ctx, "GET", "/v1/holds/"+esc(id), nil, &out)
+	return out, err
+}
+
+// Holds lists a holder's holds. The server narrows them to the key's own;
+// owner is ignored.
+func (c *Client) Holds(ctx context.Context, holder, _ string) ([]holdfast.Hold, error) {
+	var out struct {
+		Holds []holdfast.Hold `json:"holds"`
+	}
+	err := c.do(ctx, "GET", "/v1/holds?holder="+url.QueryEscape(holder), nil, &out)
+	return out.Holds, err
+}
+
+func (c *Client) Events(ctx context.Context, after int64, limit int) ([]holdfast.Event, error) {
+	var out struct {
+		Events []holdfast.Event `json:"events"`
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	err := c.do(ctx, "GET", "/v1/events?after="+strconv.FormatInt(after, 10)+"&limit="+strconv.Itoa(limit), nil, &out)
+	return out.Events, err
+}
+
+// CreateKey asks the server for a new client key (admin only) and returns
+// the bearer key, shown only this once.
+func (c *Client) CreateKey(ctx context.Context, name string) (id, key string, err error) {
+	var out createdKey
+	err = c.do(ctx, "POST", "/v1/keys", map[string]string{"name": name}, &out)
+	return out.ID, out.Key, err
+}
+
+// Ready reports whether the server answers /readyz.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.do(ctx, "GET", "/readyz", nil, nil)
+}

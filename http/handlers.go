@@ -1,0 +1,392 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// readBody reads a request body of at most MaxBody bytes. A body over the
+// limit is read on (up to a bound) before the 413, so the client gets an
+// answer rather than a connection reset mid-request.
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBody+1))
+	if err != nil {
+		return nil, holdfast.Errorf(holdfast.CodeInvalid, "reading the body: %v", err)
+	}
+	if int64(len(body)) > s.cfg.MaxBody {
+		_, _ = io.CopyN(io.Discard, r.Body, 64<<20)
+		return nil, holdfast.Errorf(CodeTooLarge, "the body is larger than %d bytes", s.cfg.MaxBody)
+	}
+	return body, nil
+}
+
+// decode reads a JSON body into v: one value, no unknown fields. With
+// optional, an empty body leaves v as it is.
+func (s *Server) decode(r *http.Request, v any, optional bool) error {
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	if optional && len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return decodeJSON(body, v)
+}
+
+func decodeJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return holdfast.Errorf(holdfast.CodeInvalid, "the body is not valid JSON for this request: %s", jsonError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return holdfast.Errorf(holdfast.CodeInvalid, "the body has more than one JSON value")
+	}
+	return nil
+}
+
+// jsonError trims encoding/json's messages to what a client can act on.
+func jsonError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return "the body must be a JSON " + te.Type.String()
+		}
+		return "field " + strconv.Quote(te.Field) + " must be " + jsonType(te.Type.String())
+	}
+	return err.Error()
+}
+
+func jsonType(goType string) string {
+	switch goType {
+	case "int64", "int":
+		return "an integer within range"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "[]string":
+		return "an array of strings"
+	}
+	return "of another type"
+}
+
+// ---- pools ----
+
+func (s *Server) createPool(r *http.Request, _ principal) (int, any, error) {
+	var b struct {
+		ID             string `json:"id"`
+		Name           string `json:"name"`
+		Capacity       *int64 `json:"capacity"`
+		PerHolderLimit int64  `json:"per_holder_limit"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if b.Capacity == nil {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
+	}
+	p, err := s.cfg.Store.CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit})
+	return http.StatusCreated, p, err
+}
+
+func (s *Server) listPools(r *http.Request, _ principal) (int, any, error) {
+	pools, err := s.cfg.Store.Pools(r.Context())
+	return http.StatusOK, map[string]any{"pools": pools}, err
+}
+
+func (s *Server) getPool(r *http.Request, _ principal) (int, any, error) {
+	p, err := s.cfg.Store.Pool(r.Context(), r.PathValue("id"))
+	return http.StatusOK, p, err
+}
+
+func (s *Server) patchPool(r *http.Request, _ principal) (int, any, error) {
+	var b struct {
+		Capacity *int64 `json:"capacity"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if b.Capacity == nil {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
+	}
+	p, err := s.cfg.Store.SetCapacity(r.Context(), r.PathValue("id"), *b.Capacity)
+	return http.StatusOK, p, err
+}
+
+// ---- groups ----
+
+func (s *Server) createGroup(r *http.Request, _ principal) (int, any, error) {
+	var g holdfast.Group
+	if err := s.decode(r, &g, false); err != nil {
+		return 0, nil, err
+	}
+	g, err := s.cfg.Store.CreateGroup(r.Context(), g)
+	return http.StatusCreated, g, err
+}
+
+func (s *Server) getGroup(r *http.Request, _ principal) (int, any, error) {
+	g, err := s.cfg.Store.Group(r.Context(), r.PathValue("id"))
+	return http.StatusOK, g, err
+}
+
+type unitsAdded struct {
+	Group string `json:"group"`
+	Added int    `json:"added"`
+}
+
+func (s *Server) addUnits(r *http.Request, _ principal) (int, any, error) {
+	var b struct {
+		IDs []string `json:"ids"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	out := unitsAdded{Group: r.PathValue("id"), Added: len(b.IDs)}
+	if rec := holdfast.IdempotencyFrom(r.Context()); rec != nil {
+		render := rec.Render
+		rec.Render = func(any) holdfast.StoredResponse { return render(out) }
+	}
+	return http.StatusCreated, out, s.cfg.Store.AddUnits(r.Context(), out.Group, b.IDs)
+}
+
+func (s *Server) listUnits(r *http.Request, _ principal) (int, any, error) {
+	units, err := s.cfg.Store.Units(r.Context(), r.PathValue("id"), holdfast.UnitStatus(r.URL.Query().Get("status")))
+	return http.StatusOK, map[string]any{"units": units}, err
+}
+
+// ---- holds ----
+
+// lineBody is a hold line as sent. Pointers tell a field sent as 0 from a
+// field not sent, so a line mixing forms is caught.
+type lineBody struct {
+	Pool     string   `json:"pool"`
+	Quantity *int64   `json:"quantity"`
+	Units    []string `json:"units"`
+	Group    string   `json:"group"`
+	Any      *int64   `json:"any"`
+}
+
+type holdBody struct {
+	Holder     string     `json:"holder"`
+	TTLSeconds *int64     `json:"ttl_seconds"`
+	Lines      []lineBody `json:"lines"`
+	PaymentRef string     `json:"payment_ref"`
+}
+
+// holdRequest validates the body's shape and turns it into a request; the
+// store validates the rest (bounds, ids, duplicates) before any write.
+func (b holdBody) holdRequest(cfg holdfast.Config, owner string) (holdfast.HoldRequest, error) {
+	r := holdfast.HoldRequest{Holder: b.Holder, Owner: owner}
+	if b.TTLSeconds != nil {
+		if err := validTTL(*b.TTLSeconds, cfg); err != nil {
+			return r, err
+		}
+		r.TTL = time.Duration(*b.TTLSeconds) * time.Second
+	}
+	if len(b.Lines) > holdfast.MaxLines {
+		return r, holdfast.Errorf(holdfast.CodeInvalid, "a hold has at most %d lines", holdfast.MaxLines)
+	}
+	for i, l := range b.Lines {
+		forms := 0
+		if l.Pool != "" || l.Quantity != nil {
+			forms++
+		}
+		if l.Units != nil {
+			forms++
+		}
+		if l.Group != "" || l.Any != nil {
+			forms++
+		}
+		if forms != 1 {
+			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a line has exactly one form: {pool, quantity}, {units} or {group, any}")
+		}
+		line := holdfast.Line{Pool: l.Pool, Units: l.Units, Group: l.Group}
+		switch {
+		case l.Units != nil && len(l.Units) == 0:
+			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "units must name at least one unit")
+		case l.Pool != "" && l.Quantity == nil, l.Quantity != nil && l.Pool == "":
+			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a pool line needs both pool and quantity")
+		case l.Group != "" && l.Any == nil, l.Any != nil && l.Group == "":
+			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a group line needs both group and any")
+		}
+		if l.Quantity != nil {
+			if *l.Quantity < 1 || *l.Quantity > holdfast.MaxQuantity {
+				return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "quantity must be an integer from 1 to %d", holdfast.MaxQuantity)
+			}
+			line.Quantity = *l.Quantity
+		}
+		if l.Any != nil {
+			if *l.Any < 1 || *l.Any > holdfast.MaxUnitsOnLine {
+				return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "any must be an integer from 1 to %d", holdfast.MaxUnitsOnLine)
+			}
+			line.Any = *l.Any
+		}
+		r.Lines = append(r.Lines, line)
+	}
+	return r, r.Validate(cfg)
+}
+
+func validTTL(sec int64, cfg holdfast.Config) error {
+	if maxSec := int64(cfg.MaxTTL / time.Second); sec < 1 || sec > maxSec {
+		return holdfast.Errorf(holdfast.CodeInvalid, "ttl_seconds must be an integer from 1 to %d", maxSec)
+	}
+	return nil
+}
+
+func (s *Server) createHold(r *http.Request, p principal) (int, any, error) {
+	var b holdBody
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if b.PaymentRef != "" {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "payment_ref belongs on confirm or on /v1/bookings")
+	}
+	req, err := b.holdRequest(s.cfg.Holds, p.id)
+	if err != nil {
+		return 0, nil, err
+	}
+	h, err := s.cfg.Store.Hold(r.Context(), req)
+	s.metrics.hold(err)
+	return http.StatusCreated, h, err
+}
+
+func (s *Server) book(r *http.Request, p principal) (int, any, error) {
+	var b holdBody
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	req, err := b.holdRequest(s.cfg.Holds, p.id)
+	if err != nil {
+		return 0, nil, err
+	}
+	h, err := s.cfg.Store.Book(r.Context(), req, b.PaymentRef)
+	s.metrics.hold(err)
+	return http.StatusCreated, h, err
+}
+
+func (s *Server) listHolds(r *http.Request, p principal) (int, any, error) {
+	holder := r.URL.Query().Get("holder")
+	if holder == "" {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "the holder query parameter is required")
+	}
+	holds, err := s.cfg.Store.Holds(r.Context(), holder, p.owns())
+	return http.StatusOK, map[string]any{"holds": holds}, err
+}
+
+// ownHold returns the hold if p may see it. Another client's hold is
+// not_found, not forbidden: hold ids leak nothing. The owner never changes,
+// so checking it before the change cannot race.
+func (s *Server) ownHold(r *http.Request, p principal) (holdfast.Hold, error) {
+	id := r.PathValue("id")
+	h, err := s.cfg.Store.GetHold(r.Context(), id)
+	if err != nil {
+		return h, err
+	}
+	if o := p.owns(); o != "" && h.Owner != o {
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	return h, nil
+}
+
+func (s *Server) getHold(r *http.Request, p principal) (int, any, error) {
+	h, err := s.ownHold(r, p)
+	return http.StatusOK, h, err
+}
+
+func (s *Server) confirm(r *http.Request, p principal) (int, any, error) {
+	var b struct {
+		PaymentRef string `json:"payment_ref"`
+	}
+	if err := s.decode(r, &b, true); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.ownHold(r, p); err != nil {
+		return 0, nil, err
+	}
+	h, err := s.cfg.Store.Confirm(r.Context(), r.PathValue("id"), b.PaymentRef)
+	return http.StatusOK, h, err
+}
+
+func (s *Server) release(r *http.Request, p principal) (int, any, error) {
+	return s.change(r, p, s.cfg.Store.Release)
+}
+
+func (s *Server) cancel(r *http.Request, p principal) (int, any, error) {
+	return s.change(r, p, s.cfg.Store.Cancel)
+}
+
+func (s *Server) complete(r *http.Request, p principal) (int, any, error) {
+	return s.change(r, p, s.cfg.Store.Complete)
+}
+
+// change runs a state change that takes no body beyond an empty object.
+func (s *Server) change(r *http.Request, p principal, op func(ctx context.Context, id string) (holdfast.Hold, error)) (int, any, error) {
+	if err := s.decode(r, &struct{}{}, true); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.ownHold(r, p); err != nil {
+		return 0, nil, err
+	}
+	h, err := op(r.Context(), r.PathValue("id"))
+	return http.StatusOK, h, err
+}
+
+func (s *Server) extend(r *http.Request, p principal) (int, any, error) {
+	var b struct {
+		TTLSeconds *int64 `json:"ttl_seconds"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if b.TTLSeconds == nil {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "ttl_seconds is required")
+	}
+	if err := validTTL(*b.TTLSeconds, s.cfg.Holds); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.ownHold(r, p); err != nil {
+		return 0, nil, err
+	}
+	h, err := s.cfg.Store.Extend(r.Context(), r.PathValue("id"), time.Duration(*b.TTLSeconds)*time.Second)
+	return http.StatusOK, h, err
+}
+
+// ---- events ----
+
+func (s *Server) events(r *http.Request, _ principal) (int, any, error) {
+	q := r.URL.Query()
+	var after int64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "after must be a cursor from a previous page")
+		}
+		after = n
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "limit must be an integer from 1 to 1000")
+		}
+		limit = n
+	}
+	events, err := s.cfg.Store.Events(r.Context(), after, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	next := strconv.FormatInt(after, 10)
+	if len(events) > 0 {
+		next = strconv.FormatInt(events[len(events)-1].Seq, 10)
+	}
+	return http.StatusOK, map[string]any{"events": events, "next": next}, nil
+}
