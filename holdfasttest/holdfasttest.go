@@ -23,6 +23,10 @@ type Harness struct {
 	// opens another store on the same database (another server instance).
 	// Every store is closed by t.Cleanup.
 	Open func(t testing.TB) (holdfast.Store, func(t testing.TB) holdfast.Store)
+	// Remote marks a store reached through the HTTP API: the tests of
+	// store internals (idempotency records, key storage, hold owners),
+	// which the API covers in its own tests, are skipped.
+	Remote bool
 }
 
 // Raw is what the suite needs from a store to reach past the engine: to make

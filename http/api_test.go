@@ -1,0 +1,440 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/holdfasttest"
+	hfhttp "github.com/holdfast/holdfast/http"
+)
+
+const adminKey = "admin-key-for-tests-0123456789"
+
+// backends runs fn once per backend, each with a fresh database.
+func backends(t *testing.T, fn func(t *testing.T, s holdfast.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db")))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		fn(t, openPostgres(t, pg.Schema(t)))
+	})
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) problem(t *testing.T) hfhttp.Problem {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("status %d with Content-Type %q, want application/problem+json; body %s", r.status, ct, r.body)
+	}
+	var p hfhttp.Problem
+	if err := json.Unmarshal(r.body, &p); err != nil || p.Code == "" || p.Status != r.status {
+		t.Fatalf("not a problem: %v: %s", err, r.body)
+	}
+	return p
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.body, err)
+	}
+}
+
+type caller struct {
+	base string
+	key  string
+}
+
+func (c caller) do(t *testing.T, method, path, body string, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func (c caller) want(t *testing.T, method, path, body string, status int, code holdfast.Code, header ...string) response {
+	t.Helper()
+	r := c.do(t, method, path, body, header...)
+	if r.status != status {
+		t.Fatalf("%s %s %s: got %d %s, want %d", method, path, body, r.status, r.body, status)
+	}
+	if code != "" {
+		if p := r.problem(t); p.Code != code {
+			t.Fatalf("%s %s: code %q, want %q", method, path, p.Code, code)
+		}
+	}
+	return r
+}
+
+func newKey(t *testing.T, admin caller, name string) caller {
+	t.Helper()
+	var k struct{ Key string }
+	admin.want(t, "POST", "/v1/keys", `{"name":"`+name+`"}`, 201, "").decode(t, &k)
+	if !strings.HasPrefix(k.Key, "hf_") {
+		t.Fatalf("key %q", k.Key)
+	}
+	return caller{base: admin.base, key: k.Key}
+}
+
+func TestAuthAndOwnership(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+		anon := caller{base: srv.URL}
+		admin := caller{base: srv.URL, key: adminKey}
+		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+			anon.want(t, "GET", path, "", 200, "")
+		}
+		anon.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+		caller{srv.URL, "wrong"}.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+		caller{srv.URL, "hf_nope_nope"}.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+		admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":10}`, 201, "")
+		a, b := newKey(t, admin, "box office A"), newKey(t, admin, "box office B")
+		caller{srv.URL, a.key + "x"}.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+		a.want(t, "POST", "/v1/pools", `{"id":"q","capacity":1}`, 403, hfhttp.CodeForbidden)
+		a.want(t, "PATCH", "/v1/pools/p", `{"capacity":1}`, 403, hfhttp.CodeForbidden)
+		a.want(t, "POST", "/v1/groups", `{"id":"g"}`, 403, hfhttp.CodeForbidden)
+		a.want(t, "POST", "/v1/keys", `{"name":"x"}`, 403, hfhttp.CodeForbidden)
+		a.want(t, "GET", "/v1/events", "", 403, hfhttp.CodeForbidden)
+		a.want(t, "GET", "/v1/pools/p", "", 200, "")
+
+		var h holdfast.Hold
+		a.want(t, "POST", "/v1/holds", `{"holder":"x","lines":[{"pool":"p","quantity":2}]}`, 201, "").decode(t, &h)
+		// Another client's hold does not exist for B: 404, not 403.
+		b.want(t, "GET", "/v1/holds/"+h.ID, "", 404, holdfast.CodeNotFound)
+		for _, action := range []string{"confirm", "release", "cancel", "complete"} {
+			b.want(t, "POST", "/v1/holds/"+h.ID+"/"+action, `{}`, 404, holdfast.CodeNotFound)
+		}
+		b.want(t, "POST", "/v1/holds/"+h.ID+"/extend", `{"ttl_seconds":60}`, 404, holdfast.CodeNotFound)
+		var list struct{ Holds []holdfast.Hold }
+		b.want(t, "GET", "/v1/holds?holder=x", "", 200, "").decode(t, &list)
+		if len(list.Holds) != 0 {
+			t.Fatalf("B sees A's holds: %+v", list.Holds)
+		}
+		a.want(t, "GET", "/v1/holds?holder=x", "", 200, "").decode(t, &list)
+		if len(list.Holds) != 1 {
+			t.Fatalf("A sees %d of its holds, want 1", len(list.Holds))
+		}
+		a.want(t, "GET", "/v1/holds/"+h.ID, "", 200, "")
+		admin.want(t, "GET", "/v1/holds/"+h.ID, "", 200, "")
+		a.want(t, "POST", "/v1/holds/"+h.ID+"/confirm", `{"payment_ref":"pi_1"}`, 200, "")
+		if p := holdfasttest.MustPool(t, s, "p"); p.Confirmed != 2 || p.Held != 0 {
+			t.Fatalf("B's refused actions changed the pool: %+v", p)
+		}
+		admin.want(t, "GET", "/v1/events", "", 200, "")
+	})
+}
+
+func TestIdempotencyOverHTTP(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+		admin := caller{base: srv.URL, key: adminKey}
+		admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":100}`, 201, "")
+		a := newKey(t, admin, "a")
+		body := `{"holder":"x","lines":[{"pool":"p","quantity":1}]}`
+		first := a.want(t, "POST", "/v1/holds", body, 201, "", "Idempotency-Key", "k-1")
+		again := a.want(t, "POST", "/v1/holds", body, 201, "", "Idempotency-Key", "k-1")
+		if !bytes.Equal(first.body, again.body) || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay differs:\n%s\n%s", first.body, again.body)
+		}
+		a.want(t, "POST", "/v1/holds", `{"holder":"y","lines":[{"pool":"p","quantity":1}]}`, 422, hfhttp.CodeIdempotencyMismatch, "Idempotency-Key", "k-1")
+		// Keys are per client key: B's k-1 is another key.
+		b := newKey(t, admin, "b")
+		b.want(t, "POST", "/v1/holds", body, 201, "", "Idempotency-Key", "k-1")
+		a.want(t, "POST", "/v1/holds", body, 400, holdfast.CodeInvalid, "Idempotency-Key", strings.Repeat("k", 256))
+		a.want(t, "POST", "/v1/holds", body, 400, holdfast.CodeInvalid, "Idempotency-Key", "has space")
+		if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM holds`); n != 2 {
+			t.Fatalf("holds: %d, want 2", n)
+		}
+
+		// A refusal replays as the same refusal, even once capacity is back.
+		admin.want(t, "POST", "/v1/pools", `{"id":"last","capacity":1}`, 201, "")
+		var h holdfast.Hold
+		admin.want(t, "POST", "/v1/holds", `{"holder":"z","lines":[{"pool":"last","quantity":1}]}`, 201, "").decode(t, &h)
+		late := `{"holder":"w","lines":[{"pool":"last","quantity":1}]}`
+		a.want(t, "POST", "/v1/holds", late, 409, holdfast.CodeSoldOut, "Idempotency-Key", "k-late")
+		admin.want(t, "POST", "/v1/holds/"+h.ID+"/release", "", 200, "")
+		r := a.want(t, "POST", "/v1/holds", late, 409, holdfast.CodeSoldOut, "Idempotency-Key", "k-late")
+		if r.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatal("the sold_out retry ran again instead of replaying")
+		}
+		a.want(t, "POST", "/v1/holds", late, 201, "", "Idempotency-Key", "k-fresh")
+
+		// 50 requests with one key at once: one effect.
+		var mu sync.Mutex
+		statuses := map[int]int{}
+		var bodies [][]byte
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := a.do(t, "POST", "/v1/bookings", `{"holder":"storm","lines":[{"pool":"p","quantity":1}]}`, "Idempotency-Key", "k-storm")
+				mu.Lock()
+				defer mu.Unlock()
+				statuses[r.status]++
+				if r.status == 201 {
+					bodies = append(bodies, r.body)
+				}
+			}()
+		}
+		wg.Wait()
+		if statuses[201]+statuses[409] != 50 || statuses[201] == 0 {
+			t.Fatalf("statuses %v: want 201s (first and replays) and 409 idempotency_in_flight only", statuses)
+		}
+		for _, b := range bodies {
+			if !bytes.Equal(b, bodies[0]) {
+				t.Fatalf("replays differ:\n%s\n%s", b, bodies[0])
+			}
+		}
+		if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM holds WHERE holder = 'storm'`); n != 1 {
+			t.Fatalf("bookings made by one key: %d, want 1", n)
+		}
+		holdfasttest.MustAuditClean(t, s)
+	})
+}
+
+func TestInputLimits(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := serve(t, s, hfhttp.Config{})
+		c := caller{base: srv.URL}
+		c.want(t, "POST", "/v1/pools", `{"id":"p","capacity":10}`, 201, "")
+		c.want(t, "POST", "/v1/groups", `{"id":"g"}`, 201, "")
+		c.want(t, "POST", "/v1/groups/g/units", `{"ids":["u1","u2"]}`, 201, "")
+		events := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM events`)
+
+		big := `{"holder":"x","lines":[{"pool":"p","quantity":1}],"pad":"` + strings.Repeat("x", 2<<20) + `"}`
+		c.want(t, "POST", "/v1/holds", big, 413, hfhttp.CodeTooLarge)
+		lines := make([]string, 101)
+		for i := range lines {
+			lines[i] = fmt.Sprintf(`{"pool":"p%d","quantity":1}`, i)
+		}
+		for _, tc := range []struct {
+			name, body string
+			line       int
+		}{
+			{"malformed JSON", `{"holder":`, -1},
+			{"not an object", `[1,2]`, -1},
+			{"two values", `{"holder":"x","lines":[{"pool":"p","quantity":1}]} {}`, -1},
+			{"unknown field", `{"holder":"x","lines":[{"pool":"p","quantity":1}],"price":1}`, -1},
+			{"no holder", `{"lines":[{"pool":"p","quantity":1}]}`, -1},
+			{"holder too long", `{"holder":"` + strings.Repeat("h", 201) + `","lines":[{"pool":"p","quantity":1}]}`, -1},
+			{"no lines", `{"holder":"x","lines":[]}`, -1},
+			{"101 lines", `{"holder":"x","lines":[` + strings.Join(lines, ",") + `]}`, -1},
+			{"quantity zero", `{"holder":"x","lines":[{"pool":"p","quantity":0}]}`, 0},
+			{"quantity fraction", `{"holder":"x","lines":[{"pool":"p","quantity":1.5}]}`, -1},
+			{"quantity string", `{"holder":"x","lines":[{"pool":"p","quantity":"1"}]}`, -1},
+			{"quantity huge", `{"holder":"x","lines":[{"pool":"p","quantity":99999999999999999999}]}`, -1},
+			{"quantity over bound", `{"holder":"x","lines":[{"pool":"p","quantity":1000001}]}`, 0},
+			{"mixed forms", `{"holder":"x","lines":[{"pool":"p","quantity":1,"units":["u1"]}]}`, 0},
+			{"pool without quantity", `{"holder":"x","lines":[{"pool":"p"}]}`, 0},
+			{"group without any", `{"holder":"x","lines":[{"group":"g"}]}`, 0},
+			{"unit twice", `{"holder":"x","lines":[{"units":["u1"]},{"units":["u1"]}]}`, 1},
+			{"empty units", `{"holder":"x","lines":[{"units":[]}]}`, 0},
+			{"bad unit id", `{"holder":"x","lines":[{"units":["a b"]}]}`, 0},
+			{"ttl zero", `{"holder":"x","ttl_seconds":0,"lines":[{"pool":"p","quantity":1}]}`, -1},
+			{"ttl over max", `{"holder":"x","ttl_seconds":3601,"lines":[{"pool":"p","quantity":1}]}`, -1},
+			{"payment_ref on a hold", `{"holder":"x","payment_ref":"pi","lines":[{"pool":"p","quantity":1}]}`, -1},
+		} {
+			r := c.do(t, "POST", "/v1/holds", tc.body)
+			if r.status != 400 {
+				t.Errorf("%s: status %d, want 400: %s", tc.name, r.status, r.body)
+				continue
+			}
+			p := r.problem(t)
+			got := -1
+			if p.Line != nil {
+				got = *p.Line
+			}
+			if p.Code != holdfast.CodeInvalid || got != tc.line {
+				t.Errorf("%s: code %q line %d, want invalid line %d", tc.name, p.Code, got, tc.line)
+			}
+		}
+		c.want(t, "POST", "/v1/pools", `{"id":"bad id","capacity":1}`, 400, holdfast.CodeInvalid)
+		c.want(t, "POST", "/v1/pools", `{"id":"q"}`, 400, holdfast.CodeInvalid)
+		c.want(t, "POST", "/v1/pools", `{"id":"q","capacity":-1}`, 400, holdfast.CodeInvalid)
+		c.want(t, "PATCH", "/v1/pools/p", `{}`, 400, holdfast.CodeInvalid)
+		c.want(t, "POST", "/v1/groups/g/units", `{"ids":["ok","ok"]}`, 400, holdfast.CodeInvalid)
+		c.want(t, "GET", "/v1/groups/g/units?status=sold", "", 400, holdfast.CodeInvalid)
+		c.want(t, "GET", "/v1/holds", "", 400, holdfast.CodeInvalid)
+		c.want(t, "GET", "/v1/events?after=x", "", 400, holdfast.CodeInvalid)
+		c.want(t, "GET", "/v1/events?limit=0", "", 400, holdfast.CodeInvalid)
+		if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM events`); n != events {
+			t.Fatalf("bad input changed the database: %d events, had %d", n, events)
+		}
+		if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM holds`); n != 0 {
+			t.Fatalf("bad input left %d holds", n)
+		}
+	})
+}
+
+func TestEveryRouteAndCode(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := serve(t, s, hfhttp.Config{})
+		c := caller{base: srv.URL}
+		c.want(t, "POST", "/v1/pools", `{"id":"p","name":"P","capacity":3,"per_holder_limit":2}`, 201, "")
+		c.want(t, "POST", "/v1/pools", `{"id":"p","capacity":3}`, 409, holdfast.CodeConflict)
+		c.want(t, "GET", "/v1/pools", "", 200, "")
+		c.want(t, "GET", "/v1/pools/nope", "", 404, holdfast.CodeNotFound)
+		c.want(t, "PATCH", "/v1/pools/p", `{"capacity":4}`, 200, "")
+		c.want(t, "POST", "/v1/groups", `{"id":"fleet","name":"Riders","reusable":true}`, 201, "")
+		c.want(t, "POST", "/v1/groups/fleet/units", `{"ids":["r-1","r-2"]}`, 201, "")
+		c.want(t, "POST", "/v1/groups/nope/units", `{"ids":["x"]}`, 404, holdfast.CodeNotFound)
+		var g holdfast.GroupAvailability
+		c.want(t, "GET", "/v1/groups/fleet", "", 200, "").decode(t, &g)
+		if g.Free != 2 || !g.Reusable {
+			t.Fatalf("group: %+v", g)
+		}
+
+		var h holdfast.Hold
+		c.want(t, "POST", "/v1/holds", `{"holder":"a","ttl_seconds":60,"lines":[{"pool":"p","quantity":2},{"group":"fleet","any":1}]}`, 201, "").decode(t, &h)
+		if h.Status != holdfast.StatusHeld || len(h.Lines) != 2 || len(h.Lines[1].Units) != 1 || h.Lines[0].Quantity != 2 {
+			t.Fatalf("hold: %+v", h)
+		}
+		r := c.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeLimitExceeded)
+		if p := r.problem(t); p.Line == nil || *p.Line != 0 {
+			t.Fatalf("limit_exceeded names no line: %s", r.body)
+		}
+		c.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":2},{"units":["`+h.Lines[1].Units[0]+`"]}]}`, 409, holdfast.CodeUnavailable)
+		c.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":1},{"pool":"nope","quantity":1}]}`, 404, holdfast.CodeNotFound)
+		var units struct{ Units []holdfast.Unit }
+		c.want(t, "GET", "/v1/groups/fleet/units?status=held", "", 200, "").decode(t, &units)
+		if len(units.Units) != 1 || units.Units[0].HoldID != h.ID {
+			t.Fatalf("held units: %+v", units)
+		}
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/extend", `{"ttl_seconds":120}`, 200, "")
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/extend", `{}`, 400, holdfast.CodeInvalid)
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/confirm", `{"payment_ref":"pi_1"}`, 200, "")
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/confirm", ``, 409, holdfast.CodeInvalidState)
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/release", ``, 409, holdfast.CodeInvalidState)
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/complete", ``, 200, "")
+		c.want(t, "POST", "/v1/holds/"+h.ID+"/cancel", ``, 409, holdfast.CodeInvalidState)
+		c.want(t, "GET", "/v1/holds/"+h.ID, "", 200, "")
+		c.want(t, "GET", "/v1/holds/h_nope", "", 404, holdfast.CodeNotFound)
+		c.want(t, "GET", "/v1/holds?holder=a", "", 200, "")
+
+		var bk holdfast.Hold
+		c.want(t, "POST", "/v1/bookings", `{"holder":"c","payment_ref":"pi_2","lines":[{"pool":"p","quantity":2}]}`, 201, "").decode(t, &bk)
+		if bk.Status != holdfast.StatusConfirmed || bk.PaymentRef != "pi_2" {
+			t.Fatalf("booking: %+v", bk)
+		}
+		c.want(t, "POST", "/v1/bookings", `{"holder":"d","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeSoldOut)
+		c.want(t, "PATCH", "/v1/pools/p", `{"capacity":1}`, 409, holdfast.CodeConflict)
+		c.want(t, "POST", "/v1/holds/"+bk.ID+"/cancel", ``, 200, "")
+
+		var ex holdfast.Hold
+		c.want(t, "POST", "/v1/holds", `{"holder":"e","lines":[{"pool":"p","quantity":1}]}`, 201, "").decode(t, &ex)
+		holdfasttest.MustExpire(t, s, ex.ID)
+		c.want(t, "POST", "/v1/holds/"+ex.ID+"/confirm", `{}`, 409, holdfast.CodeHoldExpired)
+		c.want(t, "POST", "/v1/holds/"+ex.ID+"/release", `{}`, 409, holdfast.CodeHoldExpired)
+		var rel holdfast.Hold
+		c.want(t, "POST", "/v1/holds", `{"holder":"f","lines":[{"pool":"p","quantity":1}]}`, 201, "").decode(t, &rel)
+		c.want(t, "POST", "/v1/holds/"+rel.ID+"/release", `{}`, 200, "")
+
+		var feed struct {
+			Events []holdfast.Event
+			Next   string
+		}
+		c.want(t, "GET", "/v1/events?limit=3", "", 200, "").decode(t, &feed)
+		if len(feed.Events) != 3 || feed.Next != fmt.Sprint(feed.Events[2].Seq) {
+			t.Fatalf("events page: %+v", feed)
+		}
+		c.want(t, "GET", "/v1/events?after="+feed.Next, "", 200, "").decode(t, &feed)
+		if len(feed.Events) == 0 || feed.Events[0].Seq <= 3 {
+			t.Fatalf("next page: %+v", feed.Events)
+		}
+		c.want(t, "GET", "/v1/nowhere", "", 404, holdfast.CodeNotFound)
+		holdfasttest.MustAuditClean(t, s)
+	})
+}
+
+func TestRateLimitAndUnavailable(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	srv := serve(t, s, hfhttp.Config{RateLimit: 1})
+	c := caller{base: srv.URL}
+	c.want(t, "GET", "/v1/pools", "", 200, "")
+	c.want(t, "GET", "/v1/pools", "", 200, "")
+	r := c.want(t, "GET", "/v1/pools", "", 429, hfhttp.CodeRateLimited)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	c.want(t, "GET", "/healthz", "", 200, "") // public routes are not limited
+	s.Close()
+	r = c.want(t, "GET", "/readyz", "", 503, hfhttp.CodeUnavailableService)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	srv := serve(t, s, hfhttp.Config{})
+	c := caller{base: srv.URL}
+	c.want(t, "POST", "/v1/pools", `{"id":"p","capacity":1}`, 201, "")
+	c.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":1}]}`, 201, "")
+	c.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeSoldOut)
+	body := string(c.want(t, "GET", "/metrics", "", 200, "").body)
+	for _, want := range []string{
+		`holdfast_http_requests_total{code="201",route="POST /v1/holds"} 1`,
+		`holdfast_http_requests_total{code="409",route="POST /v1/holds"} 1`,
+		`holdfast_holds_total{outcome="granted"} 1`,
+		`holdfast_holds_total{outcome="sold_out"} 1`,
+		`holdfast_http_request_duration_seconds_bucket{route="POST /v1/pools"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// The stored answer of a request that ran must be what the client got.
+func TestReplayIsByteForByte(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	srv := serve(t, s, hfhttp.Config{})
+	c := caller{base: srv.URL}
+	for i, req := range []struct{ method, path, body string }{
+		{"POST", "/v1/pools", `{"id":"p","capacity":5}`},
+		{"PATCH", "/v1/pools/p", `{"capacity":6}`},
+		{"POST", "/v1/groups", `{"id":"g"}`},
+		{"POST", "/v1/groups/g/units", `{"ids":["u"]}`},
+		{"POST", "/v1/keys", `{"name":"k"}`},
+		{"POST", "/v1/bookings", `{"holder":"x","lines":[{"units":["u"]}]}`},
+	} {
+		key := fmt.Sprint("key-", i)
+		first := c.do(t, req.method, req.path, req.body, "Idempotency-Key", key)
+		again := c.do(t, req.method, req.path, req.body, "Idempotency-Key", key)
+		if first.status != again.status || !bytes.Equal(first.body, again.body) || first.status >= 300 {
+			t.Errorf("%s %s: first %d %s, replay %d %s", req.method, req.path, first.status, first.body, again.status, again.body)
+		}
+	}
+	_ = context.Background
+}
