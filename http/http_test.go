@@ -66,7 +66,7 @@ func (r remote) ExpireDue(ctx context.Context, limit int) (int, error) {
 	return r.local.ExpireDue(ctx, limit)
 }
 func (r remote) Audit(ctx context.Context) (holdfast.AuditReport, error) { return r.local.Audit(ctx) }
-func (r remote) Close() error                                          { return nil }
+func (r remote) Close() error                                            { return nil }
 func (r remote) BeginIdempotent(ctx context.Context, scope, key, fp string, stale time.Duration) (string, *holdfast.StoredResponse, error) {
 	return r.local.BeginIdempotent(ctx, scope, key, fp, stale)
 }
@@ -76,7 +76,9 @@ func (r remote) FinishIdempotent(ctx context.Context, scope, key, token string, 
 func (r remote) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
 	return r.local.AbandonIdempotent(ctx, scope, key, token)
 }
-func (r remote) PurgeIdempotency(ctx context.Context) (int, error) { return r.local.PurgeIdempotency(ctx) }
+func (r remote) PurgeIdempotency(ctx context.Context) (int, error) {
+	return r.local.PurgeIdempotency(ctx)
+}
 func (r remote) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIKey, error) {
 	return r.local.CreateKey(ctx, k)
 }

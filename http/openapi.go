@@ -1,3 +1,209 @@
 package http
 
-var openAPI = []byte("{}")
+import "encoding/json"
+
+// openAPI is the OpenAPI 3.1 document served at /openapi.json. A test
+// fails when a route exists that the document lacks, or the other way.
+var openAPI = func() []byte {
+	b, err := json.MarshalIndent(openAPIDoc(), "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	return append(b, '\n')
+}()
+
+type obj = map[string]any
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func jsonBody(schema obj) obj {
+	return obj{"required": true, "content": obj{"application/json": obj{"schema": schema}}}
+}
+
+func answer(desc string, schema obj) obj {
+	return obj{"description": desc, "content": obj{"application/json": obj{"schema": schema}}}
+}
+
+// problems lists the error answers an operation may give.
+func problems(codes ...string) obj {
+	desc := map[string]string{
+		"400": "invalid: the request is malformed or out of bounds",
+		"401": "unauthorized: no or a bad API key",
+		"403": "forbidden: the key may not do this",
+		"404": "not_found",
+		"409": "a conflict with the current state: sold_out, unavailable, limit_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight",
+		"413": "too_large: the body is over 1 MiB",
+		"422": "idempotency_mismatch: the Idempotency-Key was used for a different request",
+		"429": "rate_limited: the key's rate limit (never lock contention); see Retry-After",
+		"503": "the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key",
+	}
+	out := obj{}
+	for _, c := range codes {
+		out[c] = obj{"description": desc[c], "content": obj{"application/problem+json": obj{"schema": ref("Problem")}}}
+	}
+	return out
+}
+
+func op(summary string, ok string, okSchema obj, body obj, errs ...string) obj {
+	o := obj{"summary": summary}
+	responses := problems(append(errs, "401", "429", "503")...)
+	responses[ok] = answer(summary, okSchema)
+	o["responses"] = responses
+	if body != nil {
+		o["requestBody"] = jsonBody(body)
+		o["parameters"] = []obj{{"name": "Idempotency-Key", "in": "header", "required": false,
+			"description": "Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h.",
+			"schema":      obj{"type": "string", "minLength": 1, "maxLength": 255}}}
+	}
+	return o
+}
+
+func withParams(o obj, params ...obj) obj {
+	existing, _ := o["parameters"].([]obj)
+	o["parameters"] = append(params, existing...)
+	return o
+}
+
+var (
+	idParam     = obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}}
+	emptyObject = obj{"type": "object", "additionalProperties": false}
+)
+
+func str(desc string) obj { return obj{"type": "string", "description": desc} }
+func integer(min, max int64, desc string) obj {
+	return obj{"type": "integer", "minimum": min, "maximum": max, "description": desc}
+}
+
+func openAPIDoc() obj {
+	holdAction := func(summary string, body obj, errs ...string) obj {
+		return obj{"post": withParams(op(summary, "200", ref("Hold"), body, errs...), idParam)}
+	}
+	plain := func(summary string) obj {
+		return obj{"get": obj{"summary": summary, "security": []obj{}, "responses": obj{"200": obj{"description": summary}}}}
+	}
+	return obj{
+		"openapi": "3.1.0",
+		"info": obj{"title": "holdfast API", "version": "1",
+			"description": "Reservations that never oversell: pools of counted capacity, groups of identified units, all-or-nothing holds that expire, bookings. Errors are RFC 9457 problem+json with a stable code."},
+		"security": []obj{{"bearer": []string{}}},
+		"paths": obj{
+			"/healthz":      plain("The process is up"),
+			"/readyz":       obj{"get": obj{"summary": "The database answers and is migrated", "security": []obj{}, "responses": merge(obj{"200": obj{"description": "ready"}}, problems("503"))}},
+			"/metrics":      plain("Prometheus metrics"),
+			"/openapi.json": plain("This document"),
+			"/v1/pools": obj{
+				"post": op("Create a pool (admin)", "201", ref("Pool"), ref("PoolCreate"), "400", "403", "409", "413", "422"),
+				"get":  op("List pools", "200", obj{"type": "object", "properties": obj{"pools": obj{"type": "array", "items": ref("Pool")}}}, nil),
+			},
+			"/v1/pools/{id}": obj{
+				"get": withParams(op("A pool with its availability", "200", ref("Pool"), nil, "404"), idParam),
+				"patch": withParams(op("Change a pool's capacity (admin); refused below what is taken", "200", ref("Pool"),
+					obj{"type": "object", "required": []string{"capacity"}, "properties": obj{"capacity": integer(0, 1<<40, "")}, "additionalProperties": false},
+					"400", "403", "404", "409", "413", "422"), idParam),
+			},
+			"/v1/groups": obj{
+				"post": op("Create a unit group (admin)", "201", ref("Group"), ref("Group"), "400", "403", "409", "413", "422"),
+			},
+			"/v1/groups/{id}": obj{
+				"get": withParams(op("A group's unit counts and free units", "200", ref("GroupAvailability"), nil, "404"), idParam),
+			},
+			"/v1/groups/{id}/units": obj{
+				"post": withParams(op("Add units to a group, all or none (admin)", "201",
+					obj{"type": "object", "properties": obj{"group": str(""), "added": obj{"type": "integer"}}},
+					obj{"type": "object", "required": []string{"ids"}, "properties": obj{"ids": obj{"type": "array", "items": str("unit id, unique across groups"), "minItems": 1, "maxItems": 10000}}, "additionalProperties": false},
+					"400", "403", "404", "409", "413", "422"), idParam),
+				"get": withParams(op("A group's units", "200", obj{"type": "object", "properties": obj{"units": obj{"type": "array", "items": ref("Unit")}}}, nil, "400", "404"),
+					idParam, obj{"name": "status", "in": "query", "schema": obj{"enum": []string{"free", "held", "confirmed"}}}),
+			},
+			"/v1/holds": obj{
+				"post": op("Hold every line or nothing", "201", ref("Hold"), ref("HoldRequest"), "400", "404", "409", "413", "422"),
+				"get": withParams(op("A holder's holds (a client key sees its own)", "200", obj{"type": "object", "properties": obj{"holds": obj{"type": "array", "items": ref("Hold")}}}, nil, "400"),
+					obj{"name": "holder", "in": "query", "required": true, "schema": obj{"type": "string"}}),
+			},
+			"/v1/holds/{id}": obj{
+				"get": withParams(op("A hold (another client's hold is 404)", "200", ref("Hold"), nil, "404"), idParam),
+			},
+			"/v1/holds/{id}/confirm": holdAction("Confirm a held hold; hold_expired after its expiry",
+				obj{"type": "object", "properties": obj{"payment_ref": str("your payment reference")}, "additionalProperties": false}, "400", "404", "409", "413", "422"),
+			"/v1/holds/{id}/release": holdAction("Release a held hold", emptyObject, "400", "404", "409", "413", "422"),
+			"/v1/holds/{id}/extend": holdAction("Move a held hold's expiry to now + ttl_seconds",
+				obj{"type": "object", "required": []string{"ttl_seconds"}, "properties": obj{"ttl_seconds": integer(1, 3600, "at most the server's maximum TTL")}, "additionalProperties": false},
+				"400", "404", "409", "413", "422"),
+			"/v1/holds/{id}/cancel":   holdAction("Cancel (refund) a confirmed hold: capacity back", emptyObject, "400", "404", "409", "413", "422"),
+			"/v1/holds/{id}/complete": holdAction("Complete a confirmed hold: reusable units back", emptyObject, "400", "404", "409", "413", "422"),
+			"/v1/bookings": obj{
+				"post": op("Hold and confirm in one step", "201", ref("Hold"), ref("HoldRequest"), "400", "404", "409", "413", "422"),
+			},
+			"/v1/events": obj{
+				"get": withParams(op("The outbox feed, in order (admin)", "200",
+					obj{"type": "object", "properties": obj{"events": obj{"type": "array", "items": ref("Event")}, "next": str("cursor for after=")}}, nil, "400", "403"),
+					obj{"name": "after", "in": "query", "schema": obj{"type": "string"}, "description": "cursor: the next of the previous page"},
+					obj{"name": "limit", "in": "query", "schema": integer(1, 1000, "default 100")}),
+			},
+			"/v1/keys": obj{
+				"post": op("Create a client key (admin); the key is shown only in this answer", "201", ref("Key"),
+					obj{"type": "object", "required": []string{"name"}, "properties": obj{"name": str("")}, "additionalProperties": false},
+					"400", "403", "413", "422"),
+			},
+		},
+		"components": obj{
+			"securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer",
+				"description": "The admin key (--admin-key) or a client key from POST /v1/keys. A server without --admin-key on loopback needs none."}},
+			"schemas": obj{
+				"PoolCreate": obj{"type": "object", "required": []string{"id", "capacity"}, "additionalProperties": false, "properties": obj{
+					"id": str("letters, digits and . _ : -, up to 128"), "name": str(""), "capacity": integer(0, 1<<40, ""),
+					"per_holder_limit": integer(0, 1<<40, "at most this many per holder across active holds; 0 or absent: no limit")}},
+				"Pool": obj{"type": "object", "properties": obj{
+					"id": str(""), "name": str(""), "capacity": obj{"type": "integer"}, "per_holder_limit": obj{"type": "integer"},
+					"available": obj{"type": "integer", "description": "capacity − held − confirmed; expired holds count as available"},
+					"held":      obj{"type": "integer"}, "confirmed": obj{"type": "integer"}}},
+				"Group": obj{"type": "object", "required": []string{"id"}, "additionalProperties": false, "properties": obj{
+					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean", "description": "units return when a hold completes (riders)"}}},
+				"GroupAvailability": obj{"type": "object", "properties": obj{
+					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean"}, "units": obj{"type": "integer"},
+					"free": obj{"type": "integer"}, "held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
+					"free_units": obj{"type": "array", "items": str("")}}},
+				"Unit": obj{"type": "object", "properties": obj{"id": str(""), "group": str(""),
+					"status": obj{"enum": []string{"free", "held", "confirmed"}}, "hold_id": str("")}},
+				"Line": obj{"description": "exactly one form", "oneOf": []obj{
+					{"type": "object", "required": []string{"pool", "quantity"}, "additionalProperties": false,
+						"properties": obj{"pool": str(""), "quantity": integer(1, 1000000, "")}},
+					{"type": "object", "required": []string{"units"}, "additionalProperties": false,
+						"properties": obj{"units": obj{"type": "array", "items": str(""), "minItems": 1, "maxItems": 100}}},
+					{"type": "object", "required": []string{"group", "any"}, "additionalProperties": false,
+						"properties": obj{"group": str(""), "any": integer(1, 100, "")}},
+				}},
+				"HoldRequest": obj{"type": "object", "required": []string{"holder", "lines"}, "additionalProperties": false, "properties": obj{
+					"holder":      obj{"type": "string", "minLength": 1, "maxLength": 200, "description": "your buyer's reference"},
+					"ttl_seconds": integer(1, 3600, "default 600, at most the server's maximum"),
+					"lines":       obj{"type": "array", "items": ref("Line"), "minItems": 1, "maxItems": 100},
+					"payment_ref": str("only on /v1/bookings")}},
+				"Hold": obj{"type": "object", "properties": obj{
+					"id": str(""), "holder": str(""),
+					"status":     obj{"enum": []string{"held", "confirmed", "released", "expired", "cancelled", "completed"}},
+					"lines":      obj{"type": "array", "items": obj{"type": "object", "description": "the line as requested; unit lines carry the units taken as units"}},
+					"created_at": obj{"type": "string", "format": "date-time"}, "expires_at": obj{"type": "string", "format": "date-time"},
+					"updated_at": obj{"type": "string", "format": "date-time"}, "payment_ref": str("")}},
+				"Event": obj{"type": "object", "properties": obj{
+					"seq": obj{"type": "integer"}, "type": str("pool.created, pool.changed, group.created, group.units_added, hold.created, hold.confirmed, hold.released, hold.extended, hold.expired, hold.cancelled, hold.completed"),
+					"at": obj{"type": "string", "format": "date-time"}, "hold_id": str(""), "subject": str("pool or group id"),
+					"data": obj{"type": "object", "description": "the hold, pool or group after the change"}}},
+				"Key": obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "role": obj{"enum": []string{"client"}},
+					"key": str("the bearer key, shown only once")}},
+				"Problem": obj{"type": "object", "required": []string{"type", "title", "status", "code"}, "properties": obj{
+					"type": str("URI of the problem type"), "title": str(""), "status": obj{"type": "integer"}, "detail": str(""),
+					"code": obj{"enum": []string{"invalid", "unauthorized", "forbidden", "not_found", "sold_out", "unavailable", "hold_expired",
+						"invalid_state", "limit_exceeded", "conflict", "idempotency_in_flight", "idempotency_mismatch", "too_large",
+						"rate_limited", "busy", "service_unavailable", "internal", "unsupported"}},
+					"line": obj{"type": "integer", "description": "the failing hold line, in request order"}}},
+			},
+		},
+	}
+}
+
+func merge(a, b obj) obj {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
