@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast"
 )
 
 func main() {
@@ -56,7 +58,8 @@ held and confirmed so that nothing is ever given out twice.
 
 Storage is a SQLite file (default ./holdfast.db, no server needed) or a
 postgres:// URL for several servers sharing one database.`,
-		Example: `  holdfast serve                                  # API on 127.0.0.1:8080, data in ./holdfast.db
+		Example: `  holdfast serve --demo                           # API on 127.0.0.1:8080, data in ./holdfast.db, sample data
+  holdfast hold create --holder alice --pool concert:2
   holdfast serve --db postgres://localhost/holdfast --addr :8080 --admin-key $KEY
   holdfast audit --db ./holdfast.db`,
 		SilenceUsage:  true,
@@ -65,17 +68,24 @@ postgres:// URL for several servers sharing one database.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e))
+	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e), poolCmd(e), groupCmd(e), holdCmd(e), bookCmd(e), keyCmd(e))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
 	var ee *exitError
+	var he *holdfast.Error
 	if errors.As(err, &ee) {
 		if ee.err != nil {
 			fmt.Fprintf(stderr, "holdfast: %v\n", ee.err)
 		}
 		return ee.code
+	}
+	if errors.As(err, &he) {
+		// A refusal from the engine or a server: its stable code first,
+		// for scripts, then what it means.
+		fmt.Fprintf(stderr, "holdfast: %s: %v\n", he.Code, err)
+		return 1
 	}
 	fmt.Fprintf(stderr, "holdfast: %v\n", err)
 	return 1

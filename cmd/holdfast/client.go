@@ -1,0 +1,326 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast"
+	hfhttp "github.com/holdfast/holdfast/http"
+)
+
+// clientFlags are the flags of the commands that talk to a server.
+type clientFlags struct {
+	server string
+	key    string
+	json   bool
+}
+
+func (f *clientFlags) register(c *cobra.Command, e env) {
+	c.PersistentFlags().StringVar(&f.server, "server", envOr(e, "HOLDFAST_SERVER", "http://127.0.0.1:8080"), "the holdfast server (env HOLDFAST_SERVER)")
+	c.PersistentFlags().StringVar(&f.key, "key", envOr(e, "HOLDFAST_KEY", ""), "API key (env HOLDFAST_KEY)")
+	c.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON instead of a table")
+}
+
+func (f *clientFlags) client() *hfhttp.Client { return hfhttp.NewClient(f.server, f.key) }
+
+// print writes v as JSON, or as the table rows give.
+func (f *clientFlags) print(w io.Writer, v any, header string, rows ...[]string) {
+	if f.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func poolRows(pools ...holdfast.Pool) [][]string {
+	var rows [][]string
+	for _, p := range pools {
+		limit := "-"
+		if p.PerHolderLimit > 0 {
+			limit = i64(p.PerHolderLimit)
+		}
+		rows = append(rows, []string{p.ID, p.Name, i64(p.Capacity), i64(p.Available), i64(p.Held), i64(p.Confirmed), limit})
+	}
+	return rows
+}
+
+const poolHeader = "ID\tNAME\tCAPACITY\tAVAILABLE\tHELD\tCONFIRMED\tLIMIT"
+
+func holdRows(holds ...holdfast.Hold) [][]string {
+	var rows [][]string
+	for _, h := range holds {
+		var lines []string
+		for _, l := range h.Lines {
+			switch {
+			case l.Pool != "":
+				lines = append(lines, fmt.Sprintf("%s×%d", l.Pool, l.Quantity))
+			case l.Group != "":
+				lines = append(lines, fmt.Sprintf("%s any %d: %s", l.Group, l.Any, strings.Join(l.Units, ",")))
+			default:
+				lines = append(lines, strings.Join(l.Units, ","))
+			}
+		}
+		rows = append(rows, []string{h.ID, h.Holder, string(h.Status), h.ExpiresAt.Local().Format(time.TimeOnly), strings.Join(lines, "; ")})
+	}
+	return rows
+}
+
+const holdHeader = "ID\tHOLDER\tSTATUS\tEXPIRES\tLINES"
+
+func poolCmd(e env) *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{Use: "pool", Short: "Create and read pools on a server",
+		Example: "  holdfast pool create --id concert --capacity 10 --limit 4\n  holdfast pool list"}
+	f.register(c, e)
+	var p holdfast.Pool
+	create := &cobra.Command{Use: "create", Short: "Create a pool (admin)", Args: cobra.NoArgs,
+		Example: "  holdfast pool create --id concert --name Concert --capacity 10 --limit 4",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := f.client().CreatePool(cmd.Context(), p)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, out, poolHeader, poolRows(out)...)
+			return nil
+		}}
+	create.Flags().StringVar(&p.ID, "id", "", "pool id")
+	create.Flags().StringVar(&p.Name, "name", "", "pool name")
+	create.Flags().Int64Var(&p.Capacity, "capacity", 0, "capacity")
+	create.Flags().Int64Var(&p.PerHolderLimit, "limit", 0, "per-holder limit (0: none)")
+	_ = create.MarkFlagRequired("id")
+	_ = create.MarkFlagRequired("capacity")
+	get := &cobra.Command{Use: "get ID", Short: "A pool with its availability", Args: cobra.ExactArgs(1),
+		Example: "  holdfast pool get concert",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := f.client().Pool(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, out, poolHeader, poolRows(out)...)
+			return nil
+		}}
+	list := &cobra.Command{Use: "list", Short: "Every pool", Args: cobra.NoArgs, Example: "  holdfast pool list --json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := f.client().Pools(cmd.Context())
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, out, poolHeader, poolRows(out...)...)
+			return nil
+		}}
+	c.AddCommand(create, get, list)
+	return c
+}
+
+func groupCmd(e env) *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{Use: "group", Short: "Create unit groups (seat maps, fleets) and add units",
+		Example: "  holdfast group create --id hall\n  holdfast group add-units hall A-1 A-2 A-3\n  holdfast group get hall"}
+	f.register(c, e)
+	var g holdfast.Group
+	create := &cobra.Command{Use: "create", Short: "Create a unit group (admin)", Args: cobra.NoArgs,
+		Example: "  holdfast group create --id riders --name Riders --reusable",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := f.client().CreateGroup(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, out, "ID\tNAME\tREUSABLE", []string{out.ID, out.Name, strconv.FormatBool(out.Reusable)})
+			return nil
+		}}
+	create.Flags().StringVar(&g.ID, "id", "", "group id")
+	create.Flags().StringVar(&g.Name, "name", "", "group name")
+	create.Flags().BoolVar(&g.Reusable, "reusable", false, "units return to the group when a hold completes (riders)")
+	_ = create.MarkFlagRequired("id")
+	add := &cobra.Command{Use: "add-units GROUP ID...", Short: "Add units to a group, all or none (admin)", Args: cobra.MinimumNArgs(2),
+		Example: "  holdfast group add-units hall A-1 A-2 A-3",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.client().AddUnits(cmd.Context(), args[0], args[1:]); err != nil {
+				return err
+			}
+			f.print(e.stdout, map[string]any{"group": args[0], "added": len(args) - 1}, "GROUP\tADDED", []string{args[0], strconv.Itoa(len(args) - 1)})
+			return nil
+		}}
+	get := &cobra.Command{Use: "get ID", Short: "A group's unit counts and free units", Args: cobra.ExactArgs(1),
+		Example: "  holdfast group get hall",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			g, err := f.client().Group(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, g, "ID\tUNITS\tFREE\tHELD\tCONFIRMED\tFREE UNITS",
+				[]string{g.ID, i64(g.Units), i64(g.Free), i64(g.Held), i64(g.Confirmed), strings.Join(g.FreeUnits, ",")})
+			return nil
+		}}
+	c.AddCommand(create, add, get)
+	return c
+}
+
+// holdFlags describe a hold request on the command line.
+type holdFlags struct {
+	holder string
+	ttl    time.Duration
+	pools  []string // pool:quantity
+	units  []string // id,id,…
+	anys   []string // group:k
+}
+
+func (h *holdFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&h.holder, "holder", "", "your buyer's reference")
+	c.Flags().DurationVar(&h.ttl, "ttl", 0, "how long the hold lasts (default: the server's)")
+	c.Flags().StringArrayVar(&h.pools, "pool", nil, "a pool line, POOL:QUANTITY (repeatable)")
+	c.Flags().StringArrayVar(&h.units, "units", nil, "a unit line, ID,ID,… (repeatable)")
+	c.Flags().StringArrayVar(&h.anys, "any", nil, "a group line, GROUP:K for any K free units (repeatable)")
+	_ = c.MarkFlagRequired("holder")
+}
+
+func (h *holdFlags) request() (holdfast.HoldRequest, error) {
+	r := holdfast.HoldRequest{Holder: h.holder, TTL: h.ttl}
+	split := func(flag, v string) (string, int64, error) {
+		id, n, ok := strings.Cut(v, ":")
+		q, err := strconv.ParseInt(n, 10, 64)
+		if !ok || err != nil {
+			return "", 0, fmt.Errorf("--%s %q: want ID:NUMBER", flag, v)
+		}
+		return id, q, nil
+	}
+	for _, v := range h.pools {
+		id, q, err := split("pool", v)
+		if err != nil {
+			return r, err
+		}
+		r.Lines = append(r.Lines, holdfast.Line{Pool: id, Quantity: q})
+	}
+	for _, v := range h.units {
+		r.Lines = append(r.Lines, holdfast.Line{Units: strings.Split(v, ",")})
+	}
+	for _, v := range h.anys {
+		id, k, err := split("any", v)
+		if err != nil {
+			return r, err
+		}
+		r.Lines = append(r.Lines, holdfast.Line{Group: id, Any: k})
+	}
+	if len(r.Lines) == 0 {
+		return r, fmt.Errorf("name at least one line: --pool, --units or --any")
+	}
+	return r, nil
+}
+
+func holdCmd(e env) *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{Use: "hold", Short: "Hold, confirm, release and read holds",
+		Example: "  holdfast hold create --holder alice --pool concert:2\n  holdfast hold confirm h_… --payment-ref pi_123"}
+	f.register(c, e)
+	var hf holdFlags
+	create := &cobra.Command{Use: "create", Short: "Hold every line or nothing", Args: cobra.NoArgs,
+		Example: "  holdfast hold create --holder alice --pool concert:2 --units A-1,A-2 --any riders:1 --ttl 5m",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := hf.request()
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			h, err := f.client().Hold(cmd.Context(), r)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	hf.register(create)
+	var ref string
+	confirm := &cobra.Command{Use: "confirm ID", Short: "Confirm a held hold", Args: cobra.ExactArgs(1),
+		Example: "  holdfast hold confirm h_… --payment-ref pi_123",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := f.client().Confirm(cmd.Context(), args[0], ref)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	confirm.Flags().StringVar(&ref, "payment-ref", "", "your payment reference")
+	release := &cobra.Command{Use: "release ID", Short: "Release a held hold", Args: cobra.ExactArgs(1),
+		Example: "  holdfast hold release h_…",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := f.client().Release(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	get := &cobra.Command{Use: "get ID", Short: "A hold", Args: cobra.ExactArgs(1), Example: "  holdfast hold get h_… --json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := f.client().GetHold(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	c.AddCommand(create, confirm, release, get)
+	return c
+}
+
+func bookCmd(e env) *cobra.Command {
+	var f clientFlags
+	var hf holdFlags
+	var ref string
+	c := &cobra.Command{Use: "book", Short: "Hold and confirm in one step", Args: cobra.NoArgs,
+		Example: "  holdfast book --holder bob --pool concert:4 --payment-ref pi_9",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := hf.request()
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			h, err := f.client().Book(cmd.Context(), r, ref)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	f.register(c, e)
+	hf.register(c)
+	c.Flags().StringVar(&ref, "payment-ref", "", "your payment reference")
+	return c
+}
+
+func keyCmd(e env) *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{Use: "key", Short: "Create client API keys (admin)",
+		Example: "  holdfast key create --name box-office --key $ADMIN_KEY"}
+	f.register(c, e)
+	var name string
+	create := &cobra.Command{Use: "create", Short: "Create a client key; it is shown only once", Args: cobra.NoArgs,
+		Example: "  holdfast key create --name box-office",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, key, err := f.client().CreateKey(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, map[string]string{"id": id, "name": name, "key": key}, "ID\tNAME\tKEY", []string{id, name, key})
+			return nil
+		}}
+	create.Flags().StringVar(&name, "name", "", "what the key is for")
+	_ = create.MarkFlagRequired("name")
+	c.AddCommand(create)
+	return c
+}

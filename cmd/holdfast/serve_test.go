@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/holdfasttest"
+	"github.com/holdfast/holdfast/sqlite"
+)
+
+func TestServeRefusesOpenNonLoopback(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "x.db")
+	code, _, errOut := runCmd(t, "serve", "--db", db, "--addr", "0.0.0.0:0")
+	if code != 2 || !strings.Contains(errOut, "without --admin-key") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runCmd(t, "serve", "--db", db, "--addr", "0.0.0.0:0", "--admin-key", "short")
+	if code != 2 || !strings.Contains(errOut, "at least 16") {
+		t.Fatalf("short key: exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+func TestCLIAgainstServer(t *testing.T) {
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCmd(t, append(args, "--server", base)...)
+	}
+	code, out, errOut := cli("pool", "list")
+	if code != 0 || !strings.Contains(out, "concert") || !strings.Contains(out, "AVAILABLE") {
+		t.Fatalf("pool list: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = cli("group", "get", "hall")
+	if code != 0 || !regexp.MustCompile(`hall\s+200\s+200\s+0\s+0`).MatchString(out) {
+		t.Fatalf("group get hall: %d\n%s", code, out)
+	}
+	code, out, errOut = cli("hold", "create", "--holder", "alice", "--pool", "concert:2", "--units", "A-1,A-2", "--any", "riders:1", "--json")
+	var h holdfast.Hold
+	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || h.Status != holdfast.StatusHeld || len(h.Lines) != 3 {
+		t.Fatalf("hold create: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ = cli("hold", "confirm", h.ID, "--payment-ref", "pi_1"); code != 0 || !strings.Contains(out, "confirmed") {
+		t.Fatalf("hold confirm: %d\n%s", code, out)
+	}
+	if code, out, _ = cli("book", "--holder", "bob", "--pool", "concert:4"); code != 0 || !strings.Contains(out, "confirmed") {
+		t.Fatalf("book: %d\n%s", code, out)
+	}
+	if code, _, _ = cli("book", "--holder", "erin", "--pool", "concert:4"); code != 0 {
+		t.Fatal("book erin")
+	}
+	code, _, errOut = cli("hold", "create", "--holder", "carol", "--pool", "concert:1")
+	if code != 1 || !strings.Contains(errOut, "sold_out") {
+		t.Fatalf("a sold-out hold: exit %d, stderr %s", code, errOut)
+	}
+	code, _, errOut = cli("hold", "create", "--holder", "carol", "--pool", "concert")
+	if code != 2 || !strings.Contains(errOut, "ID:NUMBER") {
+		t.Fatalf("a malformed line: exit %d, stderr %s", code, errOut)
+	}
+	if code, out, _ = cli("hold", "get", h.ID); code != 0 || !strings.Contains(out, "A-1,A-2") {
+		t.Fatalf("hold get: %d\n%s", code, out)
+	}
+	code, out, _ = cli("hold", "create", "--holder", "dave", "--any", "riders:1", "--json")
+	json.Unmarshal([]byte(out), &h)
+	if code, out, _ = cli("hold", "release", h.ID); code != 0 || !strings.Contains(out, "released") {
+		t.Fatalf("hold release: %d\n%s", code, out)
+	}
+	if code, out, _ = cli("pool", "create", "--id", "gala", "--capacity", "3"); code != 0 || !strings.Contains(out, "gala") {
+		t.Fatalf("pool create: %d\n%s", code, out)
+	}
+	if code, _, _ = cli("group", "create", "--id", "vans", "--reusable"); code != 0 {
+		t.Fatal("group create")
+	}
+	if code, out, _ = cli("group", "add-units", "vans", "v-1", "v-2"); code != 0 || !strings.Contains(out, "2") {
+		t.Fatalf("group add-units: %d\n%s", code, out)
+	}
+	if code, out, _ = cli("pool", "get", "gala", "--json"); code != 0 || !strings.Contains(out, `"capacity": 3`) {
+		t.Fatalf("pool get: %d\n%s", code, out)
+	}
+}
+
+func TestCLIWithKeys(t *testing.T) {
+	const admin = "an-admin-key-of-some-length"
+	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin, "--demo")
+	code, out, errOut := runCmd(t, "key", "create", "--name", "box-office", "--server", base, "--key", admin, "--json")
+	var k struct{ Key string }
+	if code != 0 || json.Unmarshal([]byte(out), &k) != nil || k.Key == "" {
+		t.Fatalf("key create: %d\n%s%s", code, out, errOut)
+	}
+	env := func(key string) func(string) string {
+		return func(name string) string {
+			return map[string]string{"HOLDFAST_SERVER": base, "HOLDFAST_KEY": key}[name]
+		}
+	}
+	var o, e syncBuffer
+	if code := run(context.Background(), []string{"hold", "create", "--holder", "a", "--pool", "concert:1"}, env(k.Key), &o, &e); code != 0 {
+		t.Fatalf("client key hold: %d %s", code, e.String())
+	}
+	e = syncBuffer{}
+	if code := run(context.Background(), []string{"pool", "create", "--id", "x", "--capacity", "1"}, env(k.Key), &o, &e); code != 1 || !strings.Contains(e.String(), "forbidden") {
+		t.Fatalf("client key pool create: %d %s", code, e.String())
+	}
+	e = syncBuffer{}
+	if code := run(context.Background(), []string{"pool", "list"}, env(""), &o, &e); code != 1 || !strings.Contains(e.String(), "unauthorized") {
+		t.Fatalf("no key: %d %s", code, e.String())
+	}
+}
+
+// Shutdown with a request in flight: the server stops accepting, the
+// request finishes whole, the process exits 0, and the books balance.
+func TestGracefulShutdown(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "x.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--demo"}, noEnv, outW, errW)
+		outW.Close()
+		errW.Close()
+		done <- code
+	}()
+	shuttingDown := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(errR)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "shutting down") {
+				close(shuttingDown)
+				break
+			}
+		}
+		io.Copy(io.Discard, errR)
+	}()
+	var addr string
+	sc := bufio.NewScanner(outR)
+	for sc.Scan() {
+		if m := regexp.MustCompile(`listening on http://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+			break
+		}
+	}
+	go io.Copy(io.Discard, outR)
+	if addr == "" {
+		t.Fatal("server did not start")
+	}
+
+	// A hold whose body is only half sent when the shutdown starts.
+	body := `{"holder":"late","lines":[{"pool":"concert","quantity":2}]}`
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/holds HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:20])
+	// Make sure the server has the request before it is told to stop: a
+	// second request on another connection is answered, so the first
+	// connection was accepted before it.
+	if resp, err := http.Get("http://" + addr + "/healthz"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	<-shuttingDown
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the server still accepts connections after shutdown began")
+	}
+	fmt.Fprint(conn, body[20:])
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("in-flight request lost: %v", err)
+	}
+	if resp.StatusCode != 201 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("in-flight hold: %d %s", resp.StatusCode, b)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	s, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p := holdfasttest.MustPool(t, s, "concert"); p.Held != 2 {
+		t.Fatalf("after shutdown the pool has %d held, want the in-flight hold's 2", p.Held)
+	}
+	holdfasttest.MustAuditClean(t, s)
+}
