@@ -373,6 +373,10 @@ func TestEveryRouteAndCode(t *testing.T) {
 			t.Fatalf("next page: %+v", feed.Events)
 		}
 		c.want(t, "GET", "/v1/nowhere", "", 404, holdfast.CodeNotFound)
+		r = c.want(t, "DELETE", "/v1/pools/p", "", 405, hfhttp.CodeMethodNotAllowed)
+		if allow := r.header.Get("Allow"); allow != "GET, PATCH" {
+			t.Fatalf("Allow: %q", allow)
+		}
 		holdfasttest.MustAuditClean(t, s)
 	})
 }

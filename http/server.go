@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,12 @@ func (s *Server) handle(pattern string, acc access, h handler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		status := s.serve(w, r, acc, h)
-		s.metrics.observe(route, status, time.Since(start))
+		d := time.Since(start)
+		s.metrics.observe(route, status, d)
+		if acc != public {
+			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "route", route, "status", status,
+				"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
+		}
 	})
 }
 
@@ -306,11 +312,24 @@ func (s *Server) routes() {
 	s.handle("GET /v1/events", admin, s.events)
 	s.handle("POST /v1/keys", admin, s.createKey)
 
-	notFound := func(r *http.Request, _ principal) (int, any, error) {
-		return 0, nil, holdfast.Errorf(holdfast.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
-	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		_, _, err := notFound(r, principal{})
+		// The path may exist under another method: that is a 405, with
+		// the methods it does answer.
+		var allow []string
+		for _, m := range []string{"GET", "POST", "PATCH", "PUT", "DELETE"} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := s.mux.Handler(probe); pattern != "/" && m != r.Method {
+				allow = append(allow, m)
+			}
+		}
+		var err error
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			err = holdfast.Errorf(CodeMethodNotAllowed, "%s answers %s, not %s", r.URL.Path, strings.Join(allow, ", "), r.Method)
+		} else {
+			err = holdfast.Errorf(holdfast.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+		}
 		s.metrics.observe("unmatched", s.writeError(w, err), 0)
 	})
 }

@@ -88,6 +88,18 @@ func TestCLIAgainstServer(t *testing.T) {
 	if code, out, _ = cli("pool", "get", "gala", "--json"); code != 0 || !strings.Contains(out, `"capacity": 3`) {
 		t.Fatalf("pool get: %d\n%s", code, out)
 	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"holdfast_db_connections_open", "holdfast_strategy_retries_total", "holdfast_sweeper_expired_total",
+		"holdfast_audit_differences 0", `holdfast_holds_total{outcome="sold_out"} 1`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 }
 
 func TestCLIWithKeys(t *testing.T) {
