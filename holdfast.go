@@ -160,7 +160,9 @@ const (
 // Event is one outbox row, written in the same transaction as the change it
 // records. Seq increases with every event.
 type Event struct {
-	Seq    int64     `json:"seq"`
+	Seq int64 `json:"seq"`
+	// Cursor continues the feed after this event.
+	Cursor string    `json:"cursor"`
 	Type   EventType `json:"type"`
 	At     time.Time `json:"at"`
 	HoldID string    `json:"hold_id,omitempty"`
@@ -246,8 +248,11 @@ type Store interface {
 	// owner unless owner is "".
 	Holds(ctx context.Context, holder, owner string) ([]Hold, error)
 
-	// Events returns up to limit outbox events with Seq > after, in Seq order.
-	Events(ctx context.Context, after int64, limit int) ([]Event, error)
+	// Events returns up to limit outbox events after the cursor (from a
+	// previous call's next; "" for the start), in commit order, and the
+	// cursor to continue from. A reader following next never skips an event,
+	// even one whose transaction commits late. ErrInvalid for a bad cursor.
+	Events(ctx context.Context, after string, limit int) (events []Event, next string, err error)
 	// ExpireDue marks up to limit held holds past their expiry as expired,
 	// returning their capacity, and reports how many it expired. Safe to run
 	// from many goroutines and processes at once: each hold expires once.

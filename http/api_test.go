@@ -364,11 +364,21 @@ func TestEveryRouteAndCode(t *testing.T) {
 			Events []holdfast.Event
 			Next   string
 		}
-		c.want(t, "GET", "/v1/events?limit=3", "", 200, "").decode(t, &feed)
-		if len(feed.Events) != 3 || feed.Next != fmt.Sprint(feed.Events[2].Seq) {
+		// On PostgreSQL the feed stops short of the oldest transaction still
+		// running in the cluster (other tests' too): wait for it to catch up.
+		for ctx := t.Context(); len(feed.Events) < 3 && ctx.Err() == nil; {
+			c.want(t, "GET", "/v1/events?limit=3", "", 200, "").decode(t, &feed)
+		}
+		if len(feed.Events) != 3 || feed.Next != feed.Events[2].Cursor {
 			t.Fatalf("events page: %+v", feed)
 		}
-		c.want(t, "GET", "/v1/events?after="+feed.Next, "", 200, "").decode(t, &feed)
+		first := feed.Next
+		for ctx := t.Context(); ctx.Err() == nil; {
+			c.want(t, "GET", "/v1/events?after="+first, "", 200, "").decode(t, &feed)
+			if len(feed.Events) > 0 {
+				break
+			}
+		}
 		if len(feed.Events) == 0 || feed.Events[0].Seq <= 3 {
 			t.Fatalf("next page: %+v", feed.Events)
 		}

@@ -258,15 +258,16 @@ func (c *Client) Holds(ctx context.Context, holder, _ string) ([]holdfast.Hold, 
 	return out.Holds, err
 }
 
-func (c *Client) Events(ctx context.Context, after int64, limit int) ([]holdfast.Event, error) {
+func (c *Client) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
 	var out struct {
 		Events []holdfast.Event `json:"events"`
+		Next   string           `json:"next"`
 	}
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	err := c.do(ctx, "GET", "/v1/events?after="+strconv.FormatInt(after, 10)+"&limit="+strconv.Itoa(limit), nil, &out)
-	return out.Events, err
+	err := c.do(ctx, "GET", "/v1/events?after="+url.QueryEscape(after)+"&limit="+strconv.Itoa(limit), nil, &out)
+	return out.Events, out.Next, err
 }
 
 // CreateKey asks the server for a new client key (admin only) and returns

@@ -364,14 +364,6 @@ func (s *Server) extend(r *http.Request, p principal) (int, any, error) {
 
 func (s *Server) events(r *http.Request, _ principal) (int, any, error) {
 	q := r.URL.Query()
-	var after int64
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "after must be a cursor from a previous page")
-		}
-		after = n
-	}
 	limit := 100
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -380,13 +372,9 @@ func (s *Server) events(r *http.Request, _ principal) (int, any, error) {
 		}
 		limit = n
 	}
-	events, err := s.cfg.Store.Events(r.Context(), after, limit)
+	events, next, err := s.cfg.Store.Events(r.Context(), q.Get("after"), limit)
 	if err != nil {
 		return 0, nil, err
-	}
-	next := strconv.FormatInt(after, 10)
-	if len(events) > 0 {
-		next = strconv.FormatInt(events[len(events)-1].Seq, 10)
 	}
 	return http.StatusOK, map[string]any{"events": events, "next": next}, nil
 }

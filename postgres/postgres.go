@@ -149,8 +149,12 @@ var dialect = sqlstore.Dialect{
 	ListSelect: func(n int) string { return fmt.Sprintf("SELECT unnest($%d::text[]) AS value", n) },
 	ListArg:    func(ids []string) any { return ids },
 	ForUpdate:  " FOR UPDATE",
-	SkipLocked: " FOR UPDATE SKIP LOCKED",
-	Classify:   classify,
+	// See migrations/00003: the feed goes by (xid, seq) up to the oldest
+	// running transaction.
+	EventXid:      "CAST(CAST(xid AS text) AS bigint)",
+	EventsVisible: " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
+	SkipLocked:    " FOR UPDATE SKIP LOCKED",
+	Classify:      classify,
 }
 
 func classify(err error) sqlstore.ErrorKind {

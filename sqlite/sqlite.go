@@ -156,7 +156,9 @@ var dialect = sqlstore.Dialect{
 	Name:       "sqlite",
 	ListSelect: func(n int) string { return fmt.Sprintf("SELECT value FROM json_each($%d)", n) },
 	ListArg:    listArg,
-	Classify:   classify,
+	// One writer at a time: commit order is seq order.
+	EventXid: "CAST(0 AS INTEGER)",
+	Classify: classify,
 }
 
 func listArg(ids []string) any {

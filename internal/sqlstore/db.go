@@ -86,6 +86,12 @@ type Dialect struct {
 	// backend has one writer at a time and so needs none.
 	ForUpdate  string
 	SkipLocked string
+	// EventXid is the SQL for the writing transaction's number, by which
+	// the feed is ordered first (a constant where commit order is seq order).
+	EventXid string
+	// EventsVisible is an extra condition on feed reads (" AND …"): only
+	// events that no transaction still running could precede.
+	EventsVisible string
 	// SchemaVersion is the newest migration the backend embeds.
 	SchemaVersion int64
 	// Classify tells what a driver error means.

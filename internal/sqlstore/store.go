@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -328,29 +329,44 @@ func (s *Store) units(ctx context.Context, group string, status holdfast.UnitSta
 
 // ---- events ----
 
-func (s *Store) Events(ctx context.Context, after int64, limit int) ([]holdfast.Event, error) {
+func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	rows, err := s.db.Query(ctx, `SELECT seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
-		FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	var xid, seq int64
+	if after != "" {
+		x, q, ok := strings.Cut(after, ".")
+		var err1, err2 error
+		xid, err1 = strconv.ParseInt(x, 10, 64)
+		seq, err2 = strconv.ParseInt(q, 10, 64)
+		if !ok || err1 != nil || err2 != nil || xid < 0 || seq < 0 {
+			return nil, "", holdfast.Errorf(holdfast.CodeInvalid, "after must be a cursor from a previous page")
+		}
+	}
+	x := s.d.EventXid
+	rows, err := s.db.Query(ctx, `SELECT `+x+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
+		FROM events WHERE (`+x+` > $1 OR (`+x+` = $1 AND seq > $2))`+s.d.EventsVisible+`
+		ORDER BY `+x+`, seq LIMIT $3`, xid, seq, limit)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer rows.Close()
 	events := []holdfast.Event{}
+	next := after
 	for rows.Next() {
 		var e holdfast.Event
-		var at int64
+		var at, exid int64
 		var data string
-		if err := rows.Scan(&e.Seq, &e.Type, &at, &e.HoldID, &e.Subject, &data); err != nil {
-			return nil, err
+		if err := rows.Scan(&exid, &e.Seq, &e.Type, &at, &e.HoldID, &e.Subject, &data); err != nil {
+			return nil, "", err
 		}
 		e.At = msTime(at)
 		e.Data = json.RawMessage(data)
+		e.Cursor = strconv.FormatInt(exid, 10) + "." + strconv.FormatInt(e.Seq, 10)
+		next = e.Cursor
 		events = append(events, e)
 	}
-	return events, rows.Err()
+	return events, next, rows.Err()
 }
 
 // params returns "$start, $start+1, …" for n parameters.
