@@ -39,8 +39,10 @@ func init() {
 	dialect.SchemaVersion = sqlstore.NewestMigration(fsys)
 }
 
-// Strategies lists the strategies this backend implements.
-var Strategies = []holdfast.Strategy{holdfast.Atomic}
+// Strategies lists the strategies this backend implements (redislock
+// needs Options.Locker).
+var Strategies = []holdfast.Strategy{holdfast.Atomic, holdfast.Pessimistic, holdfast.Optimistic,
+	holdfast.Serializable, holdfast.Advisory, holdfast.RedisLock, holdfast.Unsafe}
 
 // Options configure Open.
 type Options struct {
@@ -51,6 +53,12 @@ type Options struct {
 	// more connections up to what PostgreSQL's max_connections allows for
 	// all instances together.
 	MaxConns int32
+	// Think is the strategies' pause between check and write (the lab).
+	Think time.Duration
+	// Locker is the lock service of the redislock strategy (package redis).
+	Locker sqlstore.Locker
+	// BeforeWrite is a test hook of the redislock strategy.
+	BeforeWrite func(context.Context)
 }
 
 // Store is a holdfast.Store on PostgreSQL.
@@ -88,12 +96,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s, err := sqlstore.New(&db{pool: pool}, dialect, opts.Config, st)
+	c, err := sqlstore.NewClaimer(st, dialect, sqlstore.Options{Think: opts.Think, Locker: opts.Locker, BeforeWrite: opts.BeforeWrite})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{Store: s, pool: pool}, nil
+	return &Store{Store: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c), pool: pool}, nil
 }
 
 func supports(s holdfast.Strategy) bool {
@@ -153,6 +161,8 @@ var dialect = sqlstore.Dialect{
 	// running transaction.
 	EventXid:      "CAST(CAST(xid AS text) AS bigint)",
 	EventsVisible: " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
+	AdvisoryLock:  "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+	Fencing:       true,
 	SkipLocked:    " FOR UPDATE SKIP LOCKED",
 	Classify:      classify,
 }
@@ -207,30 +217,42 @@ func (d *db) Stats() sqlstore.Stats {
 func (d *db) Close() error { d.pool.Close(); return nil }
 
 // Transact runs fn in a READ COMMITTED transaction. fn may be called more
-// than once: after a serialization failure or a deadlock it is retried up to
-// 5 times with capped exponential backoff and full jitter, within ctx.
+// than once: after a serialization failure or a deadlock (neither expected
+// at this level) it is retried up to 5 times with capped exponential
+// backoff and full jitter, within ctx.
 func (d *db) Transact(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
-	const attempts = 5
+	return d.retry(ctx, pgx.ReadCommitted, 5, fn)
+}
+
+// TransactSerializable runs fn in a SERIALIZABLE transaction, where two
+// claims that would not be serializable abort one (40001); it is retried
+// with capped exponential backoff and full jitter until ctx's deadline
+// (at most 1,000 times).
+func (d *db) TransactSerializable(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
+	return d.retry(ctx, pgx.Serializable, 1000, fn)
+}
+
+func (d *db) retry(ctx context.Context, iso pgx.TxIsoLevel, attempts int, fn func(tx sqlstore.Querier) error) error {
 	backoff := 2 * time.Millisecond
 	for i := 0; ; i++ {
-		err := d.transact(ctx, fn)
+		err := d.transact(ctx, iso, fn)
 		if err == nil || !retryable(err) || i == attempts-1 {
 			return interpret(err)
 		}
 		d.retries.Add(1)
-		t := time.NewTimer(rand.N(backoff))
+		t := time.NewTimer(rand.N(backoff) + 1)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return interpret(err)
+			return fmt.Errorf("%w: gave up retrying: %v", holdfast.ErrBusy, err)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
 
-func (d *db) transact(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
-	tx, err := d.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+func (d *db) transact(ctx context.Context, iso pgx.TxIsoLevel, fn func(tx sqlstore.Querier) error) error {
+	tx, err := d.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,15 @@ package postgres_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/redistest"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/redis"
 )
 
 var pg *pgtest.DB
@@ -20,11 +23,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func open(t testing.TB, url string) holdfast.Store {
+func open(t testing.TB, url string, opts postgres.Options) holdfast.Store {
 	t.Helper()
 	// Small pools: the races open three instances, and tests run side by
 	// side on a server with max_connections 100.
-	s, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 12})
+	opts.MaxConns = 12
+	s, err := postgres.Open(context.Background(), url, opts)
 	if err != nil {
 		t.Fatalf("postgres.Open: %v", err)
 	}
@@ -32,19 +36,31 @@ func open(t testing.TB, url string) holdfast.Store {
 	return s
 }
 
+// The whole suite, once per strategy (unsafe exists to fail it).
 func TestConformance(t *testing.T) {
-	holdfasttest.Run(t, holdfasttest.Harness{
-		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-			url := pg.Schema(t)
-			return open(t, url), func(t testing.TB) holdfast.Store { return open(t, url) }
-		},
-	})
+	for _, st := range postgres.Strategies {
+		if st == holdfast.Unsafe {
+			continue
+		}
+		t.Run(string(st), func(t *testing.T) {
+			opts := postgres.Options{Strategy: st}
+			if st == holdfast.RedisLock {
+				opts.Locker = redis.NewLocker(redistest.Client(t), redis.Config{Prefix: redistest.Prefix()})
+			}
+			holdfasttest.Run(t, holdfasttest.Harness{
+				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+					url := pg.Schema(t)
+					return open(t, url, opts), func(t testing.TB) holdfast.Store { return open(t, url, opts) }
+				},
+			})
+		})
+	}
 }
 
-func TestUnsupportedStrategy(t *testing.T) {
-	_, err := postgres.Open(context.Background(), pg.Schema(t), postgres.Options{Strategy: holdfast.Unsafe})
-	if holdfast.ErrorCode(err) != holdfast.CodeUnsupported {
-		t.Fatalf("Open with strategy unsafe: got %v, want unsupported", err)
+func TestRedisLockNeedsRedis(t *testing.T) {
+	_, err := postgres.Open(context.Background(), pg.Schema(t), postgres.Options{Strategy: holdfast.RedisLock})
+	if holdfast.ErrorCode(err) != holdfast.CodeUnsupported || !strings.Contains(err.Error(), "--redis") {
+		t.Fatalf("Open with strategy redislock and no Redis: got %v, want unsupported", err)
 	}
 }
 

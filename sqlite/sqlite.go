@@ -51,8 +51,10 @@ func init() {
 	})
 }
 
-// Strategies lists the strategies this backend implements.
-var Strategies = []holdfast.Strategy{holdfast.Atomic}
+// Strategies lists the strategies this backend implements: with one writer
+// at a time, pessimistic is the up-front write lock of BEGIN IMMEDIATE, and
+// there are no row locks to serialize, advise or fence.
+var Strategies = []holdfast.Strategy{holdfast.Atomic, holdfast.Pessimistic, holdfast.Optimistic, holdfast.Unsafe}
 
 // Options configure Open.
 type Options struct {
@@ -61,6 +63,8 @@ type Options struct {
 	// BusyTimeout is how long a write waits for another process holding
 	// the write lock (default 10 s).
 	BusyTimeout time.Duration
+	// Think is the strategies' pause between check and write (the lab).
+	Think time.Duration
 }
 
 // Store is a holdfast.Store on a SQLite file.
@@ -115,12 +119,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		d.Close()
 		return nil, err
 	}
-	s, err := sqlstore.New(d, dialect, opts.Config, st)
+	c, err := sqlstore.NewClaimer(st, dialect, sqlstore.Options{Think: opts.Think})
 	if err != nil {
 		d.Close()
 		return nil, err
 	}
-	return &Store{Store: s, db: d}, nil
+	return &Store{Store: sqlstore.New(d, dialect, opts.Config, c), db: d}, nil
 }
 
 func supports(s holdfast.Strategy) bool {
@@ -254,6 +258,11 @@ func (d *db) Transact(ctx context.Context, fn func(tx sqlstore.Querier) error) e
 		}
 		backoff *= 2
 	}
+}
+
+// TransactSerializable is Transact: SQLite transactions are serializable.
+func (d *db) TransactSerializable(ctx context.Context, fn func(tx sqlstore.Querier) error) error {
+	return d.Transact(ctx, fn)
 }
 
 func (d *db) transact(ctx context.Context, fn func(tx sqlstore.Querier) error) (err error) {

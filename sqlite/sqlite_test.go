@@ -10,9 +10,13 @@ import (
 	"github.com/holdfast/holdfast/sqlite"
 )
 
-func open(t testing.TB, path string) holdfast.Store {
+func open(t testing.TB, path string, opts ...sqlite.Options) holdfast.Store {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	var o sqlite.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	s, err := sqlite.Open(context.Background(), path, o)
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
@@ -20,13 +24,22 @@ func open(t testing.TB, path string) holdfast.Store {
 	return s
 }
 
+// The whole suite, once per strategy (unsafe exists to fail it).
 func TestConformance(t *testing.T) {
-	holdfasttest.Run(t, holdfasttest.Harness{
-		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-			path := filepath.Join(t.TempDir(), "holdfast.db")
-			return open(t, path), func(t testing.TB) holdfast.Store { return open(t, path) }
-		},
-	})
+	for _, st := range sqlite.Strategies {
+		if st == holdfast.Unsafe {
+			continue
+		}
+		t.Run(string(st), func(t *testing.T) {
+			o := sqlite.Options{Strategy: st}
+			holdfasttest.Run(t, holdfasttest.Harness{
+				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+					path := filepath.Join(t.TempDir(), "holdfast.db")
+					return open(t, path, o), func(t testing.TB) holdfast.Store { return open(t, path, o) }
+				},
+			})
+		})
+	}
 }
 
 func TestUnsupportedStrategy(t *testing.T) {

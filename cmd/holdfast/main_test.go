@@ -96,6 +96,10 @@ func TestUnsupportedStrategyRefusedAtStart(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, `strategy "advisory" is not available on sqlite`) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 	}
+	code, _, errOut = runCmd(t, "serve", "--db", filepath.Join(t.TempDir(), "x.db"), "--addr", "127.0.0.1:0", "--strategy", "unsafe")
+	if code != 2 || !strings.Contains(errOut, "--allow-unsafe") {
+		t.Fatalf("unsafe without --allow-unsafe: exit %d, stderr:\n%s", code, errOut)
+	}
 	code, _, errOut = runCmd(t, "serve", "--db", filepath.Join(t.TempDir(), "x.db"), "--addr", "127.0.0.1:0", "--strategy", "magic")
 	if code == 0 || !strings.Contains(errOut, `unknown strategy "magic"`) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)

@@ -21,6 +21,7 @@ type serveFlags struct {
 	addr           string
 	adminKey       string
 	demo           bool
+	allowUnsafe    bool
 	rateLimit      float64
 	holdTTL        time.Duration
 	maxTTL         time.Duration
@@ -45,6 +46,7 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	f.db.register(fs, e)
 	fs.StringVar(&f.addr, "addr", envOr(e, "HOLDFAST_ADDR", "127.0.0.1:8080"), "listen address (env HOLDFAST_ADDR)")
 	fs.StringVar(&f.adminKey, "admin-key", envOr(e, "HOLDFAST_ADMIN_KEY", ""), "the admin's bearer key; without it the server runs open, on loopback only (env HOLDFAST_ADMIN_KEY)")
+	fs.BoolVar(&f.allowUnsafe, "allow-unsafe", false, "allow --strategy unsafe, which oversells on purpose (for demonstrations only)")
 	fs.BoolVar(&f.demo, "demo", envOr(e, "HOLDFAST_DEMO", "") == "true", "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
 	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; the only source of 429s (env HOLDFAST_RATE_LIMIT)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
@@ -60,6 +62,9 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	cfg := holdfast.Config{DefaultTTL: f.holdTTL, MaxTTL: f.maxTTL}
 	if f.holdTTL <= 0 || f.maxTTL <= 0 || f.holdTTL > f.maxTTL {
 		return &exitError{code: 2, err: fmt.Errorf("--hold-ttl must be positive and at most --max-hold-ttl")}
+	}
+	if st, _ := holdfast.ParseStrategy(f.db.strategy); st == holdfast.Unsafe && !f.allowUnsafe {
+		return &exitError{code: 2, err: fmt.Errorf("--strategy unsafe oversells on purpose; serve refuses it without --allow-unsafe")}
 	}
 	if f.adminKey == "" && !loopback(f.addr) {
 		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/redis"
 	"github.com/holdfast/holdfast/sqlite"
 )
 
@@ -18,13 +20,15 @@ import (
 type dbFlags struct {
 	db       string
 	strategy string
+	redis    string
 }
 
 func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 	fs.StringVar(&f.db, "db", envOr(e, "HOLDFAST_DB", "./holdfast.db"),
 		"database: a SQLite file path or a postgres:// URL (env HOLDFAST_DB)")
 	fs.StringVar(&f.strategy, "strategy", envOr(e, "HOLDFAST_STRATEGY", string(holdfast.Atomic)),
-		"how claims are made atomic: atomic (env HOLDFAST_STRATEGY)")
+		"how claims are made atomic: atomic, pessimistic, optimistic, serializable, advisory, redislock, unsafe (env HOLDFAST_STRATEGY)")
+	fs.StringVar(&f.redis, "redis", envOr(e, "HOLDFAST_REDIS", ""), "Redis URL (redis://host:6379/0), for the redislock strategy (env HOLDFAST_REDIS)")
 }
 
 func envOr(e env, key, def string) string {
@@ -62,10 +66,25 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store
 	if err != nil {
 		return nil, err
 	}
-	if isPostgres(f.db) {
-		return postgres.Open(ctx, f.db, postgres.Options{Strategy: st, Config: cfg})
+	return openStore(ctx, f.db, f.redis, st, cfg, 0)
+}
+
+// openStore opens a store of strategy st on db (a SQLite path or a
+// postgres:// URL), with Redis at redisURL for redislock, pausing think
+// between each claim's check and write.
+func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration) (holdfast.Store, error) {
+	if !isPostgres(db) {
+		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think})
 	}
-	return sqlite.Open(ctx, f.db, sqlite.Options{Strategy: st, Config: cfg})
+	opts := postgres.Options{Strategy: st, Config: cfg, Think: think}
+	if st == holdfast.RedisLock && redisURL != "" {
+		client, err := redis.Open(ctx, redisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		opts.Locker = redis.NewLocker(client, redis.Config{})
+	}
+	return postgres.Open(ctx, db, opts)
 }
 
 // describe names the database for output without its password.

@@ -48,6 +48,9 @@ type DB interface {
 	// failure, a deadlock, or SQLITE_BUSY), with bounded, jittered backoff;
 	// fn must not keep state across calls.
 	Transact(ctx context.Context, fn func(tx Querier) error) error
+	// TransactSerializable is Transact at SERIALIZABLE isolation, retrying
+	// serialization failures until ctx's deadline (bounded, jittered).
+	TransactSerializable(ctx context.Context, fn func(tx Querier) error) error
 	// Stats reports the connection pool and the retries Transact made.
 	Stats() Stats
 	Close() error
@@ -92,6 +95,11 @@ type Dialect struct {
 	// EventsVisible is an extra condition on feed reads (" AND …"): only
 	// events that no transaction still running could precede.
 	EventsVisible string
+	// AdvisoryLock is a statement taking a transaction-scoped lock on the
+	// string $1, or "" where the backend has none.
+	AdvisoryLock string
+	// Fencing says the schema has fence columns for the redislock strategy.
+	Fencing bool
 	// SchemaVersion is the newest migration the backend embeds.
 	SchemaVersion int64
 	// Classify tells what a driver error means.

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -43,22 +45,41 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 		ttl = s.cfg.DefaultTTL
 	}
 	var fail *lineFailure
-	for attempt := 0; attempt < claimAttempts; attempt++ {
+	for attempt, stale := 0, 0; attempt < claimAttempts; {
 		var h holdfast.Hold
-		err := s.db.Transact(ctx, func(tx Querier) error {
-			var err error
-			h, fail, err = s.claim(ctx, tx, r, ttl, confirm, paymentRef)
-			if err == nil && fail != nil {
-				return errRollback
+		prep, err := s.strategy.Prepare(ctx, s.db, r)
+		if err == nil {
+			transact := s.db.Transact
+			if s.strategy.Serializable() {
+				transact = s.db.TransactSerializable
 			}
-			return err
-		})
-		if fail == nil {
-			return h, err
+			err = transact(ctx, func(tx Querier) error {
+				var err error
+				h, fail, err = s.claim(ctx, tx, prep, r, ttl, confirm, paymentRef)
+				if err == nil && fail != nil {
+					return errRollback
+				}
+				return err
+			})
 		}
-		if !errors.Is(err, errRollback) {
-			return holdfast.Hold{}, err
+		s.strategy.Finish(prep)
+		if errors.Is(err, ErrRetry) {
+			// The strategy's reads went stale (optimistic): back off with
+			// full jitter and go round again, within the deadline.
+			s.retries.Add(1)
+			if err := backoff(ctx, stale); err != nil {
+				return holdfast.Hold{}, fmt.Errorf("%w: gave up retrying a contended claim: %v", holdfast.ErrBusy, err)
+			}
+			stale++
+			continue
 		}
+		if fail == nil || !errors.Is(err, errRollback) {
+			if err != nil {
+				return holdfast.Hold{}, err
+			}
+			return h, nil
+		}
+		attempt++
 		// A line failed. Expired holds may be sitting on the capacity: free
 		// them (guarantee 6), then look again, line by line in request order,
 		// so the answer names the first line that really cannot be had.
@@ -73,10 +94,24 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	return holdfast.Hold{}, fail.err()
 }
 
+// backoff sleeps a full-jitter exponential backoff for the n-th retry
+// (1 ms doubling, capped at 50 ms), or returns ctx's error.
+func backoff(ctx context.Context, n int) error {
+	ceiling := time.Millisecond << min(n, 6)
+	t := time.NewTimer(rand.N(ceiling) + 1)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // claim makes every line of r in one transaction, in the global lock order.
 // A line that cannot be had comes back as a lineFailure, and the caller
 // rolls the transaction back, so nothing is taken.
-func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, ttl time.Duration, confirm bool, paymentRef string) (holdfast.Hold, *lineFailure, error) {
+func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast.HoldRequest, ttl time.Duration, confirm bool, paymentRef string) (holdfast.Hold, *lineFailure, error) {
 	h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef, Owner: r.Owner}
 	if confirm {
 		h.Status = holdfast.StatusConfirmed
@@ -112,7 +147,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, t
 
 	for _, i := range poolLines {
 		l := r.Lines[i]
-		limit, ok, err := s.strategy.ClaimPool(ctx, tx, l.Pool, l.Quantity, confirm)
+		limit, ok, err := s.strategy.ClaimPool(ctx, tx, prep, l.Pool, l.Quantity, confirm)
 		if err != nil {
 			return h, nil, err
 		}
@@ -130,7 +165,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, t
 		}
 	}
 	if len(unitIDs) > 0 {
-		taken, err := s.strategy.ClaimUnits(ctx, tx, h.ID, unitIDs)
+		taken, err := s.strategy.ClaimUnits(ctx, tx, prep, h.ID, unitIDs)
 		if err != nil {
 			return h, nil, err
 		}
@@ -152,7 +187,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, r holdfast.HoldRequest, t
 	}
 	for _, i := range anyLines {
 		l := r.Lines[i]
-		taken, err := s.strategy.ClaimAny(ctx, tx, h.ID, l.Group, l.Any)
+		taken, err := s.strategy.ClaimAny(ctx, tx, prep, h.ID, l.Group, l.Any)
 		if err != nil {
 			return h, nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -18,18 +19,15 @@ type Store struct {
 	d        Dialect
 	cfg      holdfast.Config
 	strategy Claimer
+	// retries counts claims sent round again (ErrRetry), for metrics.
+	retries atomic.Int64
 }
 
 var _ holdfast.Store = (*Store)(nil)
 
-// New returns a Store. strategy must be one the backend supports; the
-// backend package checks that before calling New.
-func New(db DB, d Dialect, cfg holdfast.Config, strategy holdfast.Strategy) (*Store, error) {
-	c, err := newClaimer(strategy, d)
-	if err != nil {
-		return nil, err
-	}
-	return &Store{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c}, nil
+// New returns a Store claiming through c (see NewClaimer).
+func New(db DB, d Dialect, cfg holdfast.Config, c Claimer) *Store {
+	return &Store{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c}
 }
 
 // Config returns the store's hold lifetime bounds, defaults filled in.
@@ -49,7 +47,11 @@ func (s *Store) Ready(ctx context.Context) error {
 }
 
 // Stats reports the connection pool and transaction retries, for metrics.
-func (s *Store) Stats() Stats { return s.db.Stats() }
+func (s *Store) Stats() Stats {
+	st := s.db.Stats()
+	st.Retries += s.retries.Load()
+	return st
+}
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
