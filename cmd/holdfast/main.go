@@ -68,7 +68,7 @@ postgres:// URL for several servers sharing one database.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e), poolCmd(e), groupCmd(e), holdCmd(e), bookCmd(e), keyCmd(e))
+	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e), labCmd(e), poolCmd(e), groupCmd(e), holdCmd(e), bookCmd(e), keyCmd(e))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

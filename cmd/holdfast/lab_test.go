@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/redistest"
+)
+
+func labJSON(t *testing.T, args ...string) []lab.Result {
+	t.Helper()
+	code, out, errOut := runCmd(t, append([]string{"lab", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("lab %v: exit %d\n%s", args, code, errOut)
+	}
+	var rep struct{ Results []lab.Result }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("lab --json: %v\n%s", err, out)
+	}
+	return rep.Results
+}
+
+// wantOnlyUnsafeOversells proves the auditor can fail: unsafe's oversell
+// is detected, and every other strategy at the same settings is clean.
+func wantOnlyUnsafeOversells(t *testing.T, results []lab.Result, strategies int) {
+	t.Helper()
+	if len(results) != strategies {
+		t.Fatalf("%d results, want %d", len(results), strategies)
+	}
+	for _, r := range results {
+		switch {
+		case r.Target == "unsafe" && r.Oversold == 0:
+			t.Errorf("unsafe: the audit found no oversell (%d granted of %d)", r.Granted, r.Capacity)
+		case r.Target != "unsafe" && (!r.Clean() || r.Granted != r.Capacity || r.ErrorCount() != 0 || r.FalseBusy != 0):
+			t.Errorf("%s: %+v", r.Target, r)
+		}
+	}
+}
+
+// The classic demo, as `holdfast lab` runs it with no flags.
+func TestLabDefault(t *testing.T) {
+	code, out, errOut := runCmd(t, "lab")
+	if code != 0 || !strings.Contains(out, "OVERSOLD") || strings.Count(out, "clean") != 3 {
+		t.Fatalf("lab: exit %d\n%s%s", code, out, errOut)
+	}
+	wantOnlyUnsafeOversells(t, labJSON(t, "--think", "20ms"), 4)
+}
+
+func TestLabInstancesAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	chart, report := filepath.Join(dir, "race.svg"), filepath.Join(dir, "race.json")
+	results := labJSON(t, "--instances", "3", "--think", "20ms", "--chart", chart, "--report", report)
+	wantOnlyUnsafeOversells(t, results, 4)
+	if b, err := os.ReadFile(chart); err != nil || !strings.Contains(string(b), "<svg") {
+		t.Fatalf("chart: %v", err)
+	}
+	if b, err := os.ReadFile(report); err != nil || !json.Valid(b) {
+		t.Fatalf("report: %v", err)
+	}
+}
+
+func TestLabPostgresEveryStrategy(t *testing.T) {
+	pg := pgtest.New()
+	defer pg.Close()
+	url := pg.Schema(t) // skips (or fails under CI) without PostgreSQL
+	redistest.Client(t)
+	wantOnlyUnsafeOversells(t, labJSON(t, "--db", url, "--redis", redistest.URL(), "--think", "20ms"), 7)
+}
+
+func TestLabSeatsAndRiders(t *testing.T) {
+	for _, r := range labJSON(t, "--scenario", "seats", "--capacity", "60", "--clients", "24", "--strategy", "atomic,pessimistic,optimistic") {
+		if !r.Clean() || r.Granted == 0 || r.ErrorCount() != 0 {
+			t.Errorf("seats, %s: %+v", r.Target, r)
+		}
+	}
+	for _, r := range labJSON(t, "--scenario", "riders", "--capacity", "5", "--clients", "16", "--duration", "300ms", "--think", "0s") {
+		if !r.Clean() || r.Granted == 0 {
+			t.Errorf("riders, %s: %+v", r.Target, r)
+		}
+	}
+}
+
+func TestLabAgainstRunningServers(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "served.db")
+	a := startServer(t, "--db", db)
+	b := startServer(t, "--db", db)
+	results := labJSON(t, "--target", a+","+b, "--audit-db", db, "--capacity", "30", "--clients", "40")
+	if len(results) != 1 || !results[0].Clean() || results[0].Granted != 30 {
+		t.Fatalf("%+v", results)
+	}
+}
