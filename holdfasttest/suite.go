@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 		{"IdempotencyReplay", testIdempotencyReplay},
 		{"IdempotencyTakeover", testIdempotencyTakeover},
 		{"Keys", testKeys},
+		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -55,6 +55,9 @@ type Options struct {
 	MaxConns int32
 	// Think is the strategies' pause between check and write (the lab).
 	Think time.Duration
+	// NoCoalesce turns off the batching of concurrent one-line pool holds
+	// into one transaction (on by default with the atomic strategy).
+	NoCoalesce bool
 	// Locker is the lock service of the redislock strategy (package redis).
 	Locker sqlstore.Locker
 	// BeforeWrite is a test hook of the redislock strategy.
@@ -101,7 +104,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c), pool: pool}, nil
+	return &Store{Store: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce), pool: pool}, nil
 }
 
 func supports(s holdfast.Strategy) bool {

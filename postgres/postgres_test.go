@@ -38,13 +38,19 @@ func open(t testing.TB, url string, opts postgres.Options) holdfast.Store {
 
 // The whole suite, once per strategy (unsafe exists to fail it).
 func TestConformance(t *testing.T) {
+	variants := []postgres.Options{{Strategy: holdfast.Atomic, NoCoalesce: true}}
 	for _, st := range postgres.Strategies {
-		if st == holdfast.Unsafe {
-			continue
+		if st != holdfast.Unsafe {
+			variants = append(variants, postgres.Options{Strategy: st})
 		}
-		t.Run(string(st), func(t *testing.T) {
-			opts := postgres.Options{Strategy: st}
-			if st == holdfast.RedisLock {
+	}
+	for _, opts := range variants {
+		name := string(opts.Strategy)
+		if opts.NoCoalesce {
+			name += "-no-coalesce"
+		}
+		t.Run(name, func(t *testing.T) {
+			if opts.Strategy == holdfast.RedisLock {
 				opts.Locker = redis.NewLocker(redistest.Client(t), redis.Config{Prefix: redistest.Prefix()})
 			}
 			holdfasttest.Run(t, holdfasttest.Harness{

@@ -65,6 +65,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Think is the strategies' pause between check and write (the lab).
 	Think time.Duration
+	// NoCoalesce turns off the batching of concurrent one-line pool holds
+	// into one transaction (on by default with the atomic strategy).
+	NoCoalesce bool
 }
 
 // Store is a holdfast.Store on a SQLite file.
@@ -124,7 +127,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		d.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(d, dialect, opts.Config, c), db: d}, nil
+	return &Store{Store: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce), db: d}, nil
 }
 
 func supports(s holdfast.Strategy) bool {

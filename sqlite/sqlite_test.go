@@ -26,12 +26,18 @@ func open(t testing.TB, path string, opts ...sqlite.Options) holdfast.Store {
 
 // The whole suite, once per strategy (unsafe exists to fail it).
 func TestConformance(t *testing.T) {
+	variants := []sqlite.Options{{Strategy: holdfast.Atomic, NoCoalesce: true}}
 	for _, st := range sqlite.Strategies {
-		if st == holdfast.Unsafe {
-			continue
+		if st != holdfast.Unsafe {
+			variants = append(variants, sqlite.Options{Strategy: st})
 		}
-		t.Run(string(st), func(t *testing.T) {
-			o := sqlite.Options{Strategy: st}
+	}
+	for _, o := range variants {
+		name := string(o.Strategy)
+		if o.NoCoalesce {
+			name += "-no-coalesce"
+		}
+		t.Run(name, func(t *testing.T) {
 			holdfasttest.Run(t, holdfasttest.Harness{
 				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
 					path := filepath.Join(t.TempDir(), "holdfast.db")

@@ -60,6 +60,9 @@ type DB interface {
 type Stats struct {
 	Retries                int64
 	Open, InUse, Idle, Max int
+	// Batches is how many coalesced transactions ran, deciding
+	// BatchedClaims claims between them.
+	Batches, BatchedClaims int64
 }
 
 // ErrNoRows is what Row.Scan returns when the query found nothing; backends

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,17 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	ttl := r.TTL
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
+	}
+	if s.coalesce && coalescible(r) {
+		pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
+		if avail, refused := s.soldOut.refuses(pool, q); refused {
+			return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeSoldOut, 0, "pool %q has %d available, %d asked", pool, avail, q)
+		}
+		res := s.submit(ctx, []*claimReq{s.newClaimReq(ctx, r, ttl, confirm, paymentRef)})[0]
+		if h, err, done := s.afterBatch(ctx, r, res); done {
+			return h, err
+		}
+		// Capacity came back, or the batch failed whole: the ordinary path.
 	}
 	var fail *lineFailure
 	for attempt, stale := 0, 0; attempt < claimAttempts; {
@@ -92,6 +104,67 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 		// Every line looks claimable now: capacity came back. Try again.
 	}
 	return holdfast.Hold{}, fail.err()
+}
+
+// afterBatch finishes a coalesced claim: done is false when the request
+// must take the ordinary path.
+func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res claimResult) (holdfast.Hold, error, bool) {
+	switch {
+	case res.err != nil:
+		return holdfast.Hold{}, res.err, true
+	case res.refused:
+		// The batch could not grant it: reclaim expired holds and look
+		// again, as for any failed claim.
+		if _, err := s.reclaim(ctx, r); err != nil {
+			return holdfast.Hold{}, err, true
+		}
+		if err := s.explain(ctx, r); err != nil {
+			if holdfast.ErrorCode(err) == holdfast.CodeSoldOut {
+				s.rememberSoldOut(ctx, r.Lines[0].Pool)
+			}
+			return holdfast.Hold{}, err, true
+		}
+		return holdfast.Hold{}, nil, false
+	case res.fallback:
+		return holdfast.Hold{}, nil, false
+	}
+	return res.h, nil, true
+}
+
+// HoldBatch claims one-line holds on one pool in one batch, in the order
+// given: the first that fit are granted, each answer is what Hold would
+// say. keys[i], when not nil, is request i's claimed idempotency key.
+// Without coalescing (or for other requests) it holds one by one.
+func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error) {
+	holds, errs := make([]holdfast.Hold, len(rs)), make([]error, len(rs))
+	ctxs := make([]context.Context, len(rs))
+	for i := range rs {
+		ctxs[i] = ctx
+		if i < len(keys) && keys[i] != nil {
+			ctxs[i] = holdfast.WithIdempotency(ctx, keys[i])
+		}
+	}
+	same := s.coalesce && len(rs) > 0 && len(rs) <= maxBatch
+	for _, r := range rs {
+		same = same && r.Validate(s.cfg) == nil && coalescible(r) && r.Lines[0].Pool == rs[0].Lines[0].Pool
+	}
+	if !same {
+		for i, r := range rs {
+			holds[i], errs[i] = s.Hold(ctxs[i], r)
+		}
+		return holds, errs
+	}
+	reqs := make([]*claimReq, len(rs))
+	for i, r := range rs {
+		reqs[i] = s.newClaimReq(ctxs[i], r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, "")
+	}
+	for i, res := range s.submit(ctx, reqs) {
+		var done bool
+		if holds[i], errs[i], done = s.afterBatch(ctxs[i], rs[i], res); !done {
+			holds[i], errs[i] = s.Hold(ctxs[i], rs[i])
+		}
+	}
+	return holds, errs
 }
 
 // backoff sleeps a full-jitter exponential backoff for the n-th retry

@@ -216,6 +216,7 @@ func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from hol
 		}
 		perHolder[k] += pl.quantity
 	}
+	s.soldOut.forget(pools...)
 	for _, p := range pools { // already in id order
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s - $2, version = version + 1 WHERE id = $1`, col), p, perPool[p]); err != nil {
 			return err

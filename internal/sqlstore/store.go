@@ -21,13 +21,21 @@ type Store struct {
 	strategy Claimer
 	// retries counts claims sent round again (ErrRetry), for metrics.
 	retries atomic.Int64
+
+	coalesce   bool
+	batches    coalescer
+	soldOut    soldOutCache
+	batched    atomic.Int64 // claims decided in batches
+	batchCount atomic.Int64 // batch transactions
 }
 
 var _ holdfast.Store = (*Store)(nil)
 
-// New returns a Store claiming through c (see NewClaimer).
-func New(db DB, d Dialect, cfg holdfast.Config, c Claimer) *Store {
-	return &Store{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c}
+// New returns a Store claiming through c (see NewClaimer). With coalesce,
+// one-line pool holds are combined into batches (atomic strategy only).
+func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool) *Store {
+	_, atomicStrategy := c.(Atomic)
+	return &Store{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy}
 }
 
 // Config returns the store's hold lifetime bounds, defaults filled in.
@@ -50,6 +58,7 @@ func (s *Store) Ready(ctx context.Context) error {
 func (s *Store) Stats() Stats {
 	st := s.db.Stats()
 	st.Retries += s.retries.Load()
+	st.Batches, st.BatchedClaims = s.batchCount.Load(), s.batched.Load()
 	return st
 }
 
@@ -165,6 +174,7 @@ func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (hol
 			if err != nil {
 				return err
 			}
+			s.soldOut.forget(id)
 			if out, err = s.pool(ctx, tx, id); err != nil {
 				return err
 			}

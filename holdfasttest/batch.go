@@ -1,0 +1,69 @@
+package holdfasttest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Batcher is a store that can decide one-line holds on a pool as one
+// batch (coalescing); the suite drives it directly to make a batch
+// straddle the last units.
+type Batcher interface {
+	HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error)
+}
+
+// A batch that straddles the last units answers each request exactly as
+// one-by-one holds in arrival order would: grants while capacity lasts,
+// per-holder limits before capacity, idempotency keys recorded inside the
+// batch (and a key a retry took over takes no effect).
+func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	b, ok := s.(Batcher)
+	if !ok {
+		t.Skip("store does not batch")
+	}
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 5, 2)
+	line := func(holder string, q int64) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: holder, Lines: []holdfast.Line{{Pool: "p", Quantity: q}}}
+	}
+	key := func(k string) *holdfast.Idempotency {
+		tok, _, err := s.BeginIdempotent(ctx, "c", k, "fp-"+k, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &holdfast.Idempotency{Scope: "c", Key: k, Token: tok, Render: render(201)}
+	}
+	stale := key("k7")
+	if _, _, err := s.BeginIdempotent(ctx, "c", "k7", "fp-k7", 0); err != nil { // a retry takes k7 over
+		t.Fatal(err)
+	}
+	reqs := []holdfast.HoldRequest{line("a", 1), line("g", 1), line("b", 2), line("a", 2), line("c", 1), line("d", 2), line("e", 1), line("f", 1)}
+	keys := []*holdfast.Idempotency{key("k0"), stale, nil, nil, key("k4"), nil, nil, nil}
+	holds, errs := b.HoldBatch(ctx, reqs, keys)
+	want := []holdfast.Code{"", holdfast.CodeIdempotencyInFlight, "", holdfast.CodeLimitExceeded, "", holdfast.CodeSoldOut, "", holdfast.CodeSoldOut}
+	for i, w := range want {
+		if got := holdfast.ErrorCode(errs[i]); got != w {
+			t.Errorf("request %d (%s×%d): got %q (%v), want %q", i, reqs[i].Holder, reqs[i].Lines[0].Quantity, got, errs[i], w)
+		}
+	}
+	if p := MustPool(t, s, "p"); p.Held != 5 || p.Available != 0 {
+		t.Fatalf("pool after the batch: %+v", p)
+	}
+	for _, i := range []int{0, 4} {
+		_, replay, err := s.BeginIdempotent(ctx, "c", keys[i].Key, "fp-"+keys[i].Key, time.Minute)
+		var got holdfast.Hold
+		if err != nil || replay == nil || json.Unmarshal(replay.Body, &got) != nil || got.ID != holds[i].ID {
+			t.Fatalf("key %s: replay %+v, %v; want hold %s", keys[i].Key, replay, err, holds[i].ID)
+		}
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM holds WHERE holder = 'g'`); n != 0 {
+		t.Fatalf("the request whose key was taken over took effect")
+	}
+	MustAuditClean(t, s)
+}

@@ -1,0 +1,380 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Coalescing is group commit for claims. On a hot pool every one-claim-
+// per-transaction design queues on the pool's row lock, and the database's
+// commit rate is the ceiling. Here, concurrent holds of one line on the
+// same pool are combined: one transaction takes the pool's row once, grants
+// in arrival order while capacity lasts, and writes every hold, line and
+// event of the batch in multi-row inserts. A batch closes when the
+// previous one commits (or at maxBatch), so a lone request waits for
+// nothing; under load, batches grow by themselves.
+//
+// Every guarantee holds as without batching: the capacity check is made
+// on the locked row for the whole batch, per-holder limits by the same
+// conditional upsert per request in order, idempotency records inside the
+// batch's transaction. A request that a batch cannot grant takes the
+// ordinary path (reclaiming expired holds, naming the failing line).
+
+const (
+	maxBatch = 256
+	// maxQueue bounds the requests waiting on one pool: past it the server
+	// sheds load with a retryable busy (503), never a wrong answer.
+	maxQueue = 20_000
+)
+
+type claimReq struct {
+	ctx     context.Context
+	r       holdfast.HoldRequest
+	ttl     time.Duration
+	confirm bool
+	ref     string
+	done    chan claimResult
+}
+
+type claimResult struct {
+	h        holdfast.Hold
+	recorded bool // the batch recorded the idempotency key's answer
+	refused  bool // not granted in the batch: take the ordinary path
+	err      error
+	fallback bool // the batch failed as a whole: take the ordinary path
+}
+
+type poolQueue struct {
+	mu      sync.Mutex
+	pending []*claimReq
+	running bool
+}
+
+type coalescer struct {
+	mu    sync.Mutex
+	pools map[string]*poolQueue
+}
+
+func (c *coalescer) queue(pool string) *poolQueue {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pools == nil {
+		c.pools = map[string]*poolQueue{}
+	}
+	q, ok := c.pools[pool]
+	if !ok {
+		q = &poolQueue{}
+		c.pools[pool] = q
+	}
+	return q
+}
+
+// coalescible says whether a request can join a batch: one pool line.
+func coalescible(r holdfast.HoldRequest) bool {
+	return len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool
+}
+
+func (s *Store) newClaimReq(ctx context.Context, r holdfast.HoldRequest, ttl time.Duration, confirm bool, ref string) *claimReq {
+	return &claimReq{ctx: ctx, r: r, ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
+}
+
+// submit queues claims on their pool, one after the other, and waits for
+// their batches.
+func (s *Store) submit(ctx context.Context, reqs []*claimReq) []claimResult {
+	pool := reqs[0].r.Lines[0].Pool
+	q := s.batches.queue(pool)
+	out := make([]claimResult, len(reqs))
+	q.mu.Lock()
+	if len(q.pending)+len(reqs) > maxQueue {
+		q.mu.Unlock()
+		for i := range out {
+			out[i] = claimResult{err: holdfast.Errorf(holdfast.CodeBusy, "too many claims waiting on pool %q; retry shortly", pool)}
+		}
+		return out
+	}
+	q.pending = append(q.pending, reqs...)
+	if !q.running {
+		q.running = true
+		go s.drain(pool, q)
+	}
+	q.mu.Unlock()
+	// No select on ctx: once queued, a claim is decided by its batch (a
+	// batch skips requests whose context is done before it starts), and the
+	// answer is never lost between the database and the caller.
+	for i, req := range reqs {
+		out[i] = <-req.done
+	}
+	s.batched.Add(int64(len(reqs)))
+	return out
+}
+
+// drain runs batches for a pool until its queue is empty.
+func (s *Store) drain(pool string, q *poolQueue) {
+	for {
+		q.mu.Lock()
+		n := min(len(q.pending), maxBatch)
+		if n == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		batch := make([]*claimReq, n)
+		copy(batch, q.pending)
+		q.pending = append(q.pending[:0:0], q.pending[n:]...)
+		q.mu.Unlock()
+
+		live := batch[:0]
+		for _, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				req.done <- claimResult{err: fmt.Errorf("%w: the request's deadline passed while queued", holdfast.ErrBusy)}
+				continue
+			}
+			live = append(live, req)
+		}
+		if len(live) > 0 {
+			s.batchCount.Add(1)
+			s.runBatch(pool, live)
+		}
+	}
+}
+
+// runBatch decides a batch in one transaction and answers every request.
+func (s *Store) runBatch(pool string, batch []*claimReq) {
+	results := make([]claimResult, len(batch))
+	// The batch's transaction runs under a deadline of its own: the
+	// requests' deadlines decide whether they wait, not whether a
+	// transaction that serves many of them finishes.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		for i := range results {
+			results[i] = claimResult{}
+		}
+		return s.batchTx(ctx, tx, pool, batch, results)
+	})
+	for i, req := range batch {
+		if err != nil {
+			req.done <- claimResult{fallback: true}
+			continue
+		}
+		if results[i].recorded {
+			markRecorded(req.ctx)
+		}
+		req.done <- results[i]
+	}
+}
+
+func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult) error {
+	// Requests whose idempotency key a retry took over must not take effect.
+	for i, req := range batch {
+		if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil {
+			var token string
+			found, err := queryRow(ctx, tx, `SELECT token FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'`+s.d.ForUpdate,
+				[]any{rec.Scope, rec.Key}, &token)
+			if err != nil {
+				return err
+			}
+			if !found || token != rec.Token {
+				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")}
+			}
+		}
+	}
+	// The pool row, locked once for the whole batch.
+	var capacity, held, confirmed, limit, now int64
+	found, err := queryRow(ctx, tx, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools WHERE id = $1`+s.d.ForUpdate,
+		[]any{pool}, &capacity, &held, &confirmed, &limit, &now)
+	if err != nil {
+		return err
+	}
+	avail := capacity - held - confirmed
+	var addHeld, addConfirmed int64
+	var granted []int
+	for i, req := range batch {
+		if results[i].err != nil {
+			continue
+		}
+		q := req.r.Lines[0].Quantity
+		if !found || q > avail {
+			results[i].refused = true
+			continue
+		}
+		if limit > 0 {
+			ok, err := s.takeHolderLimit(ctx, tx, pool, req.r.Holder, q, limit)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				results[i].refused = true
+				continue
+			}
+		}
+		avail -= q
+		if req.confirm {
+			addConfirmed += q
+		} else {
+			addHeld += q
+		}
+		granted = append(granted, i)
+	}
+	if len(granted) == 0 {
+		return nil
+	}
+	// One conditional update for the batch: the database checks the sum.
+	n, err := tx.Exec(ctx, `UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
+		WHERE id = $1 AND capacity - held - confirmed >= $2 + $3`, pool, addHeld, addConfirmed)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errors.New("sqlstore: batch capacity check failed on the locked row")
+	}
+	holds := make([]holdfast.Hold, 0, len(granted))
+	var holdArgs, lineArgs, eventArgs []any
+	var holdRows, lineRows, eventRows string
+	for k, i := range granted {
+		req := batch[i]
+		status := holdfast.StatusHeld
+		if req.confirm {
+			status = holdfast.StatusConfirmed
+		}
+		expires := now + req.ttl.Milliseconds()
+		h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: req.r.Holder, Status: status, PaymentRef: req.ref, Owner: req.r.Owner,
+			CreatedAt: msTime(now), ExpiresAt: msTime(expires), UpdatedAt: msTime(now),
+			Lines: []holdfast.Line{{Pool: pool, Quantity: req.r.Lines[0].Quantity}}}
+		holds = append(holds, h)
+		holdRows += sep(k) + "(" + params(len(holdArgs)+1, 8) + ")"
+		holdArgs = append(holdArgs, h.ID, h.Holder, string(status), now, expires, now, req.ref, req.r.Owner)
+		lineRows += sep(k) + "(" + params(len(lineArgs)+1, 4) + ", 'pool')"
+		lineArgs = append(lineArgs, h.ID, 0, pool, h.Lines[0].Quantity)
+		for _, typ := range eventTypes(req.confirm) {
+			b, err := json.Marshal(h)
+			if err != nil {
+				return err
+			}
+			eventRows += sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 5) + ")"
+			eventArgs = append(eventArgs, string(typ), now, h.ID, pool, string(b))
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES `+holdRows, holdArgs...); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO hold_lines (hold_id, line_no, pool_id, quantity, kind) VALUES `+lineRows, lineArgs...); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES `+eventRows, eventArgs...); err != nil {
+		return err
+	}
+	for k, i := range granted {
+		if rec := holdfast.IdempotencyFrom(batch[i].ctx); rec != nil {
+			r := rec.Render(holds[k])
+			n, err := tx.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
+				WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
+			if err != nil {
+				return err
+			}
+			if n != 1 {
+				return errors.New("sqlstore: an idempotency key changed hands inside its batch")
+			}
+		}
+		results[i].h = holds[k]
+		results[i].recorded = holdfast.IdempotencyFrom(batch[i].ctx) != nil
+	}
+	return nil
+}
+
+// markRecorded tells the HTTP layer a batch recorded its request's answer.
+func markRecorded(ctx context.Context) {
+	if rec := holdfast.IdempotencyFrom(ctx); rec != nil {
+		rec.MarkRecorded()
+	}
+}
+
+func sep(k int) string {
+	if k == 0 {
+		return ""
+	}
+	return ", "
+}
+
+func eventTypes(confirm bool) []holdfast.EventType {
+	if confirm {
+		return []holdfast.EventType{holdfast.EventHoldCreated, holdfast.EventHoldConfirmed}
+	}
+	return []holdfast.EventType{holdfast.EventHoldCreated}
+}
+
+// soldOutCache remembers, for a short while, that a pool without a
+// per-holder limit has at most avail available, so that a sold-out storm
+// is answered without a database round trip per request. An entry ends
+// after soldOutBound, at the pool's next hold expiry, or as soon as this
+// store gives capacity back (release, cancel, expiry, a capacity change).
+// Other instances' give-backs reach it within soldOutBound.
+type soldOutCache struct {
+	mu      sync.Mutex
+	entries map[string]soldOutEntry
+}
+
+type soldOutEntry struct {
+	avail int64
+	until time.Time
+}
+
+// soldOutBound is how stale the cache may be about other instances.
+const soldOutBound = 100 * time.Millisecond
+
+func (c *soldOutCache) refuses(pool string, q int64) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[pool]
+	if !ok || time.Now().After(e.until) {
+		return 0, false
+	}
+	return e.avail, q > e.avail
+}
+
+func (c *soldOutCache) remember(pool string, avail int64, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]soldOutEntry{}
+	}
+	if len(c.entries) > 10_000 {
+		clear(c.entries)
+	}
+	c.entries[pool] = soldOutEntry{avail: avail, until: until}
+}
+
+func (c *soldOutCache) forget(pools ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range pools {
+		delete(c.entries, p)
+	}
+}
+
+// rememberSoldOut caches a definite sold_out on a pool without a limit.
+func (s *Store) rememberSoldOut(ctx context.Context, pool string) {
+	var capacity, held, confirmed, limit, now int64
+	var next *int64
+	found, err := queryRow(ctx, s.db, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms(),
+		(SELECT h.expires_at FROM holds h WHERE h.status = 'held' AND EXISTS (
+			SELECT 1 FROM hold_lines l WHERE l.hold_id = h.id AND l.pool_id = p.id) ORDER BY h.expires_at LIMIT 1)
+		FROM pools p WHERE id = $1`, []any{pool}, &capacity, &held, &confirmed, &limit, &now, &next)
+	if err != nil || !found || limit > 0 {
+		return
+	}
+	until := time.Now().Add(soldOutBound)
+	if next != nil {
+		// Capacity comes back when the next hold expires.
+		if d := time.Duration(*next-now) * time.Millisecond; d < soldOutBound {
+			until = time.Now().Add(max(d, 0))
+		}
+	}
+	s.soldOut.remember(pool, capacity-held-confirmed, until)
+}
