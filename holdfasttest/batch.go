@@ -66,4 +66,7 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 		t.Fatalf("the request whose key was taken over took effect")
 	}
 	MustAuditClean(t, s)
+	if st, ok := s.(statser); ok && st.Stats().Batches == 0 && st.Stats().BatchedClaims > 0 {
+		t.Fatal("claims were batched without a batch")
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // Harness opens stores for the suite.
@@ -100,7 +101,22 @@ func MustAuditClean(tb testing.TB, s holdfast.Store) holdfast.AuditReport {
 	if !r.OK() || r.Oversold != 0 || r.DoubleBooked != 0 {
 		tb.Fatalf("audit found differences: oversold %d, double-booked %d:\n%v", r.Oversold, r.DoubleBooked, r.Differences)
 	}
+	MustNotFailBatches(tb, s)
 	return r
+}
+
+type statser interface{ Stats() sqlstore.Stats }
+
+// MustNotFailBatches fails the test if a coalesced batch failed whole on
+// s: its claims would still be right (they go one by one), which is
+// exactly why only this check can see it.
+func MustNotFailBatches(tb testing.TB, s holdfast.Store) {
+	tb.Helper()
+	if st, ok := s.(statser); ok {
+		if n := st.Stats().BatchFailures; n != 0 {
+			tb.Fatalf("%d coalesced batches failed", n)
+		}
+	}
 }
 
 // MustExpire makes a hold's expiry pass now, as if its TTL had run out,

@@ -158,6 +158,12 @@ func (s *Store) runBatch(pool string, batch []*claimReq) {
 		}
 		return s.batchTx(ctx, tx, pool, batch, results)
 	})
+	if err != nil {
+		// Every request takes the ordinary path, so nobody is failed by a
+		// batch; but a batch should not fail, so count it and say so.
+		s.batchFailures.Add(1)
+		s.log("coalesced batch failed; its claims go one by one", "pool", pool, "claims", len(batch), "err", err)
+	}
 	for i, req := range batch {
 		if err != nil {
 			req.done <- claimResult{fallback: true}
@@ -227,7 +233,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 	}
 	// One conditional update for the batch: the database checks the sum.
 	n, err := tx.Exec(ctx, `UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
-		WHERE id = $1 AND capacity - held - confirmed >= $2 + $3`, pool, addHeld, addConfirmed)
+		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, pool, addHeld, addConfirmed)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,9 @@ type Stats struct {
 	// Batches is how many coalesced transactions ran, deciding
 	// BatchedClaims claims between them.
 	Batches, BatchedClaims int64
+	// BatchFailures counts batches that failed whole (their claims then
+	// went one by one); it should stay 0.
+	BatchFailures int64
 }
 
 // ErrNoRows is what Row.Scan returns when the query found nothing; backends

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,11 +23,24 @@ type Store struct {
 	// retries counts claims sent round again (ErrRetry), for metrics.
 	retries atomic.Int64
 
-	coalesce   bool
-	batches    coalescer
-	soldOut    soldOutCache
-	batched    atomic.Int64 // claims decided in batches
-	batchCount atomic.Int64 // batch transactions
+	coalesce      bool
+	batches       coalescer
+	soldOut       soldOutCache
+	batched       atomic.Int64 // claims decided in batches
+	batchCount    atomic.Int64 // batch transactions
+	batchFailures atomic.Int64 // batch transactions that failed whole
+	logger        *slog.Logger
+}
+
+// SetLogger sets where the store reports what it recovers from.
+func (s *Store) SetLogger(l *slog.Logger) { s.logger = l }
+
+func (s *Store) log(msg string, args ...any) {
+	l := s.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.Warn(msg, args...)
 }
 
 var _ holdfast.Store = (*Store)(nil)
@@ -58,7 +72,7 @@ func (s *Store) Ready(ctx context.Context) error {
 func (s *Store) Stats() Stats {
 	st := s.db.Stats()
 	st.Retries += s.retries.Load()
-	st.Batches, st.BatchedClaims = s.batchCount.Load(), s.batched.Load()
+	st.Batches, st.BatchedClaims, st.BatchFailures = s.batchCount.Load(), s.batched.Load(), s.batchFailures.Load()
 	return st
 }
 
