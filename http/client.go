@@ -29,6 +29,9 @@ type Client struct {
 	// Retries is how many times a request without an answer is retried
 	// (default 2).
 	Retries int
+	// NoIdempotencyKeys sends POSTs without an Idempotency-Key (and so
+	// never retries them): for measuring what the keys cost.
+	NoIdempotencyKeys bool
 }
 
 // NewClient returns a client for the server at baseURL (http://host:port).
@@ -54,11 +57,16 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	idemKey := ""
+	retries := c.Retries
 	if method == http.MethodPost || method == http.MethodPatch {
-		idemKey = randomString(16)
+		if c.NoIdempotencyKeys {
+			retries = 0
+		} else {
+			idemKey = randomString(16)
+		}
 	}
 	var lastErr error
-	for attempt := 0; attempt <= c.Retries; attempt++ {
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():

@@ -166,6 +166,7 @@ var dialect = sqlstore.Dialect{
 	EventsVisible: " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
 	AdvisoryLock:  "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 	Fencing:       true,
+	AsyncCommit:   "SET LOCAL synchronous_commit TO OFF",
 	SkipLocked:    " FOR UPDATE SKIP LOCKED",
 	Classify:      classify,
 }

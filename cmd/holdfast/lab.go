@@ -40,6 +40,8 @@ type labFlags struct {
 	chart      string
 	report     string
 	seed       uint64
+	bench      bool
+	coalesce   bool
 }
 
 func labCmd(e env) *cobra.Command {
@@ -80,10 +82,15 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.StringVar(&f.chart, "chart", "", "write a chart: out.svg or out.png")
 	fs.StringVar(&f.report, "report", "", "write the JSON report to this file")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the buyers' choices")
+	fs.BoolVar(&f.coalesce, "coalesce", true, "combine concurrent claims on a pool into one transaction (atomic)")
+	fs.BoolVar(&f.bench, "bench", false, "the flash-sale benchmark: pgbench's one-transaction-per-booking ceiling, then holdfast over HTTP and as a library on PostgreSQL, and over HTTP on SQLite (--duration per run, default 15s; needs --db postgres://…)")
 	return c
 }
 
 func runLab(ctx context.Context, e env, f labFlags) error {
+	if f.bench {
+		return runBench(ctx, e, f)
+	}
 	cfg := lab.Config{Scenario: lab.Scenario(f.scenario), Clients: f.clients, Capacity: f.capacity, Quantity: f.quantity,
 		Duration: f.duration, Seed: f.seed}
 	if f.clients < 1 || f.capacity < 1 || f.quantity < 1 || f.instances < 1 {
@@ -243,7 +250,7 @@ func localTarget(ctx context.Context, f labFlags, st holdfast.Strategy) (lab.Tar
 		cleanup()
 	}
 	for i := 0; i < f.instances; i++ {
-		s, err := openStore(ctx, dbURL, f.redis, st, holdfast.Config{}, f.think)
+		s, err := openStore(ctx, dbURL, f.redis, st, holdfast.Config{}, f.think, !f.coalesce)
 		if err != nil {
 			closeAll()
 			return lab.Target{}, err
@@ -266,7 +273,7 @@ func remoteTarget(ctx context.Context, f labFlags) (lab.Target, error) {
 	}
 	if f.auditDB != "" {
 		t.Audit = func(ctx context.Context) (holdfast.AuditReport, error) {
-			s, err := openStore(ctx, f.auditDB, "", holdfast.Atomic, holdfast.Config{}, 0)
+			s, err := openStore(ctx, f.auditDB, "", holdfast.Atomic, holdfast.Config{}, 0, true)
 			if err != nil {
 				return holdfast.AuditReport{}, err
 			}

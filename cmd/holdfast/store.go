@@ -21,6 +21,7 @@ type dbFlags struct {
 	db       string
 	strategy string
 	redis    string
+	coalesce bool
 }
 
 func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
@@ -28,6 +29,8 @@ func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 		"database: a SQLite file path or a postgres:// URL (env HOLDFAST_DB)")
 	fs.StringVar(&f.strategy, "strategy", envOr(e, "HOLDFAST_STRATEGY", string(holdfast.Atomic)),
 		"how claims are made atomic: atomic, pessimistic, optimistic, serializable, advisory, redislock, unsafe (env HOLDFAST_STRATEGY)")
+	fs.BoolVar(&f.coalesce, "coalesce", envOr(e, "HOLDFAST_COALESCE", "true") != "false",
+		"combine concurrent one-line holds on a pool into one transaction (atomic strategy; env HOLDFAST_COALESCE)")
 	fs.StringVar(&f.redis, "redis", envOr(e, "HOLDFAST_REDIS", ""), "Redis URL (redis://host:6379/0), for the redislock strategy (env HOLDFAST_REDIS)")
 }
 
@@ -66,17 +69,17 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store
 	if err != nil {
 		return nil, err
 	}
-	return openStore(ctx, f.db, f.redis, st, cfg, 0)
+	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce)
 }
 
 // openStore opens a store of strategy st on db (a SQLite path or a
 // postgres:// URL), with Redis at redisURL for redislock, pausing think
 // between each claim's check and write.
-func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration) (holdfast.Store, error) {
+func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool) (holdfast.Store, error) {
 	if !isPostgres(db) {
-		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think})
+		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce})
 	}
-	opts := postgres.Options{Strategy: st, Config: cfg, Think: think}
+	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce}
 	if st == holdfast.RedisLock && redisURL != "" {
 		client, err := redis.Open(ctx, redisURL)
 		if err != nil {

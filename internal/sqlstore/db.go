@@ -104,6 +104,9 @@ type Dialect struct {
 	// AdvisoryLock is a statement taking a transaction-scoped lock on the
 	// string $1, or "" where the backend has none.
 	AdvisoryLock string
+	// AsyncCommit makes the current transaction's commit not wait for its
+	// log flush ("" where there is no such thing).
+	AsyncCommit string
 	// Fencing says the schema has fence columns for the redislock strategy.
 	Fencing bool
 	// SchemaVersion is the newest migration the backend embeds.

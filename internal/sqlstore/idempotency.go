@@ -21,6 +21,15 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 	var replay *holdfast.StoredResponse
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		replay = nil
+		if s.d.AsyncCommit != "" {
+			// The claim on a key need not wait for its own WAL flush: the
+			// change it guards commits later and durably, and flushing that
+			// commit flushes this one, which came first in the log. A crash
+			// before then loses both, and the retry starts afresh.
+			if _, err := tx.Exec(ctx, s.d.AsyncCommit); err != nil {
+				return err
+			}
+		}
 		n, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, 'in_flight', holdfast_now_ms(), holdfast_now_ms()) ON CONFLICT (scope, key) DO NOTHING`,
 			scope, key, fingerprint, token)
