@@ -10,5 +10,9 @@ run:
 build:
 	go build -o holdfast ./cmd/holdfast
 
+# Storage benchmarks, then the flash-sale benchmark (pgbench's ceiling
+# against holdfast over HTTP and as a library) on the PostgreSQL that
+# scripts/services.sh provides.
 bench:
-	eval "$$(./scripts/services.sh)" && go test -run '^$$' -bench . -benchtime 3s ./sqlite ./postgres
+	eval "$$(./scripts/services.sh)" && go test -run '^$$' -bench . -benchtime 3s ./sqlite ./postgres && \
+	  go run ./cmd/holdfast lab --bench --db "$$HOLDFAST_TEST_POSTGRES"

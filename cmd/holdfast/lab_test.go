@@ -95,3 +95,20 @@ func TestLabAgainstRunningServers(t *testing.T) {
 		t.Fatalf("%+v", results)
 	}
 }
+
+// `lab --bench` runs end to end (briefly): pgbench's reference and every
+// holdfast mode, nothing oversold. Speed is measured, never asserted.
+func TestLabBenchRuns(t *testing.T) {
+	pg := pgtest.New()
+	defer pg.Close()
+	url := pg.Schema(t)
+	code, out, errOut := runCmd(t, "lab", "--bench", "--db", url, "--duration", "1s")
+	if code != 0 {
+		t.Fatalf("lab --bench: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"pgbench, 1 booking per transaction", "holdfast http postgres", "holdfast library postgres", "holdfast http sqlite", "until sold out"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
