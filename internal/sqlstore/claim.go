@@ -58,10 +58,16 @@ type Options struct {
 	BeforeWrite func(context.Context)
 }
 
+// think pauses for d (the lab's think time), or returns ctx's error.
 func think(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
+	return sleep(ctx, d)
+}
+
+// sleep waits d, or returns ctx's error if it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -207,25 +213,38 @@ func (p Pessimistic) ClaimPool(ctx context.Context, tx Querier, _ Prepared, pool
 }
 
 func (p Pessimistic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID string, ids []string) ([]string, error) {
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE id IN (`+p.d.ListSelect(1)+`) AND hold_id IS NULL ORDER BY id`+p.d.ForUpdate, p.d.ListArg(ids))
-	if err != nil || len(free) < len(ids) {
-		return free, err
-	}
-	if err := think(ctx, p.think); err != nil {
-		return nil, err
-	}
-	return takeUnits(ctx, tx, p.d, holdID, free)
+	return checkedClaimUnits(ctx, tx, p.base, p.d.ForUpdate, holdID, ids)
 }
 
 func (p Pessimistic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL ORDER BY id LIMIT $2`+p.d.SkipLocked, group, k)
+	return checkedClaimAny(ctx, tx, p.base, p.d.SkipLocked, holdID, group, k)
+}
+
+// checkedClaimUnits reads which of ids are free (with the lock clause),
+// pauses, and takes them if all are: check-then-write, safe when the lock
+// clause, the isolation or an outer lock makes it so.
+func checkedClaimUnits(ctx context.Context, tx Querier, b base, lock, holdID string, ids []string) ([]string, error) {
+	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE id IN (`+b.d.ListSelect(1)+`) AND hold_id IS NULL ORDER BY id`+lock, b.d.ListArg(ids))
+	if err != nil || len(free) < len(ids) {
+		return free, err
+	}
+	if err := think(ctx, b.think); err != nil {
+		return nil, err
+	}
+	return takeUnits(ctx, tx, b.d, holdID, free)
+}
+
+// checkedClaimAny picks k free units of group (with the lock clause),
+// pauses, and takes them.
+func checkedClaimAny(ctx context.Context, tx Querier, b base, lock, holdID, group string, k int64) ([]string, error) {
+	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL ORDER BY id LIMIT $2`+lock, group, k)
 	if err != nil || int64(len(free)) < k {
 		return free, err
 	}
-	if err := think(ctx, p.think); err != nil {
+	if err := think(ctx, b.think); err != nil {
 		return nil, err
 	}
-	return takeUnits(ctx, tx, p.d, holdID, free)
+	return takeUnits(ctx, tx, b.d, holdID, free)
 }
 
 // ---- optimistic ----
@@ -304,25 +323,11 @@ func (s Serializable) ClaimPool(ctx context.Context, tx Querier, _ Prepared, poo
 }
 
 func (s Serializable) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID string, ids []string) ([]string, error) {
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE id IN (`+s.d.ListSelect(1)+`) AND hold_id IS NULL ORDER BY id`, s.d.ListArg(ids))
-	if err != nil || len(free) < len(ids) {
-		return free, err
-	}
-	if err := think(ctx, s.think); err != nil {
-		return nil, err
-	}
-	return takeUnits(ctx, tx, s.d, holdID, free)
+	return checkedClaimUnits(ctx, tx, s.base, "", holdID, ids)
 }
 
 func (s Serializable) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL ORDER BY id LIMIT $2`, group, k)
-	if err != nil || int64(len(free)) < k {
-		return free, err
-	}
-	if err := think(ctx, s.think); err != nil {
-		return nil, err
-	}
-	return takeUnits(ctx, tx, s.d, holdID, free)
+	return checkedClaimAny(ctx, tx, s.base, "", holdID, group, k)
 }
 
 // ---- unsafe ----

@@ -170,15 +170,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 // backoff sleeps a full-jitter exponential backoff for the n-th retry
 // (1 ms doubling, capped at 50 ms), or returns ctx's error.
 func backoff(ctx context.Context, n int) error {
-	ceiling := time.Millisecond << min(n, 6)
-	t := time.NewTimer(rand.N(ceiling) + 1)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleep(ctx, rand.N(time.Millisecond<<min(n, 6))+1)
 }
 
 // claim makes every line of r in one transaction, in the global lock order.

@@ -38,23 +38,24 @@ func (a Advisory) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID
 			return nil, err
 		}
 	}
-	return Serializable(a).ClaimUnits(ctx, tx, nil, holdID, ids)
+	if err := think(ctx, a.think); err != nil {
+		return nil, err
+	}
+	// Conditional, because a buyer of "any k" from the same group holds
+	// the group's lock, not the units'.
+	return Atomic(a).ClaimUnits(ctx, tx, nil, holdID, ids)
 }
 
 func (a Advisory) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
 	// A buyer of "any k" and a buyer of named units of the same group take
-	// different locks; the conditional write below keeps them apart.
+	// different locks; the conditional write keeps them apart.
 	if err := a.lock(ctx, tx, "group:"+group); err != nil {
 		return nil, err
-	}
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL ORDER BY id LIMIT $2`, group, k)
-	if err != nil || int64(len(free)) < k {
-		return free, err
 	}
 	if err := think(ctx, a.think); err != nil {
 		return nil, err
 	}
-	return Atomic(a).ClaimUnits(ctx, tx, nil, holdID, free)
+	return Atomic(a).ClaimAny(ctx, tx, nil, holdID, group, k)
 }
 
 // ---- redislock ----
