@@ -57,6 +57,11 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		return openPrincipal, nil
 	}
 	auth := r.Header.Get("Authorization")
+	if auth == "" && r.URL.Path == "/v1/events/stream" {
+		// A browser's EventSource cannot send headers: the stream also
+		// takes the key as ?key=.
+		auth = "Bearer " + r.URL.Query().Get("key")
+	}
 	bearer, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || bearer == "" {
 		return principal{}, holdfast.Errorf(CodeUnauthorized, "send an API key as Authorization: Bearer <key>")

@@ -140,6 +140,23 @@ func openAPIDoc() obj {
 					obj{"name": "after", "in": "query", "schema": obj{"type": "string"}, "description": "cursor: the next of the previous page"},
 					obj{"name": "limit", "in": "query", "schema": integer(1, 1000, "default 100")}),
 			},
+			"/v1/events/stream": obj{
+				"get": obj{"summary": "The outbox feed as server-sent events (admin): each event's cursor is its SSE id; reconnect with Last-Event-ID (or ?after=) to resume without a gap. The key may come as ?key= (EventSource sends no headers).",
+					"parameters": []obj{
+						{"name": "Last-Event-ID", "in": "header", "schema": obj{"type": "string"}},
+						{"name": "after", "in": "query", "schema": obj{"type": "string"}},
+						{"name": "key", "in": "query", "schema": obj{"type": "string"}},
+					},
+					"responses": merge(obj{"200": obj{"description": "text/event-stream: id, event (the event type) and data (the Event as JSON) per event",
+						"content": obj{"text/event-stream": obj{"schema": obj{"type": "string"}}}}}, problems("400", "401", "403"))},
+			},
+			"/v1/audit": obj{
+				"get": op("Recount every pool and unit from the claim rows (admin)", "200", ref("Audit"), nil, "403"),
+			},
+			"/v1/lab/race": obj{
+				"post": merge(op("Run the classic race (10 tickets, 20 buyers, every strategy) on a throwaway database (admin)", "200",
+					obj{"type": "object", "properties": obj{"results": obj{"type": "array", "items": obj{"type": "object"}}, "chart_svg": str("")}}, nil, "400", "403"), obj{}),
+			},
 			"/v1/keys": obj{
 				"post": op("Create a client key (admin); the key is shown only in this answer", "201", ref("Key"),
 					obj{"type": "object", "required": []string{"name"}, "properties": obj{"name": str("")}, "additionalProperties": false},
@@ -190,6 +207,9 @@ func openAPIDoc() obj {
 					"data": obj{"type": "object", "description": "the hold, pool or group after the change"}}},
 				"Key": obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "role": obj{"enum": []string{"client"}},
 					"key": str("the bearer key, shown only once")}},
+				"Audit": obj{"type": "object", "properties": obj{"pools": obj{"type": "integer"}, "units": obj{"type": "integer"},
+					"oversold": obj{"type": "integer"}, "double_booked": obj{"type": "integer"},
+					"differences": obj{"type": "array", "items": str("")}, "at": obj{"type": "string", "format": "date-time"}}},
 				"Problem": obj{"type": "object", "required": []string{"type", "title", "status", "code"}, "properties": obj{
 					"type": str("URI of the problem type"), "title": str(""), "status": obj{"type": "integer"}, "detail": str(""),
 					"code": obj{"enum": []string{"invalid", "unauthorized", "forbidden", "not_found", "sold_out", "unavailable", "hold_expired",

@@ -46,6 +46,8 @@ type Config struct {
 	// Registry receives the API's metrics and is served at /metrics
 	// (default: a new registry).
 	Registry *prometheus.Registry
+	// Race runs the web page's race on a throwaway database (optional).
+	Race RaceFunc
 }
 
 // Server is the API as an http.Handler.
@@ -79,6 +81,11 @@ func NewServer(cfg Config) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/events/stream" || r.URL.Path == "/v1/lab/race" {
+		// Long-lived or long-running: bounded by their own rules.
+		s.mux.ServeHTTP(w, r)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
 	s.mux.ServeHTTP(w, r.WithContext(ctx))
@@ -311,6 +318,21 @@ func (s *Server) routes() {
 	s.handle("POST /v1/bookings", client, s.book)
 	s.handle("GET /v1/events", admin, s.events)
 	s.handle("POST /v1/keys", admin, s.createKey)
+	s.handle("GET /v1/audit", admin, s.audit)
+	s.handle("POST /v1/lab/race", admin, s.race)
+	s.patterns = append(s.patterns, "GET /v1/events/stream")
+	s.mux.HandleFunc("GET /v1/events/stream", func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err == nil && p.role != holdfast.RoleAdmin {
+			err = holdfast.Errorf(CodeForbidden, "this needs the admin key")
+		}
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		s.eventStream(w, r, p)
+	})
+	s.webRoutes()
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The path may exist under another method: that is a 405, with

@@ -110,5 +110,11 @@ redis_url() {
 command -v psql >/dev/null 2>&1 || { log "installing the PostgreSQL client"; apt_install postgresql-client; }
 command -v redis-cli >/dev/null 2>&1 || { log "installing the Redis client"; apt_install redis-tools; }
 
+# The web page's tests drive Debian's Chromium headless.
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Chromium for the browser tests"
+  apt_install chromium
+fi
+
 echo "export HOLDFAST_TEST_POSTGRES='$(postgres_url)'"
 echo "export HOLDFAST_TEST_REDIS='$(redis_url)'"

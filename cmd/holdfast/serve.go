@@ -14,6 +14,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/expiry"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/lab"
 )
 
 type serveFlags struct {
@@ -92,6 +93,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		Handler: hfhttp.NewServer(hfhttp.Config{
 			Store: store, Logger: log, Holds: cfg, RequestTimeout: f.requestTimeout,
 			AdminKey: f.adminKey, RateLimit: f.rateLimit, Registry: reg.Registry,
+			Race: raceFunc(f.db),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -180,4 +182,34 @@ func seedDemo(ctx context.Context, s holdfast.Store) error {
 		return s.AddUnits(ctx, "riders", riders)
 	}
 	return nil
+}
+
+// raceFunc runs the page's race: the classic lab demo on throwaway
+// databases (temporary SQLite files, or fresh schemas dropped after on the
+// server's PostgreSQL), never the server's own tables.
+func raceFunc(db dbFlags) hfhttp.RaceFunc {
+	return func(ctx context.Context) (any, []byte, error) {
+		f := labFlags{redis: db.redis, strategies: "all", think: 5 * time.Millisecond, instances: 1, coalesce: true}
+		if isPostgres(db.db) {
+			f.db = db.db
+		}
+		strategies, _, err := labStrategies(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		var results []lab.Result
+		for _, st := range strategies {
+			t, err := localTarget(ctx, f, st)
+			if err != nil {
+				return nil, nil, err
+			}
+			r, err := lab.Run(ctx, lab.Config{}, t)
+			t.Close()
+			if err != nil {
+				return nil, nil, err
+			}
+			results = append(results, r)
+		}
+		return results, lab.SVG(results), nil
+	}
 }

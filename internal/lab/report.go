@@ -62,7 +62,7 @@ func SVG(results []Result) []byte {
 	const rowH, left, barW = 34, 130, 420
 	h := 90 + rowH*len(results)
 	var b bytes.Buffer
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`+"\n", left+barW+230, h)
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`+"\n", left+barW+320, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	title := "holdfast lab"
 	if len(results) > 0 {

@@ -1,0 +1,227 @@
+// holdfast's page: pools, a live seat map, the race, health — all through
+// the public API, with the key the user enters (kept in session storage).
+const $ = (id) => document.getElementById(id);
+const state = { selected: new Set(), mine: new Map(), events: 0, expired: 0, recent: [] };
+
+function key() { return sessionStorage.getItem('holdfast-key') || ''; }
+function holder() {
+  let h = sessionStorage.getItem('holdfast-holder');
+  if (!h) { h = 'guest-' + Math.random().toString(36).slice(2, 8); sessionStorage.setItem('holdfast-holder', h); }
+  return h;
+}
+
+async function api(method, path, body) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (key()) headers.Authorization = 'Bearer ' + key();
+  if (method === 'POST') headers['Idempotency-Key'] = crypto.randomUUID();
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) { const e = new Error(data.detail || data.title || res.statusText); e.code = data.code; e.status = res.status; throw e; }
+  return data;
+}
+
+function say(msg, error) {
+  const s = $('status');
+  s.textContent = msg;
+  s.className = error ? 'error' : '';
+}
+
+async function loadPools() {
+  const { pools } = await api('GET', '/v1/pools');
+  const out = $('pools');
+  out.replaceChildren(...pools.map((p) => {
+    const div = document.createElement('div');
+    div.className = 'pool';
+    const pct = (n) => (p.capacity ? (100 * n) / p.capacity : 0) + '%';
+    const limit = p.per_holder_limit ? `, at most ${p.per_holder_limit} per holder` : '';
+    div.innerHTML = `<strong></strong> <span class="nums"></span>
+      <div class="bar" role="img"><span class="c"></span><span class="h"></span><span class="a"></span></div>`;
+    div.querySelector('strong').textContent = p.name || p.id;
+    div.querySelector('.nums').textContent = `${p.confirmed} confirmed, ${p.held} held, ${p.available} available of ${p.capacity}${limit}`;
+    div.querySelector('.bar').setAttribute('aria-label', div.querySelector('.nums').textContent);
+    div.querySelector('.c').style.width = pct(p.confirmed);
+    div.querySelector('.h').style.width = pct(p.held);
+    div.querySelector('.a').style.width = pct(p.available);
+    div.dataset.pool = p.id;
+    return div;
+  }));
+}
+
+// Units named like "A-12" lay out as row A, seat 12; others 20 to a row.
+function layout(units) {
+  const rows = new Map();
+  units.forEach((u, i) => {
+    const m = /^(.*)-(\d+)$/.exec(u.id);
+    const row = m ? m[1] : String(Math.floor(i / 20) + 1);
+    if (!rows.has(row)) rows.set(row, []);
+    rows.get(row).push(u);
+  });
+  // Seat 2 before seat 10: numbers in names sort as numbers.
+  const num = (id) => parseInt((/(\d+)$/.exec(id) || [0, 0])[1], 10);
+  for (const seats of rows.values()) seats.sort((a, b) => num(a.id) - num(b.id) || a.id.localeCompare(b.id));
+  return rows;
+}
+
+async function loadMap() {
+  const group = $('group').value.trim();
+  if (!group) return;
+  const { units } = await api('GET', `/v1/groups/${encodeURIComponent(group)}/units`);
+  const rows = layout(units);
+  const cols = Math.max(1, ...[...rows.values()].map((r) => r.length));
+  const map = $('map');
+  map.style.setProperty('--cols', cols);
+  const cells = [];
+  for (const [row, seats] of rows) {
+    const label = document.createElement('span');
+    label.className = 'row';
+    label.textContent = row;
+    cells.push(label);
+    for (const u of seats) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.unit = u.id;
+      const mine = u.hold_id && state.mine.has(u.hold_id);
+      const status = mine ? 'mine' : u.status;
+      b.className = `seat ${status}` + (state.selected.has(u.id) ? ' selected' : '');
+      b.textContent = { free: u.id.split('-').pop(), held: 'H', confirmed: '✓', mine: 'M' }[status];
+      b.setAttribute('aria-label', `Seat ${u.id}, ${mine ? 'yours' : u.status}${state.selected.has(u.id) ? ', selected' : ''}`);
+      b.setAttribute('aria-pressed', state.selected.has(u.id) ? 'true' : 'false');
+      b.disabled = u.status !== 'free' && !state.selected.has(u.id);
+      b.addEventListener('click', () => {
+        if (state.selected.has(u.id)) state.selected.delete(u.id); else state.selected.add(u.id);
+        showSelection();
+        loadMap();
+      });
+      cells.push(b);
+    }
+    for (let i = seats.length; i < cols; i++) cells.push(document.createElement('span'));
+  }
+  map.replaceChildren(...cells);
+}
+
+function showSelection() {
+  $('selection').textContent = state.selected.size ? `Selected: ${[...state.selected].join(', ')}` : '';
+}
+
+async function holdSelected() {
+  if (!state.selected.size) { say('Pick seats first.', true); return; }
+  const ttl = parseInt($('ttl').value, 10) || 120;
+  try {
+    const h = await api('POST', '/v1/holds', { holder: holder(), ttl_seconds: ttl, lines: [{ units: [...state.selected] }] });
+    state.mine.set(h.id, h);
+    state.selected.clear();
+    say(`Held ${h.lines[0].units.join(', ')} until ${new Date(h.expires_at).toLocaleTimeString()}.`);
+  } catch (e) {
+    say(e.code === 'unavailable' ? `Taken: ${e.message}` : e.message, true);
+    state.selected.clear();
+  }
+  showSelection();
+  await refresh();
+}
+
+function renderMine() {
+  const ul = $('mine');
+  ul.replaceChildren(...[...state.mine.values()].map((h) => {
+    const li = document.createElement('li');
+    li.dataset.hold = h.id;
+    const left = Math.max(0, Math.round((new Date(h.expires_at) - Date.now()) / 1000));
+    const text = document.createElement('span');
+    const units = h.lines.flatMap((l) => l.units || []).join(', ');
+    text.textContent = h.status === 'held' ? `${units}: held, ${left}s left ` : `${units}: ${h.status} `;
+    li.append(text);
+    if (h.status === 'held') {
+      for (const [label, action] of [['Confirm', 'confirm'], ['Release', 'release']]) {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.textContent = label;
+        b.setAttribute('aria-label', `${label} ${units}`);
+        b.addEventListener('click', async () => {
+          try { state.mine.set(h.id, await api('POST', `/v1/holds/${h.id}/${action}`, {})); say(`${label}ed ${units}.`); }
+          catch (e) { say(e.message, true); if (e.code === 'hold_expired') h.status = 'expired'; }
+          await refresh();
+        });
+        li.append(b);
+      }
+    }
+    return li;
+  }));
+}
+
+let refreshing = null;
+async function refresh() {
+  try {
+    await Promise.all([loadPools(), loadMap()]);
+    renderMine();
+  } catch (e) { say(e.status === 401 || e.status === 403 ? 'Enter an API key above.' : e.message, true); }
+}
+function soon() { clearTimeout(refreshing); refreshing = setTimeout(refresh, 100); }
+
+function listen() {
+  const url = '/v1/events/stream' + (key() ? '?key=' + encodeURIComponent(key()) : '');
+  const es = new EventSource(url);
+  es.onmessage = () => {};
+  const onEvent = (ev) => {
+    state.events++;
+    state.recent.push(Date.now());
+    const e = JSON.parse(ev.data);
+    if (e.type === 'hold.expired') state.expired++;
+    if (state.mine.has(e.hold_id) && e.data) state.mine.set(e.hold_id, e.data);
+    $('events-seen').textContent = state.events;
+    $('expired-seen').textContent = state.expired;
+    soon();
+  };
+  for (const t of ['hold.created', 'hold.confirmed', 'hold.released', 'hold.extended', 'hold.expired', 'hold.cancelled',
+    'hold.completed', 'pool.created', 'pool.changed', 'group.created', 'group.units_added']) es.addEventListener(t, onEvent);
+  return es;
+}
+
+async function race() {
+  const out = $('race-out');
+  out.textContent = 'Racing…';
+  $('race').disabled = true;
+  try {
+    const r = await api('POST', '/v1/lab/race');
+    out.innerHTML = r.chart_svg;
+    const p = document.createElement('p');
+    p.textContent = r.results.map((x) => `${x.target}: ${x.granted} granted of ${x.capacity}, oversold ${x.oversold}`).join(' · ');
+    out.append(p);
+  } catch (e) { out.textContent = e.message; }
+  $('race').disabled = false;
+}
+
+async function audit() {
+  try {
+    const r = await api('GET', '/v1/audit');
+    $('audit').textContent = r.differences.length ? `${r.differences.length} differences: ${r.differences.join('; ')}` : `clean (${r.pools} pools, ${r.units} units, ${new Date(r.at).toLocaleTimeString()})`;
+    $('audit').className = r.differences.length ? 'error' : '';
+  } catch (e) { $('audit').textContent = e.message; }
+}
+
+let stream;
+function start() {
+  $('holder').value = holder();
+  $('key').value = key();
+  if (stream) stream.close();
+  stream = listen();
+  refresh();
+  audit();
+}
+
+$('auth').addEventListener('submit', (e) => {
+  e.preventDefault();
+  sessionStorage.setItem('holdfast-key', $('key').value.trim());
+  if ($('holder').value.trim()) sessionStorage.setItem('holdfast-holder', $('holder').value.trim());
+  start();
+});
+$('group-form').addEventListener('submit', (e) => { e.preventDefault(); state.selected.clear(); showSelection(); refresh(); });
+$('hold').addEventListener('click', holdSelected);
+$('race').addEventListener('click', race);
+$('audit-run').addEventListener('click', audit);
+setInterval(() => {
+  const now = Date.now();
+  state.recent = state.recent.filter((t) => now - t < 60000);
+  $('rate').textContent = state.recent.length;
+  for (const h of state.mine.values()) if (h.status === 'held' && new Date(h.expires_at) <= now) { h.status = 'expired'; soon(); }
+  renderMine();
+}, 1000);
+start();
