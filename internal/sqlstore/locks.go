@@ -177,12 +177,14 @@ func (r RedisLock) ClaimPool(ctx context.Context, tx Querier, p Prepared, pool s
 		return 0, false, err
 	}
 	rd := p.(*heldLocks).read
-	v, ok := rd.pools[pool]
-	if !ok || v[0]-v[1]-v[2] < q {
+	if v, ok := rd.pools[pool]; !ok || v[0]-v[1]-v[2] < q {
 		return 0, false, nil
 	}
-	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s + $2, version = version + 1 WHERE id = $1`, col(confirmed)), pool, q)
-	return rd.limit[pool], err == nil, err
+	// Fencing refuses a holder older than the newest token the row has
+	// seen, but a new holder may have read while an old one was still
+	// writing: the write is conditional too, so that case is a definite
+	// refusal rather than a constraint violation.
+	return Atomic{r.base}.ClaimPool(ctx, tx, nil, pool, q, confirmed)
 }
 
 func (r RedisLock) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID string, ids []string) ([]string, error) {
@@ -201,7 +203,7 @@ func (r RedisLock) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdI
 	if len(taken) < len(ids) {
 		return taken, nil
 	}
-	return takeUnits(ctx, tx, r.d, holdID, taken)
+	return Atomic{r.base}.ClaimUnits(ctx, tx, nil, holdID, taken) // conditional, as for pools
 }
 
 func (r RedisLock) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group string, k int64) ([]string, error) {
@@ -212,7 +214,7 @@ func (r RedisLock) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID,
 	if !ok {
 		return free, nil
 	}
-	return takeUnits(ctx, tx, r.d, holdID, free)
+	return Atomic{r.base}.ClaimUnits(ctx, tx, nil, holdID, free) // conditional, as for pools
 }
 
 // NewRedisLock returns the redislock claimer. beforeWrite may be nil.
