@@ -2,16 +2,20 @@
 # Makes sure the services the tests need are running, and prints the
 # environment that points the tests at them (eval it, or let scripts/test.sh).
 #
-#   PostgreSQL: the one on 127.0.0.1:5432 if it answers; otherwise a throwaway
-#               cluster on 127.0.0.1:55432 started here (initdb/pg_ctl as the
-#               postgres user, since PostgreSQL refuses root), installing
-#               Debian's postgresql package first when it is missing.
+#   PostgreSQL: a throwaway cluster of the tests' own on 127.0.0.1:55432
+#               (initdb/pg_ctl as the postgres user, since PostgreSQL refuses
+#               root), installing Debian's postgresql package first when it
+#               is missing. Its own, so that its settings fit the suite
+#               (max_connections 300: the races open many connections, and
+#               test packages run side by side) and no other use of a shared
+#               server can starve it. HOLDFAST_TEST_POSTGRES points the tests
+#               elsewhere.
 #   Redis:      the one on 127.0.0.1:6379 if it answers; otherwise a
 #               throwaway redis-server on 127.0.0.1:56379, installing Debian's
 #               redis-server package first when it is missing.
 #
 # Idempotent: run it as often as you like; a throwaway service already
-# running is reused. HOLDFAST_THROWAWAY=1 skips the loopback defaults.
+# running is reused. HOLDFAST_THROWAWAY=1 also skips the loopback Redis.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -41,10 +45,6 @@ postgres_url() {
   if [ -n "${HOLDFAST_TEST_POSTGRES:-}" ]; then
     echo "$HOLDFAST_TEST_POSTGRES"; return
   fi
-  local local_url="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-  if [ "${HOLDFAST_THROWAWAY:-}" != 1 ] && pg_answers "$local_url"; then
-    echo "$local_url"; return
-  fi
   local port=55432 url="postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable"
   if pg_answers "$url"; then
     echo "$url"; return
@@ -69,7 +69,7 @@ postgres_url() {
   fi
   log "starting the throwaway PostgreSQL on port $port"
   "${as[@]}" "$bin/pg_ctl" -D "$data" -l "$data/log" -w -t 60 \
-    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >&2 || {
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300" start >&2 || {
     cat "$data/log" >&2; exit 1; }
   echo "$url"
 }
