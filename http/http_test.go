@@ -95,7 +95,9 @@ func (r remote) QueryInt(ctx context.Context, sql string, args ...any) (int64, e
 var _ holdfast.Store = remote{}
 
 func overHTTP(t testing.TB, s holdfast.Store) holdfast.Store {
-	srv := serve(t, s, hfhttp.Config{})
+	// A long deadline: three servers on one SQLite file share one writer,
+	// and the races queue hundreds of requests on it under -race.
+	srv := serve(t, s, hfhttp.Config{RequestTimeout: time.Minute})
 	return remote{Client: hfhttp.NewClient(srv.URL, ""), local: s}
 }
 

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -81,6 +82,11 @@ type Problem struct {
 // errors are logged in full and shown as a generic message.
 func problemOf(err error, log *slog.Logger) Problem {
 	code := holdfast.ErrorCode(err)
+	if code == holdfast.CodeInternal && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		// The request's deadline passed (or its client left) before the
+		// database answered: retryable, never a 500.
+		code = holdfast.CodeBusy
+	}
 	status, ok := statusOf[code]
 	if !ok {
 		code, status = holdfast.CodeInternal, http.StatusInternalServerError

@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -248,9 +247,6 @@ func printable(s string) bool {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, err error) int {
-	if errors.Is(err, context.DeadlineExceeded) && holdfast.ErrorCode(err) == holdfast.CodeInternal {
-		err = holdfast.Errorf(holdfast.CodeBusy, "deadline passed")
-	}
 	p := problemOf(err, s.log)
 	writeProblem(w, p)
 	return p.Status
