@@ -13,9 +13,16 @@ const (
 	CodeIdempotencyInFlight Code = "idempotency_in_flight"
 )
 
+// CodeIdempotencyKeyUsed says a deferred key (see Idempotency.Deferred)
+// turned out to be in use already: the change was not made, and the
+// caller looks the key up to answer (a replay, a mismatch, in flight).
+// It never reaches a client.
+const CodeIdempotencyKeyUsed Code = "idempotency_key_used"
+
 var (
 	ErrIdempotencyMismatch = &Error{Code: CodeIdempotencyMismatch, Line: -1}
 	ErrIdempotencyInFlight = &Error{Code: CodeIdempotencyInFlight, Line: -1}
+	ErrIdempotencyKeyUsed  = &Error{Code: CodeIdempotencyKeyUsed, Line: -1}
 )
 
 // IdempotencyTTL is how long a key is remembered.
@@ -37,6 +44,11 @@ type Idempotency struct {
 	Scope, Key string
 	// Token identifies this request's claim on the key.
 	Token string
+	// Deferred: the key has not been claimed yet. The store claims it in
+	// the change's own transaction — no transaction of its own first — and
+	// returns ErrIdempotencyKeyUsed, changing nothing, if it is taken.
+	Deferred    bool
+	Fingerprint string
 	// Render turns the change's result into the response to store.
 	Render func(result any) StoredResponse
 
@@ -72,9 +84,11 @@ type IdempotencyStore interface {
 	// fingerprint; ErrIdempotencyInFlight while the first request runs.
 	BeginIdempotent(ctx context.Context, scope, key, fingerprint string, staleAfter time.Duration) (token string, replay *StoredResponse, err error)
 	// FinishIdempotent records the response of a request that changed
-	// nothing (a refusal), so that a retry gets the same answer. No-op if
-	// the token no longer holds the key.
-	FinishIdempotent(ctx context.Context, scope, key, token string, r StoredResponse) error
+	// nothing (a refusal), so that a retry gets the same answer: on the
+	// claim token holds, or as a new record if the key is unclaimed (a
+	// deferred key). ErrIdempotencyKeyUsed, writing nothing, if another
+	// request holds the key.
+	FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r StoredResponse) error
 	// AbandonIdempotent forgets a claim whose request failed without an
 	// answer worth replaying (the database was down), so a retry can run.
 	AbandonIdempotent(ctx context.Context, scope, key, token string) error

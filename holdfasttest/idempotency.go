@@ -1,6 +1,7 @@
 package holdfasttest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -47,7 +48,7 @@ func testIdempotencyReplay(t *testing.T, h Harness) {
 	}
 	// A refusal is stored too, and replays as the same refusal.
 	tok, _, _ := s.BeginIdempotent(ctx, "client-a", "k2", "fp-3", time.Minute)
-	if err := s.FinishIdempotent(ctx, "client-a", "k2", tok, holdfast.StoredResponse{Status: 409, Body: []byte(`{"code":"sold_out"}`)}); err != nil {
+	if err := s.FinishIdempotent(ctx, "client-a", "k2", "fp-3", tok, holdfast.StoredResponse{Status: 409, Body: []byte(`{"code":"sold_out"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	_, replay, _ = s.BeginIdempotent(ctx, "client-a", "k2", "fp-3", time.Minute)
@@ -168,4 +169,58 @@ func skipRemote(t *testing.T, h Harness) {
 	if h.Remote {
 		t.Skip("store internals; the HTTP API tests cover this over the wire")
 	}
+}
+
+// A deferred key is claimed in the change's own transaction: the first
+// request with it takes effect and records its answer; any other with the
+// same key — one after, or one in the same batch — changes nothing and
+// hears ErrIdempotencyKeyUsed.
+func testIdempotencyDeferred(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 10, 0)
+	deferred := func(key, token string) context.Context {
+		return holdfast.WithIdempotency(ctx, &holdfast.Idempotency{Scope: "c", Key: key, Token: token, Deferred: true, Fingerprint: "fp", Render: render(201)})
+	}
+	req := holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}
+	first, err := s.Hold(deferred("k", "t1"), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Hold(deferred("k", "t2"), req)
+	wantCode(t, err, holdfast.CodeIdempotencyKeyUsed, -1)
+	_, replay, err := s.BeginIdempotent(ctx, "c", "k", "fp", time.Minute)
+	var got holdfast.Hold
+	if err != nil || replay == nil || json.Unmarshal(replay.Body, &got) != nil || got.ID != first.ID {
+		t.Fatalf("replay of a deferred key: %+v, %v", replay, err)
+	}
+	// Not coalescible (two lines): the ordinary path claims it the same way.
+	two := holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}, {Pool: "q", Quantity: 1}}}
+	MustCreatePool(t, s, "q", 10, 0)
+	if _, err := s.Hold(deferred("k2", "t1"), two); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Hold(deferred("k2", "t2"), two)
+	wantCode(t, err, holdfast.CodeIdempotencyKeyUsed, -1)
+	// A refusal under a deferred key is stored as a new record.
+	if err := s.FinishIdempotent(ctx, "c", "k3", "fp", "t1", holdfast.StoredResponse{Status: 409, Body: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.FinishIdempotent(ctx, "c", "k3", "fp", "t2", holdfast.StoredResponse{Status: 409, Body: []byte("{}")})
+	wantCode(t, err, holdfast.CodeIdempotencyKeyUsed, -1)
+	if b, ok := s.(Batcher); ok {
+		keys := []*holdfast.Idempotency{
+			{Scope: "c", Key: "kb", Token: "t1", Deferred: true, Fingerprint: "fp", Render: render(201)},
+			{Scope: "c", Key: "kb", Token: "t2", Deferred: true, Fingerprint: "fp", Render: render(201)},
+		}
+		_, errs := b.HoldBatch(ctx, []holdfast.HoldRequest{req, req}, keys)
+		if errs[0] != nil || holdfast.ErrorCode(errs[1]) != holdfast.CodeIdempotencyKeyUsed {
+			t.Fatalf("one deferred key twice in a batch: %v, %v", errs[0], errs[1])
+		}
+	}
+	if p := MustPool(t, s, "p"); p.Held != 3 {
+		t.Fatalf("held %d, want 3 (one per key)", p.Held)
+	}
+	MustAuditClean(t, s)
 }

@@ -39,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 		{"AuditFindsDifference", testAuditFindsDifference},
 		{"IdempotencyReplay", testIdempotencyReplay},
 		{"IdempotencyTakeover", testIdempotencyTakeover},
+		{"IdempotencyDeferred", testIdempotencyDeferred},
 		{"Keys", testKeys},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
 	}

@@ -70,8 +70,8 @@ func (r remote) Close() error                                            { retur
 func (r remote) BeginIdempotent(ctx context.Context, scope, key, fp string, stale time.Duration) (string, *holdfast.StoredResponse, error) {
 	return r.local.BeginIdempotent(ctx, scope, key, fp, stale)
 }
-func (r remote) FinishIdempotent(ctx context.Context, scope, key, token string, resp holdfast.StoredResponse) error {
-	return r.local.FinishIdempotent(ctx, scope, key, token, resp)
+func (r remote) FinishIdempotent(ctx context.Context, scope, key, fp, token string, resp holdfast.StoredResponse) error {
+	return r.local.FinishIdempotent(ctx, scope, key, fp, token, resp)
 }
 func (r remote) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
 	return r.local.AbandonIdempotent(ctx, scope, key, token)

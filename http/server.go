@@ -170,6 +170,13 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, p principal,
 	sum.Write(body)
 	fp := hex.EncodeToString(sum.Sum(nil))
 
+	// First run with the key deferred: the store claims it inside the
+	// change's own transaction, so a keyed request costs no transaction
+	// more than an unkeyed one. Only if the key turns out to be in use is
+	// it looked up (a replay, a mismatch, in flight).
+	if status, done := s.keyed(w, r, p, key, fp, newToken(), true, body, h); done {
+		return status
+	}
 	token, replay, err := s.cfg.Store.BeginIdempotent(r.Context(), p.id, key, fp, 2*s.cfg.RequestTimeout)
 	if err != nil {
 		return s.writeError(w, err)
@@ -179,16 +186,26 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, p principal,
 		writeBody(w, replay.Status, replay.Body, replay.Status >= 400)
 		return replay.Status
 	}
-	rec := &holdfast.Idempotency{Scope: p.id, Key: key, Token: token}
-	var okStatus int
+	status, _ := s.keyed(w, r, p, key, fp, token, false, body, h)
+	return status
+}
+
+// keyed runs the handler under an idempotency key and stores its answer.
+// With deferred, done is false (and nothing is written) when the key
+// turns out to be another request's.
+func (s *Server) keyed(w http.ResponseWriter, r *http.Request, p principal, key, fp, token string, deferred bool, body []byte, h handler) (int, bool) {
+	rec := &holdfast.Idempotency{Scope: p.id, Key: key, Token: token, Deferred: deferred, Fingerprint: fp}
+	// The store renders inside its transaction, before the handler
+	// returns: routes that create answer 201, the others 200.
+	okStatus := successStatus(r)
 	rec.Render = func(result any) holdfast.StoredResponse {
 		return holdfast.StoredResponse{Status: okStatus, Body: encode(result)}
 	}
-	// The handler's success status is known once it returns; the store
-	// renders inside its transaction, before that. Routes declare it up
-	// front through the request's method: POSTs that create answer 201.
-	okStatus = successStatus(r)
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	status, out, herr := h(r.WithContext(holdfast.WithIdempotency(r.Context(), rec)), p)
+	if deferred && holdfast.ErrorCode(herr) == holdfast.CodeIdempotencyKeyUsed {
+		return 0, false
+	}
 	// Never leave the key claimed past this request, even if it is cancelled.
 	ctx := context.WithoutCancel(r.Context())
 	if herr != nil {
@@ -201,24 +218,33 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, p principal,
 				s.log.Warn("abandon idempotency key", "err", err)
 			}
 		default:
-			if err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, token, holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)}); err != nil {
+			err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, fp, token, holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)})
+			if deferred && holdfast.ErrorCode(err) == holdfast.CodeIdempotencyKeyUsed {
+				// Refused, but the key already has an answer (an earlier
+				// request's): that answer is this request's.
+				return 0, false
+			}
+			if err != nil {
 				s.log.Warn("store refusal for idempotency key", "err", err)
 			}
 		}
 		writeProblem(w, prob)
-		return prob.Status
+		return prob.Status, true
 	}
 	b := encode(out)
 	if !rec.Recorded() {
-		// A route whose store call does not record (none today): store
-		// the answer now, after the fact.
-		if err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, token, holdfast.StoredResponse{Status: status, Body: b}); err != nil {
+		// A route whose store call does not record (the race): store the
+		// answer now, after the fact.
+		if err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, fp, token, holdfast.StoredResponse{Status: status, Body: b}); err != nil &&
+			holdfast.ErrorCode(err) != holdfast.CodeIdempotencyKeyUsed {
 			s.log.Warn("store answer for idempotency key", "err", err)
 		}
 	}
 	writeBody(w, status, b, false)
-	return status
+	return status, true
 }
+
+func newToken() string { return randomString(16) }
 
 func successStatus(r *http.Request) int {
 	if r.Method == http.MethodPost && createRoutes[r.Pattern] {

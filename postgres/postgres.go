@@ -167,6 +167,7 @@ var dialect = sqlstore.Dialect{
 	AdvisoryLock:  "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 	Fencing:       true,
 	AsyncCommit:   "SET LOCAL synchronous_commit TO OFF",
+	BlobType:      "bytea",
 	SkipLocked:    " FOR UPDATE SKIP LOCKED",
 	Classify:      classify,
 }

@@ -165,6 +165,7 @@ var dialect = sqlstore.Dialect{
 	ListArg:    listArg,
 	// One writer at a time: commit order is seq order.
 	EventXid: "CAST(0 AS INTEGER)",
+	BlobType: "BLOB",
 	Classify: classify,
 }
 

@@ -177,9 +177,19 @@ func (s *Store) runBatch(pool string, batch []*claimReq) {
 }
 
 func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult) error {
-	// Requests whose idempotency key a retry took over must not take effect.
+	// Requests whose idempotency key is someone else's must not take
+	// effect: deferred keys are claimed here, in the batch's transaction,
+	// with one multi-row insert (a duplicate in the same batch finds the
+	// first's claim); claimed keys a retry took over are left out.
+	var claimRows string
+	var claimArgs []any
 	for i, req := range batch {
-		if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil {
+		rec := holdfast.IdempotencyFrom(req.ctx)
+		switch {
+		case rec != nil && rec.Deferred:
+			claimRows += sep(len(claimArgs)) + "(" + params(len(claimArgs)+1, 4) + ", 'in_flight', holdfast_now_ms(), holdfast_now_ms())"
+			claimArgs = append(claimArgs, rec.Scope, rec.Key, rec.Fingerprint, rec.Token)
+		case rec != nil:
 			var token string
 			found, err := queryRow(ctx, tx, `SELECT token FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'`+s.d.ForUpdate,
 				[]any{rec.Scope, rec.Key}, &token)
@@ -188,6 +198,22 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 			}
 			if !found || token != rec.Token {
 				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")}
+			}
+		}
+	}
+	if claimRows != "" {
+		won, err := queryStrings(ctx, tx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
+			VALUES `+claimRows+` ON CONFLICT (scope, key) DO NOTHING RETURNING token`, claimArgs...)
+		if err != nil {
+			return err
+		}
+		claimed := make(map[string]bool, len(won))
+		for _, t := range won {
+			claimed[t] = true
+		}
+		for i, req := range batch {
+			if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil && rec.Deferred && !claimed[rec.Token] {
+				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
 			}
 		}
 	}
@@ -276,20 +302,32 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 	if _, err := tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES `+eventRows, eventArgs...); err != nil {
 		return err
 	}
+	// Every granted request's answer under its key, in one statement.
+	var settleRows string
+	var settleArgs []any
+	nkeys := 0
 	for k, i := range granted {
+		results[i].h = holds[k]
 		if rec := holdfast.IdempotencyFrom(batch[i].ctx); rec != nil {
 			r := rec.Render(holds[k])
-			n, err := tx.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
-				WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
-			if err != nil {
-				return err
-			}
-			if n != 1 {
-				return errors.New("sqlstore: an idempotency key changed hands inside its batch")
-			}
+			settleRows += sep(len(settleArgs)) + "(" + params(len(settleArgs)+1, 3) +
+				fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(settleArgs)+4, len(settleArgs)+5, s.d.BlobType)
+			settleArgs = append(settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
+			results[i].recorded = true
+			nkeys++
 		}
-		results[i].h = holds[k]
-		results[i].recorded = holdfast.IdempotencyFrom(batch[i].ctx) != nil
+	}
+	if nkeys > 0 {
+		n, err := tx.Exec(ctx, `WITH v (scope, key, token, status, body) AS (VALUES `+settleRows+`)
+			UPDATE idempotency_keys SET state = 'done', status = v.status, body = v.body, updated_at = holdfast_now_ms()
+			FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key
+			AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, settleArgs...)
+		if err != nil {
+			return err
+		}
+		if n != int64(nkeys) {
+			return errors.New("sqlstore: an idempotency key changed hands inside its batch")
+		}
 	}
 	return nil
 }

@@ -104,6 +104,8 @@ type Dialect struct {
 	// AdvisoryLock is a statement taking a transaction-scoped lock on the
 	// string $1, or "" where the backend has none.
 	AdvisoryLock string
+	// BlobType is the SQL type name of a byte string.
+	BlobType string
 	// AsyncCommit makes the current transaction's commit not wait for its
 	// log flush ("" where there is no such thing).
 	AsyncCommit string

@@ -89,6 +89,20 @@ func (s *Store) record(ctx context.Context, tx Querier, result any) error {
 		return nil
 	}
 	r := i.Render(result)
+	if i.Deferred {
+		// Claim and settle in one: a new key is recorded done; our own
+		// in-flight claim (from a batch) is settled; anyone else's key
+		// refuses, and the change rolls back.
+		n, err := upsertDone(ctx, tx, i, r)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")
+		}
+		i.MarkRecorded()
+		return nil
+	}
 	n, err := tx.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
 		WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, i.Scope, i.Key, i.Token, r.Status, r.Body)
 	if err != nil {
@@ -101,10 +115,23 @@ func (s *Store) record(ctx context.Context, tx Querier, result any) error {
 	return nil
 }
 
-func (s *Store) FinishIdempotent(ctx context.Context, scope, key, token string, r holdfast.StoredResponse) error {
-	_, err := s.db.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
-		WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, scope, key, token, r.Status, r.Body)
+func (s *Store) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
+	n, err := upsertDone(ctx, s.db, &holdfast.Idempotency{Scope: scope, Key: key, Fingerprint: fingerprint, Token: token}, r)
+	if err == nil && n != 1 {
+		return holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is another request's")
+	}
 	return err
+}
+
+// upsertDone records a key's answer: a new record, or the settling of
+// the in-flight claim the token holds. It reports 0 rows when another
+// request holds the key.
+func upsertDone(ctx context.Context, q Querier, i *holdfast.Idempotency, r holdfast.StoredResponse) (int64, error) {
+	return q.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, 'done', $5, $6, holdfast_now_ms(), holdfast_now_ms())
+		ON CONFLICT (scope, key) DO UPDATE SET state = 'done', status = excluded.status, body = excluded.body, updated_at = excluded.updated_at
+		WHERE idempotency_keys.token = excluded.token AND idempotency_keys.state = 'in_flight'`,
+		i.Scope, i.Key, i.Fingerprint, i.Token, r.Status, r.Body)
 }
 
 func (s *Store) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
