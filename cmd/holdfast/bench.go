@@ -92,6 +92,12 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if f.chart != "" {
+		if err := benchChart(f.chart, rows); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "chart written to %s\n", f.chart)
+	}
 	for _, r := range rows {
 		if r.Note != "" {
 			fmt.Fprintf(e.stdout, "%s, %d clients: %s\n", r.Mode, r.Clients, r.Note)
@@ -230,4 +236,36 @@ func pgbenchCeiling(ctx context.Context, db string, clients int, d time.Duration
 		return row, fmt.Errorf("no tps in pgbench's output: %s", out)
 	}
 	return row, nil
+}
+
+// benchChart writes bookings/s and p99 against client count, per mode.
+func benchChart(path string, rows []benchRow) error {
+	perSec, p99 := map[string]*lab.Series{}, map[string]*lab.Series{}
+	var modes []string
+	for _, r := range rows {
+		if !strings.HasPrefix(r.Scenario, "open pool") && !strings.HasPrefix(r.Scenario, "one hot row") {
+			continue
+		}
+		if _, ok := perSec[r.Mode]; !ok {
+			modes = append(modes, r.Mode)
+			perSec[r.Mode] = &lab.Series{Name: r.Mode, Points: map[int]float64{}}
+			p99[r.Mode] = &lab.Series{Name: r.Mode, Points: map[int]float64{}}
+		}
+		perSec[r.Mode].Points[r.Clients] = r.PerSec
+		if r.P99 > 0 {
+			p99[r.Mode].Points[r.Clients] = float64(r.P99.Microseconds()) / 1000
+		}
+	}
+	panels := map[string][]lab.Series{}
+	for _, m := range modes {
+		panels["bookings/s"] = append(panels["bookings/s"], *perSec[m])
+		if len(p99[m].Points) > 0 {
+			panels["p99 latency (ms)"] = append(panels["p99 latency (ms)"], *p99[m])
+		}
+	}
+	svg := lab.LineChartSVG("holdfast flash sale: one hot pool", panels, []string{"bookings/s", "p99 latency (ms)"})
+	if !strings.HasSuffix(strings.ToLower(path), ".svg") {
+		return fmt.Errorf("--chart %s: the benchmark's chart is written as .svg", path)
+	}
+	return lab.WriteFileAtomic(path, func(w io.Writer) error { _, err := w.Write(svg); return err })
 }

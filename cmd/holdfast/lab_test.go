@@ -102,7 +102,8 @@ func TestLabBenchRuns(t *testing.T) {
 	pg := pgtest.New()
 	defer pg.Close()
 	url := pg.Schema(t)
-	code, out, errOut := runCmd(t, "lab", "--bench", "--db", url, "--duration", "1s")
+	chart := filepath.Join(t.TempDir(), "bench.svg")
+	code, out, errOut := runCmd(t, "lab", "--bench", "--db", url, "--duration", "1s", "--chart", chart)
 	if code != 0 {
 		t.Fatalf("lab --bench: exit %d\n%s%s", code, out, errOut)
 	}
@@ -110,5 +111,8 @@ func TestLabBenchRuns(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if b, err := os.ReadFile(chart); err != nil || !strings.Contains(string(b), "<polyline") {
+		t.Errorf("bench chart: %v", err)
 	}
 }

@@ -22,6 +22,7 @@ type dbFlags struct {
 	strategy string
 	redis    string
 	coalesce bool
+	conns    int
 }
 
 func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
@@ -31,6 +32,8 @@ func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 		"how claims are made atomic: atomic, pessimistic, optimistic, serializable, advisory, redislock, unsafe (env HOLDFAST_STRATEGY)")
 	fs.BoolVar(&f.coalesce, "coalesce", envOr(e, "HOLDFAST_COALESCE", "true") != "false",
 		"combine concurrent one-line holds on a pool into one transaction (atomic strategy; env HOLDFAST_COALESCE)")
+	fs.IntVar(&f.conns, "db-conns", envInt(e, "HOLDFAST_DB_CONNS", 32),
+		"PostgreSQL connections per server: coalescing runs one transaction per hot pool at a time, so a few dozen serve thousands of clients; keep instances × db-conns under max_connections (env HOLDFAST_DB_CONNS)")
 	fs.StringVar(&f.redis, "redis", envOr(e, "HOLDFAST_REDIS", ""), "Redis URL (redis://host:6379/0), for the redislock strategy (env HOLDFAST_REDIS)")
 }
 
@@ -59,6 +62,15 @@ func envFloat(e env, key string, def float64) float64 {
 	return def
 }
 
+func envInt(e env, key string, def int) int {
+	if v := e.getenv(key); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
 func isPostgres(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
@@ -69,17 +81,20 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store
 	if err != nil {
 		return nil, err
 	}
-	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce)
+	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, f.conns)
 }
 
 // openStore opens a store of strategy st on db (a SQLite path or a
 // postgres:// URL), with Redis at redisURL for redislock, pausing think
 // between each claim's check and write.
-func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool) (holdfast.Store, error) {
+func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool, conns ...int) (holdfast.Store, error) {
 	if !isPostgres(db) {
 		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce})
 	}
 	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce}
+	if len(conns) > 0 && conns[0] > 0 {
+		opts.MaxConns = int32(min(conns[0], 1000))
+	}
 	if st == holdfast.RedisLock && redisURL != "" {
 		client, err := redis.Open(ctx, redisURL)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -154,4 +155,69 @@ func WriteChart(path string, results []Result) error {
 		return WriteFileAtomic(path, func(w io.Writer) error { return PNG(w, results) })
 	}
 	return fmt.Errorf("--chart %s: the chart is written as .svg or .png", path)
+}
+
+// Series is one line of a chart against client count.
+type Series struct {
+	Name   string
+	Points map[int]float64 // clients → value
+}
+
+// LineChartSVG draws series against client count: one panel per metric
+// (bookings/s, p99 ms), for the flash-sale benchmark.
+func LineChartSVG(title string, panels map[string][]Series, order []string) []byte {
+	const pw, ph, left, top, gap = 420, 260, 70, 50, 40
+	colors := []string{"#3b7dd8", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#8c564b"}
+	var b bytes.Buffer
+	width := left + len(order)*(pw+gap) + 220
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, top+ph+60)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
+	for pi, name := range order {
+		series := panels[name]
+		x0 := left + pi*(pw+gap)
+		var clients []int
+		maxV := 1.0
+		for _, s := range series {
+			for c, v := range s.Points {
+				if !slices.Contains(clients, c) {
+					clients = append(clients, c)
+				}
+				maxV = max(maxV, v)
+			}
+		}
+		slices.Sort(clients)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", x0, top-8, html.EscapeString(name))
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n",
+			x0, top, x0, top+ph, x0, top+ph, x0+pw, top+ph)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%.0f</text><text x="%d" y="%d" text-anchor="end">0</text>`+"\n", x0-4, top+10, maxV, x0-4, top+ph)
+		xOf := func(i int) float64 {
+			if len(clients) < 2 {
+				return float64(x0 + pw/2)
+			}
+			return float64(x0) + 20 + float64(i)*float64(pw-40)/float64(len(clients)-1)
+		}
+		for i, c := range clients {
+			fmt.Fprintf(&b, `<text x="%.0f" y="%d" text-anchor="middle">%d clients</text>`+"\n", xOf(i), top+ph+16, c)
+		}
+		for si, s := range series {
+			var pts []string
+			for i, c := range clients {
+				if v, ok := s.Points[c]; ok {
+					pts = append(pts, fmt.Sprintf("%.1f,%.1f", xOf(i), float64(top+ph)-v/maxV*float64(ph-10)))
+				}
+			}
+			color := colors[si%len(colors)]
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", color, strings.Join(pts, " "))
+			for _, p := range pts {
+				xy := strings.Split(p, ",")
+				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], color)
+			}
+			if pi == len(order)-1 {
+				fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
+					x0+pw+15, top+si*20, color, x0+pw+32, top+si*20+10, html.EscapeString(s.Name))
+			}
+		}
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
 }
