@@ -169,9 +169,26 @@ func LineChartSVG(title string, panels map[string][]Series, order []string) []by
 	const pw, ph, left, top, gap = 420, 260, 70, 50, 40
 	colors := []string{"#3b7dd8", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#8c564b"}
 	var b bytes.Buffer
-	width := left + len(order)*(pw+gap) + 220
+	width := left + len(order)*(pw+gap) + 260
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, top+ph+60)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
+	// One colour per series name, the same in every panel; the legend
+	// lists every name.
+	colorOf := map[string]string{}
+	var names []string
+	for _, name := range order {
+		for _, s := range panels[name] {
+			if _, ok := colorOf[s.Name]; !ok {
+				colorOf[s.Name] = colors[len(names)%len(colors)]
+				names = append(names, s.Name)
+			}
+		}
+	}
+	for i, n := range names {
+		x := left + len(order)*(pw+gap) - gap + 15
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
+			x, top+i*20, colorOf[n], x+17, top+i*20+10, html.EscapeString(n))
+	}
 	for pi, name := range order {
 		series := panels[name]
 		x0 := left + pi*(pw+gap)
@@ -199,22 +216,18 @@ func LineChartSVG(title string, panels map[string][]Series, order []string) []by
 		for i, c := range clients {
 			fmt.Fprintf(&b, `<text x="%.0f" y="%d" text-anchor="middle">%d clients</text>`+"\n", xOf(i), top+ph+16, c)
 		}
-		for si, s := range series {
+		for _, s := range series {
 			var pts []string
 			for i, c := range clients {
 				if v, ok := s.Points[c]; ok {
 					pts = append(pts, fmt.Sprintf("%.1f,%.1f", xOf(i), float64(top+ph)-v/maxV*float64(ph-10)))
 				}
 			}
-			color := colors[si%len(colors)]
+			color := colorOf[s.Name]
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", color, strings.Join(pts, " "))
 			for _, p := range pts {
 				xy := strings.Split(p, ",")
 				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], color)
-			}
-			if pi == len(order)-1 {
-				fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
-					x0+pw+15, top+si*20, color, x0+pw+32, top+si*20+10, html.EscapeString(s.Name))
 			}
 		}
 	}
