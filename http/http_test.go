@@ -3,7 +3,6 @@ package http_test
 import (
 	"context"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,12 +17,7 @@ import (
 
 var pg *pgtest.DB
 
-func TestMain(m *testing.M) {
-	pg = pgtest.New()
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
 func openSQLite(t testing.TB, path string) holdfast.Store {
 	t.Helper()

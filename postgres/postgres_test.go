@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
@@ -16,12 +15,7 @@ import (
 
 var pg *pgtest.DB
 
-func TestMain(m *testing.M) {
-	pg = pgtest.New()
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
 func open(t testing.TB, url string, opts postgres.Options) holdfast.Store {
 	t.Helper()

@@ -2,7 +2,6 @@ package redis_test
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,12 +17,7 @@ import (
 
 var pg *pgtest.DB
 
-func TestMain(m *testing.M) {
-	pg = pgtest.New()
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
 func TestLockerTokensGrow(t *testing.T) {
 	l := redis.NewLocker(redistest.Client(t), redis.Config{Prefix: redistest.Prefix(), TTL: time.Second})

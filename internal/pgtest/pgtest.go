@@ -118,3 +118,12 @@ func redact(s string) string {
 	}
 	return u.Redacted()
 }
+
+// Main is a test package's TestMain: it makes the package's database,
+// stores it in *db, runs the tests, drops the database and exits.
+func Main(m *testing.M, db **DB) {
+	*db = New()
+	code := m.Run()
+	(*db).Close()
+	os.Exit(code)
+}
