@@ -47,8 +47,20 @@ func init() {
 	// The database clock: on the embedded backend the process clock is the
 	// database's. Registered once for every connection the driver opens.
 	sqlite3.MustRegisterScalarFunction("holdfast_now_ms", 0, func(*sqlite3.FunctionContext, []driver.Value) (driver.Value, error) {
-		return time.Now().UnixMilli(), nil
+		return clock.Load().(func() time.Time)().UnixMilli(), nil
 	})
+}
+
+var clock atomic.Value // func() time.Time
+
+func init() { clock.Store(time.Now) }
+
+// UseClock makes now the clock of every SQLite store in the process, for
+// deterministic simulations that move time by hand, and returns the
+// function that restores the real clock. Not for production use.
+func UseClock(now func() time.Time) (restore func()) {
+	clock.Store(now)
+	return func() { clock.Store(time.Now) }
 }
 
 // Strategies lists the strategies this backend implements: with one writer
