@@ -176,15 +176,24 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Fatalf("the README's quick start has %d curl commands", len(curls))
 	}
 	var statuses []int
-	var last []byte
+	var bodies [][]byte
 	for _, c := range curls {
 		status, body := curl(t, base, c)
 		statuses = append(statuses, status)
-		last = body
+		bodies = append(bodies, body)
 	}
+	last := bodies[len(bodies)-1]
 	want := []int{201, 201, 200, 201, 409, 200}
 	if fmt.Sprint(statuses) != fmt.Sprint(want) {
 		t.Fatalf("quick start statuses %v, want %v (as the README explains)", statuses, want)
+	}
+	// The README says carol's answer is sold_out on line 0.
+	var refusal struct {
+		Code string `json:"code"`
+		Line *int   `json:"line"`
+	}
+	if err := json.Unmarshal(bodies[4], &refusal); err != nil || refusal.Code != "sold_out" || refusal.Line == nil || *refusal.Line != 0 {
+		t.Fatalf("carol's answer: %s, want sold_out on line 0 as the README says", bodies[4])
 	}
 	var feed struct {
 		Events []holdfast.Event `json:"events"`
