@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,8 +57,6 @@ type Server struct {
 	keys     keyCache
 	limiter  *limiter
 	patterns []string
-
-	inflight sync.WaitGroup
 }
 
 // NewServer returns the API handler.

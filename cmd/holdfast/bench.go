@@ -149,11 +149,9 @@ func benchMode(ctx context.Context, f labFlags, mode string, cfg lab.Config) (be
 	if err != nil {
 		return benchRow{}, err
 	}
-	scenario := fmt.Sprintf("%d tickets, %s", cfg.Capacity, cfg.Duration)
+	scenario := fmt.Sprintf("open pool, %s", cfg.Duration)
 	if cfg.Duration == 0 {
 		scenario = fmt.Sprintf("%d tickets, until sold out", cfg.Capacity)
-	} else {
-		scenario = fmt.Sprintf("open pool, %s", cfg.Duration)
 	}
 	return benchRow{Mode: mode, Scenario: scenario, Clients: cfg.Clients, PerSec: float64(r.Granted) / r.Elapsed.Seconds(),
 		P50: r.P50, P99: r.P99, Max: r.Max, SellOut: r.SellOut, Busy: r.FalseBusy, Oversold: r.Oversold}, nil

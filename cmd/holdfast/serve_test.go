@@ -71,8 +71,9 @@ func TestCLIAgainstServer(t *testing.T) {
 	if code, out, _ = cli("hold", "get", h.ID); code != 0 || !strings.Contains(out, "A-1,A-2") {
 		t.Fatalf("hold get: %d\n%s", code, out)
 	}
-	code, out, _ = cli("hold", "create", "--holder", "dave", "--any", "riders:1", "--json")
-	json.Unmarshal([]byte(out), &h)
+	if code, out, _ = cli("hold", "create", "--holder", "dave", "--any", "riders:1", "--json"); code != 0 || json.Unmarshal([]byte(out), &h) != nil {
+		t.Fatalf("hold create --any: %d\n%s", code, out)
+	}
 	if code, out, _ = cli("hold", "release", h.ID); code != 0 || !strings.Contains(out, "released") {
 		t.Fatalf("hold release: %d\n%s", code, out)
 	}
