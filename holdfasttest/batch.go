@@ -70,3 +70,41 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 		t.Fatal("claims were batched without a batch")
 	}
 }
+
+// A sold-out answer given from memory turns correct the moment capacity
+// comes back on this store: release, cancel, a capacity raise.
+func testSoldOutTurnsCorrect(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 1, 0)
+	one := func(holder string) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: holder, Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}
+	}
+	soldOut := func() {
+		t.Helper()
+		for i := 0; i < 3; i++ { // the first answer fills the cache, the next come from it
+			_, err := s.Hold(ctx, one("late"))
+			wantCode(t, err, holdfast.CodeSoldOut, 0)
+		}
+	}
+	a := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 1})
+	soldOut()
+	if _, err := s.Release(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Book(ctx, one("b"), "")
+	if err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	soldOut()
+	if _, err := s.Cancel(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	MustHold(t, s, "c", holdfast.Line{Pool: "p", Quantity: 1})
+	soldOut()
+	if _, err := s.SetCapacity(ctx, "p", 2); err != nil {
+		t.Fatal(err)
+	}
+	MustHold(t, s, "d", holdfast.Line{Pool: "p", Quantity: 1})
+	MustAuditClean(t, s)
+}

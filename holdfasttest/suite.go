@@ -42,6 +42,7 @@ func Run(t *testing.T, h Harness) {
 		{"IdempotencyDeferred", testIdempotencyDeferred},
 		{"Keys", testKeys},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
+		{"SoldOutTurnsCorrect", testSoldOutTurnsCorrect},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
