@@ -3,6 +3,7 @@ package holdfasttest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -68,6 +69,42 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 	MustAuditClean(t, s)
 	if st, ok := s.(statser); ok && st.Stats().Batches == 0 && st.Stats().BatchedClaims > 0 {
 		t.Fatal("claims were batched without a batch")
+	}
+}
+
+// Consecutive batches grant in arrival order: when capacity runs out in
+// one batch, no claim of a later batch was granted, even where the
+// backend lets the next batch start before the one before it commits.
+func testBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	b, ok := s.(Batcher)
+	if !ok {
+		t.Skip("store does not batch")
+	}
+	ctx := ctxT(t)
+	const capacity, claims = 300, 520 // three batches; capacity ends in the second
+	for round := range 3 {
+		pool := fmt.Sprintf("order-%d", round)
+		MustCreatePool(t, s, pool, capacity, 0)
+		rs := make([]holdfast.HoldRequest, claims)
+		for i := range rs {
+			rs[i] = holdfast.HoldRequest{Holder: fmt.Sprintf("h%d", i), Lines: []holdfast.Line{{Pool: pool, Quantity: 1}}}
+		}
+		_, errs := b.HoldBatch(ctx, rs, nil)
+		for i, err := range errs {
+			want := holdfast.Code("")
+			if i >= capacity {
+				want = holdfast.CodeSoldOut
+			}
+			if got := holdfast.ErrorCode(err); got != want {
+				t.Fatalf("round %d: claim %d of %d (capacity %d): got %q (%v), want %q", round, i, claims, capacity, got, err, want)
+			}
+		}
+	}
+	MustAuditClean(t, s)
+	if st, ok := s.(statser); ok && st.Stats().BatchedClaims > 0 && st.Stats().Batches < 3 {
+		t.Fatalf("%d batches: the test needs several", st.Stats().Batches)
 	}
 }
 

@@ -42,6 +42,7 @@ func Run(t *testing.T, h Harness) {
 		{"IdempotencyDeferred", testIdempotencyDeferred},
 		{"Keys", testKeys},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
+		{"BatchesGrantInArrivalOrder", testBatchesGrantInArrivalOrder},
 		{"SoldOutTurnsCorrect", testSoldOutTurnsCorrect},
 	}
 	for _, tt := range tests {

@@ -162,14 +162,15 @@ var dialect = sqlstore.Dialect{
 	ForUpdate:  " FOR UPDATE",
 	// See migrations/00003: the feed goes by (xid, seq) up to the oldest
 	// running transaction.
-	EventXid:      "CAST(CAST(xid AS text) AS bigint)",
-	EventsVisible: " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
-	AdvisoryLock:  "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-	Fencing:       true,
-	AsyncCommit:   "SET LOCAL synchronous_commit TO OFF",
-	BlobType:      "bytea",
-	SkipLocked:    " FOR UPDATE SKIP LOCKED",
-	Classify:      classify,
+	EventXid:          "CAST(CAST(xid AS text) AS bigint)",
+	EventsVisible:     " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
+	AdvisoryLock:      "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+	Fencing:           true,
+	QueuesLockWaiters: true,
+	AsyncCommit:       "SET LOCAL synchronous_commit TO OFF",
+	BlobType:          "bytea",
+	SkipLocked:        " FOR UPDATE SKIP LOCKED",
+	Classify:          classify,
 }
 
 func classify(err error) sqlstore.ErrorKind {
@@ -282,6 +283,27 @@ type pgxQuerier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// ExecAll sends the statements in one round trip (pgx's pipeline), and
+// reads each one's result in order.
+func (q querier) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
+	var b pgx.Batch
+	for _, st := range stmts {
+		b.Queue(st.SQL, st.Args...)
+	}
+	res := q.q.SendBatch(ctx, &b)
+	n := make([]int64, len(stmts))
+	for i := range stmts {
+		tag, err := res.Exec()
+		if err != nil {
+			res.Close()
+			return nil, interpret(err)
+		}
+		n[i] = tag.RowsAffected()
+	}
+	return n, interpret(res.Close())
 }
 
 type querier struct{ q pgxQuerier }

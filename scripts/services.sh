@@ -28,9 +28,14 @@ apt_install() {
     exit 1
   fi
   if [ ! -f "$state/apt-updated" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && touch "$state/apt-updated"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$state/apt.log" 2>&1 && touch "$state/apt-updated"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+  # apt's own output goes to a log: it buries the test output otherwise.
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$state/apt.log" 2>&1; then
+    tail -20 "$state/apt.log" >&2
+    log "installing $* failed (full log: $state/apt.log)"
+    exit 1
+  fi
 }
 
 pg_answers() { # url

@@ -24,6 +24,7 @@ import (
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // benchRow is one line of the flash-sale benchmark.
@@ -53,7 +54,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 		d = 15 * time.Second
 	}
 	var rows []benchRow
-	for _, clients := range []int{64, 256} {
+	for _, clients := range f.benchN {
 		ref, err := pgbenchCeiling(ctx, f.db, clients, d)
 		if err != nil {
 			return fmt.Errorf("pgbench: %w", err)
@@ -130,8 +131,8 @@ func benchMode(ctx context.Context, f labFlags, mode string, cfg lab.Config) (be
 		return benchRow{}, err
 	}
 	defer t.Close()
+	store := t.Engines[0].(holdfast.Store)
 	if mode != "holdfast library postgres" {
-		store := t.Engines[0].(holdfast.Store)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return benchRow{}, err
@@ -145,16 +146,23 @@ func benchMode(ctx context.Context, f labFlags, mode string, cfg lab.Config) (be
 		t.Engines = []lab.Engine{c}
 	}
 	t.Name = mode
+	stats, _ := store.(interface{ Stats() sqlstore.Stats })
 	r, err := lab.Run(ctx, cfg, t)
 	if err != nil {
 		return benchRow{}, err
+	}
+	var note string
+	if stats != nil {
+		if st := stats.Stats(); st.Batches > 0 {
+			note = fmt.Sprintf("%d claims in %d transactions (%.1f per transaction)", st.BatchedClaims, st.Batches, float64(st.BatchedClaims)/float64(st.Batches))
+		}
 	}
 	scenario := fmt.Sprintf("open pool, %s", cfg.Duration)
 	if cfg.Duration == 0 {
 		scenario = fmt.Sprintf("%d tickets, until sold out", cfg.Capacity)
 	}
 	return benchRow{Mode: mode, Scenario: scenario, Clients: cfg.Clients, PerSec: float64(r.Granted) / r.Elapsed.Seconds(),
-		P50: r.P50, P99: r.P99, Max: r.Max, SellOut: r.SellOut, Busy: r.FalseBusy, Oversold: r.Oversold}, nil
+		P50: r.P50, P99: r.P99, Max: r.Max, SellOut: r.SellOut, Busy: r.FalseBusy, Oversold: r.Oversold, Note: note}, nil
 }
 
 const pgbenchScript = `BEGIN;

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -41,7 +42,9 @@ type labFlags struct {
 	report     string
 	seed       uint64
 	bench      bool
+	benchN     []int
 	coalesce   bool
+	cpuprofile string
 }
 
 func labCmd(e env) *cobra.Command {
@@ -84,10 +87,23 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the buyers' choices")
 	fs.BoolVar(&f.coalesce, "coalesce", true, "combine concurrent claims on a pool into one transaction (atomic)")
 	fs.BoolVar(&f.bench, "bench", false, "the flash-sale benchmark: pgbench's one-transaction-per-booking ceiling, then holdfast over HTTP and as a library on PostgreSQL, and over HTTP on SQLite (--duration per run, default 15s; needs --db postgres://…)")
+	fs.IntSliceVar(&f.benchN, "bench-clients", []int{64, 256}, "client counts the --bench open-pool runs use")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return c
 }
 
 func runLab(ctx context.Context, e env, f labFlags) error {
+	if f.cpuprofile != "" {
+		out, err := os.Create(f.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if f.bench {
 		return runBench(ctx, e, f)
 	}

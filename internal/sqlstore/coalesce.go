@@ -115,6 +115,15 @@ func (s *Store) submit(ctx context.Context, reqs []*claimReq) []claimResult {
 }
 
 // drain runs batches for a pool until its queue is empty.
+//
+// Where the database queues transactions waiting for a row lock
+// (PostgreSQL), the next batch starts as soon as the previous one holds
+// the pool's row: it claims its keys and waits at the lock while the
+// previous one writes and commits, so the lock passes from batch to batch
+// with no round trip between them. Arrival order still holds: a batch
+// asks for the lock only after the one before it has it. At most two
+// batches of a pool are in flight. With one writer (SQLite) a batch
+// starts when the previous one has finished, which lets it grow.
 func (s *Store) drain(pool string, q *poolQueue) {
 	for {
 		q.mu.Lock()
@@ -137,15 +146,30 @@ func (s *Store) drain(pool string, q *poolQueue) {
 			}
 			live = append(live, req)
 		}
-		if len(live) > 0 {
-			s.batchCount.Add(1)
-			s.runBatch(pool, live)
+		if len(live) == 0 {
+			continue
+		}
+		s.batchCount.Add(1)
+		locked, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			var once sync.Once
+			s.runBatch(pool, live, func() { once.Do(func() { close(locked) }) })
+		}()
+		if s.d.QueuesLockWaiters {
+			select {
+			case <-locked:
+			case <-done:
+			}
+		} else {
+			<-done
 		}
 	}
 }
 
 // runBatch decides a batch in one transaction and answers every request.
-func (s *Store) runBatch(pool string, batch []*claimReq) {
+// locked is called once the batch holds the pool's row.
+func (s *Store) runBatch(pool string, batch []*claimReq, locked func()) {
 	results := make([]claimResult, len(batch))
 	// The batch's transaction runs under a deadline of its own: the
 	// requests' deadlines decide whether they wait, not whether a
@@ -156,7 +180,7 @@ func (s *Store) runBatch(pool string, batch []*claimReq) {
 		for i := range results {
 			results[i] = claimResult{}
 		}
-		return s.batchTx(ctx, tx, pool, batch, results)
+		return s.batchTx(ctx, tx, pool, batch, results, locked)
 	})
 	if err != nil {
 		// Every request takes the ordinary path, so nobody is failed by a
@@ -176,7 +200,7 @@ func (s *Store) runBatch(pool string, batch []*claimReq) {
 	}
 }
 
-func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult) error {
+func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult, locked func()) error {
 	// Requests whose idempotency key is someone else's must not take
 	// effect: deferred keys are claimed here, in the batch's transaction,
 	// with one multi-row insert (a duplicate in the same batch finds the
@@ -224,6 +248,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 	if err != nil {
 		return err
 	}
+	locked()
 	avail := capacity - held - confirmed
 	var addHeld, addConfirmed int64
 	var granted []int
@@ -257,15 +282,6 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 	if len(granted) == 0 {
 		return nil
 	}
-	// One conditional update for the batch: the database checks the sum.
-	n, err := tx.Exec(ctx, `UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
-		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, pool, addHeld, addConfirmed)
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return errors.New("sqlstore: batch capacity check failed on the locked row")
-	}
 	holds := make([]holdfast.Hold, 0, len(granted))
 	var holdArgs, lineArgs, eventArgs []any
 	var holdRows, lineRows, eventRows string
@@ -293,16 +309,17 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 			eventArgs = append(eventArgs, string(typ), now, h.ID, pool, string(b))
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES `+holdRows, holdArgs...); err != nil {
-		return err
+	// Every write of the batch goes in one pipeline (one round trip on
+	// PostgreSQL) while the pool row is locked: one conditional update —
+	// the database checks the sum — then one multi-row insert per table,
+	// then every granted request's answer under its key.
+	stmts := []Stmt{
+		{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
+		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, addHeld, addConfirmed}},
+		{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + holdRows, holdArgs},
+		{`INSERT INTO hold_lines (hold_id, line_no, pool_id, quantity, kind) VALUES ` + lineRows, lineArgs},
+		{`INSERT INTO events (type, at, hold_id, subject, data) VALUES ` + eventRows, eventArgs},
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO hold_lines (hold_id, line_no, pool_id, quantity, kind) VALUES `+lineRows, lineArgs...); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES `+eventRows, eventArgs...); err != nil {
-		return err
-	}
-	// Every granted request's answer under its key, in one statement.
 	var settleRows string
 	var settleArgs []any
 	nkeys := 0
@@ -318,16 +335,20 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 		}
 	}
 	if nkeys > 0 {
-		n, err := tx.Exec(ctx, `WITH v (scope, key, token, status, body) AS (VALUES `+settleRows+`)
+		stmts = append(stmts, Stmt{`WITH v (scope, key, token, status, body) AS (VALUES ` + settleRows + `)
 			UPDATE idempotency_keys SET state = 'done', status = v.status, body = v.body, updated_at = holdfast_now_ms()
 			FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key
-			AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, settleArgs...)
-		if err != nil {
-			return err
-		}
-		if n != int64(nkeys) {
-			return errors.New("sqlstore: an idempotency key changed hands inside its batch")
-		}
+			AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, settleArgs})
+	}
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	if n[0] != 1 {
+		return errors.New("sqlstore: batch capacity check failed on the locked row")
+	}
+	if nkeys > 0 && n[4] != int64(nkeys) {
+		return errors.New("sqlstore: an idempotency key changed hands inside its batch")
 	}
 	return nil
 }

@@ -39,6 +39,32 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) Row
 }
 
+// Stmt is one statement of several sent together (see ExecAll).
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// ExecAll runs stmts in order, stopping at the first error, and returns
+// the rows each affected. A Querier that can pipeline (PostgreSQL) sends
+// them in one round trip: inside a transaction that holds a hot row's
+// lock, every round trip saved is time the lock is not held.
+func ExecAll(ctx context.Context, q Querier, stmts []Stmt) ([]int64, error) {
+	if p, ok := q.(interface {
+		ExecAll(ctx context.Context, stmts []Stmt) ([]int64, error)
+	}); ok {
+		return p.ExecAll(ctx, stmts)
+	}
+	n := make([]int64, len(stmts))
+	for i, st := range stmts {
+		var err error
+		if n[i], err = q.Exec(ctx, st.SQL, st.Args...); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
 // DB is a backend's connection.
 type DB interface {
 	// Querier runs reads outside a transaction.
@@ -109,6 +135,10 @@ type Dialect struct {
 	// AsyncCommit makes the current transaction's commit not wait for its
 	// log flush ("" where there is no such thing).
 	AsyncCommit string
+	// QueuesLockWaiters says transactions wait in line for a row lock,
+	// so the next coalesced batch can be waiting at the pool's row while
+	// the one before commits (see drain). False with one writer.
+	QueuesLockWaiters bool
 	// Fencing says the schema has fence columns for the redislock strategy.
 	Fencing bool
 	// SchemaVersion is the newest migration the backend embeds.

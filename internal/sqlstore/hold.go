@@ -131,10 +131,11 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 	return res.h, nil, true
 }
 
-// HoldBatch claims one-line holds on one pool in one batch, in the order
-// given: the first that fit are granted, each answer is what Hold would
-// say. keys[i], when not nil, is request i's claimed idempotency key.
-// Without coalescing (or for other requests) it holds one by one.
+// HoldBatch claims one-line holds on one pool in batches, in the order
+// given (more than maxBatch make several batches, queued at once): the
+// first that fit are granted, each answer is what Hold would say. keys[i],
+// when not nil, is request i's claimed idempotency key. Without coalescing
+// (or for other requests) it holds one by one.
 func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error) {
 	holds, errs := make([]holdfast.Hold, len(rs)), make([]error, len(rs))
 	ctxs := make([]context.Context, len(rs))
@@ -144,7 +145,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 			ctxs[i] = holdfast.WithIdempotency(ctx, keys[i])
 		}
 	}
-	same := s.coalesce && len(rs) > 0 && len(rs) <= maxBatch
+	same := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
 		same = same && r.Validate(s.cfg) == nil && coalescible(r) && r.Lines[0].Pool == rs[0].Lines[0].Pool
 	}
