@@ -266,7 +266,7 @@ func localTarget(ctx context.Context, f labFlags, st holdfast.Strategy) (lab.Tar
 		cleanup()
 	}
 	for i := 0; i < f.instances; i++ {
-		s, err := openStore(ctx, dbURL, f.redis, st, holdfast.Config{}, f.think, !f.coalesce)
+		s, err := openStore(ctx, dbURL, f.redis, st, holdfast.Config{}, f.think, !f.coalesce, tuning{})
 		if err != nil {
 			closeAll()
 			return lab.Target{}, err
@@ -289,7 +289,7 @@ func remoteTarget(ctx context.Context, f labFlags) (lab.Target, error) {
 	}
 	if f.auditDB != "" {
 		t.Audit = func(ctx context.Context) (holdfast.AuditReport, error) {
-			s, err := openStore(ctx, f.auditDB, "", holdfast.Atomic, holdfast.Config{}, 0, true)
+			s, err := openStore(ctx, f.auditDB, "", holdfast.Atomic, holdfast.Config{}, 0, true, tuning{})
 			if err != nil {
 				return holdfast.AuditReport{}, err
 			}

@@ -29,6 +29,7 @@ type serveFlags struct {
 	sweepInterval  time.Duration
 	requestTimeout time.Duration
 	shutdownGrace  time.Duration
+	clockSkew      time.Duration
 }
 
 func serveCmd(e env) *cobra.Command {
@@ -55,6 +56,10 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", envDuration(e, "HOLDFAST_SWEEP_INTERVAL", time.Second), "how often expired holds are swept (env HOLDFAST_SWEEP_INTERVAL)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", envDuration(e, "HOLDFAST_REQUEST_TIMEOUT", 10*time.Second), "deadline for each request (env HOLDFAST_REQUEST_TIMEOUT)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", envDuration(e, "HOLDFAST_SHUTDOWN_GRACE", 30*time.Second), "how long in-flight requests may finish on shutdown (env HOLDFAST_SHUTDOWN_GRACE)")
+	// Fault injection for the chaos harness: this server's wall clock, off
+	// by the given amount, must change no outcome (see holdfast.SetClockSkew).
+	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "shift this server's wall clock (fault injection)")
+	_ = fs.MarkHidden("clock-skew")
 	return c
 }
 
@@ -63,6 +68,10 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	cfg := holdfast.Config{DefaultTTL: f.holdTTL, MaxTTL: f.maxTTL}
 	if f.holdTTL <= 0 || f.maxTTL <= 0 || f.holdTTL > f.maxTTL {
 		return &exitError{code: 2, err: fmt.Errorf("--hold-ttl must be positive and at most --max-hold-ttl")}
+	}
+	if f.clockSkew != 0 {
+		holdfast.SetClockSkew(f.clockSkew)
+		log.Warn("this server's wall clock is shifted (fault injection)", "skew", f.clockSkew.String())
 	}
 	if st, _ := holdfast.ParseStrategy(f.db.strategy); st == holdfast.Unsafe && !f.allowUnsafe {
 		return &exitError{code: 2, err: fmt.Errorf("--strategy unsafe oversells on purpose; serve refuses it without --allow-unsafe")}

@@ -23,6 +23,7 @@ type dbFlags struct {
 	redis    string
 	coalesce bool
 	conns    int
+	lockTTL  time.Duration
 }
 
 func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
@@ -35,6 +36,8 @@ func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 	fs.IntVar(&f.conns, "db-conns", envInt(e, "HOLDFAST_DB_CONNS", 32),
 		"PostgreSQL connections per server: coalescing runs one transaction per hot pool at a time, so a few dozen serve thousands of clients; keep instances × db-conns under max_connections (env HOLDFAST_DB_CONNS)")
 	fs.StringVar(&f.redis, "redis", envOr(e, "HOLDFAST_REDIS", ""), "Redis URL (redis://host:6379/0), for the redislock strategy (env HOLDFAST_REDIS)")
+	fs.DurationVar(&f.lockTTL, "lock-ttl", envDuration(e, "HOLDFAST_LOCK_TTL", 5*time.Second),
+		"redislock: how long a lock outlives a stalled holder; the fencing token makes a stalled holder's late write fail (env HOLDFAST_LOCK_TTL)")
 }
 
 func envOr(e env, key, def string) string {
@@ -81,26 +84,32 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store
 	if err != nil {
 		return nil, err
 	}
-	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, f.conns)
+	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, tuning{conns: f.conns, lockTTL: f.lockTTL})
+}
+
+// tuning is what serve may set beyond the defaults (zero values: defaults).
+type tuning struct {
+	conns   int
+	lockTTL time.Duration
 }
 
 // openStore opens a store of strategy st on db (a SQLite path or a
 // postgres:// URL), with Redis at redisURL for redislock, pausing think
 // between each claim's check and write.
-func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool, conns ...int) (holdfast.Store, error) {
+func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool, tu tuning) (holdfast.Store, error) {
 	if !isPostgres(db) {
 		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce})
 	}
 	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce}
-	if len(conns) > 0 && conns[0] > 0 {
-		opts.MaxConns = int32(min(conns[0], 1000))
+	if tu.conns > 0 {
+		opts.MaxConns = int32(min(tu.conns, 1000))
 	}
 	if st == holdfast.RedisLock && redisURL != "" {
 		client, err := redis.Open(ctx, redisURL)
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
-		opts.Locker = redis.NewLocker(client, redis.Config{})
+		opts.Locker = redis.NewLocker(client, redis.Config{TTL: tu.lockTTL})
 	}
 	return postgres.Open(ctx, db, opts)
 }

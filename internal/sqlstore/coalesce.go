@@ -397,7 +397,7 @@ func (c *soldOutCache) refuses(pool string, q int64) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[pool]
-	if !ok || time.Now().After(e.until) {
+	if !ok || holdfast.Now().After(e.until) {
 		return 0, false
 	}
 	return e.avail, q > e.avail
@@ -434,11 +434,11 @@ func (s *Store) rememberSoldOut(ctx context.Context, pool string) {
 	if err != nil || !found || limit > 0 {
 		return
 	}
-	until := time.Now().Add(soldOutBound)
+	until := holdfast.Now().Add(soldOutBound)
 	if next != nil {
 		// Capacity comes back when the next hold expires.
 		if d := time.Duration(*next-now) * time.Millisecond; d < soldOutBound {
-			until = time.Now().Add(max(d, 0))
+			until = holdfast.Now().Add(max(d, 0))
 		}
 	}
 	s.soldOut.remember(pool, capacity-held-confirmed, until)
