@@ -109,9 +109,11 @@ func testBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
 }
 
 // A sold-out answer given from memory turns correct the moment capacity
-// comes back on this store: release, cancel, a capacity raise.
+// comes back: release, cancel, a capacity raise — on this store or on
+// another instance, where no invalidation reaches it (a remembered
+// sold_out with a time bound fails here; the answer must be fresh).
 func testSoldOutTurnsCorrect(t *testing.T, h Harness) {
-	s, _ := h.Open(t)
+	s, another := h.Open(t)
 	ctx := ctxT(t)
 	MustCreatePool(t, s, "p", 1, 0)
 	one := func(holder string) holdfast.HoldRequest {
@@ -142,6 +144,14 @@ func testSoldOutTurnsCorrect(t *testing.T, h Harness) {
 	if _, err := s.SetCapacity(ctx, "p", 2); err != nil {
 		t.Fatal(err)
 	}
-	MustHold(t, s, "d", holdfast.Line{Pool: "p", Quantity: 1})
+	d := MustHold(t, s, "d", holdfast.Line{Pool: "p", Quantity: 1})
+	soldOut()
+	other := another(t)
+	if _, err := other.Release(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Hold(ctx, one("e")); err != nil {
+		t.Fatalf("right after another instance released: %v", err)
+	}
 	MustAuditClean(t, s)
 }

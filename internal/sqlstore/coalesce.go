@@ -374,72 +374,120 @@ func eventTypes(confirm bool) []holdfast.EventType {
 	return []holdfast.EventType{holdfast.EventHoldCreated}
 }
 
-// soldOutCache remembers, for a short while, that a pool without a
-// per-holder limit has at most avail available, so that a sold-out storm
-// is answered without a database round trip per request. An entry ends
-// after soldOutBound, at the pool's next hold expiry, or as soon as this
-// store gives capacity back (release, cancel, expiry, a capacity change).
-// Other instances' give-backs reach it within soldOutBound.
+// soldOutCache makes a sold-out storm cheap without ever answering from
+// stale memory. A pool that answered sold_out recently is marked; a hold
+// on a marked pool is answered by a shared read of the pool's
+// availability instead of a write transaction. One read serves every
+// request that arrived before it was sent, so a storm costs one round
+// trip per read, not per request; and since each request's read starts
+// after the request arrived, its sold_out is true at a moment within the
+// request — also when another instance gave capacity back a millisecond
+// before (a remembered answer with a time bound would be stale then, and
+// the chaos harness's linearizability check catches exactly that).
+//
+// The mark is only a routing hint: a read that finds room (or a per-holder
+// limit, or expired holds to reclaim) sends the request down the write
+// path. Give-backs on this store drop the mark at once.
 type soldOutCache struct {
 	mu      sync.Mutex
-	entries map[string]soldOutEntry
+	entries map[string]*soldOutEntry
 }
 
 type soldOutEntry struct {
-	avail int64
-	until time.Time
+	until   time.Time // the mark's end
+	running bool      // a read is in flight
+	next    *availRead
 }
 
-// soldOutBound is how stale the cache may be about other instances.
-const soldOutBound = 100 * time.Millisecond
+// availRead is one shared read; done closes when avail and ok are set.
+type availRead struct {
+	done  chan struct{}
+	avail int64
+	ok    bool // false: take the write path (room, a limit, expired holds, an error)
+}
 
-func (c *soldOutCache) refuses(pool string, q int64) (int64, bool) {
+// soldOutMark is how long a sold_out keeps a pool on the read path.
+const soldOutMark = time.Second
+
+// refuses reports whether a claim of q on pool is sold out now, from a
+// shared read; false means: take the write path.
+func (s *Store) refusesSoldOut(ctx context.Context, pool string, q int64) (int64, bool) {
+	c := &s.soldOut
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.entries[pool]
-	if !ok || holdfast.Now().After(e.until) {
+	if !ok || time.Now().After(e.until) {
+		c.mu.Unlock()
 		return 0, false
 	}
-	return e.avail, q > e.avail
+	r := e.next
+	if r == nil {
+		r = &availRead{done: make(chan struct{})}
+		e.next = r
+	}
+	if !e.running {
+		e.running, e.next = true, nil
+		go s.readAvailability(pool, e, r)
+	}
+	c.mu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return 0, false
+	}
+	return r.avail, r.ok && q > r.avail
 }
 
-func (c *soldOutCache) remember(pool string, avail int64, until time.Time) {
+// readAvailability runs reads for a pool while requests wait for one.
+func (s *Store) readAvailability(pool string, e *soldOutEntry, r *availRead) {
+	c := &s.soldOut
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var avail, limit int64
+		var expired bool
+		found, err := queryRow(ctx, s.db, `SELECT p.capacity - p.held - p.confirmed, p.per_holder_limit,
+			EXISTS (SELECT 1 FROM holds h WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms()
+				AND EXISTS (SELECT 1 FROM hold_lines l WHERE l.hold_id = h.id AND l.pool_id = p.id))
+			FROM pools p WHERE p.id = $1`, []any{pool}, &avail, &limit, &expired)
+		cancel()
+		r.avail, r.ok = avail, err == nil && found && limit == 0 && !expired
+		close(r.done)
+		c.mu.Lock()
+		if r = e.next; r == nil {
+			e.running = false
+			c.mu.Unlock()
+			return
+		}
+		e.next = nil
+		c.mu.Unlock()
+	}
+}
+
+// remember marks pool as sold out.
+func (c *soldOutCache) remember(pool string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
-		c.entries = map[string]soldOutEntry{}
+		c.entries = map[string]*soldOutEntry{}
+	}
+	if e, ok := c.entries[pool]; ok {
+		e.until = time.Now().Add(soldOutMark)
+		return
 	}
 	if len(c.entries) > 10_000 {
-		clear(c.entries)
+		for p, e := range c.entries {
+			if !e.running {
+				delete(c.entries, p)
+			}
+		}
 	}
-	c.entries[pool] = soldOutEntry{avail: avail, until: until}
+	c.entries[pool] = &soldOutEntry{until: time.Now().Add(soldOutMark)}
 }
 
+// forget drops the marks of pools this store gave capacity back to.
 func (c *soldOutCache) forget(pools ...string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range pools {
 		delete(c.entries, p)
 	}
-}
-
-// rememberSoldOut caches a definite sold_out on a pool without a limit.
-func (s *Store) rememberSoldOut(ctx context.Context, pool string) {
-	var capacity, held, confirmed, limit, now int64
-	var next *int64
-	found, err := queryRow(ctx, s.db, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms(),
-		(SELECT h.expires_at FROM holds h WHERE h.status = 'held' AND EXISTS (
-			SELECT 1 FROM hold_lines l WHERE l.hold_id = h.id AND l.pool_id = p.id) ORDER BY h.expires_at LIMIT 1)
-		FROM pools p WHERE id = $1`, []any{pool}, &capacity, &held, &confirmed, &limit, &now, &next)
-	if err != nil || !found || limit > 0 {
-		return
-	}
-	until := holdfast.Now().Add(soldOutBound)
-	if next != nil {
-		// Capacity comes back when the next hold expires.
-		if d := time.Duration(*next-now) * time.Millisecond; d < soldOutBound {
-			until = holdfast.Now().Add(max(d, 0))
-		}
-	}
-	s.soldOut.remember(pool, capacity-held-confirmed, until)
 }

@@ -47,7 +47,7 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	}
 	if s.coalesce && coalescible(r) {
 		pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
-		if avail, refused := s.soldOut.refuses(pool, q); refused {
+		if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
 			return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeSoldOut, 0, "pool %q has %d available, %d asked", pool, avail, q)
 		}
 		res := s.submit(ctx, []*claimReq{s.newClaimReq(ctx, r, ttl, confirm, paymentRef)})[0]
@@ -120,7 +120,7 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 		}
 		if err := s.explain(ctx, r); err != nil {
 			if holdfast.ErrorCode(err) == holdfast.CodeSoldOut {
-				s.rememberSoldOut(ctx, r.Lines[0].Pool)
+				s.soldOut.remember(r.Lines[0].Pool)
 			}
 			return holdfast.Hold{}, err, true
 		}

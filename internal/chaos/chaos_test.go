@@ -1,0 +1,459 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast"
+	hfhttp "github.com/holdfast/holdfast/http"
+)
+
+var (
+	enabled   = flag.Bool("chaos", false, "run the chaos harness (make chaos): minutes, several processes")
+	only      = flag.String("chaos.only", "", "comma-separated scenario names to run (default: all)")
+	artifacts = flag.String("chaos.artifacts", "../../.artifacts/chaos", "where failing histories (HTML) and the report go")
+)
+
+// stormDuration is each scenario's storm: CHAOS_DURATION for a soak.
+func stormDuration(t *testing.T) time.Duration {
+	if v := os.Getenv("CHAOS_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("CHAOS_DURATION: %v", err)
+		}
+		return d
+	}
+	return 15 * time.Second
+}
+
+const (
+	instances = 3
+	clients   = 64
+	adminKey  = "chaos-admin-key-0123456789"
+	lockTTL   = time.Second
+)
+
+// scenario is one storm with its faults.
+type scenario struct {
+	name     string
+	strategy string
+	skews    []time.Duration // per instance: clock offsets
+	length   float64         // × the storm duration
+	faults   func(h *harness, d time.Duration)
+	// broken: the build is wrong on purpose; the checks must catch it.
+	broken bool
+}
+
+var scenarios = []scenario{
+	{name: "kill-9", strategy: "atomic", faults: func(h *harness, d time.Duration) {
+		for _, at := range []float64{0.25, 0.6} {
+			h.at(d, at)
+			in := h.randomInstance()
+			h.fault("kill -9 instance %d", in.n)
+			in.kill9()
+			time.Sleep(time.Second)
+			in.start()
+			h.recovered()
+		}
+	}},
+	{name: "pause-past-lock-ttl", strategy: "redislock", faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.3)
+		in := h.randomInstance()
+		h.fault("SIGSTOP instance %d for %s (lock TTL %s)", in.n, 3*lockTTL, lockTTL)
+		in.signal(syscall.SIGSTOP)
+		time.Sleep(3 * lockTTL)
+		in.signal(syscall.SIGCONT)
+		h.recovered()
+	}},
+	{name: "postgres-crash", strategy: "atomic", faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.3)
+		h.fault("pg_ctl stop -m immediate, 2 s down")
+		h.pg.crash()
+		time.Sleep(2 * time.Second)
+		h.pg.start()
+		h.recovered()
+	}},
+	{name: "redis-kill-flush", strategy: "redislock", faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.25)
+		h.fault("kill Redis, 1 s down")
+		h.rd.kill()
+		time.Sleep(time.Second)
+		h.rd.start()
+		h.recovered()
+		h.at(d, 0.6)
+		h.fault("FLUSHALL")
+		if err := h.rd.flush(); err != nil {
+			h.t.Errorf("flush: %v", err)
+		}
+		h.recovered()
+	}},
+	{name: "network", strategy: "atomic", faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.2)
+		h.network(h.instances[1], "latency", `{"latency":150,"jitter":50}`, 3*time.Second, false)
+		h.at(d, 0.45)
+		h.network(h.instances[2], "timeout", `{"timeout":0}`, 3*time.Second, false)
+		h.at(d, 0.7)
+		h.network(h.instances[0], "reset_peer", `{"timeout":0}`, 2*time.Second, false)
+	}},
+	{name: "clock-skew", strategy: "atomic", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}},
+	{name: "all-at-once", strategy: "redislock", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}, length: 2,
+		faults: func(h *harness, d time.Duration) {
+			h.at(d, 0.1)
+			h.network(h.instances[1], "latency", `{"latency":150,"jitter":50}`, 2*time.Second, false)
+			h.at(d, 0.2)
+			in := h.randomInstance()
+			h.fault("kill -9 instance %d", in.n)
+			in.kill9()
+			time.Sleep(time.Second)
+			in.start()
+			h.recovered()
+			h.at(d, 0.35)
+			in = h.randomInstance()
+			h.fault("SIGSTOP instance %d for %s", in.n, 3*lockTTL)
+			in.signal(syscall.SIGSTOP)
+			time.Sleep(3 * lockTTL)
+			in.signal(syscall.SIGCONT)
+			h.recovered()
+			h.at(d, 0.5)
+			h.fault("pg_ctl stop -m immediate, 2 s down")
+			h.pg.crash()
+			time.Sleep(2 * time.Second)
+			h.pg.start()
+			h.recovered()
+			h.at(d, 0.65)
+			h.fault("kill Redis, 1 s down")
+			h.rd.kill()
+			time.Sleep(time.Second)
+			h.rd.start()
+			h.recovered()
+			h.at(d, 0.75)
+			h.fault("FLUSHALL")
+			_ = h.rd.flush()
+			h.at(d, 0.85)
+			h.network(h.instances[2], "timeout", `{"timeout":0}`, 2*time.Second, true)
+		}},
+	// The checks must bite: the unsafe strategy (read, then write the
+	// count back) loses updates under exactly this load.
+	{name: "broken-build-unsafe", strategy: "unsafe", broken: true},
+}
+
+// result is one scenario's line in the report.
+type result struct {
+	name, strategy string
+	ops, unknown   int
+	faults         []string
+	busy, netErrs  int64
+	inFlight       int64
+	recover        time.Duration
+	linear         string
+	dbBad          []string
+	htmls          []string
+}
+
+func TestChaos(t *testing.T) {
+	if !*enabled {
+		t.Skip("the chaos harness runs with -chaos (make chaos)")
+	}
+	if err := os.MkdirAll(*artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "holdfast")
+	build := exec.Command("go", "build", "-o", bin, "github.com/holdfast/holdfast/cmd/holdfast")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building holdfast: %v\n%s", err, out)
+	}
+	pg := startPostgres(t)
+	rd := startRedis(t)
+	d := stormDuration(t)
+	var results []result
+	for _, sc := range scenarios {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), sc.name) {
+			continue
+		}
+		t.Run(sc.name, func(t *testing.T) {
+			h := &harness{t: t, pg: pg, rd: rd, bin: bin, px: newProxies(), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
+			r := h.scenario(sc, d)
+			results = append(results, r)
+			broken := r.linear != "ok" || len(r.dbBad) > 0
+			switch {
+			case sc.broken && !broken:
+				t.Errorf("a deliberately broken build passed every check: the checks do not bite")
+			case !sc.broken && broken:
+				t.Errorf("linearizability: %s; database: %s; histories: %v", r.linear, strings.Join(r.dbBad, "; "), r.htmls)
+			}
+		})
+	}
+	report(t, results, d)
+}
+
+type harness struct {
+	t          *testing.T
+	pg         *postgresServer
+	rd         *redisServer
+	px         *proxies
+	bin        string
+	rng        *rand.Rand
+	instances  []*instance
+	mu         sync.Mutex
+	faults     []string
+	maxRecover time.Duration
+	stormStart time.Time
+}
+
+func (h *harness) fault(format string, args ...any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.faults = append(h.faults, fmt.Sprintf(format, args...))
+}
+
+// at sleeps until frac of the storm has passed.
+func (h *harness) at(d time.Duration, frac float64) {
+	time.Sleep(time.Until(h.stormStart.Add(time.Duration(frac * float64(d)))))
+}
+
+func (h *harness) randomInstance() *instance { return h.instances[h.rng.IntN(len(h.instances))] }
+
+// network puts a toxic on an instance's PostgreSQL link (and its Redis
+// link with redis) for a while, then heals it.
+func (h *harness) network(in *instance, typ, attrs string, dur time.Duration, redis bool) {
+	link, name := in.pgLink, "PostgreSQL"
+	if redis {
+		link, name = in.rdLink, "Redis"
+	}
+	h.fault("%s on instance %d's %s link for %s", typ, in.n, name, dur)
+	if err := toxic(link, typ, typ, attrs); err != nil {
+		h.t.Errorf("toxic: %v", err)
+		return
+	}
+	time.Sleep(dur)
+	untoxic(link, typ)
+	h.recovered()
+}
+
+// recovered waits until every instance answers /readyz, and keeps the
+// longest wait: after a fault heals, servers must serve again by
+// themselves.
+func (h *harness) recovered() {
+	start := time.Now()
+	for _, in := range h.instances {
+		if err := waitReady(in.url(), 30*time.Second); err != nil {
+			h.t.Errorf("instance %d did not recover within 30 s: %v (log: %s)", in.n, err, in.logPath)
+		}
+	}
+	h.mu.Lock()
+	h.maxRecover = max(h.maxRecover, time.Since(start))
+	h.mu.Unlock()
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	c := &http.Client{Timeout: time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last
+}
+
+func (h *harness) scenario(sc scenario, d time.Duration) result {
+	t := h.t
+	ctx := context.Background()
+	dbName := "chaos_" + strings.ReplaceAll(sc.name, "-", "_")
+	h.pg.createDatabase(ctx, dbName)
+	if err := h.rd.flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range instances {
+		in := &instance{t: t, n: i, bin: h.bin, port: freePort(t), logPath: filepath.Join(*artifacts, fmt.Sprintf("%s-instance-%d.log", sc.name, i))}
+		os.Remove(in.logPath)
+		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.addr())
+		in.rdLink = h.px.add(t, fmt.Sprintf("%s-redis-%d", sc.name, i), h.rd.addr())
+		in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port),
+			"--db", fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", in.pgLink.Listen, dbName),
+			"--redis", "redis://" + in.rdLink.Listen + "/0", "--strategy", sc.strategy, "--admin-key", adminKey,
+			"--request-timeout", "2s", "--sweep-interval", "250ms", "--db-conns", "12", "--max-hold-ttl", "24h",
+			"--lock-ttl", lockTTL.String()}
+		if sc.strategy == "unsafe" {
+			in.args = append(in.args, "--allow-unsafe")
+		}
+		if i < len(sc.skews) && sc.skews[i] != 0 {
+			in.args = append(in.args, "--clock-skew", sc.skews[i].String())
+			h.fault("instance %d's clock off by %s", i, sc.skews[i])
+		}
+		h.instances = append(h.instances, in)
+		in.start()
+		t.Cleanup(in.stop)
+		// The first migrates; the others find the schema ready.
+		if err := waitReady(in.url(), 60*time.Second); err != nil {
+			t.Fatalf("instance %d did not start: %v (log: %s)", i, err, in.logPath)
+		}
+	}
+	lanes := h.setup(ctx)
+
+	urls := make([]string, len(h.instances))
+	for i, in := range h.instances {
+		urls[i] = in.url()
+	}
+	rec := &recorder{}
+	drv := &driver{urls: urls, adminKey: adminKey, attempt: 3 * time.Second, budget: 20 * time.Second, rec: rec,
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}}
+	length := d
+	if sc.length > 0 {
+		length = time.Duration(sc.length * float64(d))
+	}
+	h.stormStart = time.Now()
+	stormCtx, stop := context.WithTimeout(ctx, length)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { drv.client(stormCtx, i, lanes[i%len(lanes)], i%instances) })
+	}
+	if sc.faults != nil {
+		sc.faults(h, length)
+	}
+	<-stormCtx.Done()
+	stop()
+	wg.Wait()
+	h.recovered()
+
+	// Checks, on PostgreSQL directly (not through the proxies).
+	conn, err := pgx.Connect(ctx, h.pg.url(dbName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var end int64
+	for _, o := range rec.ops {
+		end = max(end, o.Ret)
+	}
+	ops, unknown, err := resolve(ctx, conn, rec.ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := result{name: sc.name, strategy: sc.strategy, ops: len(rec.ops), unknown: unknown, faults: h.faults,
+		busy: rec.busy.Load(), netErrs: rec.netErrs.Load(), inFlight: rec.inFlight.Load(), recover: h.maxRecover}
+	if n := rec.tooMany.Load(); n > 0 {
+		r.dbBad = append(r.dbBad, fmt.Sprintf("%d answers were 429: nothing here is rate limited", n))
+	}
+	r.linear = "ok"
+	var verdicts []string
+	for _, ln := range lanes {
+		if ln.kind == laneExpiry {
+			continue // expiry is checked in the database (no confirm after expiry)
+		}
+		var laneOps []op
+		for _, o := range ops {
+			if o.In.Lane == ln.id {
+				laneOps = append(laneOps, o)
+			}
+		}
+		v := checkLane(ln, laneOps, end+1, filepath.Join(*artifacts, fmt.Sprintf("%s-%s.html", sc.name, ln.id)), 2*time.Minute)
+		if v.result != porcupine.Ok {
+			verdicts = append(verdicts, fmt.Sprintf("%s %s", ln.id, v.result))
+			if v.html != "" {
+				r.htmls = append(r.htmls, v.html)
+			}
+		}
+	}
+	if len(verdicts) > 0 {
+		r.linear = strings.Join(verdicts, ", ")
+	}
+	bad, err := dbChecks(ctx, conn, h.bin, h.pg.url(dbName), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.dbBad = append(r.dbBad, bad...)
+	for _, in := range h.instances {
+		in.stop()
+	}
+	return r
+}
+
+// setup creates the lanes' pools and groups through the first server.
+func (h *harness) setup(ctx context.Context) []lane {
+	c := hfhttp.NewClient(h.instances[0].url(), adminKey)
+	seats := func(prefix string, n int) []string {
+		var ids []string
+		for i := range n {
+			ids = append(ids, fmt.Sprintf("%s%02d", prefix, i+1))
+		}
+		return ids
+	}
+	lanes := []lane{
+		{kind: lanePool, id: "pool-a", capacity: 10},
+		{kind: lanePool, id: "pool-b", capacity: 10},
+		{kind: lanePool, id: "pool-c", capacity: 16},
+		{kind: lanePool, id: "pool-d", capacity: 16},
+		{kind: laneSeats, id: "seats-a", units: seats("a", 10)},
+		{kind: laneSeats, id: "seats-b", units: seats("b", 10)},
+		{kind: laneRiders, id: "riders", units: seats("r", 6)},
+		{kind: laneExpiry, id: "flash", capacity: 6},
+	}
+	for _, ln := range lanes {
+		var err error
+		switch ln.kind {
+		case lanePool, laneExpiry:
+			_, err = c.CreatePool(ctx, holdfast.Pool{ID: ln.id, Capacity: ln.capacity})
+		default:
+			if _, err = c.CreateGroup(ctx, holdfast.Group{ID: ln.id, Reusable: ln.kind == laneRiders}); err == nil {
+				err = c.AddUnits(ctx, ln.id, ln.units)
+			}
+		}
+		if err != nil {
+			h.t.Fatalf("setting up %s: %v", ln.id, err)
+		}
+	}
+	return lanes
+}
+
+// report prints the table and writes it to the artifacts folder.
+func report(t *testing.T, results []result, d time.Duration) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "chaos: %d instances, %d clients, storm %s per scenario (CHAOS_DURATION)\n\n", instances, clients, d)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tstrategy\toperations\tno answer\t503s\tnet errors\tin flight\trecovered in\tlinearizable\tdatabase checks\t")
+	for _, r := range results {
+		db := "ok"
+		if len(r.dbBad) > 0 {
+			db = fmt.Sprintf("%d broken", len(r.dbBad))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.name, r.strategy, r.ops, r.unknown, r.busy, r.netErrs, r.inFlight,
+			r.recover.Round(time.Millisecond), r.linear, db)
+	}
+	tw.Flush()
+	for _, r := range results {
+		fmt.Fprintf(&b, "\n%s faults: %s\n", r.name, strings.Join(r.faults, "; "))
+		for _, bad := range r.dbBad {
+			fmt.Fprintf(&b, "  database: %s\n", bad)
+		}
+		for _, h := range r.htmls {
+			fmt.Fprintf(&b, "  history: %s\n", h)
+		}
+	}
+	t.Log("\n" + b.String())
+	_ = os.WriteFile(filepath.Join(*artifacts, "report.txt"), []byte(b.String()), 0o644)
+}

@@ -1,0 +1,139 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// eventFor is the event a successful action leaves in the outbox.
+var eventFor = map[string]string{
+	"confirm":  "hold.confirmed",
+	"release":  "hold.released",
+	"cancel":   "hold.cancelled",
+	"complete": "hold.completed",
+}
+
+// resolve settles every operation that got no answer from what the
+// database holds: a hold request's holder names it alone (one holder per
+// request), so its hold exists or not; an action on a hold left its
+// event or not. Operations that took no effect are dropped (to the
+// checker they never happened); the others keep no return time.
+func resolve(ctx context.Context, db *pgx.Conn, ops []op) ([]op, int, error) {
+	out := ops[:0:0]
+	unknown := 0
+	for _, o := range ops {
+		if !o.Out.Unknown {
+			out = append(out, o)
+			continue
+		}
+		unknown++
+		if o.In.Kind == "hold" {
+			var id string
+			err := db.QueryRow(ctx, `SELECT id FROM holds WHERE holder = $1`, o.In.Holder).Scan(&id)
+			if err == pgx.ErrNoRows {
+				continue
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			o.Out.ID = id
+			rows, err := db.Query(ctx, `SELECT unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY unit_id`, id)
+			if err != nil {
+				return nil, 0, err
+			}
+			units, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return nil, 0, err
+			}
+			o.Out.Units = units
+			out = append(out, o)
+			continue
+		}
+		var n int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM events WHERE hold_id = $1 AND type = $2`, o.In.ID, eventFor[o.In.Kind]).Scan(&n); err != nil {
+			return nil, 0, err
+		}
+		if n > 0 {
+			out = append(out, o)
+		}
+	}
+	return out, unknown, nil
+}
+
+// dbChecks counts in the database, after the run, what must hold whatever
+// happened during it. Each returned string is a broken guarantee.
+func dbChecks(ctx context.Context, db *pgx.Conn, bin, dbURL string, ops []op) ([]string, error) {
+	var bad []string
+	fail := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
+	count := func(sql string, args ...any) int {
+		var n int
+		if err := db.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			fail("query %q: %v", sql, err)
+		}
+		return n
+	}
+
+	// holdfast audit recounts every counter from the claim rows.
+	if out, err := exec.CommandContext(ctx, bin, "audit", "--db", dbURL).CombinedOutput(); err != nil {
+		fail("holdfast audit: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	if n := count(`SELECT count(*) FROM pools p WHERE p.capacity < (SELECT coalesce(sum(l.quantity), 0)
+		FROM hold_lines l JOIN holds h ON h.id = l.hold_id WHERE l.pool_id = p.id AND h.status IN ('held', 'confirmed'))`); n > 0 {
+		fail("%d pools have more active claims than capacity", n)
+	}
+	if n := count(`SELECT count(*) FROM (SELECT c.unit_id FROM unit_claims c JOIN holds h ON h.id = c.hold_id
+		WHERE h.status IN ('held', 'confirmed') GROUP BY c.unit_id HAVING count(*) > 1) d`); n > 0 {
+		fail("%d units have two active holds", n)
+	}
+	if n := count(`SELECT count(*) FROM events e JOIN holds h ON h.id = e.hold_id
+		WHERE e.type = 'hold.confirmed' AND e.at > h.expires_at`); n > 0 {
+		fail("%d holds were confirmed after they expired", n)
+	}
+	if n := count(`SELECT count(*) FROM (SELECT hold_id, type FROM events WHERE hold_id IS NOT NULL
+		GROUP BY hold_id, type HAVING count(*) > 1) d`); n > 0 {
+		fail("%d holds went through the same change twice", n)
+	}
+
+	// Per operation: every hold request had at most one effect, the one
+	// answered; every acknowledged change is what the database says now
+	// (the client acted on each hold alone, and in order).
+	last := map[string]op{}
+	for _, o := range ops {
+		switch {
+		case o.In.Kind == "hold":
+			var n int
+			var id string
+			_ = db.QueryRow(ctx, `SELECT count(*), coalesce(min(id), '') FROM holds WHERE holder = $1`, o.In.Holder).Scan(&n, &id)
+			switch {
+			case n > 1:
+				fail("hold request %s (key %s) took effect %d times", o.In.Holder, o.In.Key, n)
+			case o.Out.Unknown:
+			case o.Out.Code == "" && (n != 1 || id != o.Out.ID):
+				fail("hold request %s was answered %s but the database has %d holds (%s)", o.In.Holder, o.Out.ID, n, id)
+			case o.Out.Code != "" && n != 0:
+				fail("hold request %s was refused (%s) but took effect", o.In.Holder, o.Out.Code)
+			}
+		case o.Out.Code == "":
+			last[o.In.ID] = o // answered, or found to have taken effect
+		}
+	}
+	want := map[string]string{"confirm": "confirmed", "release": "released", "cancel": "cancelled", "complete": "completed"}
+	for id, o := range last {
+		var status string
+		if err := db.QueryRow(ctx, `SELECT status FROM holds WHERE id = $1`, id).Scan(&status); err != nil {
+			fail("hold %s: %v", id, err)
+			continue
+		}
+		if status != want[o.In.Kind] {
+			fail("hold %s: %s was acknowledged, but the hold is %s now", id, o.In.Kind, status)
+		}
+	}
+	if len(bad) > 20 {
+		bad = append(bad[:20], fmt.Sprintf("… and %d more", len(bad)-20))
+	}
+	return bad, nil
+}
