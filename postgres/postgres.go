@@ -15,9 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -205,8 +209,33 @@ func interpret(err error) error {
 		return sqlstore.ErrNoRows
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: deadline passed waiting for the database: %v", holdfast.ErrBusy, err)
+	case unreachable(err):
+		// The database is down, restarting or cut off: a retry may succeed
+		// (503), and an Idempotency-Key makes it safe even if this attempt
+		// committed before its answer was lost.
+		return fmt.Errorf("%w: the database is unreachable: %v", holdfast.ErrBusy, err)
 	}
 	return err
+}
+
+// unreachable reports an error of the connection rather than of the
+// statement: connecting failed, the connection broke, or the server is
+// shutting down, starting up or in recovery.
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.SafeToRetry(err), pgconn.Timeout(err),
+		errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case errors.As(err, &pe):
+		// 08: connection exception; 57P01–57P03: admin/crash shutdown,
+		// cannot connect now (starting up, recovering).
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return err.Error() == "conn closed"
 }
 
 type db struct {

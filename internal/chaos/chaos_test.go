@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -381,6 +382,13 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	}
 	if len(verdicts) > 0 {
 		r.linear = strings.Join(verdicts, ", ")
+		// The raw history too, one operation per line, for a closer look.
+		var b strings.Builder
+		for _, o := range ops {
+			js, _ := json.Marshal(o)
+			b.Write(append(js, '\n'))
+		}
+		_ = os.WriteFile(filepath.Join(*artifacts, sc.name+"-history.jsonl"), []byte(b.String()), 0o644)
 	}
 	bad, err := dbChecks(ctx, conn, h.bin, h.pg.url(dbName), ops)
 	if err != nil {
