@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/internal/pgtest"
@@ -75,4 +77,68 @@ func BenchmarkHold(b *testing.B) {
 			return s, nil
 		},
 	})
+}
+
+// A unit locked by a claim in flight that then rolls back (a crashed
+// server's, a hold whose other line failed) is free: an "any" claim must
+// wait for it and take it, not skip it and refuse while it is free.
+func TestAnyWaitsForAClaimThatRollsBack(t *testing.T) {
+	ctx := context.Background()
+	url := pg.Schema(t)
+	for _, st := range []holdfast.Strategy{holdfast.Atomic, holdfast.Pessimistic} {
+		t.Run(string(st), func(t *testing.T) {
+			s := open(t, url, postgres.Options{Strategy: st})
+			group := "riders-" + string(st)
+			if _, err := s.CreateGroup(ctx, holdfast.Group{ID: group, Reusable: true}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AddUnits(ctx, group, []string{group + "-1", group + "-2"}); err != nil {
+				t.Fatal(err)
+			}
+			holdfasttest.MustHold(t, s, "first", holdfast.Line{Group: group, Any: 1}) // takes -1
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pid int
+			if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM units WHERE id = $1 FOR UPDATE`, group+"-2").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			type res struct {
+				h   holdfast.Hold
+				err error
+			}
+			done := make(chan res, 1)
+			go func() {
+				h, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "second", Lines: []holdfast.Line{{Group: group, Any: 1}}})
+				done <- res{h, err}
+			}()
+			// Roll back once the claim waits on our lock (or has answered).
+			for waiting := false; !waiting; {
+				select {
+				case r := <-done:
+					t.Fatalf("answered while the only free unit was locked by a claim that had not finished: %+v, %v", r.h, r.err)
+				default:
+				}
+				var n int
+				row := tx.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted AND $1 = ANY (pg_blocking_pids(pid))`, pid)
+				if err := row.Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				waiting = n > 0
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.err != nil || len(r.h.Lines) != 1 || len(r.h.Lines[0].Units) != 1 || r.h.Lines[0].Units[0] != group+"-2" {
+				t.Fatalf("after the other claim rolled back: %+v, %v; want %s-2", r.h, r.err, group)
+			}
+		})
+	}
 }

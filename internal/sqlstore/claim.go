@@ -165,11 +165,33 @@ func (a Atomic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID s
 
 func (a Atomic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
 	// SKIP LOCKED: buyers of "any k" never wait behind each other; each
-	// takes free units nobody else is taking at this instant.
+	// takes free units nobody else is taking at this instant (see
+	// skipLocked for the retry). A row whose claimer committed while we
+	// waited for it no longer matches hold_id IS NULL and is left out.
 	return queryStrings(ctx, tx, `UPDATE units SET hold_id = $1 WHERE id IN (
-		SELECT id FROM units WHERE group_id = $2 AND hold_id IS NULL ORDER BY id LIMIT $3`+a.d.SkipLocked+`)
-		RETURNING id`, holdID, group, k)
+		SELECT id FROM units WHERE group_id = $2 AND hold_id IS NULL ORDER BY id LIMIT $3`+skipLocked(ctx, a.d)+`)
+		AND hold_id IS NULL RETURNING id`, holdID, group, k)
 }
+
+// skipLocked is the lock clause for picking "any k" units: SKIP LOCKED on
+// a first attempt; after a miss that a consistent look says was not
+// real, a plain FOR UPDATE that waits, in id order, for the claims in
+// flight — some of which roll back (a crashed server's, a hold whose other
+// line failed), and skipping those would refuse while units are free.
+func skipLocked(ctx context.Context, d Dialect) string {
+	if waitLocked(ctx) {
+		return d.ForUpdate
+	}
+	return d.SkipLocked
+}
+
+type waitLockedKey struct{}
+
+func withWaitLocked(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitLockedKey{}, true)
+}
+
+func waitLocked(ctx context.Context) bool { return ctx.Value(waitLockedKey{}) != nil }
 
 // ---- pessimistic ----
 
@@ -217,7 +239,7 @@ func (p Pessimistic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, hol
 }
 
 func (p Pessimistic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
-	return checkedClaimAny(ctx, tx, p.base, p.d.SkipLocked, holdID, group, k)
+	return checkedClaimAny(ctx, tx, p.base, skipLocked(ctx, p.d), holdID, group, k)
 }
 
 // checkedClaimUnits reads which of ids are free (with the lock clause),

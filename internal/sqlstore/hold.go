@@ -65,9 +65,13 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 			if s.strategy.Serializable() {
 				transact = s.db.TransactSerializable
 			}
+			claimCtx := ctx
+			if attempt > 0 {
+				claimCtx = withWaitLocked(ctx) // see skipLocked
+			}
 			err = transact(ctx, func(tx Querier) error {
 				var err error
-				h, fail, err = s.claim(ctx, tx, prep, r, ttl, confirm, paymentRef)
+				h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
 				if err == nil && fail != nil {
 					return errRollback
 				}
@@ -103,7 +107,11 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 		}
 		// Every line looks claimable now: capacity came back. Try again.
 	}
-	return holdfast.Hold{}, fail.err()
+	// Every look said the claim could be had, every attempt missed: the
+	// capacity is churning under this claim. A refusal now would not be
+	// true at any one moment (the last consistent look found room), so
+	// the answer is a retryable busy.
+	return holdfast.Hold{}, fmt.Errorf("%w: capacity kept changing under this claim (%v); retry", holdfast.ErrBusy, fail.err())
 }
 
 // afterBatch finishes a coalesced claim: done is false when the request
@@ -424,11 +432,23 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 				}
 				return err
 			}
-			var free int64
-			if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM units WHERE group_id = $1 AND hold_id IS NULL`, l.Group).Scan(&free); err != nil {
+			// The claim takes the named units first, then "any" lines in
+			// group order (request order within a group): what this line
+			// can have is what they leave.
+			var named []string
+			var before int64
+			for j, o := range r.Lines {
+				named = append(named, o.Units...)
+				if j < i && o.Kind() == holdfast.LineAny && o.Group == l.Group {
+					before += o.Any
+				}
+			}
+			var free, mine int64
+			if err := s.db.QueryRow(ctx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE id IN (`+s.d.ListSelect(2)+`))
+				FROM units WHERE group_id = $1 AND hold_id IS NULL`, l.Group, s.d.ListArg(named)).Scan(&free, &mine); err != nil {
 				return err
 			}
-			if free < l.Any {
+			if free -= mine + before; free < l.Any {
 				return holdfast.LineErrorf(holdfast.CodeUnavailable, i, "group %q has %d free units, %d asked", l.Group, free, l.Any)
 			}
 		}
