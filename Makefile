@@ -1,4 +1,4 @@
-.PHONY: test run build bench
+.PHONY: test run build bench chaos
 # Every test, with PostgreSQL and Redis started if they are not running.
 test:
 	./scripts/test.sh
@@ -16,3 +16,10 @@ build:
 bench:
 	eval "$$(./scripts/services.sh)" && go test -run '^$$' -bench . -benchtime 3s ./sqlite ./postgres && \
 	  go run ./cmd/holdfast lab --bench --db "$$HOLDFAST_TEST_POSTGRES"
+
+# Three real servers, their own PostgreSQL and Redis, faults (kill -9,
+# SIGSTOP, pg_ctl stop -m immediate, Redis kill/flush, Toxiproxy, clock
+# skew), every history checked for linearizability. CHAOS_DURATION=5m for
+# a soak; CHAOS_ONLY=kill-9,network for some scenarios.
+chaos:
+	./scripts/chaos.sh

@@ -115,6 +115,15 @@ redis_url() {
 command -v psql >/dev/null 2>&1 || { log "installing the PostgreSQL client"; apt_install postgresql-client; }
 command -v redis-cli >/dev/null 2>&1 || { log "installing the Redis client"; apt_install redis-tools; }
 
+# The chaos harness (scripts/chaos.sh) starts, crashes and restarts a
+# PostgreSQL and a Redis of its own: it needs their server programs even
+# where the test services already run.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  log "installing PostgreSQL's server programs for the chaos harness"
+  apt_install postgresql
+fi
+command -v redis-server >/dev/null 2>&1 || { log "installing redis-server for the chaos harness"; apt_install redis-server; }
+
 # The web page's tests drive Debian's Chromium headless.
 if ! command -v chromium >/dev/null 2>&1; then
   log "installing Chromium for the browser tests"

@@ -63,9 +63,13 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{name: "kill-9", strategy: "atomic", faults: func(h *harness, d time.Duration) {
-		for _, at := range []float64{0.25, 0.6} {
+		first := h.randomInstance()
+		for k, at := range []float64{0.25, 0.6} {
 			h.at(d, at)
-			in := h.randomInstance()
+			in := first
+			if k > 0 { // another one
+				in = h.instances[(first.n+1+h.rng.IntN(len(h.instances)-1))%len(h.instances)]
+			}
 			h.fault("kill -9 instance %d", in.n)
 			in.kill9()
 			time.Sleep(time.Second)
@@ -165,6 +169,7 @@ type result struct {
 	linear         string
 	dbBad          []string
 	htmls          []string
+	broken         bool
 }
 
 func TestChaos(t *testing.T) {
@@ -355,7 +360,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := result{name: sc.name, strategy: sc.strategy, ops: len(rec.ops), unknown: unknown, faults: h.faults,
+	r := result{name: sc.name, strategy: sc.strategy, broken: sc.broken, ops: len(rec.ops), unknown: unknown, faults: h.faults,
 		busy: rec.busy.Load(), netErrs: rec.netErrs.Load(), inFlight: rec.inFlight.Load(), recover: h.maxRecover}
 	if n := rec.tooMany.Load(); n > 0 {
 		r.dbBad = append(r.dbBad, fmt.Sprintf("%d answers were 429: nothing here is rate limited", n))
@@ -443,14 +448,23 @@ func report(t *testing.T, results []result, d time.Duration) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chaos: %d instances, %d clients, storm %s per scenario (CHAOS_DURATION)\n\n", instances, clients, d)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tstrategy\toperations\tno answer\t503s\tnet errors\tin flight\trecovered in\tlinearizable\tdatabase checks\t")
+	fmt.Fprintln(tw, "scenario\tstrategy\toperations\tno answer\t503s\tnet errors\tin flight\trecovered in\tlinearizable\tdatabase checks\tverdict\t")
 	for _, r := range results {
 		db := "ok"
 		if len(r.dbBad) > 0 {
 			db = fmt.Sprintf("%d broken", len(r.dbBad))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.name, r.strategy, r.ops, r.unknown, r.busy, r.netErrs, r.inFlight,
-			r.recover.Round(time.Millisecond), r.linear, db)
+		linear := r.linear
+		if linear != "ok" {
+			linear = fmt.Sprintf("no (%d lanes)", strings.Count(linear, ",")+1)
+		}
+		broken := r.linear != "ok" || len(r.dbBad) > 0
+		verdict := map[bool]string{false: "pass", true: "FAIL"}[broken]
+		if r.broken {
+			verdict = map[bool]string{false: "NOT CAUGHT", true: "caught, as it must be"}[broken]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", r.name, r.strategy, r.ops, r.unknown, r.busy, r.netErrs, r.inFlight,
+			r.recover.Round(time.Millisecond), linear, db, verdict)
 	}
 	tw.Flush()
 	for _, r := range results {
@@ -458,7 +472,13 @@ func report(t *testing.T, results []result, d time.Duration) {
 		for _, bad := range r.dbBad {
 			fmt.Fprintf(&b, "  database: %s\n", bad)
 		}
+		if r.linear != "ok" {
+			fmt.Fprintf(&b, "  not linearizable: %s\n", r.linear)
+		}
 		for _, h := range r.htmls {
+			if abs, err := filepath.Abs(h); err == nil {
+				h = abs
+			}
 			fmt.Fprintf(&b, "  history: %s\n", h)
 		}
 	}
