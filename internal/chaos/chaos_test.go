@@ -368,9 +368,6 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	r.linear = "ok"
 	var verdicts []string
 	for _, ln := range lanes {
-		if ln.kind == laneExpiry {
-			continue // expiry is checked in the database (no confirm after expiry)
-		}
 		var laneOps []op
 		for _, o := range ops {
 			if o.In.Lane == ln.id {

@@ -26,6 +26,7 @@ type holdState struct {
 	q         int64
 	units     []string
 	confirmed bool
+	expires   int64 // ns; the flash lane only
 }
 
 // state is a model's state; key is its canonical form, for Equal and Hash.
@@ -33,15 +34,22 @@ type state struct {
 	used  int64
 	holds map[string]holdState
 	taken map[string]string // unit → hold
-	key   string
+	// t is the earliest time (ns) the last operation can have taken
+	// effect at: the flash lane's model of time (see expiryStep).
+	t   int64
+	key string
 }
 
 func newState(used int64, holds map[string]holdState, taken map[string]string) *state {
+	return newStateAt(used, holds, taken, 0)
+}
+
+func newStateAt(used int64, holds map[string]holdState, taken map[string]string, t int64) *state {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d|", used)
+	fmt.Fprintf(&b, "%d|%d|", used, t)
 	for _, id := range slices.Sorted(maps.Keys(holds)) {
 		h := holds[id]
-		fmt.Fprintf(&b, "%s:%d:%v:%s;", id, h.q, h.confirmed, strings.Join(h.units, ","))
+		fmt.Fprintf(&b, "%s:%d:%v:%d:%s;", id, h.q, h.confirmed, h.expires, strings.Join(h.units, ","))
 	}
 	return &state{used: used, holds: holds, taken: taken, key: b.String()}
 }
@@ -86,7 +94,7 @@ func (s *state) with(id string, h *holdState, free bool) *state {
 		}
 		holds[id] = *h
 	}
-	return newState(used, holds, taken)
+	return newStateAt(used, holds, taken, s.t)
 }
 
 // laneModel is the model for one lane.
@@ -94,6 +102,9 @@ func laneModel(ln lane) porcupine.Model {
 	return porcupine.Model{
 		Init: func() any { return newState(0, map[string]holdState{}, map[string]string{}) },
 		Step: func(st, in, out any) (bool, any) {
+			if ln.kind == laneExpiry {
+				return expiryStep(ln, st.(*state), in.(input), out.(output))
+			}
 			return step(ln, st.(*state), in.(input), out.(output))
 		},
 		Equal: func(a, b any) bool { return a.(*state).key == b.(*state).key },
@@ -213,6 +224,96 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
+// slack covers the database clock's millisecond rounding against the
+// clients' nanoseconds (one machine, one clock).
+const slack = int64(5 * time.Millisecond)
+
+// expiryStep is the flash lane's model: a pool of holds that expire. An
+// operation takes effect at some moment p inside [call, return], no
+// earlier than the one before it (s.t); a held hold counts until its
+// expires_at. Each step picks the earliest p its answer allows — a later
+// p only frees more capacity, which helps no answer but a grant or an
+// expiry refusal, and those pick the earliest p that works — so the
+// search loses nothing by it.
+func expiryStep(ln lane, s *state, i input, o output) (bool, any) {
+	lo := max(s.t, i.T0)
+	if lo > i.T1 {
+		return false, s
+	}
+	// used at p: confirmed holds, and held ones not yet expired (counted
+	// expired from e on, e = expires shifted by shift).
+	used := func(p, shift int64) int64 {
+		var n int64
+		for _, h := range s.holds {
+			if h.confirmed || h.expires+shift > p {
+				n += h.q
+			}
+		}
+		return n
+	}
+	at := func(p int64, holds map[string]holdState) *state {
+		// Holds surely expired by p are gone for good.
+		for id, h := range holds {
+			if !h.confirmed && h.expires+slack <= p {
+				delete(holds, id)
+			}
+		}
+		return newStateAt(0, holds, map[string]string{}, p)
+	}
+	h, exists := s.holds[i.ID]
+	switch {
+	case i.Kind == "hold" && o.Code == "":
+		// The earliest p at which q fits, counting expiries as early as
+		// the clocks allow.
+		p := lo
+		if used(p, -slack)+i.Q > ln.capacity {
+			var times []int64
+			for _, h := range s.holds {
+				if !h.confirmed && h.expires-slack > lo {
+					times = append(times, h.expires-slack)
+				}
+			}
+			slices.Sort(times)
+			p = -1
+			for _, e := range times {
+				if used(e, -slack)+i.Q <= ln.capacity {
+					p = e
+					break
+				}
+			}
+			if p < 0 {
+				return false, s
+			}
+		}
+		if p > i.T1 {
+			return false, s
+		}
+		holds := maps.Clone(s.holds)
+		holds[o.ID] = holdState{q: i.Q, expires: o.Expires * int64(time.Millisecond)}
+		return true, at(p, holds)
+	case i.Kind == "hold" && o.Code == "sold_out":
+		return used(lo, slack)+i.Q > ln.capacity, at(lo, maps.Clone(s.holds))
+	case i.Kind == "confirm" && o.Code == "":
+		if !exists || h.confirmed || lo >= h.expires+slack {
+			return false, s
+		}
+		holds := maps.Clone(s.holds)
+		h.confirmed = true
+		holds[i.ID] = h
+		return true, at(lo, holds)
+	case i.Kind == "confirm" && o.Code == "hold_expired":
+		if !exists {
+			return true, at(lo, maps.Clone(s.holds)) // gone: expired earlier
+		}
+		p := max(lo, h.expires-slack)
+		if h.confirmed || p > i.T1 {
+			return false, s
+		}
+		return true, at(p, maps.Clone(s.holds))
+	}
+	return false, s
+}
+
 // linearizability is the verdict on one lane.
 type linearizability struct {
 	lane   string
@@ -230,7 +331,9 @@ func checkLane(ln lane, ops []op, end int64, htmlPath string, timeout time.Durat
 		if o.Out.Unknown {
 			ret = end // it may have taken effect at any point after its call
 		}
-		hist = append(hist, porcupine.Operation{ClientId: o.Client, Input: o.In, Output: o.Out, Call: o.Call, Return: ret})
+		in := o.In
+		in.T0, in.T1 = o.Call, ret
+		hist = append(hist, porcupine.Operation{ClientId: o.Client, Input: in, Output: o.Out, Call: o.Call, Return: ret})
 	}
 	model := laneModel(ln)
 	res, info := porcupine.CheckOperationsVerbose(model, hist, timeout)

@@ -18,6 +18,11 @@ func TestModels(t *testing.T) {
 	ok := output{}
 	code := func(c string) output { return output{Code: c} }
 	type o = porcupine.Operation
+	flash := lane{kind: laneExpiry, id: "f", capacity: 1}
+	ms := func(n int64) int64 { return n * 1_000_000 }
+	fhold := func(q int64) input { return input{Lane: "f", Kind: "hold", Q: q} }
+	fact := func(kind, id string) input { return input{Lane: "f", Kind: kind, ID: id} }
+	fgranted := func(id string, expiresMs int64) output { return output{ID: id, Expires: expiresMs} }
 	for _, tc := range []struct {
 		name string
 		ln   lane
@@ -63,8 +68,33 @@ func TestModels(t *testing.T) {
 			{ClientId: 0, Input: act("complete", "a"), Output: ok, Call: 4, Return: 5},
 			{ClientId: 1, Input: anyOf(2), Output: granted("b", "r1", "r2"), Call: 6, Return: 7},
 		}, porcupine.Ok},
+		{"flash: an expired hold's capacity is free again", flash, []o{
+			{ClientId: 0, Input: fhold(1), Output: fgranted("a", 100), Call: ms(0), Return: ms(1)},
+			{ClientId: 1, Input: fhold(1), Output: fgranted("b", 300), Call: ms(150), Return: ms(151)},
+		}, porcupine.Ok},
+		{"flash: granted before the hold on the last unit expired", flash, []o{
+			{ClientId: 0, Input: fhold(1), Output: fgranted("a", 100), Call: ms(0), Return: ms(1)},
+			{ClientId: 1, Input: fhold(1), Output: fgranted("b", 300), Call: ms(50), Return: ms(51)},
+		}, porcupine.Illegal},
+		{"flash: confirmed after expiry", flash, []o{
+			{ClientId: 0, Input: fhold(1), Output: fgranted("a", 100), Call: ms(0), Return: ms(1)},
+			{ClientId: 0, Input: fact("confirm", "a"), Output: ok, Call: ms(120), Return: ms(121)},
+		}, porcupine.Illegal},
+		{"flash: refused as expired before expiry", flash, []o{
+			{ClientId: 0, Input: fhold(1), Output: fgranted("a", 100), Call: ms(0), Return: ms(1)},
+			{ClientId: 0, Input: fact("confirm", "a"), Output: code("hold_expired"), Call: ms(60), Return: ms(61)},
+		}, porcupine.Illegal},
+		{"flash: confirm racing the expiry may go either way", flash, []o{
+			{ClientId: 0, Input: fhold(1), Output: fgranted("a", 100), Call: ms(0), Return: ms(1)},
+			{ClientId: 0, Input: fact("confirm", "a"), Output: code("hold_expired"), Call: ms(90), Return: ms(110)},
+		}, porcupine.Ok},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			for i := range tc.hist { // as checkLane does
+				in := tc.hist[i].Input.(input)
+				in.T0, in.T1 = tc.hist[i].Call, tc.hist[i].Return
+				tc.hist[i].Input = in
+			}
 			if got := porcupine.CheckOperations(laneModel(tc.ln), tc.hist); (got && tc.want != porcupine.Ok) || (!got && tc.want == porcupine.Ok) {
 				t.Fatalf("linearizable = %v, want %s", got, tc.want)
 			}

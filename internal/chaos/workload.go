@@ -44,6 +44,10 @@ type input struct {
 	Any    int64    `json:"any,omitempty"`
 	ID     string   `json:"id,omitempty"`
 	Key    string   `json:"key"`
+	// T0, T1: the operation's call and return (ns), for the flash lane's
+	// model of time; set by the checker.
+	T0 int64 `json:"-"`
+	T1 int64 `json:"-"`
 }
 
 type output struct {
