@@ -179,6 +179,7 @@ var dialect = sqlstore.Dialect{
 	AsyncCommit:       "SET LOCAL synchronous_commit TO OFF",
 	BlobType:          "bytea",
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",
+	ForNoKeyUpdate:    " FOR NO KEY UPDATE",
 	Classify:          classify,
 }
 

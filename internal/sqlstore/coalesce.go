@@ -200,11 +200,139 @@ func (s *Store) runBatch(pool string, batch []*claimReq, locked func()) {
 	}
 }
 
+// batchTx decides a batch inside one transaction.
+//
+// Only the grant decision needs the pool's row lock, so on a pool without
+// a per-holder limit everything else is done before taking it: the keys
+// are claimed, the pool is read without a lock, and the holds, lines,
+// events and keys' answers of every request that fits are written. Then
+// the row is locked and read again; the requests that still fit, in
+// arrival order, are granted with one conditional update, and the writes
+// of any that no longer fit (another batch took the capacity in between)
+// are undone. Under the lock: one read, one update, the commit — the lock
+// passes to the next batch sooner, and on a hot pool that section is the
+// serial part.
 func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult, locked func()) error {
-	// Requests whose idempotency key is someone else's must not take
-	// effect: deferred keys are claimed here, in the batch's transaction,
-	// with one multi-row insert (a duplicate in the same batch finds the
-	// first's claim); claimed keys a retry took over are left out.
+	if err := s.claimBatchKeys(ctx, tx, batch, results); err != nil {
+		return err
+	}
+	var capacity, held, confirmed, limit, now int64
+	found, err := queryRow(ctx, tx, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools WHERE id = $1`,
+		[]any{pool}, &capacity, &held, &confirmed, &limit, &now)
+	if err != nil {
+		return err
+	}
+	if found && limit > 0 {
+		// Per-holder limits are taken request by request under the lock.
+		return s.batchLocked(ctx, tx, pool, batch, results, locked)
+	}
+	avail := capacity - held - confirmed
+	var cand []int
+	for i, req := range batch {
+		if results[i].err != nil {
+			continue
+		}
+		if q := req.r.Lines[0].Quantity; !found || q > avail {
+			results[i].refused = true
+		} else {
+			avail -= q
+			cand = append(cand, i)
+		}
+	}
+	if len(cand) == 0 {
+		return nil
+	}
+	holds, stmts, err := s.batchWrites(batch, cand, pool, now)
+	if err != nil {
+		return err
+	}
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	if keys := countKeys(batch, cand); keys > 0 && n[len(n)-1] != int64(keys) {
+		return errors.New("sqlstore: an idempotency key changed hands inside its batch")
+	}
+
+	// The decision, under the row lock.
+	// FOR NO KEY UPDATE, not FOR UPDATE: the next batch's inserts of hold
+	// lines check their foreign key to this row (KEY SHARE) while we hold
+	// it, and must not wait for us (nor we, in turn, for them).
+	found, err = queryRow(ctx, tx, `SELECT capacity, held, confirmed FROM pools WHERE id = $1`+s.d.ForNoKeyUpdate,
+		[]any{pool}, &capacity, &held, &confirmed)
+	if err != nil {
+		return err
+	}
+	locked()
+	if !found {
+		return errors.New("sqlstore: the pool vanished inside its batch")
+	}
+	avail = capacity - held - confirmed
+	var addHeld, addConfirmed int64
+	var undo []string
+	var undoKeys []*holdfast.Idempotency
+	for k, i := range cand {
+		req := batch[i]
+		q := req.r.Lines[0].Quantity
+		rec := holdfast.IdempotencyFrom(req.ctx)
+		if q > avail {
+			results[i].refused = true
+			undo = append(undo, holds[k].ID)
+			if rec != nil {
+				undoKeys = append(undoKeys, rec)
+			}
+			continue
+		}
+		avail -= q
+		if req.confirm {
+			addConfirmed += q
+		} else {
+			addHeld += q
+		}
+		results[i].h = holds[k]
+		results[i].recorded = rec != nil
+	}
+	var final []Stmt
+	if len(undo) > 0 {
+		ids := s.d.ListArg(undo)
+		final = append(final,
+			Stmt{`DELETE FROM events WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, []any{ids}},
+			Stmt{`DELETE FROM hold_lines WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, []any{ids}},
+			Stmt{`DELETE FROM holds WHERE id IN (` + s.d.ListSelect(1) + `)`, []any{ids}})
+		if len(undoKeys) > 0 {
+			var rows string
+			var args []any
+			for _, rec := range undoKeys {
+				rows += sep(len(args)) + "(" + params(len(args)+1, 3) + ")"
+				args = append(args, rec.Scope, rec.Key, rec.Token)
+			}
+			final = append(final, Stmt{`WITH v (scope, key, token) AS (VALUES ` + rows + `)
+				UPDATE idempotency_keys SET state = 'in_flight', status = NULL, body = NULL
+				FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key AND idempotency_keys.token = v.token`, args})
+		}
+	}
+	if addHeld+addConfirmed > 0 {
+		final = append(final, Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
+			WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, addHeld, addConfirmed}})
+	}
+	if len(final) == 0 {
+		return nil
+	}
+	n, err = ExecAll(ctx, tx, final)
+	if err != nil {
+		return err
+	}
+	if addHeld+addConfirmed > 0 && n[len(n)-1] != 1 {
+		return errors.New("sqlstore: batch capacity check failed on the locked row")
+	}
+	return nil
+}
+
+// claimBatchKeys claims the batch's deferred idempotency keys with one
+// multi-row insert (a duplicate in the same batch finds the first's
+// claim), and checks that claimed keys are still the requests' own: a
+// request whose key is someone else's takes no effect.
+func (s *Store) claimBatchKeys(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult) error {
 	var claimRows string
 	var claimArgs []any
 	for i, req := range batch {
@@ -225,23 +353,29 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 			}
 		}
 	}
-	if claimRows != "" {
-		won, err := queryStrings(ctx, tx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
-			VALUES `+claimRows+` ON CONFLICT (scope, key) DO NOTHING RETURNING token`, claimArgs...)
-		if err != nil {
-			return err
-		}
-		claimed := make(map[string]bool, len(won))
-		for _, t := range won {
-			claimed[t] = true
-		}
-		for i, req := range batch {
-			if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil && rec.Deferred && !claimed[rec.Token] {
-				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
-			}
+	if claimRows == "" {
+		return nil
+	}
+	won, err := queryStrings(ctx, tx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
+		VALUES `+claimRows+` ON CONFLICT (scope, key) DO NOTHING RETURNING token`, claimArgs...)
+	if err != nil {
+		return err
+	}
+	claimed := make(map[string]bool, len(won))
+	for _, t := range won {
+		claimed[t] = true
+	}
+	for i, req := range batch {
+		if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil && rec.Deferred && !claimed[rec.Token] {
+			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
 		}
 	}
-	// The pool row, locked once for the whole batch.
+	return nil
+}
+
+// batchLocked is the batch with the pool's row locked first: for pools
+// with a per-holder limit, taken per request, in order, under the lock.
+func (s *Store) batchLocked(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult, locked func()) error {
 	var capacity, held, confirmed, limit, now int64
 	found, err := queryRow(ctx, tx, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools WHERE id = $1`+s.d.ForUpdate,
 		[]any{pool}, &capacity, &held, &confirmed, &limit, &now)
@@ -282,10 +416,39 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 	if len(granted) == 0 {
 		return nil
 	}
-	holds := make([]holdfast.Hold, 0, len(granted))
-	var holdArgs, lineArgs, eventArgs []any
-	var holdRows, lineRows, eventRows string
+	holds, writes, err := s.batchWrites(batch, granted, pool, now)
+	if err != nil {
+		return err
+	}
+	// One pipeline (one round trip on PostgreSQL): the conditional update —
+	// the database checks the sum — then the writes.
+	stmts := append([]Stmt{{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
+		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, addHeld, addConfirmed}}}, writes...)
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	if n[0] != 1 {
+		return errors.New("sqlstore: batch capacity check failed on the locked row")
+	}
+	if keys := countKeys(batch, granted); keys > 0 && n[len(n)-1] != int64(keys) {
+		return errors.New("sqlstore: an idempotency key changed hands inside its batch")
+	}
 	for k, i := range granted {
+		results[i].h = holds[k]
+		results[i].recorded = holdfast.IdempotencyFrom(batch[i].ctx) != nil
+	}
+	return nil
+}
+
+// batchWrites builds the holds of the requests at idx and the statements
+// that write them: holds, lines and events in multi-row inserts, then (if
+// any request has a key) every answer under its key, last.
+func (s *Store) batchWrites(batch []*claimReq, idx []int, pool string, now int64) ([]holdfast.Hold, []Stmt, error) {
+	holds := make([]holdfast.Hold, 0, len(idx))
+	var holdArgs, lineArgs, eventArgs, settleArgs []any
+	var holdRows, lineRows, eventRows, settleRows string
+	for k, i := range idx {
 		req := batch[i]
 		status := holdfast.StatusHeld
 		if req.confirm {
@@ -303,54 +466,40 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 		for _, typ := range eventTypes(req.confirm) {
 			b, err := json.Marshal(h)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			eventRows += sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 5) + ")"
 			eventArgs = append(eventArgs, string(typ), now, h.ID, pool, string(b))
 		}
+		if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil {
+			r := rec.Render(h)
+			settleRows += sep(len(settleArgs)) + "(" + params(len(settleArgs)+1, 3) +
+				fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(settleArgs)+4, len(settleArgs)+5, s.d.BlobType)
+			settleArgs = append(settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
+		}
 	}
-	// Every write of the batch goes in one pipeline (one round trip on
-	// PostgreSQL) while the pool row is locked: one conditional update —
-	// the database checks the sum — then one multi-row insert per table,
-	// then every granted request's answer under its key.
 	stmts := []Stmt{
-		{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
-		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, addHeld, addConfirmed}},
 		{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + holdRows, holdArgs},
 		{`INSERT INTO hold_lines (hold_id, line_no, pool_id, quantity, kind) VALUES ` + lineRows, lineArgs},
 		{`INSERT INTO events (type, at, hold_id, subject, data) VALUES ` + eventRows, eventArgs},
 	}
-	var settleRows string
-	var settleArgs []any
-	nkeys := 0
-	for k, i := range granted {
-		results[i].h = holds[k]
-		if rec := holdfast.IdempotencyFrom(batch[i].ctx); rec != nil {
-			r := rec.Render(holds[k])
-			settleRows += sep(len(settleArgs)) + "(" + params(len(settleArgs)+1, 3) +
-				fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(settleArgs)+4, len(settleArgs)+5, s.d.BlobType)
-			settleArgs = append(settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
-			results[i].recorded = true
-			nkeys++
-		}
-	}
-	if nkeys > 0 {
+	if settleRows != "" {
 		stmts = append(stmts, Stmt{`WITH v (scope, key, token, status, body) AS (VALUES ` + settleRows + `)
 			UPDATE idempotency_keys SET state = 'done', status = v.status, body = v.body, updated_at = holdfast_now_ms()
 			FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key
 			AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, settleArgs})
 	}
-	n, err := ExecAll(ctx, tx, stmts)
-	if err != nil {
-		return err
+	return holds, stmts, nil
+}
+
+func countKeys(batch []*claimReq, idx []int) int {
+	n := 0
+	for _, i := range idx {
+		if holdfast.IdempotencyFrom(batch[i].ctx) != nil {
+			n++
+		}
 	}
-	if n[0] != 1 {
-		return errors.New("sqlstore: batch capacity check failed on the locked row")
-	}
-	if nkeys > 0 && n[4] != int64(nkeys) {
-		return errors.New("sqlstore: an idempotency key changed hands inside its batch")
-	}
-	return nil
+	return n
 }
 
 // markRecorded tells the HTTP layer a batch recorded its request's answer.

@@ -121,6 +121,9 @@ type Dialect struct {
 	// backend has one writer at a time and so needs none.
 	ForUpdate  string
 	SkipLocked string
+	// ForNoKeyUpdate locks a row whose non-key columns will change: foreign
+	// key checks of inserts that reference it (KEY SHARE) are not blocked.
+	ForNoKeyUpdate string
 	// EventXid is the SQL for the writing transaction's number, by which
 	// the feed is ordered first (a constant where commit order is seq order).
 	EventXid string
