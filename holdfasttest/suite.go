@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 			{"PoolNoOversell", racePoolNoOversell},
 			{"SameSeat", raceSameSeat},
 			{"AnyRider", raceAnyRider},
+			{"AnyRiderChurn", raceAnyRiderChurn},
 			{"OverlappingSeats", raceOverlappingSeats},
 			{"ConfirmVsExpiry", raceConfirmVsExpiry},
 			{"ReleaseVsConfirm", raceReleaseVsConfirm},

@@ -168,9 +168,15 @@ func (a Atomic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, gr
 	// takes free units nobody else is taking at this instant (see
 	// skipLocked for the retry). A row whose claimer committed while we
 	// waited for it no longer matches hold_id IS NULL and is left out.
-	return queryStrings(ctx, tx, `UPDATE units SET hold_id = $1 WHERE id IN (
+	//
+	// The pick is a materialized CTE, not an IN (subquery): PostgreSQL may
+	// run a LIMIT … FOR UPDATE subquery of an UPDATE again after waiting
+	// for a row, and update the rows of both runs — the chaos harness saw
+	// an "any 1" get two riders. A CTE runs once.
+	return queryStrings(ctx, tx, `WITH picked AS MATERIALIZED (
 		SELECT id FROM units WHERE group_id = $2 AND hold_id IS NULL ORDER BY id LIMIT $3`+skipLocked(ctx, a.d)+`)
-		AND hold_id IS NULL RETURNING id`, holdID, group, k)
+		UPDATE units SET hold_id = $1 FROM picked WHERE units.id = picked.id AND units.hold_id IS NULL
+		RETURNING units.id`, holdID, group, k)
 }
 
 // skipLocked is the lock clause for picking "any k" units: SKIP LOCKED on

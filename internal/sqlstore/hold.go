@@ -282,6 +282,10 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		if int64(len(taken)) < l.Any {
 			return h, &lineFailure{i, holdfast.CodeUnavailable}, nil
 		}
+		if int64(len(taken)) > l.Any {
+			// Never give more than asked; roll back loudly instead.
+			return h, nil, fmt.Errorf("sqlstore: an \"any %d\" line took %d units", l.Any, len(taken))
+		}
 		slices.Sort(taken)
 		h.Lines[i].Units = taken
 	}
