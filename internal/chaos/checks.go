@@ -89,6 +89,10 @@ func dbChecks(ctx context.Context, db *pgx.Conn, bin, dbURL string, ops []op) ([
 		WHERE h.status IN ('held', 'confirmed') GROUP BY c.unit_id HAVING count(*) > 1) d`); n > 0 {
 		fail("%d units have two active holds", n)
 	}
+	if n := count(`SELECT count(*) FROM (SELECT l.hold_id FROM hold_lines l JOIN unit_claims c ON c.hold_id = l.hold_id AND c.line_no = l.line_no
+		WHERE l.kind = 'any' GROUP BY l.hold_id, l.line_no, l.any_count HAVING count(*) <> l.any_count) d`); n > 0 {
+		fail("%d \"any\" lines took a number of units other than asked", n)
+	}
 	if n := count(`SELECT count(*) FROM events e JOIN holds h ON h.id = e.hold_id
 		WHERE e.type = 'hold.confirmed' AND e.at > h.expires_at`); n > 0 {
 		fail("%d holds were confirmed after they expired", n)
