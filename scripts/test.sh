@@ -14,7 +14,7 @@ go vet ./...
 # A missing service is a failure, not a skip, in the full run.
 CI=true go test -race -count=1 -timeout 15m "$@" ./...
 # Then several real servers under faults, checked for linearizability
-# (bounded: a 15 s storm per scenario; skip with HOLDFAST_SKIP_CHAOS=1).
+# (bounded: a 25 s storm per scenario; skip with HOLDFAST_SKIP_CHAOS=1).
 if [ "${HOLDFAST_SKIP_CHAOS:-}" != 1 ]; then
   scripts/chaos.sh
 fi

@@ -40,7 +40,9 @@ func stormDuration(t *testing.T) time.Duration {
 		}
 		return d
 	}
-	return 15 * time.Second
+	// Long enough for rare interleavings: a 40 s soak found a bug that
+	// 15 s storms had not.
+	return 25 * time.Second
 }
 
 const (
