@@ -72,43 +72,22 @@ var scenarios = []scenario{
 			if k > 0 { // another one
 				in = h.instances[(first.n+1+h.rng.IntN(len(h.instances)-1))%len(h.instances)]
 			}
-			h.fault("kill -9 instance %d", in.n)
-			in.kill9()
-			time.Sleep(time.Second)
-			in.start()
-			h.recovered()
+			h.kill9(in)
 		}
 	}},
 	{name: "pause-past-lock-ttl", strategy: "redislock", faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.3)
-		in := h.randomInstance()
-		h.fault("SIGSTOP instance %d for %s (lock TTL %s)", in.n, 3*lockTTL, lockTTL)
-		in.signal(syscall.SIGSTOP)
-		time.Sleep(3 * lockTTL)
-		in.signal(syscall.SIGCONT)
-		h.recovered()
+		h.pause(h.randomInstance())
 	}},
 	{name: "postgres-crash", strategy: "atomic", faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.3)
-		h.fault("pg_ctl stop -m immediate, 2 s down")
-		h.pg.crash()
-		time.Sleep(2 * time.Second)
-		h.pg.start()
-		h.recovered()
+		h.crashPostgres()
 	}},
 	{name: "redis-kill-flush", strategy: "redislock", faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.25)
-		h.fault("kill Redis, 1 s down")
-		h.rd.kill()
-		time.Sleep(time.Second)
-		h.rd.start()
-		h.recovered()
+		h.killRedis()
 		h.at(d, 0.6)
-		h.fault("FLUSHALL")
-		if err := h.rd.flush(); err != nil {
-			h.t.Errorf("flush: %v", err)
-		}
-		h.recovered()
+		h.flushRedis()
 	}},
 	{name: "network", strategy: "atomic", faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.2)
@@ -124,34 +103,15 @@ var scenarios = []scenario{
 			h.at(d, 0.1)
 			h.network(h.instances[1], "latency", `{"latency":150,"jitter":50}`, 2*time.Second, false)
 			h.at(d, 0.2)
-			in := h.randomInstance()
-			h.fault("kill -9 instance %d", in.n)
-			in.kill9()
-			time.Sleep(time.Second)
-			in.start()
-			h.recovered()
+			h.kill9(h.randomInstance())
 			h.at(d, 0.35)
-			in = h.randomInstance()
-			h.fault("SIGSTOP instance %d for %s", in.n, 3*lockTTL)
-			in.signal(syscall.SIGSTOP)
-			time.Sleep(3 * lockTTL)
-			in.signal(syscall.SIGCONT)
-			h.recovered()
+			h.pause(h.randomInstance())
 			h.at(d, 0.5)
-			h.fault("pg_ctl stop -m immediate, 2 s down")
-			h.pg.crash()
-			time.Sleep(2 * time.Second)
-			h.pg.start()
-			h.recovered()
+			h.crashPostgres()
 			h.at(d, 0.65)
-			h.fault("kill Redis, 1 s down")
-			h.rd.kill()
-			time.Sleep(time.Second)
-			h.rd.start()
-			h.recovered()
+			h.killRedis()
 			h.at(d, 0.75)
-			h.fault("FLUSHALL")
-			_ = h.rd.flush()
+			h.flushRedis()
 			h.at(d, 0.85)
 			h.network(h.instances[2], "timeout", `{"timeout":0}`, 2*time.Second, true)
 		}},
@@ -236,6 +196,48 @@ func (h *harness) at(d time.Duration, frac float64) {
 }
 
 func (h *harness) randomInstance() *instance { return h.instances[h.rng.IntN(len(h.instances))] }
+
+// The faults, each healed before it returns.
+
+func (h *harness) kill9(in *instance) {
+	h.fault("kill -9 instance %d", in.n)
+	in.kill9()
+	time.Sleep(time.Second)
+	in.start()
+	h.recovered()
+}
+
+func (h *harness) pause(in *instance) {
+	h.fault("SIGSTOP instance %d for %s (lock TTL %s)", in.n, 3*lockTTL, lockTTL)
+	in.signal(syscall.SIGSTOP)
+	time.Sleep(3 * lockTTL)
+	in.signal(syscall.SIGCONT)
+	h.recovered()
+}
+
+func (h *harness) crashPostgres() {
+	h.fault("pg_ctl stop -m immediate, 2 s down")
+	h.pg.crash()
+	time.Sleep(2 * time.Second)
+	h.pg.start()
+	h.recovered()
+}
+
+func (h *harness) killRedis() {
+	h.fault("kill Redis, 1 s down")
+	h.rd.kill()
+	time.Sleep(time.Second)
+	h.rd.start()
+	h.recovered()
+}
+
+func (h *harness) flushRedis() {
+	h.fault("FLUSHALL")
+	if err := h.rd.flush(); err != nil {
+		h.t.Errorf("flush: %v", err)
+	}
+	h.recovered()
+}
 
 // network puts a toxic on an instance's PostgreSQL link (and its Redis
 // link with redis) for a while, then heals it.

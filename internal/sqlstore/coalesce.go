@@ -284,11 +284,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 			continue
 		}
 		avail -= q
-		if req.confirm {
-			addConfirmed += q
-		} else {
-			addHeld += q
-		}
+		req.add(q, &addHeld, &addConfirmed)
 		results[i].h = holds[k]
 		results[i].recorded = rec != nil
 	}
@@ -312,8 +308,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*c
 		}
 	}
 	if addHeld+addConfirmed > 0 {
-		final = append(final, Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
-			WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, addHeld, addConfirmed}})
+		final = append(final, takeSum(pool, addHeld, addConfirmed))
 	}
 	if len(final) == 0 {
 		return nil
@@ -406,11 +401,7 @@ func (s *Store) batchLocked(ctx context.Context, tx Querier, pool string, batch 
 			}
 		}
 		avail -= q
-		if req.confirm {
-			addConfirmed += q
-		} else {
-			addHeld += q
-		}
+		req.add(q, &addHeld, &addConfirmed)
 		granted = append(granted, i)
 	}
 	if len(granted) == 0 {
@@ -422,8 +413,7 @@ func (s *Store) batchLocked(ctx context.Context, tx Querier, pool string, batch 
 	}
 	// One pipeline (one round trip on PostgreSQL): the conditional update —
 	// the database checks the sum — then the writes.
-	stmts := append([]Stmt{{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
-		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, addHeld, addConfirmed}}}, writes...)
+	stmts := append([]Stmt{takeSum(pool, addHeld, addConfirmed)}, writes...)
 	n, err := ExecAll(ctx, tx, stmts)
 	if err != nil {
 		return err
@@ -490,6 +480,22 @@ func (s *Store) batchWrites(batch []*claimReq, idx []int, pool string, now int64
 			AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, settleArgs})
 	}
 	return holds, stmts, nil
+}
+
+// takeSum is a batch's one conditional update of the pool: the database
+// checks the sum against the capacity.
+func takeSum(pool string, held, confirmed int64) Stmt {
+	return Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
+		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, held, confirmed}}
+}
+
+// add counts a granted claim of q into the batch's held or confirmed sum.
+func (req *claimReq) add(q int64, held, confirmed *int64) {
+	if req.confirm {
+		*confirmed += q
+	} else {
+		*held += q
+	}
 }
 
 func countKeys(batch []*claimReq, idx []int) int {
