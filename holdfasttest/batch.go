@@ -17,17 +17,24 @@ type Batcher interface {
 	HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error)
 }
 
-// A batch that straddles the last units answers each request exactly as
-// one-by-one holds in arrival order would: grants while capacity lasts,
-// per-holder limits before capacity, idempotency keys recorded inside the
-// batch (and a key a retry took over takes no effect).
-func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
+// openBatcher opens a store the suite can hand batches to directly, or
+// skips the test.
+func openBatcher(t *testing.T, h Harness) (holdfast.Store, Batcher) {
 	skipRemote(t, h)
 	s, _ := h.Open(t)
 	b, ok := s.(Batcher)
 	if !ok {
 		t.Skip("store does not batch")
 	}
+	return s, b
+}
+
+// A batch that straddles the last units answers each request exactly as
+// one-by-one holds in arrival order would: grants while capacity lasts,
+// per-holder limits before capacity, idempotency keys recorded inside the
+// batch (and a key a retry took over takes no effect).
+func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
+	s, b := openBatcher(t, h)
 	ctx := ctxT(t)
 	MustCreatePool(t, s, "p", 5, 2)
 	line := func(holder string, q int64) holdfast.HoldRequest {
@@ -76,12 +83,7 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 // one batch, no claim of a later batch was granted, even where the
 // backend lets the next batch start before the one before it commits.
 func testBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
-	skipRemote(t, h)
-	s, _ := h.Open(t)
-	b, ok := s.(Batcher)
-	if !ok {
-		t.Skip("store does not batch")
-	}
+	s, b := openBatcher(t, h)
 	ctx := ctxT(t)
 	const capacity, claims = 300, 520 // three batches; capacity ends in the second
 	for round := range 3 {
