@@ -152,6 +152,9 @@ func (s *Store) Complete(ctx context.Context, id string) (holdfast.Hold, error) 
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			// Pool quantity stays consumed (the ticket was used); only units
 			// of reusable groups (riders) go back.
+			if err := lockUnitsInOrder(ctx, tx, s.d, `hold_id = $1`, id); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id = $1 AND active
 				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id = $1 AND g.reusable)`, id); err != nil {
 				return err
@@ -228,6 +231,9 @@ func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from hol
 		}
 	}
 	list := s.d.ListArg(ids)
+	if err := lockUnitsInOrder(ctx, tx, s.d, `hold_id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id IN (`+s.d.ListSelect(1)+`) AND active`, list); err != nil {
 		return err
 	}
@@ -434,4 +440,17 @@ func (s *Store) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hol
 		holds = append(holds, h)
 	}
 	return holds, nil
+}
+
+// lockUnitsInOrder locks the units a give-back frees in id order, the
+// order every claim takes units in. An "any k" claim on its retry waits
+// for locked units in id order and may keep the lock of a unit it found
+// taken on the recheck; freeing units in another order could then wait on
+// it both ways (a deadlock the chaos suite's rider churn hit).
+func lockUnitsInOrder(ctx context.Context, tx Querier, d Dialect, where string, arg any) error {
+	if d.ForUpdate == "" {
+		return nil // one writer at a time: no row locks
+	}
+	_, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE `+where+` ORDER BY id`+d.ForUpdate, arg)
+	return err
 }
