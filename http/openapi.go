@@ -141,10 +141,12 @@ func openAPIDoc() obj {
 					obj{"name": "limit", "in": "query", "schema": integer(1, 1000, "default 100")}),
 			},
 			"/v1/events/stream": obj{
-				"get": obj{"summary": "The outbox feed as server-sent events (admin): each event's cursor is its SSE id; reconnect with Last-Event-ID (or ?after=) to resume without a gap. The key may come as ?key= (EventSource sends no headers).",
+				"get": obj{"summary": "The outbox feed as server-sent events (admin): each event's cursor is its SSE id. A new stream starts at the present; reconnect with Last-Event-ID (or ?after=) to resume without a gap; ?after=0 replays from the beginning. One tail of the database per server feeds every stream; a viewer that falls more than a few seconds behind is cut off and resumes with Last-Event-ID. The key may come as ?key= (EventSource sends no headers).",
 					"parameters": []obj{
 						{"name": "Last-Event-ID", "in": "header", "schema": obj{"type": "string"}},
-						{"name": "after", "in": "query", "schema": obj{"type": "string"}},
+						{"name": "after", "in": "query", "schema": obj{"type": "string"}, "description": "resume after this cursor; 0 replays from the beginning"},
+						{"name": "types", "in": "query", "schema": obj{"type": "string"}, "description": "comma-separated event types to keep, e.g. hold.created,hold.confirmed"},
+						{"name": "subject", "in": "query", "schema": obj{"type": "string"}, "description": "comma-separated pools, groups or holds: keep only events about them"},
 						{"name": "key", "in": "query", "schema": obj{"type": "string"}},
 					},
 					"responses": merge(obj{"200": obj{"description": "text/event-stream: id, event (the event type) and data (the Event as JSON) per event",

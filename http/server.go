@@ -56,6 +56,7 @@ type Server struct {
 	metrics  *metrics
 	keys     keyCache
 	limiter  *limiter
+	hub      *hub
 	patterns []string
 }
 
@@ -69,6 +70,7 @@ func NewServer(cfg Config) *Server {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, metrics: newMetrics(cfg.Registry)}
+	s.hub = newHub(cfg.Store, cfg.Logger)
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit)
 	}

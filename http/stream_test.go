@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/sqlite"
 )
 
 type sse struct{ id, event, data string }
@@ -19,9 +21,16 @@ type sse struct{ id, event, data string }
 // readSSE reads n events from the stream, resuming after lastID when set.
 func readSSE(t *testing.T, url, lastID, key string, n int) []sse {
 	t.Helper()
+	return readSSEQuery(t, url, "", lastID, key, n, nil)
+}
+
+// readSSEQuery reads n events from the stream with the query q; ready,
+// when set, is closed once the stream has answered (it is attached).
+func readSSEQuery(t *testing.T, url, q, lastID, key string, n int, ready chan<- struct{}) []sse {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/v1/events/stream", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/v1/events/stream?"+q, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -43,6 +52,10 @@ func readSSE(t *testing.T, url, lastID, key string, n int) []sse {
 	sc := bufio.NewScanner(resp.Body)
 	for len(out) < n && sc.Scan() {
 		line := sc.Text()
+		if line == "retry: 1000" && ready != nil {
+			close(ready)
+			ready = nil
+		}
 		switch {
 		case strings.HasPrefix(line, "id: "):
 			cur.id = strings.TrimPrefix(line, "id: ")
@@ -70,7 +83,7 @@ func TestEventStreamResumes(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		holdfasttest.MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 1})
 	}
-	first := readSSE(t, srv.URL, "", adminKey, 2)
+	first := readSSEQuery(t, srv.URL, "after=0", "", adminKey, 2, nil)
 	if first[0].event != "pool.created" || first[1].event != "hold.created" {
 		t.Fatalf("first events: %+v", first)
 	}
@@ -88,4 +101,73 @@ func TestEventStreamResumes(t *testing.T) {
 	// The stream is the admin's, like the feed.
 	caller{base: srv.URL}.want(t, "GET", "/v1/events/stream", "", 401, hfhttp.CodeUnauthorized)
 	caller{base: srv.URL, key: adminKey}.want(t, "GET", "/v1/events/stream?after=nonsense", "", 400, holdfast.CodeInvalid)
+}
+
+// A new stream starts at the present (it does not replay the outbox), and
+// ?types= and ?subject= keep only the events asked for.
+func TestEventStreamFromNowAndFilters(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	srv := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+	holdfasttest.MustCreatePool(t, s, "p", 10, 0)
+	holdfasttest.MustCreatePool(t, s, "q", 10, 0)
+	holdfasttest.MustHold(t, s, "old", holdfast.Line{Pool: "p", Quantity: 1})
+
+	all, only := make(chan []sse, 1), make(chan []sse, 1)
+	readyAll, readyOnly := make(chan struct{}), make(chan struct{})
+	go func() { all <- readSSEQuery(t, srv.URL, "", "", adminKey, 2, readyAll) }()
+	go func() { only <- readSSEQuery(t, srv.URL, "types=hold.confirmed&subject=q", "", adminKey, 1, readyOnly) }()
+	<-readyAll
+	<-readyOnly
+	holdfasttest.MustHold(t, s, "new", holdfast.Line{Pool: "p", Quantity: 1})
+	h := holdfasttest.MustHold(t, s, "new-q", holdfast.Line{Pool: "q", Quantity: 1})
+	if _, err := s.Confirm(context.Background(), h.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	got := <-all
+	if got[0].event != "hold.created" || !strings.Contains(got[0].data, `"holder":"new"`) {
+		t.Fatalf("a new stream began with %+v, want the first event after it connected", got[0])
+	}
+	if f := <-only; f[0].event != "hold.confirmed" || !strings.Contains(f[0].data, h.ID) {
+		t.Fatalf("filtered stream got %+v, want only q's confirmation", f[0])
+	}
+}
+
+// countingStore counts the feed reads made of the store.
+type countingStore struct {
+	*sqlite.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
+	c.reads.Add(1)
+	return c.Store.Events(ctx, after, limit)
+}
+
+// Many viewers cost one tail of the outbox, not one per viewer: with 50
+// streams open the feed is read about once per poll interval (before the
+// hub, each stream polled on its own: 50 reads per 200 ms).
+func TestEventStreamOneTailForManyViewers(t *testing.T) {
+	s := &countingStore{Store: openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db")).(*sqlite.Store)}
+	srv := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+	holdfasttest.MustCreatePool(t, s, "p", 100, 0)
+	const viewers = 50
+	start := time.Now()
+	got := make(chan []sse, viewers)
+	for i := 0; i < viewers; i++ {
+		ready := make(chan struct{})
+		go func() { got <- readSSEQuery(t, srv.URL, "", "", adminKey, 3, ready) }()
+		<-ready
+	}
+	for i := 0; i < 3; i++ {
+		holdfasttest.MustHold(t, s, "b", holdfast.Line{Pool: "p", Quantity: 1})
+	}
+	for i := 0; i < viewers; i++ {
+		if g := <-got; g[2].event != "hold.created" {
+			t.Fatalf("viewer %d: %+v", i, g)
+		}
+	}
+	polls := time.Since(start) / (100 * time.Millisecond)
+	if reads := s.reads.Load(); reads > int64(polls)+5 {
+		t.Fatalf("%d viewers made %d feed reads in %d poll intervals: the database is read per viewer", viewers, reads, polls)
+	}
 }

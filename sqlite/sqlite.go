@@ -177,6 +177,9 @@ var dialect = sqlstore.Dialect{
 	ListArg:    listArg,
 	// One writer at a time: commit order is seq order.
 	EventXid: "CAST(0 AS INTEGER)",
+	// One writer: commit order is seq order ($1, the xid, is always 0).
+	EventAfter: "(seq > $2 AND $1 >= 0)",
+	EventOrder: "seq",
 	BlobType: "BLOB",
 	Classify: classify,
 }

@@ -130,6 +130,10 @@ type Dialect struct {
 	// EventsVisible is an extra condition on feed reads (" AND …"): only
 	// events that no transaction still running could precede.
 	EventsVisible string
+	// EventAfter is the feed's condition "after cursor ($1 xid, $2 seq)",
+	// written so the feed's index serves it; EventOrder is the feed's
+	// order by that index.
+	EventAfter, EventOrder string
 	// AdvisoryLock is a statement taking a transaction-scoped lock on the
 	// string $1, or "" where the backend has none.
 	AdvisoryLock string

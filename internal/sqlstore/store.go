@@ -371,8 +371,8 @@ func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast
 	}
 	x := s.d.EventXid
 	rows, err := s.db.Query(ctx, `SELECT `+x+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
-		FROM events WHERE (`+x+` > $1 OR (`+x+` = $1 AND seq > $2))`+s.d.EventsVisible+`
-		ORDER BY `+x+`, seq LIMIT $3`, xid, seq, limit)
+		FROM events WHERE `+s.d.EventAfter+s.d.EventsVisible+`
+		ORDER BY `+s.d.EventOrder+` LIMIT $3`, xid, seq, limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -393,6 +393,24 @@ func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast
 		events = append(events, e)
 	}
 	return events, next, rows.Err()
+}
+
+// LastEventCursor returns the cursor of the newest event a feed read can
+// see now ("" for an empty outbox): a stream that starts at the present
+// continues after it and misses no event committed later.
+func (s *Store) LastEventCursor(ctx context.Context) (string, error) {
+	cols := strings.Split(s.d.EventOrder, ", ")
+	for i := range cols {
+		cols[i] += " DESC"
+	}
+	desc := strings.Join(cols, ", ")
+	var xid, seq int64
+	found, err := queryRow(ctx, s.db, `SELECT `+s.d.EventXid+`, seq FROM events WHERE 1 = 1`+s.d.EventsVisible+`
+		ORDER BY `+desc+` LIMIT 1`, nil, &xid, &seq)
+	if err != nil || !found {
+		return "", err
+	}
+	return strconv.FormatInt(xid, 10) + "." + strconv.FormatInt(seq, 10), nil
 }
 
 // params returns "$start, $start+1, …" for n parameters.
