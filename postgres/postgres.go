@@ -171,13 +171,13 @@ var dialect = sqlstore.Dialect{
 	ForUpdate:  " FOR UPDATE",
 	// See migrations/00003: the feed goes by (xid, seq) up to the oldest
 	// running transaction.
-	EventXid:          "CAST(CAST(xid AS text) AS bigint)",
-	EventsVisible:     " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
+	EventXid:      "CAST(CAST(xid AS text) AS bigint)",
+	EventsVisible: " AND xid < pg_snapshot_xmin(pg_current_snapshot())",
 	// A row comparison on the indexed xid8 itself: a comparison on the
 	// bigint cast of it cannot use events_feed and read the whole outbox
 	// on every page (every stream poll, once per viewer).
-	EventAfter: "(xid, seq) > (CAST(CAST(CAST($1 AS bigint) AS text) AS xid8), $2)",
-	EventOrder: "xid, seq",
+	EventAfter:        "(xid, seq) > (CAST(CAST(CAST($1 AS bigint) AS text) AS xid8), $2)",
+	EventOrder:        "xid, seq",
 	AdvisoryLock:      "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 	Fencing:           true,
 	QueuesLockWaiters: true,

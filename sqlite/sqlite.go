@@ -180,8 +180,8 @@ var dialect = sqlstore.Dialect{
 	// One writer: commit order is seq order ($1, the xid, is always 0).
 	EventAfter: "(seq > $2 AND $1 >= 0)",
 	EventOrder: "seq",
-	BlobType: "BLOB",
-	Classify: classify,
+	BlobType:   "BLOB",
+	Classify:   classify,
 }
 
 func listArg(ids []string) any {
