@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
@@ -451,4 +452,94 @@ func TestReplayIsByteForByte(t *testing.T) {
 		}
 	}
 	_ = context.Background
+}
+
+// A big seat map is counted without listing it, listed a page at a time,
+// and read whole in the compact form with an ETag: an unchanged map
+// answers 304, a change shows within a moment.
+func TestSeatMapPagesAndCompactForm(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		ctx := context.Background()
+		c := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		c.want(t, "POST", "/v1/groups", `{"id":"hall"}`, 201, "")
+		ids := make([]string, 12_000)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("S-%05d", i)
+		}
+		for i := 0; i < len(ids); i += 6000 {
+			if err := s.AddUnits(ctx, "hall", ids[i:i+6000]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		holdfasttest.MustHold(t, s, "a", holdfast.Line{Units: []string{"S-00007", "S-11000"}})
+
+		var g holdfast.GroupAvailability
+		c.want(t, "GET", "/v1/groups/hall", "", 200, "").decode(t, &g)
+		if g.Units != 12_000 || g.Free != 11_998 || g.Held != 2 || len(g.FreeUnits) != 1000 || g.FreeUnits[7] != "S-00008" {
+			t.Fatalf("group: %d units, %d free, %d held, %d free listed", g.Units, g.Free, g.Held, len(g.FreeUnits))
+		}
+
+		var total, held int
+		for after, pages := "", 0; ; pages++ {
+			var page struct {
+				Units []holdfast.Unit `json:"units"`
+				Next  string          `json:"next"`
+			}
+			c.want(t, "GET", "/v1/groups/hall/units?after="+after, "", 200, "").decode(t, &page)
+			for _, u := range page.Units {
+				if u.Status == holdfast.UnitHeld {
+					held++
+				}
+			}
+			total += len(page.Units)
+			if after = page.Next; after == "" {
+				if pages != 2 {
+					t.Fatalf("%d pages, want 3 of at most 5,000", pages+1)
+				}
+				break
+			}
+		}
+		if total != 12_000 || held != 2 {
+			t.Fatalf("pages listed %d units, %d held", total, held)
+		}
+		var only struct{ Units []holdfast.Unit }
+		c.want(t, "GET", "/v1/groups/hall/units?status=held&limit=10", "", 200, "").decode(t, &only)
+		if len(only.Units) != 2 || only.Units[1].ID != "S-11000" {
+			t.Fatalf("held units: %+v", only.Units)
+		}
+
+		var m struct {
+			Units  int      `json:"units"`
+			Status string   `json:"status"`
+			IDs    []string `json:"ids"`
+		}
+		r := c.want(t, "GET", "/v1/groups/hall/units?format=compact&ids=true", "", 200, "")
+		r.decode(t, &m)
+		if m.Units != 12_000 || len(m.Status) != 12_000 || strings.Count(m.Status, "h") != 2 || m.Status[7] != 'h' || m.IDs[11_000] != "S-11000" {
+			t.Fatalf("compact map: %d units, %d held", m.Units, strings.Count(m.Status, "h"))
+		}
+		r = c.want(t, "GET", "/v1/groups/hall/units?format=compact", "", 200, "")
+		etag := r.header.Get("ETag")
+		c.want(t, "GET", "/v1/groups/hall/units?format=compact", "", 304, "", "If-None-Match", etag)
+
+		holdfasttest.MustHold(t, s, "b", holdfast.Line{Units: []string{"S-00008"}})
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			r := c.do(t, "GET", "/v1/groups/hall/units?format=compact", "", "If-None-Match", etag)
+			if r.status == 200 {
+				r.decode(t, &m)
+				if m.Status[8] != 'h' || r.header.Get("ETag") == etag {
+					t.Fatalf("changed map: seat 8 is %q, etag %s", m.Status[8], r.header.Get("ETag"))
+				}
+				break
+			}
+			if r.status != 304 || time.Now().After(deadline) {
+				t.Fatalf("a change to the map still answers %d after 5 s", r.status)
+			}
+		}
+
+		c.want(t, "GET", "/v1/groups/hall/units?limit=0", "", 400, holdfast.CodeInvalid)
+		c.want(t, "GET", "/v1/groups/hall/units?format=xml", "", 400, holdfast.CodeInvalid)
+		c.want(t, "GET", "/v1/groups/nope/units?format=compact", "", 404, holdfast.CodeNotFound)
+	})
 }

@@ -183,16 +183,33 @@ func (c *Client) Group(ctx context.Context, id string) (holdfast.GroupAvailabili
 	return out, err
 }
 
+// Units lists every unit of the group, following the pages.
 func (c *Client) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
-	var out struct {
-		Units []holdfast.Unit `json:"units"`
+	units := []holdfast.Unit{}
+	for after := ""; ; {
+		var out struct {
+			Units []holdfast.Unit `json:"units"`
+			Next  string          `json:"next"`
+		}
+		q := url.Values{}
+		if status != "" {
+			q.Set("status", string(status))
+		}
+		if after != "" {
+			q.Set("after", after)
+		}
+		path := "/v1/groups/" + esc(group) + "/units"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		if err := c.do(ctx, "GET", path, nil, &out); err != nil {
+			return nil, err
+		}
+		units = append(units, out.Units...)
+		if after = out.Next; after == "" {
+			return units, nil
+		}
 	}
-	path := "/v1/groups/" + esc(group) + "/units"
-	if status != "" {
-		path += "?status=" + url.QueryEscape(string(status))
-	}
-	err := c.do(ctx, "GET", path, nil, &out)
-	return out.Units, err
 }
 
 func holdJSON(r holdfast.HoldRequest, paymentRef string) map[string]any {

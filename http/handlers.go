@@ -158,11 +158,6 @@ func (s *Server) addUnits(r *http.Request, _ principal) (int, any, error) {
 	return http.StatusCreated, out, s.cfg.Store.AddUnits(r.Context(), out.Group, b.IDs)
 }
 
-func (s *Server) listUnits(r *http.Request, _ principal) (int, any, error) {
-	units, err := s.cfg.Store.Units(r.Context(), r.PathValue("id"), holdfast.UnitStatus(r.URL.Query().Get("status")))
-	return http.StatusOK, map[string]any{"units": units}, err
-}
-
 // ---- holds ----
 
 // lineBody is a hold line as sent. Pointers tell a field sent as 0 from a

@@ -57,6 +57,7 @@ type Server struct {
 	keys     keyCache
 	limiter  *limiter
 	hub      *hub
+	unitMaps unitMaps
 	patterns []string
 }
 
@@ -144,6 +145,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, acc access, h han
 		status, body, err := h(r, p)
 		if err != nil {
 			return s.writeError(w, err)
+		}
+		if e, ok := body.(etagged); ok {
+			w.Header().Set("ETag", e.etag)
+			w.Header().Set("Cache-Control", "no-cache")
+			if notModified(r, e.etag) {
+				w.WriteHeader(http.StatusNotModified)
+				return http.StatusNotModified
+			}
+			body = e.body
 		}
 		writeBody(w, status, encode(body), false)
 		return status
