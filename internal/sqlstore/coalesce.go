@@ -3,32 +3,43 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/holdfast/holdfast"
 )
 
-// Coalescing is group commit for claims. On a hot pool every one-claim-
-// per-transaction design queues on the pool's row lock, and the database's
-// commit rate is the ceiling. Here, concurrent holds of one line on the
-// same pool are combined: one transaction takes the pool's row once, grants
-// in arrival order while capacity lasts, and writes every hold, line and
-// event of the batch in multi-row inserts. A batch closes when the
-// previous one commits (or at maxBatch), so a lone request waits for
-// nothing; under load, batches grow by themselves.
+// Coalescing is group commit for claims of every shape. Under load, every
+// one-claim-per-transaction design queues on row locks and the database's
+// commit rate is the ceiling — on one hot pool, on a seat map, and on 200
+// events on sale at once alike. Here, concurrent holds of any shape (pool
+// lines with or without a per-holder limit, named units, "any k" of a
+// group, several lines mixing them, bookings) are decided together: one
+// transaction locks every row the batch touches in the one global order
+// (pools by id, then units by id, then free units of each group in group
+// order, skipping those other transactions have locked), decides each
+// request in arrival order in memory — all or nothing per request — and
+// writes every effect and outbox event in one round of multi-row
+// statements (pipelined on PostgreSQL), then commits once. A batch closes
+// when the previous one holds its locks (or at maxBatch), so a lone request
+// waits for nothing; under load, batches grow by themselves.
 //
-// Every guarantee holds as without batching: the capacity check is made
-// on the locked row for the whole batch, per-holder limits by the same
-// conditional upsert per request in order, idempotency records inside the
-// batch's transaction. A request that a batch cannot grant takes the
-// ordinary path (reclaiming expired holds, naming the failing line).
+// Every guarantee holds as without batching: capacity and limits are
+// decided on locked rows and checked again by the conditional updates
+// (whose row counts must match, or the batch rolls back), units by the
+// conditional "hold_id IS NULL" update and the partial unique index,
+// idempotency keys are claimed and answered inside the batch's
+// transaction. A request the batch cannot grant (a line short, a unit
+// taken or held by an expired hold, a limit passed) takes the ordinary
+// path after the batch commits: it reclaims expired holds and names the
+// failing line, exactly as a one-by-one claim arriving after the requests
+// ahead of it would.
 
 const (
 	maxBatch = 256
-	// maxQueue bounds the requests waiting on one pool: past it the server
+	// maxQueue bounds the requests waiting for a batch: past it the server
 	// sheds load with a retryable busy (503), never a wrong answer.
 	maxQueue = 20_000
 )
@@ -36,6 +47,7 @@ const (
 type claimReq struct {
 	ctx     context.Context
 	r       holdfast.HoldRequest
+	rec     *holdfast.Idempotency
 	ttl     time.Duration
 	confirm bool
 	ref     string
@@ -50,58 +62,33 @@ type claimResult struct {
 	fallback bool // the batch failed as a whole: take the ordinary path
 }
 
-type poolQueue struct {
+// coalescer is the queue of claims waiting for a batch.
+type coalescer struct {
 	mu      sync.Mutex
 	pending []*claimReq
 	running bool
 }
 
-type coalescer struct {
-	mu    sync.Mutex
-	pools map[string]*poolQueue
-}
-
-func (c *coalescer) queue(pool string) *poolQueue {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pools == nil {
-		c.pools = map[string]*poolQueue{}
-	}
-	q, ok := c.pools[pool]
-	if !ok {
-		q = &poolQueue{}
-		c.pools[pool] = q
-	}
-	return q
-}
-
-// coalescible says whether a request can join a batch: one pool line.
-func coalescible(r holdfast.HoldRequest) bool {
-	return len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool
-}
-
 func (s *Store) newClaimReq(ctx context.Context, r holdfast.HoldRequest, ttl time.Duration, confirm bool, ref string) *claimReq {
-	return &claimReq{ctx: ctx, r: r, ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
+	return &claimReq{ctx: ctx, r: r, rec: holdfast.IdempotencyFrom(ctx), ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
 }
 
-// submit queues claims on their pool, one after the other, and waits for
-// their batches.
-func (s *Store) submit(ctx context.Context, reqs []*claimReq) []claimResult {
-	pool := reqs[0].r.Lines[0].Pool
-	q := s.batches.queue(pool)
+// submit queues claims, one after the other, and waits for their batches.
+func (s *Store) submit(reqs []*claimReq) []claimResult {
+	q := &s.batches
 	out := make([]claimResult, len(reqs))
 	q.mu.Lock()
 	if len(q.pending)+len(reqs) > maxQueue {
 		q.mu.Unlock()
 		for i := range out {
-			out[i] = claimResult{err: holdfast.Errorf(holdfast.CodeBusy, "too many claims waiting on pool %q; retry shortly", pool)}
+			out[i] = claimResult{err: holdfast.Errorf(holdfast.CodeBusy, "too many claims waiting; retry shortly")}
 		}
 		return out
 	}
 	q.pending = append(q.pending, reqs...)
 	if !q.running {
 		q.running = true
-		go s.drain(pool, q)
+		go s.drain()
 	}
 	q.mu.Unlock()
 	// No select on ctx: once queued, a claim is decided by its batch (a
@@ -114,17 +101,19 @@ func (s *Store) submit(ctx context.Context, reqs []*claimReq) []claimResult {
 	return out
 }
 
-// drain runs batches for a pool until its queue is empty.
+// drain runs batches until the queue is empty.
 //
 // Where the database queues transactions waiting for a row lock
 // (PostgreSQL), the next batch starts as soon as the previous one holds
-// the pool's row: it claims its keys and waits at the lock while the
-// previous one writes and commits, so the lock passes from batch to batch
-// with no round trip between them. Arrival order still holds: a batch
-// asks for the lock only after the one before it has it. At most two
-// batches of a pool are in flight. With one writer (SQLite) a batch
-// starts when the previous one has finished, which lets it grow.
-func (s *Store) drain(pool string, q *poolQueue) {
+// its rows: it claims its keys and waits at the first row they share while
+// the previous one writes and commits, so the locks pass from batch to
+// batch with no round trip between them, and batches on rows the previous
+// one does not touch (other events) run alongside it. Arrival order still
+// holds: a batch asks for its locks only after the one before it has
+// them. At most two batches are in flight. With one writer (SQLite) a
+// batch starts when the previous one has finished, which lets it grow.
+func (s *Store) drain() {
+	q := &s.batches
 	for {
 		q.mu.Lock()
 		n := min(len(q.pending), maxBatch)
@@ -154,7 +143,7 @@ func (s *Store) drain(pool string, q *poolQueue) {
 		go func() {
 			defer close(done)
 			var once sync.Once
-			s.runBatch(pool, live, func() { once.Do(func() { close(locked) }) })
+			s.runBatch(live, func() { once.Do(func() { close(locked) }) })
 		}()
 		if s.d.QueuesLockWaiters {
 			select {
@@ -168,8 +157,8 @@ func (s *Store) drain(pool string, q *poolQueue) {
 }
 
 // runBatch decides a batch in one transaction and answers every request.
-// locked is called once the batch holds the pool's row.
-func (s *Store) runBatch(pool string, batch []*claimReq, locked func()) {
+// locked is called once the batch holds its rows.
+func (s *Store) runBatch(batch []*claimReq, locked func()) {
 	results := make([]claimResult, len(batch))
 	// The batch's transaction runs under a deadline of its own: the
 	// requests' deadlines decide whether they wait, not whether a
@@ -180,13 +169,14 @@ func (s *Store) runBatch(pool string, batch []*claimReq, locked func()) {
 		for i := range results {
 			results[i] = claimResult{}
 		}
-		return s.batchTx(ctx, tx, pool, batch, results, locked)
+		return s.batchTx(ctx, tx, batch, results, locked)
 	})
+	locked()
 	if err != nil {
 		// Every request takes the ordinary path, so nobody is failed by a
 		// batch; but a batch should not fail, so count it and say so.
 		s.batchFailures.Add(1)
-		s.log("coalesced batch failed; its claims go one by one", "pool", pool, "claims", len(batch), "err", err)
+		s.log("coalesced batch failed; its claims go one by one", "claims", len(batch), "err", err)
 	}
 	for i, req := range batch {
 		if err != nil {
@@ -194,133 +184,283 @@ func (s *Store) runBatch(pool string, batch []*claimReq, locked func()) {
 			continue
 		}
 		if results[i].recorded {
-			markRecorded(req.ctx)
+			req.rec.MarkRecorded()
 		}
 		req.done <- results[i]
 	}
 }
 
+// batchState is what a batch has locked and what its grants have taken
+// so far, in memory.
+type batchState struct {
+	pools   map[string]*poolRow
+	holders map[holderKey]int64 // taken per (pool, holder), limited pools
+	// holdersAdded is what the batch's grants add to holders' totals.
+	holdersAdded map[holderKey]int64
+	units        map[string]bool     // named units: free now
+	free         map[string][]string // per group: free units picked for "any" lines
+}
+
+type poolRow struct {
+	capacity, held, confirmed, limit int64
+	addHeld, addConfirmed            int64
+}
+
+type holderKey struct{ pool, holder string }
+
 // batchTx decides a batch inside one transaction.
-//
-// Only the grant decision needs the pool's row lock, so on a pool without
-// a per-holder limit everything else is done before taking it: the keys
-// are claimed, the pool is read without a lock, and the holds, lines,
-// events and keys' answers of every request that fits are written. Then
-// the row is locked and read again; the requests that still fit, in
-// arrival order, are granted with one conditional update, and the writes
-// of any that no longer fit (another batch took the capacity in between)
-// are undone. Under the lock: one read, one update, the commit — the lock
-// passes to the next batch sooner, and on a hot pool that section is the
-// serial part.
-func (s *Store) batchTx(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult, locked func()) error {
+func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, locked func()) error {
 	if err := s.claimBatchKeys(ctx, tx, batch, results); err != nil {
 		return err
 	}
-	var capacity, held, confirmed, limit, now int64
-	found, err := queryRow(ctx, tx, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools WHERE id = $1`,
-		[]any{pool}, &capacity, &held, &confirmed, &limit, &now)
-	if err != nil {
-		return err
+	var pools, units, groups, holders []string
+	seen := map[string]bool{}
+	add := func(list *[]string, kind, id string) {
+		if !seen[kind+id] {
+			seen[kind+id] = true
+			*list = append(*list, id)
+		}
 	}
-	if found && limit > 0 {
-		// Per-holder limits are taken request by request under the lock.
-		return s.batchLocked(ctx, tx, pool, batch, results, locked)
-	}
-	avail := capacity - held - confirmed
-	var cand []int
 	for i, req := range batch {
 		if results[i].err != nil {
 			continue
 		}
-		if q := req.r.Lines[0].Quantity; !found || q > avail {
-			results[i].refused = true
-		} else {
-			avail -= q
-			cand = append(cand, i)
+		for _, l := range req.r.Lines {
+			switch l.Kind() {
+			case holdfast.LinePool:
+				add(&pools, "p", l.Pool)
+				add(&holders, "h", req.r.Holder)
+			case holdfast.LineUnits:
+				for _, u := range l.Units {
+					add(&units, "u", u)
+				}
+			case holdfast.LineAny:
+				add(&groups, "g", l.Group)
+			}
 		}
 	}
-	if len(cand) == 0 {
-		return nil
-	}
-	holds, stmts, err := s.batchWrites(batch, cand, pool, now)
-	if err != nil {
-		return err
-	}
-	n, err := ExecAll(ctx, tx, stmts)
-	if err != nil {
-		return err
-	}
-	if keys := countKeys(batch, cand); keys > 0 && n[len(n)-1] != int64(keys) {
-		return errors.New("sqlstore: an idempotency key changed hands inside its batch")
-	}
-
-	// The decision, under the row lock.
-	// FOR NO KEY UPDATE, not FOR UPDATE: the next batch's inserts of hold
-	// lines check their foreign key to this row (KEY SHARE) while we hold
-	// it, and must not wait for us (nor we, in turn, for them).
-	found, err = queryRow(ctx, tx, `SELECT capacity, held, confirmed FROM pools WHERE id = $1`+s.d.ForNoKeyUpdate,
-		[]any{pool}, &capacity, &held, &confirmed)
+	slices.Sort(pools)
+	slices.Sort(units)
+	slices.Sort(groups)
+	st, now, err := s.lockBatch(ctx, tx, batch, results, pools, units, groups, holders)
 	if err != nil {
 		return err
 	}
 	locked()
-	if !found {
-		return errors.New("sqlstore: the pool vanished inside its batch")
-	}
-	avail = capacity - held - confirmed
-	var addHeld, addConfirmed int64
-	var undo []string
-	var undoKeys []*holdfast.Idempotency
-	for k, i := range cand {
-		req := batch[i]
-		q := req.r.Lines[0].Quantity
-		rec := holdfast.IdempotencyFrom(req.ctx)
-		if q > avail {
-			results[i].refused = true
-			undo = append(undo, holds[k].ID)
-			if rec != nil {
-				undoKeys = append(undoKeys, rec)
-			}
+
+	var granted []int
+	grants := make([]holdfast.Hold, len(batch))
+	for i, req := range batch {
+		if results[i].err != nil {
 			continue
 		}
-		avail -= q
-		req.add(q, &addHeld, &addConfirmed)
-		results[i].h = holds[k]
-		results[i].recorded = rec != nil
-	}
-	var final []Stmt
-	if len(undo) > 0 {
-		ids := s.d.ListArg(undo)
-		final = append(final,
-			Stmt{`DELETE FROM events WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, []any{ids}},
-			Stmt{`DELETE FROM hold_lines WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, []any{ids}},
-			Stmt{`DELETE FROM holds WHERE id IN (` + s.d.ListSelect(1) + `)`, []any{ids}})
-		if len(undoKeys) > 0 {
-			var rows string
-			var args []any
-			for _, rec := range undoKeys {
-				rows += sep(len(args)) + "(" + params(len(args)+1, 3) + ")"
-				args = append(args, rec.Scope, rec.Key, rec.Token)
-			}
-			final = append(final, Stmt{`WITH v (scope, key, token) AS (VALUES ` + rows + `)
-				UPDATE idempotency_keys SET state = 'in_flight', status = NULL, body = NULL
-				FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key AND idempotency_keys.token = v.token`, args})
+		h, ok := st.grant(req, now)
+		if !ok {
+			results[i].refused = true
+			continue
 		}
+		grants[i] = h
+		granted = append(granted, i)
 	}
-	if addHeld+addConfirmed > 0 {
-		final = append(final, takeSum(pool, addHeld, addConfirmed))
-	}
-	if len(final) == 0 {
+	if len(granted) == 0 {
 		return nil
 	}
-	n, err = ExecAll(ctx, tx, final)
+	w := newHoldWriter(s.d)
+	for _, i := range granted {
+		if err := w.add(grants[i], batch[i].confirm, batch[i].rec, now); err != nil {
+			return err
+		}
+	}
+	stmts, checks := w.batchStmts(st)
+	n, err := ExecAll(ctx, tx, stmts)
 	if err != nil {
 		return err
 	}
-	if addHeld+addConfirmed > 0 && n[len(n)-1] != 1 {
-		return errors.New("sqlstore: batch capacity check failed on the locked row")
+	for k, want := range checks {
+		if want >= 0 && n[k] != want {
+			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
+		}
+	}
+	for _, i := range granted {
+		results[i].h = grants[i]
+		results[i].recorded = batch[i].rec != nil
 	}
 	return nil
+}
+
+// lockBatch locks the batch's rows in the global order and reads them.
+func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, pools, units, groups, holders []string) (*batchState, int64, error) {
+	st := &batchState{pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, free: map[string][]string{}}
+	var now int64
+	var limited []string
+	if len(pools) > 0 {
+		rows, err := tx.Query(ctx, `SELECT id, capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools
+			WHERE id IN (`+s.d.ListSelect(1)+`) ORDER BY id`+s.d.ForUpdate, s.d.ListArg(pools))
+		if err != nil {
+			return nil, 0, err
+		}
+		for rows.Next() {
+			var id string
+			p := &poolRow{}
+			if err := rows.Scan(&id, &p.capacity, &p.held, &p.confirmed, &p.limit, &now); err != nil {
+				rows.Close()
+				return nil, 0, err
+			}
+			st.pools[id] = p
+			if p.limit > 0 {
+				limited = append(limited, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(st.pools) == 0 {
+		if err := tx.QueryRow(ctx, `SELECT holdfast_now_ms()`).Scan(&now); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(limited) > 0 {
+		// The pools' row locks guard their holders' totals (every claim and
+		// give-back takes the pool's row first).
+		rows, err := tx.Query(ctx, `SELECT pool_id, holder, taken FROM pool_holders
+			WHERE pool_id IN (`+s.d.ListSelect(1)+`) AND holder IN (`+s.d.ListSelect(2)+`)`, s.d.ListArg(limited), s.d.ListArg(holders))
+		if err != nil {
+			return nil, 0, err
+		}
+		for rows.Next() {
+			var k holderKey
+			var taken int64
+			if err := rows.Scan(&k.pool, &k.holder, &taken); err != nil {
+				rows.Close()
+				return nil, 0, err
+			}
+			st.holders[k] = taken
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(units) > 0 {
+		rows, err := tx.Query(ctx, `SELECT id, hold_id IS NULL FROM units WHERE id IN (`+s.d.ListSelect(1)+`) ORDER BY id`+s.d.ForUpdate, s.d.ListArg(units))
+		if err != nil {
+			return nil, 0, err
+		}
+		for rows.Next() {
+			var id string
+			var free bool
+			if err := rows.Scan(&id, &free); err != nil {
+				rows.Close()
+				return nil, 0, err
+			}
+			st.units[id] = free
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, err
+		}
+	}
+	for _, g := range groups {
+		var want int64
+		for i, req := range batch {
+			if results[i].err != nil {
+				continue
+			}
+			for _, l := range req.r.Lines {
+				if l.Kind() == holdfast.LineAny && l.Group == g {
+					want += l.Any
+				}
+			}
+		}
+		// Free units other transactions have not locked, in id order; the
+		// batch's own named units are left to their requests.
+		free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL
+			AND id NOT IN (`+s.d.ListSelect(2)+`) ORDER BY id LIMIT $3`+s.d.SkipLocked, g, s.d.ListArg(units), want)
+		if err != nil {
+			return nil, 0, err
+		}
+		st.free[g] = free
+	}
+	return st, now, nil
+}
+
+// grant decides one request on the batch's locked rows: every line or
+// none. The hold it returns has its lines (and units) filled in.
+func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, bool) {
+	r := req.r
+	type take struct {
+		pool string
+		q    int64
+	}
+	var pools []take
+	var named []string
+	picked := map[string]int{} // per group: units taken by this request
+	lines := make([]holdfast.Line, len(r.Lines))
+	for i, l := range r.Lines {
+		lines[i] = holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any}
+		switch l.Kind() {
+		case holdfast.LinePool:
+			p := st.pools[l.Pool]
+			if p == nil {
+				return holdfast.Hold{}, false
+			}
+			want := l.Quantity
+			for _, t := range pools {
+				if t.pool == l.Pool {
+					want += t.q
+				}
+			}
+			if p.capacity-p.held-p.confirmed-p.addHeld-p.addConfirmed < want {
+				return holdfast.Hold{}, false
+			}
+			if p.limit > 0 && st.holders[holderKey{l.Pool, r.Holder}]+want > p.limit {
+				return holdfast.Hold{}, false
+			}
+			pools = append(pools, take{l.Pool, l.Quantity})
+		case holdfast.LineUnits:
+			for _, u := range l.Units {
+				if !st.units[u] {
+					return holdfast.Hold{}, false
+				}
+			}
+			named = append(named, l.Units...)
+			lines[i].Units = slices.Clone(l.Units)
+		case holdfast.LineAny:
+			free := st.free[l.Group][picked[l.Group]:]
+			if int64(len(free)) < l.Any {
+				return holdfast.Hold{}, false
+			}
+			lines[i].Units = slices.Sorted(slices.Values(free[:l.Any]))
+			picked[l.Group] += int(l.Any)
+		}
+	}
+	// Every line fits: take it.
+	for _, t := range pools {
+		p := st.pools[t.pool]
+		if req.confirm {
+			p.addConfirmed += t.q
+		} else {
+			p.addHeld += t.q
+		}
+		if p.limit > 0 {
+			st.holders[holderKey{t.pool, r.Holder}] += t.q
+			st.holdersAdded[holderKey{t.pool, r.Holder}] += t.q
+		}
+	}
+	for _, u := range named {
+		st.units[u] = false
+	}
+	for g, n := range picked {
+		st.free[g] = st.free[g][n:]
+	}
+	status := holdfast.StatusHeld
+	if req.confirm {
+		status = holdfast.StatusConfirmed
+	}
+	return holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
+		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, true
 }
 
 // claimBatchKeys claims the batch's deferred idempotency keys with one
@@ -331,7 +471,7 @@ func (s *Store) claimBatchKeys(ctx context.Context, tx Querier, batch []*claimRe
 	var claimRows string
 	var claimArgs []any
 	for i, req := range batch {
-		rec := holdfast.IdempotencyFrom(req.ctx)
+		rec := req.rec
 		switch {
 		case rec != nil && rec.Deferred:
 			claimRows += sep(len(claimArgs)) + "(" + params(len(claimArgs)+1, 4) + ", 'in_flight', holdfast_now_ms(), holdfast_now_ms())"
@@ -361,158 +501,171 @@ func (s *Store) claimBatchKeys(ctx context.Context, tx Querier, batch []*claimRe
 		claimed[t] = true
 	}
 	for i, req := range batch {
-		if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil && rec.Deferred && !claimed[rec.Token] {
+		if rec := req.rec; rec != nil && rec.Deferred && !claimed[rec.Token] {
 			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
 		}
 	}
 	return nil
 }
 
-// batchLocked is the batch with the pool's row locked first: for pools
-// with a per-holder limit, taken per request, in order, under the lock.
-func (s *Store) batchLocked(ctx context.Context, tx Querier, pool string, batch []*claimReq, results []claimResult, locked func()) error {
-	var capacity, held, confirmed, limit, now int64
-	found, err := queryRow(ctx, tx, `SELECT capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools WHERE id = $1`+s.d.ForUpdate,
-		[]any{pool}, &capacity, &held, &confirmed, &limit, &now)
+// holdWriter builds the multi-row statements that write new holds: the
+// one writer of holds, lines, unit claims, outbox events and keys'
+// answers, for a batch of many and for a claim made alone.
+type holdWriter struct {
+	d Dialect
+
+	holdRows, lineRows, claimRows, eventRows, settleRows string
+	holdArgs, lineArgs, claimArgs, eventArgs, settleArgs []any
+	unitRows                                             string
+	unitArgs                                             []any
+	holds, units, keys                                   int
+}
+
+func newHoldWriter(d Dialect) *holdWriter { return &holdWriter{d: d} }
+
+// add writes hold h (created at now; booked when confirm), and the answer
+// under rec when it is not nil.
+func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotency, now int64) error {
+	w.holdRows += sep(w.holds) + "(" + params(len(w.holdArgs)+1, 8) + ")"
+	w.holdArgs = append(w.holdArgs, h.ID, h.Holder, string(h.Status), now, h.ExpiresAt.UnixMilli(), now, h.PaymentRef, h.Owner)
+	w.holds++
+	for i, l := range h.Lines {
+		var kind string
+		var pool, group, qty, anyN any
+		switch {
+		case l.Pool != "":
+			kind, pool, qty = "pool", l.Pool, l.Quantity
+		case l.Group != "":
+			kind, group, anyN = "any", l.Group, l.Any
+		default:
+			kind = "units"
+		}
+		w.lineRows += sep(len(w.lineArgs)) + "(" + params(len(w.lineArgs)+1, 7) + ")"
+		w.lineArgs = append(w.lineArgs, h.ID, i, kind, pool, qty, group, anyN)
+		for _, u := range l.Units {
+			w.claimRows += sep(len(w.claimArgs)) + "(" + params(len(w.claimArgs)+1, 3) + ", TRUE)"
+			w.claimArgs = append(w.claimArgs, h.ID, i, u)
+			w.unitRows += sep(len(w.unitArgs)) + "(" + params(len(w.unitArgs)+1, 2) + ")"
+			w.unitArgs = append(w.unitArgs, u, h.ID)
+			w.units++
+		}
+	}
+	b, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	locked()
-	avail := capacity - held - confirmed
-	var addHeld, addConfirmed int64
-	var granted []int
-	for i, req := range batch {
-		if results[i].err != nil {
-			continue
-		}
-		q := req.r.Lines[0].Quantity
-		if !found || q > avail {
-			results[i].refused = true
-			continue
-		}
-		if limit > 0 {
-			ok, err := s.takeHolderLimit(ctx, tx, pool, req.r.Holder, q, limit)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				results[i].refused = true
-				continue
-			}
-		}
-		avail -= q
-		req.add(q, &addHeld, &addConfirmed)
-		granted = append(granted, i)
+	types := []holdfast.EventType{holdfast.EventHoldCreated}
+	if confirm {
+		types = append(types, holdfast.EventHoldConfirmed)
 	}
-	if len(granted) == 0 {
-		return nil
+	for _, typ := range types {
+		w.eventRows += sep(len(w.eventArgs)) + "(" + params(len(w.eventArgs)+1, 4) + ")"
+		w.eventArgs = append(w.eventArgs, string(typ), now, h.ID, string(b))
 	}
-	holds, writes, err := s.batchWrites(batch, granted, pool, now)
-	if err != nil {
-		return err
-	}
-	// One pipeline (one round trip on PostgreSQL): the conditional update —
-	// the database checks the sum — then the writes.
-	stmts := append([]Stmt{takeSum(pool, addHeld, addConfirmed)}, writes...)
-	n, err := ExecAll(ctx, tx, stmts)
-	if err != nil {
-		return err
-	}
-	if n[0] != 1 {
-		return errors.New("sqlstore: batch capacity check failed on the locked row")
-	}
-	if keys := countKeys(batch, granted); keys > 0 && n[len(n)-1] != int64(keys) {
-		return errors.New("sqlstore: an idempotency key changed hands inside its batch")
-	}
-	for k, i := range granted {
-		results[i].h = holds[k]
-		results[i].recorded = holdfast.IdempotencyFrom(batch[i].ctx) != nil
+	if rec != nil {
+		r := rec.Render(h)
+		w.settleRows += sep(len(w.settleArgs)) + "(" + params(len(w.settleArgs)+1, 3) +
+			fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(w.settleArgs)+4, len(w.settleArgs)+5, w.d.BlobType)
+		w.settleArgs = append(w.settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
+		w.keys++
 	}
 	return nil
 }
 
-// batchWrites builds the holds of the requests at idx and the statements
-// that write them: holds, lines and events in multi-row inserts, then (if
-// any request has a key) every answer under its key, last.
-func (s *Store) batchWrites(batch []*claimReq, idx []int, pool string, now int64) ([]holdfast.Hold, []Stmt, error) {
-	holds := make([]holdfast.Hold, 0, len(idx))
-	var holdArgs, lineArgs, eventArgs, settleArgs []any
-	var holdRows, lineRows, eventRows, settleRows string
-	for k, i := range idx {
-		req := batch[i]
-		status := holdfast.StatusHeld
-		if req.confirm {
-			status = holdfast.StatusConfirmed
+// recordStmts are the lines, unit claims and events of the holds added:
+// what every claim writes once its hold row exists and its rows are taken.
+func (w *holdWriter) recordStmts() []Stmt {
+	stmts := []Stmt{{`INSERT INTO hold_lines (hold_id, line_no, kind, pool_id, quantity, group_id, any_count) VALUES ` + w.lineRows, w.lineArgs}}
+	if w.claimRows != "" {
+		// The partial unique index on active claims refuses a second
+		// active claim on a unit (guarantee 5), whatever the code above did.
+		stmts = append(stmts, Stmt{`INSERT INTO unit_claims (hold_id, line_no, unit_id, active) VALUES ` + w.claimRows, w.claimArgs})
+	}
+	return append(stmts, Stmt{`INSERT INTO events (type, at, hold_id, data) VALUES ` + w.eventRows, w.eventArgs})
+}
+
+// settleStmt records every key's answer; it must change w.keys rows.
+func (w *holdWriter) settleStmt() Stmt {
+	return Stmt{`WITH v (scope, key, token, status, body) AS (VALUES ` + w.settleRows + `)
+		UPDATE idempotency_keys SET state = 'done', status = v.status, body = v.body, updated_at = holdfast_now_ms()
+		FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key
+		AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, w.settleArgs}
+}
+
+// batchStmts are a batch's writes, in one round: the holds, the
+// conditional updates of pools, holders' totals and units (each row count
+// checked), the lines, claims and events, and last the keys' answers.
+// checks[k] is the row count statement k must report (-1: any).
+func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
+	stmts := []Stmt{{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + w.holdRows, w.holdArgs}}
+	checks := []int64{int64(w.holds)}
+
+	ids := make([]string, 0, len(st.pools))
+	for id, p := range st.pools {
+		if p.addHeld+p.addConfirmed > 0 {
+			ids = append(ids, id)
 		}
-		expires := now + req.ttl.Milliseconds()
-		h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: req.r.Holder, Status: status, PaymentRef: req.ref, Owner: req.r.Owner,
-			CreatedAt: msTime(now), ExpiresAt: msTime(expires), UpdatedAt: msTime(now),
-			Lines: []holdfast.Line{{Pool: pool, Quantity: req.r.Lines[0].Quantity}}}
-		holds = append(holds, h)
-		holdRows += sep(k) + "(" + params(len(holdArgs)+1, 8) + ")"
-		holdArgs = append(holdArgs, h.ID, h.Holder, string(status), now, expires, now, req.ref, req.r.Owner)
-		lineRows += sep(k) + "(" + params(len(lineArgs)+1, 4) + ", 'pool')"
-		lineArgs = append(lineArgs, h.ID, 0, pool, h.Lines[0].Quantity)
-		for _, typ := range eventTypes(req.confirm) {
-			b, err := json.Marshal(h)
-			if err != nil {
-				return nil, nil, err
+	}
+	slices.Sort(ids)
+	var rows string
+	var args []any
+	for _, id := range ids {
+		p := st.pools[id]
+		rows += sep(len(args)) + fmt.Sprintf("($%d, CAST($%d AS BIGINT), CAST($%d AS BIGINT))", len(args)+1, len(args)+2, len(args)+3)
+		args = append(args, id, p.addHeld, p.addConfirmed)
+	}
+	if len(ids) > 0 {
+		// The database checks every pool's sum against its capacity.
+		stmts = append(stmts, Stmt{`WITH v (id, held, confirmed) AS (VALUES ` + rows + `)
+			UPDATE pools SET held = pools.held + v.held, confirmed = pools.confirmed + v.confirmed, version = pools.version + 1
+			FROM v WHERE pools.id = v.id AND pools.capacity - pools.held - pools.confirmed >= v.held + v.confirmed`, args})
+		checks = append(checks, int64(len(ids)))
+	}
+
+	// Holders' totals: one upsert of each (pool, holder) the batch added
+	// to, refused by the database past the pool's limit.
+	type delta struct {
+		k holderKey
+		q int64
+	}
+	var deltas []delta
+	for _, id := range ids {
+		if st.pools[id].limit == 0 {
+			continue
+		}
+		for k, taken := range st.holdersAdded {
+			if k.pool == id && taken > 0 {
+				deltas = append(deltas, delta{k, taken})
 			}
-			eventRows += sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 5) + ")"
-			eventArgs = append(eventArgs, string(typ), now, h.ID, pool, string(b))
-		}
-		if rec := holdfast.IdempotencyFrom(req.ctx); rec != nil {
-			r := rec.Render(h)
-			settleRows += sep(len(settleArgs)) + "(" + params(len(settleArgs)+1, 3) +
-				fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(settleArgs)+4, len(settleArgs)+5, s.d.BlobType)
-			settleArgs = append(settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
 		}
 	}
-	stmts := []Stmt{
-		{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + holdRows, holdArgs},
-		{`INSERT INTO hold_lines (hold_id, line_no, pool_id, quantity, kind) VALUES ` + lineRows, lineArgs},
-		{`INSERT INTO events (type, at, hold_id, subject, data) VALUES ` + eventRows, eventArgs},
+	slices.SortFunc(deltas, func(a, b delta) int { return compare(a.k.pool+"\x00"+a.k.holder, b.k.pool+"\x00"+b.k.holder) })
+	rows, args = "", nil
+	for _, d := range deltas {
+		rows += sep(len(args)) + fmt.Sprintf("($%d, $%d, CAST($%d AS BIGINT))", len(args)+1, len(args)+2, len(args)+3)
+		args = append(args, d.k.pool, d.k.holder, d.q)
 	}
-	if settleRows != "" {
-		stmts = append(stmts, Stmt{`WITH v (scope, key, token, status, body) AS (VALUES ` + settleRows + `)
-			UPDATE idempotency_keys SET state = 'done', status = v.status, body = v.body, updated_at = holdfast_now_ms()
-			FROM v WHERE idempotency_keys.scope = v.scope AND idempotency_keys.key = v.key
-			AND idempotency_keys.token = v.token AND idempotency_keys.state = 'in_flight'`, settleArgs})
+	if len(deltas) > 0 {
+		stmts = append(stmts, Stmt{`INSERT INTO pool_holders (pool_id, holder, taken) VALUES ` + rows + `
+			ON CONFLICT (pool_id, holder) DO UPDATE SET taken = pool_holders.taken + excluded.taken
+			WHERE pool_holders.taken + excluded.taken <= (SELECT per_holder_limit FROM pools WHERE pools.id = excluded.pool_id)`, args})
+		checks = append(checks, int64(len(deltas)))
 	}
-	return holds, stmts, nil
-}
 
-// takeSum is a batch's one conditional update of the pool: the database
-// checks the sum against the capacity.
-func takeSum(pool string, held, confirmed int64) Stmt {
-	return Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1
-		WHERE id = $1 AND capacity - held - confirmed >= CAST($2 AS BIGINT) + CAST($3 AS BIGINT)`, []any{pool, held, confirmed}}
-}
-
-// add counts a granted claim of q into the batch's held or confirmed sum.
-func (req *claimReq) add(q int64, held, confirmed *int64) {
-	if req.confirm {
-		*confirmed += q
-	} else {
-		*held += q
+	if w.units > 0 {
+		stmts = append(stmts, Stmt{`WITH v (id, hold_id) AS (VALUES ` + w.unitRows + `)
+			UPDATE units SET hold_id = v.hold_id FROM v WHERE units.id = v.id AND units.hold_id IS NULL`, w.unitArgs})
+		checks = append(checks, int64(w.units))
 	}
-}
-
-func countKeys(batch []*claimReq, idx []int) int {
-	n := 0
-	for _, i := range idx {
-		if holdfast.IdempotencyFrom(batch[i].ctx) != nil {
-			n++
-		}
+	for _, st := range w.recordStmts() {
+		stmts = append(stmts, st)
+		checks = append(checks, -1)
 	}
-	return n
-}
-
-// markRecorded tells the HTTP layer a batch recorded its request's answer.
-func markRecorded(ctx context.Context) {
-	if rec := holdfast.IdempotencyFrom(ctx); rec != nil {
-		rec.MarkRecorded()
+	if w.keys > 0 {
+		stmts = append(stmts, w.settleStmt())
+		checks = append(checks, int64(w.keys))
 	}
+	return stmts, checks
 }
 
 func sep(k int) string {
@@ -520,13 +673,6 @@ func sep(k int) string {
 		return ""
 	}
 	return ", "
-}
-
-func eventTypes(confirm bool) []holdfast.EventType {
-	if confirm {
-		return []holdfast.EventType{holdfast.EventHoldCreated, holdfast.EventHoldConfirmed}
-	}
-	return []holdfast.EventType{holdfast.EventHoldCreated}
 }
 
 // soldOutCache makes a sold-out storm cheap without ever answering from

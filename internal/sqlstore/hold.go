@@ -54,12 +54,14 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	if s.coalesce && coalescible(r) {
-		pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
-		if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
-			return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeSoldOut, 0, "pool %q has %d available, %d asked", pool, avail, q)
+	if s.coalesce {
+		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
+			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
+			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
+				return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeSoldOut, 0, "pool %q has %d available, %d asked", pool, avail, q)
+			}
 		}
-		res := s.submit(ctx, []*claimReq{s.newClaimReq(ctx, r, ttl, confirm, paymentRef)})[0]
+		res := s.submit([]*claimReq{s.newClaimReq(ctx, r, ttl, confirm, paymentRef)})[0]
 		if h, err, done := s.afterBatch(ctx, r, res); done {
 			return h, err
 		}
@@ -141,7 +143,7 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 			return holdfast.Hold{}, err, true
 		}
 		if err := s.explain(ctx, r); err != nil {
-			if holdfast.ErrorCode(err) == holdfast.CodeSoldOut {
+			if holdfast.ErrorCode(err) == holdfast.CodeSoldOut && len(r.Lines) == 1 {
 				s.soldOut.remember(r.Lines[0].Pool)
 			}
 			return holdfast.Hold{}, err, true
@@ -153,11 +155,11 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 	return res.h, nil, true
 }
 
-// HoldBatch claims one-line holds on one pool in batches, in the order
-// given (more than maxBatch make several batches, queued at once): the
-// first that fit are granted, each answer is what Hold would say. keys[i],
-// when not nil, is request i's claimed idempotency key. Without coalescing
-// (or for other requests) it holds one by one.
+// HoldBatch claims holds of any shape in batches, in the order given (more
+// than maxBatch make several batches, queued at once): each answer is what
+// Hold would say to requests arriving in that order. keys[i], when not
+// nil, is request i's claimed idempotency key. Without coalescing it holds
+// one by one.
 func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error) {
 	holds, errs := make([]holdfast.Hold, len(rs)), make([]error, len(rs))
 	ctxs := make([]context.Context, len(rs))
@@ -167,11 +169,11 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 			ctxs[i] = holdfast.WithIdempotency(ctx, keys[i])
 		}
 	}
-	same := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
+	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
-		same = same && r.Validate(s.cfg) == nil && coalescible(r) && r.Lines[0].Pool == rs[0].Lines[0].Pool
+		valid = valid && r.Validate(s.cfg) == nil
 	}
-	if !same {
+	if !valid {
 		for i, r := range rs {
 			holds[i], errs[i] = s.Hold(ctxs[i], r)
 		}
@@ -181,7 +183,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	for i, r := range rs {
 		reqs[i] = s.newClaimReq(ctxs[i], r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, "")
 	}
-	for i, res := range s.submit(ctx, reqs) {
+	for i, res := range s.submit(reqs) {
 		var done bool
 		if holds[i], errs[i], done = s.afterBatch(ctxs[i], rs[i], res); !done {
 			holds[i], errs[i] = s.Hold(ctxs[i], rs[i])
@@ -289,16 +291,14 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		slices.Sort(taken)
 		h.Lines[i].Units = taken
 	}
-	if err := s.insertLines(ctx, tx, h); err != nil {
+	// The hold's row is written and its rows taken: its lines, unit claims
+	// and events go through the one writer batches use.
+	w := newHoldWriter(s.d)
+	if err := w.add(h, confirm, nil, created); err != nil {
 		return h, nil, err
 	}
-	if err := s.event(ctx, tx, holdfast.EventHoldCreated, h.ID, "", h); err != nil {
+	if _, err := ExecAll(ctx, tx, w.recordStmts()); err != nil {
 		return h, nil, err
-	}
-	if confirm {
-		if err := s.event(ctx, tx, holdfast.EventHoldConfirmed, h.ID, "", h); err != nil {
-			return h, nil, err
-		}
 	}
 	return h, nil, s.record(ctx, tx, h)
 }
@@ -330,58 +330,6 @@ func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder st
 	defer rows.Close()
 	ok := rows.Next()
 	return ok, rows.Err()
-}
-
-// insertLines records the hold's lines and its unit claims. The claims
-// carry the partial unique index that refuses a second active claim on a
-// unit (guarantee 5), whatever the code above did.
-func (s *Store) insertLines(ctx context.Context, tx Querier, h holdfast.Hold) error {
-	args := []any{h.ID}
-	for i, l := range h.Lines {
-		var kind string
-		var pool, group any
-		var qty, anyN any
-		switch {
-		case l.Pool != "":
-			kind, pool, qty = "pool", l.Pool, l.Quantity
-		case l.Group != "":
-			kind, group, anyN = "any", l.Group, l.Any
-		default:
-			kind = "units"
-		}
-		args = append(args, i, kind, pool, qty, group, anyN)
-	}
-	sql := `INSERT INTO hold_lines (hold_id, line_no, kind, pool_id, quantity, group_id, any_count) VALUES `
-	for i := range h.Lines {
-		if i > 0 {
-			sql += ", "
-		}
-		sql += "($1, " + params(2+6*i, 6) + ")"
-	}
-	if _, err := tx.Exec(ctx, sql, args...); err != nil {
-		return err
-	}
-
-	args = []any{h.ID}
-	n := 0
-	for i, l := range h.Lines {
-		for _, u := range l.Units {
-			args = append(args, i, u)
-			n++
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	sql = `INSERT INTO unit_claims (hold_id, line_no, unit_id, active) VALUES `
-	for k := 0; k < n; k++ {
-		if k > 0 {
-			sql += ", "
-		}
-		sql += "($1, " + params(2+2*k, 2) + ", TRUE)"
-	}
-	_, err := tx.Exec(ctx, sql, args...)
-	return err
 }
 
 // explain looks at each line of r in request order, outside any write
