@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,6 +155,126 @@ func testSoldOutTurnsCorrect(t *testing.T, h Harness) {
 	}
 	if _, err := s.Hold(ctx, one("e")); err != nil {
 		t.Fatalf("right after another instance released: %v", err)
+	}
+	MustAuditClean(t, s)
+}
+
+// A batch of every shape answers each request as one-by-one holds in
+// arrival order would: named seats, "any k" riders, pool lines with a
+// per-holder limit and multi-line holds mixing them, decided together —
+// a request that conflicts with an earlier one loses to it, a multi-line
+// request takes all its lines or none, the first failing line is named
+// (limit before capacity), and a keyed request's answer is recorded.
+func testBatchEveryShape(t *testing.T, h Harness) {
+	s, b := openBatcher(t, h)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 3, 2)
+	MustCreateGroup(t, s, "hall", false, "A-1", "A-2", "A-3", "A-4")
+	MustCreateGroup(t, s, "fleet", true, "r-1", "r-2", "r-3")
+	req := func(holder string, lines ...holdfast.Line) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: holder, Lines: lines}
+	}
+	seats := func(ids ...string) holdfast.Line { return holdfast.Line{Units: ids} }
+	pool := func(q int64) holdfast.Line { return holdfast.Line{Pool: "p", Quantity: q} }
+	riders := func(k int64) holdfast.Line { return holdfast.Line{Group: "fleet", Any: k} }
+	tok, _, err := s.BeginIdempotent(ctx, "c", "k9", "fp-k9", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := []holdfast.HoldRequest{
+		req("a", seats("A-1", "A-2")),   // 0: granted
+		req("b", seats("A-2", "A-3")),   // 1: A-2 went to 0
+		req("c", pool(1), seats("A-3")), // 2: granted, both lines
+		req("d", seats("A-4"), pool(3)), // 3: line 1 passes d's limit: A-4 stays free
+		req("e", riders(2)),             // 4: r-1, r-2
+		req("f", riders(2)),             // 5: one rider left
+		req("g", riders(1), pool(2)),    // 6: r-3 and the last 2 of p
+		req("h", pool(1)),               // 7: p is sold out
+		req("i", seats("nope")),         // 8: no such seat
+		req("a", seats("A-4")),          // 9: granted (keyed)
+	}
+	keys := make([]*holdfast.Idempotency, len(reqs))
+	keys[9] = &holdfast.Idempotency{Scope: "c", Key: "k9", Token: tok, Render: render(201)}
+	holds, errs := b.HoldBatch(ctx, reqs, keys)
+	want := []struct {
+		code holdfast.Code
+		line int
+	}{{"", -1}, {holdfast.CodeUnavailable, 0}, {"", -1}, {holdfast.CodeLimitExceeded, 1}, {"", -1},
+		{holdfast.CodeUnavailable, 0}, {"", -1}, {holdfast.CodeSoldOut, 0}, {holdfast.CodeNotFound, 0}, {"", -1}}
+	for i, w := range want {
+		if got := holdfast.ErrorCode(errs[i]); got != w.code || (w.line >= 0 && holdfast.ErrorLine(errs[i]) != w.line) {
+			t.Errorf("request %d (%s): got %q line %d (%v), want %q line %d", i, reqs[i].Holder, got, holdfast.ErrorLine(errs[i]), errs[i], w.code, w.line)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if got := holds[4].Lines[0].Units; len(got) != 2 || got[0] == got[1] {
+		t.Fatalf("any 2 got %v", got)
+	}
+	if got := holds[6].Lines[0].Units; len(got) != 1 || slices.Contains(holds[4].Lines[0].Units, got[0]) {
+		t.Fatalf("any 1 got %v, after %v", got, holds[4].Lines[0].Units)
+	}
+	if p := MustPool(t, s, "p"); p.Held != 3 || p.Available != 0 {
+		t.Fatalf("pool after the batch: %+v", p)
+	}
+	units, err := s.Units(ctx, "hall", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[string]string{"A-1": holds[0].ID, "A-2": holds[0].ID, "A-3": holds[2].ID, "A-4": holds[9].ID}
+	for _, u := range units {
+		if u.Status != holdfast.UnitHeld || u.HoldID != owner[u.ID] {
+			t.Fatalf("unit %s: %s by %s, want held by %s", u.ID, u.Status, u.HoldID, owner[u.ID])
+		}
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM pool_holders WHERE pool_id = 'p' AND holder = 'd'`); n != 0 {
+		t.Fatalf("the refused request's holder total was written")
+	}
+	_, replay, err := s.BeginIdempotent(ctx, "c", "k9", "fp-k9", time.Minute)
+	var got holdfast.Hold
+	if err != nil || replay == nil || json.Unmarshal(replay.Body, &got) != nil || got.ID != holds[9].ID {
+		t.Fatalf("key k9: replay %+v, %v; want hold %s", replay, err, holds[9].ID)
+	}
+	MustAuditClean(t, s)
+}
+
+// Batches of seats and riders grant in arrival order too: 520 claims on
+// 300 seats (each seat asked for twice) and on 300 riders ("any 1") span
+// three batches; the first 300 win, every later one is refused.
+func testUnitBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
+	s, b := openBatcher(t, h)
+	ctx := ctxT(t)
+	const units, claims = 300, 520
+	ids := make([]string, units)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("S-%03d", i)
+	}
+	MustCreateGroup(t, s, "seats", false, ids...)
+	fleet := make([]string, units)
+	for i := range fleet {
+		fleet[i] = fmt.Sprintf("R-%03d", i)
+	}
+	MustCreateGroup(t, s, "riders", true, fleet...)
+	for _, shape := range []string{"seats", "riders"} {
+		rs := make([]holdfast.HoldRequest, claims)
+		for i := range rs {
+			l := holdfast.Line{Units: []string{ids[i%units]}}
+			if shape == "riders" {
+				l = holdfast.Line{Group: "riders", Any: 1}
+			}
+			rs[i] = holdfast.HoldRequest{Holder: fmt.Sprintf("h%d", i), Lines: []holdfast.Line{l}}
+		}
+		_, errs := b.HoldBatch(ctx, rs, nil)
+		for i, err := range errs {
+			want := holdfast.Code("")
+			if i >= units {
+				want = holdfast.CodeUnavailable
+			}
+			if got := holdfast.ErrorCode(err); got != want {
+				t.Fatalf("%s: claim %d of %d (%d units): got %q (%v), want %q", shape, i, claims, units, got, err, want)
+			}
+		}
 	}
 	MustAuditClean(t, s)
 }

@@ -43,6 +43,8 @@ func Run(t *testing.T, h Harness) {
 		{"Keys", testKeys},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
 		{"BatchesGrantInArrivalOrder", testBatchesGrantInArrivalOrder},
+		{"BatchEveryShape", testBatchEveryShape},
+		{"UnitBatchesGrantInArrivalOrder", testUnitBatchesGrantInArrivalOrder},
 		{"SoldOutTurnsCorrect", testSoldOutTurnsCorrect},
 	}
 	for _, tt := range tests {

@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,9 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/holdfast/holdfast"
-	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
-	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // benchRow is one line of the flash-sale benchmark.
@@ -43,51 +39,125 @@ type benchRow struct {
 	Note     string        `json:"note,omitempty"`
 }
 
-// runBench is `holdfast lab --bench`: the flash sale measured against
-// PostgreSQL's own one-transaction-per-booking ceiling, in one run.
+// runBench is `holdfast lab --bench`: every shape of sale measured against
+// PostgreSQL's own one-transaction-per-booking ceiling for the same shape,
+// in one run; then the sell-out, and buyers with viewers watching.
 func runBench(ctx context.Context, e env, f labFlags) error {
 	if !isPostgres(f.db) {
 		return &exitError{code: 2, err: fmt.Errorf("--bench needs --db postgres://… (the pgbench reference runs there)")}
 	}
 	d := f.duration
 	if d == 0 {
-		d = 15 * time.Second
+		d = 10 * time.Second
 	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(f.benchShapes, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
+	all := want["all"]
 	var rows []benchRow
-	for _, clients := range f.benchN {
-		ref, err := pgbenchCeiling(ctx, f.db, clients, d)
-		if err != nil {
-			return fmt.Errorf("pgbench: %w", err)
+	emit := func(r benchRow) {
+		rows = append(rows, r)
+		fmt.Fprintf(e.stderr, "bench: %s, %s, %d clients: %.0f/s, p99 %s\n", r.Scenario, r.Mode, r.Clients, r.PerSec, durMs(r.P99))
+	}
+	for _, shape := range benchShapes {
+		if !all && !want[shape.name] {
+			continue
 		}
-		rows = append(rows, ref)
+		for _, clients := range f.benchN {
+			ref, err := pgbenchCeiling(ctx, f.db, shape, clients, d)
+			if err != nil {
+				return fmt.Errorf("pgbench %s: %w", shape.name, err)
+			}
+			emit(ref)
+			for _, mode := range benchModes {
+				r, err := shapeMode(ctx, f, shape, mode, clients, d, nil)
+				if err != nil {
+					return err
+				}
+				r.Ratio = r.PerSec / ref.PerSec
+				emit(r)
+			}
+		}
+	}
+	if all || want["sellout"] {
+		// 1,000 tickets to 256 buyers: bookings, a per-holder limit, keys.
+		shape := benchShape{name: "sell-out", setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			_, err := e.CreatePool(ctx, holdfast.Pool{ID: "hot", Capacity: 1000, PerHolderLimit: 4})
+			return func(ctx context.Context, e shapeEngine, buyer, n int, _ *rand.Rand) (int64, error) {
+				_, err := e.Book(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b%d", buyer), Lines: []holdfast.Line{{Pool: "hot", Quantity: 1}}}, "")
+				if err != nil {
+					return 0, err
+				}
+				return 1, nil
+			}, err
+		}}
 		for _, mode := range benchModes {
-			r, err := benchMode(ctx, f, mode, lab.Config{Scenario: lab.ScenarioPool, Clients: clients, Capacity: 1 << 40, Duration: d})
+			r, err := shapeMode(ctx, f, shape, mode, 256, d, nil)
 			if err != nil {
 				return err
 			}
-			r.Ratio = r.PerSec / ref.PerSec
-			rows = append(rows, r)
+			emit(r)
 		}
 	}
-	for _, mode := range benchModes {
-		r, err := benchMode(ctx, f, mode, lab.Config{Scenario: lab.ScenarioPool, Clients: 256, Capacity: 1000})
-		if err != nil {
-			return err
+	if all || want["viewers"] {
+		// 64 buyers on a 20,000-seat map, then again with 500 viewers
+		// re-reading the map.
+		shape := benchShape{name: "seats 20k", setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			if err := addSeats(ctx, e, "hall", 400, seatsPerRow); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
+				row, k := frontRow(rng, 400), 2+rng.IntN(3)
+				at := rng.IntN(seatsPerRow - k + 1)
+				ids := make([]string, k)
+				for i := range ids {
+					ids[i] = seatID(row, at+i)
+				}
+				return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Units: ids})
+			}, nil
+		}}
+		for _, viewers := range []int{0, 500} {
+			var extra func(string) func() string
+			if viewers > 0 {
+				extra = mapViewers(viewers, "hall")
+				shape.name = "seats 20k + 500 map viewers"
+			}
+			r, err := shapeMode(ctx, f, shape, benchModes[0], 64, d, extra)
+			if err != nil {
+				return err
+			}
+			emit(r)
 		}
-		rows = append(rows, r)
 	}
+	if all || want["streams"] {
+		shape := benchShapes[0]
+		for _, viewers := range []int{0, 1000} {
+			var extra func(string) func() string
+			if viewers > 0 {
+				extra = streamViewers(viewers)
+				shape.name = "pool + 1,000 stream viewers"
+			}
+			r, err := shapeMode(ctx, f, shape, benchModes[0], 64, d, extra)
+			if err != nil {
+				return err
+			}
+			emit(r)
+		}
+	}
+
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tscenario\tclients\tbookings/s\t× pgbench\tp50\tp99\tmax\tsold out in\tfalse-busy\toversold\t")
+	fmt.Fprintln(tw, "shape\tmode\tclients\tper second\t× pgbench\tp50\tp99\tmax\tsold out in\tfalse-busy\taudit\t")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Ratio > 0 {
-			ratio = fmt.Sprintf("%.1f×", r.Ratio)
+			ratio = fmt.Sprintf("%.2f×", r.Ratio)
 		}
 		sell := "-"
 		if r.SellOut > 0 {
 			sell = r.SellOut.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Mode, r.Scenario, r.Clients, r.PerSec, ratio,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Scenario, r.Mode, r.Clients, r.PerSec, ratio,
 			durMs(r.P50), durMs(r.P99), durMs(r.Max), sell, r.Busy, r.Oversold)
 	}
 	if err := tw.Flush(); err != nil {
@@ -101,7 +171,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 	}
 	for _, r := range rows {
 		if r.Note != "" {
-			fmt.Fprintf(e.stdout, "%s, %d clients: %s\n", r.Mode, r.Clients, r.Note)
+			fmt.Fprintf(e.stdout, "%s, %s, %d clients: %s\n", r.Scenario, r.Mode, r.Clients, r.Note)
 		}
 	}
 	return nil
@@ -119,63 +189,17 @@ func durMs(d time.Duration) string {
 // shows what the keys cost.
 var benchModes = []string{"holdfast http postgres", "holdfast http postgres, no keys", "holdfast library postgres", "holdfast http sqlite"}
 
-// benchMode runs the lab's pool workload on one holdfast mode.
-func benchMode(ctx context.Context, f labFlags, mode string, cfg lab.Config) (benchRow, error) {
-	lf := f
-	lf.think, lf.instances, lf.coalesce = 0, 1, true
-	if mode == "holdfast http sqlite" {
-		lf.db = ""
-	}
-	t, err := localTarget(ctx, lf, holdfast.Atomic)
-	if err != nil {
-		return benchRow{}, err
-	}
-	defer t.Close()
-	store := t.Engines[0].(holdfast.Store)
-	if mode != "holdfast library postgres" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return benchRow{}, err
-		}
-		srv := &http.Server{Handler: hfhttp.NewServer(hfhttp.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))})}
-		go srv.Serve(ln)
-		defer srv.Close()
-		c := hfhttp.NewClient("http://"+ln.Addr().String(), "")
-		c.NoIdempotencyKeys = strings.HasSuffix(mode, "no keys")
-		c.HTTP.Transport.(*http.Transport).MaxIdleConnsPerHost = cfg.Clients
-		t.Engines = []lab.Engine{c}
-	}
-	t.Name = mode
-	stats, _ := store.(interface{ Stats() sqlstore.Stats })
-	r, err := lab.Run(ctx, cfg, t)
-	if err != nil {
-		return benchRow{}, err
-	}
-	var note string
-	if stats != nil {
-		if st := stats.Stats(); st.Batches > 0 {
-			note = fmt.Sprintf("%d claims in %d transactions (%.1f per transaction)", st.BatchedClaims, st.Batches, float64(st.BatchedClaims)/float64(st.Batches))
-		}
-	}
-	scenario := fmt.Sprintf("open pool, %s", cfg.Duration)
-	if cfg.Duration == 0 {
-		scenario = fmt.Sprintf("%d tickets, until sold out", cfg.Capacity)
-	}
-	return benchRow{Mode: mode, Scenario: scenario, Clients: cfg.Clients, PerSec: float64(r.Granted) / r.Elapsed.Seconds(),
-		P50: r.P50, P99: r.P99, Max: r.Max, SellOut: r.SellOut, Busy: r.FalseBusy, Oversold: r.Oversold, Note: note}, nil
-}
-
 const pgbenchScript = `BEGIN;
 UPDATE hot SET available = available - 1 WHERE id = 1 AND available >= 1 RETURNING available;
 INSERT INTO bookings (item) VALUES (1);
 COMMIT;
 `
 
-// pgbenchCeiling measures PostgreSQL's one-transaction-per-booking rate on
-// one hot row with pgbench, at the same client count: the ceiling any
+// pgbenchCeiling measures PostgreSQL's one-transaction-per-booking rate
+// for a shape with pgbench, at the same client count: the ceiling any
 // design that commits each booking alone runs into.
-func pgbenchCeiling(ctx context.Context, db string, clients int, d time.Duration) (benchRow, error) {
-	row := benchRow{Mode: "pgbench, 1 booking per transaction", Scenario: fmt.Sprintf("one hot row, %s", d), Clients: clients}
+func pgbenchCeiling(ctx context.Context, db string, shape benchShape, clients int, d time.Duration) (benchRow, error) {
+	row := benchRow{Mode: "pgbench, 1 booking per transaction", Scenario: shape.name, Clients: clients}
 	schema := "holdfast_bench_" + randomSuffix()
 	conn, err := pgx.Connect(ctx, db)
 	if err != nil {
@@ -191,24 +215,25 @@ func pgbenchCeiling(ctx context.Context, db string, clients int, d time.Duration
 		row.Note = fmt.Sprintf("pgbench ran %d clients: max_connections is %d", limit, maxConns)
 		clients = limit
 	}
-	for _, sql := range []string{
-		"CREATE SCHEMA " + schema,
-		"CREATE TABLE " + schema + ".hot (id int PRIMARY KEY, available bigint NOT NULL CHECK (available >= 0))",
-		"INSERT INTO " + schema + ".hot VALUES (1, 1000000000000)",
-		"CREATE TABLE " + schema + ".bookings (id bigserial PRIMARY KEY, item int NOT NULL, at timestamptz NOT NULL DEFAULT now())",
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return row, err
-		}
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return row, err
 	}
 	defer conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	if _, err := conn.Exec(ctx, "SET search_path TO "+schema); err != nil {
+		return row, err
+	}
+	for _, sql := range shape.pgSetup {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return row, fmt.Errorf("%s: %w", sql, err)
+		}
+	}
 	dir, err := os.MkdirTemp("", "holdfast-pgbench-")
 	if err != nil {
 		return row, err
 	}
 	defer os.RemoveAll(dir)
 	script := filepath.Join(dir, "booking.sql")
-	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(shape.pgScript), 0o644); err != nil {
 		return row, err
 	}
 	u, err := url.Parse(db)
@@ -241,6 +266,14 @@ func pgbenchCeiling(ctx context.Context, db string, clients int, d time.Duration
 	if row.PerSec == 0 {
 		return row, fmt.Errorf("no tps in pgbench's output: %s", out)
 	}
+	if shape.pgSold != "" {
+		var sold int64
+		if err := conn.QueryRow(ctx, shape.pgSold).Scan(&sold); err != nil {
+			return row, err
+		}
+		row.PerSec = float64(sold) / d.Seconds()
+		row.Note = strings.TrimPrefix(row.Note+"; units sold per second, counted in the table after the run", "; ")
+	}
 	return row, nil
 }
 
@@ -249,7 +282,7 @@ func benchChart(path string, rows []benchRow) error {
 	perSec, p99 := map[string]*lab.Series{}, map[string]*lab.Series{}
 	var modes []string
 	for _, r := range rows {
-		if !strings.HasPrefix(r.Scenario, "open pool") && !strings.HasPrefix(r.Scenario, "one hot row") {
+		if r.Scenario != "pool" {
 			continue
 		}
 		if _, ok := perSec[r.Mode]; !ok {

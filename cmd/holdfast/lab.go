@@ -24,27 +24,28 @@ import (
 )
 
 type labFlags struct {
-	db         string
-	redis      string
-	strategies string
-	scenario   string
-	clients    int
-	capacity   int64
-	quantity   int64
-	duration   time.Duration
-	think      time.Duration
-	instances  int
-	targets    string
-	key        string
-	auditDB    string
-	json       bool
-	chart      string
-	report     string
-	seed       uint64
-	bench      bool
-	benchN     []int
-	coalesce   bool
-	cpuprofile string
+	db          string
+	redis       string
+	strategies  string
+	scenario    string
+	clients     int
+	capacity    int64
+	quantity    int64
+	duration    time.Duration
+	think       time.Duration
+	instances   int
+	targets     string
+	key         string
+	auditDB     string
+	json        bool
+	chart       string
+	report      string
+	seed        uint64
+	bench       bool
+	benchN      []int
+	benchShapes string
+	coalesce    bool
+	cpuprofile  string
 }
 
 func labCmd(e env) *cobra.Command {
@@ -86,8 +87,9 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.StringVar(&f.report, "report", "", "write the JSON report to this file")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the buyers' choices")
 	fs.BoolVar(&f.coalesce, "coalesce", true, "combine concurrent claims on a pool into one transaction (atomic)")
-	fs.BoolVar(&f.bench, "bench", false, "the flash-sale benchmark: pgbench's one-transaction-per-booking ceiling, then holdfast over HTTP and as a library on PostgreSQL, and over HTTP on SQLite (--duration per run, default 15s; needs --db postgres://…)")
-	fs.IntSliceVar(&f.benchN, "bench-clients", []int{64, 256}, "client counts the --bench open-pool runs use")
+	fs.BoolVar(&f.bench, "bench", false, "the benchmark: every shape of sale (--bench-shapes) against pgbench running the same shape one transaction per booking, then holdfast over HTTP (with and without keys) and as a library on PostgreSQL, and over HTTP on SQLite (--duration per run, default 10s; needs --db postgres://…)")
+	fs.IntSliceVar(&f.benchN, "bench-clients", []int{64, 256}, "client counts the --bench buying shapes run at")
+	fs.StringVar(&f.benchShapes, "bench-shapes", "all", "the --bench shapes: all, or some of pool,pool-limit-book,events,seats,riders,mixed,sellout,viewers,streams")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return c
 }

@@ -199,6 +199,12 @@ type batchState struct {
 	holdersAdded map[holderKey]int64
 	units        map[string]bool     // named units: free now
 	free         map[string][]string // per group: free units picked for "any" lines
+	// stale: named units whose hold has expired (free to the next claim,
+	// once reclaimed: the ordinary path does that).
+	stale map[string]bool
+	// expiredPools: pools with expired holds not yet reclaimed; nil until
+	// a refusal on a pool needs to know.
+	expiredPools map[string]bool
 }
 
 type poolRow struct {
@@ -254,9 +260,13 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		if results[i].err != nil {
 			continue
 		}
-		h, ok := st.grant(req, now)
-		if !ok {
-			results[i].refused = true
+		h, fail := st.grant(req, now)
+		if fail != nil {
+			if err := s.refusal(ctx, tx, st, req, fail); err != nil {
+				results[i].err = err
+			} else {
+				results[i].refused = true
+			}
 			continue
 		}
 		grants[i] = h
@@ -290,7 +300,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 
 // lockBatch locks the batch's rows in the global order and reads them.
 func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, pools, units, groups, holders []string) (*batchState, int64, error) {
-	st := &batchState{pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, free: map[string][]string{}}
+	st := &batchState{pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
 	var now int64
 	var limited []string
 	if len(pools) > 0 {
@@ -344,18 +354,25 @@ func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, re
 		}
 	}
 	if len(units) > 0 {
-		rows, err := tx.Query(ctx, `SELECT id, hold_id IS NULL FROM units WHERE id IN (`+s.d.ListSelect(1)+`) ORDER BY id`+s.d.ForUpdate, s.d.ListArg(units))
+		lock := s.d.ForUpdate
+		if lock != "" {
+			lock += " OF u"
+		}
+		rows, err := tx.Query(ctx, `SELECT u.id, u.hold_id IS NULL, COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE)
+			FROM units u LEFT JOIN holds h ON h.id = u.hold_id
+			WHERE u.id IN (`+s.d.ListSelect(1)+`) ORDER BY u.id`+lock, s.d.ListArg(units))
 		if err != nil {
 			return nil, 0, err
 		}
 		for rows.Next() {
 			var id string
-			var free bool
-			if err := rows.Scan(&id, &free); err != nil {
+			var free, stale bool
+			if err := rows.Scan(&id, &free, &stale); err != nil {
 				rows.Close()
 				return nil, 0, err
 			}
 			st.units[id] = free
+			st.stale[id] = stale
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -386,9 +403,21 @@ func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, re
 	return st, now, nil
 }
 
+// batchFailure is why a batch could not grant a request: the first line,
+// in request order, that could not be had, and what was short.
+type batchFailure struct {
+	line   int
+	code   holdfast.Code
+	detail string
+	// definite: true at the moment the batch holds its locks, whatever
+	// expired holds the ordinary path could reclaim (none are in the way).
+	definite bool
+	pool     string // a pool line's pool, to check for expired holds
+}
+
 // grant decides one request on the batch's locked rows: every line or
 // none. The hold it returns has its lines (and units) filled in.
-func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, bool) {
+func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFailure) {
 	r := req.r
 	type take struct {
 		pool string
@@ -404,7 +433,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, bool) {
 		case holdfast.LinePool:
 			p := st.pools[l.Pool]
 			if p == nil {
-				return holdfast.Hold{}, false
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeNotFound, detail: fmt.Sprintf("pool %q not found", l.Pool), definite: true}
 			}
 			want := l.Quantity
 			for _, t := range pools {
@@ -412,25 +441,34 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, bool) {
 					want += t.q
 				}
 			}
-			if p.capacity-p.held-p.confirmed-p.addHeld-p.addConfirmed < want {
-				return holdfast.Hold{}, false
+			if taken := st.holders[holderKey{l.Pool, r.Holder}]; p.limit > 0 && taken+want > p.limit {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeLimitExceeded, pool: l.Pool,
+					detail: fmt.Sprintf("holder has %d of pool %q; %d more would pass the limit of %d", taken, l.Pool, l.Quantity, p.limit)}
 			}
-			if p.limit > 0 && st.holders[holderKey{l.Pool, r.Holder}]+want > p.limit {
-				return holdfast.Hold{}, false
+			if avail := p.capacity - p.held - p.confirmed - p.addHeld - p.addConfirmed; avail < want {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeSoldOut, pool: l.Pool,
+					detail: fmt.Sprintf("pool %q has %d available, %d asked", l.Pool, max(0, avail-(want-l.Quantity)), l.Quantity)}
 			}
 			pools = append(pools, take{l.Pool, l.Quantity})
 		case holdfast.LineUnits:
 			for _, u := range l.Units {
-				if !st.units[u] {
-					return holdfast.Hold{}, false
+				free, found := st.units[u]
+				switch {
+				case !found:
+					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeNotFound, detail: fmt.Sprintf("unit %q not found", u), definite: true}
+				case !free:
+					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable, detail: fmt.Sprintf("unit %q is taken", u), definite: !st.stale[u]}
 				}
 			}
 			named = append(named, l.Units...)
 			lines[i].Units = slices.Clone(l.Units)
 		case holdfast.LineAny:
+			// Short of free units the batch could lock: others may be
+			// locked by claims in flight, or held by expired holds; the
+			// ordinary path waits for them and decides.
 			free := st.free[l.Group][picked[l.Group]:]
 			if int64(len(free)) < l.Any {
-				return holdfast.Hold{}, false
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable}
 			}
 			lines[i].Units = slices.Sorted(slices.Values(free[:l.Any]))
 			picked[l.Group] += int(l.Any)
@@ -460,7 +498,38 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, bool) {
 		status = holdfast.StatusConfirmed
 	}
 	return holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
-		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, true
+		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, nil
+}
+
+// refusal turns a request the batch could not grant into its answer when
+// that answer is definite now — the first failing line, exactly as a
+// one-by-one claim in arrival order would name it — or returns nil: the
+// request takes the ordinary path after the batch (expired holds are in
+// the way, or an "any" line found too few units it could lock).
+func (s *Store) refusal(ctx context.Context, tx Querier, st *batchState, req *claimReq, f *batchFailure) error {
+	if f.pool != "" {
+		if st.expiredPools == nil {
+			// Once per batch, on its first refusal of a pool line.
+			ids := make([]string, 0, len(st.pools))
+			for id := range st.pools {
+				ids = append(ids, id)
+			}
+			expired, err := queryStrings(ctx, tx, `SELECT DISTINCT l.pool_id FROM holds h JOIN hold_lines l ON l.hold_id = h.id
+				WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms() AND l.pool_id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(ids))
+			if err != nil {
+				return err
+			}
+			st.expiredPools = map[string]bool{}
+			for _, id := range expired {
+				st.expiredPools[id] = true
+			}
+		}
+		f.definite = !st.expiredPools[f.pool]
+	}
+	if !f.definite {
+		return nil
+	}
+	return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
 }
 
 // claimBatchKeys claims the batch's deferred idempotency keys with one

@@ -135,6 +135,9 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res claimResult) (holdfast.Hold, error, bool) {
 	switch {
 	case res.err != nil:
+		if holdfast.ErrorCode(res.err) == holdfast.CodeSoldOut && len(r.Lines) == 1 {
+			s.soldOut.remember(r.Lines[0].Pool)
+		}
 		return holdfast.Hold{}, res.err, true
 	case res.refused:
 		// The batch could not grant it: reclaim expired holds and look

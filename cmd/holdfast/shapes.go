@@ -1,0 +1,513 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/holdfast/holdfast"
+	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/sqlstore"
+)
+
+// The benchmark's shapes: the sales users run, not the one the code is
+// fastest at. Each buying shape is measured against pgbench running the
+// same shape one transaction per booking, in the same run; over HTTP every
+// POST carries an Idempotency-Key unless the mode says "no keys".
+
+// shapeEngine is what a shape drives: a holdfast.Store or an API client.
+type shapeEngine interface {
+	CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error)
+	CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error)
+	AddUnits(ctx context.Context, group string, ids []string) error
+	Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error)
+	Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error)
+	Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error)
+	Complete(ctx context.Context, id string) (holdfast.Hold, error)
+}
+
+// shapeOp makes one buyer's attempt: the units it sold (0 when refused)
+// and the answer's error.
+type shapeOp func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error)
+
+type benchShape struct {
+	name, about string
+	// setup creates the shape's pools and groups and returns the buyers'
+	// operation.
+	setup func(ctx context.Context, e shapeEngine) (shapeOp, error)
+	// pgSetup and pgScript are the same shape for pgbench, one transaction
+	// per booking; pgSold, when set, counts the units sold afterwards
+	// (else each transaction is one).
+	pgSetup  []string
+	pgScript string
+	pgSold   string
+}
+
+const (
+	seatRows, seatsPerRow = 2000, 50
+	eventPools            = 200
+	fleetSize             = 500
+)
+
+func seatID(row, seat int) string { return fmt.Sprintf("S-%04d-%02d", row, seat) }
+
+// addSeats creates a seat map of rows × perRow seats.
+func addSeats(ctx context.Context, e shapeEngine, group string, rows, perRow int) error {
+	if _, err := e.CreateGroup(ctx, holdfast.Group{ID: group, Name: "bench seat map"}); err != nil {
+		return err
+	}
+	ids := make([]string, 0, holdfast.MaxUnitsPerAdd)
+	for r := 0; r < rows; r++ {
+		for s := 0; s < perRow; s++ {
+			if ids = append(ids, seatID(r, s)); len(ids) == holdfast.MaxUnitsPerAdd {
+				if err := e.AddUnits(ctx, group, ids); err != nil {
+					return err
+				}
+				ids = ids[:0]
+			}
+		}
+	}
+	if len(ids) > 0 {
+		return e.AddUnits(ctx, group, ids)
+	}
+	return nil
+}
+
+// frontRow picks a row, the front wanted more: the smaller of two.
+func frontRow(rng *rand.Rand, rows int) int { return min(rng.IntN(rows), rng.IntN(rows)) }
+
+func holdOne(ctx context.Context, e shapeEngine, holder string, lines ...holdfast.Line) (int64, error) {
+	h, err := e.Hold(ctx, holdfast.HoldRequest{Holder: holder, Lines: lines})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range h.Lines {
+		n += l.Quantity + int64(len(l.Units))
+	}
+	return n, nil
+}
+
+const pgHot = "CREATE TABLE hot (id int PRIMARY KEY, available bigint NOT NULL CHECK (available >= 0))"
+const pgBookings = "CREATE TABLE bookings (id bigserial PRIMARY KEY, item int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+const pgSeats = "CREATE TABLE seats (row_no int, seat_no int, booking bigint, PRIMARY KEY (row_no, seat_no))"
+
+var benchShapes = []benchShape{
+	{
+		name: "pool", about: "one hot pool, holds of 1",
+		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			_, err := e.CreatePool(ctx, holdfast.Pool{ID: "hot", Capacity: holdfast.MaxCapacity})
+			return func(ctx context.Context, e shapeEngine, buyer, n int, _ *rand.Rand) (int64, error) {
+				return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Pool: "hot", Quantity: 1})
+			}, err
+		},
+		pgSetup:  []string{pgHot, "INSERT INTO hot VALUES (1, 1000000000000)", pgBookings},
+		pgScript: pgbenchScript,
+	},
+	{
+		name: "pool-limit-book", about: "POST /v1/bookings, per_holder_limit 4, distinct holders",
+		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			_, err := e.CreatePool(ctx, holdfast.Pool{ID: "hot", Capacity: holdfast.MaxCapacity, PerHolderLimit: 4})
+			return func(ctx context.Context, e shapeEngine, buyer, n int, _ *rand.Rand) (int64, error) {
+				_, err := e.Book(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b%d-%d", buyer, n), Lines: []holdfast.Line{{Pool: "hot", Quantity: 1}}}, "")
+				if err != nil {
+					return 0, err
+				}
+				return 1, nil
+			}, err
+		},
+		pgSetup: []string{pgHot, "INSERT INTO hot VALUES (1, 1000000000000)", pgBookings,
+			"CREATE TABLE holder_counts (item int, holder bigint, taken int NOT NULL, PRIMARY KEY (item, holder))"},
+		pgScript: `\set h random(1, 1000000000)
+BEGIN;
+UPDATE hot SET available = available - 1 WHERE id = 1 AND available >= 1 RETURNING available;
+INSERT INTO holder_counts VALUES (1, :h, 1) ON CONFLICT (item, holder) DO UPDATE SET taken = holder_counts.taken + 1 WHERE holder_counts.taken + 1 <= 4;
+INSERT INTO bookings (item) VALUES (1);
+COMMIT;
+`,
+	},
+	{
+		name: "events", about: "200 pools on sale at once, holds of 1 spread over them",
+		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			for i := 0; i < eventPools; i++ {
+				if _, err := e.CreatePool(ctx, holdfast.Pool{ID: fmt.Sprintf("event-%03d", i), Capacity: holdfast.MaxCapacity}); err != nil {
+					return nil, err
+				}
+			}
+			return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
+				return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Pool: fmt.Sprintf("event-%03d", rng.IntN(eventPools)), Quantity: 1})
+			}, nil
+		},
+		pgSetup:  []string{pgHot, "INSERT INTO hot SELECT g, 1000000000000 FROM generate_series(1, 200) g", pgBookings},
+		pgScript: "\\set p random(1, 200)\n" + strings.Replace(strings.Replace(pgbenchScript, "id = 1", "id = :p", 1), "VALUES (1)", "VALUES (:p)", 1),
+	},
+	{
+		name: "seats", about: "100,000-seat map (2,000 rows × 50), 2–4 adjacent seats per request, front rows wanted more; seats sold/s",
+		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			if err := addSeats(ctx, e, "hall", seatRows, seatsPerRow); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
+				row, k := frontRow(rng, seatRows), 2+rng.IntN(3)
+				at := rng.IntN(seatsPerRow - k + 1)
+				ids := make([]string, k)
+				for i := range ids {
+					ids[i] = seatID(row, at+i)
+				}
+				return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Units: ids})
+			}, nil
+		},
+		pgSetup: []string{pgSeats, "INSERT INTO seats SELECT r, s, NULL FROM generate_series(0, 1999) r, generate_series(0, 49) s", pgBookings},
+		pgScript: `\set r1 random(0, 1999)
+\set r2 random(0, 1999)
+\set r least(:r1, :r2)
+\set n random(2, 4)
+\set s random(0, 50 - :n)
+BEGIN;
+WITH locked AS (SELECT seat_no, booking FROM seats WHERE row_no = :r AND seat_no BETWEEN :s AND :s + :n - 1 ORDER BY seat_no FOR UPDATE)
+UPDATE seats SET booking = 1 WHERE row_no = :r AND seat_no BETWEEN :s AND :s + :n - 1 AND (SELECT count(*) FROM locked WHERE booking IS NULL) = :n;
+INSERT INTO bookings (item) VALUES (:r);
+COMMIT;
+`,
+		pgSold: "SELECT count(*) FROM seats WHERE booking IS NOT NULL",
+	},
+	{
+		name: "riders", about: "500 riders, any: 1, each hold confirmed and completed right after",
+		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			if _, err := e.CreateGroup(ctx, holdfast.Group{ID: "fleet", Reusable: true}); err != nil {
+				return nil, err
+			}
+			ids := make([]string, fleetSize)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("r-%03d", i)
+			}
+			if err := e.AddUnits(ctx, "fleet", ids); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, e shapeEngine, buyer, n int, _ *rand.Rand) (int64, error) {
+				h, err := e.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("o%d-%d", buyer, n), Lines: []holdfast.Line{{Group: "fleet", Any: 1}}})
+				if err != nil {
+					return 0, err
+				}
+				if _, err := e.Confirm(ctx, h.ID, ""); err != nil {
+					return 0, err
+				}
+				if _, err := e.Complete(ctx, h.ID); err != nil {
+					return 0, err
+				}
+				return 1, nil
+			}, nil
+		},
+		pgSetup: []string{"CREATE TABLE riders (id int PRIMARY KEY, busy boolean NOT NULL DEFAULT false)",
+			"INSERT INTO riders SELECT g FROM generate_series(1, 500) g", pgBookings},
+		pgScript: `BEGIN;
+UPDATE riders SET busy = true WHERE id = (SELECT id FROM riders WHERE NOT busy ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id AS rider \gset
+INSERT INTO bookings (item) VALUES (:rider);
+COMMIT;
+UPDATE riders SET busy = false WHERE id = :rider;
+`,
+	},
+	{
+		name: "mixed", about: "one seat of a 100,000-seat map + one parking ticket per hold",
+		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+			if err := addSeats(ctx, e, "hall", seatRows, seatsPerRow); err != nil {
+				return nil, err
+			}
+			if _, err := e.CreatePool(ctx, holdfast.Pool{ID: "parking", Capacity: holdfast.MaxCapacity}); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
+				seat := seatID(rng.IntN(seatRows), rng.IntN(seatsPerRow))
+				if _, err := holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Units: []string{seat}}, holdfast.Line{Pool: "parking", Quantity: 1}); err != nil {
+					return 0, err
+				}
+				return 1, nil
+			}, nil
+		},
+		pgSetup: []string{pgSeats, "INSERT INTO seats SELECT r, s, NULL FROM generate_series(0, 1999) r, generate_series(0, 49) s",
+			pgHot, "INSERT INTO hot VALUES (1, 1000000000000)", pgBookings},
+		pgScript: `\set r random(0, 1999)
+\set s random(0, 49)
+BEGIN;
+UPDATE seats SET booking = 1 WHERE row_no = :r AND seat_no = :s AND booking IS NULL;
+UPDATE hot SET available = available - 1 WHERE id = 1 AND available >= 1;
+INSERT INTO bookings (item) VALUES (:r);
+COMMIT;
+`,
+		pgSold: "SELECT count(*) FROM seats WHERE booking IS NOT NULL",
+	},
+}
+
+// shapeResult is what one run of buyers measured.
+type shapeResult struct {
+	sold, requests, refused, busy, errs int64
+	lat                                 []time.Duration
+	elapsed                             time.Duration
+	lastSale                            time.Duration // since the start
+	firstErr                            string
+}
+
+// runBuyers runs clients buyers doing op until d has passed (or every
+// buyer met a refusal for 200 attempts in a row: sold out).
+func runBuyers(ctx context.Context, e shapeEngine, op shapeOp, clients int, d time.Duration) shapeResult {
+	var res shapeResult
+	var mu sync.Mutex
+	var sold, requests, refused, busy, errs, last atomic.Int64
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c)+1, 11))
+			lat := make([]time.Duration, 0, 4096)
+			misses := 0
+			for n := 0; ctx.Err() == nil && misses < 200; n++ {
+				t := time.Now()
+				k, err := op(ctx, e, c, n, rng)
+				if ctx.Err() != nil && err != nil {
+					break // the run's end, not the engine's answer
+				}
+				lat = append(lat, time.Since(t))
+				requests.Add(1)
+				switch code := holdfast.ErrorCode(err); {
+				case err == nil:
+					sold.Add(k)
+					last.Store(int64(time.Since(start)))
+					misses = 0
+				case code == holdfast.CodeSoldOut || code == holdfast.CodeUnavailable:
+					refused.Add(1)
+					misses++
+				case code == holdfast.CodeBusy:
+					busy.Add(1)
+				default:
+					if errs.Add(1) == 1 {
+						mu.Lock()
+						res.firstErr = err.Error()
+						mu.Unlock()
+					}
+				}
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.lastSale = time.Duration(last.Load())
+	res.sold, res.requests, res.refused, res.busy, res.errs = sold.Load(), requests.Load(), refused.Load(), busy.Load(), errs.Load()
+	slices.Sort(res.lat)
+	return res
+}
+
+func (r shapeResult) quantile(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[min(len(r.lat)-1, int(q*float64(len(r.lat))))]
+}
+
+// shapeMode runs one shape on one holdfast mode: a fresh database, the
+// shape's set-up, the buyers, the audit.
+func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, clients int, d time.Duration, extra func(base string) func() string) (benchRow, error) {
+	row := benchRow{Mode: mode, Scenario: shape.name, Clients: clients}
+	lf := f
+	lf.think, lf.instances, lf.coalesce = 0, 1, true
+	if strings.Contains(mode, "sqlite") {
+		lf.db = ""
+	}
+	t, err := localTarget(ctx, lf, holdfast.Atomic)
+	if err != nil {
+		return row, err
+	}
+	defer t.Close()
+	store := t.Engines[0].(holdfast.Store)
+	var e shapeEngine = store
+	var base string
+	if strings.Contains(mode, "http") {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return row, err
+		}
+		srv := &http.Server{Handler: hfhttp.NewServer(hfhttp.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))})}
+		go srv.Serve(ln)
+		defer srv.Close()
+		base = "http://" + ln.Addr().String()
+		c := hfhttp.NewClient(base, "")
+		c.NoIdempotencyKeys = strings.HasSuffix(mode, "no keys")
+		c.HTTP.Transport.(*http.Transport).MaxIdleConnsPerHost = clients
+		e = c
+	}
+	op, err := shape.setup(ctx, store)
+	if err != nil {
+		return row, fmt.Errorf("%s set-up: %w", shape.name, err)
+	}
+	var stopExtra func() string
+	if extra != nil {
+		stopExtra = extra(base)
+	}
+	stats, _ := store.(interface{ Stats() sqlstore.Stats })
+	var before sqlstore.Stats
+	if stats != nil {
+		before = stats.Stats()
+	}
+	res := runBuyers(ctx, e, op, clients, d)
+	if stopExtra != nil {
+		row.Note = stopExtra()
+	}
+	rep, err := store.Audit(ctx)
+	if err != nil {
+		return row, err
+	}
+	row.PerSec = float64(res.sold) / res.elapsed.Seconds()
+	row.P50, row.P99, row.Max = res.quantile(0.5), res.quantile(0.99), res.quantile(1)
+	row.Busy = res.busy
+	if shape.name == "sell-out" {
+		row.SellOut = res.lastSale
+	}
+	row.Oversold = rep.Oversold + rep.DoubleBooked + int64(len(rep.Differences))
+	var notes []string
+	if row.Note != "" {
+		notes = append(notes, row.Note)
+	}
+	notes = append(notes, fmt.Sprintf("%d requests, %d refused", res.requests, res.refused))
+	if stats != nil {
+		if st := stats.Stats(); st.Batches > before.Batches {
+			notes = append(notes, fmt.Sprintf("%.1f claims per transaction", float64(st.BatchedClaims-before.BatchedClaims)/float64(st.Batches-before.Batches)))
+		}
+	}
+	if res.errs > 0 {
+		notes = append(notes, fmt.Sprintf("%d errors, first: %s", res.errs, res.firstErr))
+	}
+	row.Note = strings.Join(notes, "; ")
+	return row, nil
+}
+
+// mapViewers starts n clients re-reading a seat map's compact form (with
+// If-None-Match, as a page does) until stopped; stop reports reads/s.
+func mapViewers(n int, group string) func(base string) func() string {
+	return func(base string) func() string {
+		ctx, cancel := context.WithCancel(context.Background())
+		var reads, notModified atomic.Int64
+		var wg sync.WaitGroup
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				etag := ""
+				for ctx.Err() == nil {
+					req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/groups/"+group+"/units?format=compact", nil)
+					if etag != "" {
+						req.Header.Set("If-None-Match", etag)
+					}
+					resp, err := client.Do(req)
+					if err != nil {
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusNotModified {
+						notModified.Add(1)
+					} else {
+						etag = resp.Header.Get("ETag")
+					}
+					reads.Add(1)
+				}
+			}()
+		}
+		return func() string {
+			el := time.Since(start)
+			cancel()
+			wg.Wait()
+			return fmt.Sprintf("%d map viewers: %.0f map reads/s (%.0f%% answered 304)", n, float64(reads.Load())/el.Seconds(),
+				100*float64(notModified.Load())/max(1, float64(reads.Load())))
+		}
+	}
+}
+
+// streamViewers starts n clients on /v1/events/stream until stopped;
+// stop reports events received and the lag from an event's commit
+// stamp to its arrival (sampled).
+func streamViewers(n int) func(base string) func() string {
+	return func(base string) func() string {
+		ctx, cancel := context.WithCancel(context.Background())
+		var events atomic.Int64
+		var mu sync.Mutex
+		var lags []time.Duration
+		var wg sync.WaitGroup
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}}
+		ready := make(chan struct{}, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/events/stream", nil)
+				resp, err := client.Do(req)
+				ready <- struct{}{}
+				if err != nil {
+					return
+				}
+				defer resp.Body.Close()
+				br := bufio.NewReaderSize(resp.Body, 64<<10)
+				var mine []time.Duration
+				k := 0
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+						break
+					}
+					if len(line) < 6 || string(line[:6]) != "data: " {
+						continue
+					}
+					events.Add(1)
+					if k++; k%100 != 1 {
+						continue
+					}
+					// "at":"2026-…Z" — the event's commit stamp.
+					if i := strings.Index(string(line), `"at":"`); i >= 0 {
+						rest := string(line[i+6:])
+						if j := strings.IndexByte(rest, '"'); j > 0 {
+							if at, err := time.Parse(time.RFC3339Nano, rest[:j]); err == nil {
+								mine = append(mine, time.Since(at))
+							}
+						}
+					}
+				}
+				mu.Lock()
+				lags = append(lags, mine...)
+				mu.Unlock()
+			}()
+		}
+		for i := 0; i < n; i++ {
+			<-ready
+		}
+		start := time.Now()
+		return func() string {
+			el := time.Since(start)
+			cancel()
+			wg.Wait()
+			slices.Sort(lags)
+			p99 := time.Duration(0)
+			if len(lags) > 0 {
+				p99 = lags[min(len(lags)-1, len(lags)*99/100)]
+			}
+			return fmt.Sprintf("%d stream viewers: %.0f events/s received in all, lag p99 %s", n, float64(events.Load())/el.Seconds(), durMs(p99))
+		}
+	}
+}
