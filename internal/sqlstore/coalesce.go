@@ -101,23 +101,83 @@ func (s *Store) submit(reqs []*claimReq) []claimResult {
 	return out
 }
 
+// maxInFlight bounds the batches in flight at once (PostgreSQL).
+const maxInFlight = 8
+
+// inFlight is a batch started and not yet finished.
+type inFlight struct {
+	rows         map[string]bool // what it locks: "p"+pool, "u"+unit, "g"+group
+	locked, done chan struct{}
+}
+
+// batchRows names the rows a batch will lock, for ordering batches.
+func batchRows(batch []*claimReq) map[string]bool {
+	rows := map[string]bool{}
+	for _, req := range batch {
+		for _, l := range req.r.Lines {
+			switch l.Kind() {
+			case holdfast.LinePool:
+				rows["p"+l.Pool] = true
+			case holdfast.LineUnits:
+				for _, u := range l.Units {
+					rows["u"+u] = true
+				}
+			case holdfast.LineAny:
+				rows["g"+l.Group] = true
+			}
+		}
+	}
+	return rows
+}
+
+func (f *inFlight) overlaps(rows map[string]bool) bool {
+	small, big := f.rows, rows
+	if len(small) > len(big) {
+		small, big = big, small
+	}
+	for r := range small {
+		if big[r] {
+			return true
+		}
+	}
+	return false
+}
+
 // drain runs batches until the queue is empty.
 //
 // Where the database queues transactions waiting for a row lock
-// (PostgreSQL), the next batch starts as soon as the previous one holds
-// its rows: it claims its keys and waits at the first row they share while
-// the previous one writes and commits, so the locks pass from batch to
-// batch with no round trip between them, and batches on rows the previous
-// one does not touch (other events) run alongside it. Arrival order still
-// holds: a batch asks for its locks only after the one before it has
-// them. At most two batches are in flight. With one writer (SQLite) a
-// batch starts when the previous one has finished, which lets it grow.
+// (PostgreSQL), a batch starts as soon as every batch before it that
+// touches one of its rows holds its locks: it claims its keys and waits at
+// the first row they share while the one before writes and commits, so the
+// locks pass from batch to batch with no round trip between them; a batch
+// that shares no row with those in flight (another event, other seats)
+// starts at once. Arrival order holds per row: a batch asks for a row only
+// after every earlier batch wanting it has it. At most maxInFlight batches
+// run at once. With one writer (SQLite) a batch starts when the previous
+// one has finished, which lets it grow.
 func (s *Store) drain() {
 	q := &s.batches
+	var running []*inFlight
+	waitLocked := func(g *inFlight) {
+		select {
+		case <-g.locked:
+		case <-g.done:
+		}
+	}
 	for {
 		q.mu.Lock()
 		n := min(len(q.pending), maxBatch)
 		if n == 0 {
+			if len(running) > 0 {
+				// Before this drainer may end, every batch it started holds
+				// its rows: a later drainer's batch then queues behind them.
+				q.mu.Unlock()
+				for _, g := range running {
+					waitLocked(g)
+				}
+				running = nil
+				continue
+			}
 			q.running = false
 			q.mu.Unlock()
 			return
@@ -127,33 +187,77 @@ func (s *Store) drain() {
 		q.pending = append(q.pending[:0:0], q.pending[n:]...)
 		q.mu.Unlock()
 
-		live := batch[:0]
-		for _, req := range batch {
-			if err := req.ctx.Err(); err != nil {
-				req.done <- claimResult{err: fmt.Errorf("%w: the request's deadline passed while queued", holdfast.ErrBusy)}
-				continue
-			}
-			live = append(live, req)
-		}
+		live := liveClaims(batch)
 		if len(live) == 0 {
 			continue
 		}
-		s.batchCount.Add(1)
-		locked, done := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			var once sync.Once
-			s.runBatch(live, func() { once.Do(func() { close(locked) }) })
-		}()
+		f := &inFlight{rows: batchRows(live), locked: make(chan struct{}), done: make(chan struct{})}
 		if s.d.QueuesLockWaiters {
-			select {
-			case <-locked:
-			case <-done:
+			for {
+				still := running[:0]
+				for _, g := range running {
+					select {
+					case <-g.done:
+					default:
+						still = append(still, g)
+					}
+				}
+				running = still
+				if len(running) < maxInFlight {
+					break
+				}
+				<-running[0].done
 			}
-		} else {
-			<-done
+			// Wait for the batches in flight it shares rows with, taking in
+			// what arrives meanwhile (so batches grow under load), until
+			// nothing new arrives or the batch is full.
+			for {
+				for _, g := range running {
+					if g.overlaps(f.rows) {
+						waitLocked(g)
+					}
+				}
+				q.mu.Lock()
+				more := min(len(q.pending), maxBatch-len(live))
+				extra := slices.Clone(q.pending[:more])
+				q.pending = append(q.pending[:0:0], q.pending[more:]...)
+				q.mu.Unlock()
+				if more == 0 {
+					break
+				}
+				extra = liveClaims(extra)
+				live = append(live, extra...)
+				for r := range batchRows(extra) {
+					f.rows[r] = true
+				}
+			}
 		}
+		s.batchCount.Add(1)
+		go func() {
+			defer close(f.done)
+			var once sync.Once
+			s.runBatch(live, func() { once.Do(func() { close(f.locked) }) })
+		}()
+		if !s.d.QueuesLockWaiters {
+			<-f.done
+			continue
+		}
+		running = append(running, f)
 	}
+}
+
+// liveClaims answers busy to the claims whose deadline passed while they
+// were queued, and returns the others.
+func liveClaims(batch []*claimReq) []*claimReq {
+	live := batch[:0]
+	for _, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			req.done <- claimResult{err: fmt.Errorf("%w: the request's deadline passed while queued", holdfast.ErrBusy)}
+			continue
+		}
+		live = append(live, req)
+	}
+	return live
 }
 
 // runBatch decides a batch in one transaction and answers every request.
