@@ -3,6 +3,7 @@ package holdfasttest
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -694,5 +695,28 @@ func testAuditFindsDifference(t *testing.T, h Harness) {
 	}
 	if rep.OK() {
 		t.Fatalf("audit missed a held counter of 3 against claims of 2: %+v", rep)
+	}
+	// Holders' totals too: one that drifted from its holder's holds, and
+	// one whose holder holds nothing at all.
+	MustCreatePool(t, s, "lim", 10, 4)
+	MustHold(t, s, "bob", holdfast.Line{Pool: "lim", Quantity: 2})
+	for _, sql := range []string{
+		`UPDATE pool_holders SET taken = 3 WHERE pool_id = 'lim' AND holder = 'bob'`,
+		`INSERT INTO pool_holders (pool_id, holder, taken) VALUES ('lim', 'nobody', 2)`,
+	} {
+		if err := raw(t, s).Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, err = s.Audit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var bob, nobody bool
+	for _, d := range rep.Differences {
+		bob = bob || strings.Contains(d, `holder "bob": total 3, recount 2`)
+		nobody = nobody || strings.Contains(d, `holder "nobody": total 2, recount 0`)
+	}
+	if !bob || !nobody {
+		t.Fatalf("audit missed a holder's total (bob %v, nobody %v): %v", bob, nobody, rep.Differences)
 	}
 }
