@@ -171,3 +171,19 @@ func TestEventStreamOneTailForManyViewers(t *testing.T) {
 		t.Fatalf("%d viewers made %d feed reads in %d poll intervals: the database is read per viewer", viewers, reads, polls)
 	}
 }
+
+// Each server tails the database itself: an event written through one
+// instance reaches a stream on another.
+func TestEventStreamAcrossInstances(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "holdfast.db")
+	a, b := openSQLite(t, path), openSQLite(t, path)
+	srvB := serve(t, b, hfhttp.Config{AdminKey: adminKey})
+	holdfasttest.MustCreatePool(t, a, "p", 10, 0)
+	got, ready := make(chan []sse, 1), make(chan struct{})
+	go func() { got <- readSSEQuery(t, srvB.URL, "subject=p", "", adminKey, 1, ready) }()
+	<-ready
+	h := holdfasttest.MustHold(t, a, "x", holdfast.Line{Pool: "p", Quantity: 1})
+	if e := <-got; e[0].event != "hold.created" || !strings.Contains(e[0].data, h.ID) {
+		t.Fatalf("stream on B got %+v, want A's hold %s", e[0], h.ID)
+	}
+}
