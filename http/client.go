@@ -47,6 +47,10 @@ func NewClient(baseURL, key string) *Client {
 	}
 }
 
+// maxInFlightWaits bounds how often a request waits for an earlier
+// attempt with its key that is still running (about 10 s in all).
+const maxInFlightWaits = 25
+
 // do sends a request and decodes a 2xx answer into out.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
@@ -66,12 +70,17 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	var lastErr error
+	inFlight := 0
 	for attempt := 0; attempt <= retries; attempt++ {
-		if attempt > 0 {
+		if attempt > 0 || inFlight > 0 {
+			wait := time.Duration(attempt*attempt) * 100 * time.Millisecond
+			if holdfast.ErrorCode(lastErr) == holdfast.CodeIdempotencyInFlight {
+				wait = time.Duration(min(inFlight, 5)) * 100 * time.Millisecond
+			}
 			select {
 			case <-ctx.Done():
 				return lastErr
-			case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
+			case <-time.After(wait):
 			}
 		}
 		req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, bytes.NewReader(body))
@@ -103,7 +112,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		if resp.StatusCode >= 400 {
 			lastErr = problemError(resp.StatusCode, b)
-			if resp.StatusCode == http.StatusServiceUnavailable || holdfast.ErrorCode(lastErr) == holdfast.CodeIdempotencyInFlight {
+			if holdfast.ErrorCode(lastErr) == holdfast.CodeIdempotencyInFlight && inFlight < maxInFlightWaits {
+				// An earlier attempt with this key is still running (it
+				// outlived our timeout): its answer will be replayed. Wait
+				// for it rather than fail; this does not use up a retry.
+				inFlight++
+				attempt--
+				continue
+			}
+			if resp.StatusCode == http.StatusServiceUnavailable {
 				continue
 			}
 			return lastErr

@@ -346,6 +346,36 @@ func (q querier) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, e
 	return n, interpret(res.Close())
 }
 
+// QueryAll sends the queries in one round trip (pgx's pipeline), and
+// reads each one's rows in order.
+func (q querier) QueryAll(ctx context.Context, queries []sqlstore.Query) error {
+	var b pgx.Batch
+	for _, qu := range queries {
+		b.Queue(qu.SQL, qu.Args...)
+	}
+	res := q.q.SendBatch(ctx, &b)
+	for _, qu := range queries {
+		rows, err := res.Query()
+		if err != nil {
+			res.Close()
+			return interpret(err)
+		}
+		for rows.Next() {
+			if err := qu.Scan(rows); err != nil {
+				rows.Close()
+				res.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			res.Close()
+			return interpret(err)
+		}
+	}
+	return interpret(res.Close())
+}
+
 type querier struct{ q pgxQuerier }
 
 func (q querier) Exec(ctx context.Context, sql string, args ...any) (int64, error) {

@@ -119,24 +119,35 @@ async function holdSelected() {
   await refresh();
 }
 
+// renderMine keeps the list's items (and their buttons) when a hold is
+// unchanged and only updates its text: replacing them on every refresh
+// made a click land on a button that had just been swapped out.
 function renderMine() {
   const ul = $('mine');
+  const old = new Map([...ul.children].map((li) => [li.dataset.hold + '/' + li.dataset.status, li]));
   ul.replaceChildren(...[...state.mine.values()].map((h) => {
+    const units = h.lines.flatMap((l) => l.units || []).join(', ');
+    const left = Math.max(0, Math.round((new Date(h.expires_at) - Date.now()) / 1000));
+    const label = h.status === 'held' ? `${units}: held, ${left}s left ` : `${units}: ${h.status} `;
+    const kept = old.get(h.id + '/' + h.status);
+    if (kept) {
+      kept.firstChild.textContent = label;
+      return kept;
+    }
     const li = document.createElement('li');
     li.dataset.hold = h.id;
-    const left = Math.max(0, Math.round((new Date(h.expires_at) - Date.now()) / 1000));
+    li.dataset.status = h.status;
     const text = document.createElement('span');
-    const units = h.lines.flatMap((l) => l.units || []).join(', ');
-    text.textContent = h.status === 'held' ? `${units}: held, ${left}s left ` : `${units}: ${h.status} `;
+    text.textContent = label;
     li.append(text);
     if (h.status === 'held') {
-      for (const [label, action] of [['Confirm', 'confirm'], ['Release', 'release']]) {
+      for (const [name, action] of [['Confirm', 'confirm'], ['Release', 'release']]) {
         const b = document.createElement('button');
         b.type = 'button';
-        b.textContent = label;
-        b.setAttribute('aria-label', `${label} ${units}`);
+        b.textContent = name;
+        b.setAttribute('aria-label', `${name} ${units}`);
         b.addEventListener('click', async () => {
-          try { state.mine.set(h.id, await api('POST', `/v1/holds/${h.id}/${action}`, {})); say(`${label}ed ${units}.`); }
+          try { state.mine.set(h.id, await api('POST', `/v1/holds/${h.id}/${action}`, {})); say(`${name}ed ${units}.`); }
           catch (e) { say(e.message, true); if (e.code === 'hold_expired') h.status = 'expired'; }
           await refresh();
         });

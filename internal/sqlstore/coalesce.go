@@ -320,7 +320,7 @@ type holderKey struct{ pool, holder string }
 
 // batchTx decides a batch inside one transaction.
 func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, locked func()) error {
-	if err := s.claimBatchKeys(ctx, tx, batch, results); err != nil {
+	if err := s.checkClaimedKeys(ctx, tx, batch, results); err != nil {
 		return err
 	}
 	var pools, units, groups, holders []string
@@ -402,86 +402,73 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	return nil
 }
 
-// lockBatch locks the batch's rows in the global order and reads them.
+// lockBatch claims the batch's deferred idempotency keys, then locks the
+// batch's rows in the global order and reads them — all in one round trip
+// where the backend pipelines (PostgreSQL): the keys' claim (one multi-row
+// insert; a duplicate in the same batch finds the first's claim), the
+// database clock, pools by id, the holders' totals of those pools, named
+// units by id, and each "any" group's free units not locked by others. A
+// request whose key turns out to be someone else's takes no effect (its
+// rows may have been locked for nothing: harmless).
 func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, pools, units, groups, holders []string) (*batchState, int64, error) {
 	st := &batchState{pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
 	var now int64
-	var limited []string
-	if len(pools) > 0 {
-		rows, err := tx.Query(ctx, `SELECT id, capacity, held, confirmed, per_holder_limit, holdfast_now_ms() FROM pools
-			WHERE id IN (`+s.d.ListSelect(1)+`) ORDER BY id`+s.d.ForUpdate, s.d.ListArg(pools))
-		if err != nil {
-			return nil, 0, err
+	var qs []Query
+
+	var claimRows string
+	var claimArgs []any
+	for i, req := range batch {
+		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred {
+			claimRows += sep(len(claimArgs)) + "(" + params(len(claimArgs)+1, 4) + ", 'in_flight', holdfast_now_ms(), holdfast_now_ms())"
+			claimArgs = append(claimArgs, rec.Scope, rec.Key, rec.Fingerprint, rec.Token)
 		}
-		for rows.Next() {
+	}
+	claimed := map[string]bool{}
+	if claimRows != "" {
+		qs = append(qs, Query{`INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
+			VALUES ` + claimRows + ` ON CONFLICT (scope, key) DO NOTHING RETURNING token`, claimArgs, func(r Row) error {
+			var t string
+			err := r.Scan(&t)
+			claimed[t] = true
+			return err
+		}})
+	}
+	qs = append(qs, Query{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }})
+	if len(pools) > 0 {
+		qs = append(qs, Query{`SELECT id, capacity, held, confirmed, per_holder_limit FROM pools
+			WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + s.d.ForUpdate, []any{s.d.ListArg(pools)}, func(r Row) error {
 			var id string
 			p := &poolRow{}
-			if err := rows.Scan(&id, &p.capacity, &p.held, &p.confirmed, &p.limit, &now); err != nil {
-				rows.Close()
-				return nil, 0, err
-			}
+			err := r.Scan(&id, &p.capacity, &p.held, &p.confirmed, &p.limit)
 			st.pools[id] = p
-			if p.limit > 0 {
-				limited = append(limited, id)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, 0, err
-		}
-	}
-	if len(st.pools) == 0 {
-		if err := tx.QueryRow(ctx, `SELECT holdfast_now_ms()`).Scan(&now); err != nil {
-			return nil, 0, err
-		}
-	}
-	if len(limited) > 0 {
-		// The pools' row locks guard their holders' totals (every claim and
-		// give-back takes the pool's row first).
-		rows, err := tx.Query(ctx, `SELECT pool_id, holder, taken FROM pool_holders
-			WHERE pool_id IN (`+s.d.ListSelect(1)+`) AND holder IN (`+s.d.ListSelect(2)+`)`, s.d.ListArg(limited), s.d.ListArg(holders))
-		if err != nil {
-			return nil, 0, err
-		}
-		for rows.Next() {
+			return err
+		}})
+		// Only limited pools have holders' totals; the pools' row locks
+		// (taken just before) guard them: every claim and give-back takes
+		// the pool's row first.
+		qs = append(qs, Query{`SELECT pool_id, holder, taken FROM pool_holders
+			WHERE pool_id IN (` + s.d.ListSelect(1) + `) AND holder IN (` + s.d.ListSelect(2) + `)`, []any{s.d.ListArg(pools), s.d.ListArg(holders)}, func(r Row) error {
 			var k holderKey
 			var taken int64
-			if err := rows.Scan(&k.pool, &k.holder, &taken); err != nil {
-				rows.Close()
-				return nil, 0, err
-			}
+			err := r.Scan(&k.pool, &k.holder, &taken)
 			st.holders[k] = taken
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, 0, err
-		}
+			return err
+		}})
 	}
 	if len(units) > 0 {
 		lock := s.d.ForUpdate
 		if lock != "" {
 			lock += " OF u"
 		}
-		rows, err := tx.Query(ctx, `SELECT u.id, u.hold_id IS NULL, COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE)
+		qs = append(qs, Query{`SELECT u.id, u.hold_id IS NULL, COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE)
 			FROM units u LEFT JOIN holds h ON h.id = u.hold_id
-			WHERE u.id IN (`+s.d.ListSelect(1)+`) ORDER BY u.id`+lock, s.d.ListArg(units))
-		if err != nil {
-			return nil, 0, err
-		}
-		for rows.Next() {
+			WHERE u.id IN (` + s.d.ListSelect(1) + `) ORDER BY u.id` + lock, []any{s.d.ListArg(units)}, func(r Row) error {
 			var id string
 			var free, stale bool
-			if err := rows.Scan(&id, &free, &stale); err != nil {
-				rows.Close()
-				return nil, 0, err
-			}
-			st.units[id] = free
-			st.stale[id] = stale
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, 0, err
-		}
+			err := r.Scan(&id, &free, &stale)
+			st.units[id], st.stale[id] = free, stale
+			return err
+		}})
 	}
 	for _, g := range groups {
 		var want int64
@@ -497,12 +484,21 @@ func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, re
 		}
 		// Free units other transactions have not locked, in id order; the
 		// batch's own named units are left to their requests.
-		free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL
-			AND id NOT IN (`+s.d.ListSelect(2)+`) ORDER BY id LIMIT $3`+s.d.SkipLocked, g, s.d.ListArg(units), want)
-		if err != nil {
-			return nil, 0, err
+		qs = append(qs, Query{`SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL
+			AND id NOT IN (` + s.d.ListSelect(2) + `) ORDER BY id LIMIT $3` + s.d.SkipLocked, []any{g, s.d.ListArg(units), want}, func(r Row) error {
+			var id string
+			err := r.Scan(&id)
+			st.free[g] = append(st.free[g], id)
+			return err
+		}})
+	}
+	if err := QueryAll(ctx, tx, qs); err != nil {
+		return nil, 0, err
+	}
+	for i, req := range batch {
+		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred && !claimed[rec.Token] {
+			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
 		}
-		st.free[g] = free
 	}
 	return st, now, nil
 }
@@ -636,46 +632,23 @@ func (s *Store) refusal(ctx context.Context, tx Querier, st *batchState, req *cl
 	return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
 }
 
-// claimBatchKeys claims the batch's deferred idempotency keys with one
-// multi-row insert (a duplicate in the same batch finds the first's
-// claim), and checks that claimed keys are still the requests' own: a
-// request whose key is someone else's takes no effect.
-func (s *Store) claimBatchKeys(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult) error {
-	var claimRows string
-	var claimArgs []any
+// checkClaimedKeys checks that keys claimed before the batch (by
+// BeginIdempotent) are still the requests' own: a request whose key a
+// retry took over takes no effect.
+func (s *Store) checkClaimedKeys(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult) error {
 	for i, req := range batch {
 		rec := req.rec
-		switch {
-		case rec != nil && rec.Deferred:
-			claimRows += sep(len(claimArgs)) + "(" + params(len(claimArgs)+1, 4) + ", 'in_flight', holdfast_now_ms(), holdfast_now_ms())"
-			claimArgs = append(claimArgs, rec.Scope, rec.Key, rec.Fingerprint, rec.Token)
-		case rec != nil:
-			var token string
-			found, err := queryRow(ctx, tx, `SELECT token FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'`+s.d.ForUpdate,
-				[]any{rec.Scope, rec.Key}, &token)
-			if err != nil {
-				return err
-			}
-			if !found || token != rec.Token {
-				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")}
-			}
+		if rec == nil || rec.Deferred {
+			continue
 		}
-	}
-	if claimRows == "" {
-		return nil
-	}
-	won, err := queryStrings(ctx, tx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
-		VALUES `+claimRows+` ON CONFLICT (scope, key) DO NOTHING RETURNING token`, claimArgs...)
-	if err != nil {
-		return err
-	}
-	claimed := make(map[string]bool, len(won))
-	for _, t := range won {
-		claimed[t] = true
-	}
-	for i, req := range batch {
-		if rec := req.rec; rec != nil && rec.Deferred && !claimed[rec.Token] {
-			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
+		var token string
+		found, err := queryRow(ctx, tx, `SELECT token FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'`+s.d.ForUpdate,
+			[]any{rec.Scope, rec.Key}, &token)
+		if err != nil {
+			return err
+		}
+		if !found || token != rec.Token {
+			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")}
 		}
 	}
 	return nil

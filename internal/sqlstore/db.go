@@ -65,6 +65,42 @@ func ExecAll(ctx context.Context, q Querier, stmts []Stmt) ([]int64, error) {
 	return n, nil
 }
 
+// Query is one query of several sent together (see QueryAll): its rows
+// go to Scan, called once per row.
+type Query struct {
+	SQL  string
+	Args []any
+	Scan func(r Row) error
+}
+
+// QueryAll runs queries in order, stopping at the first error, handing
+// each row to its query's Scan. A Querier that can pipeline (PostgreSQL)
+// sends them in one round trip, as ExecAll does for statements.
+func QueryAll(ctx context.Context, q Querier, queries []Query) error {
+	if p, ok := q.(interface {
+		QueryAll(ctx context.Context, queries []Query) error
+	}); ok {
+		return p.QueryAll(ctx, queries)
+	}
+	for _, qu := range queries {
+		rows, err := q.Query(ctx, qu.SQL, qu.Args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := qu.Scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // DB is a backend's connection.
 type DB interface {
 	// Querier runs reads outside a transaction.
