@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -269,12 +270,21 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 	// transaction that serves many of them finishes.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := s.db.Transact(ctx, func(tx Querier) error {
-		for i := range results {
-			results[i] = claimResult{}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = s.db.Transact(ctx, func(tx Querier) error {
+			for i := range results {
+				results[i] = claimResult{}
+			}
+			return s.batchTx(ctx, tx, batch, results, locked)
+		})
+		// A request with the same key committed between this batch's look
+		// at the keys and its write of them: look again (the key is then
+		// seen as used, and only that request is left out).
+		if !errors.Is(err, errKeyRace) {
+			break
 		}
-		return s.batchTx(ctx, tx, batch, results, locked)
-	})
+	}
 	locked()
 	if err != nil {
 		// Every request takes the ordinary path, so nobody is failed by a
@@ -392,6 +402,9 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
+			if stmts[k].SQL == keyInsert(w.keyRows) {
+				return errKeyRace
+			}
 			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
 		}
 	}
@@ -402,34 +415,45 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	return nil
 }
 
-// lockBatch claims the batch's deferred idempotency keys, then locks the
+// lockBatch looks up the batch's deferred idempotency keys, then locks the
 // batch's rows in the global order and reads them — all in one round trip
-// where the backend pipelines (PostgreSQL): the keys' claim (one multi-row
-// insert; a duplicate in the same batch finds the first's claim), the
-// database clock, pools by id, the holders' totals of those pools, named
-// units by id, and each "any" group's free units not locked by others. A
-// request whose key turns out to be someone else's takes no effect (its
-// rows may have been locked for nothing: harmless).
+// where the backend pipelines (PostgreSQL): the keys, the database clock,
+// pools by id, the holders' totals of those pools, named units by id, and
+// each "any" group's free units not locked by others. A request whose key
+// turns out to be used takes no effect (its rows may have been locked for
+// nothing: harmless).
 func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, pools, units, groups, holders []string) (*batchState, int64, error) {
 	st := &batchState{pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
 	var now int64
 	var qs []Query
 
-	var claimRows string
-	var claimArgs []any
+	// Deferred keys are not claimed with a write of their own: they are
+	// looked up here, and a granted request's key is written once, with its
+	// answer, among the batch's writes (where the insert's row count proves
+	// nobody wrote it meanwhile, or the batch rolls back). A key used
+	// before, or twice in this batch, takes no effect: the caller looks it
+	// up (a replay, a mismatch, in flight).
+	var keyRows string
+	var keyArgs []any
+	used, seen := map[[2]string]bool{}, map[[2]string]bool{}
 	for i, req := range batch {
 		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred {
-			claimRows += sep(len(claimArgs)) + "(" + params(len(claimArgs)+1, 4) + ", 'in_flight', holdfast_now_ms(), holdfast_now_ms())"
-			claimArgs = append(claimArgs, rec.Scope, rec.Key, rec.Fingerprint, rec.Token)
+			k := [2]string{rec.Scope, rec.Key}
+			if seen[k] {
+				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
+				continue
+			}
+			seen[k] = true
+			keyRows += sep(len(keyArgs)) + "(" + params(len(keyArgs)+1, 2) + ")"
+			keyArgs = append(keyArgs, rec.Scope, rec.Key)
 		}
 	}
-	claimed := map[string]bool{}
-	if claimRows != "" {
-		qs = append(qs, Query{`INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, created_at, updated_at)
-			VALUES ` + claimRows + ` ON CONFLICT (scope, key) DO NOTHING RETURNING token`, claimArgs, func(r Row) error {
-			var t string
-			err := r.Scan(&t)
-			claimed[t] = true
+	if keyRows != "" {
+		qs = append(qs, Query{`WITH v (scope, key) AS (VALUES ` + keyRows + `)
+			SELECT v.scope, v.key FROM v JOIN idempotency_keys k ON k.scope = v.scope AND k.key = v.key`, keyArgs, func(r Row) error {
+			var k [2]string
+			err := r.Scan(&k[0], &k[1])
+			used[k] = true
 			return err
 		}})
 	}
@@ -496,7 +520,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, re
 		return nil, 0, err
 	}
 	for i, req := range batch {
-		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred && !claimed[rec.Token] {
+		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred && used[[2]string{rec.Scope, rec.Key}] {
 			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
 		}
 	}
@@ -632,6 +656,17 @@ func (s *Store) refusal(ctx context.Context, tx Querier, st *batchState, req *cl
 	return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
 }
 
+// errKeyRace: a key the batch found unused was written by another request
+// before the batch could write it.
+var errKeyRace = errors.New("sqlstore: an idempotency key was written meanwhile")
+
+// keyInsert writes deferred keys, done, with their answers; a key
+// someone else wrote is left alone (and the row count tells).
+func keyInsert(rows string) string {
+	return `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+		VALUES ` + rows + ` ON CONFLICT (scope, key) DO NOTHING`
+}
+
 // checkClaimedKeys checks that keys claimed before the batch (by
 // BeginIdempotent) are still the requests' own: a request whose key a
 // retry took over takes no effect.
@@ -662,9 +697,13 @@ type holdWriter struct {
 
 	holdRows, lineRows, claimRows, eventRows, settleRows string
 	holdArgs, lineArgs, claimArgs, eventArgs, settleArgs []any
-	unitRows                                             string
-	unitArgs                                             []any
-	holds, units, keys                                   int
+	// keyRows are deferred keys written once, done, with their answers.
+	keyRows            string
+	keyArgs            []any
+	newKeys            int
+	unitRows           string
+	unitArgs           []any
+	holds, units, keys int
 }
 
 func newHoldWriter(d Dialect) *holdWriter { return &holdWriter{d: d} }
@@ -708,7 +747,13 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 		w.eventRows += sep(len(w.eventArgs)) + "(" + params(len(w.eventArgs)+1, 4) + ")"
 		w.eventArgs = append(w.eventArgs, string(typ), now, h.ID, string(b))
 	}
-	if rec != nil {
+	if rec != nil && rec.Deferred {
+		r := rec.Render(h)
+		w.keyRows += sep(len(w.keyArgs)) + "(" + params(len(w.keyArgs)+1, 4) +
+			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), $%d, $%d)", len(w.keyArgs)+5, len(w.keyArgs)+6, w.d.BlobType, len(w.keyArgs)+7, len(w.keyArgs)+7)
+		w.keyArgs = append(w.keyArgs, rec.Scope, rec.Key, rec.Fingerprint, rec.Token, r.Status, r.Body, now)
+		w.newKeys++
+	} else if rec != nil {
 		r := rec.Render(h)
 		w.settleRows += sep(len(w.settleArgs)) + "(" + params(len(w.settleArgs)+1, 3) +
 			fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(w.settleArgs)+4, len(w.settleArgs)+5, w.d.BlobType)
@@ -806,6 +851,10 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 	for _, st := range w.recordStmts() {
 		stmts = append(stmts, st)
 		checks = append(checks, -1)
+	}
+	if w.newKeys > 0 {
+		stmts = append(stmts, Stmt{keyInsert(w.keyRows), w.keyArgs})
+		checks = append(checks, int64(w.newKeys))
 	}
 	if w.keys > 0 {
 		stmts = append(stmts, w.settleStmt())
