@@ -291,6 +291,10 @@ func runBuyers(ctx context.Context, e shapeEngine, op shapeOp, clients int, d ti
 				case code == holdfast.CodeSoldOut || code == holdfast.CodeUnavailable:
 					refused.Add(1)
 					misses++
+				case code == holdfast.CodeLimitExceeded:
+					// This buyer has all it may have: it goes home.
+					refused.Add(1)
+					misses = 200
 				case code == holdfast.CodeBusy:
 					busy.Add(1)
 				default:
