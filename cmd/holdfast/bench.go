@@ -105,20 +105,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 	if all || want["viewers"] {
 		// 64 buyers on a 20,000-seat map, then again with 500 viewers
 		// re-reading the map.
-		shape := benchShape{name: "seats 20k", setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
-			if err := addSeats(ctx, e, "hall", 400, seatsPerRow); err != nil {
-				return nil, err
-			}
-			return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
-				row, k := frontRow(rng, 400), 2+rng.IntN(3)
-				at := rng.IntN(seatsPerRow - k + 1)
-				ids := make([]string, k)
-				for i := range ids {
-					ids[i] = seatID(row, at+i)
-				}
-				return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Units: ids})
-			}, nil
-		}}
+		shape := benchShape{name: "seats 20k", setup: seatMap(400)}
 		for _, viewers := range []int{0, 500} {
 			var extra func(string) func() string
 			if viewers > 0 {

@@ -84,6 +84,25 @@ func addSeats(ctx context.Context, e shapeEngine, group string, rows, perRow int
 	return nil
 }
 
+// seatMap is the seat-map shape on rows × 50 seats: each request 2–4
+// adjacent seats in one row, the front wanted more.
+func seatMap(rows int) func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+	return func(ctx context.Context, e shapeEngine) (shapeOp, error) {
+		if err := addSeats(ctx, e, "hall", rows, seatsPerRow); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
+			row, k := frontRow(rng, rows), 2+rng.IntN(3)
+			at := rng.IntN(seatsPerRow - k + 1)
+			ids := make([]string, k)
+			for i := range ids {
+				ids[i] = seatID(row, at+i)
+			}
+			return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Units: ids})
+		}, nil
+	}
+}
+
 // frontRow picks a row, the front wanted more: the smaller of two.
 func frontRow(rng *rand.Rand, rows int) int { return min(rng.IntN(rows), rng.IntN(rows)) }
 
@@ -154,20 +173,7 @@ COMMIT;
 	},
 	{
 		name: "seats", about: "100,000-seat map (2,000 rows × 50), 2–4 adjacent seats per request, front rows wanted more; seats sold/s",
-		setup: func(ctx context.Context, e shapeEngine) (shapeOp, error) {
-			if err := addSeats(ctx, e, "hall", seatRows, seatsPerRow); err != nil {
-				return nil, err
-			}
-			return func(ctx context.Context, e shapeEngine, buyer, n int, rng *rand.Rand) (int64, error) {
-				row, k := frontRow(rng, seatRows), 2+rng.IntN(3)
-				at := rng.IntN(seatsPerRow - k + 1)
-				ids := make([]string, k)
-				for i := range ids {
-					ids[i] = seatID(row, at+i)
-				}
-				return holdOne(ctx, e, fmt.Sprintf("b%d-%d", buyer, n), holdfast.Line{Units: ids})
-			}, nil
-		},
+		setup:   seatMap(seatRows),
 		pgSetup: []string{pgSeats, "INSERT INTO seats SELECT r, s, NULL FROM generate_series(0, 1999) r, generate_series(0, 49) s", pgBookings},
 		pgScript: `\set r1 random(0, 1999)
 \set r2 random(0, 1999)
