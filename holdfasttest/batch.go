@@ -95,15 +95,7 @@ func testBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
 			rs[i] = holdfast.HoldRequest{Holder: fmt.Sprintf("h%d", i), Lines: []holdfast.Line{{Pool: pool, Quantity: 1}}}
 		}
 		_, errs := b.HoldBatch(ctx, rs, nil)
-		for i, err := range errs {
-			want := holdfast.Code("")
-			if i >= capacity {
-				want = holdfast.CodeSoldOut
-			}
-			if got := holdfast.ErrorCode(err); got != want {
-				t.Fatalf("round %d: claim %d of %d (capacity %d): got %q (%v), want %q", round, i, claims, capacity, got, err, want)
-			}
-		}
+		wantFirstGranted(t, fmt.Sprintf("round %d", round), errs, capacity, holdfast.CodeSoldOut)
 	}
 	MustAuditClean(t, s)
 	if st, ok := s.(statser); ok && st.Stats().BatchedClaims > 0 && st.Stats().Batches < 3 {
@@ -266,15 +258,22 @@ func testUnitBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
 			rs[i] = holdfast.HoldRequest{Holder: fmt.Sprintf("h%d", i), Lines: []holdfast.Line{l}}
 		}
 		_, errs := b.HoldBatch(ctx, rs, nil)
-		for i, err := range errs {
-			want := holdfast.Code("")
-			if i >= units {
-				want = holdfast.CodeUnavailable
-			}
-			if got := holdfast.ErrorCode(err); got != want {
-				t.Fatalf("%s: claim %d of %d (%d units): got %q (%v), want %q", shape, i, claims, units, got, err, want)
-			}
-		}
+		wantFirstGranted(t, shape, errs, units, holdfast.CodeUnavailable)
 	}
 	MustAuditClean(t, s)
+}
+
+// wantFirstGranted checks that the first n of a batch's claims were granted
+// and every later one refused with code: arrival order kept.
+func wantFirstGranted(t *testing.T, label string, errs []error, n int, code holdfast.Code) {
+	t.Helper()
+	for i, err := range errs {
+		want := holdfast.Code("")
+		if i >= n {
+			want = code
+		}
+		if got := holdfast.ErrorCode(err); got != want {
+			t.Fatalf("%s: claim %d of %d (%d to give): got %q (%v), want %q", label, i, len(errs), n, got, err, want)
+		}
+	}
 }

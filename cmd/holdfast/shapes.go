@@ -18,6 +18,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/lab"
 	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
@@ -26,15 +27,11 @@ import (
 // same shape one transaction per booking, in the same run; over HTTP every
 // POST carries an Idempotency-Key unless the mode says "no keys".
 
-// shapeEngine is what a shape drives: a holdfast.Store or an API client.
+// shapeEngine is what a shape drives: a holdfast.Store or an API client,
+// as the lab's Engine, and bookings too.
 type shapeEngine interface {
-	CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error)
-	CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error)
-	AddUnits(ctx context.Context, group string, ids []string) error
-	Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error)
+	lab.Engine
 	Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error)
-	Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error)
-	Complete(ctx context.Context, id string) (holdfast.Hold, error)
 }
 
 // shapeOp makes one buyer's attempt: the units it sold (0 when refused)
