@@ -190,10 +190,17 @@ type AuditReport struct {
 // OK reports whether the recount matched the counters everywhere.
 func (r AuditReport) OK() bool { return len(r.Differences) == 0 }
 
-// Store is the contract every backend implements and the conformance suite
-// (package holdfasttest) enforces. Every method is atomic: it either happens
-// whole, with its outbox events, or not at all.
-type Store interface {
+// The contracts below are split by who uses them: an application books
+// through Catalog and Booking (which the HTTP client implements too), a
+// page follows the Feed, an operator runs Operations, and the HTTP server
+// alone needs IdempotencyStore and KeyStore. Store is all of them: what a
+// backend implements and the conformance suite (package holdfasttest)
+// enforces. Every change is atomic: it happens whole, with its outbox
+// events, or not at all.
+
+// Catalog is the inventory: pools of counted capacity and groups of
+// identified units.
+type Catalog interface {
 	// CreatePool creates a pool. ErrInvalid for a bad id, name, capacity or
 	// limit; ErrConflict if the id exists.
 	CreatePool(ctx context.Context, p Pool) (Pool, error)
@@ -215,7 +222,10 @@ type Store interface {
 	// Units lists a group's units ordered by id, filtered by status when
 	// status is not "". ErrNotFound; ErrInvalid for an unknown status.
 	Units(ctx context.Context, group string, status UnitStatus) ([]Unit, error)
+}
 
+// Booking is holds and their lifecycle.
+type Booking interface {
 	// Hold claims every line or nothing. Errors name the failing line (the
 	// first in request order): ErrLimitExceeded before ErrSoldOut for a pool
 	// line, ErrUnavailable for a unit line, ErrNotFound for an unknown pool,
@@ -247,24 +257,38 @@ type Store interface {
 	// Holds lists a holder's holds, newest first; only those created by
 	// owner unless owner is "".
 	Holds(ctx context.Context, holder, owner string) ([]Hold, error)
+}
 
+// Feed is the outbox, read in commit order.
+type Feed interface {
 	// Events returns up to limit outbox events after the cursor (from a
 	// previous call's next; "" for the start), in commit order, and the
 	// cursor to continue from. A reader following next never skips an event,
 	// even one whose transaction commits late. ErrInvalid for a bad cursor.
 	Events(ctx context.Context, after string, limit int) (events []Event, next string, err error)
+}
+
+// Operations is what runs beside the API: the sweeper, the audit, the
+// readiness probe.
+type Operations interface {
 	// ExpireDue marks up to limit held holds past their expiry as expired,
 	// returning their capacity, and reports how many it expired. Safe to run
 	// from many goroutines and processes at once: each hold expires once.
 	ExpireDue(ctx context.Context, limit int) (int, error)
-	// Audit recounts every pool and unit from the claim rows.
+	// Audit recounts every pool and unit from the claim rows. It only reads.
 	Audit(ctx context.Context) (AuditReport, error)
 	// Ready reports whether the database answers and has every migration
 	// this build knows applied.
 	Ready(ctx context.Context) error
+}
 
+// Store is every contract together: what a backend implements.
+type Store interface {
+	Catalog
+	Booking
+	Feed
+	Operations
 	IdempotencyStore
 	KeyStore
-
 	Close() error
 }

@@ -34,12 +34,12 @@ type StoredResponse struct {
 	Body   []byte
 }
 
-// Idempotency is a claimed idempotency key travelling with a request's
-// context. A store that finds one in the context of a state change records
-// the change's response against the key in the same transaction as the
-// change, and refuses the change (rolling it back) if the key is no longer
-// this request's: so a key has exactly one effect, even if a retry took the
-// key over from a request that stalled.
+// Idempotency is an idempotency key claimed for one change. A store given
+// one (see IdempotencyStore.Keyed) records the change's answer against the
+// key in the same transaction as the change, and refuses the change
+// (rolling it back) if the key is no longer this request's: so a key has
+// exactly one effect, even if a retry took the key over from a request
+// that stalled.
 type Idempotency struct {
 	Scope, Key string
 	// Token identifies this request's claim on the key.
@@ -49,29 +49,22 @@ type Idempotency struct {
 	// returns ErrIdempotencyKeyUsed, changing nothing, if it is taken.
 	Deferred    bool
 	Fingerprint string
-	// Render turns the change's result into the response to store.
+	// Render turns the change's result into the answer to store. The
+	// store calls it inside the change's transaction.
 	Render func(result any) StoredResponse
-
-	recorded bool
 }
 
-// Recorded reports whether a store recorded the response in its transaction.
-func (i *Idempotency) Recorded() bool { return i.recorded }
-
-// MarkRecorded is called by a store once it has recorded the response.
-func (i *Idempotency) MarkRecorded() { i.recorded = true }
-
-type idempotencyKey struct{}
-
-// WithIdempotency returns ctx carrying i.
-func WithIdempotency(ctx context.Context, i *Idempotency) context.Context {
-	return context.WithValue(ctx, idempotencyKey{}, i)
-}
-
-// IdempotencyFrom returns the claimed key ctx carries, or nil.
-func IdempotencyFrom(ctx context.Context) *Idempotency {
-	i, _ := ctx.Value(idempotencyKey{}).(*Idempotency)
-	return i
+// Keyed is a store's catalog, bookings and keys with one idempotency key:
+// the change made through it records its answer under the key in its own
+// transaction. A Keyed value serves one request.
+type Keyed interface {
+	Catalog
+	Booking
+	KeyStore
+	// Answer returns the answer the change recorded under the key, and
+	// false if no change made through this value recorded one (none was
+	// made, or it failed).
+	Answer() (StoredResponse, bool)
 }
 
 // IdempotencyStore keeps idempotency keys.
@@ -94,4 +87,7 @@ type IdempotencyStore interface {
 	AbandonIdempotent(ctx context.Context, scope, key, token string) error
 	// PurgeIdempotency deletes keys older than IdempotencyTTL.
 	PurgeIdempotency(ctx context.Context) (int, error)
+	// Keyed returns the store with its changes guarded by k (claimed with
+	// BeginIdempotent, or Deferred).
+	Keyed(k Idempotency) Keyed
 }

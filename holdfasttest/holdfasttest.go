@@ -47,6 +47,39 @@ func raw(t testing.TB, s holdfast.Store) Raw {
 	return r
 }
 
+// API is the part of a store a transport carries: the catalog, bookings
+// and the feed. http.Client implements it.
+type API interface {
+	holdfast.Catalog
+	holdfast.Booking
+	holdfast.Feed
+}
+
+// OverAPI returns a Store whose catalog, bookings and feed go through api
+// (an HTTP client on a server for local, say), and whose operations,
+// idempotency records, keys and raw SQL go straight to local: the suite
+// run through a transport, with the database still in reach for counting.
+func OverAPI(api API, local holdfast.Store) holdfast.Store {
+	r, _ := local.(Raw)
+	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, raw: r}
+}
+
+type overAPI struct {
+	API
+	holdfast.Operations
+	holdfast.IdempotencyStore
+	holdfast.KeyStore
+	raw Raw
+}
+
+func (o overAPI) Close() error { return nil }
+func (o overAPI) Exec(ctx context.Context, sql string, args ...any) error {
+	return o.raw.Exec(ctx, sql, args...)
+}
+func (o overAPI) QueryInt(ctx context.Context, sql string, args ...any) (int64, error) {
+	return o.raw.QueryInt(ctx, sql, args...)
+}
+
 // MustCreatePool creates a pool or fails the test.
 func MustCreatePool(tb testing.TB, s holdfast.Store, id string, capacity, limit int64) holdfast.Pool {
 	tb.Helper()
@@ -127,6 +160,14 @@ func MustExpire(tb testing.TB, s holdfast.Store, holdIDs ...string) {
 		if err := raw(tb, s).Exec(context.Background(), `UPDATE holds SET expires_at = holdfast_now_ms() - 1000 WHERE id = $1`, id); err != nil {
 			tb.Fatalf("expire %s: %v", id, err)
 		}
+	}
+}
+
+// MustExec runs a statement directly against the database.
+func MustExec(tb testing.TB, s holdfast.Store, sql string, args ...any) {
+	tb.Helper()
+	if err := raw(tb, s).Exec(context.Background(), sql, args...); err != nil {
+		tb.Fatalf("exec %q: %v", sql, err)
 	}
 }
 

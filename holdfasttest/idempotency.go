@@ -1,7 +1,6 @@
 package holdfasttest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -27,10 +26,11 @@ func testIdempotencyReplay(t *testing.T, h Harness) {
 	if err != nil || replay != nil || token == "" {
 		t.Fatalf("first Begin: token %q, replay %v, err %v", token, replay, err)
 	}
-	i := &holdfast.Idempotency{Scope: "client-a", Key: "k1", Token: token, Render: render(201)}
-	hd, err := s.Hold(holdfast.WithIdempotency(ctx, i), holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 2}}})
-	if err != nil || !i.Recorded() {
-		t.Fatalf("Hold with key: %v, recorded %v", err, i.Recorded())
+	k := s.Keyed(holdfast.Idempotency{Scope: "client-a", Key: "k1", Token: token, Render: render(201)})
+	hd, err := k.Hold(ctx, holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 2}}})
+	answer, recorded := k.Answer()
+	if err != nil || !recorded {
+		t.Fatalf("Hold with key: %v, recorded %v", err, recorded)
 	}
 	_, replay, err = s.BeginIdempotent(ctx, "client-a", "k1", "fp-1", time.Minute)
 	if err != nil || replay == nil || replay.Status != 201 {
@@ -39,6 +39,9 @@ func testIdempotencyReplay(t *testing.T, h Harness) {
 	var got holdfast.Hold
 	if err := json.Unmarshal(replay.Body, &got); err != nil || got.ID != hd.ID {
 		t.Fatalf("replayed body names hold %q, want %q (%v)", got.ID, hd.ID, err)
+	}
+	if string(answer.Body) != string(replay.Body) || answer.Status != replay.Status {
+		t.Fatalf("Answer() %d %s, but the key replays %d %s", answer.Status, answer.Body, replay.Status, replay.Body)
 	}
 	_, _, err = s.BeginIdempotent(ctx, "client-a", "k1", "fp-2", time.Minute)
 	wantCode(t, err, holdfast.CodeIdempotencyMismatch, -1)
@@ -66,6 +69,83 @@ func testIdempotencyReplay(t *testing.T, h Harness) {
 	if tok2, replay, err := s.BeginIdempotent(ctx, "client-a", "k3", "fp-4", time.Minute); err != nil || replay != nil || tok2 == tok {
 		t.Fatalf("after abandon: %q %v %v", tok2, replay, err)
 	}
+	// Keys are forgotten after IdempotencyTTL: a purge deletes them and
+	// the key is new again.
+	MustExec(t, s, `UPDATE idempotency_keys SET created_at = created_at - $1 WHERE key = 'k2'`, holdfast.IdempotencyTTL.Milliseconds()+1000)
+	if n, err := s.PurgeIdempotency(ctx); err != nil || n != 1 {
+		t.Fatalf("PurgeIdempotency: %d, %v; want 1 key purged", n, err)
+	}
+	if tok, replay, err := s.BeginIdempotent(ctx, "client-a", "k2", "fp-3", time.Minute); err != nil || replay != nil || tok == "" {
+		t.Fatalf("a purged key is not new again: %q %v %v", tok, replay, err)
+	}
+}
+
+// Every change the Keyed contract offers records its answer under the key
+// in its own transaction: a change that forgot to would have no Answer and
+// no stored reply here.
+func testIdempotencyEveryChange(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 10, 0)
+	MustCreateGroup(t, s, "g", true, "u1")
+	held := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 1})
+	toRelease := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 1})
+	toCancel, err := s.Book(ctx, holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	toComplete, err := s.Book(ctx, holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Units: []string{"u1"}}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := []struct {
+		name string
+		do   func(k holdfast.Keyed) error
+	}{
+		{"CreatePool", func(k holdfast.Keyed) error {
+			_, err := k.CreatePool(ctx, holdfast.Pool{ID: "p2", Name: "p2", Capacity: 1})
+			return err
+		}},
+		{"SetCapacity", func(k holdfast.Keyed) error { _, err := k.SetCapacity(ctx, "p", 20); return err }},
+		{"CreateGroup", func(k holdfast.Keyed) error {
+			_, err := k.CreateGroup(ctx, holdfast.Group{ID: "g2", Name: "g2"})
+			return err
+		}},
+		{"AddUnits", func(k holdfast.Keyed) error { return k.AddUnits(ctx, "g2", []string{"v1"}) }},
+		{"Hold", func(k holdfast.Keyed) error {
+			_, err := k.Hold(ctx, holdfast.HoldRequest{Holder: "b", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+			return err
+		}},
+		{"Book", func(k holdfast.Keyed) error {
+			_, err := k.Book(ctx, holdfast.HoldRequest{Holder: "b", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}, "pay")
+			return err
+		}},
+		{"Extend", func(k holdfast.Keyed) error { _, err := k.Extend(ctx, held.ID, time.Minute); return err }},
+		{"Confirm", func(k holdfast.Keyed) error { _, err := k.Confirm(ctx, held.ID, "pay"); return err }},
+		{"Release", func(k holdfast.Keyed) error { _, err := k.Release(ctx, toRelease.ID); return err }},
+		{"Cancel", func(k holdfast.Keyed) error { _, err := k.Cancel(ctx, toCancel.ID); return err }},
+		{"Complete", func(k holdfast.Keyed) error { _, err := k.Complete(ctx, toComplete.ID); return err }},
+		{"CreateKey", func(k holdfast.Keyed) error {
+			_, err := k.CreateKey(ctx, holdfast.APIKey{ID: "key1", Name: "k", Role: holdfast.RoleClient, Hash: []byte("h")})
+			return err
+		}},
+	}
+	for _, c := range changes {
+		k := s.Keyed(holdfast.Idempotency{Scope: "c", Key: c.name, Token: "t", Deferred: true, Fingerprint: "fp", Render: render(200)})
+		if err := c.do(k); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		answer, ok := k.Answer()
+		if !ok {
+			t.Fatalf("%s through Keyed recorded no answer", c.name)
+		}
+		_, replay, err := s.BeginIdempotent(ctx, "c", c.name, "fp", time.Minute)
+		if err != nil || replay == nil || string(replay.Body) != string(answer.Body) {
+			t.Fatalf("%s: the key replays %+v (%v), want the answer %s", c.name, replay, err, answer.Body)
+		}
+	}
+	MustAuditClean(t, s)
 }
 
 // A request that stalls past staleAfter loses its key to a retry; when it
@@ -84,12 +164,12 @@ func testIdempotencyTakeover(t *testing.T, h Harness) {
 		t.Fatalf("takeover: %q %v %v", second, replay, err)
 	}
 	req := holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}
-	_, err = s.Hold(holdfast.WithIdempotency(ctx, &holdfast.Idempotency{Scope: "c", Key: "k", Token: first, Render: render(201)}), req)
+	_, err = s.Keyed(holdfast.Idempotency{Scope: "c", Key: "k", Token: first, Render: render(201)}).Hold(ctx, req)
 	wantCode(t, err, holdfast.CodeIdempotencyInFlight, -1)
 	if p := MustPool(t, s, "p"); p.Held != 0 {
 		t.Fatalf("the stalled request's hold took effect: %+v", p)
 	}
-	if _, err := s.Hold(holdfast.WithIdempotency(ctx, &holdfast.Idempotency{Scope: "c", Key: "k", Token: second, Render: render(201)}), req); err != nil {
+	if _, err := s.Keyed(holdfast.Idempotency{Scope: "c", Key: "k", Token: second, Render: render(201)}).Hold(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	if p := MustPool(t, s, "p"); p.Held != 1 {
@@ -115,7 +195,7 @@ func raceIdempotencySameKey(t *testing.T, h Harness) {
 		case replay != nil:
 			what = "replay"
 		default:
-			_, err := s.Hold(holdfast.WithIdempotency(ctx, &holdfast.Idempotency{Scope: "c", Key: "same", Token: tok, Render: render(201)}),
+			_, err := s.Keyed(holdfast.Idempotency{Scope: "c", Key: "same", Token: tok, Render: render(201)}).Hold(ctx,
 				holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
 			what = "effect:" + string(holdfast.ErrorCode(err))
 		}
@@ -180,15 +260,15 @@ func testIdempotencyDeferred(t *testing.T, h Harness) {
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
 	MustCreatePool(t, s, "p", 10, 0)
-	deferred := func(key, token string) context.Context {
-		return holdfast.WithIdempotency(ctx, &holdfast.Idempotency{Scope: "c", Key: key, Token: token, Deferred: true, Fingerprint: "fp", Render: render(201)})
+	deferred := func(key, token string) holdfast.Keyed {
+		return s.Keyed(holdfast.Idempotency{Scope: "c", Key: key, Token: token, Deferred: true, Fingerprint: "fp", Render: render(201)})
 	}
 	req := holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}
-	first, err := s.Hold(deferred("k", "t1"), req)
+	first, err := deferred("k", "t1").Hold(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Hold(deferred("k", "t2"), req)
+	_, err = deferred("k", "t2").Hold(ctx, req)
 	wantCode(t, err, holdfast.CodeIdempotencyKeyUsed, -1)
 	_, replay, err := s.BeginIdempotent(ctx, "c", "k", "fp", time.Minute)
 	var got holdfast.Hold
@@ -198,10 +278,10 @@ func testIdempotencyDeferred(t *testing.T, h Harness) {
 	// Not coalescible (two lines): the ordinary path claims it the same way.
 	two := holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}, {Pool: "q", Quantity: 1}}}
 	MustCreatePool(t, s, "q", 10, 0)
-	if _, err := s.Hold(deferred("k2", "t1"), two); err != nil {
+	if _, err := deferred("k2", "t1").Hold(ctx, two); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Hold(deferred("k2", "t2"), two)
+	_, err = deferred("k2", "t2").Hold(ctx, two)
 	wantCode(t, err, holdfast.CodeIdempotencyKeyUsed, -1)
 	// A refusal under a deferred key is stored as a new record.
 	if err := s.FinishIdempotent(ctx, "c", "k3", "fp", "t1", holdfast.StoredResponse{Status: 409, Body: []byte("{}")}); err != nil {

@@ -41,6 +41,7 @@ func Run(t *testing.T, h Harness) {
 		{"IdempotencyReplay", testIdempotencyReplay},
 		{"IdempotencyTakeover", testIdempotencyTakeover},
 		{"IdempotencyDeferred", testIdempotencyDeferred},
+		{"IdempotencyEveryChange", testIdempotencyEveryChange},
 		{"Keys", testKeys},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
 		{"BatchesGrantInArrivalOrder", testBatchesGrantInArrivalOrder},

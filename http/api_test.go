@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -431,27 +432,78 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// The stored answer of a request that ran must be what the client got.
+// The stored answer of a request that ran must be what the client got,
+// and every route that changes the store must record it in the change's
+// own transaction (a route that forgot would count in
+// holdfast_idempotency_unrecorded_total).
 func TestReplayIsByteForByte(t *testing.T) {
 	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
-	srv := serve(t, s, hfhttp.Config{})
+	api := hfhttp.NewServer(hfhttp.Config{Store: s})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
 	c := caller{base: srv.URL}
-	for i, req := range []struct{ method, path, body string }{
-		{"POST", "/v1/pools", `{"id":"p","capacity":5}`},
-		{"PATCH", "/v1/pools/p", `{"capacity":6}`},
-		{"POST", "/v1/groups", `{"id":"g"}`},
-		{"POST", "/v1/groups/g/units", `{"ids":["u"]}`},
-		{"POST", "/v1/keys", `{"name":"k"}`},
-		{"POST", "/v1/bookings", `{"holder":"x","lines":[{"units":["u"]}]}`},
-	} {
-		key := fmt.Sprint("key-", i)
-		first := c.do(t, req.method, req.path, req.body, "Idempotency-Key", key)
-		again := c.do(t, req.method, req.path, req.body, "Idempotency-Key", key)
-		if first.status != again.status || !bytes.Equal(first.body, again.body) || first.status >= 300 {
-			t.Errorf("%s %s: first %d %s, replay %d %s", req.method, req.path, first.status, first.body, again.status, again.body)
+	holdfasttest.MustCreatePool(t, s, "q", 10, 0)
+	var ids []string
+	for range 4 {
+		ids = append(ids, holdfasttest.MustHold(t, s, "y", holdfast.Line{Pool: "q", Quantity: 1}).ID)
+	}
+	for _, id := range ids[2:] {
+		if _, err := s.Confirm(context.Background(), id, ""); err != nil {
+			t.Fatal(err)
 		}
 	}
-	_ = context.Background
+	changes := []struct{ method, path, body string }{
+		{"POST", "/v1/pools", `{"id":"p","capacity":5}`},
+		{"PATCH", "/v1/pools/{id}", `{"capacity":6}`},
+		{"POST", "/v1/groups", `{"id":"g"}`},
+		{"POST", "/v1/groups/{id}/units", `{"ids":["u"]}`},
+		{"POST", "/v1/bookings", `{"holder":"x","lines":[{"units":["u"]}]}`},
+		{"POST", "/v1/holds", `{"holder":"x","lines":[{"pool":"p","quantity":1}]}`},
+		{"POST", "/v1/holds/{id}/extend", `{"ttl_seconds":60}`},
+		{"POST", "/v1/holds/{id}/confirm", `{}`},
+		{"POST", "/v1/holds/{id}/release", `{}`},
+		{"POST", "/v1/holds/{id}/cancel", `{}`},
+		{"POST", "/v1/holds/{id}/complete", `{}`},
+	}
+	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g",
+		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
+		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
+	covered := map[string]bool{"POST /v1/keys": true, "POST /v1/lab/race": true}
+	for i, req := range changes {
+		covered[req.method+" "+req.path] = true
+		path := req.path
+		if strings.Contains(path, "{id}") {
+			path = strings.Replace(path, "{id}", target[path], 1)
+		}
+		key := fmt.Sprint("key-", i)
+		first := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
+		again := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
+		if first.status != again.status || !bytes.Equal(first.body, again.body) || first.status >= 300 {
+			t.Errorf("%s %s: first %d %s, replay %d %s", req.method, path, first.status, first.body, again.status, again.body)
+		}
+	}
+	// A key's secret is never stored: its replay names the key, without it.
+	var first, again struct {
+		ID  string  `json:"id"`
+		Key *string `json:"key"`
+	}
+	c.want(t, "POST", "/v1/keys", `{"name":"k"}`, 201, "", "Idempotency-Key", "key-k").decode(t, &first)
+	r := c.want(t, "POST", "/v1/keys", `{"name":"k"}`, 201, "", "Idempotency-Key", "key-k")
+	r.decode(t, &again)
+	if first.Key == nil || again.Key != nil || again.ID != first.ID || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("POST /v1/keys replay: first %+v, replay %s", first, r.body)
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM idempotency_keys WHERE instr(CAST(body AS TEXT), 'hf_') > 0`); n != 0 {
+		t.Errorf("%d stored answers hold a key's secret", n)
+	}
+	for _, p := range api.Patterns() {
+		if (strings.HasPrefix(p, "POST ") || strings.HasPrefix(p, "PATCH ")) && !covered[p] {
+			t.Errorf("route %s changes state but is not checked here", p)
+		}
+	}
+	if m := string(c.want(t, "GET", "/metrics", "", 200, "").body); strings.Contains(m, "holdfast_idempotency_unrecorded_total{") {
+		t.Errorf("answers stored after commit:\n%s", m)
+	}
 }
 
 // A big seat map is counted without listing it, listed a page at a time,

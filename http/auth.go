@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/holdfast/holdfast"
 )
@@ -117,15 +118,19 @@ func (c *keyCache) get(r *http.Request, s *Server, id string) (holdfast.APIKey, 
 	return k, nil
 }
 
-// createdKey is the answer to POST /v1/keys: the only time the key is shown.
+// createdKey is the answer to POST /v1/keys: the only time the key is
+// shown. The secret is never stored: a replay of the request under the
+// same Idempotency-Key answers the key's id and name with "key": null.
 type createdKey struct {
-	ID   string        `json:"id"`
-	Name string        `json:"name"`
-	Role holdfast.Role `json:"role"`
-	Key  string        `json:"key"`
+	ID        string        `json:"id"`
+	Name      string        `json:"name"`
+	Role      holdfast.Role `json:"role"`
+	CreatedAt time.Time     `json:"created_at"`
+	Key       *string       `json:"key"`
+	Note      string        `json:"note,omitempty"`
 }
 
-func (s *Server) createKey(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) createKey(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		Name string `json:"name"`
 	}
@@ -133,13 +138,11 @@ func (s *Server) createKey(r *http.Request, _ principal) (int, any, error) {
 		return 0, nil, err
 	}
 	id, key, hash := NewKey()
-	out := createdKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Key: key}
-	if rec := holdfast.IdempotencyFrom(r.Context()); rec != nil {
-		// A replay must show the same key again, or the client that lost
-		// the first answer could never use it.
-		render := rec.Render
-		rec.Render = func(any) holdfast.StoredResponse { return render(out) }
-	}
-	_, err := s.cfg.Store.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash})
-	return http.StatusCreated, out, err
+	st := c.changes(func(result any) any {
+		k, _ := result.(holdfast.APIKey)
+		return createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt,
+			Note: "a key's secret is shown once, in the first answer; it is not stored"}
+	})
+	k, err := st.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash})
+	return http.StatusCreated, createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, Key: &key}, err
 }

@@ -34,6 +34,14 @@ type Client struct {
 	NoIdempotencyKeys bool
 }
 
+// The client is the catalog, booking and feed contract over HTTP: code
+// written against them runs in-process or against a server unchanged.
+var (
+	_ holdfast.Catalog = (*Client)(nil)
+	_ holdfast.Booking = (*Client)(nil)
+	_ holdfast.Feed    = (*Client)(nil)
+)
+
 // NewClient returns a client for the server at baseURL (http://host:port).
 func NewClient(baseURL, key string) *Client {
 	return &Client{
@@ -313,11 +321,18 @@ func (c *Client) Events(ctx context.Context, after string, limit int) ([]holdfas
 }
 
 // CreateKey asks the server for a new client key (admin only) and returns
-// the bearer key, shown only this once.
+// the bearer key, shown only this once. If the server answers a replay of
+// an earlier request (the first answer was lost), the secret is gone: the
+// error is ErrConflict, naming the key id to revoke.
 func (c *Client) CreateKey(ctx context.Context, name string) (id, key string, err error) {
 	var out createdKey
-	err = c.do(ctx, "POST", "/v1/keys", map[string]string{"name": name}, &out)
-	return out.ID, out.Key, err
+	if err = c.do(ctx, "POST", "/v1/keys", map[string]string{"name": name}, &out); err != nil {
+		return "", "", err
+	}
+	if out.Key == nil {
+		return out.ID, "", holdfast.Errorf(holdfast.CodeConflict, "key %s was created, but its secret was shown once and not kept: revoke it and create another", out.ID)
+	}
+	return out.ID, *out.Key, nil
 }
 
 // Ready reports whether the server answers /readyz.

@@ -81,7 +81,7 @@ func jsonType(goType string) string {
 
 // ---- pools ----
 
-func (s *Server) createPool(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		ID             string `json:"id"`
 		Name           string `json:"name"`
@@ -94,21 +94,21 @@ func (s *Server) createPool(r *http.Request, _ principal) (int, any, error) {
 	if b.Capacity == nil {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
 	}
-	p, err := s.cfg.Store.CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit})
+	p, err := c.changes(nil).CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit})
 	return http.StatusCreated, p, err
 }
 
-func (s *Server) listPools(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) listPools(r *http.Request, c *call) (int, any, error) {
 	pools, err := s.cfg.Store.Pools(r.Context())
 	return http.StatusOK, map[string]any{"pools": pools}, err
 }
 
-func (s *Server) getPool(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) getPool(r *http.Request, c *call) (int, any, error) {
 	p, err := s.cfg.Store.Pool(r.Context(), r.PathValue("id"))
 	return http.StatusOK, p, err
 }
 
-func (s *Server) patchPool(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) patchPool(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		Capacity *int64 `json:"capacity"`
 	}
@@ -118,22 +118,22 @@ func (s *Server) patchPool(r *http.Request, _ principal) (int, any, error) {
 	if b.Capacity == nil {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
 	}
-	p, err := s.cfg.Store.SetCapacity(r.Context(), r.PathValue("id"), *b.Capacity)
+	p, err := c.changes(nil).SetCapacity(r.Context(), r.PathValue("id"), *b.Capacity)
 	return http.StatusOK, p, err
 }
 
 // ---- groups ----
 
-func (s *Server) createGroup(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) createGroup(r *http.Request, c *call) (int, any, error) {
 	var g holdfast.Group
 	if err := s.decode(r, &g, false); err != nil {
 		return 0, nil, err
 	}
-	g, err := s.cfg.Store.CreateGroup(r.Context(), g)
+	g, err := c.changes(nil).CreateGroup(r.Context(), g)
 	return http.StatusCreated, g, err
 }
 
-func (s *Server) getGroup(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) getGroup(r *http.Request, c *call) (int, any, error) {
 	g, err := s.cfg.Store.Group(r.Context(), r.PathValue("id"))
 	return http.StatusOK, g, err
 }
@@ -143,7 +143,7 @@ type unitsAdded struct {
 	Added int    `json:"added"`
 }
 
-func (s *Server) addUnits(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) addUnits(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		IDs []string `json:"ids"`
 	}
@@ -151,11 +151,8 @@ func (s *Server) addUnits(r *http.Request, _ principal) (int, any, error) {
 		return 0, nil, err
 	}
 	out := unitsAdded{Group: r.PathValue("id"), Added: len(b.IDs)}
-	if rec := holdfast.IdempotencyFrom(r.Context()); rec != nil {
-		render := rec.Render
-		rec.Render = func(any) holdfast.StoredResponse { return render(out) }
-	}
-	return http.StatusCreated, out, s.cfg.Store.AddUnits(r.Context(), out.Group, b.IDs)
+	st := c.changes(func(any) any { return out })
+	return http.StatusCreated, out, st.AddUnits(r.Context(), out.Group, b.IDs)
 }
 
 // ---- holds ----
@@ -237,7 +234,7 @@ func validTTL(sec int64, cfg holdfast.Config) error {
 	return nil
 }
 
-func (s *Server) createHold(r *http.Request, p principal) (int, any, error) {
+func (s *Server) createHold(r *http.Request, c *call) (int, any, error) {
 	var b holdBody
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -245,35 +242,35 @@ func (s *Server) createHold(r *http.Request, p principal) (int, any, error) {
 	if b.PaymentRef != "" {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "payment_ref belongs on confirm or on /v1/bookings")
 	}
-	req, err := b.holdRequest(s.cfg.Holds, p.id)
+	req, err := b.holdRequest(s.cfg.Holds, c.id)
 	if err != nil {
 		return 0, nil, err
 	}
-	h, err := s.cfg.Store.Hold(r.Context(), req)
+	h, err := c.changes(nil).Hold(r.Context(), req)
 	s.metrics.hold(err)
 	return http.StatusCreated, h, err
 }
 
-func (s *Server) book(r *http.Request, p principal) (int, any, error) {
+func (s *Server) book(r *http.Request, c *call) (int, any, error) {
 	var b holdBody
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
 	}
-	req, err := b.holdRequest(s.cfg.Holds, p.id)
+	req, err := b.holdRequest(s.cfg.Holds, c.id)
 	if err != nil {
 		return 0, nil, err
 	}
-	h, err := s.cfg.Store.Book(r.Context(), req, b.PaymentRef)
+	h, err := c.changes(nil).Book(r.Context(), req, b.PaymentRef)
 	s.metrics.hold(err)
 	return http.StatusCreated, h, err
 }
 
-func (s *Server) listHolds(r *http.Request, p principal) (int, any, error) {
+func (s *Server) listHolds(r *http.Request, c *call) (int, any, error) {
 	holder := r.URL.Query().Get("holder")
 	if holder == "" {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "the holder query parameter is required")
 	}
-	holds, err := s.cfg.Store.Holds(r.Context(), holder, p.owns())
+	holds, err := s.cfg.Store.Holds(r.Context(), holder, c.owns())
 	return http.StatusOK, map[string]any{"holds": holds}, err
 }
 
@@ -302,50 +299,50 @@ func (s *Server) mayChange(r *http.Request, p principal) error {
 	return err
 }
 
-func (s *Server) getHold(r *http.Request, p principal) (int, any, error) {
-	h, err := s.ownHold(r, p)
+func (s *Server) getHold(r *http.Request, c *call) (int, any, error) {
+	h, err := s.ownHold(r, c.principal)
 	return http.StatusOK, h, err
 }
 
-func (s *Server) confirm(r *http.Request, p principal) (int, any, error) {
+func (s *Server) confirm(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		PaymentRef string `json:"payment_ref"`
 	}
 	if err := s.decode(r, &b, true); err != nil {
 		return 0, nil, err
 	}
-	if err := s.mayChange(r, p); err != nil {
+	if err := s.mayChange(r, c.principal); err != nil {
 		return 0, nil, err
 	}
-	h, err := s.cfg.Store.Confirm(r.Context(), r.PathValue("id"), b.PaymentRef)
+	h, err := c.changes(nil).Confirm(r.Context(), r.PathValue("id"), b.PaymentRef)
 	return http.StatusOK, h, err
 }
 
-func (s *Server) release(r *http.Request, p principal) (int, any, error) {
-	return s.change(r, p, s.cfg.Store.Release)
+func (s *Server) release(r *http.Request, c *call) (int, any, error) {
+	return s.change(r, c, c.changes(nil).Release)
 }
 
-func (s *Server) cancel(r *http.Request, p principal) (int, any, error) {
-	return s.change(r, p, s.cfg.Store.Cancel)
+func (s *Server) cancel(r *http.Request, c *call) (int, any, error) {
+	return s.change(r, c, c.changes(nil).Cancel)
 }
 
-func (s *Server) complete(r *http.Request, p principal) (int, any, error) {
-	return s.change(r, p, s.cfg.Store.Complete)
+func (s *Server) complete(r *http.Request, c *call) (int, any, error) {
+	return s.change(r, c, c.changes(nil).Complete)
 }
 
 // change runs a state change that takes no body beyond an empty object.
-func (s *Server) change(r *http.Request, p principal, op func(ctx context.Context, id string) (holdfast.Hold, error)) (int, any, error) {
+func (s *Server) change(r *http.Request, c *call, op func(ctx context.Context, id string) (holdfast.Hold, error)) (int, any, error) {
 	if err := s.decode(r, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	if err := s.mayChange(r, p); err != nil {
+	if err := s.mayChange(r, c.principal); err != nil {
 		return 0, nil, err
 	}
 	h, err := op(r.Context(), r.PathValue("id"))
 	return http.StatusOK, h, err
 }
 
-func (s *Server) extend(r *http.Request, p principal) (int, any, error) {
+func (s *Server) extend(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		TTLSeconds *int64 `json:"ttl_seconds"`
 	}
@@ -358,16 +355,16 @@ func (s *Server) extend(r *http.Request, p principal) (int, any, error) {
 	if err := validTTL(*b.TTLSeconds, s.cfg.Holds); err != nil {
 		return 0, nil, err
 	}
-	if err := s.mayChange(r, p); err != nil {
+	if err := s.mayChange(r, c.principal); err != nil {
 		return 0, nil, err
 	}
-	h, err := s.cfg.Store.Extend(r.Context(), r.PathValue("id"), time.Duration(*b.TTLSeconds)*time.Second)
+	h, err := c.changes(nil).Extend(r.Context(), r.PathValue("id"), time.Duration(*b.TTLSeconds)*time.Second)
 	return http.StatusOK, h, err
 }
 
 // ---- events ----
 
-func (s *Server) events(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) events(r *http.Request, c *call) (int, any, error) {
 	q := r.URL.Query()
 	limit := 100
 	if v := q.Get("limit"); v != "" {

@@ -48,51 +48,11 @@ func serve(t testing.TB, s holdfast.Store, cfg hfhttp.Config) *httptest.Server {
 	return srv
 }
 
-// remote is a store reached over HTTP: the API through the Client, and,
-// for what the API does not offer (the sweeper, the audit, raw SQL for the
-// suite), the store behind the server.
-type remote struct {
-	*hfhttp.Client
-	local holdfast.Store
-}
-
-func (r remote) ExpireDue(ctx context.Context, limit int) (int, error) {
-	return r.local.ExpireDue(ctx, limit)
-}
-func (r remote) Audit(ctx context.Context) (holdfast.AuditReport, error) { return r.local.Audit(ctx) }
-func (r remote) Close() error                                            { return nil }
-func (r remote) BeginIdempotent(ctx context.Context, scope, key, fp string, stale time.Duration) (string, *holdfast.StoredResponse, error) {
-	return r.local.BeginIdempotent(ctx, scope, key, fp, stale)
-}
-func (r remote) FinishIdempotent(ctx context.Context, scope, key, fp, token string, resp holdfast.StoredResponse) error {
-	return r.local.FinishIdempotent(ctx, scope, key, fp, token, resp)
-}
-func (r remote) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
-	return r.local.AbandonIdempotent(ctx, scope, key, token)
-}
-func (r remote) PurgeIdempotency(ctx context.Context) (int, error) {
-	return r.local.PurgeIdempotency(ctx)
-}
-func (r remote) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIKey, error) {
-	return r.local.CreateKey(ctx, k)
-}
-func (r remote) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) {
-	return r.local.APIKey(ctx, id)
-}
-func (r remote) Exec(ctx context.Context, sql string, args ...any) error {
-	return r.local.(holdfasttest.Raw).Exec(ctx, sql, args...)
-}
-func (r remote) QueryInt(ctx context.Context, sql string, args ...any) (int64, error) {
-	return r.local.(holdfasttest.Raw).QueryInt(ctx, sql, args...)
-}
-
-var _ holdfast.Store = remote{}
-
 func overHTTP(t testing.TB, s holdfast.Store) holdfast.Store {
 	// A long deadline: three servers on one SQLite file share one writer,
 	// and the races queue hundreds of requests on it under -race.
 	srv := serve(t, s, hfhttp.Config{RequestTimeout: time.Minute})
-	return remote{Client: hfhttp.NewClient(srv.URL, ""), local: s}
+	return holdfasttest.OverAPI(hfhttp.NewClient(srv.URL, ""), s)
 }
 
 // The whole conformance suite, races included, through real HTTP servers:

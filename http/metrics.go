@@ -10,9 +10,10 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	holds    *prometheus.CounterVec
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	holds      *prometheus.CounterVec
+	unrecorded *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,8 +28,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holdfast_holds_total", Help: "Hold and booking requests by outcome (granted or the error code).",
 		}, []string{"outcome"}),
+		unrecorded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holdfast_idempotency_unrecorded_total",
+			Help: "Changes under an Idempotency-Key whose answer the store did not record in the change's transaction (stored after commit instead). Must stay 0.",
+		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.holds)
+	reg.MustRegister(m.requests, m.latency, m.holds, m.unrecorded)
 	return m
 }
 

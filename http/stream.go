@@ -164,13 +164,12 @@ func splitList(v string) []string {
 // their chart as SVG. serve provides it.
 type RaceFunc func(ctx context.Context) (results any, svg []byte, err error)
 
-func (s *Server) race(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) race(r *http.Request, c *call) (int, any, error) {
 	if s.cfg.Race == nil {
 		return 0, nil, holdfast.Errorf(holdfast.CodeUnsupported, "this server runs no race lab")
 	}
-	// A context of its own: the race's many holds on its throwaway
-	// databases must not carry this request's values (its idempotency key).
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// The race has a deadline of its own (ServeHTTP gives this route none).
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	results, svg, err := s.cfg.Race(ctx)
 	if err != nil {
@@ -179,7 +178,7 @@ func (s *Server) race(r *http.Request, _ principal) (int, any, error) {
 	return http.StatusOK, map[string]any{"results": results, "chart_svg": string(svg)}, nil
 }
 
-func (s *Server) audit(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) audit(r *http.Request, c *call) (int, any, error) {
 	rep, err := s.cfg.Store.Audit(r.Context())
 	return http.StatusOK, rep, err
 }

@@ -129,7 +129,7 @@ type unitMap struct {
 	IDs []string `json:"ids,omitempty"`
 }
 
-func (s *Server) listUnits(r *http.Request, _ principal) (int, any, error) {
+func (s *Server) listUnits(r *http.Request, c *call) (int, any, error) {
 	q := r.URL.Query()
 	group := r.PathValue("id")
 	status := holdfast.UnitStatus(q.Get("status"))

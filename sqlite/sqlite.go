@@ -113,6 +113,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		q.Add("_pragma", "synchronous(FULL)")
 		if txlock != "" {
 			q.Set("_txlock", txlock)
+		} else {
+			// The read pool cannot write: every write goes through the
+			// one write connection, and one that did not would fail here
+			// at once instead of queueing on the busy timeout.
+			q.Add("_pragma", "query_only(1)")
 		}
 		return "file:" + path + "?" + q.Encode()
 	}
@@ -300,9 +305,6 @@ func (d *db) transact(ctx context.Context, fn func(tx sqlstore.Querier) error) (
 	return d.interpret(tx.Commit())
 }
 
-func (d *db) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return querier{d.r, d}.Exec(ctx, q, args...)
-}
 func (d *db) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
 	return querier{d.r, d}.Query(ctx, q, args...)
 }

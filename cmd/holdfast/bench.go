@@ -67,13 +67,13 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 		for _, clients := range f.benchN {
 			ref, err := pgbenchCeiling(ctx, f.db, shape, clients, d)
 			if err != nil {
-				return fmt.Errorf("pgbench %s: %w", shape.name, err)
+				return fmt.Errorf("%s, pgbench, %d clients: %w", shape.name, clients, err)
 			}
 			emit(ref)
 			for _, mode := range benchModes {
 				r, err := shapeMode(ctx, f, shape, mode, clients, d, nil)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s, %s, %d clients: %w", shape.name, mode, clients, err)
 				}
 				if ref.PerSec > 0 {
 					r.Ratio = r.PerSec / ref.PerSec
@@ -97,7 +97,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 		for _, mode := range benchModes {
 			r, err := shapeMode(ctx, f, shape, mode, 256, d, nil)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s, %s: %w", shape.name, mode, err)
 			}
 			emit(r)
 		}
@@ -114,7 +114,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 			}
 			r, err := shapeMode(ctx, f, shape, benchModes[0], 64, d, extra)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", shape.name, err)
 			}
 			emit(r)
 		}
@@ -129,7 +129,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 			}
 			r, err := shapeMode(ctx, f, shape, benchModes[0], 64, d, extra)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", shape.name, err)
 			}
 			emit(r)
 		}
@@ -195,13 +195,17 @@ func pgbenchCeiling(ctx context.Context, db string, shape benchShape, clients in
 		return row, err
 	}
 	defer conn.Close(ctx)
-	// pgbench needs a connection per client; PostgreSQL may allow fewer.
-	var maxConns int
-	if err := conn.QueryRow(ctx, "SELECT current_setting('max_connections')::int").Scan(&maxConns); err != nil {
+	// pgbench needs a connection per client, and aborts the run if one is
+	// refused. The server may allow fewer than asked, and other programs
+	// (other test packages, in make test) may hold many of them: ask for
+	// at most what is free now, less a margin for holdfast's own pools.
+	var maxConns, inUse int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int,
+		(SELECT count(*) FROM pg_stat_activity)::int`).Scan(&maxConns, &inUse); err != nil {
 		return row, err
 	}
-	if limit := maxConns - 20; clients > limit {
-		row.Note = fmt.Sprintf("pgbench ran %d clients: max_connections is %d", limit, maxConns)
+	if limit := max(1, min(maxConns-20, maxConns-inUse-40)); clients > limit {
+		row.Note = fmt.Sprintf("pgbench ran %d clients: %d of max_connections %d were free", limit, maxConns-inUse, maxConns)
 		clients = limit
 	}
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {

@@ -21,7 +21,7 @@ import (
 // backs off with jitter and runs Prepare and the transaction again, within
 // the request's deadline.
 type Claimer interface {
-	Prepare(ctx context.Context, db Querier, r holdfast.HoldRequest) (Prepared, error)
+	Prepare(ctx context.Context, db Reader, r holdfast.HoldRequest) (Prepared, error)
 	// ClaimPool takes q from the pool, into held or (book-now) confirmed.
 	// ok is false if the pool has less than q available or does not exist;
 	// the engine then works out which, outside the transaction. limit is
@@ -125,7 +125,7 @@ func col(confirmed bool) string {
 }
 
 // queryBool runs a query returning at most one row; ok says if it did.
-func queryRow(ctx context.Context, q Querier, sql string, args []any, dest ...any) (bool, error) {
+func queryRow(ctx context.Context, q Reader, sql string, args []any, dest ...any) (bool, error) {
 	err := q.QueryRow(ctx, sql, args...).Scan(dest...)
 	if errors.Is(err, ErrNoRows) {
 		return false, nil
@@ -142,7 +142,7 @@ func queryRow(ctx context.Context, q Querier, sql string, args []any, dest ...an
 // and each re-evaluates the condition on the row as the previous one left it.
 type Atomic struct{ base }
 
-func (a Atomic) Prepare(ctx context.Context, _ Querier, _ holdfast.HoldRequest) (Prepared, error) {
+func (a Atomic) Prepare(ctx context.Context, _ Reader, _ holdfast.HoldRequest) (Prepared, error) {
 	return nil, think(ctx, a.think)
 }
 
@@ -206,7 +206,7 @@ func waitLocked(ctx context.Context) bool { return ctx.Value(waitLockedKey{}) !=
 // every buyer of a pool waits for the one before to finish its check.
 type Pessimistic struct{ base }
 
-func (p Pessimistic) Prepare(context.Context, Querier, holdfast.HoldRequest) (Prepared, error) {
+func (p Pessimistic) Prepare(context.Context, Reader, holdfast.HoldRequest) (Prepared, error) {
 	return nil, nil
 }
 
@@ -285,7 +285,7 @@ type Optimistic struct{ base }
 
 type versions map[string]int64
 
-func (o Optimistic) Prepare(ctx context.Context, db Querier, r holdfast.HoldRequest) (Prepared, error) {
+func (o Optimistic) Prepare(ctx context.Context, db Reader, r holdfast.HoldRequest) (Prepared, error) {
 	v := versions{}
 	for _, l := range r.Lines {
 		if l.Kind() != holdfast.LinePool {
@@ -342,7 +342,7 @@ type Serializable struct{ base }
 
 func (s Serializable) Serializable() bool { return true }
 
-func (s Serializable) Prepare(context.Context, Querier, holdfast.HoldRequest) (Prepared, error) {
+func (s Serializable) Prepare(context.Context, Reader, holdfast.HoldRequest) (Prepared, error) {
 	return nil, nil
 }
 
@@ -386,7 +386,7 @@ func (rd unsafeRead) pick(group string, k int64) ([]string, bool) {
 	return free[:k], true
 }
 
-func (u Unsafe) Prepare(ctx context.Context, db Querier, r holdfast.HoldRequest) (Prepared, error) {
+func (u Unsafe) Prepare(ctx context.Context, db Reader, r holdfast.HoldRequest) (Prepared, error) {
 	rd, err := readAvailability(ctx, db, u.d, r)
 	if err != nil {
 		return nil, err
@@ -396,7 +396,7 @@ func (u Unsafe) Prepare(ctx context.Context, db Querier, r holdfast.HoldRequest)
 
 // readAvailability reads, without locks, what r's lines would take: the
 // check of a check-then-act.
-func readAvailability(ctx context.Context, db Querier, d Dialect, r holdfast.HoldRequest) (unsafeRead, error) {
+func readAvailability(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequest) (unsafeRead, error) {
 	rd := unsafeRead{pools: map[string][3]int64{}, limit: map[string]int64{}, free: map[string]bool{}, picks: map[string][]string{}, used: map[string]int{}}
 	// "Any k" picks leave out the units the hold names itself, and take
 	// enough for every "any" line on the group.
@@ -479,7 +479,7 @@ func (u Unsafe) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, gr
 	return takeUnits(ctx, tx, u.d, holdID, free)
 }
 
-func queryStrings(ctx context.Context, q Querier, sql string, args ...any) ([]string, error) {
+func queryStrings(ctx context.Context, q Reader, sql string, args ...any) ([]string, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err

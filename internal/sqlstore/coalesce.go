@@ -57,8 +57,8 @@ type claimReq struct {
 
 type claimResult struct {
 	h        holdfast.Hold
-	recorded bool // the batch recorded the idempotency key's answer
-	refused  bool // not granted in the batch: take the ordinary path
+	answer   *holdfast.StoredResponse // what the batch recorded under the request's key
+	refused  bool                     // not granted in the batch: take the ordinary path
 	err      error
 	fallback bool // the batch failed as a whole: take the ordinary path
 }
@@ -71,7 +71,7 @@ type coalescer struct {
 }
 
 func (s *Store) newClaimReq(ctx context.Context, r holdfast.HoldRequest, ttl time.Duration, confirm bool, ref string) *claimReq {
-	return &claimReq{ctx: ctx, r: r, rec: holdfast.IdempotencyFrom(ctx), ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
+	return &claimReq{ctx: ctx, r: r, rec: s.key, ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
 }
 
 // submit queues claims, one after the other, and waits for their batches.
@@ -297,9 +297,6 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 			req.done <- claimResult{fallback: true}
 			continue
 		}
-		if results[i].recorded {
-			req.rec.MarkRecorded()
-		}
 		req.done <- results[i]
 	}
 }
@@ -390,8 +387,9 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		return nil
 	}
 	w := newHoldWriter(s.d)
+	answers := make([]*holdfast.StoredResponse, len(batch))
 	for _, i := range granted {
-		if err := w.add(grants[i], batch[i].confirm, batch[i].rec, now); err != nil {
+		if answers[i], err = w.add(grants[i], batch[i].confirm, batch[i].rec, now); err != nil {
 			return err
 		}
 	}
@@ -410,7 +408,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	}
 	for _, i := range granted {
 		results[i].h = grants[i]
-		results[i].recorded = batch[i].rec != nil
+		results[i].answer = answers[i]
 	}
 	return nil
 }
@@ -710,7 +708,7 @@ func newHoldWriter(d Dialect) *holdWriter { return &holdWriter{d: d} }
 
 // add writes hold h (created at now; booked when confirm), and the answer
 // under rec when it is not nil.
-func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotency, now int64) error {
+func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotency, now int64) (*holdfast.StoredResponse, error) {
 	w.holdRows += sep(w.holds) + "(" + params(len(w.holdArgs)+1, 8) + ")"
 	w.holdArgs = append(w.holdArgs, h.ID, h.Holder, string(h.Status), now, h.ExpiresAt.UnixMilli(), now, h.PaymentRef, h.Owner)
 	w.holds++
@@ -737,7 +735,7 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 	}
 	b, err := json.Marshal(h)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	types := []holdfast.EventType{holdfast.EventHoldCreated}
 	if confirm {
@@ -747,20 +745,22 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 		w.eventRows += sep(len(w.eventArgs)) + "(" + params(len(w.eventArgs)+1, 4) + ")"
 		w.eventArgs = append(w.eventArgs, string(typ), now, h.ID, string(b))
 	}
-	if rec != nil && rec.Deferred {
-		r := rec.Render(h)
+	if rec == nil {
+		return nil, nil
+	}
+	r := rec.Render(h)
+	if rec.Deferred {
 		w.keyRows += sep(len(w.keyArgs)) + "(" + params(len(w.keyArgs)+1, 4) +
 			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), $%d, $%d)", len(w.keyArgs)+5, len(w.keyArgs)+6, w.d.BlobType, len(w.keyArgs)+7, len(w.keyArgs)+7)
 		w.keyArgs = append(w.keyArgs, rec.Scope, rec.Key, rec.Fingerprint, rec.Token, r.Status, r.Body, now)
 		w.newKeys++
-	} else if rec != nil {
-		r := rec.Render(h)
+	} else {
 		w.settleRows += sep(len(w.settleArgs)) + "(" + params(len(w.settleArgs)+1, 3) +
 			fmt.Sprintf(", CAST($%d AS INTEGER), CAST($%d AS %s))", len(w.settleArgs)+4, len(w.settleArgs)+5, w.d.BlobType)
 		w.settleArgs = append(w.settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
 		w.keys++
 	}
-	return nil
+	return &r, nil
 }
 
 // recordStmts are the lines, unit claims and events of the holds added:

@@ -32,11 +32,10 @@ type Rows interface {
 	Close()
 }
 
-// Querier runs statements, inside a transaction or on the pool.
+// Querier runs statements inside a transaction.
 type Querier interface {
+	Reader
 	Exec(ctx context.Context, sql string, args ...any) (rowsAffected int64, err error)
-	Query(ctx context.Context, sql string, args ...any) (Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) Row
 }
 
 // Stmt is one statement of several sent together (see ExecAll).
@@ -101,10 +100,18 @@ func QueryAll(ctx context.Context, q Querier, queries []Query) error {
 	return nil
 }
 
+// Reader runs reads outside a transaction. It has no Exec: every write
+// goes through Transact, which on SQLite is the one write connection (the
+// read pool is opened read-only, so a write that slipped past this type
+// would fail, not wait on the writer's lock).
+type Reader interface {
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) Row
+}
+
 // DB is a backend's connection.
 type DB interface {
-	// Querier runs reads outside a transaction.
-	Querier
+	Reader
 	// Transact runs fn in a read-committed write transaction and commits if fn
 	// returns nil. It may call fn more than once (after a serialization
 	// failure, a deadlock, or SQLITE_BUSY), with bounded, jittered backoff;

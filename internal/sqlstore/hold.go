@@ -155,6 +155,9 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 	case res.fallback:
 		return holdfast.Hold{}, nil, false
 	}
+	if res.answer != nil {
+		s.answer = res.answer
+	}
 	return res.h, nil, true
 }
 
@@ -165,11 +168,11 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 // one by one.
 func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error) {
 	holds, errs := make([]holdfast.Hold, len(rs)), make([]error, len(rs))
-	ctxs := make([]context.Context, len(rs))
+	views := make([]*Store, len(rs))
 	for i := range rs {
-		ctxs[i] = ctx
+		views[i] = s
 		if i < len(keys) && keys[i] != nil {
-			ctxs[i] = holdfast.WithIdempotency(ctx, keys[i])
+			views[i] = s.Keyed(*keys[i]).(keyed).Store
 		}
 	}
 	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
@@ -178,18 +181,18 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	if !valid {
 		for i, r := range rs {
-			holds[i], errs[i] = s.Hold(ctxs[i], r)
+			holds[i], errs[i] = views[i].Hold(ctx, r)
 		}
 		return holds, errs
 	}
 	reqs := make([]*claimReq, len(rs))
 	for i, r := range rs {
-		reqs[i] = s.newClaimReq(ctxs[i], r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, "")
+		reqs[i] = views[i].newClaimReq(ctx, r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, "")
 	}
 	for i, res := range s.submit(reqs) {
 		var done bool
-		if holds[i], errs[i], done = s.afterBatch(ctxs[i], rs[i], res); !done {
-			holds[i], errs[i] = s.Hold(ctxs[i], rs[i])
+		if holds[i], errs[i], done = views[i].afterBatch(ctx, rs[i], res); !done {
+			holds[i], errs[i] = views[i].Hold(ctx, rs[i])
 		}
 	}
 	return holds, errs
@@ -297,7 +300,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	// The hold's row is written and its rows taken: its lines, unit claims
 	// and events go through the one writer batches use.
 	w := newHoldWriter(s.d)
-	if err := w.add(h, confirm, nil, created); err != nil {
+	if _, err := w.add(h, confirm, nil, created); err != nil {
 		return h, nil, err
 	}
 	if _, err := ExecAll(ctx, tx, w.recordStmts()); err != nil {

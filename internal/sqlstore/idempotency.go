@@ -80,11 +80,26 @@ func derefInt(p *int64) int64 {
 	return *p
 }
 
-// record stores the response of a change under the idempotency key its
-// context carries, inside the change's own transaction. If the key is no
-// longer this request's, the change is refused and rolls back.
+// Keyed returns a view of s whose change records its answer under k.
+func (s *Store) Keyed(k holdfast.Idempotency) holdfast.Keyed {
+	return keyed{&Store{engine: s.engine, key: &k}}
+}
+
+// keyed is a Store with a key: the one request's view.
+type keyed struct{ *Store }
+
+func (k keyed) Answer() (holdfast.StoredResponse, bool) {
+	if k.answer == nil {
+		return holdfast.StoredResponse{}, false
+	}
+	return *k.answer, true
+}
+
+// record stores the answer of a change under the store's key (when it has
+// one), inside the change's own transaction. If the key is no longer this
+// request's, the change is refused and rolls back.
 func (s *Store) record(ctx context.Context, tx Querier, result any) error {
-	i := holdfast.IdempotencyFrom(ctx)
+	i := s.key
 	if i == nil {
 		return nil
 	}
@@ -100,7 +115,7 @@ func (s *Store) record(ctx context.Context, tx Querier, result any) error {
 		if n != 1 {
 			return holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")
 		}
-		i.MarkRecorded()
+		s.answer = &r
 		return nil
 	}
 	n, err := tx.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
@@ -111,12 +126,16 @@ func (s *Store) record(ctx context.Context, tx Querier, result any) error {
 	if n != 1 {
 		return holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")
 	}
-	i.MarkRecorded()
+	s.answer = &r
 	return nil
 }
 
 func (s *Store) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
-	n, err := upsertDone(ctx, s.db, &holdfast.Idempotency{Scope: scope, Key: key, Fingerprint: fingerprint, Token: token}, r)
+	var n int64
+	err := s.db.Transact(ctx, func(tx Querier) (err error) {
+		n, err = upsertDone(ctx, tx, &holdfast.Idempotency{Scope: scope, Key: key, Fingerprint: fingerprint, Token: token}, r)
+		return err
+	})
 	if err == nil && n != 1 {
 		return holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is another request's")
 	}
@@ -135,12 +154,18 @@ func upsertDone(ctx context.Context, q Querier, i *holdfast.Idempotency, r holdf
 }
 
 func (s *Store) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
-	_, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, scope, key, token)
-	return err
+	return s.db.Transact(ctx, func(tx Querier) error {
+		_, err := tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, scope, key, token)
+		return err
+	})
 }
 
 func (s *Store) PurgeIdempotency(ctx context.Context) (int, error) {
-	n, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at <= holdfast_now_ms() - $1`, holdfast.IdempotencyTTL.Milliseconds())
+	var n int64
+	err := s.db.Transact(ctx, func(tx Querier) (err error) {
+		n, err = tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at <= holdfast_now_ms() - $1`, holdfast.IdempotencyTTL.Milliseconds())
+		return err
+	})
 	return int(n), err
 }
 

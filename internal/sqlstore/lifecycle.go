@@ -363,7 +363,7 @@ func (s *Store) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
 	return s.getHold(ctx, s.db, id)
 }
 
-func (s *Store) getHold(ctx context.Context, q Querier, id string) (holdfast.Hold, error) {
+func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold, error) {
 	var h holdfast.Hold
 	var status string
 	var created, expires, updated int64

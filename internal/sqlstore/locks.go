@@ -16,7 +16,7 @@ import (
 // so the check cannot go stale; the lock is released at commit.
 type Advisory struct{ base }
 
-func (a Advisory) Prepare(context.Context, Querier, holdfast.HoldRequest) (Prepared, error) {
+func (a Advisory) Prepare(context.Context, Reader, holdfast.HoldRequest) (Prepared, error) {
 	return nil, nil
 }
 
@@ -116,7 +116,7 @@ func lockKeys(r holdfast.HoldRequest) []string {
 	return slices.Compact(append(append(pools, units...), groups...))
 }
 
-func (r RedisLock) Prepare(ctx context.Context, db Querier, req holdfast.HoldRequest) (Prepared, error) {
+func (r RedisLock) Prepare(ctx context.Context, db Reader, req holdfast.HoldRequest) (Prepared, error) {
 	held := &heldLocks{fences: map[string]int64{}}
 	for _, key := range lockKeys(req) {
 		fence, unlock, err := r.locker.Lock(ctx, key)

@@ -17,6 +17,16 @@ import (
 
 // Store implements holdfast.Store on a DB and Dialect.
 type Store struct {
+	*engine
+	// key guards the one change made through a Store that Keyed returned
+	// (nil on the store itself); answer is what that change recorded.
+	key    *holdfast.Idempotency
+	answer *holdfast.StoredResponse
+}
+
+// engine is the store's shared state: a Store and every keyed view of it
+// share one.
+type engine struct {
 	db       DB
 	d        Dialect
 	cfg      holdfast.Config
@@ -50,7 +60,7 @@ var _ holdfast.Store = (*Store)(nil)
 // one-line pool holds are combined into batches (atomic strategy only).
 func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool) *Store {
 	_, atomicStrategy := c.(Atomic)
-	return &Store{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy}
+	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy}}
 }
 
 // Config returns the store's hold lifetime bounds, defaults filled in.
@@ -140,7 +150,7 @@ func (s *Store) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool,
 	return out, err
 }
 
-func (s *Store) pool(ctx context.Context, q Querier, id string) (holdfast.Pool, error) {
+func (s *Store) pool(ctx context.Context, q Reader, id string) (holdfast.Pool, error) {
 	p, err := scanPool(q.QueryRow(ctx, `SELECT `+poolColumns+` FROM pools p WHERE p.id = $1`, id))
 	if errors.Is(err, ErrNoRows) {
 		return p, holdfast.Errorf(holdfast.CodeNotFound, "pool %q not found", id)
