@@ -75,7 +75,7 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 		t.Fatalf("the request whose key was taken over took effect")
 	}
 	MustAuditClean(t, s)
-	if st, ok := s.(statser); ok && st.Stats().Batches == 0 && st.Stats().BatchedClaims > 0 {
+	if st, ok := s.(holdfast.StatsReporter); ok && st.Stats().Batches == 0 && st.Stats().BatchedClaims > 0 {
 		t.Fatal("claims were batched without a batch")
 	}
 }
@@ -98,7 +98,7 @@ func testBatchesGrantInArrivalOrder(t *testing.T, h Harness) {
 		wantFirstGranted(t, fmt.Sprintf("round %d", round), errs, capacity, holdfast.CodeSoldOut)
 	}
 	MustAuditClean(t, s)
-	if st, ok := s.(statser); ok && st.Stats().BatchedClaims > 0 && st.Stats().Batches < 3 {
+	if st, ok := s.(holdfast.StatsReporter); ok && st.Stats().BatchedClaims > 0 && st.Stats().Batches < 3 {
 		t.Fatalf("%d batches: the test needs several", st.Stats().Batches)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // Harness opens stores for the suite.
@@ -138,14 +137,12 @@ func MustAuditClean(tb testing.TB, s holdfast.Store) holdfast.AuditReport {
 	return r
 }
 
-type statser interface{ Stats() sqlstore.Stats }
-
 // MustNotFailBatches fails the test if a coalesced batch failed whole on
 // s: its claims would still be right (they go one by one), which is
 // exactly why only this check can see it.
 func MustNotFailBatches(tb testing.TB, s holdfast.Store) {
 	tb.Helper()
-	if st, ok := s.(statser); ok {
+	if st, ok := s.(holdfast.StatsReporter); ok {
 		if n := st.Stats().BatchFailures; n != 0 {
 			tb.Fatalf("%d coalesced batches failed", n)
 		}

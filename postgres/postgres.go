@@ -63,14 +63,28 @@ type Options struct {
 	// into one transaction (on by default with the atomic strategy).
 	NoCoalesce bool
 	// Locker is the lock service of the redislock strategy (package redis).
-	Locker sqlstore.Locker
+	Locker Locker
 	// BeforeWrite is a test hook of the redislock strategy.
 	BeforeWrite func(context.Context)
 }
 
+// Locker is a distributed lock with fencing tokens: redis.Locker.
+type Locker interface {
+	// Lock takes the lock on key, waiting for it until ctx's deadline, and
+	// returns a fencing token larger than any it returned for key before,
+	// and the function that releases the lock (only if still ours).
+	Lock(ctx context.Context, key string) (fence int64, unlock func(), err error)
+	// Raise makes the next token for key larger than floor.
+	Raise(ctx context.Context, key string, floor int64) error
+}
+
+// engine is the SQL engine both backends share; embedded under this name,
+// its methods are the Store's without its type showing in the API.
+type engine = sqlstore.Store
+
 // Store is a holdfast.Store on PostgreSQL.
 type Store struct {
-	*sqlstore.Store
+	*engine
 	pool *pgxpool.Pool
 }
 
@@ -113,7 +127,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce), pool: pool}, nil
+	return &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce), pool: pool}, nil
 }
 
 func supports(s holdfast.Strategy) bool {

@@ -10,7 +10,6 @@ import (
 	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/internal/pgtest"
 	"github.com/holdfast/holdfast/internal/redistest"
-	"github.com/holdfast/holdfast/internal/sqlstore"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/redis"
 )
@@ -118,5 +117,5 @@ func TestFencingRefusesAStalledHolder(t *testing.T) {
 		t.Fatalf("holds: %d, want 1", n)
 	}
 	holdfasttest.MustAuditClean(t, a)
-	var _ sqlstore.Locker = (*redis.Locker)(nil)
+	var _ postgres.Locker = (*redis.Locker)(nil)
 }

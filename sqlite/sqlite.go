@@ -82,9 +82,13 @@ type Options struct {
 	NoCoalesce bool
 }
 
+// engine is the SQL engine both backends share; embedded under this name,
+// its methods are the Store's without its type showing in the API.
+type engine = sqlstore.Store
+
 // Store is a holdfast.Store on a SQLite file.
 type Store struct {
-	*sqlstore.Store
+	*engine
 	db *db
 }
 
@@ -144,7 +148,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		d.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce), db: d}, nil
+	return &Store{engine: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce), db: d}, nil
 }
 
 func supports(s holdfast.Strategy) bool {

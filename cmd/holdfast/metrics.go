@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // registry is the server's Prometheus registry with the metrics that live
@@ -21,11 +20,6 @@ type registry struct {
 	auditDiffs prometheus.Gauge
 	auditRuns  *prometheus.CounterVec
 	purged     prometheus.Counter
-}
-
-// statser is what a store offers for metrics (both backends do).
-type statser interface {
-	Stats() sqlstore.Stats
 }
 
 func newRegistry(s holdfast.Store) *registry {
@@ -44,18 +38,22 @@ func newRegistry(s holdfast.Store) *registry {
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.swept, r.sweepFails, r.auditDiffs, r.auditRuns, r.purged)
-	if st, ok := s.(statser); ok {
-		stat := func(name, help string, f func(sqlstore.Stats) float64) prometheus.Collector {
+	if st, ok := s.(holdfast.StatsReporter); ok {
+		stat := func(name, help string, f func(holdfast.Stats) float64) prometheus.Collector {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) })
 		}
+		counter := func(name, help string, f func(holdfast.Stats) int64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(st.Stats())) })
+		}
 		r.MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "holdfast_strategy_retries_total", Help: "Transactions retried (serialization failure, deadlock, busy)."},
-				func() float64 { return float64(st.Stats().Retries) }),
-			stat("holdfast_db_connections_open", "Open database connections.", func(s sqlstore.Stats) float64 { return float64(s.Open) }),
-			stat("holdfast_db_connections_in_use", "Database connections in use.", func(s sqlstore.Stats) float64 { return float64(s.InUse) }),
-			stat("holdfast_db_connections_idle", "Idle database connections.", func(s sqlstore.Stats) float64 { return float64(s.Idle) }),
-			stat("holdfast_db_connections_max", "The connection pool's size.", func(s sqlstore.Stats) float64 { return float64(s.Max) }),
+			counter("holdfast_strategy_retries_total", "Transactions retried (serialization failure, deadlock, busy).", func(s holdfast.Stats) int64 { return s.Retries }),
+			counter("holdfast_batches_total", "Coalesced claim transactions run.", func(s holdfast.Stats) int64 { return s.Batches }),
+			counter("holdfast_batched_claims_total", "Claims decided in coalesced transactions.", func(s holdfast.Stats) int64 { return s.BatchedClaims }),
+			counter("holdfast_batch_failures_total", "Coalesced transactions that failed whole (their claims went one by one); must stay 0.", func(s holdfast.Stats) int64 { return s.BatchFailures }),
+			stat("holdfast_db_connections_open", "Open database connections.", func(s holdfast.Stats) float64 { return float64(s.Open) }),
+			stat("holdfast_db_connections_in_use", "Database connections in use.", func(s holdfast.Stats) float64 { return float64(s.InUse) }),
+			stat("holdfast_db_connections_idle", "Idle database connections.", func(s holdfast.Stats) float64 { return float64(s.Idle) }),
+			stat("holdfast_db_connections_max", "The connection pool's size.", func(s holdfast.Stats) float64 { return float64(s.Max) }),
 		)
 	}
 	return r

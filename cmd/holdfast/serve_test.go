@@ -95,7 +95,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"holdfast_db_connections_open", "holdfast_strategy_retries_total", "holdfast_sweeper_expired_total",
+	for _, m := range []string{"holdfast_db_connections_open", "holdfast_strategy_retries_total", "holdfast_batch_failures_total", "holdfast_batches_total", "holdfast_sweeper_expired_total",
 		"holdfast_audit_differences 0", `holdfast_holds_total{outcome="sold_out"} 1`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)

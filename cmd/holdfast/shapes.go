@@ -19,7 +19,6 @@ import (
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
-	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // The benchmark's shapes: the sales users run, not the one the code is
@@ -367,8 +366,8 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 	if extra != nil {
 		stopExtra = extra(base)
 	}
-	stats, _ := store.(interface{ Stats() sqlstore.Stats })
-	var before sqlstore.Stats
+	stats, _ := store.(holdfast.StatsReporter)
+	var before holdfast.Stats
 	if stats != nil {
 		before = stats.Stats()
 	}

@@ -17,6 +17,8 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/holdfast/holdfast"
 )
 
 // Row is one result row.
@@ -125,17 +127,8 @@ type DB interface {
 	Close() error
 }
 
-// Stats is what a backend reports for metrics.
-type Stats struct {
-	Retries                int64
-	Open, InUse, Idle, Max int
-	// Batches is how many coalesced transactions ran, deciding
-	// BatchedClaims claims between them.
-	Batches, BatchedClaims int64
-	// BatchFailures counts batches that failed whole (their claims then
-	// went one by one); it should stay 0.
-	BatchFailures int64
-}
+// Stats is what a backend reports for metrics (holdfast.Stats).
+type Stats = holdfast.Stats
 
 // ErrNoRows is what Row.Scan returns when the query found nothing; backends
 // translate their own.

@@ -1,0 +1,20 @@
+package holdfast
+
+// Stats is what a SQL backend reports for metrics: its connection pool,
+// the transactions it retried, and the coalesced batches it ran.
+type Stats struct {
+	Retries                int64
+	Open, InUse, Idle, Max int
+	// Batches is how many coalesced transactions ran, deciding
+	// BatchedClaims claims between them.
+	Batches, BatchedClaims int64
+	// BatchFailures counts batches that failed whole (their claims then
+	// went one by one); it should stay 0.
+	BatchFailures int64
+}
+
+// StatsReporter is a store that reports Stats (the sqlite and postgres
+// stores do).
+type StatsReporter interface {
+	Stats() Stats
+}
