@@ -64,6 +64,9 @@ type Options struct {
 	NoCoalesce bool
 	// Locker is the lock service of the redislock strategy (package redis).
 	Locker Locker
+	// NoMigrate opens the database as it is, for commands that only read
+	// (holdfast audit): a schema older than this build is an error.
+	NoMigrate bool
 	// BeforeWrite is a test hook of the redislock strategy.
 	BeforeWrite func(context.Context)
 }
@@ -118,16 +121,25 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if err := Migrate(ctx, pool); err != nil {
-		pool.Close()
-		return nil, err
+	if !opts.NoMigrate {
+		if err := Migrate(ctx, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
 	c, err := sqlstore.NewClaimer(st, dialect, sqlstore.Options{Think: opts.Think, Locker: opts.Locker, BeforeWrite: opts.BeforeWrite})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce), pool: pool}, nil
+	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce), pool: pool}
+	if opts.NoMigrate {
+		if err := s.Ready(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+	}
+	return s, nil
 }
 
 func supports(s holdfast.Strategy) bool {

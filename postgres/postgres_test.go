@@ -142,3 +142,47 @@ func TestAnyWaitsForAClaimThatRollsBack(t *testing.T) {
 		})
 	}
 }
+
+// Servers started at the same moment on one new database migrate it once
+// (under an advisory lock): every one opens, and no migration ran twice.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	url := pg.Schema(t)
+	const servers = 6
+	start := make(chan struct{})
+	errs := make(chan error, servers)
+	for range servers {
+		go func() {
+			<-start
+			s, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 2})
+			if err == nil {
+				err = s.Ready(context.Background())
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range servers {
+		if err := <-errs; err != nil {
+			t.Errorf("open: %v", err)
+		}
+	}
+	s := open(t, url, postgres.Options{})
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) - COUNT(DISTINCT version_id) FROM goose_db_version`); n != 0 {
+		t.Fatalf("%d migrations applied twice", n)
+	}
+}
+
+// Opened with NoMigrate (holdfast audit), a database without the schema
+// is an error, and is left without it.
+func TestNoMigrateRefusesEmptyDatabase(t *testing.T) {
+	url := pg.Schema(t)
+	if s, err := postgres.Open(context.Background(), url, postgres.Options{NoMigrate: true, MaxConns: 2}); err == nil {
+		s.Close()
+		t.Fatal("NoMigrate opened a database without the schema")
+	}
+	s := open(t, url, postgres.Options{})
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`); n == 0 {
+		t.Fatal("no migrations after a normal open")
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"regexp"
 	"runtime"
 	"sync"
@@ -80,6 +81,11 @@ type Options struct {
 	// NoCoalesce turns off the batching of concurrent one-line pool holds
 	// into one transaction (on by default with the atomic strategy).
 	NoCoalesce bool
+	// Existing opens only a database that exists, as it is, for commands
+	// that only read (holdfast audit): a missing file is an error (not a
+	// new, empty database that audits clean), and so is a schema older
+	// than this build.
+	Existing bool
 }
 
 // engine is the SQL engine both backends share; embedded under this name,
@@ -107,6 +113,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	busy := opts.BusyTimeout
 	if busy == 0 {
 		busy = 10 * time.Second
+	}
+	if opts.Existing {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
 	}
 	dsn := func(txlock string) string {
 		q := url.Values{}
@@ -139,16 +150,25 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	d := &db{w: w, r: r}
-	if err := Migrate(ctx, w); err != nil {
-		d.Close()
-		return nil, err
+	if !opts.Existing {
+		if err := Migrate(ctx, w, path); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
 	c, err := sqlstore.NewClaimer(st, dialect, sqlstore.Options{Think: opts.Think})
 	if err != nil {
 		d.Close()
 		return nil, err
 	}
-	return &Store{engine: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce), db: d}, nil
+	s := &Store{engine: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce), db: d}
+	if opts.Existing {
+		if err := s.Ready(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+		}
+	}
+	return s, nil
 }
 
 func supports(s holdfast.Strategy) bool {
@@ -160,8 +180,17 @@ func supports(s holdfast.Strategy) bool {
 	return false
 }
 
-// Migrate applies the embedded migrations to db, each in its own transaction.
-func Migrate(ctx context.Context, db *sql.DB) error {
+// Migrate applies the embedded migrations to db, the database at path,
+// each in its own transaction. Several processes opening one new file at
+// once migrate it once: each takes an exclusive lock on the file first
+// (flock, which SQLite's own fcntl locks do not see), and the later ones
+// find the schema applied.
+func Migrate(ctx context.Context, db *sql.DB, path string) error {
+	unlock, err := lockFile(ctx, path)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	defer unlock()
 	fsys, _ := fs.Sub(migrations, "migrations")
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys)
 	if err != nil {

@@ -1,7 +1,11 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -62,4 +66,60 @@ func BenchmarkHold(b *testing.B) {
 			return open(t, path), func(t testing.TB) holdfast.Store { return open(t, path) }
 		},
 	})
+}
+
+// Servers started at the same moment on one new file migrate it once: none
+// fails with "table pools already exists", and the schema is whole. Each
+// server is a process of its own (this test binary, run again), as two
+// holdfast serve would be.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	if path := os.Getenv("HOLDFAST_TEST_OPEN"); path != "" {
+		s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+		if err == nil {
+			err = s.Ready(context.Background())
+			s.Close()
+		}
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	path := filepath.Join(t.TempDir(), "new.db")
+	const servers = 6
+	cmds := make([]*exec.Cmd, servers)
+	outs := make([]bytes.Buffer, servers)
+	for i := range cmds {
+		cmds[i] = exec.Command(os.Args[0], "-test.run=^TestConcurrentOpenMigratesOnce$")
+		cmds[i].Env = append(os.Environ(), "HOLDFAST_TEST_OPEN="+path)
+		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
+	}
+	for _, c := range cmds {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("server %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	s := open(t, path)
+	holdfasttest.MustCreatePool(t, s, "p", 1, 0)
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) - COUNT(DISTINCT version_id) FROM goose_db_version`); n != 0 {
+		t.Fatalf("%d migrations applied twice", n)
+	}
+}
+
+// holdfast audit opens a database as it is: a missing file is an error
+// and is not created.
+func TestOpenExistingOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing.db")
+	if s, err := sqlite.Open(context.Background(), path, sqlite.Options{Existing: true}); err == nil {
+		s.Close()
+		t.Fatal("Existing opened a file that does not exist")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("Existing created the file: %v", err)
+	}
 }

@@ -39,12 +39,13 @@ func auditCmd(e env) *cobra.Command {
 		Long: `audit recounts every pool's held and confirmed quantity, every holder's total
 and every unit's claims from the hold rows, and compares them with the
 counters the engine keeps. It reports oversold capacity and double-booked
-units, and exits 1 if anything differs. It only reads: run it any time,
-also against a live database.`,
+units, and exits 1 if anything differs. It only reads — it never migrates,
+and a database that does not exist is an error — so run it any time, also
+against a live database.`,
 		Example: "  holdfast audit --db ./holdfast.db\n  holdfast audit --db postgres://localhost/holdfast --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := db.open(cmd.Context(), holdfast.Config{})
+			s, err := db.openExisting(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -89,6 +89,16 @@ func TestMigrateAndAudit(t *testing.T) {
 	if code != 1 || json.Unmarshal([]byte(out), &rep) != nil || rep.OK() {
 		t.Fatalf("audit --json: exit %d, output:\n%s", code, out)
 	}
+	// A mistyped path is an error, not a new empty database that audits
+	// clean; and the audit creates nothing.
+	missing := filepath.Join(t.TempDir(), "holdfsat.db")
+	code, out, errOut := runCmd(t, "audit", "--db", missing)
+	if code == 0 || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("audit of a missing file: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("audit of a missing file created it: %v", err)
+	}
 }
 
 func TestUnsupportedStrategyRefusedAtStart(t *testing.T) {

@@ -87,6 +87,16 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store
 	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, tuning{conns: f.conns, lockTTL: f.lockTTL})
 }
 
+// openExisting opens the database --db names as it is, for commands that
+// only read: no migration, and a missing SQLite file or an old schema is
+// an error.
+func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
+	if !isPostgres(f.db) {
+		return sqlite.Open(ctx, f.db, sqlite.Options{Existing: true, NoCoalesce: true})
+	}
+	return postgres.Open(ctx, f.db, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4})
+}
+
 // tuning is what serve may set beyond the defaults (zero values: defaults).
 type tuning struct {
 	conns   int
