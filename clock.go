@@ -1,23 +1,22 @@
 package holdfast
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // Nothing holdfast decides depends on an app server's clock: expiry is
 // decided by the database's clock, in the statement that confirms or
 // reclaims. An app server's wall clock only stamps hold ids (for sort
-// order) and audit reports.
+// order) and audit reports. It is injected (the stores' Options.Clock),
+// so the chaos harness can run one server with its clock minutes off
+// (serve --clock-skew) and check that no outcome changes, and a simulation
+// can move time by hand.
 
-var clockSkew atomic.Int64
+// Clock reads the time; nil means time.Now.
+type Clock func() time.Time
 
-// SetClockSkew shifts the wall clock holdfast reads by d. It exists to
-// prove the point above under faults: the chaos harness runs one server
-// with its clock minutes off and checks that no outcome changes. (A
-// LD_PRELOAD clock shifter such as faketime cannot reach a Go program,
-// which reads the clock without libc.)
-func SetClockSkew(d time.Duration) { clockSkew.Store(int64(d)) }
-
-// Now is the wall clock holdfast reads: time.Now, plus any skew set.
-func Now() time.Time { return time.Now().Add(time.Duration(clockSkew.Load())) }
+// Now reads c, or time.Now if c is nil.
+func (c Clock) Now() time.Time {
+	if c == nil {
+		return time.Now()
+	}
+	return c()
+}

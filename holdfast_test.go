@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/holdfast/holdfast"
 )
@@ -58,7 +59,7 @@ func TestParseStrategy(t *testing.T) {
 func TestNewHoldIDUniqueAndSorted(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 10000; i++ {
-		id := holdfast.NewHoldID()
+		id := holdfast.NewHoldID(time.Now())
 		if seen[id] || len(id) != 28 {
 			t.Fatalf("id %q repeated or malformed", id)
 		}

@@ -29,7 +29,9 @@ import (
 type Config struct {
 	Store  holdfast.Store
 	Logger *slog.Logger
-	// Holds bounds hold TTLs; it must match the store's.
+	// Holds bounds hold TTLs at the edge (default: the store's own bounds,
+	// when the store reports them with a Config method, as the SQL stores
+	// do; so they are configured in one place, the store).
 	Holds holdfast.Config
 	// AdminKey is the admin's bearer key. Empty means open mode: no keys,
 	// every request acts as admin (serve allows it on loopback only).
@@ -66,6 +68,9 @@ func NewServer(cfg Config) *Server {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 10*time.Second)
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 1<<20)
+	if c, ok := cfg.Store.(interface{ Config() holdfast.Config }); ok && cfg.Holds == (holdfast.Config{}) {
+		cfg.Holds = c.Config()
+	}
 	cfg.Holds = cfg.Holds.WithDefaults()
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

@@ -14,6 +14,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"hash/fnv"
 	"io"
 	"io/fs"
@@ -64,6 +65,11 @@ type Options struct {
 	NoCoalesce bool
 	// Locker is the lock service of the redislock strategy (package redis).
 	Locker Locker
+	// Logger receives what the store recovers from (default slog.Default).
+	Logger *slog.Logger
+	// Clock is this server's wall clock (default time.Now). It stamps hold
+	// ids and audit reports; expiry is the database clock's alone.
+	Clock holdfast.Clock
 	// NoMigrate opens the database as it is, for commands that only read
 	// (holdfast audit): a schema older than this build is an error.
 	NoMigrate bool
@@ -132,7 +138,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce), pool: pool}
+	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock}), pool: pool}
 	if opts.NoMigrate {
 		if err := s.Ready(ctx); err != nil {
 			s.Close()

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -44,25 +45,32 @@ func init() {
 	dialect.SchemaVersion = sqlstore.NewestMigration(fsys)
 }
 
-func init() {
-	// The database clock: on the embedded backend the process clock is the
-	// database's. Registered once for every connection the driver opens.
-	sqlite3.MustRegisterScalarFunction("holdfast_now_ms", 0, func(*sqlite3.FunctionContext, []driver.Value) (driver.Value, error) {
-		return clock.Load().(func() time.Time)().UnixMilli(), nil
+// newDriver returns a SQLite driver whose connections have holdfast_now_ms,
+// the database clock, read from now: on the embedded backend the process
+// clock is the database's. Each store has its own, so a simulation can
+// move one store's time by hand without touching another's.
+func newDriver(now holdfast.Clock) *sqlite3.Driver {
+	d := &sqlite3.Driver{}
+	d.MustRegisterScalarFunction("holdfast_now_ms", 0, func(*sqlite3.FunctionContext, []driver.Value) (driver.Value, error) {
+		return now.Now().UnixMilli(), nil
 	})
+	return d
 }
 
-var clock atomic.Value // func() time.Time
-
-func init() { clock.Store(time.Now) }
-
-// UseClock makes now the clock of every SQLite store in the process, for
-// deterministic simulations that move time by hand, and returns the
-// function that restores the real clock. Not for production use.
-func UseClock(now func() time.Time) (restore func()) {
-	clock.Store(now)
-	return func() { clock.Store(time.Now) }
+// connector opens connections to one DSN on one driver.
+type connector struct {
+	d   *sqlite3.Driver
+	dsn string
 }
+
+func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return c.d.Open(c.dsn)
+}
+
+func (c connector) Driver() driver.Driver { return c.d }
 
 // Strategies lists the strategies this backend implements: with one writer
 // at a time, pessimistic is the up-front write lock of BEGIN IMMEDIATE, and
@@ -81,6 +89,11 @@ type Options struct {
 	// NoCoalesce turns off the batching of concurrent one-line pool holds
 	// into one transaction (on by default with the atomic strategy).
 	NoCoalesce bool
+	// Logger receives what the store recovers from (default slog.Default).
+	Logger *slog.Logger
+	// Clock is the database's clock, which on SQLite is the process's
+	// (default time.Now): it decides expiry. A simulation moves it by hand.
+	Clock holdfast.Clock
 	// Existing opens only a database that exists, as it is, for commands
 	// that only read (holdfast audit): a missing file is an error (not a
 	// new, empty database that audits clean), and so is a schema older
@@ -136,18 +149,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		}
 		return "file:" + path + "?" + q.Encode()
 	}
-	w, err := sql.Open("sqlite", dsn("immediate"))
-	if err != nil {
-		return nil, err
-	}
+	drv := newDriver(opts.Clock)
+	w := sql.OpenDB(connector{drv, dsn("immediate")})
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	r, err := sql.Open("sqlite", dsn(""))
-	if err != nil {
-		w.Close()
-		return nil, err
-	}
+	r := sql.OpenDB(connector{drv, dsn("")})
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	d := &db{w: w, r: r}
 	if !opts.Existing {
@@ -161,7 +168,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		d.Close()
 		return nil, err
 	}
-	s := &Store{engine: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce), db: d}
+	s := &Store{engine: sqlstore.New(d, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock}), db: d}
 	if opts.Existing {
 		if err := s.Ready(ctx); err != nil {
 			s.Close()

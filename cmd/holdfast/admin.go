@@ -17,7 +17,7 @@ func migrateCmd(e env) *cobra.Command {
 		Example: "  holdfast migrate --db postgres://localhost/holdfast",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := db.open(cmd.Context(), holdfast.Config{})
+			s, err := db.open(cmd.Context(), holdfast.Config{}, tuning{})
 			if err != nil {
 				return err
 			}

@@ -44,12 +44,17 @@ func (e *exitError) Error() string {
 type env struct {
 	getenv         func(string) string
 	stdout, stderr io.Writer
+	// errs collects environment values that do not parse, found while the
+	// commands read their defaults.
+	errs *[]error
 }
+
+func (e env) bad(err error) { *e.errs = append(*e.errs, err) }
 
 // run is main without the process: tests call it with their own args,
 // environment and output, and get the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr, errs: new([]error)}
 	root := &cobra.Command{
 		Use:   "holdfast",
 		Short: "holdfast — reservations that never oversell",
@@ -69,6 +74,11 @@ postgres:// URL for several servers sharing one database.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e), labCmd(e), poolCmd(e), groupCmd(e), holdCmd(e), bookCmd(e), keyCmd(e))
+	if err := errors.Join(*e.errs...); err != nil {
+		// A malformed setting is an error at start-up, not a default.
+		fmt.Fprintf(stderr, "holdfast: %v\n", err)
+		return 2
+	}
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -252,3 +252,21 @@ func curl(t *testing.T, base, line string) (int, []byte) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
 }
+
+// A malformed environment value stops the program at start-up, naming the
+// setting; it is never replaced by the default in silence.
+func TestMalformedEnvironmentIsAnError(t *testing.T) {
+	for _, kv := range [][2]string{{"HOLDFAST_HOLD_TTL", "10"}, {"HOLDFAST_DB_CONNS", "many"}, {"HOLDFAST_COALESCE", "flase"}, {"HOLDFAST_RATE_LIMIT", "1/s"}} {
+		getenv := func(k string) string {
+			if k == kv[0] {
+				return kv[1]
+			}
+			return ""
+		}
+		var out, errOut syncBuffer
+		code := run(context.Background(), []string{"serve", "--db", filepath.Join(t.TempDir(), "x.db"), "--addr", "127.0.0.1:0"}, getenv, &out, &errOut)
+		if code != 2 || !strings.Contains(errOut.String(), kv[0]) {
+			t.Errorf("%s=%s: exit %d, want 2 naming it; stderr:\n%s", kv[0], kv[1], code, errOut.String())
+		}
+	}
+}

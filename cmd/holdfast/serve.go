@@ -49,7 +49,7 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.StringVar(&f.addr, "addr", envOr(e, "HOLDFAST_ADDR", "127.0.0.1:8080"), "listen address (env HOLDFAST_ADDR)")
 	fs.StringVar(&f.adminKey, "admin-key", envOr(e, "HOLDFAST_ADMIN_KEY", ""), "the admin's bearer key; without it the server runs open, on loopback only (env HOLDFAST_ADMIN_KEY)")
 	fs.BoolVar(&f.allowUnsafe, "allow-unsafe", false, "allow --strategy unsafe, which oversells on purpose (for demonstrations only)")
-	fs.BoolVar(&f.demo, "demo", envOr(e, "HOLDFAST_DEMO", "") == "true", "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
+	fs.BoolVar(&f.demo, "demo", envBool(e, "HOLDFAST_DEMO", false), "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
 	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; the only source of 429s (env HOLDFAST_RATE_LIMIT)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
 	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
@@ -57,7 +57,7 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.DurationVar(&f.requestTimeout, "request-timeout", envDuration(e, "HOLDFAST_REQUEST_TIMEOUT", 10*time.Second), "deadline for each request (env HOLDFAST_REQUEST_TIMEOUT)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", envDuration(e, "HOLDFAST_SHUTDOWN_GRACE", 30*time.Second), "how long in-flight requests may finish on shutdown (env HOLDFAST_SHUTDOWN_GRACE)")
 	// Fault injection for the chaos harness: this server's wall clock, off
-	// by the given amount, must change no outcome (see holdfast.SetClockSkew).
+	// by the given amount, must change no outcome (see holdfast.Clock).
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "shift this server's wall clock (fault injection)")
 	_ = fs.MarkHidden("clock-skew")
 	return c
@@ -69,9 +69,10 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if f.holdTTL <= 0 || f.maxTTL <= 0 || f.holdTTL > f.maxTTL {
 		return &exitError{code: 2, err: fmt.Errorf("--hold-ttl must be positive and at most --max-hold-ttl")}
 	}
-	if f.clockSkew != 0 {
-		holdfast.SetClockSkew(f.clockSkew)
-		log.Warn("this server's wall clock is shifted (fault injection)", "skew", f.clockSkew.String())
+	var clock holdfast.Clock
+	if skew := f.clockSkew; skew != 0 {
+		clock = func() time.Time { return time.Now().Add(skew) }
+		log.Warn("this server's wall clock is shifted (fault injection)", "skew", skew.String())
 	}
 	if st, _ := holdfast.ParseStrategy(f.db.strategy); st == holdfast.Unsafe && !f.allowUnsafe {
 		return &exitError{code: 2, err: fmt.Errorf("--strategy unsafe oversells on purpose; serve refuses it without --allow-unsafe")}
@@ -82,7 +83,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if f.adminKey != "" && len(f.adminKey) < 16 {
 		return &exitError{code: 2, err: fmt.Errorf("--admin-key must be at least 16 characters")}
 	}
-	store, err := f.db.open(ctx, cfg)
+	store, err := f.db.open(ctx, cfg, tuning{log: log, clock: clock})
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	srv := &http.Server{
 		Handler: hfhttp.NewServer(hfhttp.Config{
-			Store: store, Logger: log, Holds: cfg, RequestTimeout: f.requestTimeout,
+			Store: store, Logger: log, RequestTimeout: f.requestTimeout,
 			AdminKey: f.adminKey, RateLimit: f.rateLimit, Registry: reg.Registry,
 			Race: raceFunc(f.db),
 		}),

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 		"database: a SQLite file path or a postgres:// URL (env HOLDFAST_DB)")
 	fs.StringVar(&f.strategy, "strategy", envOr(e, "HOLDFAST_STRATEGY", string(holdfast.Atomic)),
 		"how claims are made atomic: atomic, pessimistic, optimistic, serializable, advisory, redislock, unsafe (env HOLDFAST_STRATEGY)")
-	fs.BoolVar(&f.coalesce, "coalesce", envOr(e, "HOLDFAST_COALESCE", "true") != "false",
+	fs.BoolVar(&f.coalesce, "coalesce", envBool(e, "HOLDFAST_COALESCE", true),
 		"combine concurrent one-line holds on a pool into one transaction (atomic strategy; env HOLDFAST_COALESCE)")
 	fs.IntVar(&f.conns, "db-conns", envInt(e, "HOLDFAST_DB_CONNS", 32),
 		"PostgreSQL connections per server: coalescing runs one transaction per hot pool at a time, so a few dozen serve thousands of clients; keep instances × db-conns under max_connections (env HOLDFAST_DB_CONNS)")
@@ -47,44 +48,52 @@ func envOr(e env, key, def string) string {
 	return def
 }
 
+// The env helpers read a setting's default from the environment. A value
+// that does not parse is an error at start-up (see env.check), never a
+// silent fall back to the default.
+
 func envDuration(e env, key string, def time.Duration) time.Duration {
-	if v := e.getenv(key); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
+	return envParse(e, key, def, "a duration such as 30s", time.ParseDuration)
 }
 
 func envFloat(e env, key string, def float64) float64 {
-	if v := e.getenv(key); v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			return f
-		}
-	}
-	return def
+	return envParse(e, key, def, "a number", func(v string) (float64, error) { return strconv.ParseFloat(v, 64) })
 }
 
 func envInt(e env, key string, def int) int {
-	if v := e.getenv(key); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
+	return envParse(e, key, def, "an integer", strconv.Atoi)
+}
+
+func envBool(e env, key string, def bool) bool {
+	return envParse(e, key, def, "true or false", strconv.ParseBool)
+}
+
+func envParse[T any](e env, key string, def T, want string, parse func(string) (T, error)) T {
+	v := e.getenv(key)
+	if v == "" {
+		return def
 	}
-	return def
+	x, err := parse(v)
+	if err != nil {
+		e.bad(fmt.Errorf("%s=%q is not %s", key, v, want))
+		return def
+	}
+	return x
 }
 
 func isPostgres(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
-// open opens the store --db names, applying migrations.
-func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store, error) {
+// open opens the store --db names, applying migrations, with the
+// program's logger and clock (tu's other fields come from the flags).
+func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (holdfast.Store, error) {
 	st, err := holdfast.ParseStrategy(f.strategy)
 	if err != nil {
 		return nil, err
 	}
-	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, tuning{conns: f.conns, lockTTL: f.lockTTL})
+	tu.conns, tu.lockTTL = f.conns, f.lockTTL
+	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, tu)
 }
 
 // openExisting opens the database --db names as it is, for commands that
@@ -101,6 +110,8 @@ func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
 type tuning struct {
 	conns   int
 	lockTTL time.Duration
+	log     *slog.Logger
+	clock   holdfast.Clock
 }
 
 // openStore opens a store of strategy st on db (a SQLite path or a
@@ -108,9 +119,9 @@ type tuning struct {
 // between each claim's check and write.
 func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool, tu tuning) (holdfast.Store, error) {
 	if !isPostgres(db) {
-		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce})
+		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce, Logger: tu.log, Clock: tu.clock})
 	}
-	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce}
+	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce, Logger: tu.log, Clock: tu.clock}
 	if tu.conns > 0 {
 		opts.MaxConns = int32(min(tu.conns, 1000))
 	}

@@ -50,7 +50,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func TestSimulation(t *testing.T) {
 	clk := &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
-	defer sqlite.UseClock(clk.Now)()
 	seeds := []uint64{*seedFlag}
 	if *seedFlag == 0 {
 		seeds = nil
@@ -82,7 +81,7 @@ func (w *world) fail(format string, args ...any) {
 
 func simulate(t *testing.T, clk *fakeClock, seed uint64, steps int) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sim.db"), sqlite.Options{Config: holdfast.Config{DefaultTTL: time.Minute, MaxTTL: 5 * time.Minute}})
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sim.db"), sqlite.Options{Config: holdfast.Config{DefaultTTL: time.Minute, MaxTTL: 5 * time.Minute}, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

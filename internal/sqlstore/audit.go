@@ -16,7 +16,7 @@ const activeClaim = `(h.status IN ('held', 'confirmed') OR (h.status = 'complete
 // unit claims, judged by their hold's state) and compares the recount with
 // the counters the engine keeps. It reads only; run it any time.
 func (s *Store) Audit(ctx context.Context) (holdfast.AuditReport, error) {
-	r := holdfast.AuditReport{Differences: []string{}, At: holdfast.Now().UTC()}
+	r := holdfast.AuditReport{Differences: []string{}, At: s.clock.Now().UTC()}
 	diff := func(format string, args ...any) { r.Differences = append(r.Differences, fmt.Sprintf(format, args...)) }
 
 	rows, err := s.db.Query(ctx, `SELECT p.id, p.capacity, p.held, p.confirmed, p.per_holder_limit,

@@ -304,6 +304,7 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 // batchState is what a batch has locked and what its grants have taken
 // so far, in memory.
 type batchState struct {
+	clock   holdfast.Clock // stamps hold ids
 	pools   map[string]*poolRow
 	holders map[holderKey]int64 // taken per (pool, holder), limited pools
 	// holdersAdded is what the batch's grants add to holders' totals.
@@ -421,7 +422,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 // turns out to be used takes no effect (its rows may have been locked for
 // nothing: harmless).
 func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, pools, units, groups, holders []string) (*batchState, int64, error) {
-	st := &batchState{pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
+	st := &batchState{clock: s.clock, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
 	var now int64
 	var qs []Query
 
@@ -619,7 +620,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	if req.confirm {
 		status = holdfast.StatusConfirmed
 	}
-	return holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
+	return holdfast.Hold{ID: holdfast.NewHoldID(st.clock.Now()), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
 		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, nil
 }
 

@@ -208,7 +208,7 @@ func backoff(ctx context.Context, n int) error {
 // A line that cannot be had comes back as a lineFailure, and the caller
 // rolls the transaction back, so nothing is taken.
 func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast.HoldRequest, ttl time.Duration, confirm bool, paymentRef string) (holdfast.Hold, *lineFailure, error) {
-	h := holdfast.Hold{ID: holdfast.NewHoldID(), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef, Owner: r.Owner}
+	h := holdfast.Hold{ID: holdfast.NewHoldID(s.clock.Now()), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef, Owner: r.Owner}
 	if confirm {
 		h.Status = holdfast.StatusConfirmed
 	}

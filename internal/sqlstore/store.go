@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,26 +42,28 @@ type engine struct {
 	batchCount    atomic.Int64 // batch transactions
 	batchFailures atomic.Int64 // batch transactions that failed whole
 	logger        *slog.Logger
+	clock         holdfast.Clock
 }
 
-// SetLogger sets where the store reports what it recovers from.
-func (s *Store) SetLogger(l *slog.Logger) { s.logger = l }
-
-func (s *Store) log(msg string, args ...any) {
-	l := s.logger
-	if l == nil {
-		l = slog.Default()
-	}
-	l.Warn(msg, args...)
-}
+func (s *Store) log(msg string, args ...any) { s.logger.Warn(msg, args...) }
 
 var _ holdfast.Store = (*Store)(nil)
 
+// Env is what a store is given from the program around it.
+type Env struct {
+	// Logger receives what the store recovers from (default slog.Default).
+	Logger *slog.Logger
+	// Clock is the app server's wall clock: it stamps hold ids and audit
+	// reports, and decides nothing (default time.Now).
+	Clock holdfast.Clock
+}
+
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
 // one-line pool holds are combined into batches (atomic strategy only).
-func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool) *Store {
+func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env Env) *Store {
 	_, atomicStrategy := c.(Atomic)
-	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy}}
+	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
+		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock}}
 }
 
 // Config returns the store's hold lifetime bounds, defaults filled in.
