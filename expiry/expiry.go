@@ -14,7 +14,10 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/testsignal"
 )
 
 // Expirer is what the sweeper needs from a store.
@@ -30,9 +33,11 @@ type Config struct {
 	// sweep repeats batches until one comes back short.
 	Batch  int
 	Logger *slog.Logger
-	// OnSweep, if set, is called after every sweep with the number of holds
-	// it expired and its error: for metrics, and for tests to wait on.
-	OnSweep func(expired int, err error)
+}
+
+// Stats counts what the sweeper did, for metrics.
+type Stats struct {
+	Sweeps, Expired, Failures int64
 }
 
 // Sweeper expires due holds on an interval.
@@ -42,6 +47,22 @@ type Sweeper struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+
+	sweeps, expired, failures atomic.Int64
+	// testSignals are off unless a test in this package turns them on.
+	testSignals struct {
+		swept testsignal.Signal[sweepResult]
+	}
+}
+
+type sweepResult struct {
+	expired int
+	err     error
+}
+
+// Stats reports the sweeps so far.
+func (s *Sweeper) Stats() Stats {
+	return Stats{Sweeps: s.sweeps.Load(), Expired: s.expired.Load(), Failures: s.failures.Load()}
 }
 
 // New returns a stopped Sweeper.
@@ -83,10 +104,15 @@ func (s *Sweeper) loop(ctx context.Context) {
 			s.cfg.Logger.Info("expired holds", "count", n)
 		}
 		// A sweep cut short by Stop is not a failed sweep: it is not
-		// reported (CI once saw "context canceled" from the sweep that was
+		// counted (CI once saw "context canceled" from the sweep that was
 		// running when a test stopped the sweeper).
-		if s.cfg.OnSweep != nil && ctx.Err() == nil {
-			s.cfg.OnSweep(n, err)
+		if ctx.Err() == nil {
+			s.sweeps.Add(1)
+			s.expired.Add(int64(n))
+			if err != nil {
+				s.failures.Add(1)
+			}
+			s.testSignals.swept.Signal(sweepResult{n, err})
 		}
 		select {
 		case <-ctx.Done():

@@ -1,4 +1,4 @@
-package expiry_test
+package expiry
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/expiry"
 	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/sqlite"
 )
@@ -27,22 +26,20 @@ func TestSweeperExpiresDueHolds(t *testing.T) {
 	keep := holdfasttest.MustHold(t, s, "c", holdfast.Line{Pool: "p", Quantity: 1})
 	holdfasttest.MustExpire(t, s, ids...)
 
-	swept := make(chan int, 100)
-	sw := expiry.New(s, expiry.Config{Interval: 10 * time.Millisecond, Batch: 100, OnSweep: func(n int, err error) {
-		if err != nil {
-			t.Errorf("sweep: %v", err)
-		}
-		swept <- n
-	}})
+	sw := New(s, Config{Interval: 10 * time.Millisecond, Batch: 100})
+	sw.testSignals.swept.Init()
 	sw.Start(ctx)
 	defer sw.Stop()
-	if n := <-swept; n != 250 {
-		t.Fatalf("first sweep expired %d, want 250", n)
+	if r := sw.testSignals.swept.Wait(t, time.Minute); r.expired != 250 || r.err != nil {
+		t.Fatalf("first sweep expired %d (%v), want 250", r.expired, r.err)
 	}
-	if n := <-swept; n != 0 {
-		t.Fatalf("second sweep expired %d, want 0", n)
+	if r := sw.testSignals.swept.Wait(t, time.Minute); r.expired != 0 || r.err != nil {
+		t.Fatalf("second sweep expired %d (%v), want 0", r.expired, r.err)
 	}
 	sw.Stop()
+	if st := sw.Stats(); st.Expired != 250 || st.Failures != 0 || st.Sweeps < 2 {
+		t.Fatalf("stats after two sweeps: %+v", st)
+	}
 	p := holdfasttest.MustPool(t, s, "p")
 	if p.Held != 1 || p.Available != 299 {
 		t.Fatalf("pool after sweep: %+v", p)
@@ -57,5 +54,5 @@ func TestSweeperExpiresDueHolds(t *testing.T) {
 }
 
 func TestStopWithoutStart(t *testing.T) {
-	expiry.New(nil, expiry.Config{}).Stop() // must not block or panic
+	New(nil, Config{}).Stop() // must not block or panic
 }

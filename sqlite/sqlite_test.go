@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/holdfast/holdfast"
@@ -122,4 +123,51 @@ func TestOpenExistingOnly(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("Existing created the file: %v", err)
 	}
+}
+
+// Close waits for the engine's background work: claims queued for a
+// batch when Close is called get their answers, and every answer matches
+// the database — a granted hold is there, a refused one is not.
+func TestCloseWaitsForBatches(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdfasttest.MustCreatePool(t, s, "p", 1000, 0)
+	const buyers = 64
+	granted := make(chan string, buyers)
+	started := make(chan struct{}, buyers)
+	var wg sync.WaitGroup
+	for i := range buyers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started <- struct{}{}
+			h, err := s.Hold(context.Background(), holdfast.HoldRequest{Holder: fmt.Sprint("b", i), Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+			if err == nil {
+				granted <- h.ID
+			}
+		}()
+	}
+	for range buyers / 2 {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(granted)
+	s2 := open(t, path)
+	n := int64(0)
+	for id := range granted {
+		n++
+		if _, err := s2.GetHold(context.Background(), id); err != nil {
+			t.Errorf("hold %s was granted but is not in the database: %v", id, err)
+		}
+	}
+	if got := holdfasttest.MustCount(t, s2, `SELECT COUNT(*) FROM holds`); got != n {
+		t.Fatalf("%d holds in the database, %d granted", got, n)
+	}
+	holdfasttest.MustAuditClean(t, s2)
 }

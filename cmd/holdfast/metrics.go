@@ -9,14 +9,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/expiry"
 )
 
 // registry is the server's Prometheus registry with the metrics that live
 // outside the HTTP layer: the sweeper, the store, the invariant monitor.
 type registry struct {
 	*prometheus.Registry
-	swept      prometheus.Counter
-	sweepFails prometheus.Counter
 	auditDiffs prometheus.Gauge
 	auditRuns  *prometheus.CounterVec
 	purged     prometheus.Counter
@@ -25,10 +24,6 @@ type registry struct {
 func newRegistry(s holdfast.Store) *registry {
 	r := &registry{
 		Registry: prometheus.NewRegistry(),
-		swept: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "holdfast_sweeper_expired_total", Help: "Holds the sweeper expired (capacity returned)."}),
-		sweepFails: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "holdfast_sweeper_errors_total", Help: "Sweeps that failed."}),
 		auditDiffs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "holdfast_audit_differences", Help: "Counters that differed from their recount at the last audit; must be 0."}),
 		auditRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -37,7 +32,7 @@ func newRegistry(s holdfast.Store) *registry {
 			Name: "holdfast_idempotency_keys_purged_total", Help: "Idempotency keys forgotten after 24 h."}),
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.swept, r.sweepFails, r.auditDiffs, r.auditRuns, r.purged)
+		r.auditDiffs, r.auditRuns, r.purged)
 	if st, ok := s.(holdfast.StatsReporter); ok {
 		stat := func(name, help string, f func(holdfast.Stats) float64) prometheus.Collector {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) })
@@ -59,41 +54,80 @@ func newRegistry(s holdfast.Store) *registry {
 	return r
 }
 
-func (r *registry) sweep(n int, err error) {
-	r.swept.Add(float64(n))
-	if err != nil {
-		r.sweepFails.Inc()
+// watchSweeper exports the sweeper's counts.
+func (r *registry) watchSweeper(sw *expiry.Sweeper) {
+	r.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "holdfast_sweeper_expired_total", Help: "Holds the sweeper expired (capacity returned)."},
+			func() float64 { return float64(sw.Stats().Expired) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "holdfast_sweeper_errors_total", Help: "Sweeps that failed."},
+			func() float64 { return float64(sw.Stats().Failures) }),
+	)
+}
+
+// monitor is the invariant monitor (a full audit) and the purge of old
+// idempotency keys, run once a minute: a service with Start and Stop, so
+// the server stops it, and waits for an audit in progress, before it
+// closes the store.
+type monitor struct {
+	s        holdfast.Store
+	r        *registry
+	log      *slog.Logger
+	interval time.Duration
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+func newMonitor(s holdfast.Store, r *registry, log *slog.Logger) *monitor {
+	return &monitor{s: s, r: r, log: log, interval: time.Minute}
+}
+
+// Start runs the monitor until Stop; the first round runs at once.
+func (m *monitor) Start(ctx context.Context) {
+	ctx, m.cancel = context.WithCancel(ctx)
+	m.done = make(chan struct{})
+	go m.loop(ctx)
+}
+
+// Stop stops the monitor and waits for a round in progress.
+func (m *monitor) Stop() {
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
 	}
 }
 
-// housekeeping runs the invariant monitor (a full audit) and forgets old
-// idempotency keys, once a minute, until ctx ends.
-func housekeeping(ctx context.Context, s holdfast.Store, r *registry, log *slog.Logger) {
-	t := time.NewTicker(time.Minute)
+func (m *monitor) loop(ctx context.Context) {
+	defer close(m.done)
+	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
-		rep, err := s.Audit(ctx)
-		switch {
-		case err != nil:
-			r.auditRuns.WithLabelValues("error").Inc()
-			if ctx.Err() == nil {
-				log.Warn("audit failed", "err", err)
-			}
-		case rep.OK():
-			r.auditRuns.WithLabelValues("clean").Inc()
-			r.auditDiffs.Set(0)
-		default:
-			r.auditRuns.WithLabelValues("differences").Inc()
-			r.auditDiffs.Set(float64(len(rep.Differences)))
-			log.Error("audit found differences", "differences", rep.Differences)
-		}
-		if n, err := s.PurgeIdempotency(ctx); err == nil {
-			r.purged.Add(float64(n))
-		}
+		m.round(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (m *monitor) round(ctx context.Context) {
+	rep, err := m.s.Audit(ctx)
+	switch {
+	case err != nil:
+		if ctx.Err() != nil {
+			return // stopped mid-audit: not a failed audit
+		}
+		m.r.auditRuns.WithLabelValues("error").Inc()
+		m.log.Warn("audit failed", "err", err)
+	case rep.OK():
+		m.r.auditRuns.WithLabelValues("clean").Inc()
+		m.r.auditDiffs.Set(0)
+	default:
+		m.r.auditRuns.WithLabelValues("differences").Inc()
+		m.r.auditDiffs.Set(float64(len(rep.Differences)))
+		m.log.Error("audit found differences", "differences", rep.Differences)
+	}
+	if n, err := m.s.PurgeIdempotency(ctx); err == nil {
+		m.r.purged.Add(float64(n))
 	}
 }

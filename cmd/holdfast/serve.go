@@ -112,14 +112,16 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	// The sweeper lives as long as the server; it stops after the last
-	// request has finished.
-	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSweep()
-	sw := expiry.New(store, expiry.Config{Interval: f.sweepInterval, Logger: log, OnSweep: reg.sweep})
-	sw.Start(sweepCtx)
+	// The sweeper and the monitor live as long as the server: they stop
+	// after the last request has finished, and before the store closes
+	// (deferred calls run last in, first out).
+	sw := expiry.New(store, expiry.Config{Interval: f.sweepInterval, Logger: log})
+	reg.watchSweeper(sw)
+	sw.Start(context.WithoutCancel(ctx))
 	defer sw.Stop()
-	go housekeeping(sweepCtx, store, reg, log)
+	mon := newMonitor(store, reg, log)
+	mon.Start(context.WithoutCancel(ctx))
+	defer mon.Stop()
 
 	if f.adminKey == "" {
 		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())

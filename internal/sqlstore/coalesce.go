@@ -86,11 +86,18 @@ func (s *Store) submit(reqs []*claimReq) []claimResult {
 		}
 		return out
 	}
-	q.pending = append(q.pending, reqs...)
 	if !q.running {
+		// The drainer starts under q.mu, so it sees these requests.
+		if !s.spawn(s.drain) {
+			q.mu.Unlock()
+			for i := range out {
+				out[i] = claimResult{err: holdfast.Errorf(holdfast.CodeBusy, "the store is closing; retry on another server")}
+			}
+			return out
+		}
 		q.running = true
-		go s.drain()
 	}
+	q.pending = append(q.pending, reqs...)
 	q.mu.Unlock()
 	// No select on ctx: once queued, a claim is decided by its batch (a
 	// batch skips requests whose context is done before it starts), and the
@@ -234,7 +241,9 @@ func (s *Store) drain() {
 			}
 		}
 		s.batchCount.Add(1)
+		s.bg.Add(1) // inside the drainer, which bg counts: Close waits for it
 		go func() {
+			defer s.bg.Done()
 			defer close(f.done)
 			var once sync.Once
 			s.runBatch(live, func() { once.Do(func() { close(f.locked) }) })
@@ -922,8 +931,11 @@ func (s *Store) refusesSoldOut(ctx context.Context, pool string, q int64) (int64
 		e.next = r
 	}
 	if !e.running {
+		if !s.spawn(func() { s.readAvailability(pool, e, r) }) {
+			c.mu.Unlock()
+			return 0, false
+		}
 		e.running, e.next = true, nil
-		go s.readAvailability(pool, e, r)
 	}
 	c.mu.Unlock()
 	select {

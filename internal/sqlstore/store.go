@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,28 @@ type engine struct {
 	batchFailures atomic.Int64 // batch transactions that failed whole
 	logger        *slog.Logger
 	clock         holdfast.Clock
+
+	// bg is the engine's background work (batch drainers and their
+	// batches, sold-out reads); Close waits for it. bgMu orders every
+	// start of background work before Close's wait.
+	bgMu   sync.Mutex
+	closed bool
+	bg     sync.WaitGroup
+}
+
+// spawn runs f in the background, unless the store is closed (false).
+func (s *Store) spawn(f func()) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
+	return true
 }
 
 func (s *Store) log(msg string, args ...any) { s.logger.Warn(msg, args...) }
@@ -90,8 +113,15 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the store's background work, waiting for what is running
+// (claims queued for a batch get their answers), and closes the database.
+func (s *Store) Close() error {
+	s.bgMu.Lock()
+	s.closed = true
+	s.bgMu.Unlock()
+	s.bg.Wait()
+	return s.db.Close()
+}
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
