@@ -471,10 +471,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 	covered := map[string]bool{"POST /v1/keys": true, "POST /v1/lab/race": true}
 	for i, req := range changes {
 		covered[req.method+" "+req.path] = true
-		path := req.path
-		if strings.Contains(path, "{id}") {
-			path = strings.Replace(path, "{id}", target[path], 1)
-		}
+		path := strings.Replace(req.path, "{id}", target[req.path], 1)
 		key := fmt.Sprint("key-", i)
 		first := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
 		again := c.do(t, req.method, path, req.body, "Idempotency-Key", key)

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -49,14 +50,14 @@ func TestHubResumeFromRing(t *testing.T) {
 		f := frame{pos: cursorPos{seq: int64(i)}, id: fmt.Sprintf("0.%d", i)}
 		h.deliver([]frame{f}, f.id)
 	}
-	sub, ok, err := h.subscribe(nil, cursorPos{seq: 15}, false, streamFilter{})
+	sub, ok, err := h.subscribe(context.Background(), cursorPos{seq: 15}, false, streamFilter{})
 	if err != nil || !ok {
 		t.Fatalf("resume at 15: %v %v", ok, err)
 	}
 	if fs := <-sub.ch; len(fs) != 5 || fs[0].id != "0.16" {
 		t.Fatalf("resumed with %d events from %s", len(fs), fs[0].id)
 	}
-	if _, ok, _ := h.subscribe(nil, cursorPos{seq: 9}, false, streamFilter{}); ok {
+	if _, ok, _ := h.subscribe(context.Background(), cursorPos{seq: 9}, false, streamFilter{}); ok {
 		t.Fatal("a resume older than the hub's memory was attached: events 10 and before would be lost")
 	}
 }

@@ -11,6 +11,9 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# staticcheck at a pinned version, from the module proxy (cached after the
+# first run).
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 # A missing service is a failure, not a skip, in the full run.
 CI=true go test -race -count=1 -timeout 15m "$@" ./...
 # Then several real servers under faults, checked for linearizability
