@@ -13,6 +13,8 @@
 #   Redis:      the one on 127.0.0.1:6379 if it answers; otherwise a
 #               throwaway redis-server on 127.0.0.1:56379, installing Debian's
 #               redis-server package first when it is missing.
+#   Tools:      Chromium (browser tests) from Debian; @redocly/cli (the
+#               OpenAPI lint) from the npm registry, pinned.
 #
 # Idempotent: run it as often as you like; a throwaway service already
 # running is reused. HOLDFAST_THROWAWAY=1 also skips the loopback Redis.
@@ -130,5 +132,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium
 fi
 
+# The OpenAPI document is linted with Redocly's CLI, pinned, from the npm
+# registry (installed once into the state directory).
+redocly_version=2.77.0
+redocly="$state/tools/redocly-$redocly_version/node_modules/.bin/redocly"
+if [ ! -x "$redocly" ]; then
+  command -v npm >/dev/null 2>&1 || { log "installing Node.js and npm for the OpenAPI lint"; apt_install nodejs npm; }
+  log "installing @redocly/cli@$redocly_version"
+  mkdir -p "$state/tools/redocly-$redocly_version"
+  (cd "$state/tools/redocly-$redocly_version" && npm install --silent --no-audit --no-fund --no-save "@redocly/cli@$redocly_version" >>"$state/npm.log" 2>&1) || {
+    tail -20 "$state/npm.log" >&2; log "installing @redocly/cli failed (full log: $state/npm.log)"; exit 1; }
+fi
+
+echo "export HOLDFAST_REDOCLY='$redocly'"
 echo "export HOLDFAST_TEST_POSTGRES='$(postgres_url)'"
 echo "export HOLDFAST_TEST_REDIS='$(redis_url)'"
