@@ -126,7 +126,7 @@ func openAPIDoc() obj {
 		"openapi": "3.1.0",
 		"info": obj{"title": "holdfast API", "version": "1",
 			"description": "Reservations that never oversell: pools of counted capacity, groups of identified units, all-or-nothing holds that expire, bookings. Errors are RFC 9457 problem+json with a stable code."},
-		"servers": []obj{{"url": "http://127.0.0.1:8080", "description": "holdfast serve's default address"}},
+		"servers":  []obj{{"url": "http://127.0.0.1:8080", "description": "holdfast serve's default address"}},
 		"security": []obj{{"bearer": []string{}}},
 		"paths": obj{
 			"/healthz":      plain("The process is up"),
