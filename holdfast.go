@@ -92,7 +92,7 @@ type Line struct {
 	Any      int64    `json:"any,omitempty"`
 }
 
-// Kind names the form of a line.
+// LineKind names the form of a line.
 type LineKind int
 
 const (

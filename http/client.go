@@ -162,6 +162,7 @@ func problemError(status int, body []byte) error {
 
 func esc(s string) string { return url.PathEscape(s) }
 
+// CreatePool is POST /v1/pools (admin): holdfast.Catalog.CreatePool over HTTP.
 func (c *Client) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error) {
 	var out holdfast.Pool
 	err := c.do(ctx, "POST", "/v1/pools", map[string]any{
@@ -169,12 +170,14 @@ func (c *Client) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool
 	return out, err
 }
 
+// Pool is GET /v1/pools/{id}: a pool with its availability.
 func (c *Client) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
 	var out holdfast.Pool
 	err := c.do(ctx, "GET", "/v1/pools/"+esc(id), nil, &out)
 	return out, err
 }
 
+// Pools is GET /v1/pools: every pool, ordered by id.
 func (c *Client) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 	var out struct {
 		Pools []holdfast.Pool `json:"pools"`
@@ -183,18 +186,22 @@ func (c *Client) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 	return out.Pools, err
 }
 
+// SetCapacity is PATCH /v1/pools/{id} (admin); refused (conflict) below
+// what is held and confirmed.
 func (c *Client) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
 	var out holdfast.Pool
 	err := c.do(ctx, "PATCH", "/v1/pools/"+esc(id), map[string]any{"capacity": capacity}, &out)
 	return out, err
 }
 
+// CreateGroup is POST /v1/groups (admin).
 func (c *Client) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error) {
 	var out holdfast.Group
 	err := c.do(ctx, "POST", "/v1/groups", g, &out)
 	return out, err
 }
 
+// AddUnits is POST /v1/groups/{id}/units (admin): all the units or none.
 func (c *Client) AddUnits(ctx context.Context, group string, ids []string) error {
 	if ids == nil {
 		ids = []string{}
@@ -202,6 +209,7 @@ func (c *Client) AddUnits(ctx context.Context, group string, ids []string) error
 	return c.do(ctx, "POST", "/v1/groups/"+esc(group)+"/units", map[string]any{"ids": ids}, nil)
 }
 
+// Group is GET /v1/groups/{id}: unit counts and the first free units.
 func (c *Client) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
 	var out holdfast.GroupAvailability
 	err := c.do(ctx, "GET", "/v1/groups/"+esc(id), nil, &out)
@@ -251,12 +259,16 @@ func holdJSON(r holdfast.HoldRequest, paymentRef string) map[string]any {
 	return m
 }
 
+// Hold is POST /v1/holds: every line or nothing. Each call sends an
+// Idempotency-Key (unless NoIdempotencyKeys), so a retry after a lost
+// answer cannot hold twice.
 func (c *Client) Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error) {
 	var out holdfast.Hold
 	err := c.do(ctx, "POST", "/v1/holds", holdJSON(r, ""), &out)
 	return out, err
 }
 
+// Book is POST /v1/bookings: hold and confirm in one step.
 func (c *Client) Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error) {
 	var out holdfast.Hold
 	err := c.do(ctx, "POST", "/v1/bookings", holdJSON(r, paymentRef), &out)
@@ -272,26 +284,34 @@ func (c *Client) action(ctx context.Context, id, action string, body any) (holdf
 	return out, err
 }
 
+// Confirm is POST /v1/holds/{id}/confirm; hold_expired after its expiry.
 func (c *Client) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
 	return c.action(ctx, id, "confirm", map[string]string{"payment_ref": paymentRef})
 }
 
+// Release is POST /v1/holds/{id}/release: a held hold's capacity back.
 func (c *Client) Release(ctx context.Context, id string) (holdfast.Hold, error) {
 	return c.action(ctx, id, "release", nil)
 }
 
+// Extend is POST /v1/holds/{id}/extend: the expiry moves to now + ttl
+// (whole seconds).
 func (c *Client) Extend(ctx context.Context, id string, ttl time.Duration) (holdfast.Hold, error) {
 	return c.action(ctx, id, "extend", map[string]int64{"ttl_seconds": int64(ttl / time.Second)})
 }
 
+// Cancel is POST /v1/holds/{id}/cancel: a confirmed hold refunded.
 func (c *Client) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
 	return c.action(ctx, id, "cancel", nil)
 }
 
+// Complete is POST /v1/holds/{id}/complete: a confirmed hold used;
+// reusable units return.
 func (c *Client) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
 	return c.action(ctx, id, "complete", nil)
 }
 
+// GetHold is GET /v1/holds/{id} (another client's hold is not_found).
 func (c *Client) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
 	var out holdfast.Hold
 	err := c.do(ctx, "GET", "/v1/holds/"+esc(id), nil, &out)
@@ -308,6 +328,8 @@ func (c *Client) Holds(ctx context.Context, holder, _ string) ([]holdfast.Hold, 
 	return out.Holds, err
 }
 
+// Events is GET /v1/events (admin): up to limit (at most 1,000) outbox
+// events after the cursor, and the cursor to continue from.
 func (c *Client) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
 	var out struct {
 		Events []holdfast.Event `json:"events"`

@@ -193,7 +193,7 @@ func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
-// Pool exposes the connection pool, for readiness checks and metrics.
+// ConnPool exposes the connection pool, for readiness checks and metrics.
 func (s *Store) ConnPool() *pgxpool.Pool { return s.pool }
 
 var dialect = sqlstore.Dialect{
