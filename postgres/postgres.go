@@ -200,6 +200,7 @@ var dialect = sqlstore.Dialect{
 	Name:       "postgres",
 	ListSelect: func(n int) string { return fmt.Sprintf("SELECT unnest($%d::text[]) AS value", n) },
 	ListArg:    func(ids []string) any { return ids },
+	RowLocks:   true,
 	ForUpdate:  " FOR UPDATE",
 	// See migrations/00003: the feed goes by (xid, seq) up to the oldest
 	// running transaction.
@@ -210,9 +211,11 @@ var dialect = sqlstore.Dialect{
 	// on every page (every stream poll, once per viewer).
 	EventAfter:        "(xid, seq) > (CAST(CAST(CAST($1 AS bigint) AS text) AS xid8), $2)",
 	EventOrder:        "xid, seq",
+	AdvisoryLocks:     true,
 	AdvisoryLock:      "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 	Fencing:           true,
 	QueuesLockWaiters: true,
+	AsyncCommits:      true,
 	AsyncCommit:       "SET LOCAL synchronous_commit TO OFF",
 	BlobType:          "bytea",
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",

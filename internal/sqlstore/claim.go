@@ -95,7 +95,7 @@ func NewClaimer(s holdfast.Strategy, d Dialect, o Options) (Claimer, error) {
 	case holdfast.Unsafe:
 		return Unsafe{base}, nil
 	case holdfast.Advisory:
-		if d.AdvisoryLock != "" {
+		if d.AdvisoryLocks {
 			return Advisory{base}, nil
 		}
 	case holdfast.RedisLock:
@@ -213,12 +213,11 @@ func (p Pessimistic) Prepare(context.Context, Reader, holdfast.HoldRequest) (Pre
 // lockedClaimPool is check-then-write on a row the caller has made safe
 // to check (locked it, or taken a lock every writer takes).
 func lockedClaimPool(ctx context.Context, tx Querier, lock string, pause time.Duration, pool string, q int64, confirmed bool) (int64, bool, error) {
-	var capacity, held, conf, limit int64
-	found, err := queryRow(ctx, tx, `SELECT capacity, held, confirmed, per_holder_limit FROM pools WHERE id = $1`+lock,
-		[]any{pool}, &capacity, &held, &conf, &limit)
-	if err != nil || !found || capacity-held-conf < q {
+	p, found, err := readPool(ctx, tx, pool, lock)
+	if err != nil || !found || p.available() < q {
 		return 0, false, err
 	}
+	limit := p.limit
 	if err := think(ctx, pause); err != nil {
 		return 0, false, err
 	}
@@ -291,8 +290,7 @@ func (o Optimistic) Prepare(ctx context.Context, db Reader, r holdfast.HoldReque
 		if l.Kind() != holdfast.LinePool {
 			continue
 		}
-		var ver int64
-		found, err := queryRow(ctx, db, `SELECT version FROM pools WHERE id = $1`, []any{l.Pool}, &ver)
+		ver, found, err := poolVersion(ctx, db, l.Pool)
 		if err != nil {
 			return nil, err
 		}
@@ -315,8 +313,8 @@ func (o Optimistic) ClaimPool(ctx context.Context, tx Querier, p Prepared, pool 
 	if err != nil || found {
 		return limit, found, err
 	}
-	var now int64
-	if _, err := queryRow(ctx, tx, `SELECT version FROM pools WHERE id = $1`, []any{pool}, &now); err != nil {
+	now, _, err := poolVersion(ctx, tx, pool)
+	if err != nil {
 		return 0, false, err
 	}
 	if now != ver {
@@ -411,13 +409,12 @@ func readAvailability(ctx context.Context, db Reader, d Dialect, r holdfast.Hold
 	for _, l := range r.Lines {
 		switch l.Kind() {
 		case holdfast.LinePool:
-			var c, h, cf, lim int64
-			found, err := queryRow(ctx, db, `SELECT capacity, held, confirmed, per_holder_limit FROM pools WHERE id = $1`, []any{l.Pool}, &c, &h, &cf, &lim)
+			p, found, err := readPool(ctx, db, l.Pool, "")
 			if err != nil {
 				return rd, err
 			}
 			if found {
-				rd.pools[l.Pool], rd.limit[l.Pool] = [3]int64{c, h, cf}, lim
+				rd.pools[l.Pool], rd.limit[l.Pool] = [3]int64{p.capacity, p.held, p.confirmed}, p.limit
 			}
 		case holdfast.LineUnits:
 			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE id IN (`+d.ListSelect(1)+`) AND hold_id IS NULL`, d.ListArg(l.Units))

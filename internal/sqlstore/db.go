@@ -14,6 +14,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"strconv"
 	"strings"
@@ -153,8 +154,11 @@ type Dialect struct {
 	ListSelect func(n int) string
 	// ListArg converts a string list into the value bound for ListSelect.
 	ListArg func([]string) any
-	// ForUpdate and SkipLocked are the row-locking clauses, empty where the
-	// backend has one writer at a time and so needs none.
+	// RowLocks says transactions lock rows (PostgreSQL). Without them (one
+	// writer at a time: SQLite) a transaction needs no lock on the rows it
+	// reads, and the three clauses below are empty; with them, none is.
+	RowLocks bool
+	// ForUpdate and SkipLocked are the row-locking clauses.
 	ForUpdate  string
 	SkipLocked string
 	// ForNoKeyUpdate locks a row whose non-key columns will change: foreign
@@ -170,14 +174,16 @@ type Dialect struct {
 	// written so the feed's index serves it; EventOrder is the feed's
 	// order by that index.
 	EventAfter, EventOrder string
-	// AdvisoryLock is a statement taking a transaction-scoped lock on the
-	// string $1, or "" where the backend has none.
-	AdvisoryLock string
+	// AdvisoryLocks says the backend has transaction-scoped advisory locks;
+	// AdvisoryLock is the statement taking one on the string $1.
+	AdvisoryLocks bool
+	AdvisoryLock  string
 	// BlobType is the SQL type name of a byte string.
 	BlobType string
-	// AsyncCommit makes the current transaction's commit not wait for its
-	// log flush ("" where there is no such thing).
-	AsyncCommit string
+	// AsyncCommits says a transaction may commit without waiting for its
+	// log flush; AsyncCommit is the statement that makes it so.
+	AsyncCommits bool
+	AsyncCommit  string
 	// QueuesLockWaiters says transactions wait in line for a row lock,
 	// so the next coalesced batch can be waiting at the pool's row while
 	// the one before commits (see drain). False with one writer.
@@ -188,6 +194,31 @@ type Dialect struct {
 	SchemaVersion int64
 	// Classify tells what a driver error means.
 	Classify func(error) ErrorKind
+}
+
+// check reports a dialect whose capability fields and SQL fragments
+// disagree: a capability without its statement, or a statement for a
+// capability the backend says it lacks.
+func (d Dialect) check() error {
+	for _, c := range []struct {
+		name string
+		has  bool
+		sql  []string
+	}{
+		{"RowLocks", d.RowLocks, []string{d.ForUpdate, d.SkipLocked, d.ForNoKeyUpdate}},
+		{"AdvisoryLocks", d.AdvisoryLocks, []string{d.AdvisoryLock}},
+		{"AsyncCommits", d.AsyncCommits, []string{d.AsyncCommit}},
+	} {
+		for _, q := range c.sql {
+			if (q != "") != c.has {
+				return fmt.Errorf("sqlstore: dialect %s: %s is %v but a statement for it is %q", d.Name, c.name, c.has, q)
+			}
+		}
+	}
+	if d.ListSelect == nil || d.ListArg == nil || d.Classify == nil || d.EventAfter == "" || d.EventOrder == "" || d.EventXid == "" || d.BlobType == "" {
+		return fmt.Errorf("sqlstore: dialect %s lacks a required field", d.Name)
+	}
+	return nil
 }
 
 // NewestMigration returns the version of the newest goose migration in

@@ -345,16 +345,14 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 	for i, l := range r.Lines {
 		switch l.Kind() {
 		case holdfast.LinePool:
-			var capacity, held, confirmed, limit int64
-			err := s.db.QueryRow(ctx, `SELECT capacity, held, confirmed, per_holder_limit FROM pools WHERE id = $1`, l.Pool).
-				Scan(&capacity, &held, &confirmed, &limit)
-			if errors.Is(err, ErrNoRows) {
-				return holdfast.LineErrorf(holdfast.CodeNotFound, i, "pool %q not found", l.Pool)
-			}
+			p, found, err := readPool(ctx, s.db, l.Pool, "")
 			if err != nil {
 				return err
 			}
-			if limit > 0 {
+			if !found {
+				return holdfast.LineErrorf(holdfast.CodeNotFound, i, "pool %q not found", l.Pool)
+			}
+			if limit := p.limit; limit > 0 {
 				var taken int64
 				err := s.db.QueryRow(ctx, `SELECT taken FROM pool_holders WHERE pool_id = $1 AND holder = $2`, l.Pool, r.Holder).Scan(&taken)
 				if err != nil && !errors.Is(err, ErrNoRows) {
@@ -365,7 +363,7 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 						"holder has %d of pool %q; %d more would pass the limit of %d", taken, l.Pool, l.Quantity, limit)
 				}
 			}
-			if avail := capacity - held - confirmed; avail < l.Quantity {
+			if avail := p.available(); avail < l.Quantity {
 				return holdfast.LineErrorf(holdfast.CodeSoldOut, i, "pool %q has %d available, %d asked", l.Pool, avail, l.Quantity)
 			}
 		case holdfast.LineUnits:
@@ -397,12 +395,10 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 				}
 			}
 		case holdfast.LineAny:
-			var exists int
-			if err := s.db.QueryRow(ctx, `SELECT 1 FROM groups WHERE id = $1`, l.Group).Scan(&exists); err != nil {
-				if errors.Is(err, ErrNoRows) {
-					return holdfast.LineErrorf(holdfast.CodeNotFound, i, "group %q not found", l.Group)
-				}
+			if found, err := groupExists(ctx, s.db, l.Group); err != nil {
 				return err
+			} else if !found {
+				return holdfast.LineErrorf(holdfast.CodeNotFound, i, "group %q not found", l.Group)
 			}
 			// The claim takes the named units first, then "any" lines in
 			// group order (request order within a group): what this line

@@ -21,7 +21,7 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 	var replay *holdfast.StoredResponse
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		replay = nil
-		if s.d.AsyncCommit != "" {
+		if s.d.AsyncCommits {
 			// The claim on a key need not wait for its own WAL flush: the
 			// change it guards commits later and durably, and flushing that
 			// commit flushes this one, which came first in the log. A crash

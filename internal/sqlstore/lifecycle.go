@@ -16,13 +16,11 @@ import (
 // pools and units, then the outbox event.
 type change struct {
 	from, to holdfast.Status
-	// set is extra SET clauses, with parameters from $4 on (args).
-	set  string
-	args []any
-	// cond is an extra WHERE condition, with parameters in args.
-	cond   string
-	effect func(ctx context.Context, tx Querier, id string) error
-	event  holdfast.EventType
+	// set returns extra SET clauses, cond an extra WHERE condition; each
+	// binds its own parameters.
+	set, cond func(p *binds) string
+	effect    func(ctx context.Context, tx Querier, id string) error
+	event     holdfast.EventType
 	// onCond explains a failure of cond on a hold that was otherwise in the
 	// right state.
 	onCond error
@@ -34,15 +32,22 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		sql := `UPDATE holds SET status = $2, updated_at = holdfast_now_ms()` + c.set + ` WHERE id = $1 AND status = $3`
+		var p binds
+		sql := `UPDATE holds SET status = ` + p.add(string(c.to)) + `, updated_at = holdfast_now_ms()`
+		if c.set != nil {
+			sql += c.set(&p)
+		}
+		sql += ` WHERE id = ` + p.add(id) + ` AND status = ` + p.add(string(c.from))
 		if c.from == holdfast.StatusHeld {
 			// Decided by the database clock in this very statement: a hold
 			// past expiry can never be confirmed, whether or not the
 			// sweeper has run.
 			sql += ` AND expires_at > holdfast_now_ms()`
 		}
-		sql += c.cond
-		n, err := tx.Exec(ctx, sql, append([]any{id, string(c.to), string(c.from)}, c.args...)...)
+		if c.cond != nil {
+			sql += c.cond(&p)
+		}
+		n, err := tx.Exec(ctx, sql, p.args...)
 		if err != nil {
 			return err
 		}
@@ -95,7 +100,7 @@ func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Ho
 	}
 	return s.change(ctx, id, change{
 		from: holdfast.StatusHeld, to: holdfast.StatusConfirmed,
-		set: `, payment_ref = $4`, args: []any{paymentRef},
+		set:   func(p *binds) string { return `, payment_ref = ` + p.add(paymentRef) },
 		event: holdfast.EventHoldConfirmed,
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			// Move the hold's quantity from held to confirmed, pools in id
@@ -129,9 +134,10 @@ func (s *Store) Extend(ctx context.Context, id string, ttl time.Duration) (holdf
 	}
 	return s.change(ctx, id, change{
 		from: holdfast.StatusHeld, to: holdfast.StatusHeld, event: holdfast.EventHoldExtended,
-		set:  `, expires_at = holdfast_now_ms() + $4`,
-		cond: ` AND holdfast_now_ms() + $4 <= created_at + $5`,
-		args: []any{ttl.Milliseconds(), s.cfg.MaxLifetime.Milliseconds()},
+		set: func(p *binds) string { return `, expires_at = holdfast_now_ms() + ` + p.add(ttl.Milliseconds()) },
+		cond: func(p *binds) string {
+			return ` AND holdfast_now_ms() + ` + p.add(ttl.Milliseconds()) + ` <= created_at + ` + p.add(s.cfg.MaxLifetime.Milliseconds())
+		},
 		onCond: holdfast.Errorf(holdfast.CodeInvalid,
 			"a hold cannot be extended past %s after it was created", s.cfg.MaxLifetime),
 	})

@@ -84,6 +84,9 @@ type Env struct {
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
 // one-line pool holds are combined into batches (atomic strategy only).
 func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env Env) *Store {
+	if err := d.check(); err != nil {
+		panic(err) // a backend's programming error, found by its first test
+	}
 	_, atomicStrategy := c.(Atomic)
 	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
 		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock}}
@@ -294,12 +297,10 @@ func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error 
 		return err
 	}
 	return s.db.Transact(ctx, func(tx Querier) error {
-		var exists int
-		if err := tx.QueryRow(ctx, `SELECT 1 FROM groups WHERE id = $1`, group).Scan(&exists); err != nil {
-			if errors.Is(err, ErrNoRows) {
-				return holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
-			}
+		if found, err := groupExists(ctx, tx, group); err != nil {
 			return err
+		} else if !found {
+			return holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO units (id, group_id) SELECT value, $1 FROM (`+s.d.ListSelect(2)+`) AS ids`, group, s.d.ListArg(ids))
 		if err != nil {
@@ -448,7 +449,7 @@ func (s *Store) groupExists(ctx context.Context, group string, status holdfast.U
 	default:
 		return holdfast.Errorf(holdfast.CodeInvalid, "status must be free, held or confirmed")
 	}
-	found, err := queryRow(ctx, s.db, `SELECT 1 FROM groups WHERE id = $1`, []any{group}, new(int))
+	found, err := groupExists(ctx, s.db, group)
 	if err == nil && !found {
 		return holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
 	}

@@ -1,0 +1,46 @@
+package sqlstore
+
+import (
+	"context"
+	"strconv"
+)
+
+// The queries more than one path needs, each written once.
+
+// poolRead is a pool's capacity, counters and per-holder limit.
+type poolRead struct {
+	capacity, held, confirmed, limit int64
+}
+
+func (p poolRead) available() int64 { return p.capacity - p.held - p.confirmed }
+
+// readPool reads pool id (lock: a locking clause, or ""); found is false
+// when there is no such pool.
+func readPool(ctx context.Context, q Reader, id, lock string) (p poolRead, found bool, err error) {
+	found, err = queryRow(ctx, q, `SELECT capacity, held, confirmed, per_holder_limit FROM pools WHERE id = $1`+lock,
+		[]any{id}, &p.capacity, &p.held, &p.confirmed, &p.limit)
+	return p, found, err
+}
+
+// poolVersion reads the version optimistic claims check; found is false
+// when there is no such pool.
+func poolVersion(ctx context.Context, q Reader, id string) (v int64, found bool, err error) {
+	found, err = queryRow(ctx, q, `SELECT version FROM pools WHERE id = $1`, []any{id}, &v)
+	return v, found, err
+}
+
+// groupExists reports whether group id exists.
+func groupExists(ctx context.Context, q Reader, id string) (bool, error) {
+	return queryRow(ctx, q, `SELECT 1 FROM groups WHERE id = $1`, []any{id}, new(int))
+}
+
+// binds numbers a statement's parameters as they are added, so a
+// fragment written in one place and a statement built in another never
+// disagree on which $n is which.
+type binds struct{ args []any }
+
+// add binds v and returns its placeholder.
+func (p *binds) add(v any) string {
+	p.args = append(p.args, v)
+	return "$" + strconv.Itoa(len(p.args))
+}
