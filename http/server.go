@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +62,18 @@ type Server struct {
 	hub      *hub
 	unitMaps unitMaps
 	patterns []string
+	// closing is closed by Close: event streams end.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// Close ends every event stream, each telling its viewer to reconnect with
+// its Last-Event-ID (to another server, or this one restarted), so that
+// http.Server.Shutdown need not wait out its grace for them: register it
+// with http.Server.RegisterOnShutdown. Other requests are Shutdown's to
+// finish.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // NewServer returns the API handler.
@@ -75,7 +88,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, metrics: newMetrics(cfg.Registry)}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, metrics: newMetrics(cfg.Registry), closing: make(chan struct{})}
 	s.hub = newHub(cfg.Store, cfg.Logger)
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit)

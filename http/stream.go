@@ -136,6 +136,10 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, p principal
 			if err := rc.Flush(); err != nil {
 				return http.StatusOK
 			}
+		case <-s.closing:
+			fmt.Fprintf(w, ": server shutting down; reconnect with Last-Event-ID %s\n\n", last)
+			_ = rc.Flush()
+			return http.StatusOK
 		case <-ctx.Done():
 			return http.StatusOK
 		}

@@ -99,18 +99,22 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	api := hfhttp.NewServer(hfhttp.Config{
+		Store: store, Logger: log, RequestTimeout: f.requestTimeout,
+		AdminKey: f.adminKey, RateLimit: f.rateLimit, Registry: reg.Registry,
+		Race: raceFunc(f.db),
+	})
 	srv := &http.Server{
-		Handler: hfhttp.NewServer(hfhttp.Config{
-			Store: store, Logger: log, RequestTimeout: f.requestTimeout,
-			AdminKey: f.adminKey, RateLimit: f.rateLimit, Registry: reg.Registry,
-			Race: raceFunc(f.db),
-		}),
+		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      f.requestTimeout + 5*time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Event streams never go idle: they end when shutdown starts, telling
+	// their viewers where to resume.
+	srv.RegisterOnShutdown(api.Close)
 
 	// The sweeper and the monitor live as long as the server: they stop
 	// after the last request has finished, and before the store closes

@@ -169,6 +169,19 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("server did not start")
 	}
 
+	// An event stream open when the shutdown starts: it never goes idle,
+	// so the server must end it (or Shutdown would wait out its grace).
+	streamResp, err := http.Get("http://" + addr + "/v1/events/stream")
+	if err != nil || streamResp.StatusCode != 200 {
+		t.Fatalf("event stream: %v %v", streamResp, err)
+	}
+	defer streamResp.Body.Close()
+	streamEnd := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(streamResp.Body)
+		streamEnd <- string(b)
+	}()
+
 	// A hold whose body is only half sent when the shutdown starts.
 	body := `{"holder":"late","lines":[{"pool":"concert","quantity":2}]}`
 	conn, err := net.Dial("tcp", addr)
@@ -202,6 +215,9 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if code := <-done; code != 0 {
 		t.Fatalf("serve exited %d", code)
+	}
+	if last := <-streamEnd; !strings.Contains(last, "server shutting down; reconnect with Last-Event-ID") {
+		t.Fatalf("the event stream ended without telling its viewer to reconnect:\n%s", last)
 	}
 	s, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
