@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,6 +72,9 @@ func (c caller) do(t *testing.T, method, path, body string, header ...string) re
 	}
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -590,5 +594,67 @@ func TestSeatMapPagesAndCompactForm(t *testing.T) {
 		c.want(t, "GET", "/v1/groups/hall/units?limit=0", "", 400, holdfast.CodeInvalid)
 		c.want(t, "GET", "/v1/groups/hall/units?format=xml", "", 400, holdfast.CodeInvalid)
 		c.want(t, "GET", "/v1/groups/nope/units?format=compact", "", 404, holdfast.CodeNotFound)
+	})
+}
+
+// An open server (no admin key) is reachable from any web page the user
+// visits: it refuses a Host that is not loopback (DNS rebinding) and
+// requests a browser marks as cross-site, and every server refuses a body
+// that is not JSON (a form or text/plain POST needs no CORS preflight).
+// None of the refused requests changes anything.
+func TestOpenModeRefusesBrowsersOfOtherSites(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := serve(t, s, hfhttp.Config{})
+		c := caller{base: srv.URL}
+		c.want(t, "POST", "/v1/pools", `{"id":"p","capacity":5}`, 201, "")
+		pool := `{"id":"q","capacity":5}`
+		for _, tc := range []struct {
+			name    string
+			header  []string
+			status  int
+			code    holdfast.Code
+			noJSON  bool
+			path    string
+			method  string
+			payload string
+		}{
+			{name: "rebinding Host", header: []string{"Host", "evil.example:8080"}, status: 421, code: hfhttp.CodeMisdirected},
+			{name: "rebinding Host on the stream", header: []string{"Host", "evil.example"}, status: 421, code: hfhttp.CodeMisdirected, method: "GET", path: "/v1/events/stream"},
+			{name: "cross-site fetch", header: []string{"Sec-Fetch-Site", "cross-site"}, status: 403, code: hfhttp.CodeCrossSite},
+			{name: "foreign Origin", header: []string{"Origin", "https://evil.example"}, status: 403, code: hfhttp.CodeCrossSite},
+			{name: "text/plain body", header: []string{"Content-Type", "text/plain"}, status: 415, code: hfhttp.CodeUnsupportedMediaType},
+			{name: "form body", header: []string{"Content-Type", "application/x-www-form-urlencoded"}, status: 415, code: hfhttp.CodeUnsupportedMediaType},
+		} {
+			method, path, payload := cmp.Or(tc.method, "POST"), cmp.Or(tc.path, "/v1/pools"), pool
+			if method == "GET" {
+				payload = ""
+			}
+			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(payload))
+			if payload != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				if tc.header[i] == "Host" {
+					req.Host = tc.header[i+1]
+				} else {
+					req.Header.Set(tc.header[i], tc.header[i+1])
+				}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r := response{resp.StatusCode, resp.Header, b}
+			if r.status != tc.status || r.problem(t).Code != tc.code {
+				t.Errorf("%s: got %d %s, want %d %s", tc.name, r.status, b, tc.status, tc.code)
+			}
+		}
+		// The same-origin page and tools on this machine still work.
+		c.want(t, "POST", "/v1/pools", `{"id":"r","capacity":5}`, 201, "", "Sec-Fetch-Site", "same-origin", "Origin", srv.URL)
+		if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM pools WHERE id = 'q'`); n != 0 {
+			t.Fatalf("a refused request created pool q")
+		}
 	})
 }

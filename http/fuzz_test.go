@@ -66,6 +66,8 @@ func FuzzRequestDecoders(f *testing.F) {
 		rt := fuzzRoutes[int(route)%len(fuzzRoutes)]
 		before := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM events`)
 		req := httptest.NewRequest(rt.method, rt.path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Host = "127.0.0.1" // an open server answers loopback names only
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		switch {

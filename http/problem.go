@@ -17,6 +17,13 @@ const (
 	CodeRateLimited        holdfast.Code = "rate_limited"
 	CodeMethodNotAllowed   holdfast.Code = "method_not_allowed"
 	CodeUnavailableService holdfast.Code = "service_unavailable"
+	// CodeUnsupportedMediaType: a request body that is not JSON.
+	CodeUnsupportedMediaType holdfast.Code = "unsupported_media_type"
+	// CodeMisdirected: an open server asked for by a name that is not
+	// loopback (DNS rebinding).
+	CodeMisdirected holdfast.Code = "misdirected_request"
+	// CodeCrossSite: an open server called from another site's page.
+	CodeCrossSite holdfast.Code = "cross_site_request"
 
 	CodeIdempotencyMismatch = holdfast.CodeIdempotencyMismatch
 	CodeIdempotencyInFlight = holdfast.CodeIdempotencyInFlight
@@ -43,6 +50,9 @@ var statusOf = map[holdfast.Code]int{
 	holdfast.CodeInternal:      http.StatusInternalServerError,
 	holdfast.CodeBusy:          http.StatusServiceUnavailable,
 	CodeUnavailableService:     http.StatusServiceUnavailable,
+	CodeUnsupportedMediaType:   http.StatusUnsupportedMediaType,
+	CodeMisdirected:            http.StatusMisdirectedRequest,
+	CodeCrossSite:              http.StatusForbidden,
 }
 
 var titles = map[holdfast.Code]string{
@@ -65,6 +75,9 @@ var titles = map[holdfast.Code]string{
 	holdfast.CodeInternal:      "Internal error",
 	holdfast.CodeBusy:          "Try again",
 	CodeUnavailableService:     "Service unavailable",
+	CodeUnsupportedMediaType:   "The request body must be application/json",
+	CodeMisdirected:            "This server answers on loopback names only",
+	CodeCrossSite:              "Cross-site requests are refused",
 }
 
 // Problem is an RFC 9457 problem detail with holdfast's stable code, and

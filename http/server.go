@@ -191,6 +191,9 @@ func (s *Server) handle(pattern string, acc access, h handler) {
 // serve runs one request through authentication, the rate limit and
 // idempotency, and writes the answer. It returns the status sent.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, acc access, h handler) int {
+	if err := s.guard(r); err != nil {
+		return s.writeError(w, err)
+	}
 	var p principal
 	if acc != public {
 		var err error
@@ -426,6 +429,10 @@ func (s *Server) routes() {
 	s.handle("POST /v1/lab/race", admin, s.race)
 	s.patterns = append(s.patterns, "GET /v1/events/stream")
 	s.mux.HandleFunc("GET /v1/events/stream", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.guard(r); err != nil {
+			s.writeError(w, err)
+			return
+		}
 		p, err := s.authenticate(r)
 		if err == nil && p.role != holdfast.RoleAdmin {
 			err = holdfast.Errorf(CodeForbidden, "this needs the admin key")

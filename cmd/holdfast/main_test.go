@@ -229,7 +229,7 @@ func curl(t *testing.T, base, line string) (int, []byte) {
 		case f == "-X":
 			i++
 			method = fields[i]
-		case f == "-d":
+		case f == "--json": // curl ≥ 7.82: POST with Content-Type: application/json
 			i++
 			body = strings.Trim(fields[i], "'")
 			if method == "GET" {
@@ -244,6 +244,9 @@ func curl(t *testing.T, base, line string) (int, []byte) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json") // what --json sends
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
