@@ -2,6 +2,7 @@ package holdfast
 
 import (
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -24,6 +25,12 @@ func ValidateID(what, id string) error {
 	return nil
 }
 
+// ValidateName checks a name (of a pool, group or key): at most
+// MaxNameLen characters of UTF-8 text, no control characters.
+func ValidateName(what, s string, required bool) error {
+	return validateText(what, s, MaxNameLen, required)
+}
+
 func validateText(what, s string, max int, required bool) error {
 	if required && s == "" {
 		return Errorf(CodeInvalid, "%s is required", what)
@@ -34,12 +41,27 @@ func validateText(what, s string, max int, required bool) error {
 	if n := utf8.RuneCountInString(s); n > max {
 		return Errorf(CodeInvalid, "%s is %d characters, more than %d", what, n, max)
 	}
+	blank := true
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20 || (r >= 0x7f && r <= 0x9f):
 			return Errorf(CodeInvalid, "%s contains a control character", what)
+		case bidiControl(r):
+			// A name shown to people must read as it is stored.
+			return Errorf(CodeInvalid, "%s contains a bidirectional control character", what)
+		case !unicode.IsSpace(r):
+			blank = false
 		}
 	}
+	if s != "" && blank {
+		return Errorf(CodeInvalid, "%s is blank", what)
+	}
 	return nil
+}
+
+// bidiControl reports the characters that reorder displayed text.
+func bidiControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }
 
 // Validate checks a pool to be created.

@@ -658,3 +658,45 @@ func TestOpenModeRefusesBrowsersOfOtherSites(t *testing.T) {
 		}
 	})
 }
+
+// Identifiers with bytes no id can have (NUL, invalid UTF-8) are refused
+// at the edge — 404, 401 or 400 — before the database sees them (on
+// PostgreSQL they were a 500, SQLSTATE 22021), with a key or without.
+func TestBadBytesNeverAnswer500(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+		admin := caller{base: srv.URL, key: adminKey}
+		admin.want(t, "POST", "/v1/groups", `{"id":"g"}`, 201, "")
+		anon := caller{base: srv.URL}
+		for _, bad := range []string{"%00", "%FF", "a%00b", "h_%C0%AF"} {
+			for _, req := range []struct {
+				c            caller
+				method, path string
+				body         string
+			}{
+				{admin, "GET", "/v1/holds/" + bad, ""},
+				{admin, "POST", "/v1/holds/" + bad + "/confirm", "{}"},
+				{admin, "POST", "/v1/holds/" + bad + "/release", "{}"},
+				{admin, "GET", "/v1/pools/" + bad, ""},
+				{admin, "GET", "/v1/groups/" + bad, ""},
+				{admin, "GET", "/v1/groups/g/units?after=" + bad, ""},
+				{admin, "GET", "/v1/holds?holder=" + bad, ""},
+				{admin, "GET", "/v1/events?after=" + bad, ""},
+				{anon, "GET", "/v1/events/stream?key=hf_" + bad + "_secret", ""},
+				{anon, "GET", "/v1/events/stream?key=" + bad, ""},
+			} {
+				r := req.c.do(t, req.method, req.path, req.body)
+				if r.status >= 500 || r.status < 400 {
+					t.Errorf("%s %s: %d %s", req.method, req.path, r.status, r.body)
+				} else {
+					r.problem(t)
+				}
+			}
+		}
+		for _, name := range []string{`"a\u0000b"`, "\"\xff\"", `"\u202eevil"`, `"  "`} {
+			if r := admin.do(t, "POST", "/v1/keys", `{"name":`+name+`}`); r.status != 400 {
+				t.Errorf("key name %s: %d %s, want 400", name, r.status, r.body)
+			}
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/holdfast/holdfast"
 )
@@ -42,6 +43,10 @@ func (s *Server) decode(r *http.Request, v any, optional bool) error {
 }
 
 func decodeJSON(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		// encoding/json would turn the bad bytes into U+FFFD in silence.
+		return holdfast.Errorf(holdfast.CodeInvalid, "the body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

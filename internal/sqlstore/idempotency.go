@@ -175,8 +175,8 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	if err := holdfast.ValidateID("key", k.ID); err != nil {
 		return k, err
 	}
-	if k.Name == "" || len(k.Name) > holdfast.MaxNameLen {
-		return k, holdfast.Errorf(holdfast.CodeInvalid, "name must be 1 to %d characters", holdfast.MaxNameLen)
+	if err := holdfast.ValidateName("name", k.Name, true); err != nil {
+		return k, err
 	}
 	if k.Role != holdfast.RoleAdmin && k.Role != holdfast.RoleClient {
 		return k, holdfast.Errorf(holdfast.CodeInvalid, "role must be admin or client")
@@ -199,6 +199,9 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 
 func (s *Store) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) {
 	var k holdfast.APIKey
+	if holdfast.ValidateID("key", id) != nil { // no such id was ever made
+		return k, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+	}
 	var role string
 	var created int64
 	err := s.db.QueryRow(ctx, `SELECT id, name, role, hash, created_at FROM api_keys WHERE id = $1`, id).Scan(&k.ID, &k.Name, &role, &k.Hash, &created)

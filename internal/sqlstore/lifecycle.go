@@ -27,7 +27,7 @@ type change struct {
 }
 
 func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold, error) {
-	if id == "" || len(id) > holdfast.MaxIDLen {
+	if holdfast.ValidateID("hold", id) != nil { // no such id was ever made
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	var h holdfast.Hold
@@ -363,7 +363,7 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 // ---- reads ----
 
 func (s *Store) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
-	if id == "" || len(id) > holdfast.MaxIDLen {
+	if holdfast.ValidateID("hold", id) != nil { // no such id was ever made
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	return s.getHold(ctx, s.db, id)

@@ -387,8 +387,13 @@ func unitStatusWhere(status holdfast.UnitStatus) string {
 // listed when there may be more, else "". A seat map of any size is read
 // a page at a time.
 func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.UnitStatus, after string, limit int) ([]holdfast.Unit, string, error) {
-	if err := s.groupExists(ctx, group, status); err != nil {
+	if err := s.checkGroup(ctx, group, status); err != nil {
 		return nil, "", err
+	}
+	if after != "" {
+		if err := holdfast.ValidateID("unit", after); err != nil {
+			return nil, "", holdfast.Errorf(holdfast.CodeInvalid, "after must be a unit id: %v", err)
+		}
 	}
 	rows, err := s.db.Query(ctx, `SELECT u.id, `+unitStatus+`, COALESCE(h.id, '')
 		FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.group_id = $1 AND u.id > $2`+unitStatusWhere(status)+`
@@ -419,7 +424,7 @@ func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.Uni
 // character each, in unit id order: f free, h held, c confirmed — a
 // 100,000-seat map in 100 KB, for viewers that redraw a whole map.
 func (s *Store) UnitStatuses(ctx context.Context, group string) (string, error) {
-	if err := s.groupExists(ctx, group, ""); err != nil {
+	if err := s.checkGroup(ctx, group, ""); err != nil {
 		return "", err
 	}
 	rows, err := s.db.Query(ctx, `SELECT CASE
@@ -440,7 +445,7 @@ func (s *Store) UnitStatuses(ctx context.Context, group string) (string, error) 
 	return b.String(), rows.Err()
 }
 
-func (s *Store) groupExists(ctx context.Context, group string, status holdfast.UnitStatus) error {
+func (s *Store) checkGroup(ctx context.Context, group string, status holdfast.UnitStatus) error {
 	if err := holdfast.ValidateID("group", group); err != nil {
 		return err
 	}
