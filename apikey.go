@@ -24,6 +24,12 @@ type APIKey struct {
 	Role      Role      `json:"role"`
 	Hash      []byte    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
+	// LastUsedAt is when the key last authenticated a request (recorded
+	// at most once a minute per server); nil if never.
+	LastUsedAt *time.Time `json:"last_used_at"`
+	// RevokedAt is when the key was revoked; a revoked key authenticates
+	// nothing. nil while the key is live.
+	RevokedAt *time.Time `json:"revoked_at"`
 }
 
 // KeyStore keeps API keys.
@@ -31,6 +37,13 @@ type KeyStore interface {
 	// CreateKey stores a key. ErrInvalid for a bad name; ErrConflict if
 	// the id exists.
 	CreateKey(ctx context.Context, k APIKey) (APIKey, error)
-	// APIKey returns a key by id. ErrNotFound.
+	// APIKey returns a key by id, revoked or not. ErrNotFound.
 	APIKey(ctx context.Context, id string) (APIKey, error)
+	// Keys lists every key, oldest first.
+	Keys(ctx context.Context) ([]APIKey, error)
+	// RevokeKey revokes a key for good and returns it; revoking a revoked
+	// key changes nothing. ErrNotFound.
+	RevokeKey(ctx context.Context, id string) (APIKey, error)
+	// TouchKey records that the key authenticated a request now.
+	TouchKey(ctx context.Context, id string) error
 }

@@ -230,6 +230,30 @@ func testKeys(t *testing.T, h Harness) {
 	}
 	_, err = s.APIKey(ctx, "nope")
 	wantCode(t, err, holdfast.CodeNotFound, -1)
+	if got.RevokedAt != nil || got.LastUsedAt != nil {
+		t.Fatalf("a new key reads as revoked or used: %+v", got)
+	}
+	// Use is recorded; revocation is for good, and a second changes nothing.
+	if err := s.TouchKey(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.RevokeKey(ctx, "k1")
+	if err != nil || first.RevokedAt == nil || first.LastUsedAt == nil {
+		t.Fatalf("RevokeKey: %+v, %v", first, err)
+	}
+	again, err := s.RevokeKey(ctx, "k1")
+	if err != nil || !again.RevokedAt.Equal(*first.RevokedAt) {
+		t.Fatalf("revoking twice: %+v, %v (first at %v)", again, err, first.RevokedAt)
+	}
+	_, err = s.RevokeKey(ctx, "nope")
+	wantCode(t, err, holdfast.CodeNotFound, -1)
+	if _, err := s.CreateKey(ctx, holdfast.APIKey{ID: "k0", Name: "later", Role: holdfast.RoleClient, Hash: []byte{9}}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Keys(ctx)
+	if err != nil || len(keys) != 2 || keys[0].ID != "k1" || keys[0].RevokedAt == nil || keys[1].RevokedAt != nil {
+		t.Fatalf("Keys: %+v, %v", keys, err)
+	}
 	// Holds remember their owner, and a holder's list can be narrowed to it.
 	MustCreatePool(t, s, "p", 5, 0)
 	a, _ := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Owner: "k1", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})

@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/postgres"
 )
 
 const adminKey = "admin-key-for-tests-0123456789"
@@ -699,4 +700,92 @@ func TestBadBytesNeverAnswer500(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A revoked key answers 401 on every server within a second (each server
+// trusts a key it read for at most keyCacheTTL), and the key list shows
+// it revoked, never with a secret.
+func TestKeyRevocation(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		a := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		b := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		client := newKey(t, a, "box-office")
+		onB := caller{base: b.base, key: client.key}
+		onB.want(t, "GET", "/v1/pools", "", 200, "") // B has read and cached the key
+		id := strings.Split(client.key, "_")[1]
+		var revoked struct {
+			ID        string     `json:"id"`
+			RevokedAt *time.Time `json:"revoked_at"`
+		}
+		start := time.Now()
+		a.want(t, "DELETE", "/v1/keys/"+id, "", 200, "").decode(t, &revoked)
+		if revoked.ID != id || revoked.RevokedAt == nil {
+			t.Fatalf("DELETE /v1/keys/%s: %+v", id, revoked)
+		}
+		caller{base: a.base, key: client.key}.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+		for {
+			r := onB.do(t, "GET", "/v1/pools", "")
+			if r.status == 401 {
+				break
+			}
+			if time.Since(start) > 1200*time.Millisecond {
+				t.Fatalf("server B still accepts the revoked key %s after revocation (%d)", time.Since(start), r.status)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a deadline, not synchronising
+		}
+		a.want(t, "DELETE", "/v1/keys/nope", "", 404, holdfast.CodeNotFound)
+		a.want(t, "DELETE", "/v1/keys/"+id, "", 200, "") // again: no change
+		client.want(t, "GET", "/v1/keys", "", 401, hfhttp.CodeUnauthorized)
+		list := a.want(t, "GET", "/v1/keys", "", 200, "")
+		var keys struct {
+			Keys []struct {
+				ID         string     `json:"id"`
+				LastUsedAt *time.Time `json:"last_used_at"`
+				RevokedAt  *time.Time `json:"revoked_at"`
+			} `json:"keys"`
+		}
+		list.decode(t, &keys)
+		if len(keys.Keys) != 1 || keys.Keys[0].ID != id || keys.Keys[0].RevokedAt == nil || keys.Keys[0].LastUsedAt == nil {
+			t.Fatalf("GET /v1/keys: %s", list.body)
+		}
+		if secret := strings.Split(client.key, "_")[2]; bytes.Contains(list.body, []byte(secret)) || bytes.Contains(list.body, []byte("hash")) {
+			t.Fatalf("GET /v1/keys shows a secret: %s", list.body)
+		}
+	})
+}
+
+// A key's secret appears nowhere in the database after it is created the
+// way the CLI creates it (with an Idempotency-Key), nor after a replay.
+func TestKeySecretNeverStored(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		var k struct{ Key string }
+		admin.want(t, "POST", "/v1/keys", `{"name":"cli"}`, 201, "", "Idempotency-Key", "create-1").decode(t, &k)
+		admin.want(t, "POST", "/v1/keys", `{"name":"cli"}`, 201, "", "Idempotency-Key", "create-1")
+		secret := strings.Split(k.Key, "_")[2]
+		tables := []string{"api_keys", "idempotency_keys", "events", "pools", "holds"}
+		for _, table := range tables {
+			// Every column as text (bytea as hex on PostgreSQL, blobs as
+			// text on SQLite): the secret in any encoding a column holds.
+			n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM `+table+` t WHERE `+rowText(s, table)+` LIKE $1`, "%"+secret+"%")
+			if n != 0 {
+				t.Errorf("the key's secret is stored in %s", table)
+			}
+		}
+	})
+}
+
+// rowText is SQL for a whole row of table as text, on s's backend.
+func rowText(s holdfast.Store, table string) string {
+	if _, ok := s.(*postgres.Store); ok {
+		return "CAST(t AS text)"
+	}
+	cols := map[string]string{
+		"api_keys":         "id || name || role || CAST(hash AS TEXT)",
+		"idempotency_keys": "scope || key || fingerprint || token || COALESCE(CAST(body AS TEXT), '')",
+		"events":           "type || COALESCE(hold_id, '') || COALESCE(subject, '') || data",
+		"pools":            "id || name",
+		"holds":            "id || holder || payment_ref || owner",
+	}
+	return "(" + cols[table] + ")"
 }

@@ -86,36 +86,72 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if subtle.ConstantTimeCompare(sum[:], k.Hash) != 1 {
 		return principal{}, holdfast.Errorf(CodeUnauthorized, "the API key is not valid")
 	}
+	if k.RevokedAt != nil {
+		return principal{}, holdfast.Errorf(CodeUnauthorized, "the API key was revoked")
+	}
+	if s.keys.touchDue(k.ID) {
+		if err := s.cfg.Store.TouchKey(r.Context(), k.ID); err != nil {
+			s.log.Warn("record a key's last use", "key", k.ID, "err", err)
+		}
+	}
 	return principal{id: "key:" + k.ID, role: k.Role}, nil
 }
 
-// keyCache keeps keys read from the store: keys cannot change once made,
-// so a key is read once per process, not once per request.
+// keyCacheTTL is how long a server trusts a key it read: a revoked key
+// stops working on every server within it.
+const keyCacheTTL = time.Second
+
+// keyTouchEvery is how often a key's last use is written, at most.
+const keyTouchEvery = time.Minute
+
+// keyCache keeps keys read from the store for keyCacheTTL, and unknown ids
+// for as long (a storm of made-up ids costs one read per id per second).
 type keyCache struct {
-	mu   sync.Mutex
-	keys map[string]holdfast.APIKey
+	mu      sync.Mutex
+	keys    map[string]cachedKey
+	touched map[string]time.Time
+}
+
+type cachedKey struct {
+	k   holdfast.APIKey
+	err error // not found
+	at  time.Time
 }
 
 func (c *keyCache) get(r *http.Request, s *Server, id string) (holdfast.APIKey, error) {
+	now := time.Now()
 	c.mu.Lock()
-	k, ok := c.keys[id]
+	e, ok := c.keys[id]
 	c.mu.Unlock()
-	if ok {
-		return k, nil
+	if ok && now.Sub(e.at) < keyCacheTTL {
+		return e.k, e.err
 	}
 	k, err := s.cfg.Store.APIKey(r.Context(), id)
-	if err != nil {
+	if err != nil && holdfast.ErrorCode(err) != holdfast.CodeNotFound {
 		return k, err
 	}
 	c.mu.Lock()
-	if c.keys == nil {
-		c.keys = map[string]holdfast.APIKey{}
+	if c.keys == nil || len(c.keys) >= 100_000 {
+		c.keys = map[string]cachedKey{} // bounded: start again
 	}
-	if len(c.keys) < 100_000 {
-		c.keys[id] = k
-	}
+	c.keys[id] = cachedKey{k: k, err: err, at: now}
 	c.mu.Unlock()
-	return k, nil
+	return k, err
+}
+
+// touchDue reports whether key id's last use should be written now.
+func (c *keyCache) touchDue(id string) bool {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if last, ok := c.touched[id]; ok && now.Sub(last) < keyTouchEvery {
+		return false
+	}
+	if c.touched == nil || len(c.touched) >= 100_000 {
+		c.touched = map[string]time.Time{}
+	}
+	c.touched[id] = now
+	return true
 }
 
 // createdKey is the answer to POST /v1/keys: the only time the key is
@@ -145,4 +181,19 @@ func (s *Server) createKey(r *http.Request, c *call) (int, any, error) {
 	})
 	k, err := st.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash})
 	return http.StatusCreated, createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, Key: &key}, err
+}
+
+// keyView is a key as the API lists it: never its secret or hash.
+type keyView = holdfast.APIKey
+
+func (s *Server) listKeys(r *http.Request, _ *call) (int, any, error) {
+	keys, err := s.cfg.Store.Keys(r.Context())
+	return http.StatusOK, map[string][]keyView{"keys": keys}, err
+}
+
+// revokeKey revokes a key for good: every server refuses it within
+// keyCacheTTL.
+func (s *Server) revokeKey(r *http.Request, c *call) (int, any, error) {
+	k, err := c.changes(nil).RevokeKey(r.Context(), r.PathValue("id"))
+	return http.StatusOK, k, err
 }

@@ -357,6 +357,22 @@ func (c *Client) CreateKey(ctx context.Context, name string) (id, key string, er
 	return out.ID, *out.Key, nil
 }
 
+// Keys lists the keys (admin only); never a secret.
+func (c *Client) Keys(ctx context.Context) ([]holdfast.APIKey, error) {
+	var out struct {
+		Keys []holdfast.APIKey `json:"keys"`
+	}
+	err := c.do(ctx, "GET", "/v1/keys", nil, &out)
+	return out.Keys, err
+}
+
+// RevokeKey revokes a key for good (admin only).
+func (c *Client) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	var out holdfast.APIKey
+	err := c.do(ctx, "DELETE", "/v1/keys/"+esc(id), nil, &out)
+	return out, err
+}
+
 // Ready reports whether the server answers /readyz.
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, "GET", "/readyz", nil, nil)

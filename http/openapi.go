@@ -34,6 +34,8 @@ var operationIDs = map[string]string{
 	"GET /v1/audit":                "audit",
 	"POST /v1/lab/race":            "runRace",
 	"POST /v1/keys":                "createKey",
+	"GET /v1/keys":                 "listKeys",
+	"DELETE /v1/keys/{id}":         "revokeKey",
 }
 
 // openAPI is the OpenAPI 3.1 document served at /openapi.json. A test
@@ -209,9 +211,13 @@ func openAPIDoc() obj {
 					obj{"type": "object", "properties": obj{"results": obj{"type": "array", "items": obj{"type": "object"}}, "chart_svg": str("")}}, nil, "400", "403"), obj{}),
 			},
 			"/v1/keys": obj{
-				"post": op("Create a client key (admin); the key is shown only in this answer", "201", ref("Key"),
+				"post": op("Create a client key (admin); the key is shown only in this answer, never stored (a replay answers key: null)", "201", ref("Key"),
 					obj{"type": "object", "required": []string{"name"}, "properties": obj{"name": str("")}, "additionalProperties": false},
 					"400", "403", "413", "422"),
+				"get": op("List the keys (admin): never a secret", "200", obj{"type": "object", "properties": obj{"keys": obj{"type": "array", "items": ref("Key")}}}, nil, "403"),
+			},
+			"/v1/keys/{id}": obj{
+				"delete": withParams(op("Revoke a key for good (admin): every server refuses it within a second", "200", ref("Key"), nil, "403", "404"), idParam),
 			},
 		},
 		"components": obj{
@@ -256,8 +262,12 @@ func openAPIDoc() obj {
 					"seq": obj{"type": "integer"}, "type": str("pool.created, pool.changed, group.created, group.units_added, hold.created, hold.confirmed, hold.released, hold.extended, hold.expired, hold.cancelled, hold.completed"),
 					"at": obj{"type": "string", "format": "date-time"}, "hold_id": str(""), "subject": str("pool or group id"),
 					"data": obj{"type": "object", "description": "the hold, pool or group after the change"}}},
-				"Key": obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "role": obj{"enum": []string{"client"}},
-					"key": str("the bearer key, shown only once")}},
+				"Key": obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "role": obj{"enum": []string{"admin", "client"}},
+					"created_at":   obj{"type": "string", "format": "date-time"},
+					"last_used_at": obj{"type": []string{"string", "null"}, "format": "date-time", "description": "recorded at most once a minute per server"},
+					"revoked_at":   obj{"type": []string{"string", "null"}, "format": "date-time"},
+					"key":          obj{"type": []string{"string", "null"}, "description": "the bearer key: only in the first answer to POST /v1/keys"},
+					"note":         str("")}},
 				"Audit": obj{"type": "object", "properties": obj{"pools": obj{"type": "integer"}, "units": obj{"type": "integer"},
 					"oversold": obj{"type": "integer"}, "double_booked": obj{"type": "integer"},
 					"differences": obj{"type": "array", "items": str("")}, "at": obj{"type": "string", "format": "date-time"}}},

@@ -307,7 +307,7 @@ func bookCmd(e env) *cobra.Command {
 
 func keyCmd(e env) *cobra.Command {
 	var f clientFlags
-	c := &cobra.Command{Use: "key", Short: "Create client API keys (admin)",
+	c := &cobra.Command{Use: "key", Short: "Create, list and revoke client API keys (admin)",
 		Example: "  holdfast key create --name box-office --key $ADMIN_KEY"}
 	f.register(c, e)
 	var name string
@@ -323,8 +323,38 @@ func keyCmd(e env) *cobra.Command {
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
 	_ = create.MarkFlagRequired("name")
-	c.AddCommand(create)
+	list := &cobra.Command{Use: "list", Short: "List the keys (never a secret)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			keys, err := f.client().Keys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rows := make([][]string, len(keys))
+			for i, k := range keys {
+				rows[i] = []string{k.ID, k.Name, string(k.Role), k.CreatedAt.Format(time.RFC3339), timeOrDash(k.LastUsedAt), timeOrDash(k.RevokedAt)}
+			}
+			f.print(e.stdout, keys, "ID\tNAME\tROLE\tCREATED\tLAST USED\tREVOKED", rows...)
+			return nil
+		}}
+	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke a key for good; every server refuses it within a second", Args: cobra.ExactArgs(1),
+		Example: "  holdfast key revoke 7k2mq4xw9a3bc",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := f.client().RevokeKey(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, k, "ID\tNAME\tREVOKED", []string{k.ID, k.Name, timeOrDash(k.RevokedAt)})
+			return nil
+		}}
+	c.AddCommand(create, list, revoke)
 	return c
+}
+
+func timeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 // natural returns ids sorted the way people read seat numbers: digit runs

@@ -197,17 +197,82 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	return k, err
 }
 
-func (s *Store) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+const keyColumns = `id, name, role, hash, created_at, last_used_at, revoked_at`
+
+func scanKey(r Row) (holdfast.APIKey, error) {
 	var k holdfast.APIKey
-	if holdfast.ValidateID("key", id) != nil { // no such id was ever made
-		return k, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
-	}
 	var role string
 	var created int64
-	err := s.db.QueryRow(ctx, `SELECT id, name, role, hash, created_at FROM api_keys WHERE id = $1`, id).Scan(&k.ID, &k.Name, &role, &k.Hash, &created)
+	var used, revoked *int64
+	if err := r.Scan(&k.ID, &k.Name, &role, &k.Hash, &created, &used, &revoked); err != nil {
+		return k, err
+	}
+	k.Role, k.CreatedAt = holdfast.Role(role), msTime(created)
+	if used != nil {
+		t := msTime(*used)
+		k.LastUsedAt = &t
+	}
+	if revoked != nil {
+		t := msTime(*revoked)
+		k.RevokedAt = &t
+	}
+	return k, nil
+}
+
+func (s *Store) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	if holdfast.ValidateID("key", id) != nil { // no such id was ever made
+		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+	}
+	k, err := scanKey(s.db.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = $1`, id))
 	if errors.Is(err, ErrNoRows) {
 		return k, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
 	}
-	k.Role, k.CreatedAt = holdfast.Role(role), msTime(created)
 	return k, err
+}
+
+func (s *Store) Keys(ctx context.Context) ([]holdfast.APIKey, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := []holdfast.APIKey{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	if holdfast.ValidateID("key", id) != nil {
+		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+	}
+	var k holdfast.APIKey
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		// COALESCE: the first revocation's time stands.
+		if _, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, holdfast_now_ms()) WHERE id = $1`, id); err != nil {
+			return err
+		}
+		var err error
+		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = $1`, id))
+		if errors.Is(err, ErrNoRows) {
+			return holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+		}
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, tx, k)
+	})
+	return k, err
+}
+
+func (s *Store) TouchKey(ctx context.Context, id string) error {
+	return s.db.Transact(ctx, func(tx Querier) error {
+		_, err := tx.Exec(ctx, `UPDATE api_keys SET last_used_at = holdfast_now_ms() WHERE id = $1`, id)
+		return err
+	})
 }
