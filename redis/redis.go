@@ -72,7 +72,7 @@ func (l *Locker) Lock(ctx context.Context, key string) (int64, func(), error) {
 			_ = err // the lock expires on its own; nothing more to do
 		}
 	}
-	fence, err := l.client.Incr(ctx, l.prefix+"fence:"+key).Result()
+	fence, err := nextFence.Run(ctx, l.client, []string{l.prefix + "fence:" + key}, fenceTTL.Milliseconds()).Int64()
 	if err != nil {
 		unlock()
 		return 0, nil, err
@@ -80,14 +80,26 @@ func (l *Locker) Lock(ctx context.Context, key string) (int64, func(), error) {
 	return fence, unlock, nil
 }
 
+// fenceTTL is how long a fencing counter outlives its last use. A counter
+// that expires is a counter lost, which fencing already survives (as after
+// a Redis flush): the row keeps the last token it saw, refuses a smaller
+// one, and Raise puts the counter past it. Without a lifetime, every id
+// ever locked would keep a key for ever.
+const fenceTTL = 24 * time.Hour
+
+var nextFence = goredis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n`)
+
 var raise = goredis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 0`)
 
 // Raise makes key's next fencing token larger than floor.
 func (l *Locker) Raise(ctx context.Context, key string, floor int64) error {
-	return raise.Run(ctx, l.client, []string{l.prefix + "fence:" + key}, floor).Err()
+	return raise.Run(ctx, l.client, []string{l.prefix + "fence:" + key}, floor, fenceTTL.Milliseconds()).Err()
 }
 
 // TTL is the lock's time to live.

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -118,4 +119,61 @@ func TestFencingRefusesAStalledHolder(t *testing.T) {
 	}
 	holdfasttest.MustAuditClean(t, a)
 	var _ postgres.Locker = (*redis.Locker)(nil)
+}
+
+// A hold naming ids that do not exist leaves no key in Redis (it locked
+// nothing), fencing counters have a lifetime, and one claim locks at most
+// a bounded number of resources.
+func TestRedisKeysAreBounded(t *testing.T) {
+	client := redistest.Client(t)
+	prefix := redistest.Prefix()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, pg.Schema(t), postgres.Options{Strategy: holdfast.RedisLock, MaxConns: 4,
+		Locker: redis.NewLocker(client, redis.Config{Prefix: prefix, TTL: time.Second})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holdfasttest.MustCreateGroup(t, s, "hall", false, "A-1")
+	keys := func() []string {
+		k, err := client.Keys(ctx, prefix+"*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	for i := 0; i < 1000; i += 100 {
+		var units []string
+		for j := range 100 {
+			units = append(units, fmt.Sprintf("ghost-%d", i+j))
+		}
+		_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Lines: []holdfast.Line{{Units: units}}})
+		if holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+			t.Fatalf("hold of unknown units: %v, want not_found", err)
+		}
+	}
+	if k := keys(); len(k) != 0 {
+		t.Fatalf("1,000 unknown units left %d keys in Redis: %v", len(k), k[:min(len(k), 5)])
+	}
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Lines: []holdfast.Line{{Units: []string{"A-1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys() {
+		if ttl, err := client.PTTL(ctx, k).Result(); err != nil || ttl <= 0 {
+			t.Errorf("key %s lives for ever (PTTL %v, %v)", k, ttl, err)
+		}
+	}
+	var lines []holdfast.Line
+	for i := range 3 {
+		var units []string
+		for j := range 100 {
+			units = append(units, fmt.Sprintf("u-%d-%d", i, j))
+		}
+		lines = append(lines, holdfast.Line{Units: units})
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Lines: lines})
+	if holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("a hold naming 300 units with redislock: %v, want invalid", err)
+	}
 }

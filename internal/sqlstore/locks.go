@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/holdfast/holdfast"
 )
@@ -116,9 +117,23 @@ func lockKeys(r holdfast.HoldRequest) []string {
 	return slices.Compact(append(append(pools, units...), groups...))
 }
 
+// maxLockKeys bounds the distinct resources one redislock claim locks:
+// each is a round trip to Redis and a key there.
+const maxLockKeys = 200
+
 func (r RedisLock) Prepare(ctx context.Context, db Reader, req holdfast.HoldRequest) (Prepared, error) {
+	keys := lockKeys(req)
+	if len(keys) > maxLockKeys {
+		return nil, holdfast.Errorf(holdfast.CodeInvalid, "a hold may name at most %d distinct pools, units and groups with the redislock strategy (this one names %d)", maxLockKeys, len(keys))
+	}
+	// Lock only what exists: a made-up id cannot be claimed (the claim
+	// answers not_found), and must not leave a key in Redis behind.
+	keys, err := existing(ctx, db, r.d, keys)
+	if err != nil {
+		return nil, err
+	}
 	held := &heldLocks{fences: map[string]int64{}}
-	for _, key := range lockKeys(req) {
+	for _, key := range keys {
 		fence, unlock, err := r.locker.Lock(ctx, key)
 		if err != nil {
 			r.Finish(held)
@@ -127,7 +142,6 @@ func (r RedisLock) Prepare(ctx context.Context, db Reader, req holdfast.HoldRequ
 		held.fences[key] = fence
 		held.unlocks = append(held.unlocks, unlock)
 	}
-	var err error
 	if held.read, err = readAvailability(ctx, db, r.d, req); err != nil {
 		r.Finish(held)
 		return nil, err
@@ -140,6 +154,36 @@ func (r RedisLock) Prepare(ctx context.Context, db Reader, req holdfast.HoldRequ
 		return nil, err
 	}
 	return held, nil
+}
+
+// existing keeps the lock keys ("pool:id", "unit:id", "group:id") whose
+// rows exist, in order.
+func existing(ctx context.Context, db Reader, d Dialect, keys []string) ([]string, error) {
+	ids := map[string][]string{}
+	for _, k := range keys {
+		kind, id, _ := strings.Cut(k, ":")
+		ids[kind] = append(ids[kind], id)
+	}
+	found := map[string]bool{}
+	for kind, table := range map[string]string{"pool": "pools", "unit": "units", "group": "groups"} {
+		if len(ids[kind]) == 0 {
+			continue
+		}
+		have, err := queryStrings(ctx, db, `SELECT id FROM `+table+` WHERE id IN (`+d.ListSelect(1)+`)`, d.ListArg(ids[kind]))
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range have {
+			found[kind+":"+id] = true
+		}
+	}
+	out := keys[:0:0]
+	for _, k := range keys {
+		if found[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 func (r RedisLock) Finish(p Prepared) {
