@@ -11,6 +11,9 @@ type Stats struct {
 	// BatchFailures counts batches that failed whole (their claims then
 	// went one by one); it should stay 0.
 	BatchFailures int64
+	// PoolMarks is how many pools the store keeps in memory (sold-out
+	// marks, for a second each): never more than the pools that exist.
+	PoolMarks int
 }
 
 // StatsReporter is a store that reports Stats (the sqlite and postgres

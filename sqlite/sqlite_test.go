@@ -171,3 +171,40 @@ func TestCloseWaitsForBatches(t *testing.T) {
 	}
 	holdfasttest.MustAuditClean(t, s2)
 }
+
+// Client input cannot grow the store's memory: holds naming thousands of
+// pools that do not exist leave nothing behind, and a sold-out pool's mark
+// is the only per-pool state, for real pools only.
+func TestUnknownPoolsLeaveNoState(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "x.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 5000; i += 8 {
+				_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Lines: []holdfast.Line{{Pool: fmt.Sprint("nope-", i), Quantity: 1}}})
+				if holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+					t.Errorf("hold on an unknown pool: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := s.Stats().PoolMarks; n != 0 {
+		t.Fatalf("5,000 unknown pools left %d pools' state in memory", n)
+	}
+	holdfasttest.MustCreatePool(t, s, "p", 0, 0)
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}}); holdfast.ErrorCode(err) != holdfast.CodeSoldOut {
+		t.Fatalf("hold on an empty pool: %v", err)
+	}
+	if n := s.Stats().PoolMarks; n != 1 {
+		t.Fatalf("a sold-out pool: %d marks, want 1", n)
+	}
+}

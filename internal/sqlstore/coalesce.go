@@ -978,18 +978,27 @@ func (c *soldOutCache) remember(pool string) {
 	if c.entries == nil {
 		c.entries = map[string]*soldOutEntry{}
 	}
+	now := time.Now()
 	if e, ok := c.entries[pool]; ok {
-		e.until = time.Now().Add(soldOutMark)
+		e.until = now.Add(soldOutMark)
 		return
 	}
-	if len(c.entries) > 10_000 {
-		for p, e := range c.entries {
-			if !e.running {
-				delete(c.entries, p)
-			}
+	// Marks that ended go, so the cache holds only pools sold out in the
+	// last second (and never a pool that does not exist: only a real
+	// pool answers sold_out).
+	for p, e := range c.entries {
+		if !e.running && now.After(e.until) {
+			delete(c.entries, p)
 		}
 	}
-	c.entries[pool] = &soldOutEntry{until: time.Now().Add(soldOutMark)}
+	c.entries[pool] = &soldOutEntry{until: now.Add(soldOutMark)}
+}
+
+// size is how many pools have a mark.
+func (c *soldOutCache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }
 
 // forget drops the marks of pools this store gave capacity back to.

@@ -113,6 +113,7 @@ func (s *Store) Stats() Stats {
 	st := s.db.Stats()
 	st.Retries += s.retries.Load()
 	st.Batches, st.BatchedClaims, st.BatchFailures = s.batchCount.Load(), s.batched.Load(), s.batchFailures.Load()
+	st.PoolMarks = s.soldOut.size()
 	return st
 }
 
