@@ -503,6 +503,9 @@ func TestReplayIsByteForByte(t *testing.T) {
 			t.Errorf("route %s changes state but is not checked here", p)
 		}
 	}
+	// The race is not idempotent: it refuses the header instead of
+	// ignoring it.
+	c.want(t, "POST", "/v1/lab/race", "", 400, holdfast.CodeInvalid, "Idempotency-Key", "race-1")
 	if m := string(c.want(t, "GET", "/metrics", "", 200, "").body); strings.Contains(m, "holdfast_idempotency_unrecorded_total{") {
 		t.Errorf("answers stored after commit:\n%s", m)
 	}

@@ -207,7 +207,7 @@ func openAPIDoc() obj {
 				"get": op("Recount every pool and unit from the claim rows (admin)", "200", ref("Audit"), nil, "403"),
 			},
 			"/v1/lab/race": obj{
-				"post": merge(op("Run the classic race (10 tickets, 20 buyers, every strategy) on a throwaway database (admin)", "200",
+				"post": merge(op("Run the classic race (10 tickets, 20 buyers, every strategy) on a throwaway database (admin); not idempotent: an Idempotency-Key is refused", "200",
 					obj{"type": "object", "properties": obj{"results": obj{"type": "array", "items": obj{"type": "object"}}, "chart_svg": str("")}}, nil, "400", "403"), obj{}),
 			},
 			"/v1/keys": obj{

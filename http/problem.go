@@ -24,6 +24,9 @@ const (
 	CodeMisdirected holdfast.Code = "misdirected_request"
 	// CodeCrossSite: an open server called from another site's page.
 	CodeCrossSite holdfast.Code = "cross_site_request"
+	// CodeTooManyStreams: the key, or the server, has its most event
+	// streams open.
+	CodeTooManyStreams holdfast.Code = "too_many_streams"
 
 	CodeIdempotencyMismatch = holdfast.CodeIdempotencyMismatch
 	CodeIdempotencyInFlight = holdfast.CodeIdempotencyInFlight
@@ -53,6 +56,7 @@ var statusOf = map[holdfast.Code]int{
 	CodeUnsupportedMediaType:   http.StatusUnsupportedMediaType,
 	CodeMisdirected:            http.StatusMisdirectedRequest,
 	CodeCrossSite:              http.StatusForbidden,
+	CodeTooManyStreams:         http.StatusTooManyRequests,
 }
 
 var titles = map[holdfast.Code]string{
@@ -78,6 +82,7 @@ var titles = map[holdfast.Code]string{
 	CodeUnsupportedMediaType:   "The request body must be application/json",
 	CodeMisdirected:            "This server answers on loopback names only",
 	CodeCrossSite:              "Cross-site requests are refused",
+	CodeTooManyStreams:         "Too many event streams open",
 }
 
 // Problem is an RFC 9457 problem detail with holdfast's stable code, and

@@ -49,6 +49,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Race runs the web page's race on a throwaway database (optional).
 	Race RaceFunc
+	// MaxStreams bounds the event streams open at once (default 5,000),
+	// MaxStreamsPerKey those of one key (default 2,000); past either, a
+	// new stream answers 429 too_many_streams.
+	MaxStreams, MaxStreamsPerKey int
 }
 
 // Server is the API as an http.Handler.
@@ -65,6 +69,36 @@ type Server struct {
 	// closing is closed by Close: event streams end.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// streams counts the open event streams, per principal and in all.
+	streamsMu sync.Mutex
+	streams   map[string]int
+	streamsN  int
+}
+
+// openStream counts a new stream for p, or refuses it past the bounds;
+// the returned func closes it.
+func (s *Server) openStream(p principal) (func(), error) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.streamsN >= s.cfg.MaxStreams {
+		return nil, holdfast.Errorf(CodeTooManyStreams, "this server has %d event streams open, its most", s.streamsN)
+	}
+	if s.streams[p.id] >= s.cfg.MaxStreamsPerKey {
+		return nil, holdfast.Errorf(CodeTooManyStreams, "this key has %d event streams open, its most", s.streams[p.id])
+	}
+	if s.streams == nil {
+		s.streams = map[string]int{}
+	}
+	s.streams[p.id]++
+	s.streamsN++
+	return func() {
+		s.streamsMu.Lock()
+		defer s.streamsMu.Unlock()
+		s.streamsN--
+		if s.streams[p.id]--; s.streams[p.id] == 0 {
+			delete(s.streams, p.id)
+		}
+	}, nil
 }
 
 // Close ends every event stream, each telling its viewer to reconnect with
@@ -81,6 +115,8 @@ func NewServer(cfg Config) *Server {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 10*time.Second)
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 1<<20)
+	cfg.MaxStreams = cmp.Or(cfg.MaxStreams, 5000)
+	cfg.MaxStreamsPerKey = cmp.Or(cfg.MaxStreamsPerKey, 2000)
 	if c, ok := cfg.Store.(interface{ Config() holdfast.Config }); ok && cfg.Holds == (holdfast.Config{}) {
 		cfg.Holds = c.Config()
 	}
@@ -168,10 +204,11 @@ func (c *call) recorded() bool {
 	return ok
 }
 
-// afterCommit lists the routes that change nothing in the store (the race
-// runs on databases of its own): their answer under a key is stored after
-// the fact. Every other route records it in its change's transaction.
-var afterCommit = map[string]bool{"POST /v1/lab/race": true}
+// notIdempotent lists the POST routes an Idempotency-Key cannot make safe
+// to retry: the race runs on throwaway databases of its own, and a second
+// run is a new race. They refuse the header rather than ignore it. Every
+// other route records its answer in its change's transaction.
+var notIdempotent = map[string]bool{"POST /v1/lab/race": true}
 
 func (s *Server) handle(pattern string, acc access, h handler) {
 	s.patterns = append(s.patterns, pattern)
@@ -211,6 +248,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, acc
 		}
 	}
 	key := r.Header.Get("Idempotency-Key")
+	if key != "" && notIdempotent[route] {
+		return s.writeError(w, holdfast.Errorf(holdfast.CodeInvalid, "%s is not idempotent: send it without an Idempotency-Key", route))
+	}
 	if key == "" || (r.Method != http.MethodPost && r.Method != http.MethodPatch) {
 		status, body, err := h(r, &call{principal: p, store: s.cfg.Store})
 		if err != nil {
@@ -313,12 +353,10 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 	}
 	b := encode(out)
 	if !c.recorded() {
-		if !afterCommit[route] {
-			// A change that did not go through c.changes: its answer is
-			// not atomic with it. A test keeps this at 0.
-			s.metrics.unrecorded.WithLabelValues(route).Inc()
-			s.log.Error("a change under an Idempotency-Key did not record its answer in its transaction", "route", route)
-		}
+		// A change that did not go through c.changes: its answer is not
+		// atomic with it. A test keeps this at 0.
+		s.metrics.unrecorded.WithLabelValues(route).Inc()
+		s.log.Error("a change under an Idempotency-Key did not record its answer in its transaction", "route", route)
 		// Store the answer now, after the fact.
 		if err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, fp, token, holdfast.StoredResponse{Status: status, Body: b}); err != nil &&
 			holdfast.ErrorCode(err) != holdfast.CodeIdempotencyKeyUsed {
@@ -443,6 +481,13 @@ func (s *Server) routes() {
 			s.writeError(w, err)
 			return
 		}
+		done, err := s.openStream(p)
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			s.writeError(w, err)
+			return
+		}
+		defer done()
 		s.eventStream(w, r, p)
 	})
 	s.webRoutes()

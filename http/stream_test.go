@@ -3,6 +3,7 @@ package http_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -186,4 +187,75 @@ func TestEventStreamAcrossInstances(t *testing.T) {
 	if e := <-got; e[0].event != "hold.created" || !strings.Contains(e[0].data, h.ID) {
 		t.Fatalf("stream on B got %+v, want A's hold %s", e[0], h.ID)
 	}
+}
+
+// Event streams are bounded per key and in all: past a bound a new stream
+// answers 429 too_many_streams, and a stream that ends frees its place.
+func TestEventStreamsAreBounded(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	for _, tc := range []struct {
+		name string
+		cfg  hfhttp.Config
+	}{
+		{"per key", hfhttp.Config{AdminKey: adminKey, MaxStreams: 10, MaxStreamsPerKey: 2}},
+		{"in all", hfhttp.Config{AdminKey: adminKey, MaxStreams: 2, MaxStreamsPerKey: 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := serve(t, s, tc.cfg)
+			open := func() (*http.Response, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/events/stream", nil)
+				req.Header.Set("Authorization", "Bearer "+adminKey)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp, cancel
+			}
+			var cancels []context.CancelFunc
+			defer func() {
+				for _, c := range cancels {
+					c()
+				}
+			}()
+			for range 2 {
+				resp, cancel := open()
+				cancels = append(cancels, cancel)
+				if resp.StatusCode != 200 {
+					t.Fatalf("stream within the bounds: %d", resp.StatusCode)
+				}
+			}
+			resp, _ := open()
+			if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("the third stream: %d, want 429 with Retry-After", resp.StatusCode)
+			}
+			if p := (response{resp.StatusCode, resp.Header, must(io.ReadAll(resp.Body))}).problem(t); p.Code != hfhttp.CodeTooManyStreams {
+				t.Fatalf("code %s", p.Code)
+			}
+			resp.Body.Close()
+			// A viewer leaves: its place is free again (the server notices
+			// the closed connection at its next write; poll the bound).
+			cancels[0]()
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				resp, cancel := open()
+				if resp.StatusCode == 200 {
+					cancel()
+					break
+				}
+				resp.Body.Close()
+				if time.Now().After(deadline) {
+					t.Fatal("a closed stream's place was never freed")
+				}
+				time.Sleep(50 * time.Millisecond) // polling a condition, with a deadline
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
