@@ -13,7 +13,7 @@ import (
 // lockFile takes an exclusive flock on the file at path (creating it
 // empty, which SQLite reads as a new database), waiting until ctx ends.
 func lockFile(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}

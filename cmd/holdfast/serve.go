@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +23,7 @@ type serveFlags struct {
 	db             dbFlags
 	addr           string
 	adminKey       string
+	adminKeyFile   string
 	demo           bool
 	allowUnsafe    bool
 	rateLimit      float64
@@ -47,7 +50,8 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs := c.Flags()
 	f.db.register(fs, e)
 	fs.StringVar(&f.addr, "addr", envOr(e, "HOLDFAST_ADDR", "127.0.0.1:8080"), "listen address (env HOLDFAST_ADDR)")
-	fs.StringVar(&f.adminKey, "admin-key", envOr(e, "HOLDFAST_ADMIN_KEY", ""), "the admin's bearer key; without it the server runs open, on loopback only (env HOLDFAST_ADMIN_KEY)")
+	fs.StringVar(&f.adminKey, "admin-key", envOr(e, "HOLDFAST_ADMIN_KEY", ""), "the admin's bearer key; without it the server runs open, on loopback only (env HOLDFAST_ADMIN_KEY; prefer the env or --admin-key-file: argv is visible to every user of the machine)")
+	fs.StringVar(&f.adminKeyFile, "admin-key-file", envOr(e, "HOLDFAST_ADMIN_KEY_FILE", ""), "read the admin key from this file (one line) (env HOLDFAST_ADMIN_KEY_FILE)")
 	fs.BoolVar(&f.allowUnsafe, "allow-unsafe", false, "allow --strategy unsafe, which oversells on purpose (for demonstrations only)")
 	fs.BoolVar(&f.demo, "demo", envBool(e, "HOLDFAST_DEMO", false), "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
 	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; the only source of 429s (env HOLDFAST_RATE_LIMIT)")
@@ -77,11 +81,24 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if st, _ := holdfast.ParseStrategy(f.db.strategy); st == holdfast.Unsafe && !f.allowUnsafe {
 		return &exitError{code: 2, err: fmt.Errorf("--strategy unsafe oversells on purpose; serve refuses it without --allow-unsafe")}
 	}
-	if f.adminKey == "" && !loopback(f.addr) {
-		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}
+	if f.adminKeyFile != "" {
+		if f.adminKey != "" {
+			return &exitError{code: 2, err: fmt.Errorf("give the admin key once: --admin-key or --admin-key-file")}
+		}
+		b, err := os.ReadFile(f.adminKeyFile)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--admin-key-file: %w", err)}
+		}
+		f.adminKey = strings.TrimRight(string(b), "\r\n")
 	}
 	if f.adminKey != "" && len(f.adminKey) < 16 {
-		return &exitError{code: 2, err: fmt.Errorf("--admin-key must be at least 16 characters")}
+		return &exitError{code: 2, err: fmt.Errorf("the admin key must be at least 16 characters")}
+	}
+	if strings.IndexFunc(f.adminKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return &exitError{code: 2, err: fmt.Errorf("the admin key must not contain spaces or control characters")}
+	}
+	if f.adminKey == "" && !loopback(f.addr) {
+		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}
 	}
 	store, err := f.db.open(ctx, cfg, tuning{log: log, clock: clock})
 	if err != nil {

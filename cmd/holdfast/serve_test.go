@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,6 +29,43 @@ func TestServeRefusesOpenNonLoopback(t *testing.T) {
 	code, _, errOut = runCmd(t, "serve", "--db", db, "--addr", "0.0.0.0:0", "--admin-key", "short")
 	if code != 2 || !strings.Contains(errOut, "at least 16") {
 		t.Fatalf("short key: exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runCmd(t, "serve", "--db", db, "--addr", "127.0.0.1:0", "--admin-key", "a long key with spaces")
+	if code != 2 || !strings.Contains(errOut, "spaces") {
+		t.Fatalf("key with spaces: exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runCmd(t, "serve", "--db", db, "--addr", "127.0.0.1:0", "--admin-key-file", filepath.Join(t.TempDir(), "missing"))
+	if code != 2 || !strings.Contains(errOut, "--admin-key-file") {
+		t.Fatalf("missing key file: exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// The admin key can come from a file (argv is visible to every user of the
+// machine), and the SQLite file is created readable by its owner only.
+func TestAdminKeyFileAndPrivateDatabase(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "admin.key")
+	if err := os.WriteFile(keyFile, []byte("a-file-admin-key-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "holdfast.db")
+	base := startServer(t, "--db", db, "--admin-key-file", keyFile)
+	for key, want := range map[string]int{"a-file-admin-key-0123456789": 200, "": 401} {
+		req, _ := http.NewRequest("GET", base+"/v1/pools", nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("key %q: %d, want %d", key, resp.StatusCode, want)
+		}
+	}
+	if fi, err := os.Stat(db); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file mode %v (%v), want 0600", fi.Mode().Perm(), err)
 	}
 }
 
