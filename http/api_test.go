@@ -792,3 +792,27 @@ func rowText(s holdfast.Store, table string) string {
 	}
 	return "(" + cols[table] + ")"
 }
+
+// The decoder is strict: a field named twice or in another case is refused
+// with a message naming it, and nothing changes.
+func TestStrictJSON(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	c := caller{base: serve(t, s, hfhttp.Config{}).URL}
+	c.want(t, "POST", "/v1/pools", `{"id":"p","capacity":5}`, 201, "")
+	for body, want := range map[string]string{
+		`{"holder":"a","holder":"b","lines":[{"pool":"p","quantity":1}]}`:         `field "holder" appears twice`,
+		`{"holder":"a","lines":[{"pool":"p","quantity":1,"quantity":5}]}`:         `field "lines.quantity" appears twice`,
+		`{"Holder":"a","lines":[{"pool":"p","quantity":1}]}`:                      `unknown field "Holder"`,
+		`{"holder":"a","lines":[{"pool":"p","QUANTITY":1}]}`:                      `unknown field "lines.QUANTITY"`,
+		`{"holder":"a","lines":[{"pool":"p","quantity":"one"}]}`:                  `quantity" must be an integer`,
+		`{"holder":"a","lines":[{"pool":"p","quantity":1}],"ttl_seconds":"soon"}`: `"ttl_seconds" must be`,
+	} {
+		r := c.want(t, "POST", "/v1/holds", body, 400, holdfast.CodeInvalid)
+		if p := r.problem(t); !strings.Contains(p.Detail, want) || strings.Contains(p.Detail, "int64") {
+			t.Errorf("%s: detail %q, want it to say %s (and no Go type)", body, p.Detail, want)
+		}
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM holds`); n != 0 {
+		t.Fatalf("refused bodies made %d holds", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -46,6 +47,9 @@ func decodeJSON(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		// encoding/json would turn the bad bytes into U+FFFD in silence.
 		return holdfast.Errorf(holdfast.CodeInvalid, "the body is not valid UTF-8")
+	}
+	if err := strictJSON(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
