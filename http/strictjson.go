@@ -3,6 +3,7 @@ package http
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 
@@ -16,8 +17,14 @@ import (
 func strictJSON(body []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	return strictValue(dec, t, "")
+	if err := strictValue(dec, t, ""); err != nil && !errors.Is(err, errMalformed) {
+		return err
+	}
+	return nil
 }
+
+// errMalformed stops the walk at a syntax error: the decoder reports it.
+var errMalformed = errors.New("malformed JSON")
 
 func strictValue(dec *json.Decoder, t reflect.Type, path string) error {
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -25,7 +32,7 @@ func strictValue(dec *json.Decoder, t reflect.Type, path string) error {
 	}
 	tok, err := dec.Token()
 	if err != nil {
-		return nil // malformed: the decoder says so
+		return errMalformed
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -34,7 +41,7 @@ func strictValue(dec *json.Decoder, t reflect.Type, path string) error {
 		for dec.More() {
 			kt, err := dec.Token()
 			if err != nil {
-				return nil
+				return errMalformed
 			}
 			key, _ := kt.(string)
 			name := path + key
@@ -55,7 +62,9 @@ func strictValue(dec *json.Decoder, t reflect.Type, path string) error {
 				return err
 			}
 		}
-		_, _ = dec.Token()
+		if _, err := dec.Token(); err != nil {
+			return errMalformed
+		}
 	case json.Delim('['):
 		var et reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
@@ -66,7 +75,9 @@ func strictValue(dec *json.Decoder, t reflect.Type, path string) error {
 				return err
 			}
 		}
-		_, _ = dec.Token()
+		if _, err := dec.Token(); err != nil {
+			return errMalformed
+		}
 	}
 	return nil
 }
