@@ -686,8 +686,8 @@ func TestBadBytesNeverAnswer500(t *testing.T) {
 				{admin, "GET", "/v1/groups/g/units?after=" + bad, ""},
 				{admin, "GET", "/v1/holds?holder=" + bad, ""},
 				{admin, "GET", "/v1/events?after=" + bad, ""},
-				{anon, "GET", "/v1/events/stream?key=hf_" + bad + "_secret", ""},
-				{anon, "GET", "/v1/events/stream?key=" + bad, ""},
+				{anon, "GET", "/v1/events/stream?token=hf_" + bad + "_secret", ""},
+				{anon, "GET", "/v1/events/stream?token=" + bad + "." + bad, ""},
 			} {
 				r := req.c.do(t, req.method, req.path, req.body)
 				if r.status >= 500 || r.status < 400 {
@@ -815,4 +815,19 @@ func TestStrictJSON(t *testing.T) {
 	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM holds`); n != 0 {
 		t.Fatalf("refused bodies made %d holds", n)
 	}
+}
+
+// The per-address limit counts before authentication: failed logins and
+// probes are limited too, and a limited address gets 429 with Retry-After.
+func TestIPRateLimit(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	srv := serve(t, s, hfhttp.Config{AdminKey: adminKey, IPRateLimit: 1})
+	bad := caller{base: srv.URL, key: "hf_guess_guess"}
+	bad.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+	bad.want(t, "GET", "/v1/pools", "", 401, hfhttp.CodeUnauthorized)
+	r := bad.want(t, "GET", "/v1/pools", "", 429, hfhttp.CodeRateLimited)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	caller{base: srv.URL}.want(t, "GET", "/readyz", "", 429, hfhttp.CodeRateLimited)
 }

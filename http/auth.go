@@ -1,11 +1,15 @@
 package http
 
 import (
+	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/base64"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,10 +62,11 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		return openPrincipal, nil
 	}
 	auth := r.Header.Get("Authorization")
-	if auth == "" && r.URL.Path == "/v1/events/stream" {
-		// A browser's EventSource cannot send headers: the stream also
-		// takes the key as ?key=.
-		auth = "Bearer " + r.URL.Query().Get("key")
+	if token := r.URL.Query().Get("token"); auth == "" && token != "" && r.URL.Path == "/v1/events/stream" {
+		// A browser's EventSource cannot send headers: the stream takes a
+		// short-lived token in its URL instead of the key, which would
+		// end up in logs and history.
+		return s.streamPrincipal(token)
 	}
 	bearer, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || bearer == "" {
@@ -196,4 +201,58 @@ func (s *Server) listKeys(r *http.Request, _ *call) (int, any, error) {
 func (s *Server) revokeKey(r *http.Request, c *call) (int, any, error) {
 	k, err := c.changes(nil).RevokeKey(r.Context(), r.PathValue("id"))
 	return http.StatusOK, k, err
+}
+
+// streamTokenTTL is how long a stream token opens streams: a page asks for
+// a new one whenever its stream reconnects.
+const streamTokenTTL = time.Minute
+
+// streamToken is GET /v1/events/stream-token: a token for the caller to
+// open /v1/events/stream?token= for the next minute. It is signed with a
+// key derived from the admin key, so any server sharing the admin key
+// accepts it, and it names the caller, so it grants no more than its key.
+type streamToken struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (s *Server) streamToken(_ *http.Request, c *call) (int, any, error) {
+	exp := time.Now().Add(streamTokenTTL).Truncate(time.Second)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(c.id + "\n" + string(c.role) + "\n" + strconv.FormatInt(exp.Unix(), 10)))
+	return http.StatusOK, streamToken{Token: payload + "." + s.signStream(payload), ExpiresAt: exp}, nil
+}
+
+func (s *Server) signStream(payload string) string {
+	m := hmac.New(sha256.New, []byte("holdfast stream token\n"+s.cfg.AdminKey))
+	m.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// streamPrincipal checks a stream token and returns whom it was made for.
+func (s *Server) streamPrincipal(token string) (principal, error) {
+	bad := holdfast.Errorf(CodeUnauthorized, "the stream token is not valid or has expired: get another from /v1/events/stream-token")
+	payload, sig, ok := strings.Cut(token, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(s.signStream(payload))) {
+		return principal{}, bad
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return principal{}, bad
+	}
+	parts := strings.Split(string(raw), "\n")
+	if len(parts) != 3 {
+		return principal{}, bad
+	}
+	exp, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || time.Now().Unix() > exp {
+		return principal{}, bad
+	}
+	p := principal{id: parts[0], role: holdfast.Role(parts[1])}
+	if id, ok := strings.CutPrefix(p.id, "key:"); ok {
+		// A client key revoked since: its tokens die with it.
+		if k, err := s.cfg.Store.APIKey(context.Background(), id); err != nil || k.RevokedAt != nil {
+			return principal{}, bad
+		}
+	}
+	return p, nil
 }

@@ -31,6 +31,7 @@ var operationIDs = map[string]string{
 	"POST /v1/bookings":            "book",
 	"GET /v1/events":               "listEvents",
 	"GET /v1/events/stream":        "streamEvents",
+	"GET /v1/events/stream-token":  "streamToken",
 	"GET /v1/audit":                "audit",
 	"POST /v1/lab/race":            "runRace",
 	"POST /v1/keys":                "createKey",
@@ -192,16 +193,20 @@ func openAPIDoc() obj {
 					obj{"name": "limit", "in": "query", "schema": integer(1, 1000, "default 100")}),
 			},
 			"/v1/events/stream": obj{
-				"get": obj{"summary": "The outbox feed as server-sent events (admin): each event's cursor is its SSE id. A new stream starts at the present; reconnect with Last-Event-ID (or ?after=) to resume without a gap; ?after=0 replays from the beginning. One tail of the database per server feeds every stream; a viewer that falls more than a few seconds behind is cut off and resumes with Last-Event-ID. The key may come as ?key= (EventSource sends no headers).",
+				"get": obj{"summary": "The outbox feed as server-sent events (admin): each event's cursor is its SSE id. A new stream starts at the present; reconnect with Last-Event-ID (or ?after=) to resume without a gap; ?after=0 replays from the beginning. One tail of the database per server feeds every stream; a viewer that falls more than a few seconds behind is cut off and resumes with Last-Event-ID. A browser's EventSource, which sends no headers, passes ?token= from /v1/events/stream-token instead of a key.",
 					"parameters": []obj{
 						{"name": "Last-Event-ID", "in": "header", "schema": obj{"type": "string"}},
 						{"name": "after", "in": "query", "schema": obj{"type": "string"}, "description": "resume after this cursor; 0 replays from the beginning"},
 						{"name": "types", "in": "query", "schema": obj{"type": "string"}, "description": "comma-separated event types to keep, e.g. hold.created,hold.confirmed"},
 						{"name": "subject", "in": "query", "schema": obj{"type": "string"}, "description": "comma-separated pools, groups or holds: keep only events about them"},
-						{"name": "key", "in": "query", "schema": obj{"type": "string"}},
+						{"name": "token", "in": "query", "schema": obj{"type": "string"}, "description": "a stream token from /v1/events/stream-token"},
 					},
 					"responses": merge(obj{"200": obj{"description": "text/event-stream: id, event (the event type) and data (the Event as JSON) per event",
 						"content": obj{"text/event-stream": obj{"schema": obj{"type": "string"}}}}}, problems("400", "401", "403"))},
+			},
+			"/v1/events/stream-token": obj{
+				"get": op("A token that opens /v1/events/stream?token= for a minute (admin): for browsers, so that no key goes in a URL", "200",
+					obj{"type": "object", "properties": obj{"token": str(""), "expires_at": obj{"type": "string", "format": "date-time"}}}, nil, "403"),
 			},
 			"/v1/audit": obj{
 				"get": op("Recount every pool and unit from the claim rows (admin)", "200", ref("Audit"), nil, "403"),

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,6 +50,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Race runs the web page's race on a throwaway database (optional).
 	Race RaceFunc
+	// IPRateLimit is each client address's sustained requests per second
+	// (0: no limit), with bursts of twice that, counted before
+	// authentication on every route: failed logins, probes and streams
+	// too. Behind a proxy every client shares its address: set it there.
+	IPRateLimit float64
 	// MaxStreams bounds the event streams open at once (default 5,000),
 	// MaxStreamsPerKey those of one key (default 2,000); past either, a
 	// new stream answers 429 too_many_streams.
@@ -63,6 +69,7 @@ type Server struct {
 	metrics  *metrics
 	keys     keyCache
 	limiter  *limiter
+	ipLimit  *limiter
 	hub      *hub
 	unitMaps unitMaps
 	patterns []string
@@ -129,11 +136,25 @@ func NewServer(cfg Config) *Server {
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit)
 	}
+	if cfg.IPRateLimit > 0 {
+		s.ipLimit = newLimiter(cfg.IPRateLimit, 2*cfg.IPRateLimit)
+	}
 	s.routes()
 	return s
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.ipLimit != nil {
+		ip := r.RemoteAddr
+		if host, _, err := net.SplitHostPort(ip); err == nil {
+			ip = host
+		}
+		if ok, wait := s.ipLimit.allow(ip); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+			s.writeError(w, holdfast.Errorf(CodeRateLimited, "this address's rate limit is %g requests per second", s.cfg.IPRateLimit))
+			return
+		}
+	}
 	if r.URL.Path == "/v1/events/stream" || r.URL.Path == "/v1/lab/race" {
 		// Long-lived or long-running: bounded by their own rules.
 		s.mux.ServeHTTP(w, r)
@@ -462,6 +483,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/holds/{id}/complete", client, s.complete)
 	s.handle("POST /v1/bookings", client, s.book)
 	s.handle("GET /v1/events", admin, s.events)
+	s.handle("GET /v1/events/stream-token", admin, s.streamToken)
 	s.handle("POST /v1/keys", admin, s.createKey)
 	s.handle("GET /v1/keys", admin, s.listKeys)
 	s.handle("DELETE /v1/keys/{id}", admin, s.revokeKey)

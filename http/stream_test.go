@@ -36,9 +36,7 @@ func readSSEQuery(t *testing.T, url, q, lastID, key string, n int, ready chan<- 
 		req.Header.Set("Last-Event-ID", lastID)
 	}
 	if key != "" {
-		q := req.URL.Query()
-		q.Set("key", key)
-		req.URL.RawQuery = q.Encode()
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -258,4 +256,46 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A browser opens the stream with a short-lived token instead of a key in
+// its URL: the token works on every server sharing the admin key, a forged
+// or altered one does not, and ?key= is no longer accepted.
+func TestEventStreamToken(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	a := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+	b := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+	var tok struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	caller{base: a.URL, key: adminKey}.want(t, "GET", "/v1/events/stream-token", "", 200, "").decode(t, &tok)
+	if tok.Token == "" || strings.Contains(tok.Token, adminKey) || time.Until(tok.ExpiresAt) > 2*time.Minute {
+		t.Fatalf("token %+v", tok)
+	}
+	status := func(base, q string) int {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/events/stream?"+q, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(b.URL, "token="+tok.Token); got != 200 {
+		t.Fatalf("token on another server: %d", got)
+	}
+	forged := tok.Token[:len(tok.Token)-2] + "AA"
+	for q, want := range map[string]int{"token=" + forged: 401, "token=x.y": 401, "key=" + adminKey: 401} {
+		if got := status(a.URL, q); got != want {
+			t.Errorf("%s: %d, want %d", q, got, want)
+		}
+	}
+	// Another admin key signs other tokens.
+	c := serve(t, s, hfhttp.Config{AdminKey: adminKey + "-other"})
+	if got := status(c.URL, "token="+tok.Token); got != 401 {
+		t.Errorf("token on a server with another admin key: %d", got)
+	}
 }

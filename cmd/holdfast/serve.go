@@ -27,6 +27,8 @@ type serveFlags struct {
 	demo           bool
 	allowUnsafe    bool
 	rateLimit      float64
+	ipRateLimit    float64
+	maxStreams     int
 	holdTTL        time.Duration
 	maxTTL         time.Duration
 	sweepInterval  time.Duration
@@ -54,7 +56,9 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.StringVar(&f.adminKeyFile, "admin-key-file", envOr(e, "HOLDFAST_ADMIN_KEY_FILE", ""), "read the admin key from this file (one line) (env HOLDFAST_ADMIN_KEY_FILE)")
 	fs.BoolVar(&f.allowUnsafe, "allow-unsafe", false, "allow --strategy unsafe, which oversells on purpose (for demonstrations only)")
 	fs.BoolVar(&f.demo, "demo", envBool(e, "HOLDFAST_DEMO", false), "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
-	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; the only source of 429s (env HOLDFAST_RATE_LIMIT)")
+	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; with --ip-rate-limit and --max-streams the only sources of 429s (env HOLDFAST_RATE_LIMIT)")
+	fs.Float64Var(&f.ipRateLimit, "ip-rate-limit", envFloat(e, "HOLDFAST_IP_RATE_LIMIT", 0), "requests per second per client address, before authentication, 0 for none (env HOLDFAST_IP_RATE_LIMIT)")
+	fs.IntVar(&f.maxStreams, "max-streams", envInt(e, "HOLDFAST_MAX_STREAMS", 5000), "event streams open at once, in all (a key may have 2,000) (env HOLDFAST_MAX_STREAMS)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
 	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", envDuration(e, "HOLDFAST_SWEEP_INTERVAL", time.Second), "how often expired holds are swept (env HOLDFAST_SWEEP_INTERVAL)")
@@ -118,7 +122,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	api := hfhttp.NewServer(hfhttp.Config{
 		Store: store, Logger: log, RequestTimeout: f.requestTimeout,
-		AdminKey: f.adminKey, RateLimit: f.rateLimit, Registry: reg.Registry,
+		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: f.maxStreams, Registry: reg.Registry,
 		Race: raceFunc(f.db),
 	})
 	srv := &http.Server{

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"github.com/holdfast/holdfast"
+	hfhttp "github.com/holdfast/holdfast/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,4 +148,45 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// With keys, the page follows the event stream through a stream token (the
+// key never goes in a URL): a hold made through the API shows on the map
+// within a second.
+func TestWebPageWithKey(t *testing.T) {
+	t.Chdir(t.TempDir())
+	const admin = "web-admin-key-0123456789"
+	base := startServer(t, "--demo", "--admin-key", admin)
+	b := browser(t)
+	do(t, b, 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#key`, chromedp.ByQuery),
+		chromedp.SendKeys(`#key`, admin, chromedp.ByQuery), chromedp.Click(`#auth button`, chromedp.ByQuery))
+	var status, html string
+	ctx, cancel := context.WithTimeout(b, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(seat("B-1", "free"), chromedp.ByQuery)); err != nil {
+		_ = chromedp.Run(b, chromedp.Text(`#status`, &status, chromedp.ByQuery), chromedp.OuterHTML(`#map`, &html, chromedp.ByQuery))
+		t.Fatalf("the seat map did not show with the key: %v; status %q; map %.300s", err, status, html)
+	}
+	// The stream is attached once the page has seen its first event; make
+	// one and wait for it to show, then time the next.
+	c := hfhttp.NewClient(base, admin)
+	if _, err := c.Hold(context.Background(), holdfast.HoldRequest{Holder: "api", Lines: []holdfast.Line{{Units: []string{"B-2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, b, 10*time.Second, chromedp.WaitVisible(seat("B-2", "held"), chromedp.ByQuery))
+	held := time.Now()
+	if _, err := c.Hold(context.Background(), holdfast.HoldRequest{Holder: "api", Lines: []holdfast.Line{{Units: []string{"B-1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, b, 5*time.Second, chromedp.WaitVisible(seat("B-1", "held"), chromedp.ByQuery))
+	if d := time.Since(held); d > time.Second {
+		t.Errorf("the page saw the hold after %s, want within a second (is the stream attached?)", d)
+	}
+	var urls []string
+	do(t, b, 5*time.Second, chromedp.Evaluate(`performance.getEntriesByType('resource').map(e => e.name)`, &urls))
+	for _, u := range urls {
+		if strings.Contains(u, admin) {
+			t.Fatalf("the admin key is in a URL the page fetched: %s", u)
+		}
+	}
 }

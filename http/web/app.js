@@ -10,10 +10,12 @@ function holder() {
   return h;
 }
 
-async function api(method, path, body) {
+// api calls the API; a POST carries an Idempotency-Key, but for the routes
+// that are not idempotent (the race), which refuse one.
+async function api(method, path, body, { idempotent = true } = {}) {
   const headers = { 'Content-Type': 'application/json' };
   if (key()) headers.Authorization = 'Bearer ' + key();
-  if (method === 'POST') headers['Idempotency-Key'] = crypto.randomUUID();
+  if (method === 'POST' && idempotent) headers['Idempotency-Key'] = crypto.randomUUID();
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await res.json().catch(() => ({}));
   if (!res.ok) { const e = new Error(data.detail || data.title || res.statusText); e.code = data.code; e.status = res.status; throw e; }
@@ -167,9 +169,19 @@ async function refresh() {
 }
 function soon() { clearTimeout(refreshing); refreshing = setTimeout(refresh, 100); }
 
-function listen() {
-  const url = '/v1/events/stream' + (key() ? '?key=' + encodeURIComponent(key()) : '');
+// listen follows the event stream. The key never goes in the stream's URL
+// (logs and history keep URLs): with a key, the page asks for a stream
+// token, good for a minute, and asks again whenever the stream reconnects.
+async function listen() {
+  let url = '/v1/events/stream';
+  if (key()) {
+    const { token } = await api('GET', '/v1/events/stream-token');
+    url += '?token=' + encodeURIComponent(token);
+  }
   const es = new EventSource(url);
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED && stream === es) setTimeout(() => { if (stream === es) restream(); }, 1000);
+  };
   es.onmessage = () => {};
   const onEvent = (ev) => {
     state.events++;
@@ -191,7 +203,7 @@ async function race() {
   out.textContent = 'Racing…';
   $('race').disabled = true;
   try {
-    const r = await api('POST', '/v1/lab/race');
+    const r = await api('POST', '/v1/lab/race', undefined, { idempotent: false });
     out.innerHTML = r.chart_svg;
     const p = document.createElement('p');
     p.textContent = r.results.map((x) => `${x.target}: ${x.granted} granted of ${x.capacity}, oversold ${x.oversold}`).join(' · ');
@@ -209,11 +221,15 @@ async function audit() {
 }
 
 let stream;
+async function restream() {
+  if (stream) stream.close();
+  stream = null;
+  try { stream = await listen(); } catch (e) { say(e.status === 401 || e.status === 403 ? 'Enter an API key above.' : e.message, true); }
+}
 function start() {
   $('holder').value = holder();
   $('key').value = key();
-  if (stream) stream.close();
-  stream = listen();
+  restream();
   refresh();
   audit();
 }
