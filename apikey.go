@@ -30,6 +30,11 @@ type APIKey struct {
 	// RevokedAt is when the key was revoked; a revoked key authenticates
 	// nothing. nil while the key is live.
 	RevokedAt *time.Time `json:"revoked_at"`
+	// MaxHeldUnits is the key's quota: the tickets and units its holds may
+	// have in held state at once (0: no quota). Confirming frees quota.
+	MaxHeldUnits int64 `json:"max_held_units"`
+	// HeldUnits is what the key's holds have held now, against the quota.
+	HeldUnits int64 `json:"held_units"`
 }
 
 // KeyStore keeps API keys.
@@ -46,4 +51,8 @@ type KeyStore interface {
 	RevokeKey(ctx context.Context, id string) (APIKey, error)
 	// TouchKey records that the key authenticated a request now.
 	TouchKey(ctx context.Context, id string) error
+	// SetKeyQuota sets a key's MaxHeldUnits (0: none). A quota below what
+	// the key holds now refuses new holds until enough are confirmed,
+	// released or expired. ErrNotFound; ErrInvalid for a negative quota.
+	SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (APIKey, error)
 }

@@ -15,6 +15,7 @@ const (
 	CodeHoldExpired   Code = "hold_expired"   // the hold's expires_at has passed
 	CodeInvalidState  Code = "invalid_state"  // the change is not allowed from the hold's state
 	CodeLimitExceeded Code = "limit_exceeded" // a per-holder limit would be passed
+	CodeQuotaExceeded Code = "quota_exceeded" // the API key's quota of held units would be passed
 	CodeNotFound      Code = "not_found"      // no such pool, group, unit or hold
 	CodeInvalid       Code = "invalid"        // the input is malformed or out of bounds
 	CodeConflict      Code = "conflict"       // the id already exists, or capacity is below what is taken
@@ -59,6 +60,7 @@ var (
 	ErrHoldExpired   = &Error{Code: CodeHoldExpired, Line: -1}
 	ErrInvalidState  = &Error{Code: CodeInvalidState, Line: -1}
 	ErrLimitExceeded = &Error{Code: CodeLimitExceeded, Line: -1}
+	ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded, Line: -1}
 	ErrNotFound      = &Error{Code: CodeNotFound, Line: -1}
 	ErrInvalid       = &Error{Code: CodeInvalid, Line: -1}
 	ErrConflict      = &Error{Code: CodeConflict, Line: -1}

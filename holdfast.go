@@ -138,6 +138,11 @@ type HoldRequest struct {
 	Lines  []Line        `json:"lines"`
 	// Owner is the API key making the hold ("" when keys are not in use).
 	Owner string `json:"-"`
+	// QuotaKey, when set, is the id of the API key whose quota of held
+	// units (APIKey.MaxHeldUnits) the hold counts against: a hold that
+	// would pass it takes nothing and answers ErrQuotaExceeded. A booking
+	// is never held, and counts against nothing.
+	QuotaKey string `json:"-"`
 }
 
 // EventType names a state change recorded in the outbox.

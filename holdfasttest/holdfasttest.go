@@ -11,6 +11,7 @@ package holdfasttest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -101,6 +102,17 @@ func MustCreateGroup(tb testing.TB, s holdfast.Store, id string, reusable bool, 
 			tb.Fatalf("AddUnits(%s): %v", id, err)
 		}
 	}
+}
+
+// MustCreateKey creates a client key named name (with a throwaway hash)
+// and returns its id.
+func MustCreateKey(tb testing.TB, s holdfast.Store, name string) string {
+	tb.Helper()
+	id := fmt.Sprintf("key%d", time.Now().UnixNano())
+	if _, err := s.CreateKey(context.Background(), holdfast.APIKey{ID: id, Name: name, Role: holdfast.RoleClient, Hash: []byte{0}}); err != nil {
+		tb.Fatalf("CreateKey(%s): %v", name, err)
+	}
+	return id
 }
 
 // MustHold makes a hold or fails the test.

@@ -328,3 +328,122 @@ func testIdempotencyDeferred(t *testing.T, h Harness) {
 	}
 	MustAuditClean(t, s)
 }
+
+// A key's quota counts the tickets and units its holds have held at once:
+// a hold that would pass it takes nothing and names the line; confirming,
+// releasing and expiring give quota back; a booking counts nothing; the
+// audit recounts the counter.
+func testKeyQuota(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 100, 0)
+	MustCreateGroup(t, s, "g", false, "s1", "s2", "s3")
+	if _, err := s.CreateKey(ctx, holdfast.APIKey{ID: "k", Name: "box office", Role: holdfast.RoleClient, Hash: []byte{1}, MaxHeldUnits: 4}); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(lines ...holdfast.Line) (holdfast.Hold, error) {
+		return s.Hold(ctx, holdfast.HoldRequest{Holder: "anyone", Owner: "key:k", QuotaKey: "k", Lines: lines})
+	}
+	held := func() int64 {
+		k, err := s.APIKey(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.HeldUnits
+	}
+	a, err := hold(holdfast.Line{Pool: "p", Quantity: 2}, holdfast.Line{Units: []string{"s1"}})
+	if err != nil || held() != 3 {
+		t.Fatalf("first hold: %v, held %d", err, held())
+	}
+	// Inventing holder names does not help: the quota is the key's.
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "someone else", Owner: "key:k", QuotaKey: "k",
+		Lines: []holdfast.Line{{Group: "g", Any: 1}, {Pool: "p", Quantity: 1}}})
+	wantCode(t, err, holdfast.CodeQuotaExceeded, 1)
+	if p := MustPool(t, s, "p"); p.Held != 2 || held() != 3 {
+		t.Fatalf("a refused hold took something: pool %+v, key held %d", p, held())
+	}
+	if _, err := s.Book(ctx, holdfast.HoldRequest{Holder: "x", Owner: "key:k", QuotaKey: "k", Lines: []holdfast.Line{{Pool: "p", Quantity: 5}}}, ""); err != nil {
+		t.Fatalf("a booking is never held, and counts nothing: %v", err)
+	}
+	if _, err := s.Confirm(ctx, a.ID, ""); err != nil || held() != 0 {
+		t.Fatalf("confirm: %v, held %d, want 0", err, held())
+	}
+	b, err := hold(holdfast.Line{Pool: "p", Quantity: 4})
+	if err != nil {
+		t.Fatalf("after confirming, the quota is free: %v", err)
+	}
+	if _, err := s.Release(ctx, b.ID); err != nil || held() != 0 {
+		t.Fatalf("release: %v, held %d", err, held())
+	}
+	c, err := hold(holdfast.Line{Units: []string{"s2", "s3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	MustExpire(t, s, c.ID)
+	if n, err := s.ExpireDue(ctx, 10); err != nil || n != 1 || held() != 0 {
+		t.Fatalf("expiry: %d, %v, held %d", n, err, held())
+	}
+	// A quota lowered below what is held refuses new holds until enough
+	// goes back; 0 lifts it.
+	d, _ := hold(holdfast.Line{Pool: "p", Quantity: 3})
+	if k, err := s.SetKeyQuota(ctx, "k", 2); err != nil || k.MaxHeldUnits != 2 || k.HeldUnits != 3 {
+		t.Fatalf("SetKeyQuota: %+v, %v", k, err)
+	}
+	_, err = hold(holdfast.Line{Pool: "p", Quantity: 1})
+	wantCode(t, err, holdfast.CodeQuotaExceeded, 0)
+	if _, err := s.SetKeyQuota(ctx, "k", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold(holdfast.Line{Pool: "p", Quantity: 10}); err != nil {
+		t.Fatalf("no quota: %v", err)
+	}
+	if _, err := s.Release(ctx, d.ID); err != nil || held() != 0 {
+		t.Fatalf("release after the quota was lifted: %v, held %d", err, held())
+	}
+	_, err = s.SetKeyQuota(ctx, "nope", 1)
+	wantCode(t, err, holdfast.CodeNotFound, -1)
+	_, err = s.SetKeyQuota(ctx, "k", -1)
+	wantCode(t, err, holdfast.CodeInvalid, -1)
+	MustAuditClean(t, s)
+}
+
+// Many holds race for one key's quota, from several instances: the key
+// never holds more than its quota, and the counter matches its holds.
+func raceKeyQuota(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	// A seat each: no row but the key's is shared, so only the quota's
+	// own lock keeps the count.
+	var seats []string
+	for i := range 120 {
+		seats = append(seats, fmt.Sprintf("s%03d", i))
+	}
+	MustCreateGroup(t, stores[0], "hall", false, seats...)
+	if _, err := stores[0].CreateKey(ctx, holdfast.APIKey{ID: "k", Name: "k", Role: holdfast.RoleClient, Hash: []byte{1}, MaxHeldUnits: 25}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	granted := 0
+	storm(120, func(i int) {
+		_, err := stores[i%len(stores)].Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("h", i), Owner: "key:k", QuotaKey: "k",
+			Lines: []holdfast.Line{{Units: []string{seats[i]}}}})
+		switch holdfast.ErrorCode(err) {
+		case "":
+			mu.Lock()
+			granted++
+			mu.Unlock()
+		case holdfast.CodeQuotaExceeded:
+		default:
+			t.Errorf("hold: %v", err)
+		}
+	})
+	if granted != 25 {
+		t.Fatalf("%d holds granted against a quota of 25", granted)
+	}
+	if n := MustCount(t, stores[0], `SELECT held_units FROM api_keys WHERE id = 'k'`); n != 25 {
+		t.Fatalf("held_units %d, want 25", n)
+	}
+	MustAuditClean(t, stores[0])
+}

@@ -469,8 +469,10 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/holds/{id}/release", `{}`},
 		{"POST", "/v1/holds/{id}/cancel", `{}`},
 		{"POST", "/v1/holds/{id}/complete", `{}`},
+		{"PATCH", "/v1/keys/{id}", `{"max_held_units":5}`},
 	}
-	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g",
+	keyID := holdfasttest.MustCreateKey(t, s, "quota-key")
+	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/keys/{id}": keyID,
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
 	covered := map[string]bool{"POST /v1/keys": true, "POST /v1/lab/race": true}
@@ -830,4 +832,52 @@ func TestIPRateLimit(t *testing.T) {
 		t.Fatal("429 without Retry-After")
 	}
 	caller{base: srv.URL}.want(t, "GET", "/readyz", "", 429, hfhttp.CodeRateLimited)
+}
+
+// A client key's quota of held units, set by the admin at creation or
+// later: a hold past it answers 409 quota_exceeded naming the line and
+// takes nothing, whatever holder names the client invents; confirming
+// frees quota.
+func TestKeyQuota(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":100,"per_holder_limit":2}`, 201, "")
+		admin.want(t, "POST", "/v1/pools", `{"id":"q","capacity":100}`, 201, "")
+		var k struct {
+			ID           string `json:"id"`
+			Key          string `json:"key"`
+			MaxHeldUnits int64  `json:"max_held_units"`
+		}
+		admin.want(t, "POST", "/v1/keys", `{"name":"shop","max_held_units":3}`, 201, "").decode(t, &k)
+		if k.MaxHeldUnits != 3 {
+			t.Fatalf("created key: %+v", k)
+		}
+		shop := caller{base: admin.base, key: k.Key}
+		var first struct{ ID string }
+		shop.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":2}]}`, 201, "").decode(t, &first)
+		r := shop.want(t, "POST", "/v1/holds", `{"holder":"invented","lines":[{"pool":"q","quantity":1},{"pool":"p","quantity":1}]}`, 409, holdfast.CodeQuotaExceeded)
+		if p := r.problem(t); p.Line == nil || *p.Line != 1 {
+			t.Fatalf("quota_exceeded names line %v, want 1: %s", p.Line, r.body)
+		}
+		// The per-holder limit's refusal names no count of anyone's.
+		r = shop.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeLimitExceeded)
+		if p := r.problem(t); strings.Contains(p.Detail, "has 2") {
+			t.Fatalf("the limit's refusal tells a count: %s", p.Detail)
+		}
+		shop.want(t, "POST", "/v1/holds/"+first.ID+"/confirm", `{}`, 200, "")
+		shop.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":2}]}`, 201, "")
+		admin.want(t, "PATCH", "/v1/keys/"+k.ID, `{"max_held_units":10}`, 200, "")
+		admin.want(t, "PATCH", "/v1/keys/"+k.ID, `{"max_held_units":-1}`, 400, holdfast.CodeInvalid)
+		admin.want(t, "PATCH", "/v1/keys/nope", `{"max_held_units":1}`, 404, holdfast.CodeNotFound)
+		shop.want(t, "PATCH", "/v1/keys/"+k.ID, `{"max_held_units":100}`, 403, hfhttp.CodeForbidden)
+		// Every server applies a new quota within a second.
+		deadline := time.Now().Add(3 * time.Second)
+		for shop.do(t, "POST", "/v1/holds", `{"holder":"c","lines":[{"pool":"p","quantity":2}]}`).status != 201 {
+			if time.Now().After(deadline) {
+				t.Fatal("the raised quota never applied")
+			}
+			time.Sleep(50 * time.Millisecond) // polling a deadline
+		}
+		holdfasttest.MustAuditClean(t, s)
+	})
 }

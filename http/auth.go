@@ -22,6 +22,9 @@ import (
 type principal struct {
 	id   string
 	role holdfast.Role
+	// quotaKey is the client key whose quota of held units this caller's
+	// holds count against ("" when it has none).
+	quotaKey string
 }
 
 // owns is the owner a principal's hold reads are narrowed to: its own id
@@ -99,7 +102,11 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 			s.log.Warn("record a key's last use", "key", k.ID, "err", err)
 		}
 	}
-	return principal{id: "key:" + k.ID, role: k.Role}, nil
+	p := principal{id: "key:" + k.ID, role: k.Role}
+	if k.MaxHeldUnits > 0 {
+		p.quotaKey = k.ID
+	}
+	return p, nil
 }
 
 // keyCacheTTL is how long a server trusts a key it read: a revoked key
@@ -163,17 +170,19 @@ func (c *keyCache) touchDue(id string) bool {
 // shown. The secret is never stored: a replay of the request under the
 // same Idempotency-Key answers the key's id and name with "key": null.
 type createdKey struct {
-	ID        string        `json:"id"`
-	Name      string        `json:"name"`
-	Role      holdfast.Role `json:"role"`
-	CreatedAt time.Time     `json:"created_at"`
-	Key       *string       `json:"key"`
-	Note      string        `json:"note,omitempty"`
+	ID           string        `json:"id"`
+	Name         string        `json:"name"`
+	Role         holdfast.Role `json:"role"`
+	CreatedAt    time.Time     `json:"created_at"`
+	MaxHeldUnits int64         `json:"max_held_units"`
+	Key          *string       `json:"key"`
+	Note         string        `json:"note,omitempty"`
 }
 
 func (s *Server) createKey(r *http.Request, c *call) (int, any, error) {
 	var b struct {
-		Name string `json:"name"`
+		Name         string `json:"name"`
+		MaxHeldUnits int64  `json:"max_held_units"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -181,11 +190,11 @@ func (s *Server) createKey(r *http.Request, c *call) (int, any, error) {
 	id, key, hash := NewKey()
 	st := c.changes(func(result any) any {
 		k, _ := result.(holdfast.APIKey)
-		return createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt,
+		return createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, MaxHeldUnits: k.MaxHeldUnits,
 			Note: "a key's secret is shown once, in the first answer; it is not stored"}
 	})
-	k, err := st.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash})
-	return http.StatusCreated, createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, Key: &key}, err
+	k, err := st.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash, MaxHeldUnits: b.MaxHeldUnits})
+	return http.StatusCreated, createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, MaxHeldUnits: k.MaxHeldUnits, Key: &key}, err
 }
 
 // keyView is a key as the API lists it: never its secret or hash.
@@ -194,6 +203,22 @@ type keyView = holdfast.APIKey
 func (s *Server) listKeys(r *http.Request, _ *call) (int, any, error) {
 	keys, err := s.cfg.Store.Keys(r.Context())
 	return http.StatusOK, map[string][]keyView{"keys": keys}, err
+}
+
+// patchKey sets a key's quota of held units; every server applies it
+// within keyCacheTTL.
+func (s *Server) patchKey(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		MaxHeldUnits *int64 `json:"max_held_units"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if b.MaxHeldUnits == nil {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "max_held_units is required (0: no quota)")
+	}
+	k, err := c.changes(nil).SetKeyQuota(r.Context(), r.PathValue("id"), *b.MaxHeldUnits)
+	return http.StatusOK, k, err
 }
 
 // revokeKey revokes a key for good: every server refuses it within

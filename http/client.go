@@ -346,9 +346,9 @@ func (c *Client) Events(ctx context.Context, after string, limit int) ([]holdfas
 // the bearer key, shown only this once. If the server answers a replay of
 // an earlier request (the first answer was lost), the secret is gone: the
 // error is ErrConflict, naming the key id to revoke.
-func (c *Client) CreateKey(ctx context.Context, name string) (id, key string, err error) {
+func (c *Client) CreateKey(ctx context.Context, name string, maxHeldUnits int64) (id, key string, err error) {
 	var out createdKey
-	if err = c.do(ctx, "POST", "/v1/keys", map[string]string{"name": name}, &out); err != nil {
+	if err = c.do(ctx, "POST", "/v1/keys", map[string]any{"name": name, "max_held_units": maxHeldUnits}, &out); err != nil {
 		return "", "", err
 	}
 	if out.Key == nil {
@@ -364,6 +364,13 @@ func (c *Client) Keys(ctx context.Context) ([]holdfast.APIKey, error) {
 	}
 	err := c.do(ctx, "GET", "/v1/keys", nil, &out)
 	return out.Keys, err
+}
+
+// SetKeyQuota sets a key's quota of held units, 0 for none (admin only).
+func (c *Client) SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (holdfast.APIKey, error) {
+	var out holdfast.APIKey
+	err := c.do(ctx, "PATCH", "/v1/keys/"+esc(id), map[string]int64{"max_held_units": maxHeldUnits}, &out)
+	return out, err
 }
 
 // RevokeKey revokes a key for good (admin only).

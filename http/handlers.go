@@ -255,6 +255,7 @@ func (s *Server) createHold(r *http.Request, c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	req.QuotaKey = c.quotaKey
 	h, err := c.changes(nil).Hold(r.Context(), req)
 	s.metrics.hold(err)
 	return http.StatusCreated, h, err

@@ -487,6 +487,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/keys", admin, s.createKey)
 	s.handle("GET /v1/keys", admin, s.listKeys)
 	s.handle("DELETE /v1/keys/{id}", admin, s.revokeKey)
+	s.handle("PATCH /v1/keys/{id}", admin, s.patchKey)
 	s.handle("GET /v1/audit", admin, s.audit)
 	s.handle("POST /v1/lab/race", admin, s.race)
 	s.patterns = append(s.patterns, "GET /v1/events/stream")

@@ -311,10 +311,11 @@ func keyCmd(e env) *cobra.Command {
 		Example: "  holdfast key create --name box-office --key $ADMIN_KEY"}
 	f.register(c, e)
 	var name string
+	var maxHeld int64
 	create := &cobra.Command{Use: "create", Short: "Create a client key; it is shown only once", Args: cobra.NoArgs,
-		Example: "  holdfast key create --name box-office",
+		Example: "  holdfast key create --name box-office --max-held-units 50",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, key, err := f.client().CreateKey(cmd.Context(), name)
+			id, key, err := f.client().CreateKey(cmd.Context(), name, maxHeld)
 			if err != nil {
 				return err
 			}
@@ -322,7 +323,22 @@ func keyCmd(e env) *cobra.Command {
 			return nil
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
+	create.Flags().Int64Var(&maxHeld, "max-held-units", 0, "the key's quota: tickets and units its holds may have held at once (0: none)")
 	_ = create.MarkFlagRequired("name")
+	quota := &cobra.Command{Use: "quota ID N", Short: "Set a key's quota of held units (0: none)", Args: cobra.ExactArgs(2),
+		Example: "  holdfast key quota 7k2mq4xw9a3bc 50",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.ParseInt(args[1], 10, 64)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("quota %q is not a number", args[1])}
+			}
+			k, err := f.client().SetKeyQuota(cmd.Context(), args[0], n)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, k, "ID\tNAME\tMAX HELD\tHELD", []string{k.ID, k.Name, i64(k.MaxHeldUnits), i64(k.HeldUnits)})
+			return nil
+		}}
 	list := &cobra.Command{Use: "list", Short: "List the keys (never a secret)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			keys, err := f.client().Keys(cmd.Context())
@@ -331,9 +347,9 @@ func keyCmd(e env) *cobra.Command {
 			}
 			rows := make([][]string, len(keys))
 			for i, k := range keys {
-				rows[i] = []string{k.ID, k.Name, string(k.Role), k.CreatedAt.Format(time.RFC3339), timeOrDash(k.LastUsedAt), timeOrDash(k.RevokedAt)}
+				rows[i] = []string{k.ID, k.Name, string(k.Role), k.CreatedAt.Format(time.RFC3339), timeOrDash(k.LastUsedAt), timeOrDash(k.RevokedAt), i64(k.MaxHeldUnits), i64(k.HeldUnits)}
 			}
-			f.print(e.stdout, keys, "ID\tNAME\tROLE\tCREATED\tLAST USED\tREVOKED", rows...)
+			f.print(e.stdout, keys, "ID\tNAME\tROLE\tCREATED\tLAST USED\tREVOKED\tMAX HELD\tHELD", rows...)
 			return nil
 		}}
 	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke a key for good; every server refuses it within a second", Args: cobra.ExactArgs(1),
@@ -346,7 +362,7 @@ func keyCmd(e env) *cobra.Command {
 			f.print(e.stdout, k, "ID\tNAME\tREVOKED", []string{k.ID, k.Name, timeOrDash(k.RevokedAt)})
 			return nil
 		}}
-	c.AddCommand(create, list, revoke)
+	c.AddCommand(create, list, revoke, quota)
 	return c
 }
 

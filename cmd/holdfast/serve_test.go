@@ -166,6 +166,31 @@ func TestCLIWithKeys(t *testing.T) {
 	if code := run(context.Background(), []string{"pool", "list"}, env(""), &o, &e); code != 1 || !strings.Contains(e.String(), "unauthorized") {
 		t.Fatalf("no key: %d %s", code, e.String())
 	}
+	// The admin sets a quota, lists the keys (no secret), and revokes one.
+	var ks struct{ ID string }
+	_ = json.Unmarshal([]byte(out), &ks)
+	adminEnv := env(admin)
+	for _, args := range [][]string{{"key", "quota", ks.ID, "1"}, {"key", "list"}, {"key", "revoke", ks.ID}} {
+		o, e = syncBuffer{}, syncBuffer{}
+		if code := run(context.Background(), args, adminEnv, &o, &e); code != 0 || strings.Contains(o.String(), k.Key) {
+			t.Fatalf("%v: %d %s%s", args, code, o.String(), e.String())
+		}
+	}
+	if !strings.Contains(o.String(), ks.ID) {
+		t.Fatalf("key revoke: %s", o.String())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		o, e = syncBuffer{}, syncBuffer{}
+		code := run(context.Background(), []string{"pool", "list"}, env(k.Key), &o, &e)
+		if code == 1 && strings.Contains(e.String(), "unauthorized") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a revoked key still works: %d %s", code, e.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a deadline
+	}
 }
 
 // Shutdown with a request in flight: the server stops accepting, the

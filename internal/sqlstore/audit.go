@@ -51,6 +51,28 @@ func (s *Store) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 		return r, err
 	}
 
+	// Each key's held units against its quota: the counter and the
+	// recount from its held holds.
+	rows, err = s.db.Query(ctx, `SELECT k.id, k.held_units, COALESCE(SUM(h.quota_units), 0)
+		FROM api_keys k LEFT JOIN holds h ON h.quota_key = k.id AND h.status = 'held'
+		GROUP BY k.id, k.held_units HAVING k.held_units != COALESCE(SUM(h.quota_units), 0) ORDER BY k.id`)
+	if err != nil {
+		return r, err
+	}
+	for rows.Next() {
+		var id string
+		var held, recount int64
+		if err := rows.Scan(&id, &held, &recount); err != nil {
+			rows.Close()
+			return r, err
+		}
+		diff("key %s: held_units counter %d, recount %d", id, held, recount)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return r, err
+	}
+
 	// Per-holder totals and limits.
 	// The recount is grouped once and joined both ways: a NOT EXISTS per
 	// holder's total made SQLite scan every line of the pool per holder

@@ -575,7 +575,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			}
 			if taken := st.holders[holderKey{l.Pool, r.Holder}]; p.limit > 0 && taken+want > p.limit {
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeLimitExceeded, pool: l.Pool,
-					detail: fmt.Sprintf("holder has %d of pool %q; %d more would pass the limit of %d", taken, l.Pool, l.Quantity, p.limit)}
+					detail: fmt.Sprintf("%d more of pool %q would pass its per-holder limit of %d", l.Quantity, l.Pool, p.limit)}
 			}
 			if avail := p.capacity - p.held - p.confirmed - p.addHeld - p.addConfirmed; avail < want {
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeSoldOut, pool: l.Pool,

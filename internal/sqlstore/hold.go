@@ -54,7 +54,9 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	if s.coalesce {
+	// A hold counted against a key's quota takes the ordinary path: the
+	// batch's writer does not count quotas.
+	if s.coalesce && (r.QuotaKey == "" || confirm) {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -177,7 +179,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
-		valid = valid && r.Validate(s.cfg) == nil
+		valid = valid && r.Validate(s.cfg) == nil && r.QuotaKey == ""
 	}
 	if !valid {
 		for i, r := range rs {
@@ -297,6 +299,15 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		slices.Sort(taken)
 		h.Lines[i].Units = taken
 	}
+	if r.QuotaKey != "" && !confirm {
+		line, ok, err := s.takeQuota(ctx, tx, h.ID, r)
+		if err != nil {
+			return h, nil, err
+		}
+		if !ok {
+			return h, &lineFailure{line, holdfast.CodeQuotaExceeded}, nil
+		}
+	}
 	// The hold's row is written and its rows taken: its lines, unit claims
 	// and events go through the one writer batches use.
 	w := newHoldWriter(s.d)
@@ -360,7 +371,7 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 				}
 				if taken+l.Quantity > limit {
 					return holdfast.LineErrorf(holdfast.CodeLimitExceeded, i,
-						"holder has %d of pool %q; %d more would pass the limit of %d", taken, l.Pool, l.Quantity, limit)
+						"%d more of pool %q would pass its per-holder limit of %d", l.Quantity, l.Pool, limit)
 				}
 			}
 			if avail := p.available(); avail < l.Quantity {
@@ -419,6 +430,15 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 			if free -= mine + before; free < l.Any {
 				return holdfast.LineErrorf(holdfast.CodeUnavailable, i, "group %q has %d free units, %d asked", l.Group, free, l.Any)
 			}
+		}
+	}
+	if r.QuotaKey != "" {
+		q, err := readQuota(ctx, s.db, r.QuotaKey, "")
+		if err != nil {
+			return err
+		}
+		if line, over := q.passes(r); over {
+			return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "this key may have %d tickets and units held at once", q.max)
 		}
 	}
 	return nil

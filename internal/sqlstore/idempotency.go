@@ -181,10 +181,14 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	if k.Role != holdfast.RoleAdmin && k.Role != holdfast.RoleClient {
 		return k, holdfast.Errorf(holdfast.CodeInvalid, "role must be admin or client")
 	}
+	if k.MaxHeldUnits < 0 || k.MaxHeldUnits > holdfast.MaxCapacity {
+		return k, holdfast.Errorf(holdfast.CodeInvalid, "max_held_units must be between 0 (no quota) and %d", int64(holdfast.MaxCapacity))
+	}
+	k.HeldUnits = 0
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		var created int64
-		err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, holdfast_now_ms()) RETURNING created_at`,
-			k.ID, k.Name, string(k.Role), k.Hash).Scan(&created)
+		err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at, max_held_units) VALUES ($1, $2, $3, $4, holdfast_now_ms(), $5) RETURNING created_at`,
+			k.ID, k.Name, string(k.Role), k.Hash, k.MaxHeldUnits).Scan(&created)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "key %q exists", k.ID)
@@ -197,14 +201,14 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	return k, err
 }
 
-const keyColumns = `id, name, role, hash, created_at, last_used_at, revoked_at`
+const keyColumns = `id, name, role, hash, created_at, last_used_at, revoked_at, max_held_units, held_units`
 
 func scanKey(r Row) (holdfast.APIKey, error) {
 	var k holdfast.APIKey
 	var role string
 	var created int64
 	var used, revoked *int64
-	if err := r.Scan(&k.ID, &k.Name, &role, &k.Hash, &created, &used, &revoked); err != nil {
+	if err := r.Scan(&k.ID, &k.Name, &role, &k.Hash, &created, &used, &revoked, &k.MaxHeldUnits, &k.HeldUnits); err != nil {
 		return k, err
 	}
 	k.Role, k.CreatedAt = holdfast.Role(role), msTime(created)
@@ -259,6 +263,28 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, erro
 		}
 		var err error
 		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = $1`, id))
+		if errors.Is(err, ErrNoRows) {
+			return holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+		}
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, tx, k)
+	})
+	return k, err
+}
+
+func (s *Store) SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (holdfast.APIKey, error) {
+	if maxHeldUnits < 0 || maxHeldUnits > holdfast.MaxCapacity {
+		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeInvalid, "max_held_units must be between 0 (no quota) and %d", int64(holdfast.MaxCapacity))
+	}
+	if holdfast.ValidateID("key", id) != nil {
+		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
+	}
+	var k holdfast.APIKey
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		var err error
+		k, err = scanKey(tx.QueryRow(ctx, `UPDATE api_keys SET max_held_units = $2 WHERE id = $1 RETURNING `+keyColumns, id, maxHeldUnits))
 		if errors.Is(err, ErrNoRows) {
 			return holdfast.Errorf(holdfast.CodeNotFound, "key not found")
 		}

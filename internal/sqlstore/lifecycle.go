@@ -104,7 +104,8 @@ func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Ho
 		event: holdfast.EventHoldConfirmed,
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			// Move the hold's quantity from held to confirmed, pools in id
-			// order. Units keep their hold_id: they stay taken.
+			// order. Units keep their hold_id: they stay taken. The key's
+			// quota counts held units only: confirming frees it.
 			lines, err := s.poolLines(ctx, tx, []string{id})
 			if err != nil {
 				return err
@@ -114,7 +115,7 @@ func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Ho
 					return err
 				}
 			}
-			return nil
+			return s.giveQuota(ctx, tx, []string{id})
 		},
 	})
 }
@@ -239,6 +240,11 @@ func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from hol
 	list := s.d.ListArg(ids)
 	if err := lockUnitsInOrder(ctx, tx, s.d, `hold_id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
 		return err
+	}
+	if from == holdfast.StatusHeld {
+		if err := s.giveQuota(ctx, tx, ids); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id IN (`+s.d.ListSelect(1)+`) AND active`, list); err != nil {
 		return err

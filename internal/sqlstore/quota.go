@@ -1,0 +1,105 @@
+package sqlstore
+
+import (
+	"context"
+
+	"github.com/holdfast/holdfast"
+)
+
+// A key's quota: the tickets and units its holds may have held at once.
+// api_keys.held_units counts them, changed in the same transaction as the
+// holds (taken when a hold is made, given back when it is confirmed,
+// released or expired), and each hold records what it counted, so exactly
+// that goes back. The audit recounts it.
+
+type quota struct{ max, held int64 }
+
+// readQuota reads key id's quota (lock: a locking clause, or ""). A key
+// that does not exist has none.
+func readQuota(ctx context.Context, q Reader, id, lock string) (quota, error) {
+	var k quota
+	_, err := queryRow(ctx, q, `SELECT max_held_units, held_units FROM api_keys WHERE id = $1`+lock, []any{id}, &k.max, &k.held)
+	return k, err
+}
+
+// lineUnits is what a line holds: its quantity, its units, or its any.
+func lineUnits(l holdfast.Line) int64 {
+	switch l.Kind() {
+	case holdfast.LinePool:
+		return l.Quantity
+	case holdfast.LineUnits:
+		return int64(len(l.Units))
+	case holdfast.LineAny:
+		return l.Any
+	}
+	return 0
+}
+
+// passes reports whether r would pass the quota, and the first line, in
+// request order, at which it would.
+func (k quota) passes(r holdfast.HoldRequest) (int, bool) {
+	if k.max == 0 {
+		return 0, false
+	}
+	total := k.held
+	for i, l := range r.Lines {
+		if total += lineUnits(l); total > k.max {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// takeQuota counts hold holdID's units against r.QuotaKey, or reports the
+// line at which it would pass the quota.
+func (s *Store) takeQuota(ctx context.Context, tx Querier, holdID string, r holdfast.HoldRequest) (int, bool, error) {
+	k, err := readQuota(ctx, tx, r.QuotaKey, s.d.ForUpdate)
+	if err != nil || k.max == 0 {
+		return 0, err == nil, err // no quota (never set, or removed since)
+	}
+	if line, over := k.passes(r); over {
+		return line, false, nil
+	}
+	var n int64
+	for _, l := range r.Lines {
+		n += lineUnits(l)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE api_keys SET held_units = held_units + $2 WHERE id = $1`, r.QuotaKey, n); err != nil {
+		return 0, false, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE holds SET quota_key = $2, quota_units = $3 WHERE id = $1`, holdID, r.QuotaKey, n)
+	return 0, err == nil, err
+}
+
+// giveQuota gives back what the holds ids counted against their keys'
+// quotas: they leave the held state (confirmed, released, expired).
+func (s *Store) giveQuota(ctx context.Context, tx Querier, ids []string) error {
+	type counted struct {
+		key string
+		n   int64
+	}
+	var back []counted
+	rows, err := tx.Query(ctx, `SELECT quota_key, SUM(quota_units) FROM holds
+		WHERE id IN (`+s.d.ListSelect(1)+`) AND quota_units > 0 GROUP BY quota_key ORDER BY quota_key`, s.d.ListArg(ids))
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var c counted
+		if err := rows.Scan(&c.key, &c.n); err != nil {
+			rows.Close()
+			return err
+		}
+		back = append(back, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range back { // key order: the global lock order ends with keys
+		if _, err := tx.Exec(ctx, `UPDATE api_keys SET held_units = held_units - $2 WHERE id = $1`, c.key, c.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
