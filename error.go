@@ -16,6 +16,7 @@ const (
 	CodeInvalidState  Code = "invalid_state"  // the change is not allowed from the hold's state
 	CodeLimitExceeded Code = "limit_exceeded" // a per-holder limit would be passed
 	CodeQuotaExceeded Code = "quota_exceeded" // the API key's quota of held units would be passed
+	CodeCursorExpired Code = "cursor_expired" // the feed cursor points before the events still kept
 	CodeNotFound      Code = "not_found"      // no such pool, group, unit or hold
 	CodeInvalid       Code = "invalid"        // the input is malformed or out of bounds
 	CodeConflict      Code = "conflict"       // the id already exists, or capacity is below what is taken

@@ -285,6 +285,24 @@ type Operations interface {
 	// Ready reports whether the database answers and has every migration
 	// this build knows applied.
 	Ready(ctx context.Context) error
+	// Purge deletes, in small batches, outbox events and finished holds
+	// (released, expired, cancelled) older than r says, and reports how
+	// many. Safe on every server at once; it never touches a hold that
+	// holds capacity or a seat. A feed cursor from before the purged
+	// events answers ErrCursorExpired from then on.
+	Purge(ctx context.Context, r Retention) (PurgeReport, error)
+}
+
+// Retention is how long the database keeps what it no longer needs: outbox
+// events, and holds that ended without a booking. 0 keeps them for ever.
+type Retention struct {
+	Events, Holds time.Duration
+}
+
+// PurgeReport counts what a purge deleted.
+type PurgeReport struct {
+	Events int `json:"events"`
+	Holds  int `json:"holds"`
 }
 
 // Store is every contract together: what a backend implements.

@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"IdempotencyEveryChange", testIdempotencyEveryChange},
 		{"Keys", testKeys},
 		{"KeyQuota", testKeyQuota},
+		{"Retention", testRetention},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
 		{"BatchesGrantInArrivalOrder", testBatchesGrantInArrivalOrder},
 		{"BatchEveryShape", testBatchEveryShape},

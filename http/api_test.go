@@ -881,3 +881,19 @@ func TestKeyQuota(t *testing.T) {
 		holdfasttest.MustAuditClean(t, s)
 	})
 }
+
+// After a purge, the feed and the stream answer a cursor from before the
+// purged events with 410 cursor_expired, never skipping them in silence.
+func TestFeedCursorExpired(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"))
+	c := caller{base: serve(t, s, hfhttp.Config{}).URL}
+	c.want(t, "POST", "/v1/pools", `{"id":"p","capacity":5}`, 201, "")
+	c.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":1}]}`, 201, "")
+	holdfasttest.MustExec(t, s, `UPDATE events SET at = at - $1`, (40 * 24 * time.Hour).Milliseconds())
+	if rep, err := s.Purge(context.Background(), holdfast.Retention{Events: 30 * 24 * time.Hour}); err != nil || rep.Events != 2 {
+		t.Fatalf("purge: %+v, %v", rep, err)
+	}
+	c.want(t, "GET", "/v1/events?after=0.1", "", 410, holdfast.CodeCursorExpired)
+	c.want(t, "GET", "/v1/events/stream", "", 410, holdfast.CodeCursorExpired, "Last-Event-ID", "0.1")
+	c.want(t, "GET", "/v1/events", "", 200, "")
+}

@@ -32,6 +32,13 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, p principal
 	if err != nil {
 		return s.writeError(w, err)
 	}
+	if !fromNow && cursor != "" {
+		// A resume from before the purged events must be told so, not
+		// skip them: ask the feed once before answering.
+		if _, _, err := s.cfg.Store.Events(r.Context(), cursor, 1); holdfast.ErrorCode(err) == holdfast.CodeCursorExpired {
+			return s.writeError(w, err)
+		}
+	}
 	var filter streamFilter
 	for _, t := range splitList(q.Get("types")) {
 		filter.types = append(filter.types, holdfast.EventType(t))

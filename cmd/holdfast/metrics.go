@@ -19,6 +19,7 @@ type registry struct {
 	auditDiffs prometheus.Gauge
 	auditRuns  *prometheus.CounterVec
 	purged     prometheus.Counter
+	retained   *prometheus.CounterVec
 }
 
 func newRegistry(s holdfast.Store) *registry {
@@ -30,9 +31,11 @@ func newRegistry(s holdfast.Store) *registry {
 			Name: "holdfast_audit_runs_total", Help: "Invariant monitor runs by result."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "holdfast_idempotency_keys_purged_total", Help: "Idempotency keys forgotten after 24 h."}),
+		retained: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holdfast_purged_total", Help: "Events and finished holds deleted past their retention."}, []string{"what"}),
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.auditDiffs, r.auditRuns, r.purged)
+		r.auditDiffs, r.auditRuns, r.purged, r.retained)
 	if st, ok := s.(holdfast.StatsReporter); ok {
 		stat := func(name, help string, f func(holdfast.Stats) float64) prometheus.Collector {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) })
@@ -72,13 +75,14 @@ type monitor struct {
 	s        holdfast.Store
 	r        *registry
 	log      *slog.Logger
+	retain   holdfast.Retention
 	interval time.Duration
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
-func newMonitor(s holdfast.Store, r *registry, log *slog.Logger) *monitor {
-	return &monitor{s: s, r: r, log: log, interval: time.Minute}
+func newMonitor(s holdfast.Store, r *registry, log *slog.Logger, retain holdfast.Retention) *monitor {
+	return &monitor{s: s, r: r, log: log, retain: retain, interval: time.Minute}
 }
 
 // Start runs the monitor until Stop; the first round runs at once.
@@ -129,5 +133,11 @@ func (m *monitor) round(ctx context.Context) {
 	}
 	if n, err := m.s.PurgeIdempotency(ctx); err == nil {
 		m.r.purged.Add(float64(n))
+	}
+	purged, err := m.s.Purge(ctx, m.retain)
+	m.r.retained.WithLabelValues("events").Add(float64(purged.Events))
+	m.r.retained.WithLabelValues("holds").Add(float64(purged.Holds))
+	if err != nil && ctx.Err() == nil {
+		m.log.Warn("retention purge", "err", err)
 	}
 }

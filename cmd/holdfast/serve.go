@@ -28,6 +28,8 @@ type serveFlags struct {
 	allowUnsafe    bool
 	rateLimit      float64
 	ipRateLimit    float64
+	retainEvents   time.Duration
+	retainHolds    time.Duration
 	maxStreams     int
 	holdTTL        time.Duration
 	maxTTL         time.Duration
@@ -58,6 +60,10 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.BoolVar(&f.demo, "demo", envBool(e, "HOLDFAST_DEMO", false), "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")
 	fs.Float64Var(&f.rateLimit, "rate-limit", envFloat(e, "HOLDFAST_RATE_LIMIT", 0), "requests per second per API key, 0 for none; with --ip-rate-limit and --max-streams the only sources of 429s (env HOLDFAST_RATE_LIMIT)")
 	fs.Float64Var(&f.ipRateLimit, "ip-rate-limit", envFloat(e, "HOLDFAST_IP_RATE_LIMIT", 0), "requests per second per client address, before authentication, 0 for none (env HOLDFAST_IP_RATE_LIMIT)")
+	f.retainEvents = envDays(e, "HOLDFAST_RETAIN_EVENTS", 30*24*time.Hour)
+	f.retainHolds = envDays(e, "HOLDFAST_RETAIN_HOLDS", 90*24*time.Hour)
+	fs.Var(days{&f.retainEvents}, "retain-events", "how long outbox events are kept, e.g. 30d or 720h; 0 keeps them for ever (env HOLDFAST_RETAIN_EVENTS)")
+	fs.Var(days{&f.retainHolds}, "retain-holds", "how long holds that ended without a booking (released, expired, cancelled) are kept; 0 for ever (env HOLDFAST_RETAIN_HOLDS)")
 	fs.IntVar(&f.maxStreams, "max-streams", envInt(e, "HOLDFAST_MAX_STREAMS", 5000), "event streams open at once, in all (a key may have 2,000) (env HOLDFAST_MAX_STREAMS)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
 	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
@@ -144,7 +150,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	reg.watchSweeper(sw)
 	sw.Start(context.WithoutCancel(ctx))
 	defer sw.Stop()
-	mon := newMonitor(store, reg, log)
+	mon := newMonitor(store, reg, log, holdfast.Retention{Events: f.retainEvents, Holds: f.retainHolds})
 	mon.Start(context.WithoutCancel(ctx))
 	defer mon.Stop()
 

@@ -64,6 +64,49 @@ func envInt(e env, key string, def int) int {
 	return envParse(e, key, def, "an integer", strconv.Atoi)
 }
 
+// days is a duration flag that also takes whole days ("30d").
+type days struct{ d *time.Duration }
+
+func (v days) String() string {
+	if v.d == nil {
+		return ""
+	}
+	if *v.d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(*v.d/(24*time.Hour)), 10) + "d"
+	}
+	return v.d.String()
+}
+
+func (v days) Set(s string) error {
+	d, err := parseDays(s)
+	if err != nil {
+		return err
+	}
+	*v.d = d
+	return nil
+}
+
+func (v days) Type() string { return "duration" }
+
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		d, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err == nil && d < 0 {
+		err = fmt.Errorf("%q is negative", s)
+	}
+	return d, err
+}
+
+func envDays(e env, key string, def time.Duration) time.Duration {
+	return envParse(e, key, def, "a duration such as 30d or 720h", parseDays)
+}
+
 func envBool(e env, key string, def bool) bool {
 	return envParse(e, key, def, "true or false", strconv.ParseBool)
 }

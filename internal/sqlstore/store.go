@@ -51,6 +51,8 @@ type engine struct {
 	bgMu   sync.Mutex
 	closed bool
 	bg     sync.WaitGroup
+
+	purged purgedThrough // the feed's watermark
 }
 
 // spawn runs f in the background, unless the store is closed (false).
@@ -476,6 +478,16 @@ func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast
 		seq, err2 = strconv.ParseInt(q, 10, 64)
 		if !ok || err1 != nil || err2 != nil || xid < 0 || seq < 0 {
 			return nil, "", holdfast.Errorf(holdfast.CodeInvalid, "after must be a cursor from a previous page")
+		}
+		// A cursor from before the purged events would skip them in
+		// silence: refuse it, naming where the feed now starts.
+		through, err := s.eventsPurgedThrough(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		if seq < through {
+			return nil, "", holdfast.Errorf(holdfast.CodeCursorExpired,
+				"events up to seq %d were purged (retention); read the feed from its start (no cursor), which is now the oldest event kept", through)
 		}
 	}
 	x := s.d.EventXid

@@ -11,7 +11,17 @@ ALTER TABLE holds ADD COLUMN quota_key text;
 ALTER TABLE holds ADD COLUMN quota_units bigint NOT NULL DEFAULT 0 CHECK (quota_units >= 0);
 CREATE INDEX holds_quota ON holds (quota_key) WHERE quota_key IS NOT NULL;
 
+-- Retention: finished holds are purged oldest first, and the feed knows
+-- the last event purged, to refuse a cursor from before it.
+CREATE INDEX holds_finished ON holds (updated_at) WHERE status IN ('released', 'expired', 'cancelled');
+CREATE TABLE purges (
+    what    text PRIMARY KEY,
+    through bigint NOT NULL
+);
+
 -- +goose Down
+DROP TABLE purges;
+DROP INDEX holds_finished;
 DROP INDEX holds_quota;
 ALTER TABLE holds DROP COLUMN quota_units;
 ALTER TABLE holds DROP COLUMN quota_key;

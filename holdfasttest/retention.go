@@ -1,0 +1,81 @@
+package holdfasttest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Retention purges old events and holds that ended without a booking —
+// never a held, confirmed or completed hold — in batches; a feed cursor
+// from before the purged events is refused (cursor_expired), the feed's
+// start is the oldest event kept, and the audit still balances.
+func testRetention(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 2000, 0)
+	MustCreateGroup(t, s, "g", false, "u1", "u2")
+	var released []string
+	for range 520 { // more than one batch
+		hd := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 1})
+		if _, err := s.Release(ctx, hd.ID); err != nil {
+			t.Fatal(err)
+		}
+		released = append(released, hd.ID)
+	}
+	held := MustHold(t, s, "b", holdfast.Line{Pool: "p", Quantity: 2})
+	confirmed, err := s.Book(ctx, holdfast.HoldRequest{Holder: "c", Lines: []holdfast.Line{{Units: []string{"u1"}}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := (100 * 24 * time.Hour).Milliseconds()
+	MustExec(t, s, `UPDATE holds SET updated_at = updated_at - $1`, old)
+	MustExec(t, s, `UPDATE events SET at = at - $1`, old)
+	total := MustCount(t, s, `SELECT COUNT(*) FROM events`)
+	// Nothing is old enough for a year's retention.
+	if rep, err := s.Purge(ctx, holdfast.Retention{Events: 365 * 24 * time.Hour, Holds: 365 * 24 * time.Hour}); err != nil || rep != (holdfast.PurgeReport{}) {
+		t.Fatalf("purge with a year's retention: %+v, %v", rep, err)
+	}
+	rep, err := s.Purge(ctx, holdfast.Retention{Events: 30 * 24 * time.Hour, Holds: 90 * 24 * time.Hour})
+	if err != nil || rep.Holds != len(released) || int64(rep.Events) != total {
+		t.Fatalf("purge: %+v, %v; want %d holds, %d events", rep, err, len(released), total)
+	}
+	for _, id := range []string{held.ID, confirmed.ID} {
+		if _, err := s.GetHold(ctx, id); err != nil {
+			t.Fatalf("a live hold was purged: %v", err)
+		}
+	}
+	if _, err := s.GetHold(ctx, released[0]); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+		t.Fatalf("a released hold past retention: %v", err)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM hold_lines WHERE hold_id NOT IN (SELECT id FROM holds)`); n != 0 {
+		t.Fatalf("%d lines of purged holds left", n)
+	}
+	// A cursor at the first event: everything after it up to the
+	// watermark is gone.
+	_, _, err = s.Events(ctx, "0.1", 10)
+	wantCode(t, err, holdfast.CodeCursorExpired, -1)
+	// New events after the purge read from the start (on PostgreSQL once
+	// no older transaction is still running: poll, with a deadline).
+	MustHold(t, s, "d", holdfast.Line{Units: []string{"u2"}})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		events, _, err := s.Events(ctx, "", 10)
+		if err != nil || len(events) > 1 || (len(events) == 1 && events[0].Type != holdfast.EventHoldCreated) {
+			t.Fatalf("the feed after a purge: %+v, %v", events, err)
+		}
+		if len(events) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event written after the purge never showed in the feed")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a deadline
+	}
+	if p := MustPool(t, s, "p"); p.Held != 2 || p.Available != 1998 {
+		t.Fatalf("pool after the purge: %+v", p)
+	}
+	MustAuditClean(t, s)
+}

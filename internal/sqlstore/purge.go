@@ -1,0 +1,124 @@
+package sqlstore
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// purgeBatch is how many rows one purge transaction deletes: small, so a
+// purge never holds a lock for long, and claims never wait on it (it only
+// touches rows no claim reads: old events, finished holds).
+const purgeBatch = 500
+
+func (s *Store) Purge(ctx context.Context, r holdfast.Retention) (holdfast.PurgeReport, error) {
+	var rep holdfast.PurgeReport
+	if r.Events > 0 {
+		defer func() { // this server sees its own purge at once
+			s.purged.mu.Lock()
+			s.purged.at = time.Time{}
+			s.purged.mu.Unlock()
+		}()
+		for {
+			n, err := s.purgeEvents(ctx, r.Events)
+			rep.Events += n
+			if err != nil || n < purgeBatch {
+				if err != nil {
+					return rep, err
+				}
+				break
+			}
+		}
+	}
+	if r.Holds > 0 {
+		for {
+			n, err := s.purgeHolds(ctx, r.Holds)
+			rep.Holds += n
+			if err != nil || n < purgeBatch {
+				return rep, err
+			}
+		}
+	}
+	return rep, nil
+}
+
+// purgeEvents deletes one batch of the oldest events, if they are older
+// than keep, and moves the feed's watermark past them. It looks only at
+// the oldest events by seq (the primary key): no scan of the outbox.
+func (s *Store) purgeEvents(ctx context.Context, keep time.Duration) (int, error) {
+	var n int
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		seqs, err := queryStrings(ctx, tx, `SELECT CAST(seq AS TEXT) FROM (SELECT seq, at FROM events ORDER BY seq LIMIT $2) AS oldest
+			WHERE at < holdfast_now_ms() - $1 ORDER BY seq`, keep.Milliseconds(), purgeBatch)
+		if err != nil || len(seqs) == 0 {
+			n = 0
+			return err
+		}
+		through, _ := strconv.ParseInt(seqs[len(seqs)-1], 10, 64)
+		if _, err := tx.Exec(ctx, `DELETE FROM events WHERE seq IN (SELECT CAST(value AS BIGINT) FROM (`+s.d.ListSelect(1)+`) AS l)`, s.d.ListArg(seqs)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO purges (what, through) VALUES ('events', $1)
+			ON CONFLICT (what) DO UPDATE SET through = excluded.through WHERE purges.through < excluded.through`, through); err != nil {
+			return err
+		}
+		n = len(seqs)
+		return nil
+	})
+	return n, err
+}
+
+// purgeHolds deletes one batch of holds that ended without a booking
+// (released, expired, cancelled) longer than keep ago, with their lines
+// and (inactive) unit claims. They count in no counter and hold no seat,
+// so the audit's recount is the same without them.
+func (s *Store) purgeHolds(ctx context.Context, keep time.Duration) (int, error) {
+	var n int
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		ids, err := queryStrings(ctx, tx, `SELECT id FROM holds WHERE status IN ('released', 'expired', 'cancelled')
+			AND updated_at < holdfast_now_ms() - $1 ORDER BY updated_at LIMIT $2`+s.d.SkipLocked, keep.Milliseconds(), purgeBatch)
+		if err != nil || len(ids) == 0 {
+			n = 0
+			return err
+		}
+		list := s.d.ListArg(ids)
+		for _, table := range []string{"unit_claims", "hold_lines"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE hold_id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM holds WHERE id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
+			return err
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
+}
+
+// purgedThrough is the feed's watermark: the last event seq purged, read
+// at most once a second (a purge on another server shows within it; the
+// events it purges are days old).
+type purgedThrough struct {
+	mu      sync.Mutex
+	through int64
+	at      time.Time
+}
+
+func (s *Store) eventsPurgedThrough(ctx context.Context) (int64, error) {
+	w := &s.purged
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.at) < time.Second {
+		return w.through, nil
+	}
+	var through int64
+	if _, err := queryRow(ctx, s.db, `SELECT through FROM purges WHERE what = 'events'`, nil, &through); err != nil {
+		return 0, err
+	}
+	w.through, w.at = through, time.Now()
+	return through, nil
+}
