@@ -79,3 +79,34 @@ func testRetention(t *testing.T, h Harness) {
 	}
 	MustAuditClean(t, s)
 }
+
+// A per-holder limit counts per API key and holder: two clients whose
+// buyers share a name are two buyers, and one client cannot use up
+// another's; without an owner (a library caller) the holder alone counts.
+func testPerHolderLimitPerKey(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 100, 2)
+	hold := func(owner string, q int64) error {
+		_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Owner: owner, Lines: []holdfast.Line{{Pool: "p", Quantity: q}}})
+		return err
+	}
+	for _, owner := range []string{"key:a", "key:b", ""} {
+		if err := hold(owner, 2); err != nil {
+			t.Fatalf("owner %q: %v", owner, err)
+		}
+	}
+	wantCode(t, hold("key:a", 1), holdfast.CodeLimitExceeded, 0)
+	wantCode(t, hold("", 1), holdfast.CodeLimitExceeded, 0)
+	if b, ok := s.(Batcher); ok {
+		_, errs := b.HoldBatch(ctx, []holdfast.HoldRequest{
+			{Holder: "alice", Owner: "key:c", Lines: []holdfast.Line{{Pool: "p", Quantity: 2}}},
+			{Holder: "alice", Owner: "key:b", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}},
+		}, nil)
+		if errs[0] != nil || holdfast.ErrorCode(errs[1]) != holdfast.CodeLimitExceeded {
+			t.Fatalf("a batch: %v, %v", errs[0], errs[1])
+		}
+	}
+	MustAuditClean(t, s)
+}

@@ -45,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 		{"Keys", testKeys},
 		{"KeyQuota", testKeyQuota},
 		{"Retention", testRetention},
+		{"PerHolderLimitPerKey", testPerHolderLimitPerKey},
 		{"BatchStraddlesLastUnits", testBatchStraddlesLastUnits},
 		{"BatchesGrantInArrivalOrder", testBatchesGrantInArrivalOrder},
 		{"BatchEveryShape", testBatchEveryShape},

@@ -78,8 +78,8 @@ func (s *Store) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 	// holder's total made SQLite scan every line of the pool per holder
 	// (the audit after a 5,000-holder sale took 37 s; now well under one).
 	rows, err = s.db.Query(ctx, `WITH t AS (
-			SELECT l.pool_id, h.holder, SUM(l.quantity) AS n FROM hold_lines l JOIN holds h ON h.id = l.hold_id
-			WHERE l.pool_id IS NOT NULL AND h.status IN ('held', 'confirmed', 'completed') GROUP BY l.pool_id, h.holder)
+			SELECT l.pool_id, `+scopedHolder+` AS holder, SUM(l.quantity) AS n FROM hold_lines l JOIN holds h ON h.id = l.hold_id
+			WHERE l.pool_id IS NOT NULL AND h.status IN ('held', 'confirmed', 'completed') GROUP BY l.pool_id, 2)
 		SELECT t.pool_id, t.holder, COALESCE(ph.taken, 0), t.n, p.per_holder_limit FROM t JOIN pools p ON p.id = t.pool_id
 		LEFT JOIN pool_holders ph ON ph.pool_id = t.pool_id AND ph.holder = t.holder
 		WHERE p.per_holder_limit > 0 AND (COALESCE(ph.taken, 0) <> t.n OR t.n > p.per_holder_limit)

@@ -356,7 +356,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 			switch l.Kind() {
 			case holdfast.LinePool:
 				add(&pools, "p", l.Pool)
-				add(&holders, "h", req.r.Holder)
+				add(&holders, "h", holderScope(req.r.Owner, req.r.Holder))
 			case holdfast.LineUnits:
 				for _, u := range l.Units {
 					add(&units, "u", u)
@@ -573,7 +573,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 					want += t.q
 				}
 			}
-			if taken := st.holders[holderKey{l.Pool, r.Holder}]; p.limit > 0 && taken+want > p.limit {
+			if taken := st.holders[holderKey{l.Pool, holderScope(r.Owner, r.Holder)}]; p.limit > 0 && taken+want > p.limit {
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeLimitExceeded, pool: l.Pool,
 					detail: fmt.Sprintf("%d more of pool %q would pass its per-holder limit of %d", l.Quantity, l.Pool, p.limit)}
 			}
@@ -615,8 +615,8 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			p.addHeld += t.q
 		}
 		if p.limit > 0 {
-			st.holders[holderKey{t.pool, r.Holder}] += t.q
-			st.holdersAdded[holderKey{t.pool, r.Holder}] += t.q
+			st.holders[holderKey{t.pool, holderScope(r.Owner, r.Holder)}] += t.q
+			st.holdersAdded[holderKey{t.pool, holderScope(r.Owner, r.Holder)}] += t.q
 		}
 	}
 	for _, u := range named {

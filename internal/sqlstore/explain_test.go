@@ -41,7 +41,7 @@ func TestExplainAgreesWithClaim(t *testing.T) {
 			pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 			var held []string
 			agree, refused := 0, 0
-			for n := range 3000 {
+			for n := range 1500 {
 				var lines []holdfast.Line
 				for range 1 + rng.IntN(3) {
 					switch rng.IntN(4) {

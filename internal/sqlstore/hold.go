@@ -253,7 +253,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 			return h, &lineFailure{i, holdfast.CodeSoldOut}, nil
 		}
 		if limit > 0 {
-			ok, err := s.takeHolderLimit(ctx, tx, l.Pool, r.Holder, l.Quantity, limit)
+			ok, err := s.takeHolderLimit(ctx, tx, l.Pool, holderScope(r.Owner, r.Holder), l.Quantity, limit)
 			if err != nil {
 				return h, nil, err
 			}
@@ -365,7 +365,7 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 			}
 			if limit := p.limit; limit > 0 {
 				var taken int64
-				err := s.db.QueryRow(ctx, `SELECT taken FROM pool_holders WHERE pool_id = $1 AND holder = $2`, l.Pool, r.Holder).Scan(&taken)
+				err := s.db.QueryRow(ctx, `SELECT taken FROM pool_holders WHERE pool_id = $1 AND holder = $2`, l.Pool, holderScope(r.Owner, r.Holder)).Scan(&taken)
 				if err != nil && !errors.Is(err, ErrNoRows) {
 					return err
 				}

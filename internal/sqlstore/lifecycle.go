@@ -180,8 +180,8 @@ type poolLine struct {
 
 // poolLines returns the pool lines of the given holds, ordered by pool id.
 func (s *Store) poolLines(ctx context.Context, tx Querier, ids []string) ([]poolLine, error) {
-	rows, err := tx.Query(ctx, `SELECT l.pool_id, h.holder, l.quantity FROM hold_lines l JOIN holds h ON h.id = l.hold_id
-		WHERE l.hold_id IN (`+s.d.ListSelect(1)+`) AND l.pool_id IS NOT NULL ORDER BY l.pool_id, h.holder`, s.d.ListArg(ids))
+	rows, err := tx.Query(ctx, `SELECT l.pool_id, `+scopedHolder+`, l.quantity FROM hold_lines l JOIN holds h ON h.id = l.hold_id
+		WHERE l.hold_id IN (`+s.d.ListSelect(1)+`) AND l.pool_id IS NOT NULL ORDER BY l.pool_id, 2`, s.d.ListArg(ids))
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,23 @@ func groupExists(ctx context.Context, q Reader, id string) (bool, error) {
 	return queryRow(ctx, q, `SELECT 1 FROM groups WHERE id = $1`, []any{id}, new(int))
 }
 
+// A per-holder limit counts per API key and holder: two clients' buyers
+// who both call themselves "alice" are two people. pool_holders keeps the
+// holder scoped by the key that made the hold ("" for a library caller,
+// whose holders stay as they are). An owner has no spaces, so the scoped
+// name is unambiguous.
+
+// holderScope is the holder as pool_holders keys it.
+func holderScope(owner, holder string) string {
+	if owner == "" {
+		return holder
+	}
+	return owner + " " + holder
+}
+
+// scopedHolder is holderScope in SQL, for a hold row h.
+const scopedHolder = `CASE WHEN h.owner = '' THEN h.holder ELSE h.owner || ' ' || h.holder END`
+
 // binds numbers a statement's parameters as they are added, so a
 // fragment written in one place and a statement built in another never
 // disagree on which $n is which.

@@ -19,6 +19,16 @@ CREATE TABLE purges (
     through bigint NOT NULL
 );
 
+-- A per-holder limit counts per API key and holder: pool_holders keys the
+-- holder as "<owner> <holder>" (the holder alone when the hold has no
+-- owner). Recount it that way from the holds.
+DELETE FROM pool_holders;
+INSERT INTO pool_holders (pool_id, holder, taken)
+SELECT l.pool_id, CASE WHEN h.owner = '' THEN h.holder ELSE h.owner || ' ' || h.holder END, SUM(l.quantity)
+FROM hold_lines l JOIN holds h ON h.id = l.hold_id JOIN pools p ON p.id = l.pool_id
+WHERE h.status IN ('held', 'confirmed', 'completed') AND p.per_holder_limit > 0
+GROUP BY l.pool_id, CASE WHEN h.owner = '' THEN h.holder ELSE h.owner || ' ' || h.holder END;
+
 -- +goose Down
 DROP TABLE purges;
 DROP INDEX holds_finished;
