@@ -69,7 +69,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		// A browser's EventSource cannot send headers: the stream takes a
 		// short-lived token in its URL instead of the key, which would
 		// end up in logs and history.
-		return s.streamPrincipal(token)
+		return s.streamPrincipal(r.Context(), token)
 	}
 	bearer, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || bearer == "" {
@@ -254,7 +254,7 @@ func (s *Server) signStream(payload string) string {
 }
 
 // streamPrincipal checks a stream token and returns whom it was made for.
-func (s *Server) streamPrincipal(token string) (principal, error) {
+func (s *Server) streamPrincipal(ctx context.Context, token string) (principal, error) {
 	bad := holdfast.Errorf(CodeUnauthorized, "the stream token is not valid or has expired: get another from /v1/events/stream-token")
 	payload, sig, ok := strings.Cut(token, ".")
 	if !ok || !hmac.Equal([]byte(sig), []byte(s.signStream(payload))) {
@@ -275,7 +275,7 @@ func (s *Server) streamPrincipal(token string) (principal, error) {
 	p := principal{id: parts[0], role: holdfast.Role(parts[1])}
 	if id, ok := strings.CutPrefix(p.id, "key:"); ok {
 		// A client key revoked since: its tokens die with it.
-		if k, err := s.cfg.Store.APIKey(context.Background(), id); err != nil || k.RevokedAt != nil {
+		if k, err := s.cfg.Store.APIKey(ctx, id); err != nil || k.RevokedAt != nil {
 			return principal{}, bad
 		}
 	}
