@@ -181,8 +181,8 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	if k.Role != holdfast.RoleAdmin && k.Role != holdfast.RoleClient {
 		return k, holdfast.Errorf(holdfast.CodeInvalid, "role must be admin or client")
 	}
-	if k.MaxHeldUnits < 0 || k.MaxHeldUnits > holdfast.MaxCapacity {
-		return k, holdfast.Errorf(holdfast.CodeInvalid, "max_held_units must be between 0 (no quota) and %d", int64(holdfast.MaxCapacity))
+	if err := validQuota(k.MaxHeldUnits); err != nil {
+		return k, err
 	}
 	k.HeldUnits = 0
 	err := s.db.Transact(ctx, func(tx Querier) error {
@@ -252,17 +252,28 @@ func (s *Store) Keys(ctx context.Context) ([]holdfast.APIKey, error) {
 }
 
 func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
-	if holdfast.ValidateID("key", id) != nil {
+	// COALESCE: the first revocation's time stands.
+	return s.updateKey(ctx, id, `revoked_at = COALESCE(revoked_at, holdfast_now_ms())`)
+}
+
+func (s *Store) SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (holdfast.APIKey, error) {
+	if err := validQuota(maxHeldUnits); err != nil {
+		return holdfast.APIKey{}, err
+	}
+	return s.updateKey(ctx, id, `max_held_units = $2`, maxHeldUnits)
+}
+
+// updateKey applies set (a SET clause; $1 is the id, args from $2) to key
+// id and returns the key as it is now, recording it under the store's
+// idempotency key. ErrNotFound.
+func (s *Store) updateKey(ctx context.Context, id, set string, args ...any) (holdfast.APIKey, error) {
+	if holdfast.ValidateID("key", id) != nil { // no such id was ever made
 		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
 	}
 	var k holdfast.APIKey
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		// COALESCE: the first revocation's time stands.
-		if _, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, holdfast_now_ms()) WHERE id = $1`, id); err != nil {
-			return err
-		}
 		var err error
-		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = $1`, id))
+		k, err = scanKey(tx.QueryRow(ctx, `UPDATE api_keys SET `+set+` WHERE id = $1 RETURNING `+keyColumns, append([]any{id}, args...)...))
 		if errors.Is(err, ErrNoRows) {
 			return holdfast.Errorf(holdfast.CodeNotFound, "key not found")
 		}
@@ -274,26 +285,11 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, erro
 	return k, err
 }
 
-func (s *Store) SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (holdfast.APIKey, error) {
-	if maxHeldUnits < 0 || maxHeldUnits > holdfast.MaxCapacity {
-		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeInvalid, "max_held_units must be between 0 (no quota) and %d", int64(holdfast.MaxCapacity))
+func validQuota(n int64) error {
+	if n < 0 || n > holdfast.MaxCapacity {
+		return holdfast.Errorf(holdfast.CodeInvalid, "max_held_units must be between 0 (no quota) and %d", int64(holdfast.MaxCapacity))
 	}
-	if holdfast.ValidateID("key", id) != nil {
-		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeNotFound, "key not found")
-	}
-	var k holdfast.APIKey
-	err := s.db.Transact(ctx, func(tx Querier) error {
-		var err error
-		k, err = scanKey(tx.QueryRow(ctx, `UPDATE api_keys SET max_held_units = $2 WHERE id = $1 RETURNING `+keyColumns, id, maxHeldUnits))
-		if errors.Is(err, ErrNoRows) {
-			return holdfast.Errorf(holdfast.CodeNotFound, "key not found")
-		}
-		if err != nil {
-			return err
-		}
-		return s.record(ctx, tx, k)
-	})
-	return k, err
+	return nil
 }
 
 func (s *Store) TouchKey(ctx context.Context, id string) error {
