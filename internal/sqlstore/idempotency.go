@@ -235,20 +235,7 @@ func (s *Store) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) 
 }
 
 func (s *Store) Keys(ctx context.Context) ([]holdfast.APIKey, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	keys := []holdfast.APIKey{}
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
+	return collect(ctx, s.db, scanKey, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at, id`)
 }
 
 func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {

@@ -51,6 +51,25 @@ func holderScope(owner, holder string) string {
 // scopedHolder is holderScope in SQL, for a hold row h.
 const scopedHolder = `CASE WHEN h.owner = '' THEN h.holder ELSE h.owner || ' ' || h.holder END`
 
+// collect runs a query and scans each row with scan: the one loop for
+// list reads.
+func collect[T any](ctx context.Context, q Reader, scan func(Row) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // binds numbers a statement's parameters as they are added, so a
 // fragment written in one place and a statement built in another never
 // disagree on which $n is which.

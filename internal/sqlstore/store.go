@@ -205,20 +205,7 @@ func (s *Store) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
 }
 
 func (s *Store) Pools(ctx context.Context) ([]holdfast.Pool, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+poolColumns+` FROM pools p ORDER BY p.id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	pools := []holdfast.Pool{}
-	for rows.Next() {
-		p, err := scanPool(rows)
-		if err != nil {
-			return nil, err
-		}
-		pools = append(pools, p)
-	}
-	return pools, rows.Err()
+	return collect(ctx, s.db, scanPool, `SELECT `+poolColumns+` FROM pools p ORDER BY p.id`)
 }
 
 func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
