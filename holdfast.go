@@ -313,5 +313,6 @@ type Store interface {
 	Operations
 	IdempotencyStore
 	KeyStore
+	WebhookStore
 	Close() error
 }

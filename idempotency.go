@@ -54,13 +54,14 @@ type Idempotency struct {
 	Render func(result any) StoredResponse
 }
 
-// Keyed is a store's catalog, bookings and keys with one idempotency key:
+// Keyed is a store's catalog, bookings, keys and webhooks with one idempotency key:
 // the change made through it records its answer under the key in its own
 // transaction. A Keyed value serves one request.
 type Keyed interface {
 	Catalog
 	Booking
 	KeyStore
+	WebhookStore
 	// Answer returns the answer the change recorded under the key, and
 	// false if no change made through this value recorded one (none was
 	// made, or it failed).

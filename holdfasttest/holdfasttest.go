@@ -57,11 +57,11 @@ type API interface {
 
 // OverAPI returns a Store whose catalog, bookings and feed go through api
 // (an HTTP client on a server for local, say), and whose operations,
-// idempotency records, keys and raw SQL go straight to local: the suite
+// idempotency records, keys, webhooks and raw SQL go straight to local: the suite
 // run through a transport, with the database still in reach for counting.
 func OverAPI(api API, local holdfast.Store) holdfast.Store {
 	r, _ := local.(Raw)
-	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, raw: r}
+	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, WebhookStore: local, raw: r}
 }
 
 type overAPI struct {
@@ -69,6 +69,7 @@ type overAPI struct {
 	holdfast.Operations
 	holdfast.IdempotencyStore
 	holdfast.KeyStore
+	holdfast.WebhookStore
 	raw Raw
 }
 

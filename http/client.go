@@ -384,3 +384,93 @@ func (c *Client) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, err
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, "GET", "/readyz", nil, nil)
 }
+
+// CreatedWebhook is a webhook as its creation answers: with its signing
+// secret, shown this once.
+type CreatedWebhook struct {
+	holdfast.Webhook
+	Secret string `json:"secret"`
+}
+
+// CreateWebhook registers an endpoint (admin only); the answer carries the
+// signing secret, shown only this once.
+func (c *Client) CreateWebhook(ctx context.Context, url string, events []holdfast.EventType, description string) (CreatedWebhook, error) {
+	var out CreatedWebhook
+	if events == nil {
+		events = []holdfast.EventType{}
+	}
+	err := c.do(ctx, "POST", "/v1/webhooks", map[string]any{"url": url, "events": events, "description": description}, &out)
+	if err == nil && out.Secret == "" {
+		err = holdfast.Errorf(holdfast.CodeConflict, "webhook %s was created, but its secret was shown once and not kept: delete it and create another", out.ID)
+	}
+	return out, err
+}
+
+// Webhooks lists the webhooks (admin only); never a secret.
+func (c *Client) Webhooks(ctx context.Context) ([]holdfast.Webhook, error) {
+	var out struct {
+		Webhooks []holdfast.Webhook `json:"webhooks"`
+	}
+	err := c.do(ctx, "GET", "/v1/webhooks", nil, &out)
+	return out.Webhooks, err
+}
+
+// Webhook returns a webhook (admin only).
+func (c *Client) Webhook(ctx context.Context, id string) (holdfast.Webhook, error) {
+	var out holdfast.Webhook
+	err := c.do(ctx, "GET", "/v1/webhooks/"+esc(id), nil, &out)
+	return out, err
+}
+
+// UpdateWebhook changes a webhook (admin only): nil fields stay.
+func (c *Client) UpdateWebhook(ctx context.Context, id string, p holdfast.WebhookPatch) (holdfast.Webhook, error) {
+	body := map[string]any{}
+	if p.URL != nil {
+		body["url"] = *p.URL
+	}
+	if p.Events != nil {
+		body["events"] = *p.Events
+	}
+	if p.Description != nil {
+		body["description"] = *p.Description
+	}
+	if p.Enabled != nil {
+		body["enabled"] = *p.Enabled
+	}
+	var out holdfast.Webhook
+	err := c.do(ctx, "PATCH", "/v1/webhooks/"+esc(id), body, &out)
+	return out, err
+}
+
+// DeleteWebhook deletes a webhook and its deliveries (admin only).
+func (c *Client) DeleteWebhook(ctx context.Context, id string) (holdfast.Webhook, error) {
+	var out holdfast.Webhook
+	err := c.do(ctx, "DELETE", "/v1/webhooks/"+esc(id), nil, &out)
+	return out, err
+}
+
+// Deliveries lists a webhook's deliveries, newest first (admin only).
+func (c *Client) Deliveries(ctx context.Context, webhook string, status holdfast.DeliveryStatus, before string, limit int) ([]holdfast.Delivery, error) {
+	q := url.Values{}
+	if status != "" {
+		q.Set("status", string(status))
+	}
+	if before != "" {
+		q.Set("before", before)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out struct {
+		Deliveries []holdfast.Delivery `json:"deliveries"`
+	}
+	err := c.do(ctx, "GET", "/v1/webhooks/"+esc(webhook)+"/deliveries?"+q.Encode(), nil, &out)
+	return out.Deliveries, err
+}
+
+// RetryDelivery sends a delivery again, with a fresh schedule (admin only).
+func (c *Client) RetryDelivery(ctx context.Context, webhook, delivery string) (holdfast.Delivery, error) {
+	var out holdfast.Delivery
+	err := c.do(ctx, "POST", "/v1/webhooks/"+esc(webhook)+"/deliveries/"+esc(delivery)+"/retry", map[string]any{}, &out)
+	return out, err
+}

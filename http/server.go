@@ -59,6 +59,10 @@ type Config struct {
 	// MaxStreamsPerKey those of one key (default 2,000); past either, a
 	// new stream answers 429 too_many_streams.
 	MaxStreams, MaxStreamsPerKey int
+	// WebhookAllowPrivate lets webhook URLs name loopback and private
+	// addresses (the dispatcher's own setting must agree). Off, such a
+	// URL is refused when it is registered.
+	WebhookAllowPrivate bool
 }
 
 // Server is the API as an http.Handler.
@@ -181,11 +185,13 @@ const (
 // error to turn into a problem.
 type handler func(r *http.Request, c *call) (int, any, error)
 
-// changes is what a handler may change: the catalog, bookings and keys.
+// changes is what a handler may change: the catalog, bookings, keys and
+// webhooks.
 type changes interface {
 	holdfast.Catalog
 	holdfast.Booking
 	holdfast.KeyStore
+	holdfast.WebhookStore
 }
 
 // call is one request as a handler sees it: who makes it, and the store
@@ -405,6 +411,7 @@ var createRoutes = map[string]bool{
 	"POST /v1/holds":             true,
 	"POST /v1/bookings":          true,
 	"POST /v1/keys":              true,
+	"POST /v1/webhooks":          true,
 }
 
 func printable(s string) bool {
@@ -488,6 +495,13 @@ func (s *Server) routes() {
 	s.handle("GET /v1/keys", admin, s.listKeys)
 	s.handle("DELETE /v1/keys/{id}", admin, s.revokeKey)
 	s.handle("PATCH /v1/keys/{id}", admin, s.patchKey)
+	s.handle("POST /v1/webhooks", admin, s.createWebhook)
+	s.handle("GET /v1/webhooks", admin, s.listWebhooks)
+	s.handle("GET /v1/webhooks/{id}", admin, s.getWebhook)
+	s.handle("PATCH /v1/webhooks/{id}", admin, s.patchWebhook)
+	s.handle("DELETE /v1/webhooks/{id}", admin, s.deleteWebhook)
+	s.handle("GET /v1/webhooks/{id}/deliveries", admin, s.listDeliveries)
+	s.handle("POST /v1/webhooks/{id}/deliveries/{delivery}/retry", admin, s.retryDelivery)
 	s.handle("GET /v1/audit", admin, s.audit)
 	s.handle("POST /v1/lab/race", admin, s.race)
 	s.patterns = append(s.patterns, "GET /v1/events/stream")

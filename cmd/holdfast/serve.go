@@ -17,6 +17,7 @@ import (
 	"github.com/holdfast/holdfast/expiry"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/webhook"
 )
 
 type serveFlags struct {
@@ -37,6 +38,15 @@ type serveFlags struct {
 	requestTimeout time.Duration
 	shutdownGrace  time.Duration
 	clockSkew      time.Duration
+	webhooks       webhookFlags
+}
+
+// webhookFlags configure the webhook dispatcher every server runs.
+type webhookFlags struct {
+	allowPrivate   bool
+	timeout        time.Duration
+	maxInFlight    int
+	maxPerEndpoint int
 }
 
 func serveCmd(e env) *cobra.Command {
@@ -70,6 +80,10 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", envDuration(e, "HOLDFAST_SWEEP_INTERVAL", time.Second), "how often expired holds are swept (env HOLDFAST_SWEEP_INTERVAL)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", envDuration(e, "HOLDFAST_REQUEST_TIMEOUT", 10*time.Second), "deadline for each request (env HOLDFAST_REQUEST_TIMEOUT)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", envDuration(e, "HOLDFAST_SHUTDOWN_GRACE", 30*time.Second), "how long in-flight requests may finish on shutdown (env HOLDFAST_SHUTDOWN_GRACE)")
+	fs.BoolVar(&f.webhooks.allowPrivate, "webhook-allow-private", envBool(e, "HOLDFAST_WEBHOOK_ALLOW_PRIVATE", false), "let webhook URLs reach loopback, private and link-local addresses; off, a webhook cannot make this server call into its own network (env HOLDFAST_WEBHOOK_ALLOW_PRIVATE)")
+	fs.DurationVar(&f.webhooks.timeout, "webhook-timeout", envDuration(e, "HOLDFAST_WEBHOOK_TIMEOUT", 10*time.Second), "a webhook call's deadline, connection to answer; a 2xx within it is success (env HOLDFAST_WEBHOOK_TIMEOUT)")
+	fs.IntVar(&f.webhooks.maxInFlight, "webhook-max-in-flight", envInt(e, "HOLDFAST_WEBHOOK_MAX_IN_FLIGHT", 16), "webhook calls this server makes at once (env HOLDFAST_WEBHOOK_MAX_IN_FLIGHT)")
+	fs.IntVar(&f.webhooks.maxPerEndpoint, "webhook-max-per-endpoint", envInt(e, "HOLDFAST_WEBHOOK_MAX_PER_ENDPOINT", 4), "webhook calls in flight to one endpoint, over every server (env HOLDFAST_WEBHOOK_MAX_PER_ENDPOINT)")
 	// Fault injection for the chaos harness: this server's wall clock, off
 	// by the given amount, must change no outcome (see holdfast.Clock).
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "shift this server's wall clock (fault injection)")
@@ -107,6 +121,9 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if strings.IndexFunc(f.adminKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		return &exitError{code: 2, err: fmt.Errorf("the admin key must not contain spaces or control characters")}
 	}
+	if f.webhooks.timeout <= 0 || f.webhooks.maxInFlight < 1 || f.webhooks.maxPerEndpoint < 1 {
+		return &exitError{code: 2, err: fmt.Errorf("--webhook-timeout, --webhook-max-in-flight and --webhook-max-per-endpoint must be positive")}
+	}
 	if f.adminKey == "" && !loopback(f.addr) {
 		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}
 	}
@@ -129,7 +146,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	api := hfhttp.NewServer(hfhttp.Config{
 		Store: store, Logger: log, RequestTimeout: f.requestTimeout,
 		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: f.maxStreams, Registry: reg.Registry,
-		Race: raceFunc(f.db),
+		Race: raceFunc(f.db), WebhookAllowPrivate: f.webhooks.allowPrivate,
 	})
 	srv := &http.Server{
 		Handler:           api,
@@ -153,6 +170,8 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	mon := newMonitor(store, reg, log, holdfast.Retention{Events: f.retainEvents, Holds: f.retainHolds})
 	mon.Start(context.WithoutCancel(ctx))
 	defer mon.Stop()
+	stopWebhooks := startWebhooks(ctx, store, f.webhooks, reg, log, clock)
+	defer stopWebhooks()
 
 	if f.adminKey == "" {
 		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())
@@ -175,6 +194,27 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	fmt.Fprintln(e.stdout, "holdfast stopped")
 	return nil
+}
+
+// startWebhooks runs the webhook dispatcher until the returned func is
+// called: after the last request, before the store closes.
+func startWebhooks(ctx context.Context, store holdfast.Store, f webhookFlags, reg *registry, log *slog.Logger, clock holdfast.Clock) func() {
+	q, ok := store.(webhook.Queue)
+	if !ok {
+		return func() {}
+	}
+	d := webhook.New(webhook.Config{Queue: q, Logger: log, Clock: clock, Timeout: f.timeout,
+		MaxInFlight: f.maxInFlight, MaxPerWebhook: f.maxPerEndpoint, AllowPrivate: f.allowPrivate, Registerer: reg.Registry})
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Run(dctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // loopback reports whether addr only listens on a loopback interface.

@@ -454,6 +454,12 @@ func (s *Store) checkGroup(ctx context.Context, group string, status holdfast.Un
 // ---- events ----
 
 func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
+	return s.events(ctx, s.db, after, limit)
+}
+
+// events reads the feed through q: in a transaction, it sees only events
+// of transactions that finished before it began.
+func (s *Store) events(ctx context.Context, q Reader, after string, limit int) ([]holdfast.Event, string, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
@@ -478,7 +484,7 @@ func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast
 		}
 	}
 	x := s.d.EventXid
-	rows, err := s.db.Query(ctx, `SELECT `+x+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
+	rows, err := q.Query(ctx, `SELECT `+x+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
 		FROM events WHERE `+s.d.EventAfter+s.d.EventsVisible+`
 		ORDER BY `+s.d.EventOrder+` LIMIT $3`, xid, seq, limit)
 	if err != nil {
@@ -507,13 +513,17 @@ func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast
 // see now ("" for an empty outbox): a stream that starts at the present
 // continues after it and misses no event committed later.
 func (s *Store) LastEventCursor(ctx context.Context) (string, error) {
+	return s.lastEventCursor(ctx, s.db)
+}
+
+func (s *Store) lastEventCursor(ctx context.Context, q Reader) (string, error) {
 	cols := strings.Split(s.d.EventOrder, ", ")
 	for i := range cols {
 		cols[i] += " DESC"
 	}
 	desc := strings.Join(cols, ", ")
 	var xid, seq int64
-	found, err := queryRow(ctx, s.db, `SELECT `+s.d.EventXid+`, seq FROM events WHERE 1 = 1`+s.d.EventsVisible+`
+	found, err := queryRow(ctx, q, `SELECT `+s.d.EventXid+`, seq FROM events WHERE 1 = 1`+s.d.EventsVisible+`
 		ORDER BY `+desc+` LIMIT 1`, nil, &xid, &seq)
 	if err != nil || !found {
 		return "", err
