@@ -231,12 +231,14 @@ func (s *Store) RetryDelivery(ctx context.Context, webhook, delivery string) (ho
 		return out, holdfast.Errorf(holdfast.CodeNotFound, "delivery %q of webhook %q not found", delivery, webhook)
 	}
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		// A fresh schedule from its first try, now; unless it is in
-		// flight (leased), which finishes on its own.
+		// A fresh schedule from its first try, due at once: at its last
+		// outcome's time (updated_at before this change, stamped by the
+		// dispatcher's clock, which schedules; RHS values are the old
+		// row's). Unless it is in flight (leased): that finishes first.
 		var err error
 		out, err = scanDelivery(tx.QueryRow(ctx, `UPDATE webhook_deliveries SET status = 'pending', tries = 0,
-			next_attempt_at = holdfast_now_ms(), updated_at = holdfast_now_ms()
-			WHERE event_seq = $1 AND webhook_id = $2 AND (leased_until IS NULL OR leased_until <= holdfast_now_ms())
+			next_attempt_at = updated_at, updated_at = holdfast_now_ms()
+			WHERE event_seq = $1 AND webhook_id = $2 AND lease IS NULL
 			RETURNING `+deliveryColumns, seq, webhook))
 		if errors.Is(err, ErrNoRows) {
 			out, err = scanDelivery(tx.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE event_seq = $1 AND webhook_id = $2`, seq, webhook))
