@@ -3,41 +3,50 @@ package http
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/holdfast/holdfast"
 )
 
 // operationIDs name every operation, for the clients generated from the
 // document (a test checks that each has one, and that they are unique).
 var operationIDs = map[string]string{
-	"GET /healthz":                 "health",
-	"GET /readyz":                  "ready",
-	"GET /metrics":                 "metrics",
-	"GET /openapi.json":            "openAPI",
-	"POST /v1/pools":               "createPool",
-	"GET /v1/pools":                "listPools",
-	"GET /v1/pools/{id}":           "getPool",
-	"PATCH /v1/pools/{id}":         "setPoolCapacity",
-	"POST /v1/groups":              "createGroup",
-	"GET /v1/groups/{id}":          "getGroup",
-	"POST /v1/groups/{id}/units":   "addUnits",
-	"GET /v1/groups/{id}/units":    "listUnits",
-	"POST /v1/holds":               "createHold",
-	"GET /v1/holds":                "listHolds",
-	"GET /v1/holds/{id}":           "getHold",
-	"POST /v1/holds/{id}/confirm":  "confirmHold",
-	"POST /v1/holds/{id}/release":  "releaseHold",
-	"POST /v1/holds/{id}/extend":   "extendHold",
-	"POST /v1/holds/{id}/cancel":   "cancelHold",
-	"POST /v1/holds/{id}/complete": "completeHold",
-	"POST /v1/bookings":            "book",
-	"GET /v1/events":               "listEvents",
-	"GET /v1/events/stream":        "streamEvents",
-	"GET /v1/events/stream-token":  "streamToken",
-	"GET /v1/audit":                "audit",
-	"POST /v1/lab/race":            "runRace",
-	"POST /v1/keys":                "createKey",
-	"GET /v1/keys":                 "listKeys",
-	"DELETE /v1/keys/{id}":         "revokeKey",
-	"PATCH /v1/keys/{id}":          "setKeyQuota",
+	"GET /healthz":                     "health",
+	"GET /readyz":                      "ready",
+	"GET /metrics":                     "metrics",
+	"GET /openapi.json":                "openAPI",
+	"POST /v1/pools":                   "createPool",
+	"GET /v1/pools":                    "listPools",
+	"GET /v1/pools/{id}":               "getPool",
+	"PATCH /v1/pools/{id}":             "setPoolCapacity",
+	"POST /v1/groups":                  "createGroup",
+	"GET /v1/groups/{id}":              "getGroup",
+	"POST /v1/groups/{id}/units":       "addUnits",
+	"GET /v1/groups/{id}/units":        "listUnits",
+	"POST /v1/holds":                   "createHold",
+	"GET /v1/holds":                    "listHolds",
+	"GET /v1/holds/{id}":               "getHold",
+	"POST /v1/holds/{id}/confirm":      "confirmHold",
+	"POST /v1/holds/{id}/release":      "releaseHold",
+	"POST /v1/holds/{id}/extend":       "extendHold",
+	"POST /v1/holds/{id}/cancel":       "cancelHold",
+	"POST /v1/holds/{id}/complete":     "completeHold",
+	"POST /v1/bookings":                "book",
+	"GET /v1/events":                   "listEvents",
+	"GET /v1/events/stream":            "streamEvents",
+	"GET /v1/events/stream-token":      "streamToken",
+	"GET /v1/audit":                    "audit",
+	"POST /v1/lab/race":                "runRace",
+	"POST /v1/keys":                    "createKey",
+	"GET /v1/keys":                     "listKeys",
+	"DELETE /v1/keys/{id}":             "revokeKey",
+	"PATCH /v1/keys/{id}":              "setKeyQuota",
+	"POST /v1/webhooks":                "createWebhook",
+	"GET /v1/webhooks":                 "listWebhooks",
+	"GET /v1/webhooks/{id}":            "getWebhook",
+	"PATCH /v1/webhooks/{id}":          "updateWebhook",
+	"DELETE /v1/webhooks/{id}":         "deleteWebhook",
+	"GET /v1/webhooks/{id}/deliveries": "listDeliveries",
+	"POST /v1/webhooks/{id}/deliveries/{delivery}/retry": "retryDelivery",
 }
 
 // openAPI is the OpenAPI 3.1 document served at /openapi.json. A test
@@ -229,6 +238,35 @@ func openAPIDoc() obj {
 					obj{"type": "object", "required": []string{"max_held_units"}, "properties": obj{"max_held_units": integer(0, 1<<40, "tickets and units the key's holds may have held at once; 0: no quota")}, "additionalProperties": false},
 					"400", "403", "404", "413", "422"), idParam),
 			},
+			"/v1/webhooks": obj{
+				"post": op("Register a webhook endpoint (admin): it is sent every event (or those named) from now on, signed per Standard Webhooks; the secret is shown only in this answer (a replay answers without it)", "201", ref("Webhook"),
+					obj{"type": "object", "required": []string{"url"}, "additionalProperties": false, "properties": obj{
+						"url":         str("http or https; loopback and private addresses are refused unless the server runs with --webhook-allow-private"),
+						"events":      obj{"type": "array", "items": ref("EventType"), "description": "the event types to send; empty or absent: all"},
+						"description": str("")}},
+					"400", "403", "413", "422"),
+				"get": op("List the webhooks (admin): never a secret", "200", obj{"type": "object", "properties": obj{"webhooks": obj{"type": "array", "items": ref("Webhook")}}}, nil, "403"),
+			},
+			"/v1/webhooks/{id}": obj{
+				"get": withParams(op("A webhook (admin)", "200", ref("Webhook"), nil, "403", "404"), idParam),
+				"patch": withParams(op("Change a webhook (admin): disable or enable it (enabled again, it is sent what happens from then on), or change its URL, events or description", "200", ref("Webhook"),
+					obj{"type": "object", "minProperties": 1, "additionalProperties": false, "properties": obj{
+						"url": str(""), "events": obj{"type": "array", "items": ref("EventType")}, "description": str(""), "enabled": obj{"type": "boolean"}}},
+					"400", "403", "404", "413", "422"), idParam),
+				"delete": withParams(op("Delete a webhook and its deliveries (admin)", "200", ref("Webhook"), nil, "403", "404"), idParam),
+			},
+			"/v1/webhooks/{id}/deliveries": obj{
+				"get": withParams(op("A webhook's deliveries, newest first (admin)", "200",
+					obj{"type": "object", "properties": obj{"deliveries": obj{"type": "array", "items": ref("Delivery")}, "next": str("before= for the next page; empty on the last")}}, nil, "400", "403", "404"),
+					idParam,
+					obj{"name": "status", "in": "query", "schema": obj{"enum": []string{"pending", "succeeded", "failed"}}},
+					obj{"name": "before", "in": "query", "schema": str("a delivery id: list those before it")},
+					obj{"name": "limit", "in": "query", "schema": integer(1, 500, "default 100")}),
+			},
+			"/v1/webhooks/{id}/deliveries/{delivery}/retry": obj{
+				"post": withParams(op("Send a delivery again as soon as possible, with a fresh retry schedule (admin); one in flight finishes first", "200", ref("Delivery"), emptyObject, "400", "403", "404", "413", "422"),
+					idParam, obj{"name": "delivery", "in": "path", "required": true, "schema": str("evt_ and the event's seq")}),
+			},
 		},
 		"components": obj{
 			"securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer",
@@ -280,6 +318,19 @@ func openAPIDoc() obj {
 					"max_held_units": obj{"type": "integer", "description": "tickets and units the key's holds may have held at once; 0: no quota"},
 					"held_units":     obj{"type": "integer", "description": "what the key's holds have held now"},
 					"note":           str("")}},
+				"EventType": obj{"enum": eventTypeNames()},
+				"Webhook": obj{"type": "object", "properties": obj{
+					"id": str(""), "url": str(""), "events": obj{"type": "array", "items": ref("EventType"), "description": "empty: all"},
+					"description": str(""), "enabled": obj{"type": "boolean"},
+					"created_at": obj{"type": "string", "format": "date-time"}, "updated_at": obj{"type": "string", "format": "date-time"},
+					"secret": str("whsec_ and base64: only in the first answer to POST /v1/webhooks"), "note": str("")}},
+				"Delivery": obj{"type": "object", "properties": obj{
+					"id": str("evt_ and the event's seq"), "webhook": str(""), "message_id": str("the webhook-id header, the same on every attempt"),
+					"event_seq": obj{"type": "integer"}, "event_type": ref("EventType"),
+					"status":   obj{"enum": []string{"pending", "succeeded", "failed"}},
+					"attempts": obj{"type": "integer"}, "last_status_code": obj{"type": "integer", "description": "0: no answer"}, "last_error": str(""),
+					"next_attempt_at": obj{"type": []string{"string", "null"}, "format": "date-time", "description": "null once succeeded or failed"},
+					"created_at":      obj{"type": "string", "format": "date-time"}, "updated_at": obj{"type": "string", "format": "date-time"}}},
 				"Audit": obj{"type": "object", "properties": obj{"pools": obj{"type": "integer"}, "units": obj{"type": "integer"},
 					"oversold": obj{"type": "integer"}, "double_booked": obj{"type": "integer"},
 					"differences": obj{"type": "array", "items": str("")}, "at": obj{"type": "string", "format": "date-time"}}},
@@ -293,6 +344,14 @@ func openAPIDoc() obj {
 			},
 		},
 	}
+}
+
+func eventTypeNames() []string {
+	out := make([]string, len(holdfast.EventTypes))
+	for i, t := range holdfast.EventTypes {
+		out[i] = string(t)
+	}
+	return out
 }
 
 func merge(a, b obj) obj {
