@@ -33,6 +33,10 @@ type Error struct {
 	Message string
 	// Line is the index, in request order, of the hold line that failed, or -1.
 	Line int
+	// Reclaimable, on a hold_expired refusal of a confirm under the
+	// if_available late-confirm policy, is false: the capacity is gone or
+	// the grace has passed. nil everywhere else.
+	Reclaimable *bool
 }
 
 func (e *Error) Error() string {

@@ -15,6 +15,10 @@ type Pool struct {
 	// PerHolderLimit caps what one holder may have held or confirmed in this
 	// pool across all of their active holds. 0 means no limit.
 	PerHolderLimit int64 `json:"per_holder_limit"`
+	// LateConfirm is what a confirm after a hold's expiry does (see
+	// LatePolicy); LateConfirmGrace how late, in seconds, it may come.
+	LateConfirm      LatePolicy `json:"late_confirm"`
+	LateConfirmGrace int64      `json:"late_confirm_grace"`
 
 	// Availability, as of the read. Capacity held by holds past their expiry
 	// counts as available, because the next claim reclaims it.
@@ -31,6 +35,56 @@ type Group struct {
 	// Reusable units return to the group when their hold is completed (a
 	// rider back from a delivery); others stay taken (a seat that was used).
 	Reusable bool `json:"reusable"`
+	// LateConfirm and LateConfirmGrace are as for a pool.
+	LateConfirm      LatePolicy `json:"late_confirm"`
+	LateConfirmGrace int64      `json:"late_confirm_grace"`
+}
+
+// LatePolicy says what a confirm after a hold's expiry does: a payment
+// that succeeded a few seconds after the hold lapsed.
+type LatePolicy string
+
+const (
+	// LateRefuse refuses it: hold_expired (the default).
+	LateRefuse LatePolicy = "refuse"
+	// LateIfAvailable takes the same capacity or the same units again, if
+	// they are still free, and confirms in one step; if they are not, or
+	// the grace has passed, hold_expired with reclaimable false.
+	LateIfAvailable LatePolicy = "if_available"
+)
+
+// DefaultLateConfirmGrace is the grace of if_available when none is set.
+const DefaultLateConfirmGrace = 600
+
+// MaxLateConfirmGrace bounds the grace: a week.
+const MaxLateConfirmGrace = 7 * 24 * 3600
+
+// Normalize fills in the defaults (refuse; 600 s with if_available) and
+// checks the policy.
+func (l *LatePolicy) Normalize(grace *int64) error {
+	switch *l {
+	case "":
+		*l = LateRefuse
+	case LateRefuse, LateIfAvailable:
+	default:
+		return Errorf(CodeInvalid, "late_confirm must be refuse or if_available")
+	}
+	if *grace < 0 || *grace > MaxLateConfirmGrace {
+		return Errorf(CodeInvalid, "late_confirm_grace must be from 0 to %d seconds", MaxLateConfirmGrace)
+	}
+	if *l == LateIfAvailable && *grace == 0 {
+		*grace = DefaultLateConfirmGrace
+	}
+	return nil
+}
+
+// PartLine is one line of a partial confirm: for a pool line the quantity
+// to keep (from 1 to the line's), for a unit line the units to keep (a
+// non-empty subset of its units). The rest of the line is released.
+type PartLine struct {
+	Line     int      `json:"line"`
+	Quantity int64    `json:"quantity,omitempty"`
+	Units    []string `json:"units,omitempty"`
 }
 
 // GroupAvailability counts a group's units by status.
@@ -126,6 +180,9 @@ type Hold struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	PaymentRef string    `json:"payment_ref,omitempty"`
+	// Late is true when the hold was confirmed after its expiry, under
+	// an if_available late-confirm policy.
+	Late bool `json:"late,omitempty"`
 	// Owner is the API key that created the hold; only it (and an admin)
 	// may see or change the hold.
 	Owner string `json:"-"`
@@ -152,6 +209,7 @@ const (
 	EventPoolCreated   EventType = "pool.created"
 	EventPoolChanged   EventType = "pool.changed"
 	EventGroupCreated  EventType = "group.created"
+	EventGroupChanged  EventType = "group.changed"
 	EventUnitsAdded    EventType = "group.units_added"
 	EventHoldCreated   EventType = "hold.created"
 	EventHoldConfirmed EventType = "hold.confirmed"
@@ -217,6 +275,11 @@ type Catalog interface {
 	// is below what is held and confirmed; ErrNotFound; ErrInvalid.
 	SetCapacity(ctx context.Context, id string, capacity int64) (Pool, error)
 
+	// SetPoolLateConfirm sets what a confirm after a hold's expiry does for
+	// the pool's holds (see LatePolicy); grace 0 with if_available is the
+	// default grace. ErrNotFound; ErrInvalid.
+	SetPoolLateConfirm(ctx context.Context, id string, policy LatePolicy, grace int64) (Pool, error)
+
 	// CreateGroup creates a unit group. ErrInvalid; ErrConflict if it exists.
 	CreateGroup(ctx context.Context, g Group) (Group, error)
 	// AddUnits adds units to a group, all or none. ErrNotFound for the group;
@@ -224,6 +287,8 @@ type Catalog interface {
 	AddUnits(ctx context.Context, group string, ids []string) error
 	// Group returns a group's unit counts and its free units. ErrNotFound.
 	Group(ctx context.Context, id string) (GroupAvailability, error)
+	// SetGroupLateConfirm is SetPoolLateConfirm for a group's units.
+	SetGroupLateConfirm(ctx context.Context, id string, policy LatePolicy, grace int64) (Group, error)
 	// Units lists a group's units ordered by id, filtered by status when
 	// status is not "". ErrNotFound; ErrInvalid for an unknown status.
 	Units(ctx context.Context, group string, status UnitStatus) ([]Unit, error)
@@ -240,9 +305,20 @@ type Booking interface {
 	Book(ctx context.Context, r HoldRequest, paymentRef string) (Hold, error)
 	// Confirm turns a held hold into a booking. ErrHoldExpired if its
 	// expires_at has passed (decided by the database clock in the same
-	// transaction, whether or not a sweeper ran); ErrInvalidState from any
-	// state but held; ErrNotFound.
+	// transaction, whether or not a sweeper ran), unless every pool and
+	// group it holds has the if_available late-confirm policy, the grace
+	// has not passed and what it held is still free: then it takes it
+	// again and confirms, in one step, and the hold reads Late. Otherwise
+	// ErrHoldExpired, with Reclaimable false under if_available.
+	// ErrInvalidState from any state but held (or expired, late);
+	// ErrNotFound.
 	Confirm(ctx context.Context, id, paymentRef string) (Hold, error)
+	// ConfirmPart confirms part of a hold and releases the rest in one
+	// step (a buyer who paid for 2 of 4): each PartLine names a line and
+	// what of it to keep; lines not named are kept whole. Late as Confirm.
+	// ErrInvalid for a part that is not a part of the hold (the failing
+	// entry's index in Line), and as Confirm.
+	ConfirmPart(ctx context.Context, id, paymentRef string, part []PartLine) (Hold, error)
 	// Release gives a held hold's capacity back. ErrHoldExpired if past its
 	// expiry; ErrInvalidState; ErrNotFound.
 	Release(ctx context.Context, id string) (Hold, error)

@@ -151,7 +151,7 @@ type WebhookStore interface {
 
 // EventTypes lists every event type the outbox writes.
 var EventTypes = []EventType{
-	EventPoolCreated, EventPoolChanged, EventGroupCreated, EventUnitsAdded,
+	EventPoolCreated, EventPoolChanged, EventGroupCreated, EventGroupChanged, EventUnitsAdded,
 	EventHoldCreated, EventHoldConfirmed, EventHoldReleased, EventHoldExtended,
 	EventHoldExpired, EventHoldCancelled, EventHoldCompleted,
 }

@@ -51,6 +51,8 @@ func Run(t *testing.T, h Harness) {
 		{"BatchEveryShape", testBatchEveryShape},
 		{"UnitBatchesGrantInArrivalOrder", testUnitBatchesGrantInArrivalOrder},
 		{"SoldOutTurnsCorrect", testSoldOutTurnsCorrect},
+		{"LateConfirm", testLateConfirm},
+		{"PartialConfirm", testPartialConfirm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +73,7 @@ func Run(t *testing.T, h Harness) {
 			{"OverlappingSeats", raceOverlappingSeats},
 			{"ConfirmVsExpiry", raceConfirmVsExpiry},
 			{"ReleaseVsConfirm", raceReleaseVsConfirm},
+			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
 			{"PerHolderLimit", racePerHolderLimit},
 			{"KeyQuota", raceKeyQuota},
 			{"Sweepers", raceSweepers},
@@ -87,7 +90,7 @@ func testPools(t *testing.T, h Harness) {
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
 	p := MustCreatePool(t, s, "concert", 10, 4)
-	want := holdfast.Pool{ID: "concert", Name: "concert", Capacity: 10, PerHolderLimit: 4, Available: 10}
+	want := holdfast.Pool{ID: "concert", Name: "concert", Capacity: 10, PerHolderLimit: 4, Available: 10, LateConfirm: holdfast.LateRefuse}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Fatalf("CreatePool (-want +got):\n%s", diff)
 	}
@@ -161,7 +164,7 @@ func testGroups(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := holdfast.GroupAvailability{Group: holdfast.Group{ID: "hall", Name: "hall"}, Units: 3, Free: 2, Held: 1, FreeUnits: []string{"A-1", "A-3"}}
+	want := holdfast.GroupAvailability{Group: holdfast.Group{ID: "hall", Name: "hall", LateConfirm: holdfast.LateRefuse}, Units: 3, Free: 2, Held: 1, FreeUnits: []string{"A-1", "A-3"}}
 	if diff := cmp.Diff(want, g); diff != "" {
 		t.Fatalf("Group (-want +got):\n%s", diff)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/webhook"
 )
 
 const adminKey = "admin-key-for-tests-0123456789"
@@ -470,15 +471,33 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/holds/{id}/cancel", `{}`},
 		{"POST", "/v1/holds/{id}/complete", `{}`},
 		{"PATCH", "/v1/keys/{id}", `{"max_held_units":5}`},
+		{"PATCH", "/v1/groups/{id}", `{"late_confirm":"if_available","late_confirm_grace":30}`},
+		{"PATCH", "/v1/webhooks/{id}", `{"description":"box office"}`},
+		{"POST", "/v1/webhooks/{id}/deliveries/{delivery}/retry", `{}`},
 	}
 	keyID := holdfasttest.MustCreateKey(t, s, "quota-key")
-	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/keys/{id}": keyID,
+	ctx := context.Background()
+	if _, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_t", URL: "https://shop.example/hooks", Secret: webhook.NewSecret()}); err != nil {
+		t.Fatal(err)
+	}
+	holdfasttest.MustCreatePool(t, s, "r", 1, 0)
+	if _, err := s.(webhook.Queue).QueueDeliveries(ctx, time.Now(), 10); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := s.Deliveries(ctx, "wh_t", "", "", 0)
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("deliveries: %v, %v", dls, err)
+	}
+	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
+		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
-	covered := map[string]bool{"POST /v1/keys": true, "POST /v1/lab/race": true}
+	// Creating a key or a webhook answers a secret once: their replays
+	// differ on purpose (TestKeySecretNeverStored, TestWebhooksAPI).
+	covered := map[string]bool{"POST /v1/keys": true, "POST /v1/lab/race": true, "POST /v1/webhooks": true}
 	for i, req := range changes {
 		covered[req.method+" "+req.path] = true
-		path := strings.Replace(req.path, "{id}", target[req.path], 1)
+		path := strings.Replace(strings.Replace(req.path, "{id}", target[req.path], 1), "{delivery}", dls[0].ID, 1)
 		key := fmt.Sprint("key-", i)
 		first := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
 		again := c.do(t, req.method, path, req.body, "Idempotency-Key", key)

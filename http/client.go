@@ -157,7 +157,7 @@ func problemError(status int, body []byte) error {
 	if msg == "" {
 		msg = p.Title
 	}
-	return &holdfast.Error{Code: p.Code, Message: msg, Line: line}
+	return &holdfast.Error{Code: p.Code, Message: msg, Line: line, Reclaimable: p.Reclaimable}
 }
 
 func esc(s string) string { return url.PathEscape(s) }
@@ -166,7 +166,8 @@ func esc(s string) string { return url.PathEscape(s) }
 func (c *Client) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error) {
 	var out holdfast.Pool
 	err := c.do(ctx, "POST", "/v1/pools", map[string]any{
-		"id": p.ID, "name": p.Name, "capacity": p.Capacity, "per_holder_limit": p.PerHolderLimit}, &out)
+		"id": p.ID, "name": p.Name, "capacity": p.Capacity, "per_holder_limit": p.PerHolderLimit,
+		"late_confirm": p.LateConfirm, "late_confirm_grace": p.LateConfirmGrace}, &out)
 	return out, err
 }
 
@@ -191,6 +192,20 @@ func (c *Client) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 func (c *Client) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
 	var out holdfast.Pool
 	err := c.do(ctx, "PATCH", "/v1/pools/"+esc(id), map[string]any{"capacity": capacity}, &out)
+	return out, err
+}
+
+// SetPoolLateConfirm is PATCH /v1/pools/{id} with a late-confirm policy (admin).
+func (c *Client) SetPoolLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Pool, error) {
+	var out holdfast.Pool
+	err := c.do(ctx, "PATCH", "/v1/pools/"+esc(id), map[string]any{"late_confirm": policy, "late_confirm_grace": grace}, &out)
+	return out, err
+}
+
+// SetGroupLateConfirm is PATCH /v1/groups/{id} (admin).
+func (c *Client) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
+	var out holdfast.Group
+	err := c.do(ctx, "PATCH", "/v1/groups/"+esc(id), map[string]any{"late_confirm": policy, "late_confirm_grace": grace}, &out)
 	return out, err
 }
 
@@ -287,6 +302,15 @@ func (c *Client) action(ctx context.Context, id, action string, body any) (holdf
 // Confirm is POST /v1/holds/{id}/confirm; hold_expired after its expiry.
 func (c *Client) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
 	return c.action(ctx, id, "confirm", map[string]string{"payment_ref": paymentRef})
+}
+
+// ConfirmPart is POST /v1/holds/{id}/confirm with lines: what to keep
+// of each line named, the rest released, in one step.
+func (c *Client) ConfirmPart(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, error) {
+	if len(part) == 0 {
+		return c.Confirm(ctx, id, paymentRef)
+	}
+	return c.action(ctx, id, "confirm", map[string]any{"payment_ref": paymentRef, "lines": part})
 }
 
 // Release is POST /v1/holds/{id}/release: a held hold's capacity back.

@@ -94,8 +94,10 @@ func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		ID             string `json:"id"`
 		Name           string `json:"name"`
-		Capacity       *int64 `json:"capacity"`
-		PerHolderLimit int64  `json:"per_holder_limit"`
+		Capacity         *int64              `json:"capacity"`
+		PerHolderLimit   int64               `json:"per_holder_limit"`
+		LateConfirm      holdfast.LatePolicy `json:"late_confirm"`
+		LateConfirmGrace int64               `json:"late_confirm_grace"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -103,7 +105,8 @@ func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 	if b.Capacity == nil {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
 	}
-	p, err := c.changes(nil).CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit})
+	p, err := c.changes(nil).CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit,
+		LateConfirm: b.LateConfirm, LateConfirmGrace: b.LateConfirmGrace})
 	return http.StatusCreated, p, err
 }
 
@@ -117,18 +120,69 @@ func (s *Server) getPool(r *http.Request, c *call) (int, any, error) {
 	return http.StatusOK, p, err
 }
 
-func (s *Server) patchPool(r *http.Request, c *call) (int, any, error) {
-	var b struct {
-		Capacity *int64 `json:"capacity"`
+// lateBody is a late-confirm policy as sent.
+type lateBody struct {
+	LateConfirm      *holdfast.LatePolicy `json:"late_confirm"`
+	LateConfirmGrace *int64               `json:"late_confirm_grace"`
+}
+
+func (b lateBody) set() bool { return b.LateConfirm != nil || b.LateConfirmGrace != nil }
+
+// policy returns the policy sent; a grace alone keeps if_available.
+func (b lateBody) policy() (holdfast.LatePolicy, int64, error) {
+	if b.LateConfirm == nil {
+		return "", 0, holdfast.Errorf(holdfast.CodeInvalid, "late_confirm is required with late_confirm_grace (refuse or if_available)")
 	}
+	var grace int64
+	if b.LateConfirmGrace != nil {
+		grace = *b.LateConfirmGrace
+	}
+	return *b.LateConfirm, grace, nil
+}
+
+// patchPool changes a pool's capacity or its late-confirm policy: one at
+// a time, so that a refusal of one never leaves the other applied.
+func (s *Server) patchPool(r *http.Request, c *call) (int, any, error) {
+	var fields struct {
+		Capacity         *int64               `json:"capacity"`
+		LateConfirm      *holdfast.LatePolicy `json:"late_confirm"`
+		LateConfirmGrace *int64               `json:"late_confirm_grace"`
+	}
+	if err := s.decode(r, &fields, false); err != nil {
+		return 0, nil, err
+	}
+	b := struct {
+		Capacity *int64
+		lateBody
+	}{fields.Capacity, lateBody{fields.LateConfirm, fields.LateConfirmGrace}}
+	switch {
+	case b.Capacity != nil && b.set():
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "change capacity and late_confirm in two requests")
+	case b.Capacity != nil:
+		p, err := c.changes(nil).SetCapacity(r.Context(), r.PathValue("id"), *b.Capacity)
+		return http.StatusOK, p, err
+	case b.set():
+		policy, grace, err := b.policy()
+		if err != nil {
+			return 0, nil, err
+		}
+		p, err := c.changes(nil).SetPoolLateConfirm(r.Context(), r.PathValue("id"), policy, grace)
+		return http.StatusOK, p, err
+	}
+	return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity or late_confirm is required")
+}
+
+func (s *Server) patchGroup(r *http.Request, c *call) (int, any, error) {
+	var b lateBody
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
 	}
-	if b.Capacity == nil {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
+	policy, grace, err := b.policy()
+	if err != nil {
+		return 0, nil, err
 	}
-	p, err := c.changes(nil).SetCapacity(r.Context(), r.PathValue("id"), *b.Capacity)
-	return http.StatusOK, p, err
+	g, err := c.changes(nil).SetGroupLateConfirm(r.Context(), r.PathValue("id"), policy, grace)
+	return http.StatusOK, g, err
 }
 
 // ---- groups ----
@@ -316,15 +370,19 @@ func (s *Server) getHold(r *http.Request, c *call) (int, any, error) {
 
 func (s *Server) confirm(r *http.Request, c *call) (int, any, error) {
 	var b struct {
-		PaymentRef string `json:"payment_ref"`
+		PaymentRef string              `json:"payment_ref"`
+		Lines      []holdfast.PartLine `json:"lines"`
 	}
 	if err := s.decode(r, &b, true); err != nil {
 		return 0, nil, err
 	}
+	if b.Lines != nil && len(b.Lines) == 0 {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "lines names what to keep of each line; leave it out to confirm the whole hold")
+	}
 	if err := s.mayChange(r, c.principal); err != nil {
 		return 0, nil, err
 	}
-	h, err := c.changes(nil).Confirm(r.Context(), r.PathValue("id"), b.PaymentRef)
+	h, err := c.changes(nil).ConfirmPart(r.Context(), r.PathValue("id"), b.PaymentRef, b.Lines)
 	return http.StatusOK, h, err
 }
 

@@ -20,6 +20,7 @@ var operationIDs = map[string]string{
 	"PATCH /v1/pools/{id}":             "setPoolCapacity",
 	"POST /v1/groups":                  "createGroup",
 	"GET /v1/groups/{id}":              "getGroup",
+	"PATCH /v1/groups/{id}":            "setGroupLateConfirm",
 	"POST /v1/groups/{id}/units":       "addUnits",
 	"GET /v1/groups/{id}/units":        "listUnits",
 	"POST /v1/holds":                   "createHold",
@@ -120,6 +121,7 @@ func withParams(o obj, params ...obj) obj {
 }
 
 var (
+	lateGrace   = integer(0, 604800, "seconds after expiry a confirm may come under if_available (0 or absent: 600)")
 	idParam     = obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}}
 	emptyObject = obj{"type": "object", "additionalProperties": false}
 )
@@ -153,8 +155,9 @@ func openAPIDoc() obj {
 			},
 			"/v1/pools/{id}": obj{
 				"get": withParams(op("A pool with its availability", "200", ref("Pool"), nil, "404"), idParam),
-				"patch": withParams(op("Change a pool's capacity (admin); refused below what is taken", "200", ref("Pool"),
-					obj{"type": "object", "required": []string{"capacity"}, "properties": obj{"capacity": integer(0, 1<<40, "")}, "additionalProperties": false},
+				"patch": withParams(op("Change a pool's capacity (admin; refused below what is taken) or its late-confirm policy: one or the other per request", "200", ref("Pool"),
+					obj{"type": "object", "minProperties": 1, "properties": obj{"capacity": integer(0, 1<<40, ""),
+						"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace}, "additionalProperties": false},
 					"400", "403", "404", "409", "413", "422"), idParam),
 			},
 			"/v1/groups": obj{
@@ -162,6 +165,9 @@ func openAPIDoc() obj {
 			},
 			"/v1/groups/{id}": obj{
 				"get": withParams(op("A group's unit counts and its first free units (at most 1,000; page the units for more)", "200", ref("GroupAvailability"), nil, "404"), idParam),
+				"patch": withParams(op("Set a group's late-confirm policy (admin)", "200", ref("Group"),
+					obj{"type": "object", "required": []string{"late_confirm"}, "properties": obj{"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace}, "additionalProperties": false},
+					"400", "403", "404", "413", "422"), idParam),
 			},
 			"/v1/groups/{id}/units": obj{
 				"post": withParams(op("Add units to a group, all or none (admin)", "201",
@@ -186,8 +192,12 @@ func openAPIDoc() obj {
 			"/v1/holds/{id}": obj{
 				"get": withParams(op("A hold (another client's hold is 404)", "200", ref("Hold"), nil, "404"), idParam),
 			},
-			"/v1/holds/{id}/confirm": holdAction("Confirm a held hold; hold_expired after its expiry",
-				obj{"type": "object", "properties": obj{"payment_ref": str("your payment reference")}, "additionalProperties": false}, "400", "404", "409", "413", "422"),
+			"/v1/holds/{id}/confirm": holdAction("Confirm a held hold, or part of it (lines: what to keep of each line named; the rest is released). After its expiry: hold_expired, unless every pool and group of the hold has late_confirm if_available, the grace has not passed and what it held is still free: then it is taken again and confirmed in one step, and the hold says late: true (refused: hold_expired with reclaimable: false)",
+				obj{"type": "object", "properties": obj{"payment_ref": str("your payment reference"),
+					"lines": obj{"type": "array", "minItems": 1, "items": obj{"type": "object", "required": []string{"line"}, "additionalProperties": false,
+						"properties": obj{"line": integer(0, 99, "the line's index in the hold"), "quantity": integer(1, 1000000, "a pool line: how many to keep"),
+							"units": obj{"type": "array", "items": str(""), "minItems": 1, "description": "a unit line: which units to keep"}}}}},
+					"additionalProperties": false}, "400", "404", "409", "413", "422"),
 			"/v1/holds/{id}/release": holdAction("Release a held hold", emptyObject, "400", "404", "409", "413", "422"),
 			"/v1/holds/{id}/extend": holdAction("Move a held hold's expiry to now + ttl_seconds",
 				obj{"type": "object", "required": []string{"ttl_seconds"}, "properties": obj{"ttl_seconds": integer(1, 3600, "at most the server's maximum TTL")}, "additionalProperties": false},
@@ -274,15 +284,21 @@ func openAPIDoc() obj {
 			"schemas": obj{
 				"PoolCreate": obj{"type": "object", "required": []string{"id", "capacity"}, "additionalProperties": false, "properties": obj{
 					"id": str("letters, digits and . _ : -, up to 128"), "name": str(""), "capacity": integer(0, 1<<40, ""),
-					"per_holder_limit": integer(0, 1<<40, "at most this many per holder across active holds; 0 or absent: no limit")}},
+					"per_holder_limit": integer(0, 1<<40, "at most this many per holder across active holds; 0 or absent: no limit"),
+					"late_confirm":     ref("LatePolicy"), "late_confirm_grace": lateGrace}},
+				"LatePolicy": obj{"enum": []string{"refuse", "if_available"},
+					"description": "what a confirm after the hold's expiry does: refuse (the default) answers hold_expired; if_available takes the same capacity or units again if still free and confirms"},
 				"Pool": obj{"type": "object", "properties": obj{
 					"id": str(""), "name": str(""), "capacity": obj{"type": "integer"}, "per_holder_limit": obj{"type": "integer"},
+					"late_confirm": ref("LatePolicy"), "late_confirm_grace": obj{"type": "integer"},
 					"available": obj{"type": "integer", "description": "capacity − held − confirmed; expired holds count as available"},
 					"held":      obj{"type": "integer"}, "confirmed": obj{"type": "integer"}}},
 				"Group": obj{"type": "object", "required": []string{"id"}, "additionalProperties": false, "properties": obj{
-					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean", "description": "units return when a hold completes (riders)"}}},
+					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean", "description": "units return when a hold completes (riders)"},
+					"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace}},
 				"GroupAvailability": obj{"type": "object", "properties": obj{
 					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean"}, "units": obj{"type": "integer"},
+					"late_confirm": ref("LatePolicy"), "late_confirm_grace": obj{"type": "integer"},
 					"free": obj{"type": "integer"}, "held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"free_units": obj{"type": "array", "items": str("")}}},
 				"Unit": obj{"type": "object", "properties": obj{"id": str(""), "group": str(""),
@@ -305,7 +321,8 @@ func openAPIDoc() obj {
 					"status":     obj{"enum": []string{"held", "confirmed", "released", "expired", "cancelled", "completed"}},
 					"lines":      obj{"type": "array", "items": obj{"type": "object", "description": "the line as requested; unit lines carry the units taken as units"}},
 					"created_at": obj{"type": "string", "format": "date-time"}, "expires_at": obj{"type": "string", "format": "date-time"},
-					"updated_at": obj{"type": "string", "format": "date-time"}, "payment_ref": str("")}},
+					"updated_at": obj{"type": "string", "format": "date-time"}, "payment_ref": str(""),
+					"late": obj{"type": "boolean", "description": "confirmed after its expiry under if_available"}}},
 				"Event": obj{"type": "object", "properties": obj{
 					"seq": obj{"type": "integer"}, "type": str("pool.created, pool.changed, group.created, group.units_added, hold.created, hold.confirmed, hold.released, hold.extended, hold.expired, hold.cancelled, hold.completed"),
 					"at": obj{"type": "string", "format": "date-time"}, "hold_id": str(""), "subject": str("pool or group id"),
@@ -340,7 +357,8 @@ func openAPIDoc() obj {
 						"invalid_state", "limit_exceeded", "quota_exceeded", "conflict", "idempotency_in_flight", "idempotency_mismatch", "too_large",
 						"rate_limited", "busy", "service_unavailable", "internal", "unsupported", "method_not_allowed",
 						"unsupported_media_type", "misdirected_request", "cross_site_request", "too_many_streams", "cursor_expired"}},
-					"line": obj{"type": "integer", "description": "the failing hold line, in request order"}}},
+					"line":        obj{"type": "integer", "description": "the failing hold line, in request order"},
+					"reclaimable": obj{"type": "boolean", "description": "false on a late confirm refused under if_available: the capacity is gone or the grace passed"}}},
 			},
 		},
 	}

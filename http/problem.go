@@ -98,6 +98,9 @@ type Problem struct {
 	Detail string        `json:"detail,omitempty"`
 	Code   holdfast.Code `json:"code"`
 	Line   *int          `json:"line,omitempty"`
+	// Reclaimable is false on a late confirm refused under the
+	// if_available policy (see holdfast.LatePolicy).
+	Reclaimable *bool `json:"reclaimable,omitempty"`
 }
 
 // problemOf turns an error into the problem the client sees. Internal
@@ -128,6 +131,7 @@ func problemOf(err error, log *slog.Logger) Problem {
 			line := he.Line
 			p.Line = &line
 		}
+		p.Reclaimable = he.Reclaimable
 	}
 	return p
 }

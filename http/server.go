@@ -478,6 +478,7 @@ func (s *Server) routes() {
 	s.handle("PATCH /v1/pools/{id}", admin, s.patchPool)
 	s.handle("POST /v1/groups", admin, s.createGroup)
 	s.handle("GET /v1/groups/{id}", client, s.getGroup)
+	s.handle("PATCH /v1/groups/{id}", admin, s.patchGroup)
 	s.handle("POST /v1/groups/{id}/units", admin, s.addUnits)
 	s.handle("GET /v1/groups/{id}/units", client, s.listUnits)
 	s.handle("POST /v1/holds", client, s.createHold)

@@ -94,32 +94,6 @@ func (s *Store) whyNot(ctx context.Context, tx Querier, id string, c change) err
 	return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s, not %s", id, st, c.from)
 }
 
-func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
-	if err := holdfast.ValidatePaymentRef(paymentRef); err != nil {
-		return holdfast.Hold{}, err
-	}
-	return s.change(ctx, id, change{
-		from: holdfast.StatusHeld, to: holdfast.StatusConfirmed,
-		set:   func(p *binds) string { return `, payment_ref = ` + p.add(paymentRef) },
-		event: holdfast.EventHoldConfirmed,
-		effect: func(ctx context.Context, tx Querier, id string) error {
-			// Move the hold's quantity from held to confirmed, pools in id
-			// order. Units keep their hold_id: they stay taken. The key's
-			// quota counts held units only: confirming frees it.
-			lines, err := s.poolLines(ctx, tx, []string{id})
-			if err != nil {
-				return err
-			}
-			for _, pl := range lines {
-				if _, err := tx.Exec(ctx, `UPDATE pools SET held = held - $2, confirmed = confirmed + $2, version = version + 1 WHERE id = $1`, pl.pool, pl.quantity); err != nil {
-					return err
-				}
-			}
-			return s.giveQuota(ctx, tx, []string{id})
-		},
-	})
-}
-
 func (s *Store) Release(ctx context.Context, id string) (holdfast.Hold, error) {
 	return s.change(ctx, id, change{
 		from: holdfast.StatusHeld, to: holdfast.StatusReleased, event: holdfast.EventHoldReleased,
@@ -380,8 +354,8 @@ func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold
 	var status string
 	var created, expires, updated int64
 	var expired bool
-	err := q.QueryRow(ctx, `SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, expires_at <= holdfast_now_ms()
-		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &h.Owner, &expired)
+	err := q.QueryRow(ctx, `SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, late, expires_at <= holdfast_now_ms()
+		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &h.Owner, &h.Late, &expired)
 	if errors.Is(err, ErrNoRows) {
 		return h, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}

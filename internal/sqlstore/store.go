@@ -147,19 +147,21 @@ func (s *Store) event(ctx context.Context, tx Querier, typ holdfast.EventType, h
 
 // ---- pools ----
 
-const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit,
+const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.late_confirm, p.late_confirm_grace,
 	COALESCE((SELECT SUM(l.quantity) FROM holds h JOIN hold_lines l ON l.hold_id = h.id
 	          WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms() AND l.pool_id = p.id), 0)`
 
 func scanPool(r Row) (holdfast.Pool, error) {
 	var p holdfast.Pool
 	var expired int64
-	if err := r.Scan(&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &expired); err != nil {
+	var late string
+	if err := r.Scan(&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &late, &p.LateConfirmGrace, &expired); err != nil {
 		return p, err
 	}
 	// Expired holds not yet swept are free for the next claim, so they are
 	// shown as available, not held (guarantee 6).
 	p.Held -= expired
+	p.LateConfirm = holdfast.LatePolicy(late)
 	p.Available = p.Capacity - p.Held - p.Confirmed
 	return p, nil
 }
@@ -168,10 +170,14 @@ func (s *Store) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool,
 	if err := p.Validate(); err != nil {
 		return holdfast.Pool{}, err
 	}
+	if err := p.LateConfirm.Normalize(&p.LateConfirmGrace); err != nil {
+		return holdfast.Pool{}, err
+	}
 	var out holdfast.Pool
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO pools (id, name, capacity, per_holder_limit, created_at) VALUES ($1, $2, $3, $4, holdfast_now_ms())`,
-			p.ID, p.Name, p.Capacity, p.PerHolderLimit)
+		_, err := tx.Exec(ctx, `INSERT INTO pools (id, name, capacity, per_holder_limit, late_confirm, late_confirm_grace, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, holdfast_now_ms())`,
+			p.ID, p.Name, p.Capacity, p.PerHolderLimit, string(p.LateConfirm), p.LateConfirmGrace)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "pool %q already exists", p.ID)
@@ -254,14 +260,75 @@ func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (hol
 	}
 }
 
+// SetPoolLateConfirm sets a pool's late-confirm policy; it applies to
+// every confirm from then on, of holds made before too.
+func (s *Store) SetPoolLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Pool, error) {
+	if err := holdfast.ValidateID("pool", id); err != nil {
+		return holdfast.Pool{}, err
+	}
+	if err := policy.Normalize(&grace); err != nil {
+		return holdfast.Pool{}, err
+	}
+	var out holdfast.Pool
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		n, err := tx.Exec(ctx, `UPDATE pools SET late_confirm = $2, late_confirm_grace = $3 WHERE id = $1`, id, string(policy), grace)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return holdfast.Errorf(holdfast.CodeNotFound, "pool %q not found", id)
+		}
+		if out, err = s.pool(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := s.event(ctx, tx, holdfast.EventPoolChanged, "", id, out); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, out)
+	})
+	return out, err
+}
+
+// SetGroupLateConfirm sets a group's late-confirm policy.
+func (s *Store) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
+	if err := holdfast.ValidateID("group", id); err != nil {
+		return holdfast.Group{}, err
+	}
+	if err := policy.Normalize(&grace); err != nil {
+		return holdfast.Group{}, err
+	}
+	var out holdfast.Group
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		var late string
+		err := tx.QueryRow(ctx, `UPDATE groups SET late_confirm = $2, late_confirm_grace = $3 WHERE id = $1
+			RETURNING id, name, reusable, late_confirm, late_confirm_grace`, id, string(policy), grace).Scan(&out.ID, &out.Name, &out.Reusable, &late, &out.LateConfirmGrace)
+		if errors.Is(err, ErrNoRows) {
+			return holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		out.LateConfirm = holdfast.LatePolicy(late)
+		if err := s.event(ctx, tx, holdfast.EventGroupChanged, "", id, out); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, out)
+	})
+	return out, err
+}
+
 // ---- groups and units ----
 
 func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error) {
 	if err := g.Validate(); err != nil {
 		return holdfast.Group{}, err
 	}
+	if err := g.LateConfirm.Normalize(&g.LateConfirmGrace); err != nil {
+		return holdfast.Group{}, err
+	}
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO groups (id, name, reusable, created_at) VALUES ($1, $2, $3, holdfast_now_ms())`, g.ID, g.Name, g.Reusable)
+		_, err := tx.Exec(ctx, `INSERT INTO groups (id, name, reusable, late_confirm, late_confirm_grace, created_at) VALUES ($1, $2, $3, $4, $5, holdfast_now_ms())`,
+			g.ID, g.Name, g.Reusable, string(g.LateConfirm), g.LateConfirmGrace)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "group %q already exists", g.ID)
@@ -328,13 +395,15 @@ func (s *Store) Group(ctx context.Context, id string) (holdfast.GroupAvailabilit
 	if err := holdfast.ValidateID("group", id); err != nil {
 		return ga, err
 	}
-	err := s.db.QueryRow(ctx, `SELECT g.id, g.name, g.reusable,
+	var late string
+	err := s.db.QueryRow(ctx, `SELECT g.id, g.name, g.reusable, g.late_confirm, g.late_confirm_grace,
 		(SELECT COUNT(*) FROM units u WHERE u.group_id = g.id),
 		(SELECT COUNT(*) FROM units u JOIN holds h ON h.id = u.hold_id
 		  WHERE u.group_id = g.id AND h.status = 'held' AND h.expires_at > holdfast_now_ms()),
 		(SELECT COUNT(*) FROM units u JOIN holds h ON h.id = u.hold_id
 		  WHERE u.group_id = g.id AND h.status <> 'held')
-		FROM groups g WHERE g.id = $1`, id).Scan(&ga.ID, &ga.Name, &ga.Reusable, &ga.Units, &ga.Held, &ga.Confirmed)
+		FROM groups g WHERE g.id = $1`, id).Scan(&ga.ID, &ga.Name, &ga.Reusable, &late, &ga.LateConfirmGrace, &ga.Units, &ga.Held, &ga.Confirmed)
+	ga.LateConfirm = holdfast.LatePolicy(late)
 	if errors.Is(err, ErrNoRows) {
 		return ga, holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", id)
 	}

@@ -1,0 +1,420 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Confirm has a fast path, one conditional update (change), and a careful
+// one for a partial confirm or a confirm that came late: it locks the
+// hold's row, reads what the hold has, and in one transaction keeps what
+// was paid for, gives back the rest, and — if the hold was already
+// expired and swept — takes what it keeps again, if it is still free,
+// with the same conditional updates a claim makes. A new buyer racing for
+// the same last unit queues on the same rows: one of the two wins.
+
+func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
+	return s.confirm(ctx, id, paymentRef, nil)
+}
+
+func (s *Store) ConfirmPart(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, error) {
+	return s.confirm(ctx, id, paymentRef, part)
+}
+
+func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, error) {
+	if err := holdfast.ValidatePaymentRef(paymentRef); err != nil {
+		return holdfast.Hold{}, err
+	}
+	if err := validatePart(part); err != nil {
+		return holdfast.Hold{}, err
+	}
+	if len(part) == 0 {
+		h, err := s.change(ctx, id, change{
+			from: holdfast.StatusHeld, to: holdfast.StatusConfirmed,
+			set:   func(p *binds) string { return `, payment_ref = ` + p.add(paymentRef) },
+			event: holdfast.EventHoldConfirmed,
+			effect: func(ctx context.Context, tx Querier, id string) error {
+				// Move the hold's quantity from held to confirmed, pools in
+				// id order. Units keep their hold_id: they stay taken. The
+				// key's quota counts held units only: confirming frees it.
+				lines, err := s.poolLines(ctx, tx, []string{id})
+				if err != nil {
+					return err
+				}
+				for _, pl := range lines {
+					if _, err := tx.Exec(ctx, `UPDATE pools SET held = held - $2, confirmed = confirmed + $2, version = version + 1 WHERE id = $1`, pl.pool, pl.quantity); err != nil {
+						return err
+					}
+				}
+				return s.giveQuota(ctx, tx, []string{id})
+			},
+		})
+		if holdfast.ErrorCode(err) != holdfast.CodeHoldExpired {
+			return h, err
+		}
+		// Late: the careful path decides under the policy.
+	}
+	for attempt := 0; ; attempt++ {
+		h, short, err := s.confirmCarefully(ctx, id, paymentRef, part)
+		if short != nil && attempt == 0 {
+			// What the late confirm would take again may be held by other
+			// lapsed holds: expire them, as a claim does, and look again.
+			if n, rerr := s.reclaimResources(ctx, short.pools, short.units, nil); rerr != nil {
+				return h, rerr
+			} else if n > 0 {
+				continue
+			}
+		}
+		return h, err
+	}
+}
+
+// validatePart checks a partial confirm's shape; the hold decides the rest.
+func validatePart(part []holdfast.PartLine) error {
+	seen := map[int]bool{}
+	for i, p := range part {
+		switch {
+		case p.Line < 0 || p.Line >= holdfast.MaxLines:
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "line must be a line number of the hold, from 0")
+		case seen[p.Line]:
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "line %d is named twice", p.Line)
+		case (p.Quantity != 0) == (p.Units != nil):
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "give quantity (a pool line) or units (a unit line) to keep")
+		case p.Quantity < 0 || p.Quantity > holdfast.MaxQuantity:
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "quantity must be from 1 to the line's quantity")
+		case p.Units != nil && len(p.Units) == 0:
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "units must keep at least one unit (release the hold to keep none)")
+		}
+		seen[p.Line] = true
+		for _, u := range p.Units {
+			if err := holdfast.ValidateID("unit", u); err != nil {
+				return holdfast.LineErrorf(holdfast.CodeInvalid, i, "%s", err.(*holdfast.Error).Message)
+			}
+		}
+	}
+	return nil
+}
+
+// heldLine is one line of a hold as the careful confirm reads it.
+type heldLine struct {
+	no       int
+	kind     string
+	pool     string
+	quantity int64 // pool lines: what it has; keep: what it keeps
+	keep     int64
+	units    []string // unit and any lines: what it has
+	kept     []string // and keeps
+}
+
+// shortfall names what a late confirm found taken: reclaiming expired
+// holds on it may free it.
+type shortfall struct{ pools, units []string }
+
+// notReclaimable refuses a late confirm whose capacity is gone or whose
+// grace has passed.
+func notReclaimable(format string, args ...any) error {
+	e := holdfast.Errorf(holdfast.CodeHoldExpired, format, args...)
+	no := false
+	e.Reclaimable = &no
+	return e
+}
+
+func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, *shortfall, error) {
+	if holdfast.ValidateID("hold", id) != nil {
+		return holdfast.Hold{}, nil, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	var h holdfast.Hold
+	var short *shortfall
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		var status, owner, holder string
+		var lateMs int64
+		found, err := queryRow(ctx, tx, `SELECT status, owner, holder, holdfast_now_ms() - expires_at FROM holds WHERE id = $1`+s.d.ForUpdate,
+			[]any{id}, &status, &owner, &holder, &lateMs)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+		}
+		st := holdfast.Status(status)
+		late := st == holdfast.StatusExpired || (st == holdfast.StatusHeld && lateMs >= 0)
+		if st != holdfast.StatusHeld && st != holdfast.StatusExpired {
+			return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s, not held", id, st)
+		}
+		if late {
+			if err := s.latePolicy(ctx, tx, id, lateMs); err != nil {
+				return err
+			}
+		}
+		lines, err := s.heldLines(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := keepPart(lines, part); err != nil {
+			return err
+		}
+		scoped := holderScope(owner, holder)
+		if st == holdfast.StatusHeld {
+			err = s.keepHeld(ctx, tx, id, scoped, lines)
+		} else {
+			short, err = s.takeAgain(ctx, tx, id, scoped, lines)
+		}
+		if err != nil {
+			return err
+		}
+		var stmts []Stmt
+		for _, l := range lines {
+			switch {
+			case l.kind == "pool" && l.keep != l.quantity:
+				stmts = append(stmts, Stmt{`UPDATE hold_lines SET quantity = $3 WHERE hold_id = $1 AND line_no = $2`, []any{id, l.no, l.keep}})
+			case l.kind == "any" && len(l.kept) != len(l.units):
+				stmts = append(stmts, Stmt{`UPDATE hold_lines SET any_count = $3 WHERE hold_id = $1 AND line_no = $2`, []any{id, l.no, int64(len(l.kept))}})
+			}
+		}
+		stmts = append(stmts, Stmt{`UPDATE holds SET status = 'confirmed', late = $2, payment_ref = $3, updated_at = holdfast_now_ms() WHERE id = $1`,
+			[]any{id, late, paymentRef}})
+		if _, err := ExecAll(ctx, tx, stmts); err != nil {
+			return err
+		}
+		if h, err = s.getHold(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := s.event(ctx, tx, holdfast.EventHoldConfirmed, id, "", h); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, h)
+	})
+	return h, short, err
+}
+
+// latePolicy allows a confirm lateMs after the hold's expiry if every
+// pool and group the hold has units or capacity in says if_available and
+// the smallest of their graces has not passed.
+func (s *Store) latePolicy(ctx context.Context, tx Querier, id string, lateMs int64) error {
+	type policy struct {
+		late  string
+		grace int64
+	}
+	policies, err := collect(ctx, tx, func(r Row) (policy, error) {
+		var p policy
+		return p, r.Scan(&p.late, &p.grace)
+	}, `SELECT late_confirm, late_confirm_grace FROM pools WHERE id IN (SELECT pool_id FROM hold_lines WHERE hold_id = $1)
+		UNION ALL
+		SELECT late_confirm, late_confirm_grace FROM groups WHERE id IN (
+			SELECT group_id FROM hold_lines WHERE hold_id = $1 AND group_id IS NOT NULL
+			UNION SELECT u.group_id FROM unit_claims c JOIN units u ON u.id = c.unit_id WHERE c.hold_id = $1)`, id)
+	if err != nil {
+		return err
+	}
+	grace := int64(holdfast.MaxLateConfirmGrace)
+	for _, p := range policies {
+		if holdfast.LatePolicy(p.late) != holdfast.LateIfAvailable {
+			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
+		}
+		grace = min(grace, p.grace)
+	}
+	if len(policies) == 0 {
+		return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
+	}
+	if lateMs > grace*1000 {
+		return notReclaimable("hold %q expired %d s ago, past the late-confirm grace of %d s", id, lateMs/1000, grace)
+	}
+	return nil
+}
+
+// heldLines reads a hold's lines and the units each took.
+func (s *Store) heldLines(ctx context.Context, tx Querier, id string) ([]heldLine, error) {
+	lines, err := collect(ctx, tx, func(r Row) (heldLine, error) {
+		var l heldLine
+		err := r.Scan(&l.no, &l.kind, &l.pool, &l.quantity)
+		l.keep = l.quantity
+		return l, err
+	}, `SELECT line_no, kind, COALESCE(pool_id, ''), COALESCE(quantity, 0) FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, id)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT line_no, unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY line_no, unit_id`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var no int
+		var unit string
+		if err := rows.Scan(&no, &unit); err != nil {
+			return nil, err
+		}
+		if no >= 0 && no < len(lines) {
+			lines[no].units = append(lines[no].units, unit)
+		}
+	}
+	for i := range lines {
+		lines[i].kept = lines[i].units
+	}
+	return lines, rows.Err()
+}
+
+// keepPart applies a partial confirm to the lines: what each keeps.
+func keepPart(lines []heldLine, part []holdfast.PartLine) error {
+	for i, p := range part {
+		if p.Line >= len(lines) {
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "the hold has no line %d (it has %d)", p.Line, len(lines))
+		}
+		l := &lines[p.Line]
+		if l.kind == "pool" {
+			if p.Units != nil {
+				return holdfast.LineErrorf(holdfast.CodeInvalid, i, "line %d is a pool line: give the quantity to keep", p.Line)
+			}
+			if p.Quantity > l.quantity {
+				return holdfast.LineErrorf(holdfast.CodeInvalid, i, "line %d holds %d; quantity must be from 1 to %d", p.Line, l.quantity, l.quantity)
+			}
+			l.keep = p.Quantity
+			continue
+		}
+		if p.Units == nil {
+			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "line %d is a unit line: give the units to keep", p.Line)
+		}
+		var kept []string
+		for _, u := range p.Units {
+			if !slices.Contains(l.units, u) {
+				return holdfast.LineErrorf(holdfast.CodeInvalid, i, "unit %q is not on line %d", u, p.Line)
+			}
+			if slices.Contains(kept, u) {
+				return holdfast.LineErrorf(holdfast.CodeInvalid, i, "unit %q is named twice", u)
+			}
+			kept = append(kept, u)
+		}
+		slices.Sort(kept)
+		l.kept = kept
+	}
+	return nil
+}
+
+// dropped lists the units the lines give back, in id order.
+func dropped(lines []heldLine) (out []string) {
+	for _, l := range lines {
+		for _, u := range l.units {
+			if !slices.Contains(l.kept, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// perPool sums a quantity of the pool lines per pool, in pool id order.
+func perPool(lines []heldLine, f func(heldLine) int64) (pools []string, sums map[string]int64) {
+	sums = map[string]int64{}
+	for _, l := range lines {
+		if l.kind != "pool" {
+			continue
+		}
+		if _, ok := sums[l.pool]; !ok {
+			pools = append(pools, l.pool)
+		}
+		sums[l.pool] += f(l)
+	}
+	slices.Sort(pools)
+	return pools, sums
+}
+
+// keepHeld confirms a hold that still has its capacity (held, on time or
+// late but not swept): what is kept moves from held to confirmed, the
+// rest goes back.
+func (s *Store) keepHeld(ctx context.Context, tx Querier, id, holder string, lines []heldLine) error {
+	pools, held := perPool(lines, func(l heldLine) int64 { return l.quantity })
+	_, kept := perPool(lines, func(l heldLine) int64 { return l.keep })
+	for _, p := range pools {
+		if _, err := tx.Exec(ctx, `UPDATE pools SET held = held - $2, confirmed = confirmed + $3, version = version + 1 WHERE id = $1`, p, held[p], kept[p]); err != nil {
+			return err
+		}
+		if back := held[p] - kept[p]; back > 0 {
+			s.soldOut.forget(p)
+			if _, err := tx.Exec(ctx, `UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, p, holder, back); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.dropUnits(ctx, tx, id, dropped(lines)); err != nil {
+		return err
+	}
+	return s.giveQuota(ctx, tx, []string{id})
+}
+
+// dropUnits gives back units a partial confirm does not keep.
+func (s *Store) dropUnits(ctx context.Context, tx Querier, id string, units []string) error {
+	if len(units) == 0 {
+		return nil
+	}
+	list := s.d.ListArg(units)
+	if err := lockUnitsInOrder(ctx, tx, s.d, `id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM unit_claims WHERE hold_id = $1 AND unit_id IN (`+s.d.ListSelect(2)+`)`, id, list); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE units SET hold_id = NULL WHERE hold_id = $1 AND id IN (`+s.d.ListSelect(2)+`)`, id, list)
+	return err
+}
+
+// takeAgain confirms a hold that expired and gave its capacity back: what
+// it keeps is taken again if still free — pool capacity and the holder's
+// limit by the claim's own conditional updates, the same units only if
+// no one has them — or the confirm is refused and nothing changes.
+func (s *Store) takeAgain(ctx context.Context, tx Querier, id, holder string, lines []heldLine) (*shortfall, error) {
+	pools, kept := perPool(lines, func(l heldLine) int64 { return l.keep })
+	for _, p := range pools {
+		n, err := tx.Exec(ctx, `UPDATE pools SET confirmed = confirmed + $2, version = version + 1 WHERE id = $1 AND capacity - held - confirmed >= $2`, p, kept[p])
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return &shortfall{pools: []string{p}}, notReclaimable("hold %q expired, and pool %q no longer has %d free", id, p, kept[p])
+		}
+		rp, _, err := readPool(ctx, tx, p, "")
+		if err != nil {
+			return nil, err
+		}
+		if rp.limit > 0 {
+			ok, err := s.takeHolderLimit(ctx, tx, p, holder, kept[p], rp.limit)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, notReclaimable("hold %q expired, and its holder now has pool %q's per-holder limit", id, p)
+			}
+		}
+	}
+	var units []string
+	for _, l := range lines {
+		units = append(units, l.kept...)
+	}
+	slices.Sort(units)
+	if err := s.dropUnits(ctx, tx, id, dropped(lines)); err != nil {
+		return nil, err
+	}
+	if len(units) > 0 {
+		list := s.d.ListArg(units)
+		if err := lockUnitsInOrder(ctx, tx, s.d, `id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
+			return nil, err
+		}
+		n, err := tx.Exec(ctx, `UPDATE units SET hold_id = $1 WHERE hold_id IS NULL AND id IN (`+s.d.ListSelect(2)+`)`, id, list)
+		if err != nil {
+			return nil, err
+		}
+		if n != int64(len(units)) {
+			return &shortfall{units: units}, notReclaimable("hold %q expired, and %d of its %d units were taken since", id, int64(len(units))-n, len(units))
+		}
+		if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = TRUE WHERE hold_id = $1`, id); err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return nil, fmt.Errorf("a unit of hold %s has another active claim: %w", id, err)
+			}
+			return nil, err
+		}
+	}
+	return nil, nil
+}
