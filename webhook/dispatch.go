@@ -61,8 +61,8 @@ type Config struct {
 	// each (default 3 s).
 	Timeout, ConnectTimeout time.Duration
 	// MaxInFlight bounds the calls this server makes at once (default
-	// 16); MaxPerWebhook those to one endpoint, over every server
-	// (default 4). A slow endpoint holds at most its own share.
+	// 32); MaxPerWebhook those to one endpoint, over every server
+	// (default 8). A slow endpoint holds at most its own share.
 	MaxInFlight, MaxPerWebhook int
 	// Lease is how long a claimed delivery stays this server's before
 	// another may send it (default Timeout*2 + 10 s): a server that dies
@@ -114,8 +114,8 @@ func New(cfg Config) *Dispatcher {
 	}
 	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Second)
 	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, 3*time.Second)
-	cfg.MaxInFlight = cmp.Or(cfg.MaxInFlight, 16)
-	cfg.MaxPerWebhook = cmp.Or(cfg.MaxPerWebhook, 4)
+	cfg.MaxInFlight = cmp.Or(cfg.MaxInFlight, 32)
+	cfg.MaxPerWebhook = cmp.Or(cfg.MaxPerWebhook, 8)
 	cfg.Lease = cmp.Or(cfg.Lease, 2*cfg.Timeout+10*time.Second)
 	cfg.Poll = cmp.Or(cfg.Poll, 500*time.Millisecond)
 	cfg.MaxResponseBody = cmp.Or(cfg.MaxResponseBody, 64<<10)

@@ -47,6 +47,9 @@ type webhookFlags struct {
 	timeout        time.Duration
 	maxInFlight    int
 	maxPerEndpoint int
+	// schedule replaces the retry schedule (fault injection: the chaos
+	// harness cannot wait hours between retries).
+	schedule []time.Duration
 }
 
 func serveCmd(e env) *cobra.Command {
@@ -82,8 +85,10 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", envDuration(e, "HOLDFAST_SHUTDOWN_GRACE", 30*time.Second), "how long in-flight requests may finish on shutdown (env HOLDFAST_SHUTDOWN_GRACE)")
 	fs.BoolVar(&f.webhooks.allowPrivate, "webhook-allow-private", envBool(e, "HOLDFAST_WEBHOOK_ALLOW_PRIVATE", false), "let webhook URLs reach loopback, private and link-local addresses; off, a webhook cannot make this server call into its own network (env HOLDFAST_WEBHOOK_ALLOW_PRIVATE)")
 	fs.DurationVar(&f.webhooks.timeout, "webhook-timeout", envDuration(e, "HOLDFAST_WEBHOOK_TIMEOUT", 10*time.Second), "a webhook call's deadline, connection to answer; a 2xx within it is success (env HOLDFAST_WEBHOOK_TIMEOUT)")
-	fs.IntVar(&f.webhooks.maxInFlight, "webhook-max-in-flight", envInt(e, "HOLDFAST_WEBHOOK_MAX_IN_FLIGHT", 16), "webhook calls this server makes at once (env HOLDFAST_WEBHOOK_MAX_IN_FLIGHT)")
-	fs.IntVar(&f.webhooks.maxPerEndpoint, "webhook-max-per-endpoint", envInt(e, "HOLDFAST_WEBHOOK_MAX_PER_ENDPOINT", 4), "webhook calls in flight to one endpoint, over every server (env HOLDFAST_WEBHOOK_MAX_PER_ENDPOINT)")
+	fs.IntVar(&f.webhooks.maxInFlight, "webhook-max-in-flight", envInt(e, "HOLDFAST_WEBHOOK_MAX_IN_FLIGHT", 32), "webhook calls this server makes at once (env HOLDFAST_WEBHOOK_MAX_IN_FLIGHT)")
+	fs.IntVar(&f.webhooks.maxPerEndpoint, "webhook-max-per-endpoint", envInt(e, "HOLDFAST_WEBHOOK_MAX_PER_ENDPOINT", 8), "webhook calls in flight to one endpoint, over every server (env HOLDFAST_WEBHOOK_MAX_PER_ENDPOINT)")
+	fs.DurationSliceVar(&f.webhooks.schedule, "webhook-retry-schedule", nil, "the waits between webhook retries (testing)")
+	_ = fs.MarkHidden("webhook-retry-schedule")
 	// Fault injection for the chaos harness: this server's wall clock, off
 	// by the given amount, must change no outcome (see holdfast.Clock).
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "shift this server's wall clock (fault injection)")
@@ -203,7 +208,7 @@ func startWebhooks(ctx context.Context, store holdfast.Store, f webhookFlags, re
 	if !ok {
 		return func() {}
 	}
-	d := webhook.New(webhook.Config{Queue: q, Logger: log, Clock: clock, Timeout: f.timeout,
+	d := webhook.New(webhook.Config{Queue: q, Logger: log, Clock: clock, Timeout: f.timeout, Schedule: f.schedule,
 		MaxInFlight: f.maxInFlight, MaxPerWebhook: f.maxPerEndpoint, AllowPrivate: f.allowPrivate, Registerer: reg.Registry})
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})

@@ -61,6 +61,9 @@ type scenario struct {
 	faults   func(h *harness, d time.Duration)
 	// broken: the build is wrong on purpose; the checks must catch it.
 	broken bool
+	// webhooks: a flaky receiver gets every event, and the storm's
+	// deliveries are checked after it.
+	webhooks bool
 }
 
 var scenarios = []scenario{
@@ -96,6 +99,12 @@ var scenarios = []scenario{
 		h.network(h.instances[2], "timeout", `{"timeout":0}`, 3*time.Second, false)
 		h.at(d, 0.7)
 		h.network(h.instances[0], "reset_peer", `{"timeout":0}`, 2*time.Second, false)
+	}},
+	{name: "webhooks", strategy: "atomic", webhooks: true, faults: func(h *harness, d time.Duration) {
+		for _, at := range []float64{0.3, 0.65} {
+			h.at(d, at)
+			h.kill9(h.randomInstance())
+		}
 	}},
 	{name: "clock-skew", strategy: "atomic", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}},
 	{name: "all-at-once", strategy: "redislock", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}, length: 2,
@@ -311,6 +320,9 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		if sc.strategy == "unsafe" {
 			in.args = append(in.args, "--allow-unsafe")
 		}
+		if sc.webhooks {
+			in.args = append(in.args, webhookArgs...)
+		}
 		if i < len(sc.skews) && sc.skews[i] != 0 {
 			in.args = append(in.args, "--clock-skew", sc.skews[i].String())
 			h.fault("instance %d's clock off by %s", i, sc.skews[i])
@@ -324,6 +336,18 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		}
 	}
 	lanes := h.setup(ctx)
+	var receiver *flakyReceiver
+	var webhooksFrom int64
+	if sc.webhooks {
+		receiver = newFlakyReceiver()
+		defer receiver.srv.Close()
+		conn, err := pgx.Connect(ctx, h.pg.url(dbName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		webhooksFrom = h.registerWebhook(ctx, receiver, conn)
+		conn.Close(ctx)
+	}
 
 	urls := make([]string, len(h.instances))
 	for i, in := range h.instances {
@@ -401,6 +425,12 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		t.Fatal(err)
 	}
 	r.dbBad = append(r.dbBad, bad...)
+	if receiver != nil {
+		bad, summary := checkWebhooks(ctx, conn, receiver, webhooksFrom)
+		r.dbBad = append(r.dbBad, bad...)
+		t.Log(summary)
+		r.faults = append(r.faults, summary)
+	}
 	for _, in := range h.instances {
 		in.stop()
 	}
