@@ -184,6 +184,27 @@ func newDispatcher(s store, c *clock, mod func(*webhook.Config)) *webhook.Dispat
 	return webhook.New(cfg)
 }
 
+// queued waits until the webhook has n deliveries queued. On PostgreSQL
+// the feed shows an event only once every transaction older than it has
+// ended, in the whole cluster (other test packages' too): the queue
+// catches up by itself, and a test waits for it rather than assume.
+func queued(t *testing.T, s store, c *clock, w string, n int) {
+	t.Helper()
+	for ctx := t.Context(); ; {
+		if _, err := s.QueueDeliveries(ctx, c.Now(), 1000); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(deliveries(t, s, w)); got >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d deliveries never queued", n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // step runs one round of d and waits for its calls.
 func step(t *testing.T, d *webhook.Dispatcher) {
 	t.Helper()
@@ -242,7 +263,9 @@ func TestDeliversSignedInOrder(t *testing.T) {
 		rc := newReceiver(t, nil)
 		w := rc.register(t, s)
 		holds := sale(t, s, 10)
-		d := newDispatcher(s, newClock(), nil)
+		c := newClock()
+		queued(t, s, c, w.ID, 21)
+		d := newDispatcher(s, c, nil)
 		for range 20 {
 			step(t, d)
 		}
@@ -300,6 +323,7 @@ func TestDeadEndpointFailsAfterTheSchedule(t *testing.T) {
 		rc.now = c.Now
 		reg := prometheus.NewRegistry()
 		d := newDispatcher(s, c, func(cfg *webhook.Config) { cfg.Registerer = reg })
+		queued(t, s, c, w.ID, 1)
 		step(t, d)
 		for i, wait := range webhook.DefaultSchedule {
 			ds := deliveries(t, s, w.ID)
@@ -402,6 +426,7 @@ func TestOrderPerHoldWithoutHeadOfLineBlocking(t *testing.T) {
 		w := rc.register(t, s, holdfast.EventHoldCreated, holdfast.EventHoldConfirmed, holdfast.EventHoldReleased)
 		holds := sale(t, s, 4)
 		c := newClock()
+		queued(t, s, c, w.ID, 8)
 		d := newDispatcher(s, c, nil)
 		for range 10 {
 			step(t, d)
@@ -512,7 +537,9 @@ func TestTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg := prometheus.NewRegistry()
-		step(t, newDispatcher(s, newClock(), func(cfg *webhook.Config) { cfg.Timeout, cfg.Registerer = 200*time.Millisecond, reg }))
+		c := newClock()
+		queued(t, s, c, w.ID, 1)
+		step(t, newDispatcher(s, c, func(cfg *webhook.Config) { cfg.Timeout, cfg.Registerer = 200*time.Millisecond, reg }))
 		dl := deliveries(t, s, w.ID)[0]
 		if dl.Status != holdfast.DeliveryPending || dl.LastError != "no answer within 200ms" || dl.LastStatusCode != 0 {
 			t.Fatalf("delivery %+v, want a timed-out attempt", dl)
@@ -531,7 +558,8 @@ func TestDisableEnableRedeliver(t *testing.T) {
 		s := open(t)
 		rc := newReceiver(t, nil)
 		w := rc.register(t, s, holdfast.EventPoolCreated)
-		d := newDispatcher(s, newClock(), nil)
+		c := newClock()
+		d := newDispatcher(s, c, nil)
 		off, on := false, true
 		if _, err := s.UpdateWebhook(ctx, w.ID, holdfast.WebhookPatch{Enabled: &off}); err != nil {
 			t.Fatal(err)
@@ -540,13 +568,24 @@ func TestDisableEnableRedeliver(t *testing.T) {
 			t.Fatal(err)
 		}
 		step(t, d)
+		// Enabling starts after the newest event the feed shows: wait
+		// for it to show the one written while disabled.
+		for seen := false; !seen; {
+			events, _, err := s.Events(t.Context(), "", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range events {
+				seen = seen || e.Subject == "while-off"
+			}
+		}
 		if _, err := s.UpdateWebhook(ctx, w.ID, holdfast.WebhookPatch{Enabled: &on}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "after", Capacity: 1}); err != nil {
 			t.Fatal(err)
 		}
-		step(t, d)
+		queued(t, s, c, w.ID, 1)
 		step(t, d)
 		calls := rc.calls()
 		if len(calls) != 1 || !strings.Contains(string(calls[0].body), `"after"`) {
@@ -583,6 +622,7 @@ func TestDestinationsAreGuarded(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newClock()
+		queued(t, s, c, w.ID, 1)
 		step(t, newDispatcher(s, c, func(cfg *webhook.Config) { cfg.AllowPrivate = false }))
 		if n := len(rc.calls()); n != 0 {
 			t.Fatalf("a loopback endpoint got %d calls with private destinations refused", n)
@@ -621,9 +661,7 @@ func TestLeaseTakeover(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newClock()
-		if _, err := s.QueueDeliveries(ctx, c.Now(), 100); err != nil {
-			t.Fatal(err)
-		}
+		queued(t, s, c, w.ID, 1)
 		// Server A claims it, and dies before recording an outcome.
 		lease := 30 * time.Second
 		dead, err := s.ClaimDeliveries(ctx, holdfast.DeliveryClaim{Lease: "A", Now: c.Now(), For: lease, Limit: 10, PerWebhook: 4})

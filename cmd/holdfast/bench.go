@@ -107,7 +107,7 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 		// re-reading the map.
 		shape := benchShape{name: "seats 20k", setup: seatMap(400)}
 		for _, viewers := range []int{0, 500} {
-			var extra func(string) func() string
+			var extra extraLoad
 			if viewers > 0 {
 				extra = mapViewers(viewers, "hall")
 				shape.name = "seats 20k + 500 map viewers"
@@ -122,10 +122,27 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 	if all || want["streams"] {
 		shape := benchShapes[0]
 		for _, viewers := range []int{0, 1000} {
-			var extra func(string) func() string
+			var extra extraLoad
 			if viewers > 0 {
 				extra = streamViewers(viewers)
 				shape.name = "pool + 1,000 stream viewers"
+			}
+			r, err := shapeMode(ctx, f, shape, benchModes[0], 64, d, extra)
+			if err != nil {
+				return fmt.Errorf("%s: %w", shape.name, err)
+			}
+			emit(r)
+		}
+	}
+	if all || want["webhooks"] {
+		// The hot pool, then again with an endpoint that takes 5 s to
+		// answer every event: the booking path must not notice.
+		shape := benchShapes[0]
+		for _, slow := range []bool{false, true} {
+			var extra extraLoad
+			if slow {
+				extra = slowWebhook(5 * time.Second)
+				shape.name = "pool + a webhook answering in 5 s"
 			}
 			r, err := shapeMode(ctx, f, shape, benchModes[0], 64, d, extra)
 			if err != nil {

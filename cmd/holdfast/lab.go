@@ -89,7 +89,7 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.BoolVar(&f.coalesce, "coalesce", true, "combine concurrent claims on a pool into one transaction (atomic)")
 	fs.BoolVar(&f.bench, "bench", false, "the benchmark: every shape of sale (--bench-shapes) against pgbench running the same shape one transaction per booking, then holdfast over HTTP (with and without keys) and as a library on PostgreSQL, and over HTTP on SQLite (--duration per run, default 10s; needs --db postgres://…)")
 	fs.IntSliceVar(&f.benchN, "bench-clients", []int{64, 256}, "client counts the --bench buying shapes run at")
-	fs.StringVar(&f.benchShapes, "bench-shapes", "all", "the --bench shapes: all, or some of pool,pool-limit-book,events,seats,riders,mixed,sellout,viewers,streams")
+	fs.StringVar(&f.benchShapes, "bench-shapes", "all", "the --bench shapes: all, or some of pool,pool-limit-book,events,seats,riders,mixed,sellout,viewers,streams,webhooks")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return c
 }

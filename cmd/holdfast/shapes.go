@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/webhook"
 )
 
 // The benchmark's shapes: the sales users run, not the one the code is
@@ -329,7 +332,12 @@ func (r shapeResult) quantile(q float64) time.Duration {
 
 // shapeMode runs one shape on one holdfast mode: a fresh database, the
 // shape's set-up, the buyers, the audit.
-func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, clients int, d time.Duration, extra func(base string) func() string) (benchRow, error) {
+// extraLoad runs beside a bench's buyers from set-up to the end of the
+// run (viewers, a webhook endpoint): it is given the server's base URL
+// and its store, and its stop reports what it saw.
+type extraLoad func(base string, store holdfast.Store) (stop func() string)
+
+func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, clients int, d time.Duration, extra extraLoad) (benchRow, error) {
 	row := benchRow{Mode: mode, Scenario: shape.name, Clients: clients}
 	lf := f
 	lf.think, lf.instances, lf.coalesce = 0, 1, true
@@ -364,7 +372,7 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 	}
 	var stopExtra func() string
 	if extra != nil {
-		stopExtra = extra(base)
+		stopExtra = extra(base, store)
 	}
 	stats, _ := store.(holdfast.StatsReporter)
 	var before holdfast.Stats
@@ -405,8 +413,8 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 
 // mapViewers starts n clients re-reading a seat map's compact form (with
 // If-None-Match, as a page does) until stopped; stop reports reads/s.
-func mapViewers(n int, group string) func(base string) func() string {
-	return func(base string) func() string {
+func mapViewers(n int, group string) extraLoad {
+	return func(base string, _ holdfast.Store) func() string {
 		ctx, cancel := context.WithCancel(context.Background())
 		var reads, notModified atomic.Int64
 		var wg sync.WaitGroup
@@ -450,8 +458,8 @@ func mapViewers(n int, group string) func(base string) func() string {
 // streamViewers starts n clients on /v1/events/stream until stopped;
 // stop reports events received and the lag from an event's commit
 // stamp to its arrival (sampled).
-func streamViewers(n int) func(base string) func() string {
-	return func(base string) func() string {
+func streamViewers(n int) extraLoad {
+	return func(base string, _ holdfast.Store) func() string {
 		ctx, cancel := context.WithCancel(context.Background())
 		var events atomic.Int64
 		var mu sync.Mutex
@@ -514,6 +522,59 @@ func streamViewers(n int) func(base string) func() string {
 				p99 = lags[min(len(lags)-1, len(lags)*99/100)]
 			}
 			return fmt.Sprintf("%d stream viewers: %.0f events/s received in all, lag p99 %s", n, float64(events.Load())/el.Seconds(), durMs(p99))
+		}
+	}
+}
+
+// slowWebhook registers an endpoint that answers every call after delay
+// and runs the webhook dispatcher, as serve does, for the run; stop
+// reports the calls, the queue left and the heap before and after.
+func slowWebhook(delay time.Duration) extraLoad {
+	return func(_ string, store holdfast.Store) func() string {
+		done := make(chan struct{})
+		var calls atomic.Int64
+		receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+			case <-done:
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		q, _ := store.(webhook.Queue)
+		ctx, cancel := context.WithCancel(context.Background())
+		var heapBefore runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&heapBefore)
+		finished := make(chan struct{})
+		_, err := store.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_bench", URL: receiver.URL, Secret: webhook.NewSecret()})
+		if err != nil || q == nil {
+			close(finished)
+		} else {
+			d := webhook.New(webhook.Config{Queue: q, AllowPrivate: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			go func() {
+				defer close(finished)
+				_ = d.Run(ctx)
+			}()
+		}
+		return func() string {
+			var heapAfter runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&heapAfter)
+			var backlog holdfast.DeliveryBacklog
+			if q != nil {
+				backlog, _ = q.DeliveryBacklog(context.Background(), time.Now())
+			}
+			cancel()
+			close(done)
+			<-finished
+			receiver.Close()
+			if err != nil {
+				return "webhook: " + err.Error()
+			}
+			return fmt.Sprintf("a webhook answering after %s: %d calls, %d deliveries queued in the database, heap %d→%d MiB",
+				delay, calls.Load(), backlog.Pending, heapBefore.HeapAlloc>>20, heapAfter.HeapAlloc>>20)
 		}
 	}
 }
