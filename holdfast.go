@@ -362,8 +362,9 @@ type Operations interface {
 	// this build knows applied.
 	Ready(ctx context.Context) error
 	// Purge deletes, in small batches, outbox events and finished holds
-	// (released, expired, cancelled) older than r says, and reports how
-	// many. Safe on every server at once; it never touches a hold that
+	// (released, expired, cancelled) older than r says, and finished
+	// webhook deliveries as old as the events, and reports how many; an
+	// event still to be sent to a webhook is kept. Safe on every server at once; it never touches a hold that
 	// holds capacity or a seat. A feed cursor from before the purged
 	// events answers ErrCursorExpired from then on.
 	Purge(ctx context.Context, r Retention) (PurgeReport, error)
@@ -379,6 +380,9 @@ type Retention struct {
 type PurgeReport struct {
 	Events int `json:"events"`
 	Holds  int `json:"holds"`
+	// Deliveries counts webhook deliveries that had succeeded or failed
+	// (kept as long as events).
+	Deliveries int `json:"deliveries"`
 }
 
 // Store is every contract together: what a backend implements.

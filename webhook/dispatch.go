@@ -78,6 +78,10 @@ type Config struct {
 	// MaxResponseBody is how much of an answer is read (default 64 KiB);
 	// the rest is dropped with the connection.
 	MaxResponseBody int64
+	// MaxQueued bounds the deliveries queued (as rows) per webhook
+	// (default 1,000); later events wait in the feed until there is room,
+	// so a dead endpoint's backlog costs no write per event.
+	MaxQueued int
 	// Registerer receives the dispatcher's metrics (optional).
 	Registerer prometheus.Registerer
 }
@@ -119,14 +123,15 @@ func New(cfg Config) *Dispatcher {
 	cfg.Lease = cmp.Or(cfg.Lease, 2*cfg.Timeout+10*time.Second)
 	cfg.Poll = cmp.Or(cfg.Poll, 500*time.Millisecond)
 	cfg.MaxResponseBody = cmp.Or(cfg.MaxResponseBody, 64<<10)
+	cfg.MaxQueued = cmp.Or(cfg.MaxQueued, 1000)
 	d := &Dispatcher{cfg: cfg, log: cfg.Logger, lease: holdfast.NewID("lease_", time.Now()), wake: make(chan struct{}, 1)}
 	d.client = newClient(cfg)
 	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_webhook_deliveries_total",
 		Help: "Webhook delivery attempts by result: succeeded, retrying (failed, will be retried) or failed (the schedule ran out)."}, []string{"result"})
 	d.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_webhook_attempts_total",
 		Help: "Webhook calls by outcome: 2xx, 3xx, 4xx, 5xx, timeout, refused (a private address) or error."}, []string{"outcome"})
-	d.depth = prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_webhook_queue_depth", Help: "Webhook deliveries pending, over every server."})
-	d.oldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_webhook_oldest_pending_seconds", Help: "Age of the oldest pending webhook delivery."})
+	d.depth = prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_webhook_queue_depth", Help: "Webhook deliveries still to be sent (queued or waiting in the feed), over every server."})
+	d.oldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_webhook_oldest_pending_seconds", Help: "Age of the oldest event still to be sent to a webhook."})
 	d.inFlightG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_webhook_in_flight", Help: "Webhook calls this server has in flight."},
 		func() float64 { return float64(d.inFlight.Load()) })
 	if cfg.Registerer != nil {
@@ -247,7 +252,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // in the bounds, and start sending it.
 func (d *Dispatcher) Step(ctx context.Context) error {
 	now := d.now()
-	if _, err := d.cfg.Queue.QueueDeliveries(ctx, now, 500); err != nil {
+	if _, err := d.cfg.Queue.QueueDeliveries(ctx, now, d.cfg.MaxQueued); err != nil {
 		return fmt.Errorf("queueing deliveries: %w", err)
 	}
 	if now.Sub(d.lastGauges) >= time.Second {

@@ -32,7 +32,7 @@ func newRegistry(s holdfast.Store) *registry {
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "holdfast_idempotency_keys_purged_total", Help: "Idempotency keys forgotten after 24 h."}),
 		retained: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "holdfast_purged_total", Help: "Events and finished holds deleted past their retention."}, []string{"what"}),
+			Name: "holdfast_purged_total", Help: "Events, finished holds and finished webhook deliveries deleted past their retention."}, []string{"what"}),
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.auditDiffs, r.auditRuns, r.purged, r.retained)
@@ -137,6 +137,7 @@ func (m *monitor) round(ctx context.Context) {
 	purged, err := m.s.Purge(ctx, m.retain)
 	m.r.retained.WithLabelValues("events").Add(float64(purged.Events))
 	m.r.retained.WithLabelValues("holds").Add(float64(purged.Holds))
+	m.r.retained.WithLabelValues("deliveries").Add(float64(purged.Deliveries))
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("retention purge", "err", err)
 	}

@@ -38,11 +38,38 @@ func (s *Store) Purge(ctx context.Context, r holdfast.Retention) (holdfast.Purge
 			n, err := s.purgeHolds(ctx, r.Holds)
 			rep.Holds += n
 			if err != nil || n < purgeBatch {
+				if err != nil {
+					return rep, err
+				}
+				break
+			}
+		}
+	}
+	if r.Events > 0 {
+		// Deliveries that succeeded or failed are history, kept as long
+		// as the events they carried.
+		for {
+			var n int
+			err := s.db.Transact(ctx, func(tx Querier) error {
+				var err error
+				n, err = s.purgeDeliveries(ctx, tx, r.Events)
+				return err
+			})
+			rep.Deliveries += n
+			if err != nil || n < purgeBatch {
 				return rep, err
 			}
 		}
 	}
 	return rep, nil
+}
+
+// purgeDeliveries deletes one batch of finished deliveries older than keep.
+func (s *Store) purgeDeliveries(ctx context.Context, tx Querier, keep time.Duration) (int, error) {
+	n, err := tx.Exec(ctx, `DELETE FROM webhook_deliveries WHERE (webhook_id, event_seq) IN (
+		SELECT webhook_id, event_seq FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < holdfast_now_ms() - $1
+		ORDER BY updated_at LIMIT $2)`, keep.Milliseconds(), purgeBatch)
+	return int(n), err
 }
 
 // purgeEvents deletes one batch of the oldest events, if they are older
@@ -51,8 +78,13 @@ func (s *Store) Purge(ctx context.Context, r holdfast.Retention) (holdfast.Purge
 func (s *Store) purgeEvents(ctx context.Context, keep time.Duration) (int, error) {
 	var n int
 	err := s.db.Transact(ctx, func(tx Querier) error {
+		// An event still to be sent to a webhook stays (a pending
+		// delivery's, or one after an enabled webhook's cursor), and the
+		// ones after it: the purge goes oldest first and stops there.
 		seqs, err := queryStrings(ctx, tx, `SELECT CAST(seq AS TEXT) FROM (SELECT seq, at FROM events ORDER BY seq LIMIT $2) AS oldest
-			WHERE at < holdfast_now_ms() - $1 ORDER BY seq`, keep.Milliseconds(), purgeBatch)
+			WHERE at < holdfast_now_ms() - $1
+			AND seq < COALESCE((SELECT MIN(event_seq) FROM webhook_deliveries WHERE status = 'pending'), seq + 1)
+			AND seq <= COALESCE((SELECT MIN(cursor_seq) FROM webhooks WHERE enabled), seq) ORDER BY seq`, keep.Milliseconds(), purgeBatch)
 		if err != nil || len(seqs) == 0 {
 			n = 0
 			return err

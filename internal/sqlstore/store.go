@@ -523,12 +523,13 @@ func (s *Store) checkGroup(ctx context.Context, group string, status holdfast.Un
 // ---- events ----
 
 func (s *Store) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
-	return s.events(ctx, s.db, after, limit)
+	return s.events(ctx, s.db, after, limit, true)
 }
 
 // events reads the feed through q: in a transaction, it sees only events
-// of transactions that finished before it began.
-func (s *Store) events(ctx context.Context, q Reader, after string, limit int) ([]holdfast.Event, string, error) {
+// of transactions that finished before it began. Without data, events
+// come without their Data (what the webhook queue needs).
+func (s *Store) events(ctx context.Context, q Reader, after string, limit int, data bool) ([]holdfast.Event, string, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
@@ -553,7 +554,11 @@ func (s *Store) events(ctx context.Context, q Reader, after string, limit int) (
 		}
 	}
 	x := s.d.EventXid
-	rows, err := q.Query(ctx, `SELECT `+x+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data
+	dataColumn := "data"
+	if !data {
+		dataColumn = "''"
+	}
+	rows, err := q.Query(ctx, `SELECT `+x+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), `+dataColumn+`
 		FROM events WHERE `+s.d.EventAfter+s.d.EventsVisible+`
 		ORDER BY `+s.d.EventOrder+` LIMIT $3`, xid, seq, limit)
 	if err != nil {

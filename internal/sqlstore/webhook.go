@@ -33,6 +33,13 @@ func scanWebhook(r Row) (holdfast.Webhook, error) {
 	return w, nil
 }
 
+// cursorSeq is the seq a feed cursor ("xid.seq") stands after.
+func cursorSeq(cursor string) int64 {
+	_, seq, _ := strings.Cut(cursor, ".")
+	n, _ := strconv.ParseInt(seq, 10, 64)
+	return n
+}
+
 func joinEvents(events []holdfast.EventType) string {
 	s := make([]string, len(events))
 	for i, e := range events {
@@ -60,9 +67,9 @@ func (s *Store) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast
 		if err != nil {
 			return err
 		}
-		out, err = scanWebhook(tx.QueryRow(ctx, `INSERT INTO webhooks (id, url, events, description, secret, enabled, cursor, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, TRUE, $6, holdfast_now_ms(), holdfast_now_ms()) RETURNING `+webhookColumns,
-			w.ID, w.URL, joinEvents(w.Events), w.Description, w.Secret, cursor))
+		out, err = scanWebhook(tx.QueryRow(ctx, `INSERT INTO webhooks (id, url, events, description, secret, enabled, cursor, cursor_seq, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, holdfast_now_ms(), holdfast_now_ms()) RETURNING `+webhookColumns,
+			w.ID, w.URL, joinEvents(w.Events), w.Description, w.Secret, cursor, cursorSeq(cursor)))
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "webhook %q exists", w.ID)
@@ -124,7 +131,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, p holdfast.Webhook
 			if err != nil {
 				return err
 			}
-			sql += `, cursor = ` + q.add(cursor)
+			sql += `, cursor = ` + q.add(cursor) + `, cursor_seq = ` + q.add(cursorSeq(cursor))
 		}
 		sql += ` WHERE id = ` + q.add(id) + ` RETURNING ` + webhookColumns
 		if out, err = scanWebhook(tx.QueryRow(ctx, sql, q.args...)); err != nil {
@@ -255,10 +262,13 @@ func (s *Store) RetryDelivery(ctx context.Context, webhook, delivery string) (ho
 }
 
 // QueueDeliveries turns the events written since each enabled webhook's
-// cursor into its deliveries, up to limit events per webhook, and reports
-// how many it queued. The webhook's row is locked while its events are
-// queued and its cursor moves, in one transaction, so two servers never
-// queue the same events; a server finding the row locked skips it.
+// cursor into its deliveries, while the webhook has fewer than limit
+// pending, and reports how many it queued. The rest wait in the feed,
+// behind the cursor (the purge keeps them): a dead endpoint's backlog
+// costs the database no row per event, so a sale does not pay for it.
+// The webhook's row is locked while its events are queued and its cursor
+// moves, in one transaction, so two servers never queue the same events;
+// a server finding the row locked skips it.
 func (s *Store) QueueDeliveries(ctx context.Context, now time.Time, limit int) (int, error) {
 	ids, err := queryStrings(ctx, s.db, `SELECT id FROM webhooks WHERE enabled ORDER BY id`)
 	if err != nil {
@@ -276,13 +286,21 @@ func (s *Store) QueueDeliveries(ctx context.Context, now time.Time, limit int) (
 			for _, e := range strings.Fields(events) {
 				w.Events = append(w.Events, holdfast.EventType(e))
 			}
-			evs, next, err := s.events(ctx, tx, cursor, limit)
+			var pending int
+			if _, err := queryRow(ctx, tx, `SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending'`, []any{id}, &pending); err != nil {
+				return err
+			}
+			room := min(limit-pending, 1000)
+			if room <= 0 {
+				return nil
+			}
+			evs, next, err := s.events(ctx, tx, cursor, room, false)
 			if holdfast.ErrorCode(err) == holdfast.CodeCursorExpired {
 				// Retention purged what it had not queued yet (it fell
 				// behind by the retention period): go on from the
 				// oldest event kept, and say so.
 				s.log("webhook fell behind the event retention; events were purged before they were queued", "webhook", id)
-				evs, next, err = s.events(ctx, tx, "", limit)
+				evs, next, err = s.events(ctx, tx, "", room, false)
 			}
 			if err != nil {
 				return err
@@ -296,7 +314,7 @@ func (s *Store) QueueDeliveries(ctx context.Context, now time.Time, limit int) (
 			var values []string
 			flush := func() {
 				if len(values) > 0 {
-					stmts = append(stmts, Stmt{SQL: `INSERT INTO webhook_deliveries (webhook_id, event_seq, event_type, ordering_key, body, status, next_attempt_at, created_at, updated_at)
+					stmts = append(stmts, Stmt{SQL: `INSERT INTO webhook_deliveries (webhook_id, event_seq, event_type, ordering_key, status, next_attempt_at, created_at, updated_at)
 						VALUES ` + strings.Join(values, ", ") + ` ON CONFLICT DO NOTHING`, Args: q.args})
 				}
 				q, values = binds{}, nil
@@ -305,19 +323,14 @@ func (s *Store) QueueDeliveries(ctx context.Context, now time.Time, limit int) (
 				if !w.Wants(e.Type) {
 					continue
 				}
-				body, err := deliveryBody(e)
-				if err != nil {
-					return err
-				}
-				at := now.UnixMilli()
-				values = append(values, `(`+q.add(id)+`, `+q.add(e.Seq)+`, `+q.add(string(e.Type))+`, `+q.add(orderingKey(e))+`, `+
-					q.add(string(body))+`, 'pending', `+q.add(at)+`, `+q.add(at)+`, `+q.add(at)+`)`)
-				if len(values) == 100 {
+				at := q.add(now.UnixMilli())
+				values = append(values, `(`+q.add(id)+`, `+q.add(e.Seq)+`, `+q.add(string(e.Type))+`, `+q.add(orderingKey(e))+`, 'pending', `+at+`, `+at+`, `+at+`)`)
+				if len(values) == 200 {
 					flush()
 				}
 			}
 			flush()
-			stmts = append(stmts, Stmt{SQL: `UPDATE webhooks SET cursor = $2 WHERE id = $1`, Args: []any{id, next}})
+			stmts = append(stmts, Stmt{SQL: `UPDATE webhooks SET cursor = $2, cursor_seq = $3 WHERE id = $1`, Args: []any{id, next, cursorSeq(next)}})
 			n, err := ExecAll(ctx, tx, stmts)
 			if err != nil {
 				return err
@@ -332,6 +345,51 @@ func (s *Store) QueueDeliveries(ctx context.Context, now time.Time, limit int) (
 		}
 	}
 	return queued, nil
+}
+
+// deliveryBodies reads the claimed deliveries' events and makes their
+// payloads. A delivery whose event was purged (retention shorter than a
+// retry by hand came late) fails for good, saying so.
+func (s *Store) deliveryBodies(ctx context.Context, tx Querier, claimed []holdfast.Delivery, now int64) ([]holdfast.Delivery, error) {
+	seqs := make([]string, len(claimed))
+	for i, d := range claimed {
+		seqs[i] = strconv.FormatInt(d.EventSeq, 10)
+	}
+	events, err := collect(ctx, tx, func(r Row) (holdfast.Event, error) {
+		var e holdfast.Event
+		var at, xid int64
+		var data string
+		err := r.Scan(&xid, &e.Seq, &e.Type, &at, &e.HoldID, &e.Subject, &data)
+		e.At, e.Data = msTime(at), json.RawMessage(data)
+		e.Cursor = strconv.FormatInt(xid, 10) + "." + strconv.FormatInt(e.Seq, 10)
+		return e, err
+	}, `SELECT `+s.d.EventXid+`, seq, type, at, COALESCE(hold_id, ''), COALESCE(subject, ''), data FROM events
+		WHERE seq IN (SELECT CAST(value AS BIGINT) FROM (`+s.d.ListSelect(1)+`) AS l)`, s.d.ListArg(seqs))
+	if err != nil {
+		return nil, err
+	}
+	bySeq := map[int64]holdfast.Event{}
+	for _, e := range events {
+		bySeq[e.Seq] = e
+	}
+	var ready []holdfast.Delivery
+	for _, d := range claimed {
+		e, ok := bySeq[d.EventSeq]
+		if !ok {
+			if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', lease = NULL, leased_until = NULL, updated_at = $3,
+				last_error = 'the event was purged (retention) before it could be sent' WHERE webhook_id = $1 AND event_seq = $2`, d.Webhook, d.EventSeq, now); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		body, err := deliveryBody(e)
+		if err != nil {
+			return nil, err
+		}
+		d.Body = body
+		ready = append(ready, d)
+	}
+	return ready, nil
 }
 
 // orderingKey is what an event must stay in order with: its hold, else
@@ -359,8 +417,7 @@ func deliveryBody(e holdfast.Event) ([]byte, error) {
 // hold (order per subject), oldest first.
 func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) ([]holdfast.Delivery, error) {
 	now := c.Now.UnixMilli()
-	ids, err := queryStrings(ctx, s.db, `SELECT DISTINCT d.webhook_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-		WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.enabled`, now)
+	ids, err := queryStrings(ctx, s.db, `SELECT id FROM webhooks WHERE enabled ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -390,26 +447,30 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) (
 					AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.ordering_key = d.ordering_key
 						AND e.status = 'pending' AND e.event_seq < d.event_seq)
 					ORDER BY d.event_seq LIMIT $5)
-				RETURNING `+deliveryColumns+`, body`, id, now, c.Lease, now+c.For.Milliseconds(), room)
+				RETURNING `+deliveryColumns, id, now, c.Lease, now+c.For.Milliseconds(), room)
 			if err != nil {
 				return err
 			}
-			defer rows.Close()
+			var claimed []holdfast.Delivery
 			for rows.Next() {
-				var d holdfast.Delivery
-				var body string
-				var status, typ string
-				var next, created, updated int64
-				if err := rows.Scan(&d.Webhook, &d.EventSeq, &typ, &status, &d.Attempts, &d.Try, &next, &d.LastStatusCode, &d.LastError, &created, &updated, &body); err != nil {
+				d, err := scanDelivery(rows)
+				if err != nil {
+					rows.Close()
 					return err
 				}
-				d.Status, d.EventType = holdfast.DeliveryStatus(status), holdfast.EventType(typ)
-				d.ID, d.MessageID = MessageID(d.EventSeq), MessageID(d.EventSeq)
-				d.CreatedAt, d.UpdatedAt = msTime(created), msTime(updated)
-				d.Body, d.URL, d.Secret, d.Lease = json.RawMessage(body), url, secret, c.Lease
-				out = append(out, d)
+				d.URL, d.Secret, d.Lease = url, secret, c.Lease
+				claimed = append(claimed, d)
 			}
-			return rows.Err()
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(claimed) == 0 {
+				return nil
+			}
+			ready, err := s.deliveryBodies(ctx, tx, claimed, now)
+			out = append(out, ready...)
+			return err
 		})
 		if err != nil {
 			return out, err
@@ -442,15 +503,25 @@ func (s *Store) FinishDelivery(ctx context.Context, r holdfast.DeliveryResult) e
 	})
 }
 
-// DeliveryBacklog measures the pending deliveries.
+// DeliveryBacklog measures what is still to be sent: the pending
+// deliveries and, per enabled webhook, the events after its cursor (not
+// yet queued; counted by seq, which is near enough for a gauge).
 func (s *Store) DeliveryBacklog(ctx context.Context, now time.Time) (holdfast.DeliveryBacklog, error) {
 	var b holdfast.DeliveryBacklog
-	var oldest *int64
+	var oldest, oldestEvent *int64
+	var waiting int64
 	if _, err := queryRow(ctx, s.db, `SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE status = 'pending'`, nil, &b.Pending, &oldest); err != nil {
 		return b, err
 	}
-	if oldest != nil {
-		b.Oldest = max(0, now.Sub(msTime(*oldest)))
+	if _, err := queryRow(ctx, s.db, `SELECT COALESCE(SUM((SELECT COUNT(*) FROM events e WHERE e.seq > w.cursor_seq)), 0),
+		MIN((SELECT MIN(e.at) FROM events e WHERE e.seq > w.cursor_seq)) FROM webhooks w WHERE w.enabled`, nil, &waiting, &oldestEvent); err != nil {
+		return b, err
+	}
+	b.Pending += waiting
+	for _, t := range []*int64{oldest, oldestEvent} {
+		if t != nil {
+			b.Oldest = max(b.Oldest, now.Sub(msTime(*t)))
+		}
 	}
 	return b, nil
 }

@@ -1,7 +1,8 @@
 -- +goose Up
 -- Webhooks: endpoints that receive the outbox's events. cursor is where in
--- the feed the next events to queue for the endpoint start; the secret is
--- kept because signing needs it (no read of the API shows it).
+-- the feed the next events to queue for the endpoint start (cursor_seq its
+-- seq: the purge keeps the events after it); the secret is kept because
+-- signing needs it (no read of the API shows it).
 CREATE TABLE webhooks (
     id          text    PRIMARY KEY,
     url         text    NOT NULL,
@@ -10,13 +11,16 @@ CREATE TABLE webhooks (
     secret      text    NOT NULL,
     enabled     boolean NOT NULL DEFAULT TRUE,
     cursor      text    NOT NULL DEFAULT '',
+    cursor_seq  bigint  NOT NULL DEFAULT 0,
     created_at  bigint  NOT NULL,
     updated_at  bigint  NOT NULL
 );
 
 -- One row per event and webhook: the queue the dispatchers claim from
 -- (lease, leased_until), its retry schedule (tries, next_attempt_at) and
--- its history. ordering_key (the hold, or the pool or group) keeps one
+-- its history. The payload is the event's row, read when it is sent: a
+-- delivery row stays small, so a sale's events are queued cheaply, and a
+-- purge keeps the events that are still to be sent. ordering_key (the hold, or the pool or group) keeps one
 -- subject's events in order: only the oldest pending one is sent. The
 -- key is the last word on duplicates: an event is queued once per webhook
 -- (and the delivery's id is the event's, evt_<seq>).
@@ -25,7 +29,6 @@ CREATE TABLE webhook_deliveries (
     event_seq       bigint  NOT NULL,
     event_type      text    NOT NULL,
     ordering_key    text    NOT NULL,
-    body            text    NOT NULL,
     status          text    NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
     attempts        integer NOT NULL DEFAULT 0,
     tries           integer NOT NULL DEFAULT 0,
@@ -38,7 +41,6 @@ CREATE TABLE webhook_deliveries (
     updated_at      bigint  NOT NULL,
     PRIMARY KEY (webhook_id, event_seq)
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (webhook_id, ordering_key, event_seq) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE status <> 'pending';
 
