@@ -760,3 +760,61 @@ func TestTwoServersShareTheQueue(t *testing.T) {
 		t.Fatalf("%d distinct events delivered, want %d", len(seen), want)
 	}
 }
+
+// Retention keeps the events still to be sent (queued or waiting behind a
+// webhook's cursor), and deletes finished deliveries as old as events.
+func TestPurgeKeepsWhatIsStillToBeSent(t *testing.T) {
+	backends(t, func(t *testing.T, open func(*testing.T) store) {
+		ctx := context.Background()
+		s := open(t)
+		raw := s.(interface {
+			Exec(ctx context.Context, sql string, args ...any) error
+		})
+		age := func() {
+			t.Helper()
+			for _, sql := range []string{`UPDATE events SET at = at - 864000000`, `UPDATE webhook_deliveries SET updated_at = updated_at - 864000000`} {
+				if err := raw.Exec(ctx, sql); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		rc := newReceiver(t, func(received, int) int { return http.StatusInternalServerError })
+		w := rc.register(t, s, holdfast.EventPoolCreated)
+		for i := range 3 {
+			if _, err := s.CreatePool(ctx, holdfast.Pool{ID: fmt.Sprintf("p%d", i), Capacity: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := newClock()
+		// Room for one: the first is queued, the rest wait in the feed.
+		for len(deliveries(t, s, w.ID)) == 0 && t.Context().Err() == nil {
+			if _, err := s.QueueDeliveries(ctx, c.Now(), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.QueueDeliveries(ctx, c.Now(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(deliveries(t, s, w.ID)); n != 1 {
+			t.Fatalf("%d deliveries queued with room for 1", n)
+		}
+		age()
+		rep, err := s.Purge(ctx, holdfast.Retention{Events: 24 * time.Hour})
+		if err != nil || rep.Events != 0 {
+			t.Fatalf("purge with deliveries still to send: %+v, %v; want nothing purged", rep, err)
+		}
+		rc.answer = func(received, int) int { return http.StatusOK }
+		d := newDispatcher(s, c, func(cfg *webhook.Config) { cfg.MaxQueued = 1 })
+		for ctx := t.Context(); len(rc.calls()) < 3 || deliveries(t, s, w.ID)[0].Status != holdfast.DeliverySucceeded; {
+			if ctx.Err() != nil {
+				t.Fatal("the deliveries never finished")
+			}
+			step(t, d)
+		}
+		age()
+		rep, err = s.Purge(ctx, holdfast.Retention{Events: 24 * time.Hour})
+		if err != nil || rep.Events < 3 || rep.Deliveries != 3 {
+			t.Fatalf("purge after every event was sent: %+v, %v; want the events and the 3 finished deliveries", rep, err)
+		}
+	})
+}
