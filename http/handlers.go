@@ -92,8 +92,8 @@ func jsonType(goType string) string {
 
 func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 	var b struct {
-		ID             string `json:"id"`
-		Name           string `json:"name"`
+		ID               string              `json:"id"`
+		Name             string              `json:"name"`
 		Capacity         *int64              `json:"capacity"`
 		PerHolderLimit   int64               `json:"per_holder_limit"`
 		LateConfirm      holdfast.LatePolicy `json:"late_confirm"`
