@@ -8,15 +8,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
+	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/sqlite"
 )
 
@@ -291,4 +294,81 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("after shutdown the pool has %d held, want the in-flight hold's 2", p.Held)
 	}
 	holdfasttest.MustAuditClean(t, s)
+}
+
+// The webhook CLI against a real server: register (the secret shown
+// once), receive a signed event, list deliveries, send one again, disable.
+func TestWebhookCLI(t *testing.T) {
+	const admin = "an-admin-key-of-some-length"
+	var mu sync.Mutex
+	var secret string
+	got := map[string]int{}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		body, err := hfhttp.VerifyWebhook(r, secret)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		var msg struct{ Type string }
+		_ = json.Unmarshal(body, &msg)
+		got[msg.Type+" "+r.Header.Get("webhook-id")]++
+	}))
+	defer receiver.Close()
+
+	guarded := startServer(t, "--db", filepath.Join(t.TempDir(), "g.db"), "--admin-key", admin)
+	if code, _, errOut := runCmd(t, "webhook", "create", "--url", receiver.URL, "--server", guarded, "--key", admin); code != 1 || !strings.Contains(errOut, "private") {
+		t.Fatalf("a loopback webhook without --webhook-allow-private: exit %d, %s", code, errOut)
+	}
+
+	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin, "--demo", "--webhook-allow-private")
+	code, out, errOut := runCmd(t, "webhook", "create", "--url", receiver.URL+"/hooks", "--events", "hold.confirmed", "--server", base, "--key", admin, "--json")
+	var created struct{ ID, Secret string }
+	if code != 0 || json.Unmarshal([]byte(out), &created) != nil || !strings.HasPrefix(created.Secret, "whsec_") {
+		t.Fatalf("webhook create: %d %s%s", code, out, errOut)
+	}
+	mu.Lock()
+	secret = created.Secret
+	mu.Unlock()
+	code, out, errOut = runCmd(t, "book", "--holder", "alice", "--pool", "concert:1", "--server", base, "--key", admin, "--json")
+	var booked struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &booked) != nil {
+		t.Fatalf("book: %d %s%s", code, out, errOut)
+	}
+	var deliveries []holdfast.Delivery
+	for deadline := time.Now().Add(20 * time.Second); len(deliveries) == 0 || deliveries[0].Status != holdfast.DeliverySucceeded; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery succeeded: %+v", deliveries)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a deadline: the dispatcher runs on its own
+		code, out, errOut = runCmd(t, "webhook", "deliveries", created.ID, "--server", base, "--key", admin, "--json")
+		if code != 0 || json.Unmarshal([]byte(out), &deliveries) != nil {
+			t.Fatalf("webhook deliveries: %d %s%s", code, out, errOut)
+		}
+	}
+	id := deliveries[0].ID
+	if code, out, errOut := runCmd(t, "webhook", "retry", created.ID, id, "--server", base, "--key", admin); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("webhook retry: %d %s%s", code, out, errOut)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		mu.Lock()
+		n := got["hold.confirmed "+id]
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver got %v, want hold.confirmed %s twice", got, id)
+		}
+	}
+	for _, args := range [][]string{{"webhook", "list"}, {"webhook", "disable", created.ID}, {"webhook", "update", created.ID, "--description", "box office"}} {
+		code, out, errOut := runCmd(t, append(args, "--server", base, "--key", admin)...)
+		if code != 0 || strings.Contains(out, created.Secret) || !strings.Contains(out, created.ID) {
+			t.Fatalf("%v: %d %s%s", args, code, out, errOut)
+		}
+	}
+	if code, out, _ := runCmd(t, "webhook", "list", "--server", base, "--key", admin); !strings.Contains(out, "false") || code != 0 {
+		t.Fatalf("webhook list after disable: %s", out)
+	}
 }
