@@ -82,7 +82,12 @@ func (s *Store) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast
 }
 
 func (s *Store) Webhook(ctx context.Context, id string) (holdfast.Webhook, error) {
-	w, err := scanWebhook(s.db.QueryRow(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = $1`, id))
+	return s.webhook(ctx, s.db, id, "")
+}
+
+// webhook reads webhook id through q (lock: a locking clause, or "").
+func (s *Store) webhook(ctx context.Context, q Reader, id, lock string) (holdfast.Webhook, error) {
+	w, err := scanWebhook(q.QueryRow(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = $1`+lock, id))
 	if errors.Is(err, ErrNoRows) {
 		return w, webhookNotFound(id)
 	}
@@ -96,10 +101,7 @@ func (s *Store) Webhooks(ctx context.Context) ([]holdfast.Webhook, error) {
 func (s *Store) UpdateWebhook(ctx context.Context, id string, p holdfast.WebhookPatch) (holdfast.Webhook, error) {
 	var out holdfast.Webhook
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		w, err := scanWebhook(tx.QueryRow(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = $1`+s.d.ForUpdate, id))
-		if errors.Is(err, ErrNoRows) {
-			return webhookNotFound(id)
-		}
+		w, err := s.webhook(ctx, tx, id, s.d.ForUpdate)
 		if err != nil {
 			return err
 		}
@@ -145,10 +147,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, p holdfast.Webhook
 func (s *Store) DeleteWebhook(ctx context.Context, id string) (holdfast.Webhook, error) {
 	var out holdfast.Webhook
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		w, err := scanWebhook(tx.QueryRow(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = $1`+s.d.ForUpdate, id))
-		if errors.Is(err, ErrNoRows) {
-			return webhookNotFound(id)
-		}
+		w, err := s.webhook(ctx, tx, id, s.d.ForUpdate)
 		if err != nil {
 			return err
 		}
