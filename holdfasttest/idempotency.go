@@ -99,6 +99,11 @@ func testIdempotencyEveryChange(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	toPart := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 2})
+	hook, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_1", URL: "https://shop.example/hooks", Secret: "whsec_c2VjcmV0"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	changes := []struct {
 		name string
 		do   func(k holdfast.Keyed) error
@@ -130,6 +135,28 @@ func testIdempotencyEveryChange(t *testing.T, h Harness) {
 			_, err := k.CreateKey(ctx, holdfast.APIKey{ID: "key1", Name: "k", Role: holdfast.RoleClient, Hash: []byte("h")})
 			return err
 		}},
+		{"ConfirmPart", func(k holdfast.Keyed) error {
+			_, err := k.ConfirmPart(ctx, toPart.ID, "", []holdfast.PartLine{{Line: 0, Quantity: 1}})
+			return err
+		}},
+		{"SetPoolLateConfirm", func(k holdfast.Keyed) error {
+			_, err := k.SetPoolLateConfirm(ctx, "p", holdfast.LateIfAvailable, 60)
+			return err
+		}},
+		{"SetGroupLateConfirm", func(k holdfast.Keyed) error {
+			_, err := k.SetGroupLateConfirm(ctx, "g", holdfast.LateIfAvailable, 60)
+			return err
+		}},
+		{"CreateWebhook", func(k holdfast.Keyed) error {
+			_, err := k.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_2", URL: "https://shop.example/other", Secret: "whsec_c2VjcmV0"})
+			return err
+		}},
+		{"UpdateWebhook", func(k holdfast.Keyed) error {
+			d := "box office"
+			_, err := k.UpdateWebhook(ctx, hook.ID, holdfast.WebhookPatch{Description: &d})
+			return err
+		}},
+		{"DeleteWebhook", func(k holdfast.Keyed) error { _, err := k.DeleteWebhook(ctx, "wh_2"); return err }},
 	}
 	for _, c := range changes {
 		k := s.Keyed(holdfast.Idempotency{Scope: "c", Key: c.name, Token: "t", Deferred: true, Fingerprint: "fp", Render: render(200)})
