@@ -101,7 +101,9 @@ type DeliveryClaim struct {
 	Now   time.Time
 	For   time.Duration
 	// Limit bounds the deliveries claimed; PerWebhook bounds those in
-	// flight to one webhook, counted over every server.
+	// flight to one webhook, counted over every server. A webhook with
+	// none in flight anywhere may have one even past Limit: slow
+	// endpoints filling a server's slots never starve the others.
 	Limit, PerWebhook int
 }
 

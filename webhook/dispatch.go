@@ -61,8 +61,10 @@ type Config struct {
 	// each (default 3 s).
 	Timeout, ConnectTimeout time.Duration
 	// MaxInFlight bounds the calls this server makes at once (default
-	// 32); MaxPerWebhook those to one endpoint, over every server
-	// (default 8). A slow endpoint holds at most its own share.
+	// 32), except that an endpoint with none in flight anywhere always
+	// gets one; MaxPerWebhook bounds those to one endpoint, over every
+	// server (default 8). A slow endpoint holds at most its own share,
+	// and slow endpoints together never starve a healthy one.
 	MaxInFlight, MaxPerWebhook int
 	// Lease is how long a claimed delivery stays this server's before
 	// another may send it (default Timeout*2 + 10 s): a server that dies
@@ -262,10 +264,9 @@ func (d *Dispatcher) Step(ctx context.Context) error {
 			d.oldest.Set(b.Oldest.Seconds())
 		}
 	}
-	free := d.cfg.MaxInFlight - int(d.inFlight.Load())
-	if free <= 0 {
-		return nil
-	}
+	// Claimed even with no slot free: an endpoint with nothing in flight
+	// gets one (the claim's rule), so slow endpoints never starve others.
+	free := max(0, d.cfg.MaxInFlight-int(d.inFlight.Load()))
 	claimed, err := d.cfg.Queue.ClaimDeliveries(ctx, holdfast.DeliveryClaim{
 		Lease: d.lease, Now: now, For: d.cfg.Lease, Limit: free, PerWebhook: d.cfg.MaxPerWebhook})
 	for _, del := range claimed {

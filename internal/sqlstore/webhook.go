@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -420,11 +421,13 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) (
 	if err != nil {
 		return nil, err
 	}
+	// From a random webhook on, so that no endpoint is always served last.
+	if len(ids) > 1 {
+		k := rand.IntN(len(ids))
+		ids = append(ids[k:], ids[:k]...)
+	}
 	var out []holdfast.Delivery
 	for _, id := range ids {
-		if len(out) >= c.Limit {
-			break
-		}
 		err := s.db.Transact(ctx, func(tx Querier) error {
 			var url, secret string
 			found, err := queryRow(ctx, tx, `SELECT url, secret FROM webhooks WHERE id = $1 AND enabled`+s.d.SkipLocked, []any{id}, &url, &secret)
@@ -437,6 +440,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) (
 				return err
 			}
 			room := min(c.PerWebhook-inFlight, c.Limit-len(out))
+			if inFlight == 0 && c.PerWebhook > 0 {
+				room = max(room, 1) // its one slot, past the server's limit
+			}
 			if room <= 0 {
 				return nil
 			}
