@@ -104,11 +104,11 @@ func TestLabBenchRuns(t *testing.T) {
 	url := pg.Schema(t)
 	chart := filepath.Join(t.TempDir(), "bench.svg")
 	code, out, errOut := runCmd(t, "lab", "--bench", "--db", url, "--duration", "2s", "--chart", chart,
-		"--bench-shapes", "pool,events,sellout", "--bench-clients", "16")
+		"--bench-shapes", "pool,events,sellout,webhooks", "--bench-clients", "16")
 	if code != 0 {
 		t.Fatalf("lab --bench: exit %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"pgbench, 1 booking per transaction", "holdfast http postgres", "holdfast library postgres", "holdfast http sqlite", "events", "sell-out"} {
+	for _, want := range []string{"pgbench, 1 booking per transaction", "holdfast http postgres", "holdfast library postgres", "holdfast http sqlite", "events", "sell-out", "a webhook answering in 5 s", "deliveries queued in the database"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
