@@ -257,7 +257,7 @@ func (d *Dispatcher) Step(ctx context.Context) error {
 	if _, err := d.cfg.Queue.QueueDeliveries(ctx, now, d.cfg.MaxQueued); err != nil {
 		return fmt.Errorf("queueing deliveries: %w", err)
 	}
-	if now.Sub(d.lastGauges) >= time.Second {
+	if now.Sub(d.lastGauges) >= 5*time.Second {
 		d.lastGauges = now
 		if b, err := d.cfg.Queue.DeliveryBacklog(ctx, now); err == nil {
 			d.depth.Set(float64(b.Pending))

@@ -510,22 +510,34 @@ func (s *Store) FinishDelivery(ctx context.Context, r holdfast.DeliveryResult) e
 
 // DeliveryBacklog measures what is still to be sent: the pending
 // deliveries and, per enabled webhook, the events after its cursor (not
-// yet queued; counted by seq, which is near enough for a gauge).
+// yet queued; counted as the seqs after it, which is near enough for a
+// gauge and reads two index entries, not the backlog).
 func (s *Store) DeliveryBacklog(ctx context.Context, now time.Time) (holdfast.DeliveryBacklog, error) {
 	var b holdfast.DeliveryBacklog
-	var oldest, oldestEvent *int64
-	var waiting int64
+	var oldest *int64
 	if _, err := queryRow(ctx, s.db, `SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE status = 'pending'`, nil, &b.Pending, &oldest); err != nil {
 		return b, err
 	}
-	if _, err := queryRow(ctx, s.db, `SELECT COALESCE(SUM((SELECT COUNT(*) FROM events e WHERE e.seq > w.cursor_seq)), 0),
-		MIN((SELECT MIN(e.at) FROM events e WHERE e.seq > w.cursor_seq)) FROM webhooks w WHERE w.enabled`, nil, &waiting, &oldestEvent); err != nil {
+	if oldest != nil {
+		b.Oldest = max(0, now.Sub(msTime(*oldest)))
+	}
+	type behind struct {
+		after, newest int64
+		at            *int64
+	}
+	rows, err := collect(ctx, s.db, func(r Row) (behind, error) {
+		var w behind
+		return w, r.Scan(&w.after, &w.newest, &w.at)
+	}, `SELECT w.cursor_seq, COALESCE((SELECT MAX(seq) FROM events), 0),
+		(SELECT e.at FROM events e WHERE e.seq > w.cursor_seq ORDER BY e.seq LIMIT 1)
+		FROM webhooks w WHERE w.enabled`)
+	if err != nil {
 		return b, err
 	}
-	b.Pending += waiting
-	for _, t := range []*int64{oldest, oldestEvent} {
-		if t != nil {
-			b.Oldest = max(b.Oldest, now.Sub(msTime(*t)))
+	for _, w := range rows {
+		b.Pending += max(0, w.newest-w.after)
+		if w.at != nil {
+			b.Oldest = max(b.Oldest, now.Sub(msTime(*w.at)))
 		}
 	}
 	return b, nil
