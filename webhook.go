@@ -93,10 +93,11 @@ type Delivery struct {
 	Lease  string          `json:"-"`
 }
 
-// DeliveryClaim asks for deliveries that are due to be sent.
+// DeliveryClaim asks for deliveries that are due to be sent: those whose
+// next attempt is at or before Now (the dispatcher's clock).
 type DeliveryClaim struct {
 	// Lease identifies the claiming dispatcher; the deliveries are its
-	// until Now+For, after which another may claim them.
+	// for For, by the database's clock, after which another may claim them.
 	Lease string
 	Now   time.Time
 	For   time.Duration

@@ -48,9 +48,8 @@ type Config struct {
 	Queue  Queue
 	Logger *slog.Logger
 	// Clock stamps attempts and schedules retries (default time.Now).
-	// Delivery timing is all it decides: which server sends is decided
-	// by the lease, and servers' clocks should agree to within the lease
-	// margin (Lease - Timeout), as NTP keeps them.
+	// Timing is all it decides: which server sends is decided by the
+	// lease, which the database's clock times.
 	Clock holdfast.Clock
 	// Schedule is the wait before each retry (default DefaultSchedule);
 	// Jitter spreads each wait (default: up to ±20% at random).

@@ -413,6 +413,9 @@ func deliveryBody(e holdfast.Event) ([]byte, error) {
 
 // ClaimDeliveries leases deliveries that are due: per webhook (its row
 // locked, so the count of those in flight is exact over every server),
+// leases timed by the database's clock, as expiry is (a server whose
+// clock is off never takes a call still in flight elsewhere; the retry
+// schedule, mere timing, goes by the dispatcher's clock),
 // up to c.PerWebhook in flight, only the oldest pending delivery of each
 // hold (order per subject), oldest first.
 func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) ([]holdfast.Delivery, error) {
@@ -435,8 +438,8 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) (
 				return err
 			}
 			var inFlight int
-			if _, err := queryRow(ctx, tx, `SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' AND leased_until > $2`,
-				[]any{id, now}, &inFlight); err != nil {
+			if _, err := queryRow(ctx, tx, `SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' AND leased_until > holdfast_now_ms()`,
+				[]any{id}, &inFlight); err != nil {
 				return err
 			}
 			room := min(c.PerWebhook-inFlight, c.Limit-len(out))
@@ -446,13 +449,13 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c holdfast.DeliveryClaim) (
 			if room <= 0 {
 				return nil
 			}
-			rows, err := tx.Query(ctx, `UPDATE webhook_deliveries SET lease = $3, leased_until = $4, attempts = attempts + 1, tries = tries + 1, updated_at = $2
+			rows, err := tx.Query(ctx, `UPDATE webhook_deliveries SET lease = $3, leased_until = holdfast_now_ms() + $4, attempts = attempts + 1, tries = tries + 1, updated_at = $2
 				WHERE webhook_id = $1 AND event_seq IN (SELECT d.event_seq FROM webhook_deliveries d
-					WHERE d.webhook_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 AND (d.leased_until IS NULL OR d.leased_until <= $2)
+					WHERE d.webhook_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 AND (d.leased_until IS NULL OR d.leased_until <= holdfast_now_ms())
 					AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.ordering_key = d.ordering_key
 						AND e.status = 'pending' AND e.event_seq < d.event_seq)
 					ORDER BY d.event_seq LIMIT $5)
-				RETURNING `+deliveryColumns, id, now, c.Lease, now+c.For.Milliseconds(), room)
+				RETURNING `+deliveryColumns, id, now, c.Lease, c.For.Milliseconds(), room)
 			if err != nil {
 				return err
 			}
