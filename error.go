@@ -23,6 +23,9 @@ const (
 	CodeUnsupported   Code = "unsupported"    // the backend does not offer this strategy
 	CodeInternal      Code = "internal"       // anything else: logged in full, shown generically
 	CodeBusy          Code = "busy"           // the deadline passed before the database answered
+
+	CodeAdmissionRequired Code = "admission_required" // a waiting room protects the pool or group: join it
+	CodeAdmissionInvalid  Code = "admission_invalid"  // the admission is another holder's, expired, used or unknown
 )
 
 // Error is the error every holdfast operation returns for an expected failure.
@@ -37,6 +40,8 @@ type Error struct {
 	// if_available late-confirm policy, is false: the capacity is gone or
 	// the grace has passed. nil everywhere else.
 	Reclaimable *bool
+	// Room, on admission_required, is the room to join.
+	Room string
 }
 
 func (e *Error) Error() string {

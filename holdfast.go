@@ -200,6 +200,9 @@ type HoldRequest struct {
 	// would pass it takes nothing and answers ErrQuotaExceeded. A booking
 	// is never held, and counts against nothing.
 	QuotaKey string `json:"-"`
+	// Admission is the token a waiting room gave Holder, required when a
+	// room protects a pool or group the hold names; one hold per token.
+	Admission string `json:"-"`
 }
 
 // EventType names a state change recorded in the outbox.
@@ -368,6 +371,12 @@ type Operations interface {
 	// holds capacity or a seat. A feed cursor from before the purged
 	// events answers ErrCursorExpired from then on.
 	Purge(ctx context.Context, r Retention) (PurgeReport, error)
+	// AdmitRooms admits, in every open waiting room, as many of the
+	// waiting as the rate and MaxInside allow, in place order, closes
+	// what is done, and reports how many it admitted. Safe on every
+	// server at once: a room's row is locked while it admits, so no
+	// place is admitted twice or skipped.
+	AdmitRooms(ctx context.Context) (int, error)
 }
 
 // Retention is how long the database keeps what it no longer needs: outbox
@@ -394,5 +403,6 @@ type Store interface {
 	IdempotencyStore
 	KeyStore
 	WebhookStore
+	RoomStore
 	Close() error
 }

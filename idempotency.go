@@ -62,6 +62,7 @@ type Keyed interface {
 	Booking
 	KeyStore
 	WebhookStore
+	RoomStore
 	// Answer returns the answer the change recorded under the key, and
 	// false if no change made through this value recorded one (none was
 	// made, or it failed).

@@ -61,7 +61,7 @@ type API interface {
 // run through a transport, with the database still in reach for counting.
 func OverAPI(api API, local holdfast.Store) holdfast.Store {
 	r, _ := local.(Raw)
-	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, WebhookStore: local, raw: r}
+	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, WebhookStore: local, RoomStore: local, raw: r}
 }
 
 type overAPI struct {
@@ -70,6 +70,7 @@ type overAPI struct {
 	holdfast.IdempotencyStore
 	holdfast.KeyStore
 	holdfast.WebhookStore
+	holdfast.RoomStore
 	raw Raw
 }
 

@@ -53,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 		{"SoldOutTurnsCorrect", testSoldOutTurnsCorrect},
 		{"LateConfirm", testLateConfirm},
 		{"PartialConfirm", testPartialConfirm},
+		{"Rooms", testRooms},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +75,7 @@ func Run(t *testing.T, h Harness) {
 			{"ConfirmVsExpiry", raceConfirmVsExpiry},
 			{"ReleaseVsConfirm", raceReleaseVsConfirm},
 			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
+			{"RoomAdmission", raceRoomAdmission},
 			{"PerHolderLimit", racePerHolderLimit},
 			{"KeyQuota", raceKeyQuota},
 			{"Sweepers", raceSweepers},

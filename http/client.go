@@ -157,7 +157,7 @@ func problemError(status int, body []byte) error {
 	if msg == "" {
 		msg = p.Title
 	}
-	return &holdfast.Error{Code: p.Code, Message: msg, Line: line, Reclaimable: p.Reclaimable}
+	return &holdfast.Error{Code: p.Code, Message: msg, Line: line, Reclaimable: p.Reclaimable, Room: p.Room}
 }
 
 func esc(s string) string { return url.PathEscape(s) }

@@ -235,6 +235,9 @@ type holdBody struct {
 	TTLSeconds *int64     `json:"ttl_seconds"`
 	Lines      []lineBody `json:"lines"`
 	PaymentRef string     `json:"payment_ref"`
+	// Admission is a waiting room's token (or the Holdfast-Admission
+	// header).
+	Admission string `json:"admission"`
 }
 
 // holdRequest validates the body's shape and turns it into a request; the
@@ -290,6 +293,22 @@ func (b holdBody) holdRequest(cfg holdfast.Config, owner string) (holdfast.HoldR
 	return r, r.Validate(cfg)
 }
 
+// admission is the waiting room's token a hold carries: the
+// Holdfast-Admission header or "admission" in the body, not both.
+func admission(r *http.Request, b holdBody) (string, error) {
+	h := r.Header.Get("Holdfast-Admission")
+	if h != "" && b.Admission != "" && h != b.Admission {
+		return "", holdfast.Errorf(holdfast.CodeInvalid, "the Holdfast-Admission header and admission in the body differ")
+	}
+	if h == "" {
+		h = b.Admission
+	}
+	if h != "" && (len(h) > 200 || !printable(h)) {
+		return "", holdfast.Errorf(holdfast.CodeAdmissionInvalid, "the admission is malformed")
+	}
+	return h, nil
+}
+
 func validTTL(sec int64, cfg holdfast.Config) error {
 	if maxSec := int64(cfg.MaxTTL / time.Second); sec < 1 || sec > maxSec {
 		return holdfast.Errorf(holdfast.CodeInvalid, "ttl_seconds must be an integer from 1 to %d", maxSec)
@@ -310,6 +329,9 @@ func (s *Server) createHold(r *http.Request, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	req.QuotaKey = c.quotaKey
+	if req.Admission, err = admission(r, b); err != nil {
+		return 0, nil, err
+	}
 	h, err := c.changes(nil).Hold(r.Context(), req)
 	s.metrics.hold(err)
 	return http.StatusCreated, h, err
@@ -322,6 +344,9 @@ func (s *Server) book(r *http.Request, c *call) (int, any, error) {
 	}
 	req, err := b.holdRequest(s.cfg.Holds, c.id)
 	if err != nil {
+		return 0, nil, err
+	}
+	if req.Admission, err = admission(r, b); err != nil {
 		return 0, nil, err
 	}
 	h, err := c.changes(nil).Book(r.Context(), req, b.PaymentRef)

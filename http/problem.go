@@ -34,59 +34,63 @@ const (
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[holdfast.Code]int{
-	holdfast.CodeInvalid:       http.StatusBadRequest,
-	holdfast.CodeUnsupported:   http.StatusBadRequest,
-	CodeUnauthorized:           http.StatusUnauthorized,
-	CodeForbidden:              http.StatusForbidden,
-	holdfast.CodeNotFound:      http.StatusNotFound,
-	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
-	holdfast.CodeSoldOut:       http.StatusConflict,
-	holdfast.CodeUnavailable:   http.StatusConflict,
-	holdfast.CodeHoldExpired:   http.StatusConflict,
-	holdfast.CodeInvalidState:  http.StatusConflict,
-	holdfast.CodeLimitExceeded: http.StatusConflict,
-	holdfast.CodeQuotaExceeded: http.StatusConflict,
-	holdfast.CodeCursorExpired: http.StatusGone,
-	holdfast.CodeConflict:      http.StatusConflict,
-	CodeIdempotencyInFlight:    http.StatusConflict,
-	CodeTooLarge:               http.StatusRequestEntityTooLarge,
-	CodeIdempotencyMismatch:    http.StatusUnprocessableEntity,
-	CodeRateLimited:            http.StatusTooManyRequests,
-	holdfast.CodeInternal:      http.StatusInternalServerError,
-	holdfast.CodeBusy:          http.StatusServiceUnavailable,
-	CodeUnavailableService:     http.StatusServiceUnavailable,
-	CodeUnsupportedMediaType:   http.StatusUnsupportedMediaType,
-	CodeMisdirected:            http.StatusMisdirectedRequest,
-	CodeCrossSite:              http.StatusForbidden,
-	CodeTooManyStreams:         http.StatusTooManyRequests,
+	holdfast.CodeInvalid:           http.StatusBadRequest,
+	holdfast.CodeUnsupported:       http.StatusBadRequest,
+	CodeUnauthorized:               http.StatusUnauthorized,
+	CodeForbidden:                  http.StatusForbidden,
+	holdfast.CodeNotFound:          http.StatusNotFound,
+	CodeMethodNotAllowed:           http.StatusMethodNotAllowed,
+	holdfast.CodeSoldOut:           http.StatusConflict,
+	holdfast.CodeUnavailable:       http.StatusConflict,
+	holdfast.CodeHoldExpired:       http.StatusConflict,
+	holdfast.CodeInvalidState:      http.StatusConflict,
+	holdfast.CodeLimitExceeded:     http.StatusConflict,
+	holdfast.CodeQuotaExceeded:     http.StatusConflict,
+	holdfast.CodeAdmissionRequired: http.StatusForbidden,
+	holdfast.CodeAdmissionInvalid:  http.StatusForbidden,
+	holdfast.CodeCursorExpired:     http.StatusGone,
+	holdfast.CodeConflict:          http.StatusConflict,
+	CodeIdempotencyInFlight:        http.StatusConflict,
+	CodeTooLarge:                   http.StatusRequestEntityTooLarge,
+	CodeIdempotencyMismatch:        http.StatusUnprocessableEntity,
+	CodeRateLimited:                http.StatusTooManyRequests,
+	holdfast.CodeInternal:          http.StatusInternalServerError,
+	holdfast.CodeBusy:              http.StatusServiceUnavailable,
+	CodeUnavailableService:         http.StatusServiceUnavailable,
+	CodeUnsupportedMediaType:       http.StatusUnsupportedMediaType,
+	CodeMisdirected:                http.StatusMisdirectedRequest,
+	CodeCrossSite:                  http.StatusForbidden,
+	CodeTooManyStreams:             http.StatusTooManyRequests,
 }
 
 var titles = map[holdfast.Code]string{
-	holdfast.CodeInvalid:       "The request is invalid",
-	holdfast.CodeUnsupported:   "Not supported",
-	CodeUnauthorized:           "An API key is required",
-	CodeForbidden:              "This key may not do that",
-	holdfast.CodeNotFound:      "Not found",
-	CodeMethodNotAllowed:       "Method not allowed",
-	holdfast.CodeSoldOut:       "Sold out",
-	holdfast.CodeUnavailable:   "Unavailable",
-	holdfast.CodeHoldExpired:   "The hold has expired",
-	holdfast.CodeInvalidState:  "Not allowed in the hold's state",
-	holdfast.CodeLimitExceeded: "Per-holder limit exceeded",
-	holdfast.CodeQuotaExceeded: "The key's quota of held units is used up",
-	holdfast.CodeCursorExpired: "The cursor points before the events still kept",
-	holdfast.CodeConflict:      "Conflict",
-	CodeIdempotencyInFlight:    "A request with this Idempotency-Key is in flight",
-	CodeTooLarge:               "The request body is too large",
-	CodeIdempotencyMismatch:    "The Idempotency-Key was used for a different request",
-	CodeRateLimited:            "Too many requests",
-	holdfast.CodeInternal:      "Internal error",
-	holdfast.CodeBusy:          "Try again",
-	CodeUnavailableService:     "Service unavailable",
-	CodeUnsupportedMediaType:   "The request body must be application/json",
-	CodeMisdirected:            "This server answers on loopback names only",
-	CodeCrossSite:              "Cross-site requests are refused",
-	CodeTooManyStreams:         "Too many event streams open",
+	holdfast.CodeInvalid:           "The request is invalid",
+	holdfast.CodeUnsupported:       "Not supported",
+	CodeUnauthorized:               "An API key is required",
+	CodeForbidden:                  "This key may not do that",
+	holdfast.CodeNotFound:          "Not found",
+	CodeMethodNotAllowed:           "Method not allowed",
+	holdfast.CodeSoldOut:           "Sold out",
+	holdfast.CodeUnavailable:       "Unavailable",
+	holdfast.CodeHoldExpired:       "The hold has expired",
+	holdfast.CodeInvalidState:      "Not allowed in the hold's state",
+	holdfast.CodeLimitExceeded:     "Per-holder limit exceeded",
+	holdfast.CodeQuotaExceeded:     "The key's quota of held units is used up",
+	holdfast.CodeAdmissionRequired: "A waiting room protects this sale",
+	holdfast.CodeAdmissionInvalid:  "The admission is not valid",
+	holdfast.CodeCursorExpired:     "The cursor points before the events still kept",
+	holdfast.CodeConflict:          "Conflict",
+	CodeIdempotencyInFlight:        "A request with this Idempotency-Key is in flight",
+	CodeTooLarge:                   "The request body is too large",
+	CodeIdempotencyMismatch:        "The Idempotency-Key was used for a different request",
+	CodeRateLimited:                "Too many requests",
+	holdfast.CodeInternal:          "Internal error",
+	holdfast.CodeBusy:              "Try again",
+	CodeUnavailableService:         "Service unavailable",
+	CodeUnsupportedMediaType:       "The request body must be application/json",
+	CodeMisdirected:                "This server answers on loopback names only",
+	CodeCrossSite:                  "Cross-site requests are refused",
+	CodeTooManyStreams:             "Too many event streams open",
 }
 
 // Problem is an RFC 9457 problem detail with holdfast's stable code, and
@@ -101,6 +105,8 @@ type Problem struct {
 	// Reclaimable is false on a late confirm refused under the
 	// if_available policy (see holdfast.LatePolicy).
 	Reclaimable *bool `json:"reclaimable,omitempty"`
+	// Room, on admission_required, is the waiting room to join.
+	Room string `json:"room,omitempty"`
 }
 
 // problemOf turns an error into the problem the client sees. Internal
@@ -131,7 +137,7 @@ func problemOf(err error, log *slog.Logger) Problem {
 			line := he.Line
 			p.Line = &line
 		}
-		p.Reclaimable = he.Reclaimable
+		p.Reclaimable, p.Room = he.Reclaimable, he.Room
 	}
 	return p
 }

@@ -192,6 +192,7 @@ type changes interface {
 	holdfast.Booking
 	holdfast.KeyStore
 	holdfast.WebhookStore
+	holdfast.RoomStore
 }
 
 // call is one request as a handler sees it: who makes it, and the store
@@ -397,8 +398,11 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 func newToken() string { return randomString(16) }
 
 func successStatus(r *http.Request) int {
-	if r.Method == http.MethodPost && createRoutes[r.Pattern] {
+	switch {
+	case r.Method == http.MethodPost && createRoutes[r.Pattern]:
 		return http.StatusCreated
+	case r.Pattern == "POST /v1/rooms/{id}/join":
+		return http.StatusAccepted // a place in a queue, not yet what was asked for
 	}
 	return http.StatusOK
 }
@@ -412,6 +416,7 @@ var createRoutes = map[string]bool{
 	"POST /v1/bookings":          true,
 	"POST /v1/keys":              true,
 	"POST /v1/webhooks":          true,
+	"POST /v1/rooms":             true,
 }
 
 func printable(s string) bool {
@@ -503,6 +508,10 @@ func (s *Server) routes() {
 	s.handle("DELETE /v1/webhooks/{id}", admin, s.deleteWebhook)
 	s.handle("GET /v1/webhooks/{id}/deliveries", admin, s.listDeliveries)
 	s.handle("POST /v1/webhooks/{id}/deliveries/{delivery}/retry", admin, s.retryDelivery)
+	s.handle("POST /v1/rooms", admin, s.createRoom)
+	s.handle("GET /v1/rooms/{id}", client, s.getRoom)
+	s.handle("POST /v1/rooms/{id}/join", client, s.joinRoom)
+	s.handle("GET /v1/rooms/{id}/tickets/{ticket}", client, s.getTicket)
 	s.handle("GET /v1/audit", admin, s.audit)
 	s.handle("POST /v1/lab/race", admin, s.race)
 	s.patterns = append(s.patterns, "GET /v1/events/stream")

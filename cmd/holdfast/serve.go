@@ -177,6 +177,12 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	defer mon.Stop()
 	stopWebhooks := startWebhooks(ctx, store, f.webhooks, reg, log, clock)
 	defer stopWebhooks()
+	stopRooms := every(ctx, 100*time.Millisecond, func(ctx context.Context) {
+		if _, err := store.AdmitRooms(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("admitting from waiting rooms", "err", err)
+		}
+	})
+	defer stopRooms()
 
 	if f.adminKey == "" {
 		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())
@@ -215,6 +221,31 @@ func startWebhooks(ctx context.Context, store holdfast.Store, f webhookFlags, re
 	go func() {
 		defer close(done)
 		_ = d.Run(dctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// every runs f every interval until the returned func is called (and
+// waits for a run in progress): the waiting rooms' admissions, which every
+// server runs, each room's row locked while it admits.
+func every(ctx context.Context, interval time.Duration, f func(context.Context)) func() {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			f(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
 	}()
 	return func() {
 		cancel()

@@ -50,13 +50,17 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	if err := r.Validate(s.cfg); err != nil {
 		return holdfast.Hold{}, err
 	}
+	r, err := s.guardRoom(ctx, r)
+	if err != nil {
+		return holdfast.Hold{}, err
+	}
 	ttl := r.TTL
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	// A hold counted against a key's quota takes the ordinary path: the
-	// batch's writer does not count quotas.
-	if s.coalesce && (r.QuotaKey == "" || confirm) {
+	// A hold counted against a key's quota, or spending a waiting room's
+	// admission, takes the ordinary path: the batch's writer does neither.
+	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -306,6 +310,11 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		}
 		if !ok {
 			return h, &lineFailure{line, holdfast.CodeQuotaExceeded}, nil
+		}
+	}
+	if r.Admission != "" {
+		if err := s.useAdmission(ctx, tx, h.ID, r); err != nil {
+			return h, nil, err
 		}
 	}
 	// The hold's row is written and its rows taken: its lines, unit claims

@@ -53,6 +53,7 @@ type engine struct {
 	bg     sync.WaitGroup
 
 	purged purgedThrough // the feed's watermark
+	rooms  roomGuard     // what waiting rooms protect
 }
 
 // spawn runs f in the background, unless the store is closed (false).

@@ -1,0 +1,273 @@
+package holdfasttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+func mustJoin(t *testing.T, s holdfast.Store, room, holder, owner string) holdfast.RoomTicket {
+	t.Helper()
+	tk, err := s.JoinRoom(context.Background(), room, holder, owner)
+	if err != nil {
+		t.Fatalf("JoinRoom(%s, %s): %v", room, holder, err)
+	}
+	return tk
+}
+
+func mustTicket(t *testing.T, s holdfast.Store, tk holdfast.RoomTicket) holdfast.RoomTicket {
+	t.Helper()
+	got, err := s.RoomTicket(context.Background(), tk.Room, tk.Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func mustAdmit(t *testing.T, s holdfast.Store) int {
+	t.Helper()
+	n, err := s.AdmitRooms(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// openRoom moves a room's opening into the past.
+func openRoom(t *testing.T, s holdfast.Store, room string) {
+	t.Helper()
+	MustExec(t, s, `UPDATE rooms SET opens_at = holdfast_now_ms() - 1000 WHERE id = $1`, room)
+}
+
+func testRooms(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := context.Background()
+	MustCreatePool(t, s, "p", 100, 0)
+	MustCreatePool(t, s, "free", 10, 0)
+	MustCreateGroup(t, s, "hall", false, "A-1", "A-2")
+	later := time.Now().Add(time.Hour)
+	room := holdfast.Room{ID: "r", Pools: []string{"p"}, OpensAt: later, AdmitPerSecond: 1000, AdmitTTLSeconds: 60, MaxInside: 10}
+	for name, bad := range map[string]holdfast.Room{
+		"nothing protected": {ID: "x", OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1},
+		"no rate":           {ID: "x", Pools: []string{"free"}, OpensAt: later, AdmitTTLSeconds: 60, MaxInside: 1},
+		"no ttl":            {ID: "x", Pools: []string{"free"}, OpensAt: later, AdmitPerSecond: 1, MaxInside: 1},
+		"no max inside":     {ID: "x", Pools: []string{"free"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60},
+		"no opening":        {ID: "x", Pools: []string{"free"}, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1},
+	} {
+		if _, err := s.CreateRoom(ctx, bad); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+			t.Fatalf("%s: CreateRoom = %v, want invalid", name, err)
+		}
+	}
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "x", Pools: []string{"nope"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1}); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+		t.Fatalf("a room on no pool: %v", err)
+	}
+	if got, err := s.CreateRoom(ctx, room); err != nil || got.MaxPerKey != 1000 || !slices.Equal(got.Pools, []string{"p"}) {
+		t.Fatalf("CreateRoom: %+v, %v", got, err)
+	}
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "r2", Pools: []string{"p"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1}); holdfast.ErrorCode(err) != holdfast.CodeConflict {
+		t.Fatalf("a pool behind two rooms: %v", err)
+	}
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "seats", Groups: []string{"hall"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A protected pool or group needs an admission; others do not.
+	_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Lines: []holdfast.Line{{Pool: "free", Quantity: 1}, {Pool: "p", Quantity: 1}}})
+	var e *holdfast.Error
+	if !errors.As(err, &e) || e.Code != holdfast.CodeAdmissionRequired || e.Room != "r" {
+		t.Fatalf("a hold on a protected pool: %v, want admission_required naming room r", err)
+	}
+	for _, l := range []holdfast.Line{{Units: []string{"A-1"}}, {Group: "hall", Any: 1}} {
+		if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Lines: []holdfast.Line{l}}); holdfast.ErrorCode(err) != holdfast.CodeAdmissionRequired {
+			t.Fatalf("a hold on a protected group (%+v): %v", l, err)
+		}
+	}
+	MustHold(t, s, "alice", holdfast.Line{Pool: "free", Quantity: 1})
+
+	// Sixty join before opening (a random order among them), three after
+	// (in join order, behind them). Joining again keeps one's place.
+	var early []holdfast.RoomTicket
+	for i := range 60 {
+		early = append(early, mustJoin(t, s, "r", fmt.Sprintf("early-%02d", i), "key-a"))
+	}
+	if again := mustJoin(t, s, "r", "early-00", "key-a"); again.Ticket != early[0].Ticket {
+		t.Fatalf("joining again gave another place: %s, %s", again.Ticket, early[0].Ticket)
+	}
+	other := mustJoin(t, s, "r", "early-00", "key-b")
+	if other.Ticket == early[0].Ticket {
+		t.Fatal("another key's holder of the same name got the same place")
+	}
+	openRoom(t, s, "r")
+	var late []holdfast.RoomTicket
+	for i := range 3 {
+		late = append(late, mustJoin(t, s, "r", fmt.Sprintf("late-%d", i), "key-a"))
+	}
+	positions := map[int64]bool{}
+	var order []int64
+	for _, tk := range early {
+		p := mustTicket(t, s, tk).Position
+		if p < 1 || p > 61 {
+			t.Fatalf("an early joiner at %d of 61", p)
+		}
+		positions[p] = true
+		order = append(order, p)
+	}
+	if len(positions) != 60 || slices.IsSorted(order) {
+		t.Fatalf("early joiners' places are not a shuffle of 1…61: %v", order)
+	}
+	for i, tk := range late {
+		if got := mustTicket(t, s, tk); got.Position != int64(62+i) || got.EstimatedWaitSeconds <= 0 {
+			t.Fatalf("late joiner %d: %+v, want position %d", i, got, 62+i)
+		}
+	}
+
+	// Admission: in place order, never more than MaxInside inside.
+	if n := mustAdmit(t, s); n != 10 {
+		t.Fatalf("admitted %d, want max_inside 10", n)
+	}
+	if n := mustAdmit(t, s); n != 0 {
+		t.Fatalf("admitted %d more with the room full", n)
+	}
+	var admitted []holdfast.RoomTicket
+	for _, tk := range append(slices.Clone(early), other) {
+		got := mustTicket(t, s, tk)
+		if got.Status == holdfast.TicketAdmitted {
+			if got.Admission == "" || got.AdmissionExpiresAt == nil || got.Position != 0 {
+				t.Fatalf("an admitted ticket: %+v", got)
+			}
+			admitted = append(admitted, got)
+		}
+	}
+	if len(admitted) != 10 {
+		t.Fatalf("%d early joiners admitted, want 10, the first places", len(admitted))
+	}
+	if r, err := s.Room(ctx, "r"); err != nil || r.Inside != 10 || r.Waiting != 54 {
+		t.Fatalf("room: %+v, %v", r, err)
+	}
+
+	// The admission is the holder's, for one hold, until it expires.
+	// Two of key-a's admitted (key-b's one may be among the ten).
+	slices.SortFunc(admitted, func(x, y holdfast.RoomTicket) int { return cmpBool(x.Owner == "key-b", y.Owner == "key-b") })
+	a, b := admitted[0], admitted[1]
+	try := func(holder, owner, admission string) error {
+		_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: holder, Owner: owner, Admission: admission, Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+		return err
+	}
+	for name, err := range map[string]error{
+		"another holder's": try(b.Holder, "key-a", a.Admission),
+		"another key's":    try(a.Holder, "key-b", a.Admission),
+		"made up":          try(a.Holder, "key-a", "adm_made_up"),
+	} {
+		if holdfast.ErrorCode(err) != holdfast.CodeAdmissionInvalid {
+			t.Fatalf("%s admission: %v, want admission_invalid", name, err)
+		}
+	}
+	if err := try(a.Holder, "key-a", a.Admission); err != nil {
+		t.Fatalf("a hold with its admission: %v", err)
+	}
+	if err := try(a.Holder, "key-a", a.Admission); holdfast.ErrorCode(err) != holdfast.CodeAdmissionInvalid {
+		t.Fatalf("an admission used twice: %v", err)
+	}
+	MustExec(t, s, `UPDATE room_tickets SET expires_at = holdfast_now_ms() - 1 WHERE ticket = $1`, b.Ticket)
+	if err := try(b.Holder, "key-a", b.Admission); holdfast.ErrorCode(err) != holdfast.CodeAdmissionInvalid {
+		t.Fatalf("an expired admission: %v", err)
+	}
+
+	// b's expired admission frees a place; a's hold, confirmed, another.
+	used := mustTicket(t, s, a)
+	if _, err := s.Confirm(ctx, used.HoldID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustAdmit(t, s); n != 2 {
+		t.Fatalf("admitted %d after two were done, want 2", n)
+	}
+	if got := mustTicket(t, s, b); got.Status != holdfast.TicketDone || got.Admission != "" {
+		t.Fatalf("an expired admission's ticket: %+v", got)
+	}
+
+	// Sold out: everything confirmed; everyone still waiting is told.
+	if _, err := s.SetCapacity(ctx, "p", 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustAdmit(t, s); n != 0 {
+		t.Fatalf("admitted %d into a sold-out room", n)
+	}
+	if r, _ := s.Room(ctx, "r"); !r.SoldOut || r.Waiting != 0 {
+		t.Fatalf("room after the sell-out: %+v", r)
+	}
+	if got := mustTicket(t, s, late[2]); got.Status != holdfast.TicketSoldOut {
+		t.Fatalf("a waiting ticket after the sell-out: %+v", got)
+	}
+	if _, err := s.JoinRoom(ctx, "nope", "x", ""); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+		t.Fatalf("joining no room: %v", err)
+	}
+	MustAuditClean(t, s)
+}
+
+// Three servers admit from one room while people join: no one is
+// admitted twice, no place is skipped, never more than MaxInside inside.
+func raceRoomAdmission(t *testing.T, h Harness) {
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	s := stores[0]
+	MustCreatePool(t, s, "p", 1000, 0)
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "r", Pools: []string{"p"}, OpensAt: time.Now().Add(-time.Second),
+		AdmitPerSecond: 100000, AdmitTTLSeconds: 60, MaxInside: 40}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for k := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := stores[k].AdmitRooms(ctx); err != nil {
+					t.Errorf("AdmitRooms: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	storm(120, func(i int) {
+		if _, err := stores[i%3].JoinRoom(ctx, "r", fmt.Sprintf("b-%d", i), ""); err != nil {
+			t.Errorf("join: %v", err)
+		}
+	})
+	// Let the admitters see every join, then stop them.
+	for n := 0; n < 40; {
+		n = int(MustCount(t, s, `SELECT COUNT(*) FROM room_tickets WHERE status = 'admitted'`))
+	}
+	close(stop)
+	wg.Wait()
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM room_tickets WHERE status = 'admitted'`); n != 40 {
+		t.Fatalf("%d inside, want max_inside 40", n)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM room_tickets WHERE status = 'waiting' AND place < (SELECT MAX(place) FROM room_tickets WHERE status = 'admitted')`); n != 0 {
+		t.Fatalf("%d waiting places were skipped by an admission", n)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(DISTINCT token) FROM room_tickets WHERE token IS NOT NULL`); n != 40 {
+		t.Fatalf("%d admissions for 40 admitted", n)
+	}
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}

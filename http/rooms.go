@@ -1,0 +1,55 @@
+package http
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+type roomBody struct {
+	ID              string    `json:"id"`
+	Pools           []string  `json:"pools"`
+	Groups          []string  `json:"groups"`
+	OpensAt         time.Time `json:"opens_at"`
+	AdmitPerSecond  float64   `json:"admit_per_second"`
+	AdmitTTLSeconds int64     `json:"admit_ttl_seconds"`
+	MaxInside       int64     `json:"max_inside"`
+	MaxPerKey       int64     `json:"max_per_key"`
+}
+
+func (s *Server) createRoom(r *http.Request, c *call) (int, any, error) {
+	var b roomBody
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	room, err := c.changes(nil).CreateRoom(r.Context(), holdfast.Room{ID: b.ID, Pools: b.Pools, Groups: b.Groups, OpensAt: b.OpensAt,
+		AdmitPerSecond: b.AdmitPerSecond, AdmitTTLSeconds: b.AdmitTTLSeconds, MaxInside: b.MaxInside, MaxPerKey: b.MaxPerKey})
+	return http.StatusCreated, room, err
+}
+
+func (s *Server) getRoom(r *http.Request, _ *call) (int, any, error) {
+	room, err := s.cfg.Store.Room(r.Context(), r.PathValue("id"))
+	return http.StatusOK, room, err
+}
+
+// joinRoom gives the holder a place: the same one on every call.
+func (s *Server) joinRoom(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		Holder string `json:"holder"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	t, err := c.changes(nil).JoinRoom(r.Context(), r.PathValue("id"), b.Holder, c.id)
+	return http.StatusAccepted, t, err
+}
+
+// getTicket reads a place; another key's is not found.
+func (s *Server) getTicket(r *http.Request, c *call) (int, any, error) {
+	t, err := s.cfg.Store.RoomTicket(r.Context(), r.PathValue("id"), r.PathValue("ticket"))
+	if err == nil && c.owns() != "" && t.Owner != c.owns() {
+		return 0, nil, holdfast.Errorf(holdfast.CodeNotFound, "ticket %q not found in room %q", r.PathValue("ticket"), r.PathValue("id"))
+	}
+	return http.StatusOK, t, err
+}

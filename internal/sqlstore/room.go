@@ -1,0 +1,427 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Waiting rooms. The hold path pays for them only when a room exists: it
+// looks the request's pools and groups up in a map refreshed once a
+// second; a protected hold carries an admission, which the claim's own
+// transaction spends (one hold per admission), so an admission can never
+// be used twice however many servers race.
+
+// postOpen is where places taken after opening start: every place taken
+// before (random, below it) comes first.
+const postOpen = int64(1) << 62
+
+// defaultMaxPerKey is a room's cap of places per client key by default.
+const defaultMaxPerKey = 1000
+
+// roomGuard is the protected pools and groups, by room, as of at.
+type roomGuard struct {
+	mu     sync.Mutex
+	at     time.Time
+	pools  map[string]string
+	groups map[string]string
+}
+
+func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room, error) {
+	if r.MaxPerKey == 0 {
+		r.MaxPerKey = defaultMaxPerKey
+	}
+	if r.Pools == nil {
+		r.Pools = []string{}
+	}
+	if r.Groups == nil {
+		r.Groups = []string{}
+	}
+	if err := r.Validate(); err != nil {
+		return holdfast.Room{}, err
+	}
+	var out holdfast.Room
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey)
+		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return holdfast.Errorf(holdfast.CodeConflict, "room %q exists", r.ID)
+			}
+			return err
+		}
+		for _, res := range []struct {
+			kind, table string
+			ids         []string
+		}{{"pool", "pools", r.Pools}, {"group", "groups", r.Groups}} {
+			for _, id := range res.ids {
+				if found, err := queryRow(ctx, tx, `SELECT 1 FROM `+res.table+` WHERE id = $1`, []any{id}, new(int)); err != nil {
+					return err
+				} else if !found {
+					return holdfast.Errorf(holdfast.CodeNotFound, "%s %q not found", res.kind, id)
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO room_resources (room_id, kind, resource) VALUES ($1, $2, $3)`, r.ID, res.kind, id); err != nil {
+					if s.d.Classify(err) == KindUnique {
+						return holdfast.Errorf(holdfast.CodeConflict, "%s %q is behind another room (or named twice)", res.kind, id)
+					}
+					return err
+				}
+			}
+		}
+		if out, err = s.room(ctx, tx, r.ID); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, out)
+	})
+	if err == nil {
+		s.rooms.mu.Lock()
+		s.rooms.at = time.Time{} // this server protects it at once
+		s.rooms.mu.Unlock()
+	}
+	return out, err
+}
+
+func (s *Store) Room(ctx context.Context, id string) (holdfast.Room, error) {
+	return s.room(ctx, s.db, id)
+}
+
+func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, error) {
+	var r holdfast.Room
+	var opens, ttl, created int64
+	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, sold_out, created_at,
+		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'waiting'),
+		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'admitted')
+		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.SoldOut, &created, &r.Waiting, &r.Inside)
+	if err != nil {
+		return r, err
+	}
+	if !found {
+		return r, holdfast.Errorf(holdfast.CodeNotFound, "room %q not found", id)
+	}
+	r.OpensAt, r.AdmitTTLSeconds, r.CreatedAt = msTime(opens), ttl/1000, msTime(created)
+	r.Pools, r.Groups = []string{}, []string{}
+	rows, err := q.Query(ctx, `SELECT kind, resource FROM room_resources WHERE room_id = $1 ORDER BY kind, resource`, id)
+	if err != nil {
+		return r, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, res string
+		if err := rows.Scan(&kind, &res); err != nil {
+			return r, err
+		}
+		if kind == "pool" {
+			r.Pools = append(r.Pools, res)
+		} else {
+			r.Groups = append(r.Groups, res)
+		}
+	}
+	return r, rows.Err()
+}
+
+func randomPlace() int64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) % uint64(postOpen))
+}
+
+func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdfast.RoomTicket, error) {
+	if err := holdfast.ValidateHolder(holder); err != nil {
+		return holdfast.RoomTicket{}, err
+	}
+	var ticket string
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		// The room's row, locked: places after opening are numbered in
+		// join order, and a key's cap is counted exactly.
+		var maxPerKey int64
+		var open bool
+		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms() FROM rooms WHERE id = $1`+s.d.ForUpdate, []any{room}, &maxPerKey, &open)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return holdfast.Errorf(holdfast.CodeNotFound, "room %q not found", room)
+		}
+		if found, err := queryRow(ctx, tx, `SELECT ticket FROM room_tickets WHERE room_id = $1 AND owner = $2 AND holder = $3`,
+			[]any{room, owner, holder}, &ticket); err != nil {
+			return err
+		} else if found { // the same place again
+			t, err := s.roomTicket(ctx, tx, room, ticket)
+			if err != nil {
+				return err
+			}
+			return s.record(ctx, tx, t)
+		}
+		if owner != "" {
+			var n int64
+			if _, err := queryRow(ctx, tx, `SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND owner = $2`, []any{room, owner}, &n); err != nil {
+				return err
+			}
+			if n >= maxPerKey {
+				return holdfast.Errorf(holdfast.CodeQuotaExceeded, "this key has %d places in room %q, its most", n, room)
+			}
+		}
+		place := randomPlace()
+		if open {
+			var next int64
+			if _, err := queryRow(ctx, tx, `UPDATE rooms SET next_place = next_place + 1 WHERE id = $1 RETURNING next_place`, []any{room}, &next); err != nil {
+				return err
+			}
+			place = postOpen + next
+		}
+		ticket = holdfast.NewID("tk_", s.clock.Now())
+		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, status, created_at)
+			VALUES ($1, $2, $3, $4, $5, 'waiting', holdfast_now_ms())`, ticket, room, holder, owner, place)
+		if err != nil {
+			return err
+		}
+		t, err := s.roomTicket(ctx, tx, room, ticket)
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, tx, t)
+	})
+	if err != nil {
+		return holdfast.RoomTicket{}, err
+	}
+	return s.roomTicket(ctx, s.db, room, ticket)
+}
+
+func (s *Store) RoomTicket(ctx context.Context, room, ticket string) (holdfast.RoomTicket, error) {
+	return s.roomTicket(ctx, s.db, room, ticket)
+}
+
+// roomTicket reads a place with its position, computed: the waiting with
+// a lower place, plus one.
+func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (holdfast.RoomTicket, error) {
+	var t holdfast.RoomTicket
+	var status string
+	var token, holdID *string
+	var expires *int64
+	var rate float64
+	var opensIn, ahead int64
+	found, err := queryRow(ctx, q, `SELECT t.ticket, t.room_id, t.holder, t.owner, t.status, t.token, t.expires_at, t.hold_id,
+		r.admit_per_second, r.opens_at - holdfast_now_ms(),
+		CASE WHEN t.status = 'waiting' THEN (SELECT COUNT(*) FROM room_tickets o WHERE o.room_id = t.room_id AND o.status = 'waiting' AND o.place < t.place) ELSE -1 END
+		FROM room_tickets t JOIN rooms r ON r.id = t.room_id WHERE t.ticket = $1 AND t.room_id = $2`, []any{ticket, room},
+		&t.Ticket, &t.Room, &t.Holder, &t.Owner, &status, &token, &expires, &holdID, &rate, &opensIn, &ahead)
+	if err != nil {
+		return t, err
+	}
+	if !found {
+		return t, holdfast.Errorf(holdfast.CodeNotFound, "ticket %q not found in room %q", ticket, room)
+	}
+	t.Status = holdfast.TicketStatus(status)
+	if ahead >= 0 {
+		t.Position = ahead + 1
+		t.EstimatedWaitSeconds = math.Round((float64(ahead)/rate+max(0, float64(opensIn)/1000))*10) / 10
+	}
+	if token != nil && t.Status == holdfast.TicketAdmitted {
+		t.Admission = *token
+		e := msTime(*expires)
+		t.AdmissionExpiresAt = &e
+	}
+	if holdID != nil {
+		t.HoldID = *holdID
+	}
+	return t, nil
+}
+
+// AdmitRooms admits the next places of every open room, as the rate and
+// MaxInside allow, and closes what is done.
+func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
+	ids, err := queryStrings(ctx, s.db, `SELECT id FROM rooms WHERE opens_at <= holdfast_now_ms() AND NOT sold_out ORDER BY id`)
+	if err != nil {
+		return 0, err
+	}
+	admitted := 0
+	for _, id := range ids {
+		err := s.db.Transact(ctx, func(tx Querier) error {
+			var rate, credit float64
+			var ttl, maxInside, creditedAt, opens, now int64
+			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, holdfast_now_ms()
+				FROM rooms WHERE id = $1 AND NOT sold_out`+s.d.SkipLocked, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now)
+			if err != nil || !found {
+				return err // another server is admitting
+			}
+			// Done: admissions that expired unused, or whose hold ended.
+			if _, err := tx.Exec(ctx, `UPDATE room_tickets SET status = 'done' WHERE room_id = $1 AND status = 'admitted' AND (
+				(hold_id IS NULL AND expires_at <= $2)
+				OR hold_id IN (SELECT id FROM holds WHERE status <> 'held' OR expires_at <= $2))`, id, now); err != nil {
+				return err
+			}
+			available, soldOut, err := s.roomInventory(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if soldOut {
+				// Everyone still waiting is told at once.
+				_, err := ExecAll(ctx, tx, []Stmt{
+					{`UPDATE rooms SET sold_out = TRUE WHERE id = $1`, []any{id}},
+					{`UPDATE room_tickets SET status = 'sold_out' WHERE room_id = $1 AND status = 'waiting'`, []any{id}},
+				})
+				return err
+			}
+			burst := max(1, rate)
+			credit = min(burst, credit+rate*float64(now-max(creditedAt, opens))/1000)
+			var inside int64
+			if _, err := queryRow(ctx, tx, `SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND status = 'admitted'`, []any{id}, &inside); err != nil {
+				return err
+			}
+			n := min(int64(credit), maxInside-inside)
+			if !available {
+				n = 0 // everything is held: admit no one until some comes back
+			}
+			if n > 0 {
+				next, err := queryStrings(ctx, tx, `SELECT ticket FROM room_tickets WHERE room_id = $1 AND status = 'waiting' ORDER BY place LIMIT $2`, id, n)
+				if err != nil {
+					return err
+				}
+				var stmts []Stmt
+				for _, t := range next {
+					stmts = append(stmts, Stmt{`UPDATE room_tickets SET status = 'admitted', token = $2, admitted_at = $3, expires_at = $4 WHERE ticket = $1 AND status = 'waiting'`,
+						[]any{t, holdfast.NewID("adm_", s.clock.Now()), now, now + ttl}})
+				}
+				if _, err := ExecAll(ctx, tx, stmts); err != nil {
+					return err
+				}
+				credit -= float64(len(next))
+				admitted += len(next)
+			}
+			_, err = tx.Exec(ctx, `UPDATE rooms SET credit = $2, credited_at = $3 WHERE id = $1`, id, credit, now)
+			return err
+		})
+		if err != nil {
+			return admitted, err
+		}
+	}
+	return admitted, nil
+}
+
+// roomInventory reports whether a room's pools and groups have anything
+// to hold now, and whether they are sold out: everything confirmed.
+func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (available, soldOut bool, err error) {
+	var free, unconfirmed int64
+	_, err = queryRow(ctx, tx, `SELECT
+		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
+		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
+			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND `+unitFree+`),
+		COALESCE((SELECT SUM(p.capacity - p.confirmed) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
+		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
+			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND (u.hold_id IS NULL OR h.status = 'held'))`,
+		[]any{room}, &free, &unconfirmed)
+	// Held capacity past its expiry still counts in a pool's held until
+	// swept: it shows as available within a sweep.
+	return free > 0, unconfirmed == 0, err
+}
+
+// protectingRoom returns the room that protects a pool or group r names,
+// or "".
+func (s *Store) protectingRoom(ctx context.Context, r holdfast.HoldRequest) (string, error) {
+	g := &s.rooms
+	g.mu.Lock()
+	if time.Since(g.at) > time.Second {
+		pools, groups := map[string]string{}, map[string]string{}
+		rows, err := s.db.Query(ctx, `SELECT kind, resource, room_id FROM room_resources`)
+		if err != nil {
+			g.mu.Unlock()
+			return "", err
+		}
+		for rows.Next() {
+			var kind, res, room string
+			if err := rows.Scan(&kind, &res, &room); err != nil {
+				rows.Close()
+				g.mu.Unlock()
+				return "", err
+			}
+			if kind == "pool" {
+				pools[res] = room
+			} else {
+				groups[res] = room
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			g.mu.Unlock()
+			return "", err
+		}
+		g.pools, g.groups, g.at = pools, groups, time.Now()
+	}
+	pools, groups := g.pools, g.groups
+	g.mu.Unlock()
+	if len(pools)+len(groups) == 0 {
+		return "", nil
+	}
+	var units []string
+	for _, l := range r.Lines {
+		switch l.Kind() {
+		case holdfast.LinePool:
+			if room := pools[l.Pool]; room != "" {
+				return room, nil
+			}
+		case holdfast.LineAny:
+			if room := groups[l.Group]; room != "" {
+				return room, nil
+			}
+		case holdfast.LineUnits:
+			units = append(units, l.Units...)
+		}
+	}
+	if len(units) == 0 || len(groups) == 0 {
+		return "", nil
+	}
+	names, err := queryStrings(ctx, s.db, `SELECT DISTINCT group_id FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(units))
+	if err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		if room := groups[n]; room != "" {
+			return room, nil
+		}
+	}
+	return "", nil
+}
+
+// guardRoom refuses a hold on a protected pool or group without an
+// admission; with one, the claim spends it (useAdmission). An admission
+// on a hold no room protects is left unspent.
+func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast.HoldRequest, error) {
+	room, err := s.protectingRoom(ctx, r)
+	if err != nil {
+		return r, err
+	}
+	if room == "" {
+		r.Admission = ""
+		return r, nil
+	}
+	if r.Admission == "" {
+		e := holdfast.Errorf(holdfast.CodeAdmissionRequired, "a waiting room protects this sale: join room %q and hold with its admission", room)
+		e.Room = room
+		return r, e
+	}
+	return r, nil
+}
+
+// useAdmission spends r's admission on hold id, in the claim's own
+// transaction: the holder's, the key's, unexpired, unused.
+func (s *Store) useAdmission(ctx context.Context, tx Querier, id string, r holdfast.HoldRequest) error {
+	n, err := tx.Exec(ctx, `UPDATE room_tickets SET hold_id = $1 WHERE token = $2 AND holder = $3 AND owner = $4
+		AND status = 'admitted' AND hold_id IS NULL AND expires_at > holdfast_now_ms()`, id, r.Admission, r.Holder, r.Owner)
+	if err != nil {
+		if s.d.Classify(err) == KindUnique {
+			return errAdmissionInvalid
+		}
+		return err
+	}
+	if n != 1 {
+		return errAdmissionInvalid
+	}
+	return nil
+}
+
+var errAdmissionInvalid = holdfast.Errorf(holdfast.CodeAdmissionInvalid, "the admission is not valid for this holder: another holder's, expired, already used, or unknown")

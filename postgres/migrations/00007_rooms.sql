@@ -1,0 +1,49 @@
+-- +goose Up
+-- Waiting rooms. A room protects pools and groups (each behind one room at
+-- most); a place is a ticket, ordered by place: random among those who
+-- joined before opens_at, then in join order (2^62 + next_place). credit
+-- and credited_at meter the admission rate; the room's row is locked
+-- while it admits, so no place is admitted twice or skipped.
+CREATE TABLE rooms (
+    id               text             PRIMARY KEY,
+    opens_at         bigint           NOT NULL,
+    admit_per_second double precision NOT NULL CHECK (admit_per_second > 0),
+    admit_ttl_ms     bigint           NOT NULL CHECK (admit_ttl_ms > 0),
+    max_inside       bigint           NOT NULL CHECK (max_inside > 0),
+    max_per_key      bigint           NOT NULL CHECK (max_per_key > 0),
+    credit           double precision NOT NULL DEFAULT 0,
+    credited_at      bigint           NOT NULL DEFAULT 0,
+    next_place       bigint           NOT NULL DEFAULT 0,
+    sold_out         boolean          NOT NULL DEFAULT FALSE,
+    created_at       bigint           NOT NULL
+);
+CREATE TABLE room_resources (
+    room_id  text NOT NULL REFERENCES rooms (id),
+    kind     text NOT NULL CHECK (kind IN ('pool', 'group')),
+    resource text NOT NULL,
+    PRIMARY KEY (kind, resource)
+);
+-- A ticket's token admits one hold (hold_id, unique): it is done when that
+-- hold ends or the token expires unused.
+CREATE TABLE room_tickets (
+    ticket      text   PRIMARY KEY,
+    room_id     text   NOT NULL REFERENCES rooms (id),
+    holder      text   NOT NULL,
+    owner       text   NOT NULL,
+    place       bigint NOT NULL,
+    status      text   NOT NULL CHECK (status IN ('waiting', 'admitted', 'done', 'sold_out')),
+    token       text   UNIQUE,
+    admitted_at bigint,
+    expires_at  bigint,
+    hold_id     text   UNIQUE,
+    created_at  bigint NOT NULL,
+    UNIQUE (room_id, owner, holder)
+);
+CREATE INDEX room_tickets_queue ON room_tickets (room_id, place) WHERE status = 'waiting';
+CREATE INDEX room_tickets_inside ON room_tickets (room_id) WHERE status = 'admitted';
+CREATE INDEX room_tickets_owner ON room_tickets (room_id, owner);
+
+-- +goose Down
+DROP TABLE room_tickets;
+DROP TABLE room_resources;
+DROP TABLE rooms;
