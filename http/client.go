@@ -271,6 +271,9 @@ func holdJSON(r holdfast.HoldRequest, paymentRef string) map[string]any {
 	if paymentRef != "" {
 		m["payment_ref"] = paymentRef
 	}
+	if r.Admission != "" {
+		m["admission"] = r.Admission
+	}
 	return m
 }
 
@@ -498,3 +501,34 @@ func (c *Client) RetryDelivery(ctx context.Context, webhook, delivery string) (h
 	err := c.do(ctx, "POST", "/v1/webhooks/"+esc(webhook)+"/deliveries/"+esc(delivery)+"/retry", map[string]any{}, &out)
 	return out, err
 }
+
+// CreateRoom is POST /v1/rooms (admin).
+func (c *Client) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room, error) {
+	var out holdfast.Room
+	err := c.do(ctx, "POST", "/v1/rooms", map[string]any{"id": r.ID, "pools": r.Pools, "groups": r.Groups, "opens_at": r.OpensAt,
+		"admit_per_second": r.AdmitPerSecond, "admit_ttl_seconds": r.AdmitTTLSeconds, "max_inside": r.MaxInside, "max_per_key": r.MaxPerKey}, &out)
+	return out, err
+}
+
+// Room is GET /v1/rooms/{id}.
+func (c *Client) Room(ctx context.Context, id string) (holdfast.Room, error) {
+	var out holdfast.Room
+	err := c.do(ctx, "GET", "/v1/rooms/"+esc(id), nil, &out)
+	return out, err
+}
+
+// JoinRoom is POST /v1/rooms/{id}/join: a place for holder (this key's).
+func (c *Client) JoinRoom(ctx context.Context, room, holder, _ string) (holdfast.RoomTicket, error) {
+	var out holdfast.RoomTicket
+	err := c.do(ctx, "POST", "/v1/rooms/"+esc(room)+"/join", map[string]string{"holder": holder}, &out)
+	return out, err
+}
+
+// RoomTicket is GET /v1/rooms/{id}/tickets/{ticket}.
+func (c *Client) RoomTicket(ctx context.Context, room, ticket string) (holdfast.RoomTicket, error) {
+	var out holdfast.RoomTicket
+	err := c.do(ctx, "GET", "/v1/rooms/"+esc(room)+"/tickets/"+esc(ticket), nil, &out)
+	return out, err
+}
+
+var _ holdfast.RoomStore = (*Client)(nil)

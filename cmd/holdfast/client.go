@@ -181,6 +181,8 @@ type holdFlags struct {
 	pools  []string // pool:quantity
 	units  []string // id,id,…
 	anys   []string // group:k
+	// admission is a waiting room's token.
+	admission string
 }
 
 func (h *holdFlags) register(c *cobra.Command) {
@@ -189,11 +191,12 @@ func (h *holdFlags) register(c *cobra.Command) {
 	c.Flags().StringArrayVar(&h.pools, "pool", nil, "a pool line, POOL:QUANTITY (repeatable)")
 	c.Flags().StringArrayVar(&h.units, "units", nil, "a unit line, ID,ID,… (repeatable)")
 	c.Flags().StringArrayVar(&h.anys, "any", nil, "a group line, GROUP:K for any K free units (repeatable)")
+	c.Flags().StringVar(&h.admission, "admission", "", "a waiting room's admission (holdfast room ticket shows it once admitted)")
 	_ = c.MarkFlagRequired("holder")
 }
 
 func (h *holdFlags) request() (holdfast.HoldRequest, error) {
-	r := holdfast.HoldRequest{Holder: h.holder, TTL: h.ttl}
+	r := holdfast.HoldRequest{Holder: h.holder, TTL: h.ttl, Admission: h.admission}
 	split := func(flag, v string) (string, int64, error) {
 		id, n, ok := strings.Cut(v, ":")
 		q, err := strconv.ParseInt(n, 10, 64)

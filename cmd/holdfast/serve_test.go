@@ -372,3 +372,41 @@ func TestWebhookCLI(t *testing.T) {
 		t.Fatalf("webhook list after disable: %s", out)
 	}
 }
+
+// A sale behind a waiting room from the CLI: the server admits on its
+// own, and the admission holds.
+func TestRoomCLI(t *testing.T) {
+	const admin = "an-admin-key-of-some-length"
+	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin, "--demo")
+	cli := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCmd(t, append(args, "--server", base, "--key", admin, "--json")...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s%s", args, code, out, errOut)
+		}
+		return out
+	}
+	cli("room", "create", "--id", "gala", "--pool", "concert", "--opens-at", time.Now().Add(-time.Second).UTC().Format(time.RFC3339), "--admit-per-second", "50", "--max-inside", "5")
+	if code, _, errOut := runCmd(t, "hold", "create", "--holder", "alice", "--pool", "concert:1", "--server", base, "--key", admin); code != 1 || !strings.Contains(errOut, "admission_required") {
+		t.Fatalf("a hold without an admission: %d %s", code, errOut)
+	}
+	var tk holdfast.RoomTicket
+	if err := json.Unmarshal([]byte(cli("room", "join", "gala", "--holder", "alice")), &tk); err != nil || tk.Position != 1 {
+		t.Fatalf("room join: %+v %v", tk, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); tk.Admission == ""; time.Sleep(50 * time.Millisecond) { // polling, as a buyer's page does
+		if time.Now().After(deadline) {
+			t.Fatalf("never admitted: %+v", tk)
+		}
+		if err := json.Unmarshal([]byte(cli("room", "ticket", "gala", tk.Ticket)), &tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := cli("hold", "create", "--holder", "alice", "--pool", "concert:1", "--admission", tk.Admission)
+	if !strings.Contains(out, `"held"`) {
+		t.Fatalf("a hold with the admission: %s", out)
+	}
+	if out := cli("room", "show", "gala"); !strings.Contains(out, `"inside": 1`) && !strings.Contains(out, `"inside":1`) {
+		t.Fatalf("room show: %s", out)
+	}
+}
