@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -57,8 +58,17 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 		}
 		// Late: the careful path decides under the policy.
 	}
-	for attempt := 0; ; attempt++ {
+	for attempt, stale := 0, 0; ; attempt++ {
 		h, short, err := s.confirmCarefully(ctx, id, paymentRef, part)
+		if errors.Is(err, ErrRetry) {
+			// The strategy's reads went stale (optimistic): go round again.
+			s.retries.Add(1)
+			if err := backoff(ctx, stale); err != nil {
+				return h, fmt.Errorf("%w: gave up retrying a contended confirm: %v", holdfast.ErrBusy, err)
+			}
+			stale++
+			continue
+		}
 		if short != nil && attempt == 0 {
 			// What the late confirm would take again may be held by other
 			// lapsed holds: expire them, as a claim does, and look again.
@@ -126,9 +136,38 @@ func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, par
 	if holdfast.ValidateID("hold", id) != nil {
 		return holdfast.Hold{}, nil, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
+	// What a late confirm may take again goes through the strategy, as
+	// a claim does (its locks: advisory, Redis), so a buyer claiming the
+	// same capacity at the same moment is ordered with it. Prepared from
+	// the hold's lines as they are: they change only with its state.
+	before, err := s.heldLines(ctx, s.db, id)
+	if err != nil {
+		return holdfast.Hold{}, nil, err
+	}
+	req := holdfast.HoldRequest{Holder: "late"}
+	var units []string
+	for _, l := range before {
+		if l.kind == "pool" {
+			req.Lines = append(req.Lines, holdfast.Line{Pool: l.pool, Quantity: l.quantity})
+		}
+		units = append(units, l.units...)
+	}
+	if len(units) > 0 {
+		slices.Sort(units)
+		req.Lines = append(req.Lines, holdfast.Line{Units: units})
+	}
+	prep, err := s.strategy.Prepare(ctx, s.db, req)
+	if err != nil {
+		return holdfast.Hold{}, nil, err
+	}
+	defer s.strategy.Finish(prep)
+	transact := s.db.Transact
+	if s.strategy.Serializable() {
+		transact = s.db.TransactSerializable
+	}
 	var h holdfast.Hold
 	var short *shortfall
-	err := s.db.Transact(ctx, func(tx Querier) error {
+	err = transact(ctx, func(tx Querier) error {
 		var status, owner, holder string
 		var lateMs int64
 		found, err := queryRow(ctx, tx, `SELECT status, owner, holder, holdfast_now_ms() - expires_at FROM holds WHERE id = $1`+s.d.ForUpdate,
@@ -160,7 +199,7 @@ func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, par
 		if st == holdfast.StatusHeld {
 			err = s.keepHeld(ctx, tx, id, scoped, lines)
 		} else {
-			short, err = s.takeAgain(ctx, tx, id, scoped, lines)
+			short, err = s.takeAgain(ctx, tx, prep, id, scoped, lines)
 		}
 		if err != nil {
 			return err
@@ -226,7 +265,7 @@ func (s *Store) latePolicy(ctx context.Context, tx Querier, id string, lateMs in
 }
 
 // heldLines reads a hold's lines and the units each took.
-func (s *Store) heldLines(ctx context.Context, tx Querier, id string) ([]heldLine, error) {
+func (s *Store) heldLines(ctx context.Context, tx Reader, id string) ([]heldLine, error) {
 	lines, err := collect(ctx, tx, func(r Row) (heldLine, error) {
 		var l heldLine
 		err := r.Scan(&l.no, &l.kind, &l.pool, &l.quantity)
@@ -362,25 +401,21 @@ func (s *Store) dropUnits(ctx context.Context, tx Querier, id string, units []st
 }
 
 // takeAgain confirms a hold that expired and gave its capacity back: what
-// it keeps is taken again if still free — pool capacity and the holder's
-// limit by the claim's own conditional updates, the same units only if
-// no one has them — or the confirm is refused and nothing changes.
-func (s *Store) takeAgain(ctx context.Context, tx Querier, id, holder string, lines []heldLine) (*shortfall, error) {
+// it keeps is claimed again, through the strategy as any claim is (pool
+// capacity into confirmed, the holder's limit, the very same units), or
+// the confirm is refused and nothing changes.
+func (s *Store) takeAgain(ctx context.Context, tx Querier, prep Prepared, id, holder string, lines []heldLine) (*shortfall, error) {
 	pools, kept := perPool(lines, func(l heldLine) int64 { return l.keep })
 	for _, p := range pools {
-		n, err := tx.Exec(ctx, `UPDATE pools SET confirmed = confirmed + $2, version = version + 1 WHERE id = $1 AND capacity - held - confirmed >= $2`, p, kept[p])
+		limit, ok, err := s.strategy.ClaimPool(ctx, tx, prep, p, kept[p], true)
 		if err != nil {
 			return nil, err
 		}
-		if n == 0 {
+		if !ok {
 			return &shortfall{pools: []string{p}}, notReclaimable("hold %q expired, and pool %q no longer has %d free", id, p, kept[p])
 		}
-		rp, _, err := readPool(ctx, tx, p, "")
-		if err != nil {
-			return nil, err
-		}
-		if rp.limit > 0 {
-			ok, err := s.takeHolderLimit(ctx, tx, p, holder, kept[p], rp.limit)
+		if limit > 0 {
+			ok, err := s.takeHolderLimit(ctx, tx, p, holder, kept[p], limit)
 			if err != nil {
 				return nil, err
 			}
@@ -398,16 +433,12 @@ func (s *Store) takeAgain(ctx context.Context, tx Querier, id, holder string, li
 		return nil, err
 	}
 	if len(units) > 0 {
-		list := s.d.ListArg(units)
-		if err := lockUnitsInOrder(ctx, tx, s.d, `id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
-			return nil, err
-		}
-		n, err := tx.Exec(ctx, `UPDATE units SET hold_id = $1 WHERE hold_id IS NULL AND id IN (`+s.d.ListSelect(2)+`)`, id, list)
+		taken, err := s.strategy.ClaimUnits(ctx, tx, prep, id, units)
 		if err != nil {
 			return nil, err
 		}
-		if n != int64(len(units)) {
-			return &shortfall{units: units}, notReclaimable("hold %q expired, and %d of its %d units were taken since", id, int64(len(units))-n, len(units))
+		if len(taken) != len(units) {
+			return &shortfall{units: units}, notReclaimable("hold %q expired, and %d of its %d units were taken since", id, len(units)-len(taken), len(units))
 		}
 		if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = TRUE WHERE hold_id = $1`, id); err != nil {
 			if s.d.Classify(err) == KindUnique {
