@@ -148,6 +148,9 @@ func testRooms(t *testing.T, h Harness) {
 	if len(admitted) != 10 {
 		t.Fatalf("%d early joiners admitted, want 10, the first places", len(admitted))
 	}
+	if got := mustTicket(t, s, late[0]); got.Position != 62-10 {
+		t.Fatalf("after 10 admissions the first late joiner is at %d, want 52", got.Position)
+	}
 	if r, err := s.Room(ctx, "r"); err != nil || r.Inside != 10 || r.Waiting != 54 {
 		t.Fatalf("room: %+v, %v", r, err)
 	}

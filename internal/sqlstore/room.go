@@ -124,6 +124,19 @@ func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, e
 	return r, rows.Err()
 }
 
+// rankRoom numbers a room's places in place order, once, at opening (the
+// room's row locked by the caller): from then on a position is read, not
+// counted.
+func rankRoom(ctx context.Context, tx Querier, room string) error {
+	_, err := ExecAll(ctx, tx, []Stmt{
+		{`UPDATE room_tickets SET rank = numbered.n FROM (
+			SELECT ticket, ROW_NUMBER() OVER (ORDER BY place) AS n FROM room_tickets WHERE room_id = $1) AS numbered
+			WHERE room_tickets.ticket = numbered.ticket`, []any{room}},
+		{`UPDATE rooms SET ranked = TRUE, rank_base = (SELECT COUNT(*) FROM room_tickets WHERE room_id = $1) WHERE id = $1`, []any{room}},
+	})
+	return err
+}
+
 func randomPlace() int64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -139,8 +152,8 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 		// The room's row, locked: places after opening are numbered in
 		// join order, and a key's cap is counted exactly.
 		var maxPerKey int64
-		var open bool
-		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms() FROM rooms WHERE id = $1`+s.d.ForUpdate, []any{room}, &maxPerKey, &open)
+		var open, ranked bool
+		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms(), ranked FROM rooms WHERE id = $1`+s.d.ForUpdate, []any{room}, &maxPerKey, &open, &ranked)
 		if err != nil {
 			return err
 		}
@@ -167,16 +180,23 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 			}
 		}
 		place := randomPlace()
+		var rank *int64
 		if open {
-			var next int64
-			if _, err := queryRow(ctx, tx, `UPDATE rooms SET next_place = next_place + 1 WHERE id = $1 RETURNING next_place`, []any{room}, &next); err != nil {
+			if !ranked {
+				if err := rankRoom(ctx, tx, room); err != nil {
+					return err
+				}
+			}
+			var next, base int64
+			if _, err := queryRow(ctx, tx, `UPDATE rooms SET next_place = next_place + 1 WHERE id = $1 RETURNING next_place, rank_base`, []any{room}, &next, &base); err != nil {
 				return err
 			}
-			place = postOpen + next
+			r := base + next
+			place, rank = postOpen+next, &r
 		}
 		ticket = holdfast.NewID("tk_", s.clock.Now())
-		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, 'waiting', holdfast_now_ms())`, ticket, room, holder, owner, place)
+		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, rank, status, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, 'waiting', holdfast_now_ms())`, ticket, room, holder, owner, place, rank)
 		if err != nil {
 			return err
 		}
@@ -205,9 +225,13 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 	var expires *int64
 	var rate float64
 	var opensIn, ahead int64
+	// Ranked (from opening on), a position is one subtraction; before
+	// opening, it is counted (an index range of the places before it).
 	found, err := queryRow(ctx, q, `SELECT t.ticket, t.room_id, t.holder, t.owner, t.status, t.token, t.expires_at, t.hold_id,
 		r.admit_per_second, r.opens_at - holdfast_now_ms(),
-		CASE WHEN t.status = 'waiting' THEN (SELECT COUNT(*) FROM room_tickets o WHERE o.room_id = t.room_id AND o.status = 'waiting' AND o.place < t.place) ELSE -1 END
+		CASE WHEN t.status <> 'waiting' THEN -1
+			WHEN t.rank IS NOT NULL THEN t.rank - r.admitted_through - 1
+			ELSE (SELECT COUNT(*) FROM room_tickets o WHERE o.room_id = t.room_id AND o.status = 'waiting' AND o.place < t.place) END
 		FROM room_tickets t JOIN rooms r ON r.id = t.room_id WHERE t.ticket = $1 AND t.room_id = $2`, []any{ticket, room},
 		&t.Ticket, &t.Room, &t.Holder, &t.Owner, &status, &token, &expires, &holdID, &rate, &opensIn, &ahead)
 	if err != nil {
@@ -244,10 +268,16 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 		err := s.db.Transact(ctx, func(tx Querier) error {
 			var rate, credit float64
 			var ttl, maxInside, creditedAt, opens, now int64
-			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, holdfast_now_ms()
-				FROM rooms WHERE id = $1 AND NOT sold_out`+s.d.SkipLocked, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now)
+			var ranked bool
+			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, ranked, holdfast_now_ms()
+				FROM rooms WHERE id = $1 AND NOT sold_out`+s.d.SkipLocked, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &ranked, &now)
 			if err != nil || !found {
 				return err // another server is admitting
+			}
+			if !ranked {
+				if err := rankRoom(ctx, tx, id); err != nil {
+					return err
+				}
 			}
 			// Done: admissions that expired unused, or whose hold ended.
 			if _, err := tx.Exec(ctx, `UPDATE room_tickets SET status = 'done' WHERE room_id = $1 AND status = 'admitted' AND (
@@ -278,14 +308,25 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 				n = 0 // everything is held: admit no one until some comes back
 			}
 			if n > 0 {
-				next, err := queryStrings(ctx, tx, `SELECT ticket FROM room_tickets WHERE room_id = $1 AND status = 'waiting' ORDER BY place LIMIT $2`, id, n)
+				type place struct {
+					ticket string
+					rank   int64
+				}
+				next, err := collect(ctx, tx, func(r Row) (place, error) {
+					var p place
+					return p, r.Scan(&p.ticket, &p.rank)
+				}, `SELECT ticket, rank FROM room_tickets WHERE room_id = $1 AND status = 'waiting' ORDER BY place LIMIT $2`, id, n)
 				if err != nil {
 					return err
 				}
 				var stmts []Stmt
 				for _, t := range next {
 					stmts = append(stmts, Stmt{`UPDATE room_tickets SET status = 'admitted', token = $2, admitted_at = $3, expires_at = $4 WHERE ticket = $1 AND status = 'waiting'`,
-						[]any{t, holdfast.NewID("adm_", s.clock.Now()), now, now + ttl}})
+						[]any{t.ticket, holdfast.NewID("adm_", s.clock.Now()), now, now + ttl}})
+				}
+				if len(next) > 0 {
+					// In place order: the last admitted is the furthest.
+					stmts = append(stmts, Stmt{`UPDATE rooms SET admitted_through = $2 WHERE id = $1`, []any{id, next[len(next)-1].rank}})
 				}
 				if _, err := ExecAll(ctx, tx, stmts); err != nil {
 					return err

@@ -1,9 +1,12 @@
 -- +goose Up
 -- Waiting rooms. A room protects pools and groups (each behind one room at
 -- most); a place is a ticket, ordered by place: random among those who
--- joined before opens_at, then in join order (2^62 + next_place). credit
--- and credited_at meter the admission rate; the room's row is locked
--- while it admits, so no place is admitted twice or skipped.
+-- joined before opens_at, then in join order (2^62 + next_place). At
+-- opening every place is numbered (rank) in place order, and later ones
+-- as they join, so a position is rank - admitted_through, read in one
+-- row, however long the queue. credit and credited_at meter the admission
+-- rate; the room's row is locked while it admits or ranks, so no place is
+-- admitted twice or skipped.
 CREATE TABLE rooms (
     id               text             PRIMARY KEY,
     opens_at         bigint           NOT NULL,
@@ -14,6 +17,9 @@ CREATE TABLE rooms (
     credit           double precision NOT NULL DEFAULT 0,
     credited_at      bigint           NOT NULL DEFAULT 0,
     next_place       bigint           NOT NULL DEFAULT 0,
+    ranked           boolean          NOT NULL DEFAULT FALSE,
+    admitted_through bigint           NOT NULL DEFAULT 0,
+    rank_base        bigint           NOT NULL DEFAULT 0,
     sold_out         boolean          NOT NULL DEFAULT FALSE,
     created_at       bigint           NOT NULL
 );
@@ -31,6 +37,7 @@ CREATE TABLE room_tickets (
     holder      text   NOT NULL,
     owner       text   NOT NULL,
     place       bigint NOT NULL,
+    rank        bigint,
     status      text   NOT NULL CHECK (status IN ('waiting', 'admitted', 'done', 'sold_out')),
     token       text   UNIQUE,
     admitted_at bigint,
