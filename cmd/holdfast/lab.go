@@ -46,6 +46,8 @@ type labFlags struct {
 	benchShapes string
 	coalesce    bool
 	cpuprofile  string
+	joiners     int
+	admitRate   float64
 }
 
 func labCmd(e env) *cobra.Command {
@@ -72,7 +74,9 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.StringVar(&f.db, "db", envOr(e, "HOLDFAST_LAB_DB", ""), "where the lab's databases go: empty for temporary SQLite files, or a postgres:// URL (a fresh schema per strategy)")
 	fs.StringVar(&f.redis, "redis", envOr(e, "HOLDFAST_REDIS", ""), "Redis URL, for the redislock strategy")
 	fs.StringVar(&f.strategies, "strategy", "all", "strategies to run: name[,name…] or all")
-	fs.StringVar(&f.scenario, "scenario", "pool", "pool (N tickets), seats (a seat map, 1–4 adjacent seats per buyer) or riders (any free rider, who returns)")
+	fs.StringVar(&f.scenario, "scenario", "pool", "pool (N tickets), seats (a seat map, 1–4 adjacent seats per buyer), riders (any free rider, who returns) or queue (a sale behind a waiting room: --joiners, --admit-per-second)")
+	fs.IntVar(&f.joiners, "joiners", 20000, "queue: people who join the waiting room, a quarter before it opens")
+	fs.Float64Var(&f.admitRate, "admit-per-second", 200, "queue: the room's admission rate")
 	fs.IntVar(&f.clients, "clients", 20, "concurrent buyers")
 	fs.Int64Var(&f.capacity, "capacity", 10, "tickets, seats or riders")
 	fs.Int64Var(&f.quantity, "quantity", 1, "tickets per request (pool)")
@@ -108,6 +112,12 @@ func runLab(ctx context.Context, e env, f labFlags) error {
 	}
 	if f.bench {
 		return runBench(ctx, e, f)
+	}
+	if f.scenario == "queue" {
+		if f.joiners < 1 || f.admitRate <= 0 || f.clients < 1 || f.capacity < 1 {
+			return &exitError{code: 2, err: fmt.Errorf("--joiners, --admit-per-second, --clients and --capacity must be positive")}
+		}
+		return runQueue(ctx, e, f)
 	}
 	cfg := lab.Config{Scenario: lab.Scenario(f.scenario), Clients: f.clients, Capacity: f.capacity, Quantity: f.quantity,
 		Duration: f.duration, Seed: f.seed}

@@ -117,3 +117,19 @@ func TestLabBenchRuns(t *testing.T) {
 		t.Errorf("bench chart: %v", err)
 	}
 }
+
+// The queue scenario: a sale behind a waiting room, in order, sold out.
+func TestLabQueue(t *testing.T) {
+	code, out, errOut := runCmd(t, "lab", "--scenario", "queue", "--joiners", "300", "--capacity", "30", "--admit-per-second", "100", "--clients", "8")
+	if code != 0 {
+		t.Fatalf("lab --scenario queue: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"0 admitted after someone behind them, 0 places skipped", "sold: 30 of 30; oversold 0, double-booked 0, audit differences 0", "sold out: the room told everyone waiting"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "errors:") {
+		t.Errorf("errors in the run:\n%s", out)
+	}
+}
