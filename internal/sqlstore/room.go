@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -24,9 +25,15 @@ const postOpen = int64(1) << 62
 // defaultMaxPerKey is a room's cap of places per client key by default.
 const defaultMaxPerKey = 1000
 
-// roomGuard is the protected pools and groups, by room, as of at.
+// roomGuard holds what waiting rooms protect: a snapshot every hold
+// reads without a lock, replaced at most once a second by one reader.
 type roomGuard struct {
-	mu     sync.Mutex
+	mu   sync.Mutex // one refresh at a time
+	snap atomic.Pointer[roomSnapshot]
+}
+
+// roomSnapshot is the protected pools and groups, by room, as of at.
+type roomSnapshot struct {
 	at     time.Time
 	pools  map[string]string
 	groups map[string]string
@@ -79,9 +86,7 @@ func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room,
 		return s.record(ctx, tx, out)
 	})
 	if err == nil {
-		s.rooms.mu.Lock()
-		s.rooms.at = time.Time{} // this server protects it at once
-		s.rooms.mu.Unlock()
+		s.rooms.snap.Store(nil) // this server protects it at once
 	}
 	return out, err
 }
@@ -364,37 +369,11 @@ func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (ava
 // protectingRoom returns the room that protects a pool or group r names,
 // or "".
 func (s *Store) protectingRoom(ctx context.Context, r holdfast.HoldRequest) (string, error) {
-	g := &s.rooms
-	g.mu.Lock()
-	if time.Since(g.at) > time.Second {
-		pools, groups := map[string]string{}, map[string]string{}
-		rows, err := s.db.Query(ctx, `SELECT kind, resource, room_id FROM room_resources`)
-		if err != nil {
-			g.mu.Unlock()
-			return "", err
-		}
-		for rows.Next() {
-			var kind, res, room string
-			if err := rows.Scan(&kind, &res, &room); err != nil {
-				rows.Close()
-				g.mu.Unlock()
-				return "", err
-			}
-			if kind == "pool" {
-				pools[res] = room
-			} else {
-				groups[res] = room
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			g.mu.Unlock()
-			return "", err
-		}
-		g.pools, g.groups, g.at = pools, groups, time.Now()
+	snap, err := s.protected(ctx)
+	if err != nil {
+		return "", err
 	}
-	pools, groups := g.pools, g.groups
-	g.mu.Unlock()
+	pools, groups := snap.pools, snap.groups
 	if len(pools)+len(groups) == 0 {
 		return "", nil
 	}
@@ -426,6 +405,41 @@ func (s *Store) protectingRoom(ctx context.Context, r holdfast.HoldRequest) (str
 		}
 	}
 	return "", nil
+}
+
+// protected returns what rooms protect, read again when a second old.
+func (s *Store) protected(ctx context.Context) (*roomSnapshot, error) {
+	g := &s.rooms
+	if snap := g.snap.Load(); snap != nil && time.Since(snap.at) < time.Second {
+		return snap, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if snap := g.snap.Load(); snap != nil && time.Since(snap.at) < time.Second {
+		return snap, nil // another hold refreshed it meanwhile
+	}
+	snap := &roomSnapshot{at: time.Now(), pools: map[string]string{}, groups: map[string]string{}}
+	rows, err := s.db.Query(ctx, `SELECT kind, resource, room_id FROM room_resources`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, res, room string
+		if err := rows.Scan(&kind, &res, &room); err != nil {
+			return nil, err
+		}
+		if kind == "pool" {
+			snap.pools[res] = room
+		} else {
+			snap.groups[res] = room
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	g.snap.Store(snap)
+	return snap, nil
 }
 
 // guardRoom refuses a hold on a protected pool or group without an
