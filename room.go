@@ -23,7 +23,9 @@ type Room struct {
 	AdmitPerSecond  float64 `json:"admit_per_second"`
 	AdmitTTLSeconds int64   `json:"admit_ttl_seconds"`
 	MaxInside       int64   `json:"max_inside"`
-	// MaxPerKey bounds the places one client key may take (0: 1,000).
+	// MaxPerKey bounds the places one client key may take (0: no
+	// bound). A shop's backend speaking for all its buyers with one key
+	// needs none; set it when clients are apps you do not run.
 	MaxPerKey int64     `json:"max_per_key"`
 	CreatedAt time.Time `json:"created_at"`
 
@@ -113,7 +115,7 @@ func (r Room) Validate() error {
 	case r.MaxInside < 1 || r.MaxInside > MaxCapacity:
 		return Errorf(CodeInvalid, "max_inside must be from 1 to %d", int64(MaxCapacity))
 	case r.MaxPerKey < 0 || r.MaxPerKey > MaxCapacity:
-		return Errorf(CodeInvalid, "max_per_key must be from 0 (1,000) to %d", int64(MaxCapacity))
+		return Errorf(CodeInvalid, "max_per_key must be from 0 (no bound) to %d", int64(MaxCapacity))
 	case r.OpensAt.IsZero():
 		return Errorf(CodeInvalid, "opens_at is required (RFC 3339)")
 	}

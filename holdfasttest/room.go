@@ -68,7 +68,7 @@ func testRooms(t *testing.T, h Harness) {
 	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "x", Pools: []string{"nope"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1}); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
 		t.Fatalf("a room on no pool: %v", err)
 	}
-	if got, err := s.CreateRoom(ctx, room); err != nil || got.MaxPerKey != 1000 || !slices.Equal(got.Pools, []string{"p"}) {
+	if got, err := s.CreateRoom(ctx, room); err != nil || got.MaxPerKey != 0 || !slices.Equal(got.Pools, []string{"p"}) {
 		t.Fatalf("CreateRoom: %+v, %v", got, err)
 	}
 	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "r2", Pools: []string{"p"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1}); holdfast.ErrorCode(err) != holdfast.CodeConflict {
@@ -90,6 +90,19 @@ func testRooms(t *testing.T, h Harness) {
 		}
 	}
 	MustHold(t, s, "alice", holdfast.Line{Pool: "free", Quantity: 1})
+
+	// A room may cap a key's places; the same holder again is no new place.
+	MustCreatePool(t, s, "capped", 10, 0)
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "cap", Pools: []string{"capped"}, OpensAt: later, AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1, MaxPerKey: 2}); err != nil {
+		t.Fatal(err)
+	}
+	mustJoin(t, s, "cap", "c1", "key-c")
+	mustJoin(t, s, "cap", "c2", "key-c")
+	mustJoin(t, s, "cap", "c1", "key-c")
+	if _, err := s.JoinRoom(ctx, "cap", "c3", "key-c"); holdfast.ErrorCode(err) != holdfast.CodeQuotaExceeded {
+		t.Fatalf("a third place for a key capped at 2: %v", err)
+	}
+	mustJoin(t, s, "cap", "c3", "key-d")
 
 	// Sixty join before opening (a random order among them), three after
 	// (in join order, behind them). Joining again keeps one's place.
@@ -207,6 +220,9 @@ func testRooms(t *testing.T, h Harness) {
 	}
 	if got := mustTicket(t, s, late[2]); got.Status != holdfast.TicketSoldOut {
 		t.Fatalf("a waiting ticket after the sell-out: %+v", got)
+	}
+	if got := mustJoin(t, s, "r", "latecomer", "key-a"); got.Status != holdfast.TicketSoldOut || got.Position != 0 {
+		t.Fatalf("joining a sold-out room: %+v, want sold_out at once", got)
 	}
 	if _, err := s.JoinRoom(ctx, "nope", "x", ""); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
 		t.Fatalf("joining no room: %v", err)

@@ -22,9 +22,6 @@ import (
 // before (random, below it) comes first.
 const postOpen = int64(1) << 62
 
-// defaultMaxPerKey is a room's cap of places per client key by default.
-const defaultMaxPerKey = 1000
-
 // roomGuard holds what waiting rooms protect: a snapshot every hold
 // reads without a lock, replaced at most once a second by one reader.
 type roomGuard struct {
@@ -40,9 +37,6 @@ type roomSnapshot struct {
 }
 
 func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room, error) {
-	if r.MaxPerKey == 0 {
-		r.MaxPerKey = defaultMaxPerKey
-	}
 	if r.Pools == nil {
 		r.Pools = []string{}
 	}
@@ -60,6 +54,9 @@ func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room,
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "room %q exists", r.ID)
 			}
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO room_places (room_id) VALUES ($1)`, r.ID); err != nil {
 			return err
 		}
 		for _, res := range []struct {
@@ -129,15 +126,15 @@ func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, e
 	return r, rows.Err()
 }
 
-// rankRoom numbers a room's places in place order, once, at opening (the
-// room's row locked by the caller): from then on a position is read, not
-// counted.
+// rankRoom numbers a room's places in place order, once, at opening (its
+// room_places row locked by the caller): from then on a position is read,
+// not counted.
 func rankRoom(ctx context.Context, tx Querier, room string) error {
 	_, err := ExecAll(ctx, tx, []Stmt{
 		{`UPDATE room_tickets SET rank = numbered.n FROM (
 			SELECT ticket, ROW_NUMBER() OVER (ORDER BY place) AS n FROM room_tickets WHERE room_id = $1) AS numbered
 			WHERE room_tickets.ticket = numbered.ticket`, []any{room}},
-		{`UPDATE rooms SET ranked = TRUE, rank_base = (SELECT COUNT(*) FROM room_tickets WHERE room_id = $1) WHERE id = $1`, []any{room}},
+		{`UPDATE room_places SET ranked = TRUE, rank_base = (SELECT COUNT(*) FROM room_tickets WHERE room_id = $1) WHERE room_id = $1`, []any{room}},
 	})
 	return err
 }
@@ -154,11 +151,10 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 	}
 	var ticket string
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		// The room's row, locked: places after opening are numbered in
-		// join order, and a key's cap is counted exactly.
 		var maxPerKey int64
-		var open, ranked bool
-		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms(), ranked FROM rooms WHERE id = $1`+s.d.ForUpdate, []any{room}, &maxPerKey, &open, &ranked)
+		var open, soldOut bool
+		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms(), sold_out FROM rooms WHERE id = $1`,
+			[]any{room}, &maxPerKey, &open, &soldOut)
 		if err != nil {
 			return err
 		}
@@ -175,25 +171,35 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 			}
 			return s.record(ctx, tx, t)
 		}
-		if owner != "" {
-			var n int64
-			if _, err := queryRow(ctx, tx, `SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND owner = $2`, []any{room, owner}, &n); err != nil {
+		if owner != "" && maxPerKey > 0 {
+			n, err := tx.Exec(ctx, `INSERT INTO room_keys (room_id, owner, places) VALUES ($1, $2, 1)
+				ON CONFLICT (room_id, owner) DO UPDATE SET places = room_keys.places + 1 WHERE room_keys.places < $3`, room, owner, maxPerKey)
+			if err != nil {
 				return err
 			}
-			if n >= maxPerKey {
-				return holdfast.Errorf(holdfast.CodeQuotaExceeded, "this key has %d places in room %q, its most", n, room)
+			if n == 0 {
+				return holdfast.Errorf(holdfast.CodeQuotaExceeded, "this key has %d places in room %q, its most", maxPerKey, room)
 			}
 		}
-		place := randomPlace()
+		// Before opening a place is drawn at random and locks nothing;
+		// after, it is the next number, from the room's numbering row.
+		place, status := randomPlace(), "waiting"
 		var rank *int64
-		if open {
+		if soldOut {
+			status = "sold_out" // told at once
+		} else if open {
+			var ranked bool
+			var base, next int64
+			if _, err := queryRow(ctx, tx, `SELECT ranked FROM room_places WHERE room_id = $1`+s.d.ForUpdate, []any{room}, &ranked); err != nil {
+				return err
+			}
 			if !ranked {
 				if err := rankRoom(ctx, tx, room); err != nil {
 					return err
 				}
 			}
-			var next, base int64
-			if _, err := queryRow(ctx, tx, `UPDATE rooms SET next_place = next_place + 1 WHERE id = $1 RETURNING next_place, rank_base`, []any{room}, &next, &base); err != nil {
+			if _, err := queryRow(ctx, tx, `UPDATE room_places SET next_place = next_place + 1 WHERE room_id = $1 RETURNING next_place, rank_base`,
+				[]any{room}, &next, &base); err != nil {
 				return err
 			}
 			r := base + next
@@ -201,7 +207,7 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 		}
 		ticket = holdfast.NewID("tk_", s.clock.Now())
 		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, rank, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, 'waiting', holdfast_now_ms())`, ticket, room, holder, owner, place, rank)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, holdfast_now_ms())`, ticket, room, holder, owner, place, rank, status)
 		if err != nil {
 			return err
 		}
@@ -273,15 +279,25 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 		err := s.db.Transact(ctx, func(tx Querier) error {
 			var rate, credit float64
 			var ttl, maxInside, creditedAt, opens, now int64
-			var ranked bool
-			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, ranked, holdfast_now_ms()
-				FROM rooms WHERE id = $1 AND NOT sold_out`+s.d.SkipLocked, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &ranked, &now)
+			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, holdfast_now_ms()
+				FROM rooms WHERE id = $1 AND NOT sold_out`+s.d.SkipLocked, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now)
 			if err != nil || !found {
 				return err // another server is admitting
 			}
+			var ranked bool
+			if _, err := queryRow(ctx, tx, `SELECT ranked FROM room_places WHERE room_id = $1`, []any{id}, &ranked); err != nil {
+				return err
+			}
 			if !ranked {
-				if err := rankRoom(ctx, tx, id); err != nil {
+				// Numbered once, with the numbering row locked: a join
+				// after opening waits for it.
+				if _, err := queryRow(ctx, tx, `SELECT ranked FROM room_places WHERE room_id = $1`+s.d.ForUpdate, []any{id}, &ranked); err != nil {
 					return err
+				}
+				if !ranked {
+					if err := rankRoom(ctx, tx, id); err != nil {
+						return err
+					}
 				}
 			}
 			// Done: admissions that expired unused, or whose hold ended.

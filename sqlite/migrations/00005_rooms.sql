@@ -13,15 +13,30 @@ CREATE TABLE rooms (
     admit_per_second double precision NOT NULL CHECK (admit_per_second > 0),
     admit_ttl_ms     bigint           NOT NULL CHECK (admit_ttl_ms > 0),
     max_inside       bigint           NOT NULL CHECK (max_inside > 0),
-    max_per_key      bigint           NOT NULL CHECK (max_per_key > 0),
+    max_per_key      bigint           NOT NULL CHECK (max_per_key >= 0),
     credit           double precision NOT NULL DEFAULT 0,
     credited_at      bigint           NOT NULL DEFAULT 0,
-    next_place       bigint           NOT NULL DEFAULT 0,
-    ranked           boolean          NOT NULL DEFAULT FALSE,
     admitted_through bigint           NOT NULL DEFAULT 0,
-    rank_base        bigint           NOT NULL DEFAULT 0,
     sold_out         boolean          NOT NULL DEFAULT FALSE,
     created_at       bigint           NOT NULL
+);
+-- The numbering of places, in a row of its own: joins after opening
+-- take the next number here, and never wait on the admitter's lock of the
+-- room's row (nor it on them). ranked: the places taken before opening
+-- are numbered (1 … rank_base).
+CREATE TABLE room_places (
+    room_id    text    PRIMARY KEY REFERENCES rooms (id),
+    ranked     boolean NOT NULL DEFAULT FALSE,
+    rank_base  bigint  NOT NULL DEFAULT 0,
+    next_place bigint  NOT NULL DEFAULT 0
+);
+-- A key's places in a room, when the room caps them: one conditional
+-- upsert per join, exact however many join at once.
+CREATE TABLE room_keys (
+    room_id text   NOT NULL REFERENCES rooms (id),
+    owner   text   NOT NULL,
+    places  bigint NOT NULL,
+    PRIMARY KEY (room_id, owner)
 );
 CREATE TABLE room_resources (
     room_id  text NOT NULL REFERENCES rooms (id),
@@ -53,4 +68,6 @@ CREATE INDEX room_tickets_owner ON room_tickets (room_id, owner);
 -- +goose Down
 DROP TABLE room_tickets;
 DROP TABLE room_resources;
+DROP TABLE room_keys;
+DROP TABLE room_places;
 DROP TABLE rooms;
