@@ -151,6 +151,16 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 	}
 	var ticket string
 	err := s.db.Transact(ctx, func(tx Querier) error {
+		if s.d.AsyncCommits {
+			// A place in a queue is not a sale: a join does not wait for
+			// its log flush, so joins after opening, numbered one at a
+			// time, hold the numbering row for microseconds, not a disk
+			// write. A database crash may forget the last moment's joins;
+			// joining again (the same holder) takes a place again.
+			if _, err := tx.Exec(ctx, s.d.AsyncCommit); err != nil {
+				return err
+			}
+		}
 		var maxPerKey int64
 		var open, soldOut bool
 		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms(), sold_out FROM rooms WHERE id = $1`,
@@ -187,7 +197,29 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 		var rank *int64
 		if soldOut {
 			status = "sold_out" // told at once
-		} else if open {
+		} else if open && s.d.RowLocks {
+			// The number and the place in one statement, so the numbering
+			// row is locked for one statement and the commit: joins after
+			// opening queue on it one at a time.
+			ticket = holdfast.NewID("tk_", s.clock.Now())
+			n, err := tx.Exec(ctx, `WITH n AS (UPDATE room_places SET next_place = next_place + 1 WHERE room_id = $2 AND ranked
+					RETURNING next_place, rank_base)
+				INSERT INTO room_tickets (ticket, room_id, holder, owner, place, rank, status, created_at)
+				SELECT $1, $2, $3, $4, $5 + n.next_place, n.rank_base + n.next_place, 'waiting', holdfast_now_ms() FROM n`,
+				ticket, room, holder, owner, postOpen)
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				t, err := s.roomTicket(ctx, tx, room, ticket)
+				if err != nil {
+					return err
+				}
+				return s.record(ctx, tx, t)
+			}
+			// Not numbered yet: the first join after opening numbers them.
+		}
+		if !soldOut && open {
 			var ranked bool
 			var base, next int64
 			if _, err := queryRow(ctx, tx, `SELECT ranked FROM room_places WHERE room_id = $1`+s.d.ForUpdate, []any{room}, &ranked); err != nil {
@@ -279,8 +311,16 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 		err := s.db.Transact(ctx, func(tx Querier) error {
 			var rate, credit float64
 			var ttl, maxInside, creditedAt, opens, now int64
+			// NO KEY UPDATE: joins insert tickets referencing the room's row
+			// (a KEY SHARE lock for the foreign key), and must not wait
+			// for the admitter — nor it for them (it would deadlock with a
+			// join holding the numbering row).
+			lock := ""
+			if s.d.RowLocks {
+				lock = s.d.ForNoKeyUpdate + " SKIP LOCKED"
+			}
 			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, holdfast_now_ms()
-				FROM rooms WHERE id = $1 AND NOT sold_out`+s.d.SkipLocked, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now)
+				FROM rooms WHERE id = $1 AND NOT sold_out`+lock, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now)
 			if err != nil || !found {
 				return err // another server is admitting
 			}
