@@ -230,8 +230,9 @@ func testRooms(t *testing.T, h Harness) {
 	MustAuditClean(t, s)
 }
 
-// Three servers admit from one room while people join: no one is
-// admitted twice, no place is skipped, never more than MaxInside inside.
+// Three servers admit from one room while people join (each twice at
+// once): one place per holder, no one admitted twice, no place skipped,
+// never more than MaxInside inside.
 func raceRoomAdmission(t *testing.T, h Harness) {
 	stores := instances(t, h, 3)
 	ctx := ctxT(t)
@@ -260,11 +261,16 @@ func raceRoomAdmission(t *testing.T, h Harness) {
 			}
 		}()
 	}
-	storm(120, func(i int) {
-		if _, err := stores[i%3].JoinRoom(ctx, "r", fmt.Sprintf("b-%d", i), ""); err != nil {
+	// 160 joins of 80 holders, each holder twice at once on two servers:
+	// one place each.
+	storm(160, func(i int) {
+		if _, err := stores[i%3].JoinRoom(ctx, "r", fmt.Sprintf("b-%d", i%80), ""); err != nil {
 			t.Errorf("join: %v", err)
 		}
 	})
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM room_tickets`); n != 80 {
+		t.Fatalf("%d places for 80 holders", n)
+	}
 	// Let the admitters see every join, then stop them.
 	for n := 0; n < 40; {
 		n = int(MustCount(t, s, `SELECT COUNT(*) FROM room_tickets WHERE status = 'admitted'`))

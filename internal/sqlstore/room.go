@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -149,6 +150,18 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 	if err := holdfast.ValidateHolder(holder); err != nil {
 		return holdfast.RoomTicket{}, err
 	}
+	t, err := s.join(ctx, room, holder, owner)
+	if errors.Is(err, errJoinedMeanwhile) {
+		// The same holder joined at the same moment: that place is theirs.
+		return s.join(ctx, room, holder, owner)
+	}
+	return t, err
+}
+
+// errJoinedMeanwhile is a join that lost to the same holder's.
+var errJoinedMeanwhile = errors.New("sqlstore: the holder joined meanwhile")
+
+func (s *Store) join(ctx context.Context, room, holder, owner string) (holdfast.RoomTicket, error) {
 	var ticket string
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		if s.d.AsyncCommits {
@@ -208,6 +221,9 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 				SELECT $1, $2, $3, $4, $5 + n.next_place, n.rank_base + n.next_place, 'waiting', holdfast_now_ms() FROM n`,
 				ticket, room, holder, owner, postOpen)
 			if err != nil {
+				if s.d.Classify(err) == KindUnique {
+					return errJoinedMeanwhile
+				}
 				return err
 			}
 			if n == 1 {
@@ -241,6 +257,9 @@ func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdf
 		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, rank, status, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, holdfast_now_ms())`, ticket, room, holder, owner, place, rank, status)
 		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return errJoinedMeanwhile
+			}
 			return err
 		}
 		t, err := s.roomTicket(ctx, tx, room, ticket)

@@ -54,13 +54,15 @@ CREATE TABLE room_tickets (
     place       bigint NOT NULL,
     rank        bigint,
     status      text   NOT NULL CHECK (status IN ('waiting', 'admitted', 'done', 'sold_out')),
-    token       text   UNIQUE,
+    token       text,
     admitted_at bigint,
     expires_at  bigint,
-    hold_id     text   UNIQUE,
-    created_at  bigint NOT NULL,
-    UNIQUE (room_id, owner, holder)
+    hold_id     text,
+    created_at  bigint NOT NULL
 );
+CREATE UNIQUE INDEX room_tickets_holder ON room_tickets (room_id, owner, holder);
+CREATE UNIQUE INDEX room_tickets_token ON room_tickets (token);
+CREATE UNIQUE INDEX room_tickets_hold ON room_tickets (hold_id);
 CREATE INDEX room_tickets_queue ON room_tickets (room_id, place) WHERE status = 'waiting';
 CREATE INDEX room_tickets_inside ON room_tickets (room_id) WHERE status = 'admitted';
 CREATE INDEX room_tickets_owner ON room_tickets (room_id, owner);
