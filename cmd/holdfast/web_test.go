@@ -55,6 +55,19 @@ func do(t *testing.T, ctx context.Context, within time.Duration, actions ...chro
 
 func seat(id, class string) string { return `#map button[data-unit="` + id + `"].` + class }
 
+// clickLive clicks sel, again if the page re-rendered the node between
+// finding and clicking it: live updates replace the holds list.
+func clickLive(sel string) chromedp.ActionFunc {
+	return func(ctx context.Context) error {
+		for {
+			err := chromedp.Click(sel, chromedp.ByQuery).Do(ctx)
+			if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "Could not find node") {
+				return err
+			}
+		}
+	}
+}
+
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	var png []byte
@@ -107,7 +120,7 @@ func TestWebPageInTwoBrowsers(t *testing.T) {
 	screenshot(t, bob, "seat-map-taken")
 
 	// Alice confirms: both see the seats confirmed.
-	do(t, alice, 10*time.Second, chromedp.Click(`#mine li button[aria-label^="Confirm"]`, chromedp.ByQuery),
+	do(t, alice, 10*time.Second, clickLive(`#mine li button[aria-label^="Confirm"]`),
 		chromedp.WaitVisible(seat("A-1", "mine"), chromedp.ByQuery))
 	do(t, bob, 5*time.Second, chromedp.WaitVisible(seat("A-1", "confirmed"), chromedp.ByQuery))
 
@@ -115,7 +128,7 @@ func TestWebPageInTwoBrowsers(t *testing.T) {
 	do(t, alice, 10*time.Second, chromedp.Click(seat("A-3", "free"), chromedp.ByQuery), chromedp.WaitVisible(seat("A-3", "selected"), chromedp.ByQuery),
 		chromedp.Click(`#hold`, chromedp.ByQuery), chromedp.WaitVisible(`#mine li button[aria-label="Release A-3"]`, chromedp.ByQuery))
 	do(t, bob, 5*time.Second, chromedp.WaitVisible(seat("A-3", "held"), chromedp.ByQuery))
-	do(t, alice, 10*time.Second, chromedp.Click(`#mine li button[aria-label="Release A-3"]`, chromedp.ByQuery))
+	do(t, alice, 10*time.Second, clickLive(`#mine li button[aria-label="Release A-3"]`))
 	do(t, bob, 5*time.Second, chromedp.WaitVisible(seat("A-3", "free"), chromedp.ByQuery))
 
 	// A one-second hold on A-4 expires: bob sees it go back on sale.
