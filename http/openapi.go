@@ -260,7 +260,7 @@ func openAPIDoc() obj {
 						"admit_per_second":  obj{"type": "number", "exclusiveMinimum": 0, "maximum": 100000},
 						"admit_ttl_seconds": integer(1, 86400, "how long an admission is valid"),
 						"max_inside":        integer(1, 1<<40, "admitted and not yet done, at most"),
-						"max_per_key":       integer(0, 1<<40, "places one client key may take (0 or absent: 1,000)")}},
+						"max_per_key":       integer(0, 1<<40, "places one client key may take (0 or absent: no bound)")}},
 					"400", "403", "404", "409", "413", "422"),
 			},
 			"/v1/rooms/{id}": obj{

@@ -41,7 +41,7 @@ func roomCmd(e env) *cobra.Command {
 	fl.Float64Var(&r.AdmitPerSecond, "admit-per-second", 10, "admissions per second")
 	fl.Int64Var(&r.AdmitTTLSeconds, "admit-ttl", 600, "seconds an admission is valid")
 	fl.Int64Var(&r.MaxInside, "max-inside", 100, "admitted and not yet done, at most")
-	fl.Int64Var(&r.MaxPerKey, "max-per-key", 0, "places one client key may take (0: 1,000)")
+	fl.Int64Var(&r.MaxPerKey, "max-per-key", 0, "places one client key may take (0: no bound)")
 	_ = create.MarkFlagRequired("id")
 	_ = create.MarkFlagRequired("opens-at")
 	show := &cobra.Command{Use: "show ID", Short: "A room with its counts", Args: cobra.ExactArgs(1),
