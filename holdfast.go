@@ -19,12 +19,18 @@ type Pool struct {
 	// LatePolicy); LateConfirmGrace how late, in seconds, it may come.
 	LateConfirm      LatePolicy `json:"late_confirm"`
 	LateConfirmGrace int64      `json:"late_confirm_grace"`
+	// OfferTTLSeconds is how long a waitlist offer (a hold made for the
+	// entry's holder) lasts; 0 means DefaultOfferTTL.
+	OfferTTLSeconds int64 `json:"offer_ttl_seconds"`
 
 	// Availability, as of the read. Capacity held by holds past their expiry
 	// counts as available, because the next claim reclaims it.
 	Available int64 `json:"available"`
 	Held      int64 `json:"held"`
 	Confirmed int64 `json:"confirmed"`
+	// Waitlisted is what the waitlist's waiting entries ask for: capacity
+	// that comes back goes to them before any new buyer.
+	Waitlisted int64 `json:"waitlisted"`
 }
 
 // Group is a set of identified units: the seats of one event's seat map, the
@@ -221,6 +227,10 @@ const (
 	EventHoldExpired   EventType = "hold.expired"
 	EventHoldCancelled EventType = "hold.cancelled"
 	EventHoldCompleted EventType = "hold.completed"
+	// A waitlist entry was offered capacity (as a hold for its holder),
+	// or its offer lapsed unconfirmed and went to the next entry.
+	EventWaitlistOffered EventType = "waitlist.offered"
+	EventWaitlistExpired EventType = "waitlist.expired"
 )
 
 // Event is one outbox row, written in the same transaction as the change it
@@ -377,6 +387,11 @@ type Operations interface {
 	// server at once: a room's row is locked while it admits, so no
 	// place is admitted twice or skipped.
 	AdmitRooms(ctx context.Context) (int, error)
+	// OfferWaitlists settles the offers that ended (confirmed, released,
+	// expired) and offers returned capacity to the next entries of every
+	// pool's waitlist, in order, and reports how many it offered. Safe on
+	// every server at once: an entry is offered once.
+	OfferWaitlists(ctx context.Context) (int, error)
 }
 
 // Retention is how long the database keeps what it no longer needs: outbox
@@ -404,5 +419,6 @@ type Store interface {
 	KeyStore
 	WebhookStore
 	RoomStore
+	WaitlistStore
 	Close() error
 }

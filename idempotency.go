@@ -63,6 +63,7 @@ type Keyed interface {
 	KeyStore
 	WebhookStore
 	RoomStore
+	WaitlistStore
 	// Answer returns the answer the change recorded under the key, and
 	// false if no change made through this value recorded one (none was
 	// made, or it failed).

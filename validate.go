@@ -78,6 +78,9 @@ func (p Pool) Validate() error {
 	if p.PerHolderLimit < 0 || p.PerHolderLimit > MaxCapacity {
 		return Errorf(CodeInvalid, "per_holder_limit must be between 0 (no limit) and %d", int64(MaxCapacity))
 	}
+	if p.OfferTTLSeconds < 0 || p.OfferTTLSeconds > 86400 {
+		return Errorf(CodeInvalid, "offer_ttl_seconds must be from 0 (the default, %v) to 86400", DefaultOfferTTL)
+	}
 	return nil
 }
 

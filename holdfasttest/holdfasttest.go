@@ -61,7 +61,7 @@ type API interface {
 // run through a transport, with the database still in reach for counting.
 func OverAPI(api API, local holdfast.Store) holdfast.Store {
 	r, _ := local.(Raw)
-	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, WebhookStore: local, RoomStore: local, raw: r}
+	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, WebhookStore: local, RoomStore: local, WaitlistStore: local, raw: r}
 }
 
 type overAPI struct {
@@ -71,6 +71,7 @@ type overAPI struct {
 	holdfast.KeyStore
 	holdfast.WebhookStore
 	holdfast.RoomStore
+	holdfast.WaitlistStore
 	raw Raw
 }
 

@@ -54,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 		{"LateConfirm", testLateConfirm},
 		{"PartialConfirm", testPartialConfirm},
 		{"Rooms", testRooms},
+		{"Waitlist", testWaitlist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +77,7 @@ func Run(t *testing.T, h Harness) {
 			{"ReleaseVsConfirm", raceReleaseVsConfirm},
 			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
 			{"RoomAdmission", raceRoomAdmission},
+			{"Waitlist", raceWaitlist},
 			{"PerHolderLimit", racePerHolderLimit},
 			{"KeyQuota", raceKeyQuota},
 			{"Sweepers", raceSweepers},

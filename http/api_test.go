@@ -476,6 +476,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/webhooks/{id}/deliveries/{delivery}/retry", `{}`},
 		{"POST", "/v1/rooms", `{"id":"room","pools":["r"],"opens_at":"2026-01-01T00:00:00Z","admit_per_second":5,"admit_ttl_seconds":60,"max_inside":10}`},
 		{"POST", "/v1/rooms/{id}/join", `{"holder":"y"}`},
+		{"POST", "/v1/pools/{id}/waitlist", `{"holder":"y","quantity":1}`},
 	}
 	keyID := holdfasttest.MustCreateKey(t, s, "quota-key")
 	ctx := context.Background()
@@ -491,7 +492,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		t.Fatalf("deliveries: %v, %v", dls, err)
 	}
 	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
-		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room",
+		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "q",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
 	// Creating a key or a webhook answers a secret once: their replays

@@ -167,7 +167,7 @@ func (c *Client) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool
 	var out holdfast.Pool
 	err := c.do(ctx, "POST", "/v1/pools", map[string]any{
 		"id": p.ID, "name": p.Name, "capacity": p.Capacity, "per_holder_limit": p.PerHolderLimit,
-		"late_confirm": p.LateConfirm, "late_confirm_grace": p.LateConfirmGrace}, &out)
+		"late_confirm": p.LateConfirm, "late_confirm_grace": p.LateConfirmGrace, "offer_ttl_seconds": p.OfferTTLSeconds}, &out)
 	return out, err
 }
 
@@ -532,3 +532,36 @@ func (c *Client) RoomTicket(ctx context.Context, room, ticket string) (holdfast.
 }
 
 var _ holdfast.RoomStore = (*Client)(nil)
+
+// JoinWaitlist is POST /v1/pools/{id}/waitlist: a place for r.Holder
+// (this key's; r.Owner and r.QuotaKey come from the key).
+func (c *Client) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
+	var out holdfast.WaitlistEntry
+	err := c.do(ctx, "POST", "/v1/pools/"+esc(r.Pool)+"/waitlist", map[string]any{"holder": r.Holder, "quantity": r.Quantity}, &out)
+	return out, err
+}
+
+// WaitlistEntry is GET /v1/pools/{id}/waitlist/{entry}.
+func (c *Client) WaitlistEntry(ctx context.Context, pool, id string) (holdfast.WaitlistEntry, error) {
+	var out holdfast.WaitlistEntry
+	err := c.do(ctx, "GET", "/v1/pools/"+esc(pool)+"/waitlist/"+esc(id), nil, &out)
+	return out, err
+}
+
+// Waitlist is GET /v1/pools/{id}/waitlist (admin).
+func (c *Client) Waitlist(ctx context.Context, pool string) ([]holdfast.WaitlistEntry, error) {
+	var out struct {
+		Entries []holdfast.WaitlistEntry `json:"entries"`
+	}
+	err := c.do(ctx, "GET", "/v1/pools/"+esc(pool)+"/waitlist", nil, &out)
+	return out.Entries, err
+}
+
+// LeaveWaitlist is DELETE /v1/pools/{id}/waitlist/{entry}.
+func (c *Client) LeaveWaitlist(ctx context.Context, pool, id, _ string) (holdfast.WaitlistEntry, error) {
+	var out holdfast.WaitlistEntry
+	err := c.do(ctx, "DELETE", "/v1/pools/"+esc(pool)+"/waitlist/"+esc(id), nil, &out)
+	return out, err
+}
+
+var _ holdfast.WaitlistStore = (*Client)(nil)

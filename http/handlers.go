@@ -98,6 +98,7 @@ func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 		PerHolderLimit   int64               `json:"per_holder_limit"`
 		LateConfirm      holdfast.LatePolicy `json:"late_confirm"`
 		LateConfirmGrace int64               `json:"late_confirm_grace"`
+		OfferTTLSeconds  int64               `json:"offer_ttl_seconds"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -105,7 +106,7 @@ func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 	if b.Capacity == nil {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
 	}
-	p, err := c.changes(nil).CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit,
+	p, err := c.changes(nil).CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit, OfferTTLSeconds: b.OfferTTLSeconds,
 		LateConfirm: b.LateConfirm, LateConfirmGrace: b.LateConfirmGrace})
 	return http.StatusCreated, p, err
 }

@@ -53,3 +53,39 @@ func (s *Server) getTicket(r *http.Request, c *call) (int, any, error) {
 	}
 	return http.StatusOK, t, err
 }
+
+// joinWaitlist puts the holder on a pool's waitlist: the same entry on
+// every call while it waits or is offered.
+func (s *Server) joinWaitlist(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		Holder   string `json:"holder"`
+		Quantity int64  `json:"quantity"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	e, err := c.changes(nil).JoinWaitlist(r.Context(), holdfast.WaitlistRequest{Pool: r.PathValue("id"), Holder: b.Holder,
+		Quantity: b.Quantity, Owner: c.id, QuotaKey: c.quotaKey})
+	return http.StatusCreated, e, err
+}
+
+// listWaitlist is a pool's line, waiting and offered, in order (admin).
+func (s *Server) listWaitlist(r *http.Request, _ *call) (int, any, error) {
+	es, err := s.cfg.Store.Waitlist(r.Context(), r.PathValue("id"))
+	return http.StatusOK, map[string]any{"entries": es}, err
+}
+
+// getWaitlistEntry reads an entry; another key's is not found.
+func (s *Server) getWaitlistEntry(r *http.Request, c *call) (int, any, error) {
+	e, err := s.cfg.Store.WaitlistEntry(r.Context(), r.PathValue("id"), r.PathValue("entry"))
+	if err == nil && c.owns() != "" && e.Owner != c.owns() {
+		return 0, nil, holdfast.Errorf(holdfast.CodeNotFound, "waitlist entry %q not found on pool %q", r.PathValue("entry"), r.PathValue("id"))
+	}
+	return http.StatusOK, e, err
+}
+
+// leaveWaitlist takes one's own entry off the line.
+func (s *Server) leaveWaitlist(r *http.Request, c *call) (int, any, error) {
+	e, err := c.changes(nil).LeaveWaitlist(r.Context(), r.PathValue("id"), r.PathValue("entry"), c.owns())
+	return http.StatusOK, e, err
+}

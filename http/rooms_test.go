@@ -51,3 +51,55 @@ func TestRoomsAPI(t *testing.T) {
 		admin.want(t, "GET", "/v1/rooms/nope", "", 404, holdfast.CodeNotFound)
 	})
 }
+
+// A sold-out pool's waitlist over the API: a client joins, reads only its
+// own entry, gets an offer as a hold of its own when capacity comes back,
+// and no new buyer gets that capacity; the list is the admin's.
+func TestWaitlistAPI(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		alice, mallory := newKey(t, admin, "shop"), newKey(t, admin, "other")
+		admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":1,"offer_ttl_seconds":-1}`, 400, holdfast.CodeInvalid)
+		admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":1,"offer_ttl_seconds":120}`, 201, "")
+		var sold holdfast.Hold
+		mallory.want(t, "POST", "/v1/holds", `{"holder":"m","lines":[{"pool":"gala","quantity":1}]}`, 201, "").decode(t, &sold)
+
+		alice.want(t, "POST", "/v1/pools/gala/waitlist", `{"holder":"a"}`, 400, holdfast.CodeInvalid)
+		alice.want(t, "POST", "/v1/pools/gala/waitlist", `{"holder":"a","quantity":2}`, 400, holdfast.CodeInvalid)
+		alice.want(t, "POST", "/v1/pools/nope/waitlist", `{"holder":"a","quantity":1}`, 404, holdfast.CodeNotFound)
+		var e holdfast.WaitlistEntry
+		alice.want(t, "POST", "/v1/pools/gala/waitlist", `{"holder":"a","quantity":1}`, 201, "").decode(t, &e)
+		if e.Status != holdfast.WaitlistWaiting || e.Position != 1 || e.ID == "" {
+			t.Fatalf("joined: %+v", e)
+		}
+		mallory.want(t, "GET", "/v1/pools/gala/waitlist/"+e.ID, "", 404, holdfast.CodeNotFound)
+		mallory.want(t, "DELETE", "/v1/pools/gala/waitlist/"+e.ID, "", 404, holdfast.CodeNotFound)
+		alice.want(t, "GET", "/v1/pools/gala/waitlist", "", 403, hfhttp.CodeForbidden)
+		var list struct{ Entries []holdfast.WaitlistEntry }
+		admin.want(t, "GET", "/v1/pools/gala/waitlist", "", 200, "").decode(t, &list)
+		if len(list.Entries) != 1 || list.Entries[0].ID != e.ID {
+			t.Fatalf("list: %+v", list)
+		}
+
+		mallory.want(t, "POST", "/v1/holds/"+sold.ID+"/release", `{}`, 200, "")
+		mallory.want(t, "POST", "/v1/holds", `{"holder":"m2","lines":[{"pool":"gala","quantity":1}]}`, 409, holdfast.CodeSoldOut)
+		if n, err := s.OfferWaitlists(context.Background()); err != nil || n != 1 {
+			t.Fatalf("OfferWaitlists = %d, %v", n, err)
+		}
+		alice.want(t, "GET", "/v1/pools/gala/waitlist/"+e.ID, "", 200, "").decode(t, &e)
+		if e.Status != holdfast.WaitlistOffered || e.HoldID == "" || e.OfferExpiresAt == nil {
+			t.Fatalf("offered: %+v", e)
+		}
+		// The offer is alice's hold: she confirms it like any other.
+		mallory.want(t, "POST", "/v1/holds/"+e.HoldID+"/confirm", `{}`, 404, holdfast.CodeNotFound)
+		alice.want(t, "POST", "/v1/holds/"+e.HoldID+"/confirm", `{}`, 200, "")
+		if _, err := s.OfferWaitlists(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		alice.want(t, "GET", "/v1/pools/gala/waitlist/"+e.ID, "", 200, "").decode(t, &e)
+		if e.Status != holdfast.WaitlistConfirmed {
+			t.Fatalf("after the confirm: %+v", e)
+		}
+		alice.want(t, "DELETE", "/v1/pools/gala/waitlist/"+e.ID, "", 409, holdfast.CodeConflict)
+	})
+}

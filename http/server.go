@@ -193,6 +193,7 @@ type changes interface {
 	holdfast.KeyStore
 	holdfast.WebhookStore
 	holdfast.RoomStore
+	holdfast.WaitlistStore
 }
 
 // call is one request as a handler sees it: who makes it, and the store
@@ -409,14 +410,15 @@ func successStatus(r *http.Request) int {
 
 // createRoutes answer 201 Created.
 var createRoutes = map[string]bool{
-	"POST /v1/pools":             true,
-	"POST /v1/groups":            true,
-	"POST /v1/groups/{id}/units": true,
-	"POST /v1/holds":             true,
-	"POST /v1/bookings":          true,
-	"POST /v1/keys":              true,
-	"POST /v1/webhooks":          true,
-	"POST /v1/rooms":             true,
+	"POST /v1/pools":               true,
+	"POST /v1/groups":              true,
+	"POST /v1/groups/{id}/units":   true,
+	"POST /v1/holds":               true,
+	"POST /v1/bookings":            true,
+	"POST /v1/keys":                true,
+	"POST /v1/webhooks":            true,
+	"POST /v1/rooms":               true,
+	"POST /v1/pools/{id}/waitlist": true,
 }
 
 func printable(s string) bool {
@@ -512,6 +514,10 @@ func (s *Server) routes() {
 	s.handle("GET /v1/rooms/{id}", client, s.getRoom)
 	s.handle("POST /v1/rooms/{id}/join", client, s.joinRoom)
 	s.handle("GET /v1/rooms/{id}/tickets/{ticket}", client, s.getTicket)
+	s.handle("POST /v1/pools/{id}/waitlist", client, s.joinWaitlist)
+	s.handle("GET /v1/pools/{id}/waitlist", admin, s.listWaitlist)
+	s.handle("GET /v1/pools/{id}/waitlist/{entry}", client, s.getWaitlistEntry)
+	s.handle("DELETE /v1/pools/{id}/waitlist/{entry}", client, s.leaveWaitlist)
 	s.handle("GET /v1/audit", admin, s.audit)
 	s.handle("POST /v1/lab/race", admin, s.race)
 	s.patterns = append(s.patterns, "GET /v1/events/stream")

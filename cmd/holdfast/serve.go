@@ -181,6 +181,9 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		if _, err := store.AdmitRooms(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("admitting from waiting rooms", "err", err)
 		}
+		if _, err := store.OfferWaitlists(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("offering to waitlists", "err", err)
+		}
 	})
 	defer stopRooms()
 

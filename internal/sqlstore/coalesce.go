@@ -467,7 +467,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, re
 	}
 	qs = append(qs, Query{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }})
 	if len(pools) > 0 {
-		qs = append(qs, Query{`SELECT id, capacity, held, confirmed, per_holder_limit FROM pools
+		qs = append(qs, Query{`SELECT id, capacity - waitlisted, held, confirmed, per_holder_limit FROM pools
 			WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + s.d.ForUpdate, []any{s.d.ListArg(pools)}, func(r Row) error {
 			var id string
 			p := &poolRow{}
@@ -819,7 +819,7 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 		// The database checks every pool's sum against its capacity.
 		stmts = append(stmts, Stmt{`WITH v (id, held, confirmed) AS (VALUES ` + rows + `)
 			UPDATE pools SET held = pools.held + v.held, confirmed = pools.confirmed + v.confirmed, version = pools.version + 1
-			FROM v WHERE pools.id = v.id AND pools.capacity - pools.held - pools.confirmed >= v.held + v.confirmed`, args})
+			FROM v WHERE pools.id = v.id AND pools.capacity - pools.held - pools.confirmed - pools.waitlisted >= v.held + v.confirmed`, args})
 		checks = append(checks, int64(len(ids)))
 	}
 
@@ -953,7 +953,7 @@ func (s *Store) readAvailability(pool string, e *soldOutEntry, r *availRead) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var avail, limit int64
 		var expired bool
-		found, err := queryRow(ctx, s.db, `SELECT p.capacity - p.held - p.confirmed, p.per_holder_limit,
+		found, err := queryRow(ctx, s.db, `SELECT p.capacity - p.held - p.confirmed - p.waitlisted, p.per_holder_limit,
 			EXISTS (SELECT 1 FROM holds h WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms()
 				AND EXISTS (SELECT 1 FROM hold_lines l WHERE l.hold_id = h.id AND l.pool_id = p.id))
 			FROM pools p WHERE p.id = $1`, []any{pool}, &avail, &limit, &expired)

@@ -7,7 +7,9 @@ import (
 
 // The queries more than one path needs, each written once.
 
-// poolRead is a pool's capacity, counters and per-holder limit.
+// poolRead is a pool's capacity, counters and per-holder limit. capacity
+// is what new claims may have: the pool's less what its waitlist asks for
+// (capacity that comes back is the list's first).
 type poolRead struct {
 	capacity, held, confirmed, limit int64
 }
@@ -17,7 +19,11 @@ func (p poolRead) available() int64 { return p.capacity - p.held - p.confirmed }
 // readPool reads pool id (lock: a locking clause, or ""); found is false
 // when there is no such pool.
 func readPool(ctx context.Context, q Reader, id, lock string) (p poolRead, found bool, err error) {
-	found, err = queryRow(ctx, q, `SELECT capacity, held, confirmed, per_holder_limit FROM pools WHERE id = $1`+lock,
+	open := `capacity - waitlisted`
+	if forWaitlistHead(ctx) {
+		open = `capacity` // the head of the line comes before every other ask
+	}
+	found, err = queryRow(ctx, q, `SELECT `+open+`, held, confirmed, per_holder_limit FROM pools WHERE id = $1`+lock,
 		[]any{id}, &p.capacity, &p.held, &p.confirmed, &p.limit)
 	return p, found, err
 }
@@ -80,3 +86,14 @@ func (p *binds) add(v any) string {
 	p.args = append(p.args, v)
 	return "$" + strconv.Itoa(len(p.args))
 }
+
+type waitlistHeadKey struct{}
+
+// withWaitlistHead marks a claim made for the head of a pool's waitlist:
+// the strategies' reads see the whole of what is free, not what is left
+// after the line's ask (which is the head's own, and those behind it).
+func withWaitlistHead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitlistHeadKey{}, true)
+}
+
+func forWaitlistHead(ctx context.Context) bool { return ctx.Value(waitlistHeadKey{}) != nil }

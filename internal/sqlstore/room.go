@@ -429,7 +429,7 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (available, soldOut bool, err error) {
 	var free, unconfirmed int64
 	_, err = queryRow(ctx, tx, `SELECT
-		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
+		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed - p.waitlisted) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
 			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND `+unitFree+`),
 		COALESCE((SELECT SUM(p.capacity - p.confirmed) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)

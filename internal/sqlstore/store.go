@@ -148,22 +148,24 @@ func (s *Store) event(ctx context.Context, tx Querier, typ holdfast.EventType, h
 
 // ---- pools ----
 
-const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.late_confirm, p.late_confirm_grace,
+const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.late_confirm, p.late_confirm_grace, p.offer_ttl_ms, p.waitlisted,
 	COALESCE((SELECT SUM(l.quantity) FROM holds h JOIN hold_lines l ON l.hold_id = h.id
 	          WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms() AND l.pool_id = p.id), 0)`
 
 func scanPool(r Row) (holdfast.Pool, error) {
 	var p holdfast.Pool
-	var expired int64
+	var expired, offerTTL int64
 	var late string
-	if err := r.Scan(&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &late, &p.LateConfirmGrace, &expired); err != nil {
+	if err := r.Scan(&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &late, &p.LateConfirmGrace, &offerTTL, &p.Waitlisted, &expired); err != nil {
 		return p, err
 	}
 	// Expired holds not yet swept are free for the next claim, so they are
 	// shown as available, not held (guarantee 6).
 	p.Held -= expired
 	p.LateConfirm = holdfast.LatePolicy(late)
-	p.Available = p.Capacity - p.Held - p.Confirmed
+	p.OfferTTLSeconds = offerTTL / 1000
+	// What a new buyer may have: the waitlist's ask comes first.
+	p.Available = max(0, p.Capacity-p.Held-p.Confirmed-p.Waitlisted)
 	return p, nil
 }
 
@@ -176,9 +178,9 @@ func (s *Store) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool,
 	}
 	var out holdfast.Pool
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO pools (id, name, capacity, per_holder_limit, late_confirm, late_confirm_grace, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, holdfast_now_ms())`,
-			p.ID, p.Name, p.Capacity, p.PerHolderLimit, string(p.LateConfirm), p.LateConfirmGrace)
+		_, err := tx.Exec(ctx, `INSERT INTO pools (id, name, capacity, per_holder_limit, late_confirm, late_confirm_grace, offer_ttl_ms, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, holdfast_now_ms())`,
+			p.ID, p.Name, p.Capacity, p.PerHolderLimit, string(p.LateConfirm), p.LateConfirmGrace, p.OfferTTLSeconds*1000)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "pool %q already exists", p.ID)

@@ -1,0 +1,267 @@
+package holdfasttest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+func mustJoinWaitlist(t *testing.T, s holdfast.Store, pool, holder string, q int64) holdfast.WaitlistEntry {
+	t.Helper()
+	e, err := s.JoinWaitlist(context.Background(), holdfast.WaitlistRequest{Pool: pool, Holder: holder, Quantity: q})
+	if err != nil {
+		t.Fatalf("JoinWaitlist(%s, %s, %d): %v", pool, holder, q, err)
+	}
+	return e
+}
+
+func mustEntry(t *testing.T, s holdfast.Store, e holdfast.WaitlistEntry) holdfast.WaitlistEntry {
+	t.Helper()
+	got, err := s.WaitlistEntry(context.Background(), e.Pool, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func mustOffer(t *testing.T, s holdfast.Store) int {
+	t.Helper()
+	n, err := s.OfferWaitlists(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func wantEntry(t *testing.T, s holdfast.Store, e holdfast.WaitlistEntry, status holdfast.WaitlistStatus, position int64) holdfast.WaitlistEntry {
+	t.Helper()
+	got := mustEntry(t, s, e)
+	if got.Status != status || got.Position != position {
+		t.Fatalf("entry of %s: %s at %d, want %s at %d", got.Holder, got.Status, got.Position, status, position)
+	}
+	return got
+}
+
+// testWaitlist: capacity that comes back goes to the waitlist in order,
+// as holds for its holders, before any new buyer; an offer not confirmed
+// in time goes to the next.
+func testWaitlist(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "p", Capacity: 2, OfferTTLSeconds: 30}); err != nil {
+		t.Fatal(err)
+	}
+	MustCreatePool(t, s, "lim", 5, 2)
+	for name, bad := range map[string]holdfast.WaitlistRequest{
+		"no quantity":       {Pool: "p", Holder: "x"},
+		"no holder":         {Pool: "p", Quantity: 1},
+		"past the capacity": {Pool: "p", Holder: "x", Quantity: 3},
+	} {
+		if _, err := s.JoinWaitlist(ctx, bad); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+			t.Fatalf("%s: JoinWaitlist = %v, want invalid", name, err)
+		}
+	}
+	_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "nope", Holder: "x", Quantity: 1})
+	wantCode(t, err, holdfast.CodeNotFound, -1)
+	_, err = s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "lim", Holder: "x", Quantity: 3})
+	wantCode(t, err, holdfast.CodeLimitExceeded, -1)
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM waitlist_entries`) + MustCount(t, s, `SELECT SUM(waitlisted) FROM pools`); n != 0 {
+		t.Fatalf("refused joins left %d behind", n)
+	}
+
+	first := MustHold(t, s, "first", holdfast.Line{Pool: "p", Quantity: 2})
+	w1 := mustJoinWaitlist(t, s, "p", "w1", 1)
+	w2 := mustJoinWaitlist(t, s, "p", "w2", 2)
+	w3 := mustJoinWaitlist(t, s, "p", "w3", 1)
+	if w1.Position != 1 || w2.Position != 2 || w3.Position != 3 || w1.Status != holdfast.WaitlistWaiting {
+		t.Fatalf("positions %d %d %d (%s)", w1.Position, w2.Position, w3.Position, w1.Status)
+	}
+	if again := mustJoinWaitlist(t, s, "p", "w1", 1); again.ID != w1.ID || again.Position != 1 {
+		t.Fatalf("joining again: %+v, want entry %s", again, w1.ID)
+	}
+	if p := MustPool(t, s, "p"); p.Waitlisted != 4 || p.Available != 0 || p.OfferTTLSeconds != 30 {
+		t.Fatalf("pool: %+v", p)
+	}
+	if list, err := s.Waitlist(ctx, "p"); err != nil || len(list) != 3 || list[0].ID != w1.ID || list[2].ID != w3.ID {
+		t.Fatalf("Waitlist: %+v, %v", list, err)
+	}
+	if n := mustOffer(t, s); n != 0 {
+		t.Fatalf("%d offers with nothing free", n)
+	}
+
+	// Two come back: the first entry gets one; the second asks for two,
+	// so it and everyone behind it wait — and no new buyer gets the one
+	// left.
+	if _, err := s.Release(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "new", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	wantCode(t, err, holdfast.CodeSoldOut, 0)
+	if n := mustOffer(t, s); n != 1 {
+		t.Fatalf("%d offers, want 1", n)
+	}
+	o1 := wantEntry(t, s, w1, holdfast.WaitlistOffered, 0)
+	offer, err := s.GetHold(ctx, o1.HoldID)
+	if err != nil || offer.Holder != "w1" || offer.Status != holdfast.StatusHeld || offer.Lines[0].Quantity != 1 {
+		t.Fatalf("the offer: %+v, %v", offer, err)
+	}
+	if ttl := time.Until(offer.ExpiresAt); ttl < 20*time.Second || ttl > 40*time.Second || o1.OfferExpiresAt == nil {
+		t.Fatalf("the offer lasts %v, want the pool's 30 s", ttl)
+	}
+	wantEntry(t, s, w2, holdfast.WaitlistWaiting, 1)
+	wantEntry(t, s, w3, holdfast.WaitlistWaiting, 2)
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "new", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	wantCode(t, err, holdfast.CodeSoldOut, 0)
+
+	// The offer lapses: it goes to the next, who now has two.
+	MustExpire(t, s, o1.HoldID)
+	if n := mustOffer(t, s); n != 1 {
+		t.Fatalf("%d offers after the lapse, want 1", n)
+	}
+	wantEntry(t, s, w1, holdfast.WaitlistExpired, 0)
+	o2 := wantEntry(t, s, w2, holdfast.WaitlistOffered, 0)
+	wantEntry(t, s, w3, holdfast.WaitlistWaiting, 1)
+	if _, err := s.Confirm(ctx, o2.HoldID, ""); err != nil {
+		t.Fatal(err)
+	}
+	mustOffer(t, s)
+	wantEntry(t, s, w2, holdfast.WaitlistConfirmed, 0)
+
+	// Capacity raised: the list first.
+	if _, err := s.SetCapacity(ctx, "p", 3); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "new", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	wantCode(t, err, holdfast.CodeSoldOut, 0)
+	mustOffer(t, s)
+	o3 := wantEntry(t, s, w3, holdfast.WaitlistOffered, 0)
+	// Leaving with an offer out releases it; the list is empty, so new
+	// buyers have it again.
+	if _, err := s.LeaveWaitlist(ctx, "p", w3.ID, "someone-else"); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+		t.Fatalf("another key leaving: %v", err)
+	}
+	if e, err := s.LeaveWaitlist(ctx, "p", w3.ID, ""); err != nil || e.Status != holdfast.WaitlistReleased {
+		t.Fatalf("LeaveWaitlist: %+v, %v", e, err)
+	}
+	if got, _ := s.GetHold(ctx, o3.HoldID); got.Status != holdfast.StatusReleased {
+		t.Fatalf("the offer after leaving: %s", got.Status)
+	}
+	_, err = s.LeaveWaitlist(ctx, "p", w3.ID, "")
+	wantCode(t, err, holdfast.CodeConflict, -1)
+	MustHold(t, s, "new", holdfast.Line{Pool: "p", Quantity: 1})
+
+	// A waiting entry leaves: its ask leaves with it.
+	w4 := mustJoinWaitlist(t, s, "p", "w4", 1)
+	if p := MustPool(t, s, "p"); p.Waitlisted != 1 {
+		t.Fatalf("waitlisted %d, want 1", p.Waitlisted)
+	}
+	if e, err := s.LeaveWaitlist(ctx, "p", w4.ID, ""); err != nil || e.Status != holdfast.WaitlistLeft {
+		t.Fatalf("LeaveWaitlist: %+v, %v", e, err)
+	}
+	if p := MustPool(t, s, "p"); p.Waitlisted != 0 {
+		t.Fatalf("waitlisted %d after leaving, want 0", p.Waitlisted)
+	}
+	for typ, want := range map[holdfast.EventType]int64{holdfast.EventWaitlistOffered: 3, holdfast.EventWaitlistExpired: 1} {
+		if n := MustCount(t, s, `SELECT COUNT(*) FROM events WHERE type = $1`, string(typ)); n != want {
+			t.Fatalf("%d %s events, want %d", n, typ, want)
+		}
+	}
+	MustAuditClean(t, s)
+}
+
+// raceWaitlist: holds are released while new buyers storm the pool on
+// three servers and three servers make offers — every unit that comes
+// back goes to the waitlist, in order, and none to a new buyer.
+func raceWaitlist(t *testing.T, h Harness) {
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	s := stores[0]
+	const capacity, waiting = 20, 30
+	MustCreatePool(t, s, "p", capacity, 0)
+	var early []holdfast.Hold
+	for i := range capacity {
+		early = append(early, MustHold(t, s, fmt.Sprintf("early-%d", i), holdfast.Line{Pool: "p", Quantity: 1}))
+	}
+	var entries []holdfast.WaitlistEntry
+	for i := range waiting {
+		entries = append(entries, mustJoinWaitlist(t, stores[i%3], "p", fmt.Sprintf("w-%02d", i), 1))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bought atomic.Int64
+	loop := func(fn func() bool) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !fn() {
+					return
+				}
+			}
+		}()
+	}
+	for k := range stores {
+		loop(func() bool {
+			if _, err := stores[k].OfferWaitlists(ctx); err != nil {
+				t.Errorf("OfferWaitlists: %v", err)
+				return false
+			}
+			return true
+		})
+		for b := range 4 {
+			loop(func() bool {
+				_, err := stores[k].Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("new-%d-%d", k, b), Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+				switch holdfast.ErrorCode(err) {
+				case "":
+					bought.Add(1)
+				case holdfast.CodeSoldOut:
+				default:
+					t.Errorf("a new buyer: %v", err)
+					return false
+				}
+				return true
+			})
+		}
+	}
+	storm(len(early), func(i int) {
+		if _, err := stores[i%3].Release(ctx, early[i].ID); err != nil {
+			t.Errorf("release: %v", err)
+		}
+	})
+	// Every unit released is offered: wait for the offers, then stop.
+	deadline := time.Now().Add(time.Minute)
+	for MustCount(t, s, `SELECT COUNT(*) FROM waitlist_entries WHERE status = 'offered'`) < capacity && time.Now().Before(deadline) && !t.Failed() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if n := bought.Load(); n != 0 {
+		t.Fatalf("%d new buyers got a unit while the waitlist waited", n)
+	}
+	for i, e := range entries {
+		want := holdfast.WaitlistOffered
+		if i >= capacity {
+			want = holdfast.WaitlistWaiting
+		}
+		if got := mustEntry(t, s, e); got.Status != want {
+			t.Fatalf("entry %d (%s) is %s, want %s: offers out of order", i, e.Holder, got.Status, want)
+		}
+	}
+	if n := MustCount(t, s, `SELECT COUNT(DISTINCT hold_id) FROM waitlist_entries WHERE status = 'offered'`); n != capacity {
+		t.Fatalf("%d offer holds for %d offers", n, capacity)
+	}
+	if p := MustPool(t, s, "p"); p.Held != capacity || p.Waitlisted != waiting-capacity {
+		t.Fatalf("pool after the race: %+v", p)
+	}
+	MustAuditClean(t, s)
+}

@@ -1,0 +1,402 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Waitlists. A pool's waitlisted column is what its waiting entries ask
+// for, and every claim's availability check subtracts it: capacity that
+// comes back (a release, an expiry, a cancel, capacity raised) is the
+// list's before it is a new buyer's, with no window in between, because
+// the freeing transaction does not need to know about the list at all.
+// OfferWaitlists then turns the head entry into a hold for its holder, in
+// one transaction that moves the entry's quantity from waitlisted into
+// held through the strategy's own claim.
+
+// offersPerTick bounds the offers one pool gets per OfferWaitlists call,
+// so one long list does not hold the others up.
+const offersPerTick = 200
+
+func (s *Store) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
+	if err := r.Validate(); err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	e, err := s.joinWaitlist(ctx, r)
+	if errors.Is(err, errJoinedMeanwhile) {
+		// The same holder joined at the same moment: that entry is theirs.
+		return s.joinWaitlist(ctx, r)
+	}
+	return e, err
+}
+
+func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
+	var id string
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		found, err := queryRow(ctx, tx, `SELECT id FROM waitlist_entries WHERE pool_id = $1 AND owner = $2 AND holder = $3
+			AND status IN ('waiting', 'offered')`, []any{r.Pool, r.Owner, r.Holder}, &id)
+		if err != nil {
+			return err
+		}
+		if found { // the same entry again
+			e, err := s.waitlistEntry(ctx, tx, r.Pool, id)
+			if err != nil {
+				return err
+			}
+			return s.record(ctx, tx, e)
+		}
+		// The pool's row, updated first, is locked until commit: joins
+		// take their numbers one at a time, and an offer (which updates
+		// the same row) sees every entry whose ask it counts.
+		var capacity, limit int64
+		found, err = queryRow(ctx, tx, `UPDATE pools SET waitlisted = waitlisted + $2 WHERE id = $1 RETURNING capacity, per_holder_limit`,
+			[]any{r.Pool, r.Quantity}, &capacity, &limit)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !found:
+			return holdfast.Errorf(holdfast.CodeNotFound, "pool %q not found", r.Pool)
+		case r.Quantity > capacity:
+			return holdfast.Errorf(holdfast.CodeInvalid, "quantity %d is more than pool %q's capacity of %d", r.Quantity, r.Pool, capacity)
+		case limit > 0 && r.Quantity > limit:
+			return holdfast.Errorf(holdfast.CodeLimitExceeded, "quantity %d is more than pool %q's per-holder limit of %d", r.Quantity, r.Pool, limit)
+		}
+		var seq int64
+		if _, err := queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM waitlist_entries WHERE pool_id = $1`, []any{r.Pool}, &seq); err != nil {
+			return err
+		}
+		id = holdfast.NewID("wl_", s.clock.Now())
+		_, err = tx.Exec(ctx, `INSERT INTO waitlist_entries (id, pool_id, seq, holder, owner, quota_key, quantity, status, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', holdfast_now_ms(), holdfast_now_ms())`,
+			id, r.Pool, seq, r.Holder, r.Owner, r.QuotaKey, r.Quantity)
+		if err != nil {
+			if s.d.Classify(err) == KindUnique {
+				return errJoinedMeanwhile
+			}
+			return err
+		}
+		e, err := s.waitlistEntry(ctx, tx, r.Pool, id)
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, tx, e)
+	})
+	if err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return s.waitlistEntry(ctx, s.db, r.Pool, id)
+}
+
+func (s *Store) WaitlistEntry(ctx context.Context, pool, id string) (holdfast.WaitlistEntry, error) {
+	return s.waitlistEntry(ctx, s.db, pool, id)
+}
+
+const entryColumns = `e.id, e.pool_id, e.holder, e.owner, e.quantity, e.status, COALESCE(e.hold_id, ''), e.reason, e.created_at,
+	CASE WHEN e.status = 'offered' THEN h.expires_at END,
+	CASE WHEN e.status = 'waiting' THEN (SELECT COUNT(*) FROM waitlist_entries o
+		WHERE o.pool_id = e.pool_id AND o.status = 'waiting' AND o.seq < e.seq) + 1 ELSE 0 END`
+
+func scanEntry(r Row) (holdfast.WaitlistEntry, error) {
+	var e holdfast.WaitlistEntry
+	var status string
+	var created int64
+	var expires *int64
+	if err := r.Scan(&e.ID, &e.Pool, &e.Holder, &e.Owner, &e.Quantity, &status, &e.HoldID, &e.Reason, &created, &expires, &e.Position); err != nil {
+		return e, err
+	}
+	e.Status, e.CreatedAt = holdfast.WaitlistStatus(status), msTime(created)
+	if expires != nil {
+		t := msTime(*expires)
+		e.OfferExpiresAt = &t
+	}
+	return e, nil
+}
+
+func (s *Store) waitlistEntry(ctx context.Context, q Reader, pool, id string) (holdfast.WaitlistEntry, error) {
+	e, err := scanEntry(q.QueryRow(ctx, `SELECT `+entryColumns+` FROM waitlist_entries e LEFT JOIN holds h ON h.id = e.hold_id
+		WHERE e.id = $1 AND e.pool_id = $2`, id, pool))
+	if errors.Is(err, ErrNoRows) {
+		return e, holdfast.Errorf(holdfast.CodeNotFound, "waitlist entry %q not found on pool %q", id, pool)
+	}
+	return e, err
+}
+
+func (s *Store) Waitlist(ctx context.Context, pool string) ([]holdfast.WaitlistEntry, error) {
+	if _, err := s.pool(ctx, s.db, pool); err != nil {
+		return nil, err
+	}
+	return collect(ctx, s.db, scanEntry, `SELECT `+entryColumns+` FROM waitlist_entries e LEFT JOIN holds h ON h.id = e.hold_id
+		WHERE e.pool_id = $1 AND e.status IN ('waiting', 'offered') ORDER BY e.seq`, pool)
+}
+
+func (s *Store) LeaveWaitlist(ctx context.Context, pool, id, owner string) (holdfast.WaitlistEntry, error) {
+	e, err := s.waitlistEntry(ctx, s.db, pool, id)
+	if err != nil {
+		return e, err
+	}
+	if owner != "" && e.Owner != owner {
+		return holdfast.WaitlistEntry{}, holdfast.Errorf(holdfast.CodeNotFound, "waitlist entry %q not found on pool %q", id, pool)
+	}
+	if e.Status == holdfast.WaitlistOffered {
+		// The offer is the holder's hold: releasing it gives its capacity
+		// to the next entry. One that ended meanwhile is settled below.
+		if _, err := (&Store{engine: s.engine}).Release(ctx, e.HoldID); err != nil && !isEnded(err) {
+			return holdfast.WaitlistEntry{}, err
+		}
+	}
+	err = s.db.Transact(ctx, func(tx Querier) error {
+		switch e.Status {
+		case holdfast.WaitlistWaiting:
+			n, err := tx.Exec(ctx, `UPDATE waitlist_entries SET status = 'left', updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'waiting'`, id)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return holdfast.Errorf(holdfast.CodeConflict, "waitlist entry %q was offered meanwhile: leave it again to release the offer", id)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE pools SET waitlisted = waitlisted - $2 WHERE id = $1`, pool, e.Quantity); err != nil {
+				return err
+			}
+		case holdfast.WaitlistOffered:
+			if _, err := s.settleOffer(ctx, tx, id); err != nil {
+				return err
+			}
+		default:
+			return holdfast.Errorf(holdfast.CodeConflict, "waitlist entry %q is %s", id, e.Status)
+		}
+		var err error
+		if e, err = s.waitlistEntry(ctx, tx, pool, id); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, e)
+	})
+	return e, err
+}
+
+// isEnded is a lifecycle refusal because the hold is no longer held.
+func isEnded(err error) bool {
+	switch holdfast.ErrorCode(err) {
+	case holdfast.CodeHoldExpired, holdfast.CodeInvalidState:
+		return true
+	}
+	return false
+}
+
+// OfferWaitlists settles the offers whose holds ended and makes new
+// offers, pool by pool.
+func (s *Store) OfferWaitlists(ctx context.Context) (int, error) {
+	pools, err := queryStrings(ctx, s.db, `SELECT id FROM pools WHERE waitlisted > 0
+		UNION SELECT pool_id FROM waitlist_entries WHERE status = 'offered' ORDER BY 1`)
+	if err != nil || len(pools) == 0 {
+		return 0, err
+	}
+	// Offers that lapsed give their capacity back now, not at the next
+	// sweep, so it goes to the next entry at once.
+	if _, err := s.reclaimResources(ctx, pools, nil, nil); err != nil {
+		return 0, err
+	}
+	offered := 0
+	for _, pool := range pools {
+		if err := s.settleOffers(ctx, pool); err != nil {
+			return offered, err
+		}
+		n, err := s.offer(ctx, pool)
+		offered += n
+		if err != nil {
+			return offered, err
+		}
+	}
+	return offered, nil
+}
+
+// settleOffers closes the pool's offers whose holds ended.
+func (s *Store) settleOffers(ctx context.Context, pool string) error {
+	ids, err := queryStrings(ctx, s.db, `SELECT e.id FROM waitlist_entries e JOIN holds h ON h.id = e.hold_id
+		WHERE e.pool_id = $1 AND e.status = 'offered' AND h.status <> 'held' ORDER BY e.seq`, pool)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := s.db.Transact(ctx, func(tx Querier) error {
+			_, err := s.settleOffer(ctx, tx, id)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settleOffer gives an offered entry the end its hold had (the hold's row
+// is read, so its end is known): confirmed, released, or expired with the
+// waitlist.expired event. ok is false if the hold is still held or
+// another server settled the entry first.
+func (s *Store) settleOffer(ctx context.Context, tx Querier, id string) (bool, error) {
+	var hold, status string
+	found, err := queryRow(ctx, tx, `SELECT h.id, h.status FROM waitlist_entries e JOIN holds h ON h.id = e.hold_id
+		WHERE e.id = $1 AND e.status = 'offered'`, []any{id}, &hold, &status)
+	if err != nil || !found {
+		return false, err
+	}
+	to := holdfast.WaitlistConfirmed
+	switch holdfast.Status(status) {
+	case holdfast.StatusHeld:
+		return false, nil
+	case holdfast.StatusExpired:
+		to = holdfast.WaitlistExpired
+	case holdfast.StatusReleased:
+		to = holdfast.WaitlistReleased
+	}
+	n, err := tx.Exec(ctx, `UPDATE waitlist_entries SET status = $2, updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'offered'`, id, string(to))
+	if err != nil || n == 0 || to != holdfast.WaitlistExpired {
+		return n == 1, err
+	}
+	e, err := s.waitlistEntryTx(ctx, tx, id)
+	if err != nil {
+		return false, err
+	}
+	return true, s.event(ctx, tx, holdfast.EventWaitlistExpired, hold, e.Pool, e)
+}
+
+func (s *Store) waitlistEntryTx(ctx context.Context, tx Querier, id string) (holdfast.WaitlistEntry, error) {
+	var pool string
+	if _, err := queryRow(ctx, tx, `SELECT pool_id FROM waitlist_entries WHERE id = $1`, []any{id}, &pool); err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return s.waitlistEntry(ctx, tx, pool, id)
+}
+
+// errOfferTaken is an entry another server offered or settled first.
+var errOfferTaken = errors.New("sqlstore: the entry was offered meanwhile")
+
+// offer makes offers to the pool's waiting entries, head first, while the
+// capacity allows: strictly in order, so an entry that asks for more than
+// came back waits, and those behind it wait with it.
+func (s *Store) offer(ctx context.Context, pool string) (int, error) {
+	type head struct {
+		id, holder, owner, quotaKey string
+		quantity, ttl               int64
+	}
+	offered := 0
+	for offered < offersPerTick {
+		var h head
+		found, err := queryRow(ctx, s.db, `SELECT e.id, e.holder, e.owner, e.quota_key, e.quantity, p.offer_ttl_ms
+			FROM waitlist_entries e JOIN pools p ON p.id = e.pool_id WHERE e.pool_id = $1 AND e.status = 'waiting' ORDER BY e.seq LIMIT 1`,
+			[]any{pool}, &h.id, &h.holder, &h.owner, &h.quotaKey, &h.quantity, &h.ttl)
+		if err != nil || !found {
+			return offered, err
+		}
+		ttl := time.Duration(h.ttl) * time.Millisecond
+		if ttl == 0 {
+			ttl = holdfast.DefaultOfferTTL
+		}
+		r := holdfast.HoldRequest{Holder: h.holder, Owner: h.owner, QuotaKey: h.quotaKey,
+			Lines: []holdfast.Line{{Pool: pool, Quantity: h.quantity}}}
+		fail, err := s.offerTo(ctx, h.id, r, ttl)
+		switch {
+		case errors.Is(err, errOfferTaken) || errors.Is(err, ErrRetry):
+			return offered, nil // another server is offering this list
+		case err != nil:
+			return offered, err
+		case fail == nil:
+			offered++
+			continue
+		case fail.code == holdfast.CodeSoldOut:
+			return offered, nil // not enough back yet: the head waits
+		}
+		// The holder cannot have it (their per-holder limit or their
+		// key's quota is full since they joined): the entry ends, and the
+		// capacity goes to the next.
+		if err := s.db.Transact(ctx, func(tx Querier) error {
+			return s.dropEntry(ctx, tx, h.id, pool, h.quantity, fmt.Sprintf("the offer could not be made: %s", fail.code))
+		}); err != nil {
+			return offered, err
+		}
+	}
+	return offered, nil
+}
+
+// offerTo makes the offer to entry id: in one transaction, the entry
+// moves to offered, its ask leaves waitlisted, and the strategy claims it
+// for the holder as any hold is claimed — so the capacity is never open to
+// anyone else in between. A lineFailure rolls it all back.
+func (s *Store) offerTo(ctx context.Context, id string, r holdfast.HoldRequest, ttl time.Duration) (*lineFailure, error) {
+	ctx = withWaitlistHead(ctx)
+	prep, err := s.strategy.Prepare(ctx, s.db, r)
+	if err != nil {
+		return nil, err
+	}
+	defer s.strategy.Finish(prep)
+	transact := s.db.Transact
+	if s.strategy.Serializable() {
+		transact = s.db.TransactSerializable
+	}
+	pool := r.Lines[0].Pool
+	var fail *lineFailure
+	err = transact(ctx, func(tx Querier) error {
+		n, err := tx.Exec(ctx, `UPDATE waitlist_entries SET status = 'offered', updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'waiting'`, id)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errOfferTaken
+		}
+		// The head of the line may have what the others' ask reserves:
+		// the pool's row (locked from here to commit) shows no ask while
+		// the strategy claims for the head, then the rest of the ask.
+		if _, err := tx.Exec(ctx, `UPDATE pools SET waitlisted = 0 WHERE id = $1`, pool); err != nil {
+			return err
+		}
+		var h holdfast.Hold
+		if h, fail, err = s.claim(ctx, tx, prep, r, ttl, false, ""); err != nil {
+			return err
+		}
+		if fail != nil {
+			return errRollback
+		}
+		// Joins update the pool's row before they add their entry, so
+		// every entry that counts is visible now, and no other.
+		var rest int64
+		if _, err := queryRow(ctx, tx, `SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries WHERE pool_id = $1 AND status = 'waiting'`,
+			[]any{pool}, &rest); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE pools SET waitlisted = $2 WHERE id = $1`, pool, rest); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE waitlist_entries SET hold_id = $2 WHERE id = $1`, id, h.ID); err != nil {
+			return err
+		}
+		e, err := s.waitlistEntry(ctx, tx, pool, id)
+		if err != nil {
+			return err
+		}
+		return s.event(ctx, tx, holdfast.EventWaitlistOffered, h.ID, pool, e)
+	})
+	if errors.Is(err, errRollback) {
+		return fail, nil
+	}
+	return nil, err
+}
+
+// dropEntry ends a waiting entry that cannot be offered, with the reason
+// and the waitlist.expired event.
+func (s *Store) dropEntry(ctx context.Context, tx Querier, id, pool string, q int64, reason string) error {
+	n, err := tx.Exec(ctx, `UPDATE waitlist_entries SET status = 'expired', reason = $2, updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'waiting'`, id, reason)
+	if err != nil || n == 0 {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE pools SET waitlisted = waitlisted - $2 WHERE id = $1`, pool, q); err != nil {
+		return err
+	}
+	e, err := s.waitlistEntry(ctx, tx, pool, id)
+	if err != nil {
+		return err
+	}
+	return s.event(ctx, tx, holdfast.EventWaitlistExpired, "", pool, e)
+}

@@ -1,0 +1,97 @@
+package holdfast
+
+import (
+	"context"
+	"time"
+)
+
+// DefaultOfferTTL is how long a waitlist offer lasts when the pool does
+// not say (OfferTTLSeconds 0).
+const DefaultOfferTTL = 10 * time.Minute
+
+// WaitlistStatus is where a waitlist entry stands.
+type WaitlistStatus string
+
+const (
+	// WaitlistWaiting: in line; returned capacity goes to the first
+	// waiting entry before any new buyer.
+	WaitlistWaiting WaitlistStatus = "waiting"
+	// WaitlistOffered: the capacity came back and is held for the entry's
+	// holder (HoldID), until OfferExpiresAt; confirm the hold to buy.
+	WaitlistOffered WaitlistStatus = "offered"
+	// WaitlistConfirmed: the offer's hold was confirmed.
+	WaitlistConfirmed WaitlistStatus = "confirmed"
+	// WaitlistExpired: the offer lapsed unconfirmed (its capacity went to
+	// the next entry), or could not be made for this holder (Reason).
+	WaitlistExpired WaitlistStatus = "expired"
+	// WaitlistReleased: the holder released the offer's hold.
+	WaitlistReleased WaitlistStatus = "released"
+	// WaitlistLeft: the holder left the line before an offer.
+	WaitlistLeft WaitlistStatus = "left"
+)
+
+// WaitlistEntry is one holder's place on a sold-out pool's waitlist.
+type WaitlistEntry struct {
+	ID       string         `json:"id"`
+	Pool     string         `json:"pool"`
+	Holder   string         `json:"holder"`
+	Quantity int64          `json:"quantity"`
+	Status   WaitlistStatus `json:"status"`
+	// Position is 1 for the next to be offered (0 once not waiting).
+	Position int64 `json:"position"`
+	// HoldID is the offer: a hold for Holder, confirmed like any other.
+	HoldID         string     `json:"hold_id,omitempty"`
+	OfferExpiresAt *time.Time `json:"offer_expires_at,omitempty"`
+	// Reason says why an entry expired without an offer.
+	Reason    string    `json:"reason,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Owner     string    `json:"-"`
+}
+
+// WaitlistRequest asks for a place on a pool's waitlist.
+type WaitlistRequest struct {
+	Pool     string
+	Holder   string
+	Quantity int64
+	// Owner is the client key's id ("" in open mode or for the admin);
+	// QuotaKey, when set, is the key whose quota of held units the offer
+	// counts against, as a hold would.
+	Owner    string
+	QuotaKey string
+}
+
+// Validate checks a waitlist request.
+func (r WaitlistRequest) Validate() error {
+	if err := ValidateID("pool", r.Pool); err != nil {
+		return err
+	}
+	if err := ValidateHolder(r.Holder); err != nil {
+		return err
+	}
+	if r.Quantity < 1 || r.Quantity > MaxQuantity {
+		return Errorf(CodeInvalid, "quantity must be between 1 and %d", MaxQuantity)
+	}
+	return nil
+}
+
+// WaitlistStore keeps pools' waitlists. Capacity that comes back to a
+// pool (a release, an expiry, a cancel, capacity raised) is offered to its
+// waiting entries in order, as holds made for their holders, before any
+// new buyer can take it: while entries wait, a new hold gets only what is
+// left beyond everything they ask for.
+type WaitlistStore interface {
+	// JoinWaitlist puts the holder on the pool's waitlist; the same holder
+	// (and owner) joining again while their entry is waiting or offered
+	// gets that entry. ErrNotFound; ErrInvalid past the pool's capacity;
+	// ErrLimitExceeded past its per-holder limit.
+	JoinWaitlist(ctx context.Context, r WaitlistRequest) (WaitlistEntry, error)
+	// WaitlistEntry reads an entry with its position. ErrNotFound.
+	WaitlistEntry(ctx context.Context, pool, id string) (WaitlistEntry, error)
+	// Waitlist lists a pool's waiting and offered entries, in order.
+	// ErrNotFound.
+	Waitlist(ctx context.Context, pool string) ([]WaitlistEntry, error)
+	// LeaveWaitlist takes an entry off the line (an offered one releases
+	// its hold, and the capacity goes to the next). owner, when not "",
+	// must be the entry's. ErrNotFound; ErrConflict once the entry ended.
+	LeaveWaitlist(ctx context.Context, pool, id, owner string) (WaitlistEntry, error)
+}
