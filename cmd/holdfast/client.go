@@ -105,6 +105,7 @@ func poolCmd(e env) *cobra.Command {
 	create.Flags().StringVar(&p.Name, "name", "", "pool name")
 	create.Flags().Int64Var(&p.Capacity, "capacity", 0, "capacity")
 	create.Flags().Int64Var(&p.PerHolderLimit, "limit", 0, "per-holder limit (0: none)")
+	create.Flags().Int64Var(&p.OfferTTLSeconds, "offer-ttl", 0, "seconds a waitlist offer lasts (0: 600)")
 	_ = create.MarkFlagRequired("id")
 	_ = create.MarkFlagRequired("capacity")
 	get := &cobra.Command{Use: "get ID", Short: "A pool with its availability", Args: cobra.ExactArgs(1),

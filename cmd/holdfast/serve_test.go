@@ -410,3 +410,46 @@ func TestRoomCLI(t *testing.T) {
 		t.Fatalf("room show: %s", out)
 	}
 }
+
+// A sold-out pool's waitlist from the CLI, against a running server: the
+// server's own loop offers the released unit to the entry, as a hold the
+// holder confirms.
+func TestWaitlistCLI(t *testing.T) {
+	const admin = "an-admin-key-of-some-length"
+	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin)
+	cli := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCmd(t, append(args, "--server", base, "--key", admin, "--json")...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s%s", args, code, out, errOut)
+		}
+		return out
+	}
+	cli("pool", "create", "--id", "last", "--capacity", "1", "--offer-ttl", "60")
+	var sold holdfast.Hold
+	if err := json.Unmarshal([]byte(cli("hold", "create", "--holder", "mallory", "--pool", "last:1")), &sold); err != nil {
+		t.Fatal(err)
+	}
+	var en holdfast.WaitlistEntry
+	if err := json.Unmarshal([]byte(cli("waitlist", "join", "last", "--holder", "alice")), &en); err != nil || en.Position != 1 {
+		t.Fatalf("waitlist join: %+v %v", en, err)
+	}
+	if out := cli("waitlist", "list", "last"); !strings.Contains(out, en.ID) {
+		t.Fatalf("waitlist list: %s", out)
+	}
+	cli("hold", "release", sold.ID)
+	for deadline := time.Now().Add(10 * time.Second); en.Status != holdfast.WaitlistOffered; time.Sleep(50 * time.Millisecond) { // polling, as a buyer's page does
+		if time.Now().After(deadline) {
+			t.Fatalf("never offered: %+v", en)
+		}
+		if err := json.Unmarshal([]byte(cli("waitlist", "show", "last", en.ID)), &en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := cli("hold", "confirm", en.HoldID); !strings.Contains(out, `"confirmed"`) {
+		t.Fatalf("confirming the offer: %s", out)
+	}
+	if code, _, errOut := runCmd(t, "hold", "create", "--holder", "bob", "--pool", "last:1", "--server", base, "--key", admin); code != 1 || !strings.Contains(errOut, "sold_out") {
+		t.Fatalf("a new buyer after the offer: %d %s", code, errOut)
+	}
+}
