@@ -35,6 +35,9 @@ type Room struct {
 	Waiting int64 `json:"waiting"`
 	Inside  int64 `json:"inside"`
 	SoldOut bool  `json:"sold_out"`
+	// AdmittedThrough is the rank of the last place admitted: a ranked
+	// waiting place's position is its Rank less this.
+	AdmittedThrough int64 `json:"-"`
 }
 
 // TicketStatus is where a place in a room stands.
@@ -68,6 +71,9 @@ type RoomTicket struct {
 	// HoldID is the hold the admission was used for.
 	HoldID string `json:"hold_id,omitempty"`
 	Owner  string `json:"-"`
+	// Rank is the place's number in the queue once the room opened (0
+	// before).
+	Rank int64 `json:"-"`
 }
 
 // RoomStore keeps waiting rooms.

@@ -51,6 +51,7 @@ var operationIDs = map[string]string{
 	"POST /v1/rooms/{id}/join":                           "joinRoom",
 	"GET /v1/rooms/{id}/tickets/{ticket}":                "getRoomTicket",
 	"GET /v1/webhooks/{id}/deliveries":                   "listDeliveries",
+	"GET /v1/rooms/{id}/tickets/{ticket}/stream":         "streamRoomTicket",
 	"POST /v1/pools/{id}/waitlist":                       "joinWaitlist",
 	"GET /v1/pools/{id}/waitlist":                        "listWaitlist",
 	"GET /v1/pools/{id}/waitlist/{entry}":                "getWaitlistEntry",
@@ -278,6 +279,12 @@ func openAPIDoc() obj {
 			"/v1/rooms/{id}/tickets/{ticket}": obj{
 				"get": withParams(op("A place: status, position and estimated wait; when admitted, the admission to hold with (another key's ticket is 404)", "200", ref("RoomTicket"), nil, "404"),
 					idParam, obj{"name": "ticket", "in": "path", "required": true, "schema": str("")}),
+			},
+			"/v1/rooms/{id}/tickets/{ticket}/stream": obj{
+				"get": obj{"summary": "A place, live, as server-sent events: a ticket event (the RoomTicket as JSON) now and at every change of position or status, until the place is no longer waiting (the last carries the admission, or sold_out). One read of the room per server feeds every stream on it.",
+					"parameters": []obj{idParam, {"name": "ticket", "in": "path", "required": true, "schema": str("")}},
+					"responses": merge(obj{"200": obj{"description": "text/event-stream: event ticket, data a RoomTicket",
+						"content": obj{"text/event-stream": obj{"schema": obj{"type": "string"}}}}}, problems("401", "404", "429"))},
 			},
 			"/v1/pools/{id}/waitlist": obj{
 				"post": withParams(op("Join a pool's waitlist: capacity that comes back is offered to the list in order, as a hold for the holder (offer_ttl_seconds), before any new buyer; the same entry on every call while it waits or is offered", "201", ref("WaitlistEntry"),

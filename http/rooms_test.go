@@ -1,11 +1,16 @@
 package http_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
 )
 
@@ -101,5 +106,67 @@ func TestWaitlistAPI(t *testing.T) {
 			t.Fatalf("after the confirm: %+v", e)
 		}
 		alice.want(t, "DELETE", "/v1/pools/gala/waitlist/"+e.ID, "", 409, holdfast.CodeConflict)
+	})
+}
+
+// A joiner follows a place live: the stream tells the position as it
+// moves, then the admission, then ends.
+func TestTicketStream(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		alice, mallory := newKey(t, admin, "shop"), newKey(t, admin, "other")
+		admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":5}`, 201, "")
+		opens := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+		admin.want(t, "POST", "/v1/rooms", `{"id":"r","pools":["gala"],"opens_at":"`+opens+`","admit_per_second":100,"admit_ttl_seconds":60,"max_inside":1}`, 201, "")
+		var tk holdfast.RoomTicket
+		for _, h := range []string{"a", "b", "c"} {
+			alice.want(t, "POST", "/v1/rooms/r/join", `{"holder":"`+h+`"}`, 202, "").decode(t, &tk)
+		}
+		mallory.want(t, "GET", "/v1/rooms/r/tickets/"+tk.Ticket+"/stream", "", 404, holdfast.CodeNotFound)
+		req, _ := http.NewRequest("GET", alice.base+"/v1/rooms/r/tickets/"+tk.Ticket+"/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+alice.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		sc := bufio.NewScanner(resp.Body)
+		next := func() (holdfast.RoomTicket, bool) {
+			t.Helper()
+			for sc.Scan() {
+				if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					var got holdfast.RoomTicket
+					if err := json.Unmarshal([]byte(data), &got); err != nil {
+						t.Fatal(err)
+					}
+					return got, true
+				}
+			}
+			return holdfast.RoomTicket{}, false
+		}
+		admit := func() {
+			t.Helper()
+			if _, err := s.AdmitRooms(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, _ := next(); got.Position != 3 || got.Status != holdfast.TicketWaiting {
+			t.Fatalf("first event: %+v", got)
+		}
+		admit() // a goes in; max_inside 1 keeps b and c out
+		if got, _ := next(); got.Position != 2 || got.Status != holdfast.TicketWaiting {
+			t.Fatalf("after one admission: %+v", got)
+		}
+		holdfasttest.MustExec(t, s, `UPDATE rooms SET max_inside = 10 WHERE id = 'r'`)
+		admit()
+		if got, _ := next(); got.Status != holdfast.TicketAdmitted || got.Admission == "" {
+			t.Fatalf("after the turn came: %+v", got)
+		}
+		if got, more := next(); more {
+			t.Fatalf("the stream went on after the admission: %+v", got)
+		}
 	})
 }

@@ -81,6 +81,8 @@ type Server struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	// streams counts the open event streams, per principal and in all.
+	// roomWatch shares room reads among ticket streams.
+	roomWatch roomWatch
 	streamsMu sync.Mutex
 	streams   map[string]int
 	streamsN  int
@@ -542,6 +544,19 @@ func (s *Server) routes() {
 		}
 		defer done()
 		s.eventStream(w, r, p)
+	})
+	s.patterns = append(s.patterns, "GET /v1/rooms/{id}/tickets/{ticket}/stream")
+	s.mux.HandleFunc("GET /v1/rooms/{id}/tickets/{ticket}/stream", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.guard(r); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		p, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		s.ticketStream(w, r, p)
 	})
 	s.webRoutes()
 

@@ -96,10 +96,10 @@ func (s *Store) Room(ctx context.Context, id string) (holdfast.Room, error) {
 func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, error) {
 	var r holdfast.Room
 	var opens, ttl, created int64
-	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, sold_out, created_at,
+	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, sold_out, created_at, admitted_through,
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'waiting'),
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'admitted')
-		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.SoldOut, &created, &r.Waiting, &r.Inside)
+		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.SoldOut, &created, &r.AdmittedThrough, &r.Waiting, &r.Inside)
 	if err != nil {
 		return r, err
 	}
@@ -289,13 +289,14 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 	var opensIn, ahead int64
 	// Ranked (from opening on), a position is one subtraction; before
 	// opening, it is counted (an index range of the places before it).
-	found, err := queryRow(ctx, q, `SELECT t.ticket, t.room_id, t.holder, t.owner, t.status, t.token, t.expires_at, t.hold_id,
+	var rank *int64
+	found, err := queryRow(ctx, q, `SELECT t.ticket, t.room_id, t.holder, t.owner, t.status, t.token, t.expires_at, t.hold_id, t.rank,
 		r.admit_per_second, r.opens_at - holdfast_now_ms(),
 		CASE WHEN t.status <> 'waiting' THEN -1
 			WHEN t.rank IS NOT NULL THEN t.rank - r.admitted_through - 1
 			ELSE (SELECT COUNT(*) FROM room_tickets o WHERE o.room_id = t.room_id AND o.status = 'waiting' AND o.place < t.place) END
 		FROM room_tickets t JOIN rooms r ON r.id = t.room_id WHERE t.ticket = $1 AND t.room_id = $2`, []any{ticket, room},
-		&t.Ticket, &t.Room, &t.Holder, &t.Owner, &status, &token, &expires, &holdID, &rate, &opensIn, &ahead)
+		&t.Ticket, &t.Room, &t.Holder, &t.Owner, &status, &token, &expires, &holdID, &rank, &rate, &opensIn, &ahead)
 	if err != nil {
 		return t, err
 	}
@@ -303,6 +304,9 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 		return t, holdfast.Errorf(holdfast.CodeNotFound, "ticket %q not found in room %q", ticket, room)
 	}
 	t.Status = holdfast.TicketStatus(status)
+	if rank != nil {
+		t.Rank = *rank
+	}
 	if ahead >= 0 {
 		t.Position = ahead + 1
 		t.EstimatedWaitSeconds = math.Round((float64(ahead)/rate+max(0, float64(opensIn)/1000))*10) / 10
