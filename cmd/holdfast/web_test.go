@@ -203,3 +203,53 @@ func TestWebPageWithKey(t *testing.T) {
 		}
 	}
 }
+
+// The queue and the waitlist on the page: a hold on a sale behind a
+// waiting room points to its queue, the visitor joins, is told their turn
+// and holds; on a sold-out pool the visitor joins the waitlist, and what
+// comes back shows as their hold, which they confirm.
+func TestWebPageQueueAndWaitlist(t *testing.T) {
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	ctx := context.Background()
+	c := hfhttp.NewClient(base, "")
+	for _, p := range []holdfast.Pool{{ID: "gated", Capacity: 5}, {ID: "last", Capacity: 1, OfferTTLSeconds: 120}} {
+		if _, err := c.CreatePool(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CreateRoom(ctx, holdfast.Room{ID: "gala-room", Pools: []string{"gated"}, OpensAt: time.Now().Add(-time.Second),
+		AdmitPerSecond: 50, AdmitTTLSeconds: 60, MaxInside: 10}); err != nil {
+		t.Fatal(err)
+	}
+	sold, err := c.Hold(ctx, holdfast.HoldRequest{Holder: "mallory", Lines: []holdfast.Line{{Pool: "last", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := browser(t)
+	do(t, b, 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#pools .pool[data-pool="gated"] button`, chromedp.ByQuery))
+
+	// The gated sale: refused, pointed to the room, queue, turn, hold.
+	var room string
+	do(t, b, 10*time.Second, clickLive(`#pools .pool[data-pool="gated"] button`), chromedp.WaitVisible(`#status.error`, chromedp.ByQuery),
+		chromedp.Value(`#room`, &room, chromedp.ByQuery))
+	if room != "gala-room" {
+		t.Fatalf("the refusal filled in room %q", room)
+	}
+	do(t, b, 10*time.Second, chromedp.Click(`#room-form button`, chromedp.ByQuery), chromedp.WaitVisible(`#queue-status.turn`, chromedp.ByQuery),
+		clickLive(`#pools .pool[data-pool="gated"] button`), chromedp.WaitVisible(`#mine li button[aria-label="Confirm 1 of gated"]`, chromedp.ByQuery))
+
+	// The sold-out pool: waitlist, offer, confirm.
+	do(t, b, 10*time.Second, clickLive(`#pools .pool[data-pool="last"] button[aria-label="Join the waitlist for last"]`),
+		chromedp.WaitVisible(`#waitlists li[data-status="waiting"]`, chromedp.ByQuery))
+	if _, err := c.Release(ctx, sold.ID); err != nil {
+		t.Fatal(err)
+	}
+	do(t, b, 15*time.Second, chromedp.WaitVisible(`#waitlists li[data-status="offered"]`, chromedp.ByQuery),
+		clickLive(`#mine li button[aria-label="Confirm 1 of last"]`), chromedp.WaitVisible(`#mine li[data-status="confirmed"]`, chromedp.ByQuery))
+	p, err := c.Pool(ctx, "last")
+	if err != nil || p.Confirmed != 1 || p.Waitlisted != 0 {
+		t.Fatalf("the pool after the page's confirm: %+v, %v", p, err)
+	}
+	screenshot(t, b, "queue-and-waitlist")
+}

@@ -1,7 +1,7 @@
 // holdfast's page: pools, a live seat map, the race, health — all through
 // the public API, with the key the user enters (kept in session storage).
 const $ = (id) => document.getElementById(id);
-const state = { selected: new Set(), mine: new Map(), events: 0, expired: 0, recent: [] };
+const state = { selected: new Set(), mine: new Map(), events: 0, expired: 0, recent: [], admission: null, ticket: null, waitlist: new Map() };
 
 function key() { return sessionStorage.getItem('holdfast-key') || ''; }
 function holder() {
@@ -16,10 +16,24 @@ async function api(method, path, body, { idempotent = true } = {}) {
   const headers = { 'Content-Type': 'application/json' };
   if (key()) headers.Authorization = 'Bearer ' + key();
   if (method === 'POST' && idempotent) headers['Idempotency-Key'] = crypto.randomUUID();
+  // A hold carries the waiting room's admission once the queue let us in.
+  if (path === '/v1/holds' && state.admission) headers['Holdfast-Admission'] = state.admission.token;
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) { const e = new Error(data.detail || data.title || res.statusText); e.code = data.code; e.status = res.status; throw e; }
+  if (!res.ok) { const e = new Error(data.detail || data.title || res.statusText); e.code = data.code; e.status = res.status; e.room = data.room; throw e; }
   return data;
+}
+
+// refused explains a refused hold; a sale behind a waiting room points to
+// its queue.
+function refused(e) {
+  if (e.code === 'admission_required' && e.room) {
+    $('room').value = e.room;
+    say(`This sale is behind the waiting room "${e.room}": join its queue below.`, true);
+    return;
+  }
+  if (e.code === 'admission_invalid') state.admission = null;
+  say(e.code === 'unavailable' ? `Taken: ${e.message}` : e.message, true);
 }
 
 function say(msg, error) {
@@ -37,9 +51,25 @@ async function loadPools() {
     const pct = (n) => (p.capacity ? (100 * n) / p.capacity : 0) + '%';
     const limit = p.per_holder_limit ? `, at most ${p.per_holder_limit} per holder` : '';
     div.innerHTML = `<strong></strong> <span class="nums"></span>
-      <div class="bar" role="img"><span class="c"></span><span class="h"></span><span class="a"></span></div>`;
+      <div class="bar" role="img"><span class="c"></span><span class="h"></span><span class="a"></span></div>
+      <p class="actions"></p>`;
     div.querySelector('strong').textContent = p.name || p.id;
-    div.querySelector('.nums').textContent = `${p.confirmed} confirmed, ${p.held} held, ${p.available} available of ${p.capacity}${limit}`;
+    const waiting = p.waitlisted ? `, ${p.waitlisted} asked for on the waitlist` : '';
+    div.querySelector('.nums').textContent = `${p.confirmed} confirmed, ${p.held} held, ${p.available} available of ${p.capacity}${limit}${waiting}`;
+    const act = document.createElement('button');
+    act.type = 'button';
+    if (p.available > 0) {
+      act.textContent = 'Hold 1';
+      act.setAttribute('aria-label', `Hold 1 of ${p.name || p.id}`);
+      act.addEventListener('click', () => holdPool(p.id));
+    } else {
+      const entry = state.waitlist.get(p.id);
+      act.textContent = entry ? 'On the waitlist' : 'Join the waitlist';
+      act.disabled = !!entry;
+      act.setAttribute('aria-label', `${act.textContent} for ${p.name || p.id}`);
+      act.addEventListener('click', () => joinWaitlist(p.id));
+    }
+    div.querySelector('.actions').append(act);
     div.querySelector('.bar').setAttribute('aria-label', div.querySelector('.nums').textContent);
     div.querySelector('.c').style.width = pct(p.confirmed);
     div.querySelector('.h').style.width = pct(p.held);
@@ -114,7 +144,7 @@ async function holdSelected() {
     state.selected.clear();
     say(`Held ${h.lines[0].units.join(', ')} until ${new Date(h.expires_at).toLocaleTimeString()}.`);
   } catch (e) {
-    say(e.code === 'unavailable' ? `Taken: ${e.message}` : e.message, true);
+    refused(e);
     state.selected.clear();
   }
   showSelection();
@@ -128,7 +158,7 @@ function renderMine() {
   const ul = $('mine');
   const old = new Map([...ul.children].map((li) => [li.dataset.hold + '/' + li.dataset.status, li]));
   ul.replaceChildren(...[...state.mine.values()].map((h) => {
-    const units = h.lines.flatMap((l) => l.units || []).join(', ');
+    const units = h.lines.map((l) => (l.units ? l.units.join(', ') : `${l.quantity} of ${l.pool}`)).join(', ');
     const left = Math.max(0, Math.round((new Date(h.expires_at) - Date.now()) / 1000));
     const label = h.status === 'held' ? `${units}: held, ${left}s left ` : `${units}: ${h.status} `;
     const kept = old.get(h.id + '/' + h.status);
@@ -194,8 +224,127 @@ async function listen() {
     soon();
   };
   for (const t of ['hold.created', 'hold.confirmed', 'hold.released', 'hold.extended', 'hold.expired', 'hold.cancelled',
-    'hold.completed', 'pool.created', 'pool.changed', 'group.created', 'group.units_added']) es.addEventListener(t, onEvent);
+    'hold.completed', 'pool.created', 'pool.changed', 'group.created', 'group.units_added', 'group.changed',
+    'waitlist.offered', 'waitlist.expired']) es.addEventListener(t, onEvent);
   return es;
+}
+
+async function holdPool(pool) {
+  const ttl = parseInt($('ttl').value, 10) || 120;
+  try {
+    const h = await api('POST', '/v1/holds', { holder: holder(), ttl_seconds: ttl, lines: [{ pool, quantity: 1 }] });
+    state.mine.set(h.id, h);
+    if (state.admission) { state.admission = null; showTicket(); }
+    say(`Held 1 of ${pool} until ${new Date(h.expires_at).toLocaleTimeString()}.`);
+  } catch (e) { refused(e); }
+  await refresh();
+}
+
+// ---- the waiting room ----
+
+// showTicket tells the visitor where they stand: position and wait, or
+// that it is their turn (and until when), or that it sold out.
+function showTicket() {
+  const t = state.ticket;
+  const s = $('queue-status');
+  s.className = '';
+  if (!t) { s.textContent = 'Not in a queue.'; return; }
+  if (t.status === 'waiting') {
+    s.textContent = `In the queue for "${t.room}": position ${t.position}, about ${Math.ceil(t.estimated_wait_seconds)} s to wait.`;
+  } else if (t.status === 'admitted' && state.admission) {
+    s.textContent = `Your turn! Hold your tickets before ${new Date(t.admission_expires_at).toLocaleTimeString()}.`;
+    s.className = 'turn';
+  } else if (t.status === 'sold_out') {
+    s.textContent = `"${t.room}" sold out. A pool's waitlist may still get you in: see the pools above.`;
+  } else {
+    s.textContent = `Done with "${t.room}".`;
+  }
+}
+
+function onTicket(t) {
+  state.ticket = t;
+  if (t.status === 'admitted' && t.admission && !t.hold_id) state.admission = { room: t.room, token: t.admission };
+  showTicket();
+}
+
+// followTicket follows the place live: the ticket's event stream (open
+// mode: EventSource sends no key), or a poll every two seconds.
+let ticketStream = null;
+let ticketPoll = null;
+function followTicket(t) {
+  if (ticketStream) ticketStream.close();
+  clearInterval(ticketPoll);
+  onTicket(t);
+  if (t.status !== 'waiting') return;
+  const path = `/v1/rooms/${encodeURIComponent(t.room)}/tickets/${encodeURIComponent(t.ticket)}`;
+  if (!key()) {
+    ticketStream = new EventSource(path + '/stream');
+    ticketStream.addEventListener('ticket', (ev) => {
+      const next = JSON.parse(ev.data);
+      onTicket(next);
+      if (next.status !== 'waiting') ticketStream.close();
+    });
+    return;
+  }
+  ticketPoll = setInterval(async () => {
+    try {
+      const next = await api('GET', path);
+      onTicket(next);
+      if (next.status !== 'waiting') clearInterval(ticketPoll);
+    } catch (e) { say(e.message, true); }
+  }, 2000);
+}
+
+async function joinRoom() {
+  const room = $('room').value.trim();
+  if (!room) { say('Name the waiting room first.', true); return; }
+  try { followTicket(await api('POST', `/v1/rooms/${encodeURIComponent(room)}/join`, { holder: holder() })); }
+  catch (e) { say(e.message, true); }
+}
+
+// ---- waitlists ----
+
+async function joinWaitlist(pool) {
+  try {
+    const e = await api('POST', `/v1/pools/${encodeURIComponent(pool)}/waitlist`, { holder: holder(), quantity: 1 });
+    state.waitlist.set(pool, e);
+    say(`On the waitlist for ${pool}, position ${e.position}.`);
+  } catch (e) { say(e.message, true); }
+  renderWaitlists();
+  await refresh();
+}
+
+// checkWaitlists reads one's entries; an offer becomes one of one's holds.
+async function checkWaitlists() {
+  for (const [pool, e] of state.waitlist) {
+    if (e.status !== 'waiting' && e.status !== 'offered') continue;
+    try {
+      const next = await api('GET', `/v1/pools/${encodeURIComponent(pool)}/waitlist/${encodeURIComponent(e.id)}`);
+      if (next.hold_id && !state.mine.has(next.hold_id)) {
+        state.mine.set(next.hold_id, await api('GET', `/v1/holds/${encodeURIComponent(next.hold_id)}`));
+        say(`Your turn for ${pool}: 1 is held for you until ${new Date(next.offer_expires_at).toLocaleTimeString()}. Confirm it under "Your holds".`);
+      }
+      state.waitlist.set(pool, next);
+    } catch (err) { say(err.message, true); }
+  }
+  renderWaitlists();
+}
+
+function renderWaitlists() {
+  $('waitlists').replaceChildren(...[...state.waitlist.values()].map((e) => {
+    const li = document.createElement('li');
+    li.dataset.entry = e.id;
+    li.dataset.status = e.status;
+    li.textContent = {
+      waiting: `Waitlist for ${e.pool}: position ${e.position}.`,
+      offered: `Your turn for ${e.pool}: held for you until ${e.offer_expires_at ? new Date(e.offer_expires_at).toLocaleTimeString() : '…'}.`,
+      confirmed: `Waitlist for ${e.pool}: bought.`,
+      expired: `Waitlist for ${e.pool}: the offer lapsed${e.reason ? ' (' + e.reason + ')' : ''}.`,
+      released: `Waitlist for ${e.pool}: offer released.`,
+      left: `Left the waitlist for ${e.pool}.`,
+    }[e.status] || e.status;
+    return li;
+  }));
 }
 
 async function race() {
@@ -243,6 +392,7 @@ $('auth').addEventListener('submit', (e) => {
 $('group-form').addEventListener('submit', (e) => { e.preventDefault(); state.selected.clear(); showSelection(); refresh(); });
 $('hold').addEventListener('click', holdSelected);
 $('race').addEventListener('click', race);
+$('room-form').addEventListener('submit', (e) => { e.preventDefault(); joinRoom(); });
 $('audit-run').addEventListener('click', audit);
 setInterval(() => {
   const now = Date.now();
@@ -250,5 +400,6 @@ setInterval(() => {
   $('rate').textContent = state.recent.length;
   for (const h of state.mine.values()) if (h.status === 'held' && new Date(h.expires_at) <= now) { h.status = 'expired'; soon(); }
   renderMine();
+  if (now % 2000 < 1000) checkWaitlists();
 }, 1000);
 start();

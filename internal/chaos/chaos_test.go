@@ -64,6 +64,9 @@ type scenario struct {
 	// webhooks: a flaky receiver gets every event, and the storm's
 	// deliveries are checked after it.
 	webhooks bool
+	// queue: a sale behind a waiting room runs beside the storm, and its
+	// places and admissions are checked after it.
+	queue bool
 }
 
 var scenarios = []scenario{
@@ -102,6 +105,12 @@ var scenarios = []scenario{
 	}},
 	{name: "webhooks", strategy: "atomic", webhooks: true, faults: func(h *harness, d time.Duration) {
 		for _, at := range []float64{0.3, 0.65} {
+			h.at(d, at)
+			h.kill9(h.randomInstance())
+		}
+	}},
+	{name: "queue", strategy: "atomic", queue: true, faults: func(h *harness, d time.Duration) {
+		for _, at := range []float64{0.25, 0.45, 0.7} {
 			h.at(d, at)
 			h.kill9(h.randomInstance())
 		}
@@ -361,6 +370,16 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		length = time.Duration(sc.length * float64(d))
 	}
 	h.stormStart = time.Now()
+	var queue *queueRun
+	stopQueue := func() {}
+	if sc.queue {
+		conn, err := pgx.Connect(ctx, h.pg.url(dbName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		queue, stopQueue = h.startQueue(ctx, urls, length, conn)
+	}
 	stormCtx, stop := context.WithTimeout(ctx, length)
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -372,6 +391,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	<-stormCtx.Done()
 	stop()
 	wg.Wait()
+	stopQueue()
 	h.recovered()
 
 	// Checks, on PostgreSQL directly (not through the proxies).
@@ -425,6 +445,12 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		t.Fatal(err)
 	}
 	r.dbBad = append(r.dbBad, bad...)
+	if queue != nil {
+		bad, summary := checkQueue(ctx, conn, queue)
+		r.dbBad = append(r.dbBad, bad...)
+		t.Log(summary)
+		r.faults = append(r.faults, summary)
+	}
 	if receiver != nil {
 		bad, summary := checkWebhooks(ctx, conn, receiver, webhooksFrom)
 		r.dbBad = append(r.dbBad, bad...)
