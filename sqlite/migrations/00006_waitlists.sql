@@ -7,6 +7,8 @@
 -- reservation never lapses in between.
 ALTER TABLE pools ADD COLUMN waitlisted bigint NOT NULL DEFAULT 0 CHECK (waitlisted >= 0);
 ALTER TABLE pools ADD COLUMN offer_ttl_ms bigint NOT NULL DEFAULT 0 CHECK (offer_ttl_ms >= 0);
+-- Every server looks for pools with a line every 100 ms.
+CREATE INDEX pools_waitlisted ON pools (id) WHERE waitlisted > 0;
 -- seq orders a pool's entries: taken with the pool's row locked (the
 -- join's update of waitlisted), so two joins never share one.
 CREATE TABLE waitlist_entries (
@@ -31,5 +33,6 @@ CREATE INDEX waitlist_entries_offered ON waitlist_entries (pool_id) WHERE status
 
 -- +goose Down
 DROP TABLE waitlist_entries;
+DROP INDEX pools_waitlisted;
 ALTER TABLE pools DROP COLUMN offer_ttl_ms;
 ALTER TABLE pools DROP COLUMN waitlisted;
