@@ -166,11 +166,35 @@ func testWaitlist(t *testing.T, h Harness) {
 	if p := MustPool(t, s, "p"); p.Waitlisted != 0 {
 		t.Fatalf("waitlisted %d after leaving, want 0", p.Waitlisted)
 	}
-	for typ, want := range map[holdfast.EventType]int64{holdfast.EventWaitlistOffered: 3, holdfast.EventWaitlistExpired: 1} {
+	// Capacity lowered below an entry's ask since it joined: it ends, and
+	// does not hold the line for good.
+	MustCreatePool(t, s, "shrink", 3, 0)
+	all := MustHold(t, s, "x", holdfast.Line{Pool: "shrink", Quantity: 3})
+	big := mustJoinWaitlist(t, s, "shrink", "big", 3)
+	small := mustJoinWaitlist(t, s, "shrink", "small", 1)
+	if _, err := s.Release(ctx, all.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetCapacity(ctx, "shrink", 2); err != nil {
+		t.Fatal(err)
+	}
+	mustOffer(t, s)
+	if e := wantEntry(t, s, big, holdfast.WaitlistExpired, 0); e.Reason == "" {
+		t.Fatal("an entry ended without a reason")
+	}
+	wantEntry(t, s, small, holdfast.WaitlistOffered, 0)
+	for typ, want := range map[holdfast.EventType]int64{holdfast.EventWaitlistOffered: 4, holdfast.EventWaitlistExpired: 2} {
 		if n := MustCount(t, s, `SELECT COUNT(*) FROM events WHERE type = $1`, string(typ)); n != want {
 			t.Fatalf("%d %s events, want %d", n, typ, want)
 		}
 	}
+	// A purge of ended holds takes the ended entries with them.
+	MustExec(t, s, `UPDATE holds SET updated_at = updated_at - 86400000 WHERE id = $1`, o1.HoldID)
+	if _, err := s.Purge(ctx, holdfast.Retention{Holds: time.Hour}); err != nil {
+		t.Fatalf("Purge with a lapsed offer: %v", err)
+	}
+	_, err = s.WaitlistEntry(ctx, "p", w1.ID)
+	wantCode(t, err, holdfast.CodeNotFound, -1)
 	MustAuditClean(t, s)
 }
 

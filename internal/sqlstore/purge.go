@@ -125,6 +125,14 @@ func (s *Store) purgeHolds(ctx context.Context, keep time.Duration) (int, error)
 		if _, err := tx.Exec(ctx, `DELETE FROM holds WHERE id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
 			return err
 		}
+		// Waitlist entries end with their offers (and those that ended
+		// without one, as old): what is left is the line and the sales.
+		if _, err := ExecAll(ctx, tx, []Stmt{
+			{`DELETE FROM waitlist_entries WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND status IN ('expired', 'released')`, []any{list}},
+			{`DELETE FROM waitlist_entries WHERE hold_id IS NULL AND status IN ('expired', 'left') AND updated_at < holdfast_now_ms() - $1`, []any{keep.Milliseconds()}},
+		}); err != nil {
+			return err
+		}
 		n = len(ids)
 		return nil
 	})

@@ -216,8 +216,8 @@ func (s *Store) OfferWaitlists(ctx context.Context) (int, error) {
 
 // settleOffers closes the pool's offers whose holds ended.
 func (s *Store) settleOffers(ctx context.Context, pool string) error {
-	ids, err := queryStrings(ctx, s.db, `SELECT e.id FROM waitlist_entries e JOIN holds h ON h.id = e.hold_id
-		WHERE e.pool_id = $1 AND e.status = 'offered' AND h.status <> 'held' ORDER BY e.seq`, pool)
+	ids, err := queryStrings(ctx, s.db, `SELECT e.id FROM waitlist_entries e LEFT JOIN holds h ON h.id = e.hold_id
+		WHERE e.pool_id = $1 AND e.status = 'offered' AND (h.status IS NULL OR h.status <> 'held') ORDER BY e.seq`, pool)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,8 @@ func (s *Store) settleOffers(ctx context.Context, pool string) error {
 // another server settled the entry first.
 func (s *Store) settleOffer(ctx context.Context, tx Querier, id string) (bool, error) {
 	var hold, status string
-	found, err := queryRow(ctx, tx, `SELECT h.id, h.status FROM waitlist_entries e JOIN holds h ON h.id = e.hold_id
+	// A hold purged already ended long ago, unconfirmed.
+	found, err := queryRow(ctx, tx, `SELECT e.hold_id, COALESCE(h.status, 'expired') FROM waitlist_entries e LEFT JOIN holds h ON h.id = e.hold_id
 		WHERE e.id = $1 AND e.status = 'offered'`, []any{id}, &hold, &status)
 	if err != nil || !found {
 		return false, err
@@ -280,16 +281,26 @@ var errOfferTaken = errors.New("sqlstore: the entry was offered meanwhile")
 func (s *Store) offer(ctx context.Context, pool string) (int, error) {
 	type head struct {
 		id, holder, owner, quotaKey string
-		quantity, ttl               int64
+		quantity, ttl, capacity     int64
 	}
 	offered := 0
 	for offered < offersPerTick {
 		var h head
-		found, err := queryRow(ctx, s.db, `SELECT e.id, e.holder, e.owner, e.quota_key, e.quantity, p.offer_ttl_ms
+		found, err := queryRow(ctx, s.db, `SELECT e.id, e.holder, e.owner, e.quota_key, e.quantity, p.offer_ttl_ms, p.capacity
 			FROM waitlist_entries e JOIN pools p ON p.id = e.pool_id WHERE e.pool_id = $1 AND e.status = 'waiting' ORDER BY e.seq LIMIT 1`,
-			[]any{pool}, &h.id, &h.holder, &h.owner, &h.quotaKey, &h.quantity, &h.ttl)
+			[]any{pool}, &h.id, &h.holder, &h.owner, &h.quotaKey, &h.quantity, &h.ttl, &h.capacity)
 		if err != nil || !found {
 			return offered, err
+		}
+		if h.quantity > h.capacity {
+			// The capacity was lowered below the ask since it joined: it
+			// could never be served, and would hold the line for good.
+			if err := s.db.Transact(ctx, func(tx Querier) error {
+				return s.dropEntry(ctx, tx, h.id, pool, h.quantity, fmt.Sprintf("asks for %d, more than the pool's capacity of %d", h.quantity, h.capacity))
+			}); err != nil {
+				return offered, err
+			}
+			continue
 		}
 		ttl := time.Duration(h.ttl) * time.Millisecond
 		if ttl == 0 {

@@ -20,7 +20,9 @@ CREATE TABLE waitlist_entries (
     quota_key  text   NOT NULL DEFAULT '',
     quantity   bigint NOT NULL CHECK (quantity > 0),
     status     text   NOT NULL CHECK (status IN ('waiting', 'offered', 'confirmed', 'expired', 'released', 'left')),
-    hold_id    text   REFERENCES holds (id),
+    -- The offer's hold; no foreign key: a purge of ended holds takes
+    -- the ended entries with them.
+    hold_id    text,
     reason     text   NOT NULL DEFAULT '',
     created_at bigint NOT NULL,
     updated_at bigint NOT NULL
