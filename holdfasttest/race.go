@@ -40,6 +40,25 @@ func (o *outcomes) add(err error) {
 	}
 }
 
+// untilStopped runs fn again and again in a goroutine of wg's, until stop
+// is closed or fn returns false.
+func untilStopped(wg *sync.WaitGroup, stop <-chan struct{}, fn func() bool) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !fn() {
+				return
+			}
+		}
+	}()
+}
+
 // storm runs fn(i) for i in [0, n) in n goroutines released at once, and
 // waits for all of them.
 func storm(n int, fn func(i int)) {
@@ -278,21 +297,13 @@ func raceConfirmVsExpiry(t *testing.T, h Harness) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for k := range stores {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := stores[k].ExpireDue(ctx, 10); err != nil {
-					t.Errorf("ExpireDue: %v", err)
-					return
-				}
+		untilStopped(&wg, stop, func() bool {
+			if _, err := stores[k].ExpireDue(ctx, 10); err != nil {
+				t.Errorf("ExpireDue: %v", err)
+				return false
 			}
-		}()
+			return true
+		})
 	}
 	storm(n, func(i int) {
 		time.Sleep(time.Duration(i%40) * time.Millisecond) // spread confirms across the expiries (timing, not synchronisation)

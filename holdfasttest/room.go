@@ -245,21 +245,13 @@ func raceRoomAdmission(t *testing.T, h Harness) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for k := range stores {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := stores[k].AdmitRooms(ctx); err != nil {
-					t.Errorf("AdmitRooms: %v", err)
-					return
-				}
+		untilStopped(&wg, stop, func() bool {
+			if _, err := stores[k].AdmitRooms(ctx); err != nil {
+				t.Errorf("AdmitRooms: %v", err)
+				return false
 			}
-		}()
+			return true
+		})
 	}
 	// 160 joins of 80 holders, each holder twice at once on two servers:
 	// one place each.

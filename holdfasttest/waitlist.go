@@ -218,22 +218,7 @@ func raceWaitlist(t *testing.T, h Harness) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var bought atomic.Int64
-	loop := func(fn func() bool) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if !fn() {
-					return
-				}
-			}
-		}()
-	}
+	loop := func(fn func() bool) { untilStopped(&wg, stop, fn) }
 	for k := range stores {
 		loop(func() bool {
 			if _, err := stores[k].OfferWaitlists(ctx); err != nil {

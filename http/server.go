@@ -400,6 +400,28 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 
 func newToken() string { return randomString(16) }
 
+// stream routes a long-lived answer (server-sent events): guarded and
+// authenticated as any route, but written by fn itself, not as one JSON
+// answer.
+func (s *Server) stream(pattern string, adminOnly bool, fn func(http.ResponseWriter, *http.Request, principal)) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := s.guard(r); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		p, err := s.authenticate(r)
+		if err == nil && adminOnly && p.role != holdfast.RoleAdmin {
+			err = holdfast.Errorf(CodeForbidden, "this needs the admin key")
+		}
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		fn(w, r, p)
+	})
+}
+
 func successStatus(r *http.Request) int {
 	switch {
 	case r.Method == http.MethodPost && createRoutes[r.Pattern]:
@@ -522,20 +544,7 @@ func (s *Server) routes() {
 	s.handle("DELETE /v1/pools/{id}/waitlist/{entry}", client, s.leaveWaitlist)
 	s.handle("GET /v1/audit", admin, s.audit)
 	s.handle("POST /v1/lab/race", admin, s.race)
-	s.patterns = append(s.patterns, "GET /v1/events/stream")
-	s.mux.HandleFunc("GET /v1/events/stream", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.guard(r); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		p, err := s.authenticate(r)
-		if err == nil && p.role != holdfast.RoleAdmin {
-			err = holdfast.Errorf(CodeForbidden, "this needs the admin key")
-		}
-		if err != nil {
-			s.writeError(w, err)
-			return
-		}
+	s.stream("GET /v1/events/stream", true, func(w http.ResponseWriter, r *http.Request, p principal) {
 		done, err := s.openStream(p)
 		if err != nil {
 			w.Header().Set("Retry-After", "5")
@@ -545,19 +554,7 @@ func (s *Server) routes() {
 		defer done()
 		s.eventStream(w, r, p)
 	})
-	s.patterns = append(s.patterns, "GET /v1/rooms/{id}/tickets/{ticket}/stream")
-	s.mux.HandleFunc("GET /v1/rooms/{id}/tickets/{ticket}/stream", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.guard(r); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		p, err := s.authenticate(r)
-		if err != nil {
-			s.writeError(w, err)
-			return
-		}
-		s.ticketStream(w, r, p)
-	})
+	s.stream("GET /v1/rooms/{id}/tickets/{ticket}/stream", false, s.ticketStream)
 	s.webRoutes()
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -378,14 +378,7 @@ func TestWebhookCLI(t *testing.T) {
 func TestRoomCLI(t *testing.T) {
 	const admin = "an-admin-key-of-some-length"
 	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin, "--demo")
-	cli := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runCmd(t, append(args, "--server", base, "--key", admin, "--json")...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d %s%s", args, code, out, errOut)
-		}
-		return out
-	}
+	cli := adminCLI(t, base, admin)
 	cli("room", "create", "--id", "gala", "--pool", "concert", "--opens-at", time.Now().Add(-time.Second).UTC().Format(time.RFC3339), "--admit-per-second", "50", "--max-inside", "5")
 	if code, _, errOut := runCmd(t, "hold", "create", "--holder", "alice", "--pool", "concert:1", "--server", base, "--key", admin); code != 1 || !strings.Contains(errOut, "admission_required") {
 		t.Fatalf("a hold without an admission: %d %s", code, errOut)
@@ -417,14 +410,7 @@ func TestRoomCLI(t *testing.T) {
 func TestWaitlistCLI(t *testing.T) {
 	const admin = "an-admin-key-of-some-length"
 	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin)
-	cli := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runCmd(t, append(args, "--server", base, "--key", admin, "--json")...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d %s%s", args, code, out, errOut)
-		}
-		return out
-	}
+	cli := adminCLI(t, base, admin)
 	cli("pool", "create", "--id", "last", "--capacity", "1", "--offer-ttl", "60")
 	var sold holdfast.Hold
 	if err := json.Unmarshal([]byte(cli("hold", "create", "--holder", "mallory", "--pool", "last:1")), &sold); err != nil {
@@ -451,5 +437,18 @@ func TestWaitlistCLI(t *testing.T) {
 	}
 	if code, _, errOut := runCmd(t, "hold", "create", "--holder", "bob", "--pool", "last:1", "--server", base, "--key", admin); code != 1 || !strings.Contains(errOut, "sold_out") {
 		t.Fatalf("a new buyer after the offer: %d %s", code, errOut)
+	}
+}
+
+// adminCLI runs the CLI against base with the admin key and --json, and
+// fails the test on a non-zero exit.
+func adminCLI(t *testing.T, base, admin string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCmd(t, append(args, "--server", base, "--key", admin, "--json")...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s%s", args, code, out, errOut)
+		}
+		return out
 	}
 }
