@@ -67,6 +67,9 @@ type scenario struct {
 	// queue: a sale behind a waiting room runs beside the storm, and its
 	// places and admissions are checked after it.
 	queue bool
+	// failover: a primary of its own with a synchronous standby; the
+	// servers name both hosts (target_session_attrs=read-write).
+	failover bool
 }
 
 var scenarios = []scenario{
@@ -114,6 +117,10 @@ var scenarios = []scenario{
 			h.at(d, at)
 			h.kill9(h.randomInstance())
 		}
+	}},
+	{name: "failover", strategy: "atomic", failover: true, faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.4)
+		h.failover()
 	}},
 	{name: "clock-skew", strategy: "atomic", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}},
 	{name: "all-at-once", strategy: "redislock", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}, length: 2,
@@ -191,6 +198,7 @@ func TestChaos(t *testing.T) {
 type harness struct {
 	t          *testing.T
 	pg         *postgresServer
+	standby    *postgresServer // the failover scenario's
 	rd         *redisServer
 	px         *proxies
 	bin        string
@@ -238,6 +246,17 @@ func (h *harness) crashPostgres() {
 	h.pg.crash()
 	time.Sleep(2 * time.Second)
 	h.pg.start()
+	h.recovered()
+}
+
+// failover loses the primary as a dead machine does (no shutdown, no
+// checkpoint) and promotes its synchronous standby; the servers find it
+// by themselves among the hosts their URL names.
+func (h *harness) failover() {
+	h.fault("primary crashed (pg_ctl stop -m immediate), its synchronous standby promoted")
+	h.pg.crash()
+	h.standby.promote()
+	h.pg, h.standby = h.standby, nil
 	h.recovered()
 }
 
@@ -312,7 +331,15 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	t := h.t
 	ctx := context.Background()
 	dbName := "chaos_" + strings.ReplaceAll(sc.name, "-", "_")
-	h.pg.createDatabase(ctx, dbName)
+	if sc.failover {
+		shared := h.pg
+		h.pg = startPostgres(t)
+		h.pg.createDatabase(ctx, dbName)
+		h.standby = startStandby(t, h.pg)
+		defer func() { h.pg, h.standby = shared, nil }()
+	} else {
+		h.pg.createDatabase(ctx, dbName)
+	}
 	if err := h.rd.flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +348,14 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		os.Remove(in.logPath)
 		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.addr())
 		in.rdLink = h.px.add(t, fmt.Sprintf("%s-redis-%d", sc.name, i), h.rd.addr())
+		db := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", in.pgLink.Listen, dbName)
+		if h.standby != nil {
+			// Both hosts: pgx connects to the one that takes writes.
+			sbLink := h.px.add(t, fmt.Sprintf("%s-standby-%d", sc.name, i), h.standby.addr())
+			db = fmt.Sprintf("postgres://postgres@%s,%s/%s?sslmode=disable&target_session_attrs=read-write", in.pgLink.Listen, sbLink.Listen, dbName)
+		}
 		in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port),
-			"--db", fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", in.pgLink.Listen, dbName),
+			"--db", db,
 			"--redis", "redis://" + in.rdLink.Listen + "/0", "--strategy", sc.strategy, "--admin-key", adminKey,
 			"--request-timeout", "2s", "--sweep-interval", "250ms", "--db-conns", "12", "--max-hold-ttl", "24h",
 			"--lock-ttl", lockTTL.String()}

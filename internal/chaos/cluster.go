@@ -86,6 +86,15 @@ func pgBinDir(t testing.TB) string {
 }
 
 func startPostgres(t testing.TB) *postgresServer {
+	pg := newPostgresServer(t)
+	pg.cmd("initdb", "-D", pg.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+	pg.start()
+	return pg
+}
+
+// newPostgresServer makes a home for a cluster (owned by the postgres
+// user when running as root) on a free port, removed at the end.
+func newPostgresServer(t testing.TB) *postgresServer {
 	dir, err := os.MkdirTemp("", "holdfast-chaos-pg-")
 	if err != nil {
 		t.Fatal(err)
@@ -107,9 +116,47 @@ func startPostgres(t testing.TB) *postgresServer {
 		pg.ctl("stop", "-m", "immediate")
 		os.RemoveAll(dir)
 	})
-	pg.cmd("initdb", "-D", pg.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-	pg.start()
 	return pg
+}
+
+// startStandby makes a streaming standby of primary (pg_basebackup -R)
+// and starts it; from then on the primary acknowledges a commit only once
+// the standby has it (synchronous_standby_names), as a production pair
+// that must not lose a confirmed booking runs.
+func startStandby(t testing.TB, primary *postgresServer) *postgresServer {
+	sb := newPostgresServer(t)
+	sb.cmd("pg_basebackup", "-D", sb.data, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync")
+	sb.start()
+	// Set after the copy: the standby, once promoted, must not wait for
+	// a standby of its own.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, primary.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{`ALTER SYSTEM SET synchronous_standby_names = '*'`, `SELECT pg_reload_conf()`} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var sync bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync')`).Scan(&sync); err != nil {
+			t.Fatal(err)
+		}
+		if sync {
+			return sb
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("chaos: the standby did not become synchronous within 30 s")
+		}
+	}
+}
+
+// promote makes a standby the primary.
+func (pg *postgresServer) promote() {
+	pg.cmd("pg_ctl", "-D", pg.data, "-w", "promote")
 }
 
 func (pg *postgresServer) cmd(prog string, args ...string) string {
