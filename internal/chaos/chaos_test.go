@@ -23,6 +23,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/pgtest"
 )
 
 var (
@@ -171,7 +172,7 @@ func TestChaos(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building holdfast: %v\n%s", err, out)
 	}
-	pg := startPostgres(t)
+	pg := pgtest.StartCluster(t)
 	rd := startRedis(t)
 	d := stormDuration(t)
 	var results []result
@@ -197,8 +198,8 @@ func TestChaos(t *testing.T) {
 
 type harness struct {
 	t          *testing.T
-	pg         *postgresServer
-	standby    *postgresServer // the failover scenario's
+	pg         *pgtest.Cluster
+	standby    *pgtest.Cluster // the failover scenario's
 	rd         *redisServer
 	px         *proxies
 	bin        string
@@ -243,9 +244,9 @@ func (h *harness) pause(in *instance) {
 
 func (h *harness) crashPostgres() {
 	h.fault("pg_ctl stop -m immediate, 2 s down")
-	h.pg.crash()
+	h.pg.Crash()
 	time.Sleep(2 * time.Second)
-	h.pg.start()
+	h.pg.Start()
 	h.recovered()
 }
 
@@ -254,8 +255,8 @@ func (h *harness) crashPostgres() {
 // by themselves among the hosts their URL names.
 func (h *harness) failover() {
 	h.fault("primary crashed (pg_ctl stop -m immediate), its synchronous standby promoted")
-	h.pg.crash()
-	h.standby.promote()
+	h.pg.Crash()
+	h.standby.Promote()
 	h.pg, h.standby = h.standby, nil
 	h.recovered()
 }
@@ -333,12 +334,12 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	dbName := "chaos_" + strings.ReplaceAll(sc.name, "-", "_")
 	if sc.failover {
 		shared := h.pg
-		h.pg = startPostgres(t)
-		h.pg.createDatabase(ctx, dbName)
-		h.standby = startStandby(t, h.pg)
+		h.pg = pgtest.StartCluster(t)
+		h.pg.CreateDatabase(ctx, dbName)
+		h.standby = pgtest.StartStandby(t, h.pg)
 		defer func() { h.pg, h.standby = shared, nil }()
 	} else {
-		h.pg.createDatabase(ctx, dbName)
+		h.pg.CreateDatabase(ctx, dbName)
 	}
 	if err := h.rd.flush(); err != nil {
 		t.Fatal(err)
@@ -346,12 +347,12 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	for i := range instances {
 		in := &instance{t: t, n: i, bin: h.bin, port: freePort(t), logPath: filepath.Join(*artifacts, fmt.Sprintf("%s-instance-%d.log", sc.name, i))}
 		os.Remove(in.logPath)
-		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.addr())
+		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.Addr())
 		in.rdLink = h.px.add(t, fmt.Sprintf("%s-redis-%d", sc.name, i), h.rd.addr())
 		db := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", in.pgLink.Listen, dbName)
 		if h.standby != nil {
 			// Both hosts: pgx connects to the one that takes writes.
-			sbLink := h.px.add(t, fmt.Sprintf("%s-standby-%d", sc.name, i), h.standby.addr())
+			sbLink := h.px.add(t, fmt.Sprintf("%s-standby-%d", sc.name, i), h.standby.Addr())
 			db = fmt.Sprintf("postgres://postgres@%s,%s/%s?sslmode=disable&target_session_attrs=read-write", in.pgLink.Listen, sbLink.Listen, dbName)
 		}
 		in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port),
@@ -383,7 +384,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	if sc.webhooks {
 		receiver = newFlakyReceiver()
 		defer receiver.srv.Close()
-		conn, err := pgx.Connect(ctx, h.pg.url(dbName))
+		conn, err := pgx.Connect(ctx, h.pg.URL(dbName))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +407,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	var queue *queueRun
 	stopQueue := func() {}
 	if sc.queue {
-		conn, err := pgx.Connect(ctx, h.pg.url(dbName))
+		conn, err := pgx.Connect(ctx, h.pg.URL(dbName))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,7 +429,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	h.recovered()
 
 	// Checks, on PostgreSQL directly (not through the proxies).
-	conn, err := pgx.Connect(ctx, h.pg.url(dbName))
+	conn, err := pgx.Connect(ctx, h.pg.URL(dbName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +474,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		}
 		_ = os.WriteFile(filepath.Join(*artifacts, sc.name+"-history.jsonl"), []byte(b.String()), 0o644)
 	}
-	bad, err := dbChecks(ctx, conn, h.bin, h.pg.url(dbName), ops)
+	bad, err := dbChecks(ctx, conn, h.bin, h.pg.URL(dbName), ops)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +24,6 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -53,150 +49,6 @@ func run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
 	}
 	return out.String()
-}
-
-// postgresServer is a throwaway cluster the harness may crash.
-type postgresServer struct {
-	t          testing.TB
-	bin, data  string
-	port       int
-	asPostgres []string // runuser prefix: PostgreSQL refuses to run as root
-}
-
-func pgBinDir(t testing.TB) string {
-	if d := os.Getenv("HOLDFAST_PG_BIN"); d != "" {
-		return d
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool {
-		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[i])))
-		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[j])))
-		return vi < vj
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
-			return dirs[i]
-		}
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p)
-	}
-	t.Fatal("chaos: PostgreSQL's server programs (initdb, pg_ctl) are not installed; scripts/services.sh installs them")
-	return ""
-}
-
-func startPostgres(t testing.TB) *postgresServer {
-	pg := newPostgresServer(t)
-	pg.cmd("initdb", "-D", pg.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-	pg.start()
-	return pg
-}
-
-// newPostgresServer makes a home for a cluster (owned by the postgres
-// user when running as root) on a free port, removed at the end.
-func newPostgresServer(t testing.TB) *postgresServer {
-	dir, err := os.MkdirTemp("", "holdfast-chaos-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg := &postgresServer{t: t, bin: pgBinDir(t), data: filepath.Join(dir, "data"), port: freePort(t)}
-	if os.Geteuid() == 0 {
-		pg.asPostgres = []string{"runuser", "-u", "postgres", "--"}
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal("chaos: running as root needs the postgres user: ", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		pg.ctl("stop", "-m", "immediate")
-		os.RemoveAll(dir)
-	})
-	return pg
-}
-
-// startStandby makes a streaming standby of primary (pg_basebackup -R)
-// and starts it; from then on the primary acknowledges a commit only once
-// the standby has it (synchronous_standby_names), as a production pair
-// that must not lose a confirmed booking runs.
-func startStandby(t testing.TB, primary *postgresServer) *postgresServer {
-	sb := newPostgresServer(t)
-	sb.cmd("pg_basebackup", "-D", sb.data, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync")
-	sb.start()
-	// Set after the copy: the standby, once promoted, must not wait for
-	// a standby of its own.
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, primary.url("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, sql := range []string{`ALTER SYSTEM SET synchronous_standby_names = '*'`, `SELECT pg_reload_conf()`} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var sync bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync')`).Scan(&sync); err != nil {
-			t.Fatal(err)
-		}
-		if sync {
-			return sb
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("chaos: the standby did not become synchronous within 30 s")
-		}
-	}
-}
-
-// promote makes a standby the primary.
-func (pg *postgresServer) promote() {
-	pg.cmd("pg_ctl", "-D", pg.data, "-w", "promote")
-}
-
-func (pg *postgresServer) cmd(prog string, args ...string) string {
-	full := append(append([]string{}, pg.asPostgres...), filepath.Join(pg.bin, prog))
-	full = append(full, args...)
-	return run(pg.t, full[0], full[1:]...)
-}
-
-// ctl runs pg_ctl, ignoring failure (used to stop a cluster that may be down).
-func (pg *postgresServer) ctl(args ...string) {
-	full := append(append([]string{}, pg.asPostgres...), filepath.Join(pg.bin, "pg_ctl"), "-D", pg.data, "-w")
-	_ = exec.Command(full[0], append(full[1:], args...)...).Run()
-}
-
-func (pg *postgresServer) start() {
-	pg.cmd("pg_ctl", "-D", pg.data, "-l", filepath.Join(pg.data, "log"), "-w", "-t", "60", "-o",
-		fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", pg.port, pg.data), "start")
-}
-
-// crash stops PostgreSQL the way a power cut would: no checkpoint, crash
-// recovery at the next start.
-func (pg *postgresServer) crash() {
-	pg.cmd("pg_ctl", "-D", pg.data, "-w", "stop", "-m", "immediate")
-}
-
-func (pg *postgresServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", pg.port) }
-
-func (pg *postgresServer) url(db string) string {
-	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", pg.addr(), db)
-}
-
-func (pg *postgresServer) createDatabase(ctx context.Context, name string) {
-	conn, err := pgx.Connect(ctx, pg.url("postgres"))
-	if err != nil {
-		pg.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		pg.t.Fatal(err)
-	}
 }
 
 // redisServer is a Redis the harness may kill and flush.

@@ -42,6 +42,11 @@ var dialectDifferences = map[string]string{
 	"postgres pools column fence bigint not null":  "PostgreSQL only",
 	"postgres units column fence bigint not null":  "PostgreSQL only",
 	"postgres groups column fence bigint not null": "PostgreSQL only",
+	// Two-phase commit across databases: one SQLite file has no other.
+	"postgres twophase_decisions checks 0":                          "PostgreSQL only",
+	"postgres twophase_decisions column committed boolean not null": "PostgreSQL only",
+	"postgres twophase_decisions column decided_at bigint not null": "PostgreSQL only",
+	"postgres twophase_decisions column gid text not null pk":       "PostgreSQL only",
 	// AUTOINCREMENT needs SQLite's INTEGER rowid; PostgreSQL's bigserial.
 	"sqlite events column seq integer not null pk":  "SQLite's rowid",
 	"postgres events column seq bigint not null pk": "PostgreSQL's bigserial",
