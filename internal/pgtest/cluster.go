@@ -124,7 +124,7 @@ func newCluster(t testing.TB) *Cluster {
 // that must not lose a confirmed booking runs.
 func StartStandby(t testing.TB, primary *Cluster) *Cluster {
 	sb := newCluster(t)
-	sb.Cmd("pg_basebackup", "-D", sb.data, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync")
+	sb.Cmd("pg_basebackup", "-D", sb.data, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync", "--checkpoint=fast")
 	sb.Start()
 	// Set after the copy: the standby, once promoted, must not wait for
 	// a standby of its own.
