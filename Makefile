@@ -1,4 +1,4 @@
-.PHONY: test run build bench chaos
+.PHONY: test run build bench chaos screenshots
 # Every test, with PostgreSQL and Redis started if they are not running.
 test:
 	./scripts/test.sh
@@ -23,3 +23,9 @@ bench:
 # a soak; CHAOS_ONLY=kill-9,network for some scenarios.
 chaos:
 	./scripts/chaos.sh
+
+# The page's screenshots in docs/screenshots, taken by the browser tests
+# (desktop, phone, dark, the seat map mid-sale, the race, the queue and
+# waitlist).
+screenshots:
+	eval "$$(./scripts/services.sh)" && HOLDFAST_ARTIFACTS="$$(pwd)/docs" go test -count=1 -run 'TestWebPage' ./cmd/holdfast

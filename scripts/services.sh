@@ -14,7 +14,8 @@
 #               throwaway redis-server on 127.0.0.1:56379, installing Debian's
 #               redis-server package first when it is missing.
 #   Tools:      Chromium (browser tests) from Debian; @redocly/cli (the
-#               OpenAPI lint) from the npm registry, pinned.
+#               OpenAPI lint) and axe-core (the page's accessibility check)
+#               from the npm registry, pinned.
 #
 # Idempotent: run it as often as you like; a throwaway service already
 # running is reused. HOLDFAST_THROWAWAY=1 also skips the loopback Redis.
@@ -144,6 +145,19 @@ if [ ! -x "$redocly" ]; then
     tail -20 "$state/npm.log" >&2; log "installing @redocly/cli failed (full log: $state/npm.log)"; exit 1; }
 fi
 
+# The page's accessibility check runs axe-core in the browser tests,
+# pinned, from the npm registry.
+axe_version=4.14.1
+axe="$state/tools/axe-core-$axe_version/node_modules/axe-core/axe.min.js"
+if [ ! -f "$axe" ]; then
+  command -v npm >/dev/null 2>&1 || { log "installing Node.js and npm for the accessibility check"; apt_install nodejs npm; }
+  log "installing axe-core@$axe_version"
+  mkdir -p "$state/tools/axe-core-$axe_version"
+  (cd "$state/tools/axe-core-$axe_version" && npm install --silent --no-audit --no-fund --no-save "axe-core@$axe_version" >>"$state/npm.log" 2>&1) || {
+    tail -20 "$state/npm.log" >&2; log "installing axe-core failed (full log: $state/npm.log)"; exit 1; }
+fi
+
 echo "export HOLDFAST_REDOCLY='$redocly'"
+echo "export HOLDFAST_AXE='$axe'"
 echo "export HOLDFAST_TEST_POSTGRES='$(postgres_url)'"
 echo "export HOLDFAST_TEST_REDIS='$(redis_url)'"

@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"github.com/holdfast/holdfast"
-	hfhttp "github.com/holdfast/holdfast/http"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/holdfast/holdfast"
+	hfhttp "github.com/holdfast/holdfast/http"
 )
 
 // browser starts Debian's Chromium headless (installed by the test
@@ -68,6 +72,14 @@ func clickLive(sel string) chromedp.ActionFunc {
 	}
 }
 
+// keepArtifacts pins where screenshots go (HOLDFAST_ARTIFACTS, or the
+// repository's .artifacts) before a test moves to a directory of its own;
+// `make screenshots` points it at docs.
+func keepArtifacts(t *testing.T) {
+	wd, _ := os.Getwd()
+	t.Setenv("HOLDFAST_ARTIFACTS", cmpOr(os.Getenv("HOLDFAST_ARTIFACTS"), filepath.Join(wd, "..", "..", ".artifacts")))
+}
+
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	var png []byte
@@ -89,8 +101,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // within a second and is refused when it tries; confirm, release and
 // expiry show in both; the race draws unsafe's oversell.
 func TestWebPageInTwoBrowsers(t *testing.T) {
-	wd, _ := os.Getwd()
-	t.Setenv("HOLDFAST_ARTIFACTS", cmpOr(os.Getenv("HOLDFAST_ARTIFACTS"), filepath.Join(wd, "..", "..", ".artifacts")))
+	keepArtifacts(t)
 	t.Chdir(t.TempDir())
 	base := startServer(t, "--demo", "--sweep-interval", "100ms")
 	alice, bob := browser(t), browser(t)
@@ -209,6 +220,7 @@ func TestWebPageWithKey(t *testing.T) {
 // and holds; on a sold-out pool the visitor joins the waitlist, and what
 // comes back shows as their hold, which they confirm.
 func TestWebPageQueueAndWaitlist(t *testing.T) {
+	keepArtifacts(t)
 	t.Chdir(t.TempDir())
 	base := startServer(t, "--demo")
 	ctx := context.Background()
@@ -252,4 +264,65 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 		t.Fatalf("the pool after the page's confirm: %+v, %v", p, err)
 	}
 	screenshot(t, b, "queue-and-waitlist")
+}
+
+// axeViolation is what the test keeps of one of axe-core's findings.
+type axeViolation struct {
+	ID     string `json:"id"`
+	Impact string `json:"impact"`
+	Help   string `json:"help"`
+	Nodes  []struct {
+		Target []any `json:"target"`
+	} `json:"nodes"`
+}
+
+// The page passes axe-core's automated accessibility check — no serious or
+// critical violation — on a desktop and a phone, light and dark.
+func TestWebPageAccessibility(t *testing.T) {
+	path := os.Getenv("HOLDFAST_AXE")
+	if path == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("HOLDFAST_AXE is not set; scripts/services.sh installs axe-core")
+		}
+		t.Skip("axe-core is not installed; run `make test`, which installs it")
+	}
+	axe, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keepArtifacts(t)
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	b := browser(t)
+	for _, view := range []struct {
+		name          string
+		width, height int64
+		scheme        string
+	}{{"desktop", 1280, 1100, "light"}, {"phone", 390, 844, "light"}, {"desktop dark", 1280, 1100, "dark"}, {"phone dark", 390, 844, "dark"}} {
+		var found []axeViolation
+		do(t, b, 60*time.Second,
+			chromedp.EmulateViewport(view.width, view.height),
+			emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: view.scheme}}),
+			chromedp.Navigate(base+"/"), chromedp.WaitVisible(seat("A-1", "free"), chromedp.ByQuery),
+			chromedp.WaitVisible(`#pools .pool`, chromedp.ByQuery),
+			chromedp.Evaluate(string(axe), nil),
+			chromedp.Evaluate(`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)`, &found,
+				func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+		for _, v := range found {
+			if v.Impact == "serious" || v.Impact == "critical" {
+				var where []string
+				for i, n := range v.Nodes {
+					if i == 3 {
+						where = append(where, "…")
+						break
+					}
+					where = append(where, fmt.Sprint(n.Target...))
+				}
+				t.Errorf("%s: %s (%s): %s — %s", view.name, v.ID, v.Impact, v.Help, strings.Join(where, ", "))
+			}
+		}
+		if view.scheme == "dark" {
+			screenshot(t, b, strings.ReplaceAll(view.name, " ", "-"))
+		}
+	}
 }
