@@ -263,6 +263,14 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	if err != nil || p.Confirmed != 1 || p.Waitlisted != 0 {
 		t.Fatalf("the pool after the page's confirm: %+v, %v", p, err)
 	}
+	// The last one confirmed: the banner says it sold out; the live chart
+	// has counted the holds.
+	var banner, now string
+	do(t, b, 10*time.Second, chromedp.WaitVisible(`#banner`, chromedp.ByQuery), chromedp.Text(`#banner`, &banner, chromedp.ByQuery),
+		chromedp.WaitVisible(`#live svg polyline.granted`, chromedp.ByQuery), chromedp.Text(`#live-now`, &now, chromedp.ByQuery))
+	if !strings.Contains(banner, "last sold out") || !strings.Contains(now, "granted") {
+		t.Fatalf("banner %q, live %q", banner, now)
+	}
 	screenshot(t, b, "queue-and-waitlist")
 }
 

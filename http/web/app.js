@@ -42,8 +42,21 @@ function say(msg, error) {
   s.className = error ? 'error' : '';
 }
 
+// soldOut remembers which pools had something left, so the banner tells
+// the moment one sells out.
+const hadStock = new Map();
+
 async function loadPools() {
   const { pools } = await api('GET', '/v1/pools');
+  for (const p of pools) {
+    const left = p.available + p.held;
+    if (hadStock.get(p.id) && left === 0) {
+      const b = $('banner');
+      b.textContent = `${p.name || p.id} sold out at ${new Date().toLocaleTimeString()}.`;
+      b.hidden = false;
+    }
+    hadStock.set(p.id, left > 0);
+  }
   const out = $('pools');
   out.replaceChildren(...pools.map((p) => {
     const div = document.createElement('div');
@@ -347,6 +360,50 @@ function renderWaitlists() {
   }));
 }
 
+// ---- the live sale ----
+
+// The server's counters of hold requests by outcome, read every two
+// seconds from /metrics: their differences are holds granted and refused
+// per second, drawn for the last four minutes.
+const live = { last: null, samples: [] };
+
+async function sampleHolds() {
+  const headers = key() ? { Authorization: 'Bearer ' + key() } : {};
+  let text;
+  try {
+    const res = await fetch('/metrics', { headers });
+    if (!res.ok) return;
+    text = await res.text();
+  } catch { return; }
+  let granted = 0;
+  let refused = 0;
+  for (const m of text.matchAll(/^holdfast_holds_total\{outcome="([^"]*)"\} (\S+)$/gm)) {
+    if (m[1] === 'granted') granted += Number(m[2]); else refused += Number(m[2]);
+  }
+  const now = Date.now();
+  if (live.last) {
+    const secs = (now - live.last.at) / 1000;
+    live.samples.push({ granted: Math.max(0, granted - live.last.granted) / secs, refused: Math.max(0, refused - live.last.refused) / secs });
+    if (live.samples.length > 120) live.samples.shift();
+  }
+  live.last = { at: now, granted, refused };
+  drawLive();
+}
+
+function drawLive() {
+  const w = 600;
+  const h = 90;
+  const s = live.samples;
+  const peak = Math.max(1, ...s.map((x) => Math.max(x.granted, x.refused)));
+  const line = (f) => s.map((x, i) => `${(w * (i + 120 - s.length)) / 119},${h - 4 - ((h - 8) * f(x)) / peak}`).join(' ');
+  $('live').innerHTML = `<svg viewBox="0 0 ${w} ${h}" width="100%" height="${h}" aria-hidden="true" focusable="false">
+    <line x1="0" y1="${h - 4}" x2="${w}" y2="${h - 4}" class="axis"/>
+    <polyline class="granted" fill="none" points="${line((x) => x.granted)}"/>
+    <polyline class="refused" fill="none" points="${line((x) => x.refused)}"/></svg>`;
+  const last = s[s.length - 1] || { granted: 0, refused: 0 };
+  $('live-now').textContent = `Now ${last.granted.toFixed(1)} granted and ${last.refused.toFixed(1)} refused per second; peak ${peak.toFixed(1)}.`;
+}
+
 async function race() {
   const out = $('race-out');
   out.textContent = 'Racing…';
@@ -400,6 +457,6 @@ setInterval(() => {
   $('rate').textContent = state.recent.length;
   for (const h of state.mine.values()) if (h.status === 'held' && new Date(h.expires_at) <= now) { h.status = 'expired'; soon(); }
   renderMine();
-  if (now % 2000 < 1000) checkWaitlists();
+  if (now % 2000 < 1000) { checkWaitlists(); sampleHolds(); }
 }, 1000);
 start();

@@ -11,7 +11,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -37,18 +36,6 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// run runs a command, failing the test with its output if it fails.
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
-	}
-	return out.String()
 }
 
 // redisServer is a Redis the harness may kill and flush.
