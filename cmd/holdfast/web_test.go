@@ -222,9 +222,12 @@ func TestWebPageWithKey(t *testing.T) {
 func TestWebPageQueueAndWaitlist(t *testing.T) {
 	keepArtifacts(t)
 	t.Chdir(t.TempDir())
-	base := startServer(t, "--demo")
+	base := startServer(t, "--demo", "--webhook-allow-private")
 	ctx := context.Background()
 	c := hfhttp.NewClient(base, "")
+	if _, err := c.CreateWebhook(ctx, "http://127.0.0.1:9/hooks", nil, "nobody listens"); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []holdfast.Pool{{ID: "gated", Capacity: 5}, {ID: "last", Capacity: 1, OfferTTLSeconds: 120}} {
 		if _, err := c.CreatePool(ctx, p); err != nil {
 			t.Fatal(err)
@@ -270,6 +273,13 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 		chromedp.WaitVisible(`#live svg polyline.granted`, chromedp.ByQuery), chromedp.Text(`#live-now`, &now, chromedp.ByQuery))
 	if !strings.Contains(banner, "last sold out") || !strings.Contains(now, "granted") {
 		t.Fatalf("banner %q, live %q", banner, now)
+	}
+	// The operator view: the webhook and its deliveries, the metrics.
+	var hooks, ops string
+	do(t, b, 15*time.Second, chromedp.WaitVisible(`#webhooks table`, chromedp.ByQuery), chromedp.Text(`#webhooks`, &hooks, chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector('#op-metrics').textContent.includes('p99')`, nil), chromedp.Text(`#op-metrics`, &ops, chromedp.ByQuery))
+	if !strings.Contains(hooks, "127.0.0.1:9/hooks") || !strings.Contains(ops, "claims per batch") {
+		t.Fatalf("operator view: webhooks %q, metrics %q", hooks, ops)
 	}
 	screenshot(t, b, "queue-and-waitlist")
 }

@@ -377,17 +377,65 @@ async function sampleHolds() {
   } catch { return; }
   let granted = 0;
   let refused = 0;
+  let busy = 0;
   for (const m of text.matchAll(/^holdfast_holds_total\{outcome="([^"]*)"\} (\S+)$/gm)) {
     if (m[1] === 'granted') granted += Number(m[2]); else refused += Number(m[2]);
+    if (m[1] === 'busy') busy += Number(m[2]);
+  }
+  const one = (name) => Number((new RegExp(`^${name} (\\S+)$`, 'm').exec(text) || [0, 0])[1]);
+  const batches = one('holdfast_batches_total');
+  const batched = one('holdfast_batched_claims_total');
+  // The latency histogram of POST /v1/holds, bucket by bucket.
+  const buckets = new Map();
+  for (const m of text.matchAll(/^holdfast_http_request_duration_seconds_bucket\{([^}]*)\} (\S+)$/gm)) {
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    if (labels.route === 'POST /v1/holds') buckets.set(labels.le, Number(m[2]));
   }
   const now = Date.now();
   if (live.last) {
     const secs = (now - live.last.at) / 1000;
     live.samples.push({ granted: Math.max(0, granted - live.last.granted) / secs, refused: Math.max(0, refused - live.last.refused) / secs });
     if (live.samples.length > 120) live.samples.shift();
+    operatorMetrics(live.last, { busy, batches, batched, buckets }, secs);
   }
-  live.last = { at: now, granted, refused };
+  live.last = { at: now, granted, refused, busy, batches, batched, buckets };
   drawLive();
+}
+
+// operatorMetrics shows what matters during an on-sale, over the last
+// sample: p99 of a hold, claims per batch, busy answers.
+function operatorMetrics(prev, cur, secs) {
+  const total = (cur.buckets.get('+Inf') || 0) - (prev.buckets.get('+Inf') || 0);
+  let p99 = '–';
+  if (total > 0) {
+    for (const [le, n] of [...cur.buckets].filter(([le]) => le !== '+Inf').sort((a, b) => Number(a[0]) - Number(b[0]))) {
+      if (n - (prev.buckets.get(le) || 0) >= 0.99 * total) { p99 = `${Math.round(Number(le) * 1000)} ms or less`; break; }
+    }
+    if (p99 === '–') p99 = 'over 10 s';
+  }
+  const batches = cur.batches - prev.batches;
+  const perBatch = batches > 0 ? ((cur.batched - prev.batched) / batches).toFixed(1) : '–';
+  $('op-metrics').textContent = `Holds: ${(total / secs).toFixed(1)} per second, p99 ${p99}; claims per batch ${perBatch}; busy answers ${cur.busy - prev.busy} (must stay 0 while tickets remain).`;
+}
+
+// loadWebhooks lists the webhooks and each one's latest deliveries (the
+// admin key's view; others see nothing here).
+async function loadWebhooks() {
+  let hooks;
+  try { ({ webhooks: hooks } = await api('GET', '/v1/webhooks')); } catch { return; }
+  if (!hooks.length) return;
+  const table = document.createElement('table');
+  table.innerHTML = '<caption>Webhooks and their latest deliveries</caption><thead><tr><th scope="col">Endpoint</th><th scope="col">State</th><th scope="col">Latest deliveries</th></tr></thead><tbody></tbody>';
+  for (const h of hooks) {
+    const tr = document.createElement('tr');
+    const cells = [h.url, h.enabled ? 'enabled' : 'disabled', '…'].map((text) => { const td = document.createElement('td'); td.textContent = text; return td; });
+    tr.append(...cells);
+    table.tBodies[0].append(tr);
+    api('GET', `/v1/webhooks/${encodeURIComponent(h.id)}/deliveries?limit=5`).then(({ deliveries }) => {
+      cells[2].textContent = deliveries.length ? deliveries.map((d) => `${d.event_type}: ${d.status}${d.attempts > 1 ? ` after ${d.attempts} tries` : ''}`).join(' · ') : 'none yet';
+    }).catch(() => { cells[2].textContent = 'unavailable'; });
+  }
+  $('webhooks').replaceChildren(table);
 }
 
 function drawLive() {
@@ -438,6 +486,7 @@ function start() {
   restream();
   refresh();
   audit();
+  loadWebhooks();
 }
 
 $('auth').addEventListener('submit', (e) => {
@@ -458,5 +507,6 @@ setInterval(() => {
   for (const h of state.mine.values()) if (h.status === 'held' && new Date(h.expires_at) <= now) { h.status = 'expired'; soon(); }
   renderMine();
   if (now % 2000 < 1000) { checkWaitlists(); sampleHolds(); }
+  if (now % 10000 < 1000) loadWebhooks();
 }, 1000);
 start();
