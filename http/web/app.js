@@ -267,6 +267,8 @@ function showTicket() {
   } else if (t.status === 'admitted' && state.admission) {
     s.textContent = `Your turn! Hold your tickets before ${new Date(t.admission_expires_at).toLocaleTimeString()}.`;
     s.className = 'turn';
+  } else if (t.status === 'admitted') {
+    s.textContent = `You are in "${t.room}": your hold is under "Your holds".`;
   } else if (t.status === 'sold_out') {
     s.textContent = `"${t.room}" sold out. A pool's waitlist may still get you in: see the pools above.`;
   } else {
