@@ -167,12 +167,7 @@ func (c *TwoPhase) Resolve(ctx context.Context, olderThan time.Duration) (commit
 	slices.Sort(names)
 	for _, name := range names {
 		pool := c.parts[name]
-		rows, err := pool.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database()
-			AND starts_with(gid, $1) AND prepared < now() - make_interval(secs => $2)`, gidPrefix, olderThan.Seconds())
-		if err != nil {
-			return committed, rolledBack, fmt.Errorf("database %s: %w", name, err)
-		}
-		gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		gids, err := preparedParts(ctx, pool, olderThan)
 		if err != nil {
 			return committed, rolledBack, fmt.Errorf("database %s: %w", name, err)
 		}
@@ -204,11 +199,7 @@ func (c *TwoPhase) Resolve(ctx context.Context, olderThan time.Duration) (commit
 	// database down for a day must still find it); then for a day.
 	var pending []string
 	for _, name := range names {
-		rows, err := c.parts[name].Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)`, gidPrefix)
-		if err != nil {
-			return committed, rolledBack, fmt.Errorf("database %s: %w", name, err)
-		}
-		gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		gids, err := preparedParts(ctx, c.parts[name], 0)
 		if err != nil {
 			return committed, rolledBack, fmt.Errorf("database %s: %w", name, err)
 		}
@@ -219,4 +210,15 @@ func (c *TwoPhase) Resolve(ctx context.Context, olderThan time.Duration) (commit
 	}
 	_, err = c.catalog.Exec(ctx, `DELETE FROM twophase_decisions WHERE decided_at < holdfast_now_ms() - 86400000 AND NOT (gid = ANY($1))`, pending)
 	return committed, rolledBack, err
+}
+
+// preparedParts lists holdfast's prepared transactions on pool's database
+// prepared at least olderThan ago.
+func preparedParts(ctx context.Context, pool *pgxpool.Pool, olderThan time.Duration) ([]string, error) {
+	rows, err := pool.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database()
+		AND starts_with(gid, $1) AND prepared <= now() - make_interval(secs => $2)`, gidPrefix, olderThan.Seconds())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -133,29 +133,25 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium
 fi
 
-# The OpenAPI document is linted with Redocly's CLI, pinned, from the npm
-# registry (installed once into the state directory).
-redocly_version=2.77.0
-redocly="$state/tools/redocly-$redocly_version/node_modules/.bin/redocly"
-if [ ! -x "$redocly" ]; then
-  command -v npm >/dev/null 2>&1 || { log "installing Node.js and npm for the OpenAPI lint"; apt_install nodejs npm; }
-  log "installing @redocly/cli@$redocly_version"
-  mkdir -p "$state/tools/redocly-$redocly_version"
-  (cd "$state/tools/redocly-$redocly_version" && npm install --silent --no-audit --no-fund --no-save "@redocly/cli@$redocly_version" >>"$state/npm.log" 2>&1) || {
-    tail -20 "$state/npm.log" >&2; log "installing @redocly/cli failed (full log: $state/npm.log)"; exit 1; }
-fi
+# npm_tool NAME PACKAGE VERSION FILE: installs PACKAGE@VERSION from the
+# npm registry, pinned, once, into the state directory's tools/NAME-VERSION
+# unless FILE (under its node_modules) is there, and prints FILE's path.
+npm_tool() {
+  local dir="$state/tools/$1-$3"
+  if [ ! -e "$dir/node_modules/$4" ]; then
+    command -v npm >/dev/null 2>&1 || { log "installing Node.js and npm for $2"; apt_install nodejs npm; }
+    log "installing $2@$3"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --silent --no-audit --no-fund --no-save "$2@$3" >>"$state/npm.log" 2>&1) || {
+      tail -20 "$state/npm.log" >&2; log "installing $2 failed (full log: $state/npm.log)"; exit 1; }
+  fi
+  echo "$dir/node_modules/$4"
+}
 
-# The page's accessibility check runs axe-core in the browser tests,
-# pinned, from the npm registry.
-axe_version=4.14.1
-axe="$state/tools/axe-core-$axe_version/node_modules/axe-core/axe.min.js"
-if [ ! -f "$axe" ]; then
-  command -v npm >/dev/null 2>&1 || { log "installing Node.js and npm for the accessibility check"; apt_install nodejs npm; }
-  log "installing axe-core@$axe_version"
-  mkdir -p "$state/tools/axe-core-$axe_version"
-  (cd "$state/tools/axe-core-$axe_version" && npm install --silent --no-audit --no-fund --no-save "axe-core@$axe_version" >>"$state/npm.log" 2>&1) || {
-    tail -20 "$state/npm.log" >&2; log "installing axe-core failed (full log: $state/npm.log)"; exit 1; }
-fi
+# The OpenAPI document is linted with Redocly's CLI; the page's
+# accessibility check runs axe-core in the browser tests.
+redocly=$(npm_tool redocly @redocly/cli 2.77.0 .bin/redocly)
+axe=$(npm_tool axe-core axe-core 4.14.1 axe-core/axe.min.js)
 
 echo "export HOLDFAST_REDOCLY='$redocly'"
 echo "export HOLDFAST_AXE='$axe'"

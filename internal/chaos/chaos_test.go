@@ -345,7 +345,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		t.Fatal(err)
 	}
 	for i := range instances {
-		in := &instance{t: t, n: i, bin: h.bin, port: freePort(t), logPath: filepath.Join(*artifacts, fmt.Sprintf("%s-instance-%d.log", sc.name, i))}
+		in := &instance{t: t, n: i, bin: h.bin, port: pgtest.FreePort(t), logPath: filepath.Join(*artifacts, fmt.Sprintf("%s-instance-%d.log", sc.name, i))}
 		os.Remove(in.logPath)
 		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.Addr())
 		in.rdLink = h.px.add(t, fmt.Sprintf("%s-redis-%d", sc.name, i), h.rd.addr())

@@ -13,7 +13,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -25,18 +24,9 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
-)
 
-// freePort asks the kernel for a loopback port nobody uses now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+	"github.com/holdfast/holdfast/internal/pgtest"
+)
 
 // redisServer is a Redis the harness may kill and flush.
 type redisServer struct {
@@ -50,7 +40,7 @@ func startRedis(t testing.TB) *redisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("chaos: redis-server is not installed; scripts/services.sh installs it")
 	}
-	r := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	r := &redisServer{t: t, port: pgtest.FreePort(t), dir: t.TempDir()}
 	r.start()
 	t.Cleanup(r.kill)
 	return r

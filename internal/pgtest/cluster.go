@@ -21,8 +21,8 @@ import (
 // Clusters of a test's own: a throwaway PostgreSQL it may crash, stop,
 // give a standby or settings the shared test server lacks.
 
-// freePort asks the kernel for a loopback port nobody uses now.
-func freePort(t testing.TB) int {
+// FreePort asks the kernel for a loopback port nobody uses now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -98,7 +98,7 @@ func newCluster(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg := &Cluster{t: t, bin: BinDir(t), data: filepath.Join(dir, "data"), port: freePort(t)}
+	pg := &Cluster{t: t, bin: BinDir(t), data: filepath.Join(dir, "data"), port: FreePort(t)}
 	if os.Geteuid() == 0 {
 		pg.asPostgres = []string{"runuser", "-u", "postgres", "--"}
 		u, err := user.Lookup("postgres")
