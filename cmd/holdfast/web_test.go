@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
@@ -343,4 +344,35 @@ func TestWebPageAccessibility(t *testing.T) {
 			screenshot(t, b, strings.ReplaceAll(view.name, " ", "-"))
 		}
 	}
+}
+
+// A seat booked with the keyboard alone: Tab into the map, arrows to the
+// seat, Enter to select it, Tab to "Hold selected", Enter.
+func TestWebPageKeyboard(t *testing.T) {
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	b := browser(t)
+	focused := func() string {
+		var unit string
+		do(t, b, 5*time.Second, chromedp.Evaluate(`document.activeElement.dataset.unit || document.activeElement.id || ''`, &unit))
+		return unit
+	}
+	do(t, b, 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(seat("A-1", "free"), chromedp.ByQuery),
+		chromedp.Focus(`#group-form button`, chromedp.ByQuery), chromedp.KeyEvent(kb.Tab))
+	if got := focused(); got != "A-1" {
+		t.Fatalf("Tab into the map focused %q, want the first free seat A-1", got)
+	}
+	do(t, b, 5*time.Second, chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(kb.ArrowDown))
+	if got := focused(); got != "B-3" {
+		t.Fatalf("right, right, down from A-1 focused %q, want B-3", got)
+	}
+	do(t, b, 10*time.Second, chromedp.KeyEvent("\r"), chromedp.WaitVisible(seat("B-3", "selected"), chromedp.ByQuery))
+	if got := focused(); got != "B-3" {
+		t.Fatalf("after selecting, the focus is on %q, want B-3 still", got)
+	}
+	do(t, b, 5*time.Second, chromedp.KeyEvent(kb.Tab))
+	if got := focused(); got != "hold" {
+		t.Fatalf("Tab from the map focused %q, want the Hold button", got)
+	}
+	do(t, b, 10*time.Second, chromedp.KeyEvent("\r"), chromedp.WaitVisible(seat("B-3", "mine"), chromedp.ByQuery))
 }

@@ -115,6 +115,10 @@ async function loadMap() {
   const cols = Math.max(1, ...[...rows.values()].map((r) => r.length));
   const map = $('map');
   map.style.setProperty('--cols', cols);
+  // A live update replaces the buttons: the seat that had the keyboard's
+  // focus gets it back.
+  const focused = map.contains(document.activeElement) ? document.activeElement.dataset.unit : null;
+  state.grid = [...rows.values()].map((seats) => seats.map((u) => u.id));
   const cells = [];
   for (const [row, seats] of rows) {
     const label = document.createElement('span');
@@ -132,7 +136,9 @@ async function loadMap() {
       b.setAttribute('aria-label', `Seat ${u.id}, ${mine ? 'yours' : u.status}${state.selected.has(u.id) ? ', selected' : ''}`);
       b.setAttribute('aria-pressed', state.selected.has(u.id) ? 'true' : 'false');
       b.disabled = u.status !== 'free' && !state.selected.has(u.id);
+      b.tabIndex = -1;
       b.addEventListener('click', () => {
+        state.cursor = u.id;
         if (state.selected.has(u.id)) state.selected.delete(u.id); else state.selected.add(u.id);
         showSelection();
         loadMap();
@@ -142,7 +148,48 @@ async function loadMap() {
     for (let i = seats.length; i < cols; i++) cells.push(document.createElement('span'));
   }
   map.replaceChildren(...cells);
+  // One seat is in the tab order (the last one the keyboard was on, or
+  // the first free); the arrow keys move between seats.
+  const enabled = [...map.querySelectorAll('button.seat:not([disabled])')];
+  const cursor = enabled.find((b) => b.dataset.unit === state.cursor) || enabled[0];
+  if (cursor) cursor.tabIndex = 0;
+  if (focused) {
+    const again = map.querySelector(`button[data-unit="${CSS.escape(focused)}"]:not([disabled])`) || cursor;
+    if (again) again.focus();
+  }
 }
+
+// moveSeat moves the keyboard from seat `from` by (dr, dc), skipping seats
+// that are taken, and returns the button it lands on.
+function moveSeat(from, dr, dc) {
+  const g = state.grid || [];
+  let r = g.findIndex((row) => row.includes(from));
+  if (r < 0) return null;
+  let c = g[r].indexOf(from);
+  for (;;) {
+    r += dr;
+    c += dc;
+    if (r < 0 || r >= g.length) return null;
+    c = Math.max(0, Math.min(c, g[r].length - 1));
+    if (dc !== 0 && (c === 0 || c === g[r].length - 1) && g[r][c] === from) return null;
+    const b = $('map').querySelector(`button[data-unit="${CSS.escape(g[r][c])}"]`);
+    if (b && !b.disabled) return b;
+    if (dc !== 0 && (c === 0 || c === g[r].length - 1)) return null;
+  }
+}
+
+$('map').addEventListener('keydown', (e) => {
+  const from = e.target.dataset && e.target.dataset.unit;
+  const step = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[e.key];
+  if (!from || !step) return;
+  e.preventDefault();
+  const to = moveSeat(from, ...step);
+  if (!to) return;
+  e.target.tabIndex = -1;
+  to.tabIndex = 0;
+  state.cursor = to.dataset.unit;
+  to.focus();
+});
 
 function showSelection() {
   $('selection').textContent = state.selected.size ? `Selected: ${[...state.selected].join(', ')}` : '';
