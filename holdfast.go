@@ -12,6 +12,11 @@ type Pool struct {
 	ID       string `json:"id"`
 	Name     string `json:"name"`
 	Capacity int64  `json:"capacity"`
+	// Partition names what the pool belongs to (an event, a venue, a
+	// tenant) where events are spread over several databases: a
+	// partition lives on one shard. Empty: the pool's own id. One
+	// database ignores it.
+	Partition string `json:"partition,omitempty"`
 	// PerHolderLimit caps what one holder may have held or confirmed in this
 	// pool across all of their active holds. 0 means no limit.
 	PerHolderLimit int64 `json:"per_holder_limit"`
@@ -38,6 +43,8 @@ type Pool struct {
 type Group struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// Partition is as for a pool.
+	Partition string `json:"partition,omitempty"`
 	// Reusable units return to the group when their hold is completed (a
 	// rider back from a delivery); others stay taken (a seat that was used).
 	Reusable bool `json:"reusable"`

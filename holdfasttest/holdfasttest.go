@@ -28,6 +28,10 @@ type Harness struct {
 	// store internals (idempotency records, key storage, hold owners),
 	// which the API covers in its own tests, are skipped.
 	Remote bool
+	// Unsupported names the suite's tests of what the backend does not
+	// offer, each with the reason (said in the test's output): they are
+	// skipped. Keep it short, and say it in the backend's documentation.
+	Unsupported map[string]string
 }
 
 // Raw is what the suite needs from a store to reach past the engine: to make

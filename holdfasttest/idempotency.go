@@ -340,7 +340,9 @@ func testIdempotencyDeferred(t *testing.T, h Harness) {
 	}
 	err = s.FinishIdempotent(ctx, "c", "k3", "fp", "t2", holdfast.StoredResponse{Status: 409, Body: []byte("{}")})
 	wantCode(t, err, holdfast.CodeIdempotencyKeyUsed, -1)
+	want := int64(2)
 	if b, ok := s.(Batcher); ok {
+		want++
 		keys := []*holdfast.Idempotency{
 			{Scope: "c", Key: "kb", Token: "t1", Deferred: true, Fingerprint: "fp", Render: render(201)},
 			{Scope: "c", Key: "kb", Token: "t2", Deferred: true, Fingerprint: "fp", Render: render(201)},
@@ -350,8 +352,8 @@ func testIdempotencyDeferred(t *testing.T, h Harness) {
 			t.Fatalf("one deferred key twice in a batch: %v, %v", errs[0], errs[1])
 		}
 	}
-	if p := MustPool(t, s, "p"); p.Held != 3 {
-		t.Fatalf("held %d, want 3 (one per key)", p.Held)
+	if p := MustPool(t, s, "p"); p.Held != want {
+		t.Fatalf("held %d, want %d (one per key)", p.Held, want)
 	}
 	MustAuditClean(t, s)
 }

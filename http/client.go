@@ -167,7 +167,7 @@ func (c *Client) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool
 	var out holdfast.Pool
 	err := c.do(ctx, "POST", "/v1/pools", map[string]any{
 		"id": p.ID, "name": p.Name, "capacity": p.Capacity, "per_holder_limit": p.PerHolderLimit,
-		"late_confirm": p.LateConfirm, "late_confirm_grace": p.LateConfirmGrace, "offer_ttl_seconds": p.OfferTTLSeconds}, &out)
+		"late_confirm": p.LateConfirm, "late_confirm_grace": p.LateConfirmGrace, "offer_ttl_seconds": p.OfferTTLSeconds, "partition": p.Partition}, &out)
 	return out, err
 }
 

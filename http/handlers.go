@@ -99,6 +99,7 @@ func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 		LateConfirm      holdfast.LatePolicy `json:"late_confirm"`
 		LateConfirmGrace int64               `json:"late_confirm_grace"`
 		OfferTTLSeconds  int64               `json:"offer_ttl_seconds"`
+		Partition        string              `json:"partition"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -106,9 +107,21 @@ func (s *Server) createPool(r *http.Request, c *call) (int, any, error) {
 	if b.Capacity == nil {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity is required")
 	}
+	if err := validPartition(b.Partition); err != nil {
+		return 0, nil, err
+	}
 	p, err := c.changes(nil).CreatePool(r.Context(), holdfast.Pool{ID: b.ID, Name: b.Name, Capacity: *b.Capacity, PerHolderLimit: b.PerHolderLimit, OfferTTLSeconds: b.OfferTTLSeconds,
-		LateConfirm: b.LateConfirm, LateConfirmGrace: b.LateConfirmGrace})
+		LateConfirm: b.LateConfirm, LateConfirmGrace: b.LateConfirmGrace, Partition: b.Partition})
 	return http.StatusCreated, p, err
+}
+
+// validPartition checks a partition as sent: absent, or an id. (One
+// database has one place for everything and ignores it.)
+func validPartition(p string) error {
+	if p == "" {
+		return nil
+	}
+	return holdfast.ValidateID("partition", p)
 }
 
 func (s *Server) listPools(r *http.Request, c *call) (int, any, error) {
@@ -191,6 +204,9 @@ func (s *Server) patchGroup(r *http.Request, c *call) (int, any, error) {
 func (s *Server) createGroup(r *http.Request, c *call) (int, any, error) {
 	var g holdfast.Group
 	if err := s.decode(r, &g, false); err != nil {
+		return 0, nil, err
+	}
+	if err := validPartition(g.Partition); err != nil {
 		return 0, nil, err
 	}
 	g, err := c.changes(nil).CreateGroup(r.Context(), g)

@@ -338,7 +338,8 @@ func openAPIDoc() obj {
 					"id": str("letters, digits and . _ : -, up to 128"), "name": str(""), "capacity": integer(0, 1<<40, ""),
 					"per_holder_limit": integer(0, 1<<40, "at most this many per holder across active holds; 0 or absent: no limit"),
 					"late_confirm":     ref("LatePolicy"), "late_confirm_grace": lateGrace,
-					"offer_ttl_seconds": integer(0, 86400, "how long a waitlist offer (a hold for the entry's holder) lasts; 0 or absent: 600")}},
+					"offer_ttl_seconds": integer(0, 86400, "how long a waitlist offer (a hold for the entry's holder) lasts; 0 or absent: 600"),
+					"partition":         str("where events are spread over several databases: the event, venue or tenant this belongs to, which lives on one shard (letters, digits and . _ : -; absent: its own id); one database ignores it")}},
 				"LatePolicy": obj{"enum": []string{"refuse", "if_available"},
 					"description": "what a confirm after the hold's expiry does: refuse (the default) answers hold_expired; if_available takes the same capacity or units again if still free and confirms"},
 				"Pool": obj{"type": "object", "properties": obj{
@@ -347,12 +348,13 @@ func openAPIDoc() obj {
 					"available": obj{"type": "integer", "description": "what a new buyer may have: capacity − held − confirmed − waitlisted (not below 0); expired holds count as available"},
 					"held":      obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"waitlisted":        obj{"type": "integer", "description": "what the waitlist's waiting entries ask for: capacity that comes back is theirs first"},
-					"offer_ttl_seconds": obj{"type": "integer"}}},
+					"offer_ttl_seconds": obj{"type": "integer"}, "partition": str("")}},
 				"Group": obj{"type": "object", "required": []string{"id"}, "additionalProperties": false, "properties": obj{
 					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean", "description": "units return when a hold completes (riders)"},
-					"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace}},
+					"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace,
+					"partition": str("where events are spread over several databases: the event, venue or tenant this belongs to, which lives on one shard (letters, digits and . _ : -; absent: its own id); one database ignores it")}},
 				"GroupAvailability": obj{"type": "object", "properties": obj{
-					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean"}, "units": obj{"type": "integer"},
+					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean"}, "units": obj{"type": "integer"}, "partition": str(""),
 					"late_confirm": ref("LatePolicy"), "late_confirm_grace": obj{"type": "integer"},
 					"free": obj{"type": "integer"}, "held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"free_units": obj{"type": "array", "items": str("")}}},

@@ -75,6 +75,8 @@ type Options struct {
 	NoMigrate bool
 	// BeforeWrite is a test hook of the redislock strategy.
 	BeforeWrite func(context.Context)
+
+	holdPrefix string // a shard's (see OpenShards)
 }
 
 // Locker is a distributed lock with fencing tokens: redis.Locker.
@@ -138,7 +140,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock}), pool: pool}
+	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock, HoldPrefix: opts.holdPrefix}), pool: pool}
 	if opts.NoMigrate {
 		if err := s.Ready(ctx); err != nil {
 			s.Close()
@@ -340,6 +342,17 @@ func (d *db) transact(ctx context.Context, iso pgx.TxIsoLevel, fn func(tx sqlsto
 	if err := fn(querier{tx}); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
+	}
+	if gid := sqlstore.PreparingAs(ctx); gid != "" {
+		// A part of a change across shards: prepared, it belongs to no
+		// session any more, and the coordinator ends it (see TwoPhase).
+		if _, err := tx.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'"); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return err
+		}
+		// Nothing is left to commit: this only hands the connection back.
+		_ = tx.Commit(context.WithoutCancel(ctx))
+		return nil
 	}
 	return tx.Commit(ctx)
 }

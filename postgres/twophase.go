@@ -55,6 +55,18 @@ var ErrTwoPhaseAborted = errors.New("postgres: the change was rolled back by a r
 // the decision is written Run succeeds, even if a commit then fails: the
 // prepared part stays, holding its locks, until Resolve commits it.
 func (c *TwoPhase) Run(ctx context.Context, fn map[string]func(ctx context.Context, tx pgx.Tx) error) error {
+	parts := make(map[string]func(context.Context, string) error, len(fn))
+	for name, f := range fn {
+		pool := c.parts[name]
+		parts[name] = func(ctx context.Context, gid string) error { return prepare(ctx, pool, gid, f) }
+	}
+	return c.RunParts(ctx, parts)
+}
+
+// RunParts is Run for parts that run their own transaction: each must
+// prepare it as the gid it is given (PREPARE TRANSACTION), or fail having
+// changed nothing.
+func (c *TwoPhase) RunParts(ctx context.Context, fn map[string]func(ctx context.Context, gid string) error) error {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	gid := gidPrefix + hex.EncodeToString(b[:])
@@ -87,8 +99,8 @@ func (c *TwoPhase) Run(ctx context.Context, fn map[string]func(ctx context.Conte
 		return cause
 	}
 	for _, name := range names {
-		if err := prepare(ctx, c.parts[name], part[name], fn[name]); err != nil {
-			return rollback(fmt.Errorf("database %s: %w", name, err))
+		if err := fn[name](ctx, part[name]); err != nil {
+			return rollback(&PartError{Database: name, Err: err})
 		}
 		prepared = append(prepared, name)
 	}
@@ -113,6 +125,16 @@ func (c *TwoPhase) Run(ctx context.Context, fn map[string]func(ctx context.Conte
 	}
 	return nil
 }
+
+// PartError is a part that failed (and rolled every part back): its
+// database's name and its error.
+type PartError struct {
+	Database string
+	Err      error
+}
+
+func (e *PartError) Error() string { return "database " + e.Database + ": " + e.Err.Error() }
+func (e *PartError) Unwrap() error { return e.Err }
 
 func (c *TwoPhase) step(name string) error {
 	if c.hook == nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"github.com/holdfast/holdfast/postgres"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,23 +38,13 @@ func newRegistry(s holdfast.Store) *registry {
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.auditDiffs, r.auditRuns, r.purged, r.retained)
-	if st, ok := s.(holdfast.StatsReporter); ok {
-		stat := func(name, help string, f func(holdfast.Stats) float64) prometheus.Collector {
-			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) })
+	if sh, ok := s.(*postgres.Shards); ok {
+		// One set per shard, labelled: a hot shard shows as itself.
+		for i := range sh.Len() {
+			registerStats(prometheus.WrapRegistererWith(prometheus.Labels{"shard": strconv.Itoa(i)}, r.Registry), sh.Shard(i))
 		}
-		counter := func(name, help string, f func(holdfast.Stats) int64) prometheus.Collector {
-			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(st.Stats())) })
-		}
-		r.MustRegister(
-			counter("holdfast_strategy_retries_total", "Transactions retried (serialization failure, deadlock, busy).", func(s holdfast.Stats) int64 { return s.Retries }),
-			counter("holdfast_batches_total", "Coalesced claim transactions run.", func(s holdfast.Stats) int64 { return s.Batches }),
-			counter("holdfast_batched_claims_total", "Claims decided in coalesced transactions.", func(s holdfast.Stats) int64 { return s.BatchedClaims }),
-			counter("holdfast_batch_failures_total", "Coalesced transactions that failed whole (their claims went one by one); must stay 0.", func(s holdfast.Stats) int64 { return s.BatchFailures }),
-			stat("holdfast_db_connections_open", "Open database connections.", func(s holdfast.Stats) float64 { return float64(s.Open) }),
-			stat("holdfast_db_connections_in_use", "Database connections in use.", func(s holdfast.Stats) float64 { return float64(s.InUse) }),
-			stat("holdfast_db_connections_idle", "Idle database connections.", func(s holdfast.Stats) float64 { return float64(s.Idle) }),
-			stat("holdfast_db_connections_max", "The connection pool's size.", func(s holdfast.Stats) float64 { return float64(s.Max) }),
-		)
+	} else if st, ok := s.(holdfast.StatsReporter); ok {
+		registerStats(r.Registry, st)
 	}
 	return r
 }
@@ -141,4 +133,24 @@ func (m *monitor) round(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("retention purge", "err", err)
 	}
+}
+
+// registerStats exports a store's engine and connection pool counts.
+func registerStats(reg prometheus.Registerer, st holdfast.StatsReporter) {
+	stat := func(name, help string, f func(holdfast.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) })
+	}
+	counter := func(name, help string, f func(holdfast.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(st.Stats())) })
+	}
+	reg.MustRegister(
+		counter("holdfast_strategy_retries_total", "Transactions retried (serialization failure, deadlock, busy).", func(s holdfast.Stats) int64 { return s.Retries }),
+		counter("holdfast_batches_total", "Coalesced claim transactions run.", func(s holdfast.Stats) int64 { return s.Batches }),
+		counter("holdfast_batched_claims_total", "Claims decided in coalesced transactions.", func(s holdfast.Stats) int64 { return s.BatchedClaims }),
+		counter("holdfast_batch_failures_total", "Coalesced transactions that failed whole (their claims went one by one); must stay 0.", func(s holdfast.Stats) int64 { return s.BatchFailures }),
+		stat("holdfast_db_connections_open", "Open database connections.", func(s holdfast.Stats) float64 { return float64(s.Open) }),
+		stat("holdfast_db_connections_in_use", "Database connections in use.", func(s holdfast.Stats) float64 { return float64(s.InUse) }),
+		stat("holdfast_db_connections_idle", "Idle database connections.", func(s holdfast.Stats) float64 { return float64(s.Idle) }),
+		stat("holdfast_db_connections_max", "The connection pool's size.", func(s holdfast.Stats) float64 { return float64(s.Max) }),
+	)
 }

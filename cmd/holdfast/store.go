@@ -20,6 +20,7 @@ import (
 // dbFlags are the storage flags the server-side commands share.
 type dbFlags struct {
 	db       string
+	shards   []string
 	strategy string
 	redis    string
 	coalesce bool
@@ -30,6 +31,8 @@ type dbFlags struct {
 func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 	fs.StringVar(&f.db, "db", envOr(e, "HOLDFAST_DB", "./holdfast.db"),
 		"database: a SQLite file path or a postgres:// URL (env HOLDFAST_DB)")
+	fs.StringArrayVar(&f.shards, "shard", envFields(e, "HOLDFAST_SHARDS"),
+		"another PostgreSQL primary to spread partitions (events) over, beside --db, which holds the catalog; repeat for each, always in the same order, new ones last (env HOLDFAST_SHARDS, separated by spaces)")
 	fs.StringVar(&f.strategy, "strategy", envOr(e, "HOLDFAST_STRATEGY", string(holdfast.Atomic)),
 		"how claims are made atomic: atomic, pessimistic, optimistic, serializable, advisory, redislock, unsafe (env HOLDFAST_STRATEGY)")
 	fs.BoolVar(&f.coalesce, "coalesce", envBool(e, "HOLDFAST_COALESCE", true),
@@ -124,6 +127,10 @@ func envParse[T any](e env, key string, def T, want string, parse func(string) (
 	return x
 }
 
+// envFields reads a list of values separated by spaces (URLs may hold
+// commas: several hosts).
+func envFields(e env, key string) []string { return strings.Fields(e.getenv(key)) }
+
 func isPostgres(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
@@ -136,7 +143,26 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (hol
 		return nil, err
 	}
 	tu.conns, tu.lockTTL = f.conns, f.lockTTL
+	if len(f.shards) > 0 {
+		return f.openShards(ctx, st, postgres.Options{Strategy: st, Config: cfg, NoCoalesce: !f.coalesce, Logger: tu.log, Clock: tu.clock, MaxConns: int32(min(max(f.conns, 1), 1000))})
+	}
 	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, tu)
+}
+
+// openShards opens --db and every --shard as one store.
+func (f *dbFlags) openShards(ctx context.Context, st holdfast.Strategy, opts postgres.Options) (holdfast.Store, error) {
+	if !isPostgres(f.db) {
+		return nil, fmt.Errorf("--shard needs --db to be a postgres:// URL: the catalog")
+	}
+	for _, u := range f.shards {
+		if !isPostgres(u) {
+			return nil, fmt.Errorf("--shard %q is not a postgres:// URL", describe(u))
+		}
+	}
+	if st != holdfast.Atomic {
+		return nil, fmt.Errorf("--shard takes the atomic strategy only")
+	}
+	return postgres.OpenShards(ctx, append([]string{f.db}, f.shards...), opts)
 }
 
 // openExisting opens the database --db names as it is, for commands that
@@ -145,6 +171,9 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (hol
 func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
 	if !isPostgres(f.db) {
 		return sqlite.Open(ctx, f.db, sqlite.Options{Existing: true, NoCoalesce: true})
+	}
+	if len(f.shards) > 0 {
+		return f.openShards(ctx, holdfast.Atomic, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4})
 	}
 	return postgres.Open(ctx, f.db, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4})
 }

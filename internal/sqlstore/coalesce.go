@@ -313,9 +313,9 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 // batchState is what a batch has locked and what its grants have taken
 // so far, in memory.
 type batchState struct {
-	clock   holdfast.Clock // stamps hold ids
-	pools   map[string]*poolRow
-	holders map[holderKey]int64 // taken per (pool, holder), limited pools
+	newHoldID func() string
+	pools     map[string]*poolRow
+	holders   map[holderKey]int64 // taken per (pool, holder), limited pools
 	// holdersAdded is what the batch's grants add to holders' totals.
 	holdersAdded map[holderKey]int64
 	units        map[string]bool     // named units: free now
@@ -431,7 +431,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 // turns out to be used takes no effect (its rows may have been locked for
 // nothing: harmless).
 func (s *Store) lockBatch(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, pools, units, groups, holders []string) (*batchState, int64, error) {
-	st := &batchState{clock: s.clock, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
+	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
 	var now int64
 	var qs []Query
 
@@ -629,7 +629,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	if req.confirm {
 		status = holdfast.StatusConfirmed
 	}
-	return holdfast.Hold{ID: holdfast.NewHoldID(st.clock.Now()), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
+	return holdfast.Hold{ID: st.newHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
 		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, nil
 }
 
@@ -712,6 +712,9 @@ type holdWriter struct {
 	unitRows           string
 	unitArgs           []any
 	holds, units, keys int
+	// lineNos, when set, numbers the lines of the one hold written (a
+	// part of a hold across shards: see Part).
+	lineNos []int
 }
 
 func newHoldWriter(d Dialect) *holdWriter { return &holdWriter{d: d} }
@@ -723,6 +726,10 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 	w.holdArgs = append(w.holdArgs, h.ID, h.Holder, string(h.Status), now, h.ExpiresAt.UnixMilli(), now, h.PaymentRef, h.Owner)
 	w.holds++
 	for i, l := range h.Lines {
+		no := i
+		if w.lineNos != nil {
+			no = w.lineNos[i]
+		}
 		var kind string
 		var pool, group, qty, anyN any
 		switch {
@@ -734,10 +741,10 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 			kind = "units"
 		}
 		w.lineRows += sep(len(w.lineArgs)) + "(" + params(len(w.lineArgs)+1, 7) + ")"
-		w.lineArgs = append(w.lineArgs, h.ID, i, kind, pool, qty, group, anyN)
+		w.lineArgs = append(w.lineArgs, h.ID, no, kind, pool, qty, group, anyN)
 		for _, u := range l.Units {
 			w.claimRows += sep(len(w.claimArgs)) + "(" + params(len(w.claimArgs)+1, 3) + ", TRUE)"
-			w.claimArgs = append(w.claimArgs, h.ID, i, u)
+			w.claimArgs = append(w.claimArgs, h.ID, no, u)
 			w.unitRows += sep(len(w.unitArgs)) + "(" + params(len(w.unitArgs)+1, 2) + ")"
 			w.unitArgs = append(w.unitArgs, u, h.ID)
 			w.units++

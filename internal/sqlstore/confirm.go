@@ -167,7 +167,7 @@ func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, par
 	}
 	var h holdfast.Hold
 	var short *shortfall
-	err = transact(ctx, func(tx Querier) error {
+	err = transact(preparing(ctx), func(tx Querier) error {
 		var status, owner, holder string
 		var lateMs int64
 		found, err := queryRow(ctx, tx, `SELECT status, owner, holder, holdfast_now_ms() - expires_at FROM holds WHERE id = $1`+s.d.ForUpdate,
@@ -286,8 +286,8 @@ func (s *Store) heldLines(ctx context.Context, tx Reader, id string) ([]heldLine
 		if err := rows.Scan(&no, &unit); err != nil {
 			return nil, err
 		}
-		if no >= 0 && no < len(lines) {
-			lines[no].units = append(lines[no].units, unit)
+		if i := lineAt(lines, no); i >= 0 {
+			lines[i].units = append(lines[i].units, unit)
 		}
 	}
 	for i := range lines {
@@ -296,13 +296,26 @@ func (s *Store) heldLines(ctx context.Context, tx Reader, id string) ([]heldLine
 	return lines, rows.Err()
 }
 
+// lineAt finds line number no among lines: its index, or -1. A hold's
+// lines are numbered from 0, but a part of a hold across shards has only
+// some of the numbers (see Part).
+func lineAt(lines []heldLine, no int) int {
+	for i, l := range lines {
+		if l.no == no {
+			return i
+		}
+	}
+	return -1
+}
+
 // keepPart applies a partial confirm to the lines: what each keeps.
 func keepPart(lines []heldLine, part []holdfast.PartLine) error {
 	for i, p := range part {
-		if p.Line >= len(lines) {
+		at := lineAt(lines, p.Line)
+		if at < 0 {
 			return holdfast.LineErrorf(holdfast.CodeInvalid, i, "the hold has no line %d (it has %d)", p.Line, len(lines))
 		}
-		l := &lines[p.Line]
+		l := &lines[at]
 		if l.kind == "pool" {
 			if p.Units != nil {
 				return holdfast.LineErrorf(holdfast.CodeInvalid, i, "line %d is a pool line: give the quantity to keep", p.Line)

@@ -60,7 +60,7 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	}
 	// A hold counted against a key's quota, or spending a waiting room's
 	// admission, takes the ordinary path: the batch's writer does neither.
-	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" {
+	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" && partOf(ctx) == nil {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -86,7 +86,7 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 			if attempt > 0 {
 				claimCtx = withWaitLocked(ctx) // see skipLocked
 			}
-			err = transact(ctx, func(tx Querier) error {
+			err = transact(preparing(ctx), func(tx Querier) error {
 				var err error
 				h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
 				if err == nil && fail != nil {
@@ -214,7 +214,11 @@ func backoff(ctx context.Context, n int) error {
 // A line that cannot be had comes back as a lineFailure, and the caller
 // rolls the transaction back, so nothing is taken.
 func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast.HoldRequest, ttl time.Duration, confirm bool, paymentRef string) (holdfast.Hold, *lineFailure, error) {
-	h := holdfast.Hold{ID: holdfast.NewHoldID(s.clock.Now()), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef, Owner: r.Owner}
+	h := holdfast.Hold{ID: s.newHoldID(), Holder: r.Holder, Status: holdfast.StatusHeld, PaymentRef: paymentRef, Owner: r.Owner}
+	part := partOf(ctx)
+	if part != nil {
+		h.ID = part.HoldID
+	}
 	if confirm {
 		h.Status = holdfast.StatusConfirmed
 	}
@@ -320,6 +324,9 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	// The hold's row is written and its rows taken: its lines, unit claims
 	// and events go through the one writer batches use.
 	w := newHoldWriter(s.d)
+	if part != nil {
+		w.lineNos = part.LineNos
+	}
 	if _, err := w.add(h, confirm, nil, created); err != nil {
 		return h, nil, err
 	}

@@ -31,7 +31,7 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	var h holdfast.Hold
-	err := s.db.Transact(ctx, func(tx Querier) error {
+	err := s.db.Transact(preparing(ctx), func(tx Querier) error {
 		var p binds
 		sql := `UPDATE holds SET status = ` + p.add(string(c.to)) + `, updated_at = holdfast_now_ms()`
 		if c.set != nil {
@@ -369,18 +369,23 @@ func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold
 	}
 	h.CreatedAt, h.ExpiresAt, h.UpdatedAt = msTime(created), msTime(expires), msTime(updated)
 
-	rows, err := q.Query(ctx, `SELECT kind, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
+	rows, err := q.Query(ctx, `SELECT line_no, kind, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
 		FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, id)
 	if err != nil {
 		return h, err
 	}
+	// A part of a hold across shards has some of the hold's line numbers
+	// (see Part): its lines are found by number, not position.
+	at := map[int]int{}
 	for rows.Next() {
 		var l holdfast.Line
 		var kind string
-		if err := rows.Scan(&kind, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
+		var no int
+		if err := rows.Scan(&no, &kind, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
 			rows.Close()
 			return h, err
 		}
+		at[no] = len(h.Lines)
 		h.Lines = append(h.Lines, l)
 	}
 	rows.Close()
@@ -398,8 +403,8 @@ func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold
 		if err := rows.Scan(&line, &unit); err != nil {
 			return h, err
 		}
-		if line >= 0 && line < len(h.Lines) {
-			h.Lines[line].Units = append(h.Lines[line].Units, unit)
+		if i, ok := at[line]; ok {
+			h.Lines[i].Units = append(h.Lines[i].Units, unit)
 		}
 	}
 	return h, rows.Err()

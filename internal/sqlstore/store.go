@@ -44,6 +44,7 @@ type engine struct {
 	batchFailures atomic.Int64 // batch transactions that failed whole
 	logger        *slog.Logger
 	clock         holdfast.Clock
+	holdPrefix    string // of the hold ids this store makes
 
 	// bg is the engine's background work (batch drainers and their
 	// batches, sold-out reads); Close waits for it. bgMu orders every
@@ -82,6 +83,9 @@ type Env struct {
 	// Clock is the app server's wall clock: it stamps hold ids and audit
 	// reports, and decides nothing (default time.Now).
 	Clock holdfast.Clock
+	// HoldPrefix begins every hold id this store makes (default "h_"):
+	// a shard's own prefix says where its holds live.
+	HoldPrefix string
 }
 
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
@@ -92,8 +96,10 @@ func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env En
 	}
 	_, atomicStrategy := c.(Atomic)
 	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
-		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock}}
+		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_")}}
 }
+
+func (s *engine) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.clock.Now()) }
 
 // Config returns the store's hold lifetime bounds, defaults filled in.
 func (s *Store) Config() holdfast.Config { return s.cfg }
