@@ -1345,3 +1345,15 @@ func (s *Shards) UnitStatuses(ctx context.Context, group string) (string, error)
 	}
 	return s.set.stores[sh].UnitStatuses(ctx, group)
 }
+
+// CreateWebhook is refused: a webhook sees one database's outbox, and a
+// sharded deployment has one per shard (not built yet). Better refused
+// than a webhook that never fires for most events.
+func (s *Shards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
+	return holdfast.Webhook{}, holdfast.Errorf(holdfast.CodeUnsupported, "webhooks are not delivered on a sharded deployment yet: read GET /v1/events, which follows every shard")
+}
+
+// CreateWebhook is refused as on Shards.
+func (k *keyedShards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
+	return (*Shards)(nil).CreateWebhook(ctx, w)
+}

@@ -106,6 +106,7 @@ func poolCmd(e env) *cobra.Command {
 	create.Flags().Int64Var(&p.Capacity, "capacity", 0, "capacity")
 	create.Flags().Int64Var(&p.PerHolderLimit, "limit", 0, "per-holder limit (0: none)")
 	create.Flags().Int64Var(&p.OfferTTLSeconds, "offer-ttl", 0, "seconds a waitlist offer lasts (0: 600)")
+	create.Flags().StringVar(&p.Partition, "partition", "", "the event, venue or tenant it belongs to, on a server with --shard: a partition lives on one shard (default: its own id)")
 	_ = create.MarkFlagRequired("id")
 	_ = create.MarkFlagRequired("capacity")
 	get := &cobra.Command{Use: "get ID", Short: "A pool with its availability", Args: cobra.ExactArgs(1),
@@ -150,6 +151,7 @@ func groupCmd(e env) *cobra.Command {
 	create.Flags().StringVar(&g.ID, "id", "", "group id")
 	create.Flags().StringVar(&g.Name, "name", "", "group name")
 	create.Flags().BoolVar(&g.Reusable, "reusable", false, "units return to the group when a hold completes (riders)")
+	create.Flags().StringVar(&g.Partition, "partition", "", "the event, venue or tenant it belongs to, on a server with --shard (default: its own id)")
 	_ = create.MarkFlagRequired("id")
 	add := &cobra.Command{Use: "add-units GROUP ID...", Short: "Add units to a group, all or none (admin)", Args: cobra.MinimumNArgs(2),
 		Example: "  holdfast group add-units hall A-1 A-2 A-3",
