@@ -76,6 +76,12 @@ type Options struct {
 	// BeforeWrite is a test hook of the redislock strategy.
 	BeforeWrite func(context.Context)
 
+	// ResolveEvery is how often OpenShards' store ends the prepared
+	// parts of holds across shards left older than ResolveAfter by a
+	// coordinator that died (defaults 2 s and 5 s; negative: never, for
+	// tests that watch them).
+	ResolveEvery, ResolveAfter time.Duration
+
 	holdPrefix string // a shard's (see OpenShards)
 }
 

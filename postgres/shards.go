@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,13 +34,14 @@ import (
 // through two-phase commit too, so a hold is never half confirmed.
 //
 // Every database needs max_prepared_transactions above 0 for holds across
-// shards, and every server must run ResolvePrepared every few seconds
-// (holdfast serve does).
+// shards. Each Shards runs ResolvePrepared every few seconds (see
+// Options.ResolveEvery).
 type Shards struct {
 	*view
 	holdfast.KeyStore
 	holdfast.WebhookStore
-	set *shardSet
+	set          *shardSet
+	stopResolver func()
 }
 
 var _ holdfast.Store = (*Shards)(nil)
@@ -47,8 +49,12 @@ var _ holdfast.Store = (*Shards)(nil)
 // shardSet is what every view of a Shards shares.
 type shardSet struct {
 	stores []*Store
-	tp     *TwoPhase
-	names  []string // a shard's name in the two-phase coordinator
+	// control is a small pool per shard for ending prepared parts: never
+	// the store's own, whose connections may all be waiting on the row
+	// locks a prepared part holds until it is committed.
+	control []*pgxpool.Pool
+	tp      *TwoPhase
+	names   []string // a shard's name in the two-phase coordinator
 
 	mu    sync.RWMutex
 	where map[placeKey]placed // pools, groups, units and rooms
@@ -78,6 +84,9 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 		for _, st := range set.stores {
 			st.Close()
 		}
+		for _, c := range set.control {
+			c.Close()
+		}
 	}
 	parts := map[string]*pgxpool.Pool{}
 	for i, url := range urls {
@@ -89,17 +98,57 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 			return nil, fmt.Errorf("shard %d: %w", i, err)
 		}
 		set.stores = append(set.stores, st)
+		cfg := st.pool.Config().Copy()
+		cfg.MaxConns, cfg.MinConns = 4, 0
+		control, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("shard %d: %w", i, err)
+		}
+		set.control = append(set.control, control)
 		name := fmt.Sprintf("shard%04d", i) // sorts in shard order
 		set.names = append(set.names, name)
-		parts[name] = st.pool
+		parts[name] = control
 	}
 	if err := set.join(ctx); err != nil {
 		closeAll()
 		return nil, err
 	}
-	set.tp = NewTwoPhase(set.stores[0].pool, parts)
+	set.tp = NewTwoPhase(set.control[0], parts)
 	cat := set.stores[0]
-	return &Shards{view: &view{set: set}, KeyStore: cat, WebhookStore: cat, set: set}, nil
+	s := &Shards{view: &view{set: set}, KeyStore: cat, WebhookStore: cat, set: set, stopResolver: func() {}}
+	if opts.ResolveEvery >= 0 {
+		s.stopResolver = s.resolveEvery(cmp.Or(opts.ResolveEvery, 2*time.Second), cmp.Or(opts.ResolveAfter, 5*time.Second), cmp.Or(opts.Logger, slog.Default()))
+	}
+	return s, nil
+}
+
+// resolveEvery runs ResolvePrepared every interval until the returned
+// func is called (and waits for a run in progress): every server does,
+// so parts left by a coordinator that died end within seconds.
+func (s *Shards) resolveEvery(interval, after time.Duration, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			c, r, err := s.ResolvePrepared(ctx, after)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("resolving prepared parts of holds across shards", "err", err)
+			}
+			if c+r > 0 {
+				log.Info("resolved prepared parts of holds across shards", "committed", c, "rolled_back", r)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // shardPrefix begins the ids of the holds made on shard i alone: the
@@ -188,9 +237,13 @@ func (set *shardSet) join(ctx context.Context) error {
 
 // Close closes every shard.
 func (s *Shards) Close() error {
+	s.stopResolver()
 	var errs []error
 	for _, st := range s.set.stores {
 		errs = append(errs, st.Close())
+	}
+	for _, c := range s.set.control {
+		c.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -727,7 +780,7 @@ func (v *view) firstFailing(ctx context.Context, err error, r holdfast.HoldReque
 		if perr == nil {
 			// Prepared: roll it back (if this fails, the resolver does:
 			// no decision is ever written for a probe).
-			_, _ = v.set.stores[sh].pool.Exec(context.WithoutCancel(ctx), "ROLLBACK PREPARED '"+gid+"'")
+			_, _ = v.set.control[sh].Exec(context.WithoutCancel(ctx), "ROLLBACK PREPARED '"+gid+"'")
 			continue
 		}
 		perr = lineIn(perr, subNos)

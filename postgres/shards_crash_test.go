@@ -25,7 +25,7 @@ func threeShards(t *testing.T) ([]*pgtest.Cluster, *Shards) {
 		cls = append(cls, cl)
 		urls = append(urls, cl.URL("hf"))
 	}
-	s, err := OpenShards(ctx, urls, Options{MaxConns: 8})
+	s, err := OpenShards(ctx, urls, Options{MaxConns: 8, ResolveEvery: -1}) // the test resolves
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,16 @@ func (c *TwoPhase) RunParts(ctx context.Context, fn map[string]func(ctx context.
 	if err := c.step("prepared"); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		// The caller gave up while the parts were prepared: undecided,
+		// they roll back now rather than wait for the resolver.
+		return rollback(err)
+	}
+	// From here the change ends whatever the caller does: a decision
+	// half-written by a cancelled request would leave the parts to the
+	// resolver, holding their locks for seconds.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	committed, err := decide(ctx, c.catalog, gid, true)
 	if err != nil {
 		// The decision may or may not be written: the resolver reads it.
@@ -118,10 +128,8 @@ func (c *TwoPhase) RunParts(ctx context.Context, fn map[string]func(ctx context.
 	if err := c.step("decided"); err != nil {
 		return err
 	}
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	for _, name := range prepared {
-		_, _ = c.parts[name].Exec(bg, "COMMIT PREPARED '"+part[name]+"'") // else the resolver commits it
+		_, _ = c.parts[name].Exec(ctx, "COMMIT PREPARED '"+part[name]+"'") // else the resolver commits it
 	}
 	return nil
 }

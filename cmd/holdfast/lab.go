@@ -44,6 +44,7 @@ type labFlags struct {
 	bench       bool
 	benchN      []int
 	benchShapes string
+	shards      int
 	coalesce    bool
 	cpuprofile  string
 	joiners     int
@@ -93,6 +94,7 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.BoolVar(&f.coalesce, "coalesce", true, "combine concurrent claims on a pool into one transaction (atomic)")
 	fs.BoolVar(&f.bench, "bench", false, "the benchmark: every shape of sale (--bench-shapes) against pgbench running the same shape one transaction per booking, then holdfast over HTTP (with and without keys) and as a library on PostgreSQL, and over HTTP on SQLite (--duration per run, default 10s; needs --db postgres://…)")
 	fs.IntSliceVar(&f.benchN, "bench-clients", []int{64, 256}, "client counts the --bench buying shapes run at")
+	fs.IntVar(&f.shards, "shards", 0, "with --bench: the sharding benchmark instead, over this many shards (databases on the --db server, which needs max_prepared_transactions > 0): one partition alone, every shard busy, holds within one shard and across two, and across two with 1 ms added between server and shards (Toxiproxy)")
 	fs.StringVar(&f.benchShapes, "bench-shapes", "all", "the --bench shapes: all, or some of pool,pool-limit-book,events,seats,riders,mixed,sellout,viewers,streams,webhooks")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return c
@@ -109,6 +111,9 @@ func runLab(ctx context.Context, e env, f labFlags) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if f.bench && f.shards > 0 {
+		return runShardBench(ctx, e, f)
 	}
 	if f.bench {
 		return runBench(ctx, e, f)

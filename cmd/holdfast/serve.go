@@ -17,7 +17,6 @@ import (
 	"github.com/holdfast/holdfast/expiry"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
-	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/webhook"
 )
 
@@ -187,20 +186,6 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		}
 	})
 	defer stopRooms()
-	if sh, ok := store.(*postgres.Shards); ok {
-		// Parts of holds across shards whose coordinator died (or lost a
-		// shard) end within seconds, as the catalog decided them.
-		stopResolver := every(ctx, 2*time.Second, func(ctx context.Context) {
-			c, r, err := sh.ResolvePrepared(ctx, 5*time.Second)
-			if err != nil && ctx.Err() == nil {
-				log.Warn("resolving prepared parts of holds across shards", "err", err)
-			}
-			if c+r > 0 {
-				log.Info("resolved prepared parts of holds across shards", "committed", c, "rolled_back", r)
-			}
-		})
-		defer stopResolver()
-	}
 
 	if f.adminKey == "" {
 		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())

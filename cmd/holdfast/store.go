@@ -173,7 +173,7 @@ func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
 		return sqlite.Open(ctx, f.db, sqlite.Options{Existing: true, NoCoalesce: true})
 	}
 	if len(f.shards) > 0 {
-		return f.openShards(ctx, holdfast.Atomic, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4})
+		return f.openShards(ctx, holdfast.Atomic, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4, ResolveEvery: -1})
 	}
 	return postgres.Open(ctx, f.db, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4})
 }
