@@ -7,7 +7,7 @@
 #               root), installing Debian's postgresql package first when it
 #               is missing. Its own, so that its settings fit the suite
 #               (max_connections 300: the races open many connections, and
-#               test packages run side by side; max_prepared_transactions 100:
+#               test packages run side by side; max_prepared_transactions 300:
 #               holdfast lab --bench --shards) and no other use of a shared
 #               server can starve it. HOLDFAST_TEST_POSTGRES points the tests
 #               elsewhere.
@@ -78,7 +78,7 @@ postgres_url() {
   fi
   log "starting the throwaway PostgreSQL on port $port"
   "${as[@]}" "$bin/pg_ctl" -D "$data" -l "$data/log" -w -t 60 \
-    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c max_prepared_transactions=100" start >&2 || {
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c max_prepared_transactions=300" start >&2 || {
     cat "$data/log" >&2; exit 1; }
   echo "$url"
 }
