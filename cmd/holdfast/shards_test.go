@@ -60,6 +60,44 @@ func TestServeShards(t *testing.T) {
 		t.Fatalf("the pass read back: %+v %v", got, err)
 	}
 
+	// The feed follows every shard: page by page, each event once.
+	var created []string
+	seen := map[string]bool{}
+	for after, pages := "", 0; pages < 20; pages++ {
+		req, _ := http.NewRequest("GET", base+"/v1/events?limit=2&after="+after, nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Events []holdfast.Event `json:"events"`
+			Next   string           `json:"next"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("events page: %d %v", resp.StatusCode, err)
+		}
+		for _, e := range page.Events {
+			key := e.Cursor
+			if seen[key] {
+				t.Fatalf("event %s twice", key)
+			}
+			seen[key] = true
+			if e.Type == holdfast.EventPoolCreated {
+				created = append(created, e.Subject)
+			}
+		}
+		if len(page.Events) == 0 {
+			break
+		}
+		after = page.Next
+	}
+	if len(created) != 3 {
+		t.Fatalf("pool.created events over the shards: %v, want day1, day2 and day2-vip", created)
+	}
+
 	code, out, errOut := runCmd(t, "audit", "--db", urls[0], "--shard", urls[1], "--shard", urls[2])
 	if code != 0 {
 		t.Fatalf("audit over the shards: exit %d %s%s", code, out, errOut)
