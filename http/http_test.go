@@ -72,4 +72,31 @@ func TestConformanceOverHTTP(t *testing.T) {
 				return overHTTP(t, openPostgres(t, url)), func(t testing.TB) holdfast.Store { return overHTTP(t, openPostgres(t, url)) }
 			}})
 	})
+	// Three shards behind each server (schemas of a server of the test's
+	// own, which allows prepared transactions): every request's key
+	// recorded on the shard of its change, holds across shards answered
+	// and replayed whole.
+	t.Run("postgres-shards", func(t *testing.T) {
+		cl := pgtest.StartCluster(t, "max_prepared_transactions=100", "max_connections=400")
+		cl.CreateDatabase(context.Background(), "shards")
+		holdfasttest.Run(t, holdfasttest.Harness{Remote: true,
+			Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+				urls := []string{cl.Schema(t, "shards"), cl.Schema(t, "shards"), cl.Schema(t, "shards")}
+				return overHTTP(t, openShards(t, urls)), func(t testing.TB) holdfast.Store { return overHTTP(t, openShards(t, urls)) }
+			},
+			Unsupported: map[string]string{
+				"KeyQuota":      "a key's quota is counted on the catalog shard only",
+				"Race/KeyQuota": "a key's quota is counted on the catalog shard only",
+			}})
+	})
+}
+
+func openShards(t testing.TB, urls []string) holdfast.Store {
+	t.Helper()
+	s, err := postgres.OpenShards(context.Background(), urls, postgres.Options{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -387,18 +387,14 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 	if err != nil {
 		return row, err
 	}
-	row.PerSec = float64(res.sold) / res.elapsed.Seconds()
-	row.P50, row.P99, row.Max = res.quantile(0.5), res.quantile(0.99), res.quantile(1)
-	row.Busy = res.busy
-	if shape.name == "sell-out" {
-		row.SellOut = res.lastSale
-	}
-	row.Oversold = rep.Oversold + rep.DoubleBooked + int64(len(rep.Differences))
 	var notes []string
 	if row.Note != "" {
 		notes = append(notes, row.Note)
 	}
-	notes = append(notes, fmt.Sprintf("%d requests, %d refused", res.requests, res.refused))
+	notes = append(notes, res.fill(&row, rep))
+	if shape.name == "sell-out" {
+		row.SellOut = res.lastSale
+	}
 	if stats != nil {
 		if st := stats.Stats(); st.Batches > before.Batches {
 			notes = append(notes, fmt.Sprintf("%.1f claims per transaction", float64(st.BatchedClaims-before.BatchedClaims)/float64(st.Batches-before.Batches)))
@@ -409,6 +405,16 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 	}
 	row.Note = strings.Join(notes, "; ")
 	return row, nil
+}
+
+// fill puts a run's rates, latencies and audit into row, and returns
+// the note on its requests.
+func (res shapeResult) fill(row *benchRow, rep holdfast.AuditReport) string {
+	row.PerSec = float64(res.sold) / res.elapsed.Seconds()
+	row.P50, row.P99, row.Max = res.quantile(0.5), res.quantile(0.99), res.quantile(1)
+	row.Busy = res.busy
+	row.Oversold = rep.Oversold + rep.DoubleBooked + int64(len(rep.Differences))
+	return fmt.Sprintf("%d requests, %d refused", res.requests, res.refused)
 }
 
 // mapViewers starts n clients re-reading a seat map's compact form (with

@@ -208,11 +208,7 @@ func shardRun(ctx context.Context, db string, shards int, latency bool, op shape
 	if err != nil {
 		return row, err
 	}
-	row.PerSec = float64(res.sold) / res.elapsed.Seconds()
-	row.P50, row.P99, row.Max = res.quantile(0.5), res.quantile(0.99), res.quantile(1)
-	row.Busy = res.busy
-	row.Oversold = rep.Oversold + rep.DoubleBooked + int64(len(rep.Differences))
-	notes := []string{fmt.Sprintf("%d requests, %d refused", res.requests, res.refused)}
+	notes := []string{res.fill(&row, rep)}
 	if perPool {
 		var per []string
 		for i := range shards {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +61,7 @@ type Cluster struct {
 	port       int
 	asPostgres []string // runuser prefix: PostgreSQL refuses to run as root
 	settings   []string // name=value, given to the server as -c
+	schemas    atomic.Int64
 }
 
 func BinDir(t testing.TB) string {
@@ -196,4 +199,28 @@ func (pg *Cluster) CreateDatabase(ctx context.Context, name string) {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		pg.t.Fatal(err)
 	}
+}
+
+// Schema makes a fresh schema in database db and returns a URL whose
+// connections use it (search_path): a database of a test's own, cheaply.
+func (pg *Cluster) Schema(t testing.TB, db string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("s%d", pg.schemas.Add(1))
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
