@@ -71,6 +71,9 @@ type scenario struct {
 	// failover: a primary of its own with a synchronous standby; the
 	// servers name both hosts (target_session_attrs=read-write).
 	failover bool
+	// shards: three primaries of its own, the servers spread over them
+	// (--shard); festival passes across two shards run beside the storm.
+	shards bool
 }
 
 var scenarios = []scenario{
@@ -122,6 +125,12 @@ var scenarios = []scenario{
 	{name: "failover", strategy: "atomic", failover: true, faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.4)
 		h.failover()
+	}},
+	{name: "shard-crash", strategy: "atomic", shards: true, faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.3)
+		h.crashShard(len(h.shards) - 1)
+		h.at(d, 0.65)
+		h.crashShard(0)
 	}},
 	{name: "clock-skew", strategy: "atomic", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}},
 	{name: "all-at-once", strategy: "redislock", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}, length: 2,
@@ -199,7 +208,8 @@ func TestChaos(t *testing.T) {
 type harness struct {
 	t          *testing.T
 	pg         *pgtest.Cluster
-	standby    *pgtest.Cluster // the failover scenario's
+	standby    *pgtest.Cluster   // the failover scenario's
+	shards     []*pgtest.Cluster // the shard-crash scenario's, beside pg (the catalog)
 	rd         *redisServer
 	px         *proxies
 	bin        string
@@ -258,6 +268,16 @@ func (h *harness) failover() {
 	h.pg.Crash()
 	h.standby.Promote()
 	h.pg, h.standby = h.standby, nil
+	h.recovered()
+}
+
+// crashShard kills shard i's PostgreSQL (the --shard databases, from 0)
+// as a dead machine does, for 2 s.
+func (h *harness) crashShard(i int) {
+	h.fault("shard %d: pg_ctl stop -m immediate, 2 s down", i+1)
+	h.shards[i].Crash()
+	time.Sleep(2 * time.Second)
+	h.shards[i].Start()
 	h.recovered()
 }
 
@@ -338,6 +358,16 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		h.pg.CreateDatabase(ctx, dbName)
 		h.standby = pgtest.StartStandby(t, h.pg)
 		defer func() { h.pg, h.standby = shared, nil }()
+	} else if sc.shards {
+		shared := h.pg
+		h.pg = pgtest.StartCluster(t, "max_prepared_transactions=100")
+		h.pg.CreateDatabase(ctx, dbName)
+		for range 2 {
+			sh := pgtest.StartCluster(t, "max_prepared_transactions=100")
+			sh.CreateDatabase(ctx, dbName)
+			h.shards = append(h.shards, sh)
+		}
+		defer func() { h.pg, h.shards = shared, nil }()
 	} else {
 		h.pg.CreateDatabase(ctx, dbName)
 	}
@@ -355,11 +385,17 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 			sbLink := h.px.add(t, fmt.Sprintf("%s-standby-%d", sc.name, i), h.standby.Addr())
 			db = fmt.Sprintf("postgres://postgres@%s,%s/%s?sslmode=disable&target_session_attrs=read-write", in.pgLink.Listen, sbLink.Listen, dbName)
 		}
+		var shardArgs []string
+		for j, sh := range h.shards {
+			link := h.px.add(t, fmt.Sprintf("%s-shard%d-%d", sc.name, j, i), sh.Addr())
+			shardArgs = append(shardArgs, "--shard", fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", link.Listen, dbName))
+		}
 		in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port),
 			"--db", db,
 			"--redis", "redis://" + in.rdLink.Listen + "/0", "--strategy", sc.strategy, "--admin-key", adminKey,
 			"--request-timeout", "2s", "--sweep-interval", "250ms", "--db-conns", "12", "--max-hold-ttl", "24h",
 			"--lock-ttl", lockTTL.String()}
+		in.args = append(in.args, shardArgs...)
 		if sc.strategy == "unsafe" {
 			in.args = append(in.args, "--allow-unsafe")
 		}
@@ -414,6 +450,11 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		defer conn.Close(ctx)
 		queue, stopQueue = h.startQueue(ctx, urls, length, conn)
 	}
+	var passes *passRun
+	stopPasses := func() {}
+	if sc.shards {
+		passes, stopPasses = h.startPasses(ctx, drv)
+	}
 	stormCtx, stop := context.WithTimeout(ctx, length)
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -426,6 +467,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	stop()
 	wg.Wait()
 	stopQueue()
+	stopPasses()
 	h.recovered()
 
 	// Checks, on PostgreSQL directly (not through the proxies).
@@ -438,7 +480,16 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	for _, o := range rec.ops {
 		end = max(end, o.Ret)
 	}
-	ops, unknown, err := resolve(ctx, conn, rec.ops)
+	resolveDBs := []*pgx.Conn{conn}
+	for _, sh := range h.shards {
+		c, err := pgx.Connect(ctx, sh.URL(dbName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		resolveDBs = append(resolveDBs, c)
+	}
+	ops, unknown, err := resolve(ctx, resolveDBs, rec.ops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,13 +525,23 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		}
 		_ = os.WriteFile(filepath.Join(*artifacts, sc.name+"-history.jsonl"), []byte(b.String()), 0o644)
 	}
-	bad, err := dbChecks(ctx, conn, h.bin, h.pg.URL(dbName), ops)
+	dbArgs := []string{"--db", h.pg.URL(dbName)}
+	for _, sh := range h.shards {
+		dbArgs = append(dbArgs, "--shard", sh.URL(dbName))
+	}
+	bad, err := dbChecks(ctx, resolveDBs, h.bin, dbArgs, ops)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.dbBad = append(r.dbBad, bad...)
 	if queue != nil {
 		bad, summary := checkQueue(ctx, conn, queue)
+		r.dbBad = append(r.dbBad, bad...)
+		t.Log(summary)
+		r.faults = append(r.faults, summary)
+	}
+	if passes != nil {
+		bad, summary := checkPasses(ctx, resolveDBs, passes)
 		r.dbBad = append(r.dbBad, bad...)
 		t.Log(summary)
 		r.faults = append(r.faults, summary)

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os/exec"
@@ -22,7 +23,7 @@ var eventFor = map[string]string{
 // request), so its hold exists or not; an action on a hold left its
 // event or not. Operations that took no effect are dropped (to the
 // checker they never happened); the others keep no return time.
-func resolve(ctx context.Context, db *pgx.Conn, ops []op) ([]op, int, error) {
+func resolve(ctx context.Context, dbs []*pgx.Conn, ops []op) ([]op, int, error) {
 	out := ops[:0:0]
 	unknown := 0
 	for _, o := range ops {
@@ -32,13 +33,22 @@ func resolve(ctx context.Context, db *pgx.Conn, ops []op) ([]op, int, error) {
 		}
 		unknown++
 		if o.In.Kind == "hold" {
+			// The database (the shard) that has the hold, if any has.
 			var id string
-			err := db.QueryRow(ctx, `SELECT id FROM holds WHERE holder = $1`, o.In.Holder).Scan(&id)
-			if err == pgx.ErrNoRows {
-				continue
+			var db *pgx.Conn
+			for _, d := range dbs {
+				err := d.QueryRow(ctx, `SELECT id FROM holds WHERE holder = $1`, o.In.Holder).Scan(&id)
+				if err == pgx.ErrNoRows {
+					continue
+				}
+				if err != nil {
+					return nil, 0, err
+				}
+				db = d
+				break
 			}
-			if err != nil {
-				return nil, 0, err
+			if db == nil {
+				continue
 			}
 			o.Out.ID = id
 			rows, err := db.Query(ctx, `SELECT unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY unit_id`, id)
@@ -53,9 +63,13 @@ func resolve(ctx context.Context, db *pgx.Conn, ops []op) ([]op, int, error) {
 			out = append(out, o)
 			continue
 		}
-		var n int
-		if err := db.QueryRow(ctx, `SELECT count(*) FROM events WHERE hold_id = $1 AND type = $2`, o.In.ID, eventFor[o.In.Kind]).Scan(&n); err != nil {
-			return nil, 0, err
+		n := 0
+		for _, db := range dbs {
+			var k int
+			if err := db.QueryRow(ctx, `SELECT count(*) FROM events WHERE hold_id = $1 AND type = $2`, o.In.ID, eventFor[o.In.Kind]).Scan(&k); err != nil {
+				return nil, 0, err
+			}
+			n += k
 		}
 		if n > 0 {
 			out = append(out, o)
@@ -66,19 +80,28 @@ func resolve(ctx context.Context, db *pgx.Conn, ops []op) ([]op, int, error) {
 
 // dbChecks counts in the database, after the run, what must hold whatever
 // happened during it. Each returned string is a broken guarantee.
-func dbChecks(ctx context.Context, db *pgx.Conn, bin, dbURL string, ops []op) ([]string, error) {
+//
+// With shards, dbs are every shard's database (the catalog first) and
+// dbArgs name them as holdfast audit takes them; each count is summed
+// over the shards (each holds its own share of every invariant: a hold
+// of a lane lives on the lane's shard).
+func dbChecks(ctx context.Context, dbs []*pgx.Conn, bin string, dbArgs []string, ops []op) ([]string, error) {
 	var bad []string
 	fail := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 	count := func(sql string, args ...any) int {
-		var n int
-		if err := db.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-			fail("query %q: %v", sql, err)
+		total := 0
+		for _, db := range dbs {
+			var n int
+			if err := db.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+				fail("query %q: %v", sql, err)
+			}
+			total += n
 		}
-		return n
+		return total
 	}
 
 	// holdfast audit recounts every counter from the claim rows.
-	if out, err := exec.CommandContext(ctx, bin, "audit", "--db", dbURL).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, bin, append([]string{"audit"}, dbArgs...)...).CombinedOutput(); err != nil {
 		fail("holdfast audit: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	if n := count(`SELECT count(*) FROM pools p WHERE p.capacity < (SELECT coalesce(sum(l.quantity), 0)
@@ -111,7 +134,13 @@ func dbChecks(ctx context.Context, db *pgx.Conn, bin, dbURL string, ops []op) ([
 		case o.In.Kind == "hold":
 			var n int
 			var id string
-			_ = db.QueryRow(ctx, `SELECT count(*), coalesce(min(id), '') FROM holds WHERE holder = $1`, o.In.Holder).Scan(&n, &id)
+			for _, db := range dbs {
+				var k int
+				var kid string
+				_ = db.QueryRow(ctx, `SELECT count(*), coalesce(min(id), '') FROM holds WHERE holder = $1`, o.In.Holder).Scan(&k, &kid)
+				n += k
+				id = cmp.Or(id, kid)
+			}
 			switch {
 			case n > 1:
 				fail("hold request %s (key %s) took effect %d times", o.In.Holder, o.In.Key, n)
@@ -128,7 +157,13 @@ func dbChecks(ctx context.Context, db *pgx.Conn, bin, dbURL string, ops []op) ([
 	want := map[string]string{"confirm": "confirmed", "release": "released", "cancel": "cancelled", "complete": "completed"}
 	for id, o := range last {
 		var status string
-		if err := db.QueryRow(ctx, `SELECT status FROM holds WHERE id = $1`, id).Scan(&status); err != nil {
+		var err error
+		for _, db := range dbs {
+			if err = db.QueryRow(ctx, `SELECT status FROM holds WHERE id = $1`, id).Scan(&status); err != pgx.ErrNoRows {
+				break
+			}
+		}
+		if err != nil {
 			fail("hold %s: %v", id, err)
 			continue
 		}
