@@ -127,10 +127,12 @@ var scenarios = []scenario{
 		h.failover()
 	}},
 	{name: "shard-crash", strategy: "atomic", shards: true, faults: func(h *harness, d time.Duration) {
-		h.at(d, 0.3)
+		h.at(d, 0.25)
 		h.crashShard(len(h.shards) - 1)
-		h.at(d, 0.65)
+		h.at(d, 0.5)
 		h.crashShard(0)
+		h.at(d, 0.75)
+		h.crashPostgres() // the catalog, where holds across shards are decided
 	}},
 	{name: "clock-skew", strategy: "atomic", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}},
 	{name: "all-at-once", strategy: "redislock", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}, length: 2,
@@ -253,7 +255,11 @@ func (h *harness) pause(in *instance) {
 }
 
 func (h *harness) crashPostgres() {
-	h.fault("pg_ctl stop -m immediate, 2 s down")
+	what := ""
+	if h.shards != nil {
+		what = "the catalog: "
+	}
+	h.fault("%spg_ctl stop -m immediate, 2 s down", what)
 	h.pg.Crash()
 	time.Sleep(2 * time.Second)
 	h.pg.Start()

@@ -37,7 +37,7 @@ func (p *passRun) ack(id, status string) {
 func (h *harness) startPasses(ctx context.Context, drv *driver) (*passRun, func()) {
 	c := hfhttp.NewClient(h.instances[0].url(), adminKey)
 	for _, id := range []string{"pass-x", "pass-y"} {
-		if _, err := c.CreatePool(ctx, holdfast.Pool{ID: id, Capacity: 12, Partition: "fest-" + id}); err != nil {
+		if _, err := c.CreatePool(ctx, holdfast.Pool{ID: id, Capacity: 40, Partition: "fest-" + id}); err != nil {
 			h.t.Fatalf("setting up %s: %v", id, err)
 		}
 	}
@@ -74,7 +74,9 @@ func (h *harness) startPasses(ctx context.Context, drv *driver) (*passRun, func(
 				if rng.IntN(5) < 2 {
 					verb, status = "release", "released"
 				}
-				if !passStep(ctx, drv, run, w, out.ID, verb, status) || verb == "release" || rng.IntN(2) == 0 {
+				// Most confirmed passes are cancelled (refunds), so the
+				// sale goes on for the whole storm.
+				if !passStep(ctx, drv, run, w, out.ID, verb, status) || verb == "release" || rng.IntN(5) == 0 {
 					continue
 				}
 				passStep(ctx, drv, run, w, out.ID, "cancel", "cancelled")
