@@ -369,7 +369,16 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 				s.log.Warn("abandon idempotency key", "err", err)
 			}
 		default:
-			err := s.cfg.Store.FinishIdempotent(ctx, p.id, key, fp, token, holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)})
+			// A store spread over several databases records the refusal
+			// where the change was tried (its keyed view knows), so that
+			// a retry's own claim of the key finds it there.
+			finish := s.cfg.Store.FinishIdempotent
+			if f, ok := c.keyed.(interface {
+				FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error
+			}); ok {
+				finish = f.FinishIdempotent
+			}
+			err := finish(ctx, p.id, key, fp, token, holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)})
 			if deferred && holdfast.ErrorCode(err) == holdfast.CodeIdempotencyKeyUsed {
 				// Refused, but the key already has an answer (an earlier
 				// request's): that answer is this request's.

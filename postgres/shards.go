@@ -401,6 +401,9 @@ type view struct {
 
 	mu   sync.Mutex
 	used holdfast.Keyed // the keyed shard view the change went through
+	// tried is the shard the change was tried on, or -1: a refusal is
+	// recorded there (see keyedShards.FinishIdempotent).
+	tried int
 }
 
 // on is shard i as this view reaches it: keyed if the view is.
@@ -410,7 +413,7 @@ func (v *view) on(i int) target {
 	}
 	k := v.set.stores[i].Keyed(*v.key)
 	v.mu.Lock()
-	v.used = k
+	v.used, v.tried = k, i
 	v.mu.Unlock()
 	return k
 }
@@ -647,6 +650,7 @@ func (v *view) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, p
 	if r.Admission != "" {
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeInvalid, "a hold spending a waiting room's admission names pools and groups of one partition")
 	}
+	v.triedOn(shards)
 	id := holdfast.NewID(crossPrefix(shards), time.Now())
 	nos := map[int][]int{}
 	for i, sh := range lineShard {
@@ -714,6 +718,14 @@ func (p *parts) assemble(id string, nos map[int][]int, lines int) holdfast.Hold 
 	return h
 }
 
+// triedOn notes that a change across shards is tried: its key, and a
+// refusal's record, live on its last shard (see lastKeyed).
+func (v *view) triedOn(shards []int) {
+	v.mu.Lock()
+	v.tried = shards[len(shards)-1]
+	v.mu.Unlock()
+}
+
 // lastKeyed is the store a part of a change across shards is made
 // through: the last shard's part (prepared last, when the others are
 // made) records the whole change's answer under the view's idempotency
@@ -734,7 +746,7 @@ func (v *view) lastKeyed(sh int, shards []int, got *parts, nos map[int][]int, li
 	}
 	kv := v.set.stores[sh].Keyed(k)
 	v.mu.Lock()
-	v.used = kv
+	v.used, v.tried = kv, sh
 	v.mu.Unlock()
 	return kv
 }
@@ -954,6 +966,7 @@ func (v *view) change(ctx context.Context, id string, do func(ctx context.Contex
 		return holdfast.Hold{}, err
 	}
 	lines := len(before.Lines)
+	v.triedOn(shards)
 	var got parts
 	fn := map[string]func(context.Context, string) error{}
 	for _, sh := range shards {
@@ -1126,7 +1139,7 @@ func (v *view) LeaveWaitlist(ctx context.Context, pool, id, owner string) (holdf
 // stores its answer after the fact).
 func (s *Shards) Keyed(k holdfast.Idempotency) holdfast.Keyed {
 	cat := s.set.stores[0].Keyed(k)
-	return &keyedShards{view: &view{set: s.set, key: &k}, KeyStore: cat, WebhookStore: cat, catalog: cat}
+	return &keyedShards{view: &view{set: s.set, key: &k, tried: -1}, KeyStore: cat, WebhookStore: cat, catalog: cat, shards: s}
 }
 
 type keyedShards struct {
@@ -1134,6 +1147,22 @@ type keyedShards struct {
 	holdfast.KeyStore
 	holdfast.WebhookStore
 	catalog holdfast.Keyed
+	shards  *Shards
+}
+
+// FinishIdempotent records a refusal on the shard the change was tried
+// on (the last shard of a hold across shards, whose part claims the key):
+// a retry with the key claims it there, in its change's transaction, and
+// so finds the refusal. A request refused before it reached a shard is
+// recorded as Shards.FinishIdempotent does.
+func (k *keyedShards) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
+	k.mu.Lock()
+	tried := k.tried
+	k.mu.Unlock()
+	if tried < 0 {
+		return k.shards.FinishIdempotent(ctx, scope, key, fingerprint, token, r)
+	}
+	return k.set.stores[tried].FinishIdempotent(ctx, scope, key, fingerprint, token, r)
 }
 
 func (k *keyedShards) Answer() (holdfast.StoredResponse, bool) {
