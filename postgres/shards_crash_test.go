@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,4 +206,30 @@ func TestShardsShardCrashes(t *testing.T) {
 		eventually(t, fmt.Sprintf("hold %v after the crashes", r.Lines), func() error { _, err := s.Hold(ctx, r); return err })
 	}
 	auditClean(t, s)
+}
+
+// The audit finds a hold across shards that is not whole: a part gone
+// from one shard, or parts in different states.
+func TestShardsAuditFindsHalfAppliedHold(t *testing.T) {
+	_, s := threeShards(t)
+	ctx := context.Background()
+	h, err := s.Hold(ctx, festivalPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditClean(t, s)
+	// Made long ago: the audit leaves changes of the last minute alone.
+	for _, st := range s.set.stores[1:] {
+		if _, err := st.pool.Exec(ctx, `UPDATE holds SET updated_at = updated_at - 3600000 WHERE id = $1`, h.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auditClean(t, s)
+	if _, err := s.set.stores[2].pool.Exec(ctx, `UPDATE holds SET status = 'confirmed' WHERE id = $1`, h.ID); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Audit(ctx)
+	if err != nil || rep.OK() || !strings.Contains(strings.Join(rep.Differences, "\n"), "held on one shard and confirmed on shard 2") {
+		t.Fatalf("the audit missed parts in two states: %+v, %v", rep, err)
+	}
 }

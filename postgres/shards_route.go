@@ -1,0 +1,766 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/sqlstore"
+)
+
+// ---- the routed contracts ----
+
+// target is what a shard's store offers a view: itself, or its keyed view.
+type target interface {
+	holdfast.Catalog
+	holdfast.Booking
+	holdfast.RoomStore
+	holdfast.WaitlistStore
+}
+
+// view routes the catalog, bookings, rooms and waitlists to the shards:
+// Shards' own, and a keyed one per request (see Keyed).
+type view struct {
+	set *shardSet
+	key *holdfast.Idempotency
+
+	mu   sync.Mutex
+	used holdfast.Keyed // the keyed shard view the change went through
+	// tried is the shard the change was tried on, or -1: a refusal is
+	// recorded there (see keyedShards.FinishIdempotent).
+	tried int
+}
+
+// on is shard i as this view reaches it: keyed if the view is.
+func (v *view) on(i int) target {
+	if v.key == nil {
+		return v.set.stores[i]
+	}
+	k := v.set.stores[i].Keyed(*v.key)
+	v.mu.Lock()
+	v.used, v.tried = k, i
+	v.mu.Unlock()
+	return k
+}
+
+func partitionOf(given, id string) (string, error) {
+	if given == "" {
+		return id, nil
+	}
+	if err := holdfast.ValidateID("partition", given); err != nil {
+		return "", err
+	}
+	return given, nil
+}
+
+func (v *view) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, error) {
+	if err := holdfast.ValidateID("pool", p.ID); err != nil {
+		return holdfast.Pool{}, err
+	}
+	part, err := partitionOf(p.Partition, p.ID)
+	if err != nil {
+		return holdfast.Pool{}, err
+	}
+	sh, err := v.set.place(ctx, "pool", p.ID, part)
+	if err != nil {
+		return holdfast.Pool{}, err
+	}
+	p.Partition = ""
+	out, err := v.on(sh).CreatePool(ctx, p)
+	if err == nil && part != p.ID {
+		out.Partition = part
+	}
+	return out, err
+}
+
+func (v *view) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
+	sh, err := v.set.shardOf(ctx, "pool", id)
+	if err != nil {
+		return holdfast.Pool{}, err
+	}
+	p, err := v.on(sh).Pool(ctx, id)
+	p.Partition = v.set.partitionShown(ctx, "pool", id)
+	return p, err
+}
+
+func (v *view) Pools(ctx context.Context) ([]holdfast.Pool, error) {
+	var out []holdfast.Pool
+	for i := range v.set.stores {
+		ps, err := v.set.stores[i].Pools(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	keys := make([]placeKey, len(out))
+	for i, p := range out {
+		keys[i] = placeKey{"pool", p.ID}
+	}
+	m, err := v.set.locate(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range out {
+		if part := m[placeKey{"pool", p.ID}].partition; part != p.ID {
+			out[i].Partition = part
+		}
+	}
+	slices.SortFunc(out, func(a, b holdfast.Pool) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (v *view) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
+	sh, err := v.set.shardOf(ctx, "pool", id)
+	if err != nil {
+		return holdfast.Pool{}, err
+	}
+	return v.on(sh).SetCapacity(ctx, id, capacity)
+}
+
+func (v *view) SetPoolLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Pool, error) {
+	sh, err := v.set.shardOf(ctx, "pool", id)
+	if err != nil {
+		return holdfast.Pool{}, err
+	}
+	return v.on(sh).SetPoolLateConfirm(ctx, id, policy, grace)
+}
+
+func (v *view) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error) {
+	if err := holdfast.ValidateID("group", g.ID); err != nil {
+		return holdfast.Group{}, err
+	}
+	part, err := partitionOf(g.Partition, g.ID)
+	if err != nil {
+		return holdfast.Group{}, err
+	}
+	sh, err := v.set.place(ctx, "group", g.ID, part)
+	if err != nil {
+		return holdfast.Group{}, err
+	}
+	g.Partition = ""
+	out, err := v.on(sh).CreateGroup(ctx, g)
+	if err == nil && part != g.ID {
+		out.Partition = part
+	}
+	return out, err
+}
+
+func (v *view) AddUnits(ctx context.Context, group string, ids []string) error {
+	sh, err := v.set.shardOf(ctx, "group", group)
+	if err != nil {
+		return err
+	}
+	if err := holdfast.ValidateUnitIDs(ids); err != nil {
+		return err
+	}
+	// Placed first: a unit id is unique across every group of every
+	// shard, and only the catalog sees them all.
+	if err := v.set.placeUnits(ctx, group, ids); err != nil {
+		return err
+	}
+	return v.on(sh).AddUnits(ctx, group, ids)
+}
+
+func (v *view) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
+	sh, err := v.set.shardOf(ctx, "group", id)
+	if err != nil {
+		return holdfast.GroupAvailability{}, err
+	}
+	g, err := v.on(sh).Group(ctx, id)
+	g.Partition = v.set.partitionShown(ctx, "group", id)
+	return g, err
+}
+
+func (v *view) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
+	sh, err := v.set.shardOf(ctx, "group", id)
+	if err != nil {
+		return holdfast.Group{}, err
+	}
+	return v.on(sh).SetGroupLateConfirm(ctx, id, policy, grace)
+}
+
+func (v *view) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
+	sh, err := v.set.shardOf(ctx, "group", group)
+	if err != nil {
+		return nil, err
+	}
+	return v.on(sh).Units(ctx, group, status)
+}
+
+// ---- holds ----
+
+// route finds the shard of every line of r. A units line must name
+// units of one shard; a line naming something placed nowhere answers
+// ErrNotFound, first in request order.
+func (set *shardSet) route(ctx context.Context, r holdfast.HoldRequest) ([]int, error) {
+	var keys []placeKey
+	for _, l := range r.Lines {
+		switch l.Kind() {
+		case holdfast.LinePool:
+			keys = append(keys, placeKey{"pool", l.Pool})
+		case holdfast.LineAny:
+			keys = append(keys, placeKey{"group", l.Group})
+		case holdfast.LineUnits:
+			for _, u := range l.Units {
+				keys = append(keys, placeKey{"unit", u})
+			}
+		}
+	}
+	m, err := set.locate(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	shards := make([]int, len(r.Lines))
+	for i, l := range r.Lines {
+		var names []placeKey
+		switch l.Kind() {
+		case holdfast.LinePool:
+			names = []placeKey{{"pool", l.Pool}}
+		case holdfast.LineAny:
+			names = []placeKey{{"group", l.Group}}
+		default:
+			for _, u := range l.Units {
+				names = append(names, placeKey{"unit", u})
+			}
+		}
+		for j, k := range names {
+			p, ok := m[k]
+			sh := p.shard
+			if !ok {
+				return nil, holdfast.LineErrorf(holdfast.CodeNotFound, i, "%s %q not found", k.kind, k.id)
+			}
+			if j > 0 && sh != shards[i] {
+				return nil, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a units line names units of one partition's shard; split it into a line per event")
+			}
+			shards[i] = sh
+		}
+	}
+	return shards, nil
+}
+
+func (v *view) Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error) {
+	return v.hold(ctx, r, false, "")
+}
+
+func (v *view) Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error) {
+	if err := holdfast.ValidatePaymentRef(paymentRef); err != nil {
+		return holdfast.Hold{}, err
+	}
+	return v.hold(ctx, r, true, paymentRef)
+}
+
+func (v *view) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, paymentRef string) (holdfast.Hold, error) {
+	if err := r.Validate(v.set.stores[0].Config()); err != nil {
+		return holdfast.Hold{}, err
+	}
+	lineShard, err := v.set.route(ctx, r)
+	if err != nil {
+		return holdfast.Hold{}, err
+	}
+	var shards []int
+	for _, sh := range lineShard {
+		if !slices.Contains(shards, sh) {
+			shards = append(shards, sh)
+		}
+	}
+	slices.Sort(shards)
+	if len(shards) == 1 {
+		// The common case: one event's checkout, on its shard alone.
+		t := v.on(shards[0])
+		if confirm {
+			return t.Book(ctx, r, paymentRef)
+		}
+		return t.Hold(ctx, r)
+	}
+	if r.Admission != "" {
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeInvalid, "a hold spending a waiting room's admission names pools and groups of one partition")
+	}
+	v.triedOn(shards)
+	id := holdfast.NewID(crossPrefix(shards), time.Now())
+	nos := map[int][]int{}
+	for i, sh := range lineShard {
+		nos[sh] = append(nos[sh], i)
+	}
+	var got parts
+	fn := map[string]func(context.Context, string) error{}
+	for _, sh := range shards {
+		sub := r
+		sub.Lines = nil
+		for _, i := range nos[sh] {
+			sub.Lines = append(sub.Lines, r.Lines[i])
+		}
+		fn[v.set.names[sh]] = func(ctx context.Context, gid string) error {
+			ctx = sqlstore.AsPart(ctx, sqlstore.Part{GID: gid, HoldID: id, LineNos: nos[sh]})
+			t := v.lastKeyed(sh, shards, &got, nos, len(r.Lines))
+			var h holdfast.Hold
+			var err error
+			if confirm {
+				h, err = t.Book(ctx, sub, paymentRef)
+			} else {
+				h, err = t.Hold(ctx, sub)
+			}
+			if err != nil {
+				return lineIn(err, nos[sh])
+			}
+			got.add(sh, h)
+			return nil
+		}
+	}
+	if err := v.set.tp.RunParts(ctx, fn); err != nil {
+		return holdfast.Hold{}, v.firstFailing(ctx, err, r, id, nos, confirm, paymentRef)
+	}
+	return got.assemble(id, nos, len(r.Lines)), nil
+}
+
+// parts collects the parts of a change across shards as they are made.
+type parts struct {
+	mu sync.Mutex
+	m  map[int]holdfast.Hold
+}
+
+func (p *parts) add(sh int, h holdfast.Hold) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[int]holdfast.Hold{}
+	}
+	p.m[sh] = h
+}
+
+// assemble merges the parts into the hold across shards.
+func (p *parts) assemble(id string, nos map[int][]int, lines int) holdfast.Hold {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := holdfast.Hold{ID: id, Lines: make([]holdfast.Line, lines)}
+	shards := make([]int, 0, len(p.m))
+	for sh := range p.m {
+		shards = append(shards, sh)
+	}
+	slices.Sort(shards)
+	for _, sh := range shards {
+		merge(&h, p.m[sh], nos[sh])
+	}
+	return h
+}
+
+// triedOn notes that a change across shards is tried: its key, and a
+// refusal's record, live on its last shard (see lastKeyed).
+func (v *view) triedOn(shards []int) {
+	v.mu.Lock()
+	v.tried = shards[len(shards)-1]
+	v.mu.Unlock()
+}
+
+// lastKeyed is the store a part of a change across shards is made
+// through: the last shard's part (prepared last, when the others are
+// made) records the whole change's answer under the view's idempotency
+// key, in its own transaction; the others record nothing.
+func (v *view) lastKeyed(sh int, shards []int, got *parts, nos map[int][]int, lines int) target {
+	if v.key == nil || sh != shards[len(shards)-1] {
+		return v.set.stores[sh]
+	}
+	k := *v.key
+	render := k.Render
+	k.Render = func(result any) holdfast.StoredResponse {
+		part, ok := result.(holdfast.Hold)
+		if !ok {
+			return render(result)
+		}
+		got.add(sh, part)
+		return render(got.assemble(part.ID, nos, lines))
+	}
+	kv := v.set.stores[sh].Keyed(k)
+	v.mu.Lock()
+	v.used, v.tried = kv, sh
+	v.mu.Unlock()
+	return kv
+}
+
+// firstFailing answers a hold across shards that a part refused at line
+// L. Parts are made in shard order, not request order: a shard not yet
+// tried may refuse an earlier line, and the answer must name the first
+// failing line in request order. Each such shard is asked for its lines
+// before L alone, as a part prepared and at once rolled back.
+func (v *view) firstFailing(ctx context.Context, err error, r holdfast.HoldRequest, id string, nos map[int][]int, confirm bool, paymentRef string) error {
+	err = unpart(err)
+	var he *holdfast.Error
+	if !errors.As(err, &he) || he.Line <= 0 {
+		return err
+	}
+	best := err
+	for sh, lines := range nos {
+		var sub holdfast.HoldRequest
+		var subNos []int
+		for _, i := range lines {
+			if i < he.Line {
+				subNos = append(subNos, i)
+			}
+		}
+		if len(subNos) == 0 {
+			continue
+		}
+		sub = r
+		sub.Lines = nil
+		for _, i := range subNos {
+			sub.Lines = append(sub.Lines, r.Lines[i])
+		}
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		gid := gidPrefix + hex.EncodeToString(b[:]) + ".probe"
+		pctx := sqlstore.AsPart(ctx, sqlstore.Part{GID: gid, HoldID: id, LineNos: subNos})
+		var perr error
+		if confirm {
+			_, perr = v.set.stores[sh].Book(pctx, sub, paymentRef)
+		} else {
+			_, perr = v.set.stores[sh].Hold(pctx, sub)
+		}
+		if perr == nil {
+			// Prepared: roll it back (if this fails, the resolver does:
+			// no decision is ever written for a probe).
+			_, _ = v.set.control[sh].Exec(context.WithoutCancel(ctx), "ROLLBACK PREPARED '"+gid+"'")
+			continue
+		}
+		perr = lineIn(perr, subNos)
+		var pe *holdfast.Error
+		if errors.As(perr, &pe) && pe.Line >= 0 && pe.Line < holdfast.ErrorLine(best) {
+			best = perr
+		}
+	}
+	return best
+}
+
+// lineIn renumbers a part's line error as the whole request's line.
+func lineIn(err error, nos []int) error {
+	var he *holdfast.Error
+	if !errors.As(err, &he) || he.Line < 0 || he.Line >= len(nos) {
+		return err
+	}
+	c := *he
+	c.Line = nos[he.Line]
+	return &c
+}
+
+// unpart unwraps a failed part's error: the caller sees the refusal, not
+// the machinery.
+func unpart(err error) error {
+	var pe *PartError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	if errors.Is(err, ErrTwoPhaseAborted) {
+		return fmt.Errorf("%w: %v", holdfast.ErrBusy, err)
+	}
+	return err
+}
+
+// merge adds a part of a hold across shards (its lines numbered nos in
+// the whole) to h. The parts agree on all but their lines and times: the
+// hold reads as its least advanced part (an expired part makes it
+// expired), and expires with its first part.
+func merge(h *holdfast.Hold, part holdfast.Hold, nos []int) {
+	first := h.Holder == "" && h.Status == ""
+	for j, l := range part.Lines {
+		if j < len(nos) && nos[j] < len(h.Lines) {
+			h.Lines[nos[j]] = l
+		}
+	}
+	if first {
+		lines, id := h.Lines, h.ID
+		*h = part
+		h.Lines, h.ID = lines, id
+		return
+	}
+	if rank(part.Status) < rank(h.Status) {
+		h.Status = part.Status
+	}
+	if part.ExpiresAt.Before(h.ExpiresAt) {
+		h.ExpiresAt = part.ExpiresAt
+	}
+	if part.CreatedAt.Before(h.CreatedAt) {
+		h.CreatedAt = part.CreatedAt
+	}
+	if part.UpdatedAt.After(h.UpdatedAt) {
+		h.UpdatedAt = part.UpdatedAt
+	}
+	h.Late = h.Late || part.Late
+}
+
+// rank orders a hold's states so that a hold across shards reads as the
+// part that has moved least, or that ended without a sale.
+func rank(s holdfast.Status) int {
+	switch s {
+	case holdfast.StatusExpired, holdfast.StatusReleased, holdfast.StatusCancelled:
+		return 0
+	case holdfast.StatusHeld:
+		return 1
+	case holdfast.StatusConfirmed:
+		return 2
+	}
+	return 3
+}
+
+// lineNos reads which of a hold's lines live on shard sh.
+func (set *shardSet) lineNos(ctx context.Context, sh int, id string) ([]int, error) {
+	rows, err := set.stores[sh].pool.Query(ctx, `SELECT line_no FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, id)
+	if err != nil {
+		return nil, interpret(err)
+	}
+	nos, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	out := make([]int, len(nos))
+	for i, n := range nos {
+		out[i] = int(n)
+	}
+	return out, interpret(err)
+}
+
+// crossHold reads a hold across shards, every part.
+func (set *shardSet) crossHold(ctx context.Context, id string, shards []int) (holdfast.Hold, map[int][]int, error) {
+	parts := map[int]holdfast.Hold{}
+	nos := map[int][]int{}
+	n := 0
+	for _, sh := range shards {
+		p, err := set.stores[sh].GetHold(ctx, id)
+		if err != nil {
+			return holdfast.Hold{}, nil, err
+		}
+		if nos[sh], err = set.lineNos(ctx, sh, id); err != nil {
+			return holdfast.Hold{}, nil, err
+		}
+		parts[sh] = p
+		n += len(p.Lines)
+	}
+	h := holdfast.Hold{ID: id, Lines: make([]holdfast.Line, n)}
+	for _, sh := range shards {
+		merge(&h, parts[sh], nos[sh])
+	}
+	return h, nos, nil
+}
+
+func (v *view) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
+	shards, ok := v.set.holdShards(id)
+	if !ok {
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	if len(shards) == 1 {
+		return v.on(shards[0]).GetHold(ctx, id)
+	}
+	h, _, err := v.set.crossHold(ctx, id, shards)
+	return h, err
+}
+
+func (v *view) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hold, error) {
+	var out []holdfast.Hold
+	seen := map[string]bool{}
+	for i := range v.set.stores {
+		hs, err := v.set.stores[i].Holds(ctx, holder, owner)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hs {
+			if seen[h.ID] {
+				continue
+			}
+			seen[h.ID] = true
+			if shards, _ := v.set.holdShards(h.ID); len(shards) > 1 {
+				if h, _, err = v.set.crossHold(ctx, h.ID, shards); err != nil {
+					return nil, err
+				}
+			}
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b holdfast.Hold) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(b.ID, a.ID))
+	})
+	return out, nil
+}
+
+// change makes one change to a hold: on its shard, or on every shard of
+// a hold across shards at once (two-phase commit). do makes the change on
+// one shard's part, given the part's line numbers and the hold's count.
+func (v *view) change(ctx context.Context, id string, do func(ctx context.Context, t target, nos []int, lines int) (holdfast.Hold, error)) (holdfast.Hold, error) {
+	shards, ok := v.set.holdShards(id)
+	if !ok {
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	if len(shards) == 1 {
+		return do(ctx, v.on(shards[0]), nil, 0)
+	}
+	before, nos, err := v.set.crossHold(ctx, id, shards)
+	if err != nil {
+		return holdfast.Hold{}, err
+	}
+	lines := len(before.Lines)
+	v.triedOn(shards)
+	var got parts
+	fn := map[string]func(context.Context, string) error{}
+	for _, sh := range shards {
+		fn[v.set.names[sh]] = func(ctx context.Context, gid string) error {
+			t := v.lastKeyed(sh, shards, &got, nos, lines)
+			h, err := do(sqlstore.AsPart(ctx, sqlstore.Part{GID: gid}), t, nos[sh], lines)
+			if err == nil {
+				got.add(sh, h)
+			}
+			return err
+		}
+	}
+	if err := v.set.tp.RunParts(ctx, fn); err != nil {
+		return holdfast.Hold{}, unpart(err)
+	}
+	return got.assemble(id, nos, lines), nil
+}
+
+func (v *view) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) {
+		return t.Confirm(ctx, id, paymentRef)
+	})
+}
+
+func (v *view) ConfirmPart(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, nos []int, lines int) (holdfast.Hold, error) {
+		if nos == nil {
+			return t.ConfirmPart(ctx, id, paymentRef, part)
+		}
+		for i, p := range part {
+			if p.Line < 0 || p.Line >= lines {
+				return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeInvalid, i, "line %d is not a line of the hold", p.Line)
+			}
+		}
+		// This shard's share of the part: the lines it has, by their
+		// numbers in the whole hold (as the part's lines are stored).
+		var mine []holdfast.PartLine
+		var idx []int
+		for i, p := range part {
+			if slices.Contains(nos, p.Line) {
+				mine, idx = append(mine, p), append(idx, i)
+			}
+		}
+		if len(mine) == 0 {
+			return t.Confirm(ctx, id, paymentRef)
+		}
+		h, err := t.ConfirmPart(ctx, id, paymentRef, mine)
+		return h, lineIn(err, idx)
+	})
+}
+
+func (v *view) Release(ctx context.Context, id string) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) { return t.Release(ctx, id) })
+}
+
+func (v *view) Extend(ctx context.Context, id string, ttl time.Duration) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) {
+		return t.Extend(ctx, id, ttl)
+	})
+}
+
+func (v *view) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) { return t.Cancel(ctx, id) })
+}
+
+func (v *view) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) { return t.Complete(ctx, id) })
+}
+
+// ---- rooms and waitlists: on the shard of what they protect ----
+
+func (v *view) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room, error) {
+	if err := holdfast.ValidateID("room", r.ID); err != nil {
+		return holdfast.Room{}, err
+	}
+	var keys []placeKey
+	for _, p := range r.Pools {
+		keys = append(keys, placeKey{"pool", p})
+	}
+	for _, g := range r.Groups {
+		keys = append(keys, placeKey{"group", g})
+	}
+	m, err := v.set.locate(ctx, keys)
+	if err != nil {
+		return holdfast.Room{}, err
+	}
+	var part string
+	for _, k := range keys {
+		pl, ok := m[k]
+		if !ok {
+			return holdfast.Room{}, holdfast.Errorf(holdfast.CodeNotFound, "%s %q not found", k.kind, k.id)
+		}
+		p := pl.partition
+		if part != "" && p != part {
+			return holdfast.Room{}, holdfast.Errorf(holdfast.CodeInvalid, "a room protects pools and groups of one partition")
+		}
+		part = p
+	}
+	if part == "" {
+		return v.on(0).CreateRoom(ctx, r) // nothing to protect: its own refusal
+	}
+	sh, err := v.set.place(ctx, "room", r.ID, part)
+	if err != nil {
+		return holdfast.Room{}, err
+	}
+	return v.on(sh).CreateRoom(ctx, r)
+}
+
+func (v *view) Room(ctx context.Context, id string) (holdfast.Room, error) {
+	sh, err := v.set.shardOf(ctx, "room", id)
+	if err != nil {
+		return holdfast.Room{}, err
+	}
+	return v.on(sh).Room(ctx, id)
+}
+
+func (v *view) JoinRoom(ctx context.Context, room, holder, owner string) (holdfast.RoomTicket, error) {
+	sh, err := v.set.shardOf(ctx, "room", room)
+	if err != nil {
+		return holdfast.RoomTicket{}, err
+	}
+	return v.on(sh).JoinRoom(ctx, room, holder, owner)
+}
+
+func (v *view) RoomTicket(ctx context.Context, room, ticket string) (holdfast.RoomTicket, error) {
+	sh, err := v.set.shardOf(ctx, "room", room)
+	if err != nil {
+		return holdfast.RoomTicket{}, err
+	}
+	return v.on(sh).RoomTicket(ctx, room, ticket)
+}
+
+func (v *view) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "pool", r.Pool)
+	if err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return v.on(sh).JoinWaitlist(ctx, r)
+}
+
+func (v *view) WaitlistEntry(ctx context.Context, pool, id string) (holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "pool", pool)
+	if err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return v.on(sh).WaitlistEntry(ctx, pool, id)
+}
+
+func (v *view) Waitlist(ctx context.Context, pool string) ([]holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "pool", pool)
+	if err != nil {
+		return nil, err
+	}
+	return v.on(sh).Waitlist(ctx, pool)
+}
+
+func (v *view) LeaveWaitlist(ctx context.Context, pool, id, owner string) (holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "pool", pool)
+	if err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return v.on(sh).LeaveWaitlist(ctx, pool, id, owner)
+}
