@@ -3,6 +3,7 @@ package holdfasttest
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +102,9 @@ func testIdempotencyEveryChange(t *testing.T, h Harness) {
 	}
 	toPart := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 2})
 	hook, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_1", URL: "https://shop.example/hooks", Secret: "whsec_c2VjcmV0"})
-	if err != nil {
+	// A store that offers no webhooks (shards, so far) says so.
+	webhooks := holdfast.ErrorCode(err) != holdfast.CodeUnsupported
+	if err != nil && webhooks {
 		t.Fatal(err)
 	}
 	changes := []struct {
@@ -159,6 +162,9 @@ func testIdempotencyEveryChange(t *testing.T, h Harness) {
 		{"DeleteWebhook", func(k holdfast.Keyed) error { _, err := k.DeleteWebhook(ctx, "wh_2"); return err }},
 	}
 	for _, c := range changes {
+		if !webhooks && strings.HasSuffix(c.name, "Webhook") {
+			continue
+		}
 		k := s.Keyed(holdfast.Idempotency{Scope: "c", Key: c.name, Token: "t", Deferred: true, Fingerprint: "fp", Render: render(200)})
 		if err := c.do(k); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
