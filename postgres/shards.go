@@ -56,6 +56,12 @@ type shardSet struct {
 
 	mu    sync.RWMutex
 	where map[placeKey]placed // pools, groups, units and rooms
+	// homes are the shards of holds that no longer live where their ids
+	// say (a partition moved: see MovePartition), as far as known.
+	homes map[string][]int
+	// version is the map's version these were read at: when the
+	// catalog's changes, they are forgotten (see watchMap).
+	version int64
 }
 
 // placed is where a pool, group, unit or room is.
@@ -77,7 +83,7 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 	if opts.Strategy != "" && opts.Strategy != holdfast.Atomic {
 		return nil, holdfast.Errorf(holdfast.CodeUnsupported, "shards take the atomic strategy only")
 	}
-	set := &shardSet{where: map[placeKey]placed{}}
+	set := &shardSet{where: map[placeKey]placed{}, homes: map[string][]int{}, version: -1}
 	closeAll := func() {
 		for _, st := range set.stores {
 			st.Close()
@@ -112,6 +118,10 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 		closeAll()
 		return nil, err
 	}
+	if err := set.watchMap(ctx); err != nil {
+		closeAll()
+		return nil, err
+	}
 	set.tp = NewTwoPhase(set.control[0], parts)
 	cat := set.stores[0]
 	s := &Shards{view: &view{set: set}, KeyStore: cat, WebhookStore: cat, set: set, stopResolver: func() {}}
@@ -136,6 +146,9 @@ func (s *Shards) resolveEvery(interval, after time.Duration, log *slog.Logger) f
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			}
+			if err := s.set.watchMap(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reading the shard map's version", "err", err)
 			}
 			c, r, err := s.ResolvePrepared(ctx, after)
 			if err != nil && ctx.Err() == nil {
@@ -173,9 +186,25 @@ func crossPrefix(shards []int) string {
 	return b.String()
 }
 
-// holdShards reads from a hold's id the shards it lives on; false for an
-// id no shard made.
+// holdShards is the shards a hold lives on: where a move put it, as far
+// as this server knows, else the ones its id names; false for an id no
+// shard made.
 func (set *shardSet) holdShards(id string) ([]int, bool) {
+	named, ok := set.shardsNamed(id)
+	if !ok {
+		return nil, false
+	}
+	set.mu.RLock()
+	home, moved := set.homes[id]
+	set.mu.RUnlock()
+	if moved {
+		return home, true
+	}
+	return named, true
+}
+
+// shardsNamed reads from a hold's id the shards it was made on.
+func (set *shardSet) shardsNamed(id string) ([]int, bool) {
 	if !strings.HasPrefix(id, "h") {
 		return nil, false
 	}
@@ -286,7 +315,8 @@ func (set *shardSet) place(ctx context.Context, kind, id, partition string) (int
 		if placed != partition {
 			return holdfast.Errorf(holdfast.CodeConflict, "%s %q exists", kind, id)
 		}
-		return tx.QueryRow(ctx, `SELECT shard FROM shard_partitions WHERE partition = $1`, partition).Scan(&shard)
+		// FOR SHARE: a move of the partition in progress is waited for.
+		return tx.QueryRow(ctx, `SELECT shard FROM shard_partitions WHERE partition = $1 FOR SHARE`, partition).Scan(&shard)
 	})
 	if err != nil {
 		return 0, interpret(err)
@@ -301,6 +331,12 @@ func (set *shardSet) place(ctx context.Context, kind, id, partition string) (int
 // unit is placed in another.
 func (set *shardSet) placeUnits(ctx context.Context, group string, ids []string) error {
 	err := pgx.BeginFunc(ctx, set.stores[0].pool, func(tx pgx.Tx) error {
+		// A move of the partition in progress is waited for (see
+		// MovePartition), and the group read again after it.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM shard_partitions p JOIN shard_placements g ON g.partition = p.partition
+			WHERE g.kind = 'group' AND g.id = $1 FOR SHARE OF p`, group); err != nil {
+			return err
+		}
 		n, err := tx.Exec(ctx, `INSERT INTO shard_placements (kind, id, partition)
 			SELECT 'unit', u, g.partition FROM unnest($2::text[]) u, shard_placements g WHERE g.kind = 'group' AND g.id = $1
 			ON CONFLICT (kind, id) DO UPDATE SET kind = excluded.kind WHERE shard_placements.partition = excluded.partition`, group, ids)

@@ -52,6 +52,25 @@ func (v *view) on(i int) target {
 	return k
 }
 
+// onShardOf runs fn on the shard of (kind, id). A shard that answers
+// ErrNotFound may no longer have it (its partition moved): fn runs again
+// where the catalog says it is now, if that changed.
+func onShardOf[T any](ctx context.Context, v *view, kind, id string, fn func(t target) (T, error)) (T, error) {
+	for try := 0; ; try++ {
+		sh, err := v.set.shardOf(ctx, kind, id)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		out, err := fn(v.on(sh))
+		k := placeKey{kind, id}
+		if try < 3 && notFound(err) && v.set.refresh(ctx, []placeKey{k}, map[placeKey]placed{k: {shard: sh}}) {
+			continue
+		}
+		return out, err
+	}
+}
+
 func partitionOf(given, id string) (string, error) {
 	if given == "" {
 		return id, nil
@@ -83,11 +102,7 @@ func (v *view) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, 
 }
 
 func (v *view) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
-	sh, err := v.set.shardOf(ctx, "pool", id)
-	if err != nil {
-		return holdfast.Pool{}, err
-	}
-	p, err := v.on(sh).Pool(ctx, id)
+	p, err := onShardOf(ctx, v, "pool", id, func(t target) (holdfast.Pool, error) { return t.Pool(ctx, id) })
 	p.Partition = v.set.partitionShown(ctx, "pool", id)
 	return p, err
 }
@@ -119,19 +134,13 @@ func (v *view) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 }
 
 func (v *view) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
-	sh, err := v.set.shardOf(ctx, "pool", id)
-	if err != nil {
-		return holdfast.Pool{}, err
-	}
-	return v.on(sh).SetCapacity(ctx, id, capacity)
+	return onShardOf(ctx, v, "pool", id, func(t target) (holdfast.Pool, error) { return t.SetCapacity(ctx, id, capacity) })
 }
 
 func (v *view) SetPoolLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Pool, error) {
-	sh, err := v.set.shardOf(ctx, "pool", id)
-	if err != nil {
-		return holdfast.Pool{}, err
-	}
-	return v.on(sh).SetPoolLateConfirm(ctx, id, policy, grace)
+	return onShardOf(ctx, v, "pool", id, func(t target) (holdfast.Pool, error) {
+		return t.SetPoolLateConfirm(ctx, id, policy, grace)
+	})
 }
 
 func (v *view) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error) {
@@ -155,8 +164,7 @@ func (v *view) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Grou
 }
 
 func (v *view) AddUnits(ctx context.Context, group string, ids []string) error {
-	sh, err := v.set.shardOf(ctx, "group", group)
-	if err != nil {
+	if _, err := v.set.shardOf(ctx, "group", group); err != nil {
 		return err
 	}
 	if err := holdfast.ValidateUnitIDs(ids); err != nil {
@@ -167,58 +175,32 @@ func (v *view) AddUnits(ctx context.Context, group string, ids []string) error {
 	if err := v.set.placeUnits(ctx, group, ids); err != nil {
 		return err
 	}
-	return v.on(sh).AddUnits(ctx, group, ids)
+	_, err := onShardOf(ctx, v, "group", group, func(t target) (struct{}, error) { return struct{}{}, t.AddUnits(ctx, group, ids) })
+	return err
 }
 
 func (v *view) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
-	sh, err := v.set.shardOf(ctx, "group", id)
-	if err != nil {
-		return holdfast.GroupAvailability{}, err
-	}
-	g, err := v.on(sh).Group(ctx, id)
+	g, err := onShardOf(ctx, v, "group", id, func(t target) (holdfast.GroupAvailability, error) { return t.Group(ctx, id) })
 	g.Partition = v.set.partitionShown(ctx, "group", id)
 	return g, err
 }
 
 func (v *view) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
-	sh, err := v.set.shardOf(ctx, "group", id)
-	if err != nil {
-		return holdfast.Group{}, err
-	}
-	return v.on(sh).SetGroupLateConfirm(ctx, id, policy, grace)
+	return onShardOf(ctx, v, "group", id, func(t target) (holdfast.Group, error) {
+		return t.SetGroupLateConfirm(ctx, id, policy, grace)
+	})
 }
 
 func (v *view) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
-	sh, err := v.set.shardOf(ctx, "group", group)
-	if err != nil {
-		return nil, err
-	}
-	return v.on(sh).Units(ctx, group, status)
+	return onShardOf(ctx, v, "group", group, func(t target) ([]holdfast.Unit, error) { return t.Units(ctx, group, status) })
 }
 
 // ---- holds ----
 
-// route finds the shard of every line of r. A units line must name
+// route finds the shard of every line of r, placed as m says. A units line must name
 // units of one shard; a line naming something placed nowhere answers
 // ErrNotFound, first in request order.
-func (set *shardSet) route(ctx context.Context, r holdfast.HoldRequest) ([]int, error) {
-	var keys []placeKey
-	for _, l := range r.Lines {
-		switch l.Kind() {
-		case holdfast.LinePool:
-			keys = append(keys, placeKey{"pool", l.Pool})
-		case holdfast.LineAny:
-			keys = append(keys, placeKey{"group", l.Group})
-		case holdfast.LineUnits:
-			for _, u := range l.Units {
-				keys = append(keys, placeKey{"unit", u})
-			}
-		}
-	}
-	m, err := set.locate(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
+func route(r holdfast.HoldRequest, m map[placeKey]placed) ([]int, error) {
 	shards := make([]int, len(r.Lines))
 	for i, l := range r.Lines {
 		var names []placeKey
@@ -262,7 +244,42 @@ func (v *view) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, p
 	if err := r.Validate(v.set.stores[0].Config()); err != nil {
 		return holdfast.Hold{}, err
 	}
-	lineShard, err := v.set.route(ctx, r)
+	keys := placeKeys(r)
+	for try := 0; ; try++ {
+		m, err := v.set.locate(ctx, keys)
+		if err != nil {
+			return holdfast.Hold{}, err
+		}
+		h, err := v.holdOnce(ctx, r, m, confirm, paymentRef)
+		// A shard without a pool, group or unit the map put there: its
+		// partition moved; tried again on the new map.
+		if try < 3 && notFound(err) && v.set.refresh(ctx, keys, m) {
+			continue
+		}
+		return h, err
+	}
+}
+
+// placeKeys is what a hold request names.
+func placeKeys(r holdfast.HoldRequest) []placeKey {
+	var keys []placeKey
+	for _, l := range r.Lines {
+		switch l.Kind() {
+		case holdfast.LinePool:
+			keys = append(keys, placeKey{"pool", l.Pool})
+		case holdfast.LineAny:
+			keys = append(keys, placeKey{"group", l.Group})
+		case holdfast.LineUnits:
+			for _, u := range l.Units {
+				keys = append(keys, placeKey{"unit", u})
+			}
+		}
+	}
+	return keys
+}
+
+func (v *view) holdOnce(ctx context.Context, r holdfast.HoldRequest, m map[placeKey]placed, confirm bool, paymentRef string) (holdfast.Hold, error) {
+	lineShard, err := route(r, m)
 	if err != nil {
 		return holdfast.Hold{}, err
 	}
@@ -546,8 +563,20 @@ func (set *shardSet) crossHold(ctx context.Context, id string, shards []int) (ho
 }
 
 func (v *view) GetHold(ctx context.Context, id string) (holdfast.Hold, error) {
-	shards, ok := v.set.holdShards(id)
-	if !ok {
+	for try := 0; ; try++ {
+		used, _ := v.set.holdShards(id)
+		h, err := v.getHold(ctx, id, used)
+		// Not where this server thought: a partition it had lines in
+		// moved; read again where the catalog says it is.
+		if try < 3 && notFound(err) && v.set.rehome(ctx, id, used) {
+			continue
+		}
+		return h, err
+	}
+}
+
+func (v *view) getHold(ctx context.Context, id string, shards []int) (holdfast.Hold, error) {
+	if shards == nil {
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	if len(shards) == 1 {
@@ -570,7 +599,11 @@ func (v *view) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hold
 				continue
 			}
 			seen[h.ID] = true
-			if shards, _ := v.set.holdShards(h.ID); len(shards) > 1 {
+			shards, _ := v.set.holdShards(h.ID)
+			if !slices.Contains(shards, i) && v.set.rehome(ctx, h.ID, shards) {
+				shards, _ = v.set.holdShards(h.ID) // found where this server did not know it was
+			}
+			if len(shards) > 1 {
 				if h, _, err = v.set.crossHold(ctx, h.ID, shards); err != nil {
 					return nil, err
 				}
@@ -588,8 +621,18 @@ func (v *view) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hold
 // a hold across shards at once (two-phase commit). do makes the change on
 // one shard's part, given the part's line numbers and the hold's count.
 func (v *view) change(ctx context.Context, id string, do func(ctx context.Context, t target, nos []int, lines int) (holdfast.Hold, error)) (holdfast.Hold, error) {
-	shards, ok := v.set.holdShards(id)
-	if !ok {
+	for try := 0; ; try++ {
+		used, _ := v.set.holdShards(id)
+		h, err := v.changeOnce(ctx, id, used, do)
+		if try < 3 && notFound(err) && v.set.rehome(ctx, id, used) {
+			continue // its partition moved: see GetHold
+		}
+		return h, err
+	}
+}
+
+func (v *view) changeOnce(ctx context.Context, id string, shards []int, do func(ctx context.Context, t target, nos []int, lines int) (holdfast.Hold, error)) (holdfast.Hold, error) {
+	if shards == nil {
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	if len(shards) == 1 {

@@ -67,6 +67,13 @@ func (c *TwoPhase) Run(ctx context.Context, fn map[string]func(ctx context.Conte
 // prepare it as the gid it is given (PREPARE TRANSACTION), or fail having
 // changed nothing.
 func (c *TwoPhase) RunParts(ctx context.Context, fn map[string]func(ctx context.Context, gid string) error) error {
+	return c.runParts(ctx, fn, nil)
+}
+
+// runParts is RunParts committing the parts named in first before the
+// others, in that order (a partition's move: where it goes, then the map,
+// then where it was — see Shards.MovePartition).
+func (c *TwoPhase) runParts(ctx context.Context, fn map[string]func(ctx context.Context, gid string) error, first []string) error {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	gid := gidPrefix + hex.EncodeToString(b[:])
@@ -128,10 +135,22 @@ func (c *TwoPhase) RunParts(ctx context.Context, fn map[string]func(ctx context.
 	if err := c.step("decided"); err != nil {
 		return err
 	}
-	for _, name := range prepared {
+	order := slices.Clone(prepared)
+	slices.SortStableFunc(order, func(a, b string) int {
+		return rankIn(first, a) - rankIn(first, b)
+	})
+	for _, name := range order {
 		_, _ = c.parts[name].Exec(ctx, "COMMIT PREPARED '"+part[name]+"'") // else the resolver commits it
 	}
 	return nil
+}
+
+// rankIn is name's place in first, len(first) when it is not there.
+func rankIn(first []string, name string) int {
+	if i := slices.Index(first, name); i >= 0 {
+		return i
+	}
+	return len(first)
 }
 
 // PartError is a part that failed (and rolled every part back): its

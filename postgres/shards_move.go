@@ -1,0 +1,715 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/holdfast/holdfast"
+)
+
+// MoveReport is what a partition's move did.
+type MoveReport struct {
+	Partition string `json:"partition"`
+	From      int    `json:"from"`
+	To        int    `json:"to"`
+	Pools     int    `json:"pools"`
+	Groups    int    `json:"groups"`
+	Units     int    `json:"units"`
+	Holds     int    `json:"holds"`
+	Keys      int    `json:"idempotency_keys"`
+	// Fenced is how long the partition's writes waited: from the moment
+	// its rows were locked on the old shard to the commit of the move.
+	Fenced time.Duration `json:"fenced_ns"`
+	// Attempts counts the fences tried (a fence that meets a deadlock
+	// with a change in flight, or waits too long for a lock, is tried
+	// again).
+	Attempts int `json:"attempts"`
+}
+
+// errContested is a fence that met a change in flight holding a hold's
+// row and waiting for the fence: it is tried again, soon.
+var errContested = errors.New("a change in flight holds a row of the partition")
+
+// moveLockTimeout bounds how long the fence waits for a row a change in
+// flight holds (a prepared part of a hold across shards holds its rows
+// until it is committed): the fence is short or it is not.
+const moveLockTimeout = 3 * time.Second
+
+// maxFences bounds the fences a move tries.
+const maxFences = 50
+
+// MovePartition moves a partition — its pools, groups, units, holds,
+// holders' counts and waitlists — to shard to, online:
+//
+//  1. The idempotency keys of the old shard are copied to the new one
+//     (a retry of a change made there finds its key where the change
+//     goes now), outside the fence.
+//  2. The fence: in one transaction per database, the partition's map
+//     entry is locked in the catalog (a pool or unit being placed in it
+//     waits), its rows on the old shard are locked (every hold, confirm
+//     or release on it waits), copied to the new shard, deleted from the
+//     old one, and the map flipped — all made atomic by two-phase commit,
+//     and committed new shard first, then the map, then the old shard.
+//  3. A change that waited on the fence finds its rows gone when it
+//     resumes; the server, any server, then reads the map again and tries
+//     the change where the partition is now. A change is never written
+//     to the wrong place: the old shard no longer has the rows.
+//
+// Holds keep their ids (which name the shards they were made on); where
+// they live since is recorded in the catalog (shard_hold_homes). A hold
+// still open (held, confirmed or expired) with lines in this partition
+// and in another on the same shard is not split: the move is refused
+// (ErrConflict) until it ends. So is a partition with a waiting room
+// (ErrUnsupported).
+func (s *Shards) MovePartition(ctx context.Context, partition string, to int) (MoveReport, error) {
+	set := s.set
+	rep := MoveReport{Partition: partition, To: to}
+	if err := holdfast.ValidateID("partition", partition); err != nil {
+		return rep, err
+	}
+	if to < 0 || to >= len(set.stores) {
+		return rep, holdfast.Errorf(holdfast.CodeInvalid, "no shard %d: the shards are 0 to %d", to, len(set.stores)-1)
+	}
+	if err := set.stores[0].pool.QueryRow(ctx, `SELECT shard FROM shard_partitions WHERE partition = $1`, partition).Scan(&rep.From); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return rep, holdfast.Errorf(holdfast.CodeNotFound, "partition %q not found", partition)
+		}
+		return rep, interpret(err)
+	}
+	if rep.From == to {
+		return rep, nil
+	}
+	since := time.Now().Add(-time.Second).UnixMilli()
+	n, err := copyKeys(ctx, set.stores[rep.From].pool, set.stores[to].pool, 0)
+	if err != nil {
+		return rep, fmt.Errorf("copying idempotency keys: %w", err)
+	}
+	rep.Keys = n
+	for {
+		rep.Attempts++
+		err := s.fence(ctx, &rep, since)
+		var pe *pgconn.PgError
+		again := errors.Is(err, errContested) || errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "55P03")
+		if again && rep.Attempts < maxFences {
+			// A deadlock with a change in flight, a lock held too long,
+			// or a contested row: the changes go on, and the fence is
+			// tried again a moment later.
+			select {
+			case <-time.After(time.Duration(rand.Int64N(int64(20 * time.Millisecond)))):
+				continue
+			case <-ctx.Done():
+				return rep, ctx.Err()
+			}
+		}
+		if errors.Is(err, errContested) {
+			return rep, fmt.Errorf("%w: the fence met changes in flight %d times; try again", holdfast.ErrBusy, rep.Attempts)
+		}
+		if err != nil {
+			return rep, err
+		}
+		break
+	}
+	set.forgetAll()
+	if err := set.loadHomes(ctx); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// moving is one fence's work: a transaction per database taking part.
+type moving struct {
+	set       *shardSet
+	partition string
+	from, to  int
+	txs       map[int]pgx.Tx
+	pools     []string
+	groups    []string
+	units     int
+	// holds with lines in the partition: whole (every line moves) or
+	// split (a part stays), by id, and their lines that move.
+	whole, split []string
+	lineHold     []string
+	lineNo       []int32
+}
+
+func (s *Shards) fence(ctx context.Context, rep *MoveReport, since int64) error {
+	set := s.set
+	m := &moving{set: set, partition: rep.Partition, from: rep.From, to: rep.To, txs: map[int]pgx.Tx{}}
+	var prepared []int
+	for _, sh := range []int{0, m.from, m.to} {
+		if m.txs[sh] != nil {
+			continue
+		}
+		conn, err := set.stores[sh].pool.Acquire(ctx)
+		if err != nil {
+			return interpret(err)
+		}
+		defer conn.Release()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return interpret(err)
+		}
+		defer func() {
+			if !slices.Contains(prepared, sh) {
+				_ = tx.Rollback(context.WithoutCancel(ctx))
+			}
+		}()
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", moveLockTimeout.Milliseconds())); err != nil {
+			return interpret(err)
+		}
+		m.txs[sh] = tx
+	}
+	if err := m.lockMap(ctx); err != nil {
+		return err
+	}
+	began := time.Now()
+	if err := m.lockRows(ctx); err != nil {
+		return err
+	}
+	if err := m.copyRows(ctx, since, rep); err != nil {
+		return err
+	}
+	if err := m.deleteRows(ctx); err != nil {
+		return err
+	}
+	if err := m.flipMap(ctx); err != nil {
+		return err
+	}
+	fn := map[string]func(context.Context, string) error{}
+	for sh, tx := range m.txs {
+		fn[set.names[sh]] = func(ctx context.Context, gid string) error {
+			if _, err := tx.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'"); err != nil {
+				return err
+			}
+			prepared = append(prepared, sh)
+			return nil
+		}
+	}
+	// The new shard first (a server that reads the new map finds the
+	// rows there), then the map, then the old shard (a change that waited
+	// on the fence, finding its rows gone, finds the new map).
+	err := set.tp.runParts(ctx, fn, []string{set.names[m.to], set.names[0], set.names[m.from]})
+	if err != nil {
+		var pe *PartError
+		if errors.As(err, &pe) {
+			return pe.Err
+		}
+		return err
+	}
+	rep.Fenced = time.Since(began)
+	rep.Pools, rep.Groups, rep.Units, rep.Holds = len(m.pools), len(m.groups), m.units, len(m.whole)+len(m.split)
+	return nil
+}
+
+// lockMap locks the partition's entry in the catalog (placing a pool,
+// group or unit in it waits until the move ends, then goes to the new
+// shard) and reads what is placed in it.
+func (m *moving) lockMap(ctx context.Context) error {
+	cat := m.txs[0]
+	var shard int
+	if err := cat.QueryRow(ctx, `SELECT shard FROM shard_partitions WHERE partition = $1 FOR UPDATE`, m.partition).Scan(&shard); err != nil {
+		return interpret(err)
+	}
+	if shard != m.from {
+		return holdfast.Errorf(holdfast.CodeConflict, "partition %q moved to shard %d meanwhile", m.partition, shard)
+	}
+	rows, err := cat.Query(ctx, `SELECT kind, id FROM shard_placements WHERE partition = $1 AND kind <> 'unit' ORDER BY id`, m.partition)
+	if err != nil {
+		return interpret(err)
+	}
+	for rows.Next() {
+		var kind, id string
+		if err := rows.Scan(&kind, &id); err != nil {
+			rows.Close()
+			return interpret(err)
+		}
+		switch kind {
+		case "pool":
+			m.pools = append(m.pools, id)
+		case "group":
+			m.groups = append(m.groups, id)
+		case "room":
+			rows.Close()
+			return holdfast.Errorf(holdfast.CodeUnsupported, "partition %q has a waiting room (%s): a partition with a room cannot move", m.partition, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return interpret(err)
+	}
+	return interpret(cat.QueryRow(ctx, `SELECT count(*) FROM shard_placements WHERE partition = $1 AND kind = 'unit'`, m.partition).Scan(&m.units))
+}
+
+// lockRows locks the partition's rows on the old shard: every hold with
+// a line in it, then its pools, groups and units (the order a confirm or
+// release takes them: a hold, then what it holds), then the holds made
+// in between. One of those already locked is a change in flight that
+// waits for the pools or units this fence holds: rather than deadlock
+// with it, the fence gives up (errContested) and is tried again. A pool,
+// group or unit placed in the catalog but not yet on the shard (a create
+// in flight) fails the move: try again.
+func (m *moving) lockRows(ctx context.Context) error {
+	src := m.txs[m.from]
+	locked := []string{} // not nil: NOT id = ANY(NULL) is never true
+	lockHolds := func(skip string) (int, error) {
+		rows, err := src.Query(ctx, `SELECT id FROM holds WHERE id IN (`+ourHolds+`) AND NOT id = ANY($3) ORDER BY id FOR UPDATE`+skip, m.pools, m.groups, locked)
+		if err != nil {
+			return 0, interpret(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		locked = append(locked, ids...)
+		return len(ids), interpret(err)
+	}
+	if _, err := lockHolds(""); err != nil {
+		return err
+	}
+	for _, q := range []struct {
+		query string
+		ids   []string
+		want  int
+		what  string
+	}{
+		{`SELECT count(*) FROM (SELECT 1 FROM pools WHERE id = ANY($1) ORDER BY id FOR UPDATE) l`, m.pools, len(m.pools), "pools"},
+		{`SELECT count(*) FROM (SELECT 1 FROM groups WHERE id = ANY($1) ORDER BY id FOR UPDATE) l`, m.groups, len(m.groups), "groups"},
+		{`SELECT count(*) FROM (SELECT 1 FROM units WHERE group_id = ANY($1) ORDER BY id FOR UPDATE) l`, m.groups, m.units, "units"},
+	} {
+		var n int
+		if err := src.QueryRow(ctx, q.query, q.ids).Scan(&n); err != nil {
+			return interpret(err)
+		}
+		if n != q.want {
+			return holdfast.Errorf(holdfast.CodeConflict, "partition %q: %d %s on shard %d, %d in the catalog (one is being created): try again", m.partition, n, q.what, m.from, q.want)
+		}
+	}
+	// No hold on the partition can commit now (its pool or unit rows are
+	// locked): after this, the list is whole.
+	if _, err := lockHolds(" SKIP LOCKED"); err != nil {
+		return err
+	}
+	var all int
+	if err := src.QueryRow(ctx, `SELECT count(*) FROM (`+ourHolds+`) h`, m.pools, m.groups).Scan(&all); err != nil {
+		return interpret(err)
+	}
+	if all != len(locked) {
+		return errContested
+	}
+	rows, err := src.Query(ctx, `WITH ours AS (`+ourLinesOf+`)
+		SELECT o.hold_id, o.line_no, h.status,
+			(SELECT count(*) FROM hold_lines l WHERE l.hold_id = o.hold_id) - (SELECT count(*) FROM ours x WHERE x.hold_id = o.hold_id)
+		FROM ours o JOIN holds h ON h.id = o.hold_id ORDER BY o.hold_id, o.line_no`, m.pools, m.groups)
+	if err != nil {
+		return interpret(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, status string
+		var no int32
+		var others int
+		if err := rows.Scan(&id, &no, &status, &others); err != nil {
+			return interpret(err)
+		}
+		m.lineHold, m.lineNo = append(m.lineHold, id), append(m.lineNo, no)
+		if len(m.lineHold) > 1 && m.lineHold[len(m.lineHold)-2] == id {
+			continue
+		}
+		if others == 0 {
+			m.whole = append(m.whole, id)
+			continue
+		}
+		if ended(status) {
+			m.split = append(m.split, id)
+			continue
+		}
+		return holdfast.Errorf(holdfast.CodeConflict, "hold %s is %s with lines in partition %q and in another on shard %d: the move waits until it ends", id, status, m.partition, m.from)
+	}
+	return interpret(rows.Err())
+}
+
+// ourLinesOf lists the lines (hold_id, line_no) in the pools $1 and the
+// groups $2; ourHolds, their holds.
+const (
+	ourLinesOf = `SELECT hold_id, line_no FROM hold_lines WHERE pool_id = ANY($1) OR group_id = ANY($2)
+		UNION SELECT c.hold_id, c.line_no FROM unit_claims c JOIN units u ON u.id = c.unit_id WHERE u.group_id = ANY($2)`
+	ourHolds = `SELECT hold_id FROM hold_lines WHERE pool_id = ANY($1) OR group_id = ANY($2)
+		UNION SELECT c.hold_id FROM unit_claims c JOIN units u ON u.id = c.unit_id WHERE u.group_id = ANY($2)`
+)
+
+// ended is a hold's status from which it never changes again.
+func ended(status string) bool {
+	switch holdfast.Status(status) {
+	case holdfast.StatusReleased, holdfast.StatusCancelled, holdfast.StatusCompleted:
+		return true
+	}
+	return false
+}
+
+// ourLines matches the moving lines (hold_id, line_no) given as $1, $2.
+const ourLines = `(hold_id, line_no) IN (SELECT * FROM unnest($1::text[], $2::integer[]))`
+
+// copyRows copies the partition's rows to the new shard, and the keys
+// written on the old one since the first copy.
+func (m *moving) copyRows(ctx context.Context, since int64, rep *MoveReport) error {
+	src, dst := m.txs[m.from], m.txs[m.to]
+	holds := append(slices.Clone(m.whole), m.split...)
+	// A hold across shards may have a part on the new shard already:
+	// its lines join that part, which must be in the same state.
+	rows, err := dst.Query(ctx, `SELECT d.id FROM holds d WHERE d.id = ANY($1)`, holds)
+	if err != nil {
+		return interpret(err)
+	}
+	there, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return interpret(err)
+	}
+	for _, id := range there {
+		var a, b string
+		if err := src.QueryRow(ctx, `SELECT status FROM holds WHERE id = $1`, id).Scan(&a); err != nil {
+			return interpret(err)
+		}
+		if err := dst.QueryRow(ctx, `SELECT status FROM holds WHERE id = $1`, id).Scan(&b); err != nil {
+			return interpret(err)
+		}
+		if a != b {
+			return holdfast.Errorf(holdfast.CodeConflict, "hold %s is %s on shard %d and %s on shard %d: the move waits until its parts agree", id, a, m.from, b, m.to)
+		}
+	}
+	newHolds := slices.DeleteFunc(slices.Clone(holds), func(id string) bool { return slices.Contains(there, id) })
+	for _, c := range []struct {
+		table, where string
+		args         []any
+	}{
+		{"pools", "id = ANY($1)", []any{m.pools}},
+		{"groups", "id = ANY($1)", []any{m.groups}},
+		{"holds", "id = ANY($1)", []any{newHolds}},
+		{"hold_lines", ourLines, []any{m.lineHold, m.lineNo}},
+		{"units", "group_id = ANY($1)", []any{m.groups}},
+		{"unit_claims", ourLines, []any{m.lineHold, m.lineNo}},
+		{"pool_holders", "pool_id = ANY($1)", []any{m.pools}},
+		{"waitlist_entries", "pool_id = ANY($1)", []any{m.pools}},
+	} {
+		if _, err := copyTable(ctx, src, dst, c.table, c.where, c.args...); err != nil {
+			return fmt.Errorf("copying %s: %w", c.table, err)
+		}
+	}
+	n, err := copyKeys(ctx, src, dst, since)
+	rep.Keys += n
+	return err
+}
+
+// deleteRows removes the partition's rows from the old shard, children
+// first. The outbox stays: it is the old shard's history, and the feed
+// reads every shard's.
+func (m *moving) deleteRows(ctx context.Context) error {
+	src := m.txs[m.from]
+	for _, d := range []struct {
+		query string
+		args  []any
+	}{
+		{`DELETE FROM unit_claims WHERE ` + ourLines, []any{m.lineHold, m.lineNo}},
+		{`DELETE FROM waitlist_entries WHERE pool_id = ANY($1)`, []any{m.pools}},
+		{`DELETE FROM pool_holders WHERE pool_id = ANY($1)`, []any{m.pools}},
+		{`DELETE FROM units WHERE group_id = ANY($1)`, []any{m.groups}},
+		{`DELETE FROM hold_lines WHERE ` + ourLines, []any{m.lineHold, m.lineNo}},
+		{`DELETE FROM holds WHERE id = ANY($1)`, []any{m.whole}},
+		{`DELETE FROM pools WHERE id = ANY($1)`, []any{m.pools}},
+		{`DELETE FROM groups WHERE id = ANY($1)`, []any{m.groups}},
+	} {
+		if _, err := src.Exec(ctx, d.query, d.args...); err != nil {
+			return interpret(err)
+		}
+	}
+	return nil
+}
+
+// flipMap points the partition at its new shard and records where its
+// holds live now.
+func (m *moving) flipMap(ctx context.Context) error {
+	cat := m.txs[0]
+	if _, err := cat.Exec(ctx, `UPDATE shard_partitions SET shard = $2, version = version + 1 WHERE partition = $1`, m.partition, m.to); err != nil {
+		return interpret(err)
+	}
+	all := append(slices.Clone(m.whole), m.split...)
+	rows, err := cat.Query(ctx, `SELECT hold_id, shards FROM shard_hold_homes WHERE hold_id = ANY($1)`, all)
+	if err != nil {
+		return interpret(err)
+	}
+	homes := map[string][]int{}
+	for rows.Next() {
+		var id string
+		var shards []int32
+		if err := rows.Scan(&id, &shards); err != nil {
+			rows.Close()
+			return interpret(err)
+		}
+		for _, sh := range shards {
+			homes[id] = append(homes[id], int(sh))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return interpret(err)
+	}
+	var setIDs, dropIDs []string
+	var setShards []string
+	for _, id := range all {
+		cur, ok := homes[id]
+		if !ok {
+			cur, _ = m.set.shardsNamed(id)
+		}
+		next := slices.Clone(cur)
+		if slices.Contains(m.whole, id) {
+			next = slices.DeleteFunc(next, func(sh int) bool { return sh == m.from })
+		}
+		if !slices.Contains(next, m.to) {
+			next = append(next, m.to)
+		}
+		slices.Sort(next)
+		if named, _ := m.set.shardsNamed(id); slices.Equal(named, next) {
+			dropIDs = append(dropIDs, id)
+			continue
+		}
+		setIDs, setShards = append(setIDs, id), append(setShards, intArray(next))
+	}
+	if _, err := cat.Exec(ctx, `DELETE FROM shard_hold_homes WHERE hold_id = ANY($1)`, dropIDs); err != nil {
+		return interpret(err)
+	}
+	_, err = cat.Exec(ctx, `INSERT INTO shard_hold_homes (hold_id, shards)
+		SELECT id, s::integer[] FROM unnest($1::text[], $2::text[]) AS v (id, s)
+		ON CONFLICT (hold_id) DO UPDATE SET shards = excluded.shards`, setIDs, setShards)
+	return interpret(err)
+}
+
+// intArray writes shards as a PostgreSQL array literal.
+func intArray(shards []int) string {
+	f := make([]string, len(shards))
+	for i, sh := range shards {
+		f[i] = fmt.Sprint(sh)
+	}
+	return "{" + strings.Join(f, ",") + "}"
+}
+
+// source is a pool or a transaction to copy from.
+type source interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// copyTable copies table's rows matching where from src to dst, every
+// column as it is (the shards have the same schema: the same migrations).
+func copyTable(ctx context.Context, src source, dst pgx.Tx, table, where string, args ...any) (int64, error) {
+	rows, err := src.Query(ctx, `SELECT * FROM `+table+` WHERE `+where, args...)
+	if err != nil {
+		return 0, interpret(err)
+	}
+	var cols []string
+	for _, f := range rows.FieldDescriptions() {
+		cols = append(cols, f.Name)
+	}
+	var data [][]any
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			rows.Close()
+			return 0, interpret(err)
+		}
+		data = append(data, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(data) == 0 {
+		return 0, interpret(err)
+	}
+	n, err := dst.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(data))
+	return n, interpret(err)
+}
+
+// copyKeys copies the idempotency keys updated since (ms) on src that
+// dst does not have. dst is a pool (one transaction) or a transaction.
+func copyKeys(ctx context.Context, src source, dst any, since int64) (int, error) {
+	run := func(tx pgx.Tx) (int, error) {
+		rows, err := src.Query(ctx, `SELECT scope, key FROM idempotency_keys WHERE updated_at >= $1`, since)
+		if err != nil {
+			return 0, interpret(err)
+		}
+		type key struct{ scope, key string }
+		var scopes, keys []string
+		for rows.Next() {
+			var k key
+			if err := rows.Scan(&k.scope, &k.key); err != nil {
+				rows.Close()
+				return 0, interpret(err)
+			}
+			scopes, keys = append(scopes, k.scope), append(keys, k.key)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(keys) == 0 {
+			return 0, interpret(err)
+		}
+		have, err := tx.Query(ctx, `SELECT k.scope, k.key FROM idempotency_keys k JOIN unnest($1::text[], $2::text[]) AS v (scope, key) ON k.scope = v.scope AND k.key = v.key`, scopes, keys)
+		if err != nil {
+			return 0, interpret(err)
+		}
+		skip := map[key]bool{}
+		for have.Next() {
+			var k key
+			if err := have.Scan(&k.scope, &k.key); err != nil {
+				have.Close()
+				return 0, interpret(err)
+			}
+			skip[k] = true
+		}
+		have.Close()
+		if err := have.Err(); err != nil {
+			return 0, interpret(err)
+		}
+		var ms, mk []string
+		for i := range keys {
+			if !skip[key{scopes[i], keys[i]}] {
+				ms, mk = append(ms, scopes[i]), append(mk, keys[i])
+			}
+		}
+		n, err := copyTable(ctx, src, tx, "idempotency_keys", `(scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, ms, mk)
+		return int(n), err
+	}
+	switch d := dst.(type) {
+	case pgx.Tx:
+		return run(d)
+	case *pgxpool.Pool:
+		var n int
+		err := pgx.BeginFunc(ctx, d, func(tx pgx.Tx) error {
+			var err error
+			n, err = run(tx)
+			return err
+		})
+		return n, err
+	}
+	return 0, fmt.Errorf("copyKeys: %T is not a destination", dst)
+}
+
+// ---- following the map as it changes ----
+
+// forgetAll drops what this server remembers of the map.
+func (set *shardSet) forgetAll() {
+	set.mu.Lock()
+	clear(set.where)
+	clear(set.homes)
+	set.mu.Unlock()
+}
+
+// watchMap forgets the map when the catalog's version of it changed (a
+// partition moved): every server runs it every few seconds, so what it
+// reads of a moved partition is stale for seconds at most. What it
+// writes is never stale: the old shard no longer has the rows, and a
+// change refused there is tried again on the new map (see refresh).
+func (set *shardSet) watchMap(ctx context.Context) error {
+	var v int64
+	if err := set.stores[0].pool.QueryRow(ctx, `SELECT coalesce(sum(version), 0)::bigint FROM shard_partitions`).Scan(&v); err != nil {
+		return interpret(err)
+	}
+	set.mu.Lock()
+	changed := v != set.version
+	set.version = v
+	set.mu.Unlock()
+	if changed {
+		set.forgetAll()
+		return set.loadHomes(ctx)
+	}
+	return nil
+}
+
+// loadHomes reads where every moved hold lives. A hold a move split (an
+// ended hold with lines in two partitions of one shard) is still found
+// where its id says, with some of its lines: only this tells a server to
+// read its other part too. (A hold moved whole is also found by the
+// shard that no longer has it: see rehome.)
+func (set *shardSet) loadHomes(ctx context.Context) error {
+	homes, err := set.readHomes(ctx)
+	if err != nil {
+		return err
+	}
+	set.mu.Lock()
+	set.homes = homes
+	set.mu.Unlock()
+	return nil
+}
+
+// readHomes reads shard_hold_homes from the catalog.
+func (set *shardSet) readHomes(ctx context.Context) (map[string][]int, error) {
+	rows, err := set.stores[0].pool.Query(ctx, `SELECT hold_id, shards FROM shard_hold_homes`)
+	if err != nil {
+		return nil, interpret(err)
+	}
+	defer rows.Close()
+	homes := map[string][]int{}
+	for rows.Next() {
+		var id string
+		var shards []int32
+		if err := rows.Scan(&id, &shards); err != nil {
+			return nil, interpret(err)
+		}
+		for _, sh := range shards {
+			homes[id] = append(homes[id], int(sh))
+		}
+	}
+	return homes, interpret(rows.Err())
+}
+
+// refresh reads where keys are from the catalog again, after a shard
+// answered that one is not there, and reports whether any is elsewhere
+// than used (where the refused change went: see locate) says.
+func (set *shardSet) refresh(ctx context.Context, keys []placeKey, used map[placeKey]placed) bool {
+	set.mu.Lock()
+	for _, k := range keys {
+		delete(set.where, k)
+	}
+	set.mu.Unlock()
+	now, err := set.locate(ctx, keys)
+	if err != nil {
+		return false
+	}
+	for _, k := range keys {
+		b, was := used[k]
+		n, is := now[k]
+		if was != is || b.shard != n.shard {
+			return true
+		}
+	}
+	return false
+}
+
+// rehome reads where a hold lives from the catalog again, after a shard
+// answered that it is not there, and reports whether that is elsewhere
+// than used, the shards the refused change went to.
+func (set *shardSet) rehome(ctx context.Context, id string, used []int) bool {
+	if _, ok := set.shardsNamed(id); !ok {
+		return false
+	}
+	var shards []int32
+	err := set.stores[0].pool.QueryRow(ctx, `SELECT shards FROM shard_hold_homes WHERE hold_id = $1`, id).Scan(&shards)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false
+	}
+	set.mu.Lock()
+	if err == nil {
+		home := make([]int, len(shards))
+		for i, sh := range shards {
+			home[i] = int(sh)
+		}
+		set.homes[id] = home
+	} else {
+		delete(set.homes, id)
+	}
+	set.mu.Unlock()
+	after, _ := set.holdShards(id)
+	return !slices.Equal(used, after)
+}
+
+// notFound reports a refusal for a row a shard does not have.
+func notFound(err error) bool { return holdfast.ErrorCode(err) == holdfast.CodeNotFound }
