@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -259,15 +258,12 @@ func (m *moving) lockMap(ctx context.Context) error {
 // in flight) fails the move: try again.
 func (m *moving) lockRows(ctx context.Context) error {
 	src := m.txs[m.from]
-	locked := []string{} // not nil: NOT id = ANY(NULL) is never true
+	// Rows this transaction locked are not skipped: the second pass
+	// counts them too.
 	lockHolds := func(skip string) (int, error) {
-		rows, err := src.Query(ctx, `SELECT id FROM holds WHERE id IN (`+ourHolds+`) AND NOT id = ANY($3) ORDER BY id FOR UPDATE`+skip, m.pools, m.groups, locked)
-		if err != nil {
-			return 0, interpret(err)
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		locked = append(locked, ids...)
-		return len(ids), interpret(err)
+		var n int
+		err := src.QueryRow(ctx, `SELECT count(*) FROM (SELECT id FROM holds WHERE id IN (`+ourHolds+`) ORDER BY id FOR UPDATE`+skip+`) l`, m.pools, m.groups).Scan(&n)
+		return n, interpret(err)
 	}
 	if _, err := lockHolds(""); err != nil {
 		return err
@@ -292,46 +288,74 @@ func (m *moving) lockRows(ctx context.Context) error {
 	}
 	// No hold on the partition can commit now (its pool or unit rows are
 	// locked): after this, the list is whole.
-	if _, err := lockHolds(" SKIP LOCKED"); err != nil {
+	got, err := lockHolds(" SKIP LOCKED")
+	if err != nil {
 		return err
 	}
 	var all int
 	if err := src.QueryRow(ctx, `SELECT count(*) FROM (`+ourHolds+`) h`, m.pools, m.groups).Scan(&all); err != nil {
 		return interpret(err)
 	}
-	if all != len(locked) {
+	if got != all {
 		return errContested
 	}
-	rows, err := src.Query(ctx, `WITH ours AS (`+ourLinesOf+`)
-		SELECT o.hold_id, o.line_no, h.status,
-			(SELECT count(*) FROM hold_lines l WHERE l.hold_id = o.hold_id) - (SELECT count(*) FROM ours x WHERE x.hold_id = o.hold_id)
-		FROM ours o JOIN holds h ON h.id = o.hold_id ORDER BY o.hold_id, o.line_no`, m.pools, m.groups)
+	// How many lines each of those holds has in all (planned apart: a
+	// join of the two lists is one the planner misjudges badly).
+	rows, err := src.Query(ctx, `SELECT hold_id, count(*) FROM hold_lines WHERE hold_id IN (`+ourHolds+`) GROUP BY hold_id`, m.pools, m.groups)
+	if err != nil {
+		return interpret(err)
+	}
+	total := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			rows.Close()
+			return interpret(err)
+		}
+		total[id] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return interpret(err)
+	}
+	rows, err = src.Query(ctx, `SELECT o.hold_id, o.line_no, h.status FROM (`+ourLinesOf+`) o JOIN holds h ON h.id = o.hold_id
+		ORDER BY o.hold_id, o.line_no`, m.pools, m.groups)
 	if err != nil {
 		return interpret(err)
 	}
 	defer rows.Close()
+	status := map[string]string{}
+	mine := map[string]int{}
 	for rows.Next() {
-		var id, status string
+		var id, st string
 		var no int32
-		var others int
-		if err := rows.Scan(&id, &no, &status, &others); err != nil {
+		if err := rows.Scan(&id, &no, &st); err != nil {
 			return interpret(err)
 		}
 		m.lineHold, m.lineNo = append(m.lineHold, id), append(m.lineNo, no)
-		if len(m.lineHold) > 1 && m.lineHold[len(m.lineHold)-2] == id {
-			continue
+		if mine[id] == 0 {
+			status[id] = st
 		}
-		if others == 0 {
-			m.whole = append(m.whole, id)
-			continue
-		}
-		if ended(status) {
-			m.split = append(m.split, id)
-			continue
-		}
-		return holdfast.Errorf(holdfast.CodeConflict, "hold %s is %s with lines in partition %q and in another on shard %d: the move waits until it ends", id, status, m.partition, m.from)
+		mine[id]++
 	}
-	return interpret(rows.Err())
+	if err := rows.Err(); err != nil {
+		return interpret(err)
+	}
+	for i, id := range m.lineHold {
+		if i > 0 && m.lineHold[i-1] == id {
+			continue
+		}
+		switch {
+		case total[id] == mine[id]:
+			m.whole = append(m.whole, id)
+		case ended(status[id]):
+			m.split = append(m.split, id)
+		default:
+			return holdfast.Errorf(holdfast.CodeConflict, "hold %s is %s with lines in partition %q and in another on shard %d: the move waits until it ends", id, status[id], m.partition, m.from)
+		}
+	}
+	return nil
 }
 
 // ourLinesOf lists the lines (hold_id, line_no) in the pools $1 and the
@@ -458,43 +482,37 @@ func (m *moving) flipMap(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return interpret(err)
 	}
-	var setIDs, dropIDs []string
-	var setShards []string
+	whole := make(map[string]bool, len(m.whole))
+	for _, id := range m.whole {
+		whole[id] = true
+	}
+	var rowsNext [][]any
 	for _, id := range all {
 		cur, ok := homes[id]
 		if !ok {
 			cur, _ = m.set.shardsNamed(id)
 		}
 		next := slices.Clone(cur)
-		if slices.Contains(m.whole, id) {
+		if whole[id] {
 			next = slices.DeleteFunc(next, func(sh int) bool { return sh == m.from })
 		}
 		if !slices.Contains(next, m.to) {
 			next = append(next, m.to)
 		}
 		slices.Sort(next)
-		if named, _ := m.set.shardsNamed(id); slices.Equal(named, next) {
-			dropIDs = append(dropIDs, id)
-			continue
+		if named, _ := m.set.shardsNamed(id); !slices.Equal(named, next) {
+			shards := make([]int32, len(next))
+			for i, sh := range next {
+				shards[i] = int32(sh)
+			}
+			rowsNext = append(rowsNext, []any{id, shards})
 		}
-		setIDs, setShards = append(setIDs, id), append(setShards, intArray(next))
 	}
-	if _, err := cat.Exec(ctx, `DELETE FROM shard_hold_homes WHERE hold_id = ANY($1)`, dropIDs); err != nil {
+	if _, err := cat.Exec(ctx, `DELETE FROM shard_hold_homes WHERE hold_id = ANY($1)`, all); err != nil {
 		return interpret(err)
 	}
-	_, err = cat.Exec(ctx, `INSERT INTO shard_hold_homes (hold_id, shards)
-		SELECT id, s::integer[] FROM unnest($1::text[], $2::text[]) AS v (id, s)
-		ON CONFLICT (hold_id) DO UPDATE SET shards = excluded.shards`, setIDs, setShards)
+	_, err = cat.CopyFrom(ctx, pgx.Identifier{"shard_hold_homes"}, []string{"hold_id", "shards"}, pgx.CopyFromRows(rowsNext))
 	return interpret(err)
-}
-
-// intArray writes shards as a PostgreSQL array literal.
-func intArray(shards []int) string {
-	f := make([]string, len(shards))
-	for i, sh := range shards {
-		f[i] = fmt.Sprint(sh)
-	}
-	return "{" + strings.Join(f, ",") + "}"
 }
 
 // source is a pool or a transaction to copy from.
@@ -713,3 +731,36 @@ func (set *shardSet) rehome(ctx context.Context, id string, used []int) bool {
 
 // notFound reports a refusal for a row a shard does not have.
 func notFound(err error) bool { return holdfast.ErrorCode(err) == holdfast.CodeNotFound }
+
+// Partition is a partition in the shard map.
+type Partition struct {
+	Partition string `json:"partition"`
+	Shard     int    `json:"shard"`
+	// Version counts its moves.
+	Version int64 `json:"version"`
+	Pools   int   `json:"pools"`
+	Groups  int   `json:"groups"`
+	Units   int   `json:"units"`
+}
+
+// Partitions lists the shard map: every partition, its shard and what is
+// placed in it.
+func (s *Shards) Partitions(ctx context.Context) ([]Partition, error) {
+	rows, err := s.set.stores[0].pool.Query(ctx, `SELECT p.partition, p.shard, p.version,
+			count(*) FILTER (WHERE pl.kind = 'pool'), count(*) FILTER (WHERE pl.kind = 'group'), count(*) FILTER (WHERE pl.kind = 'unit')
+		FROM shard_partitions p LEFT JOIN shard_placements pl ON pl.partition = p.partition
+		GROUP BY p.partition, p.shard, p.version ORDER BY p.partition`)
+	if err != nil {
+		return nil, interpret(err)
+	}
+	defer rows.Close()
+	var out []Partition
+	for rows.Next() {
+		var p Partition
+		if err := rows.Scan(&p.Partition, &p.Shard, &p.Version, &p.Pools, &p.Groups, &p.Units); err != nil {
+			return nil, interpret(err)
+		}
+		out = append(out, p)
+	}
+	return out, interpret(rows.Err())
+}

@@ -78,20 +78,22 @@ func runShardBench(ctx context.Context, e env, f labFlags) error {
 		latency bool
 		op      shapeOp
 		perPool bool
+		move    bool
 	}{
-		{"one database, one hot pool (reference)", 1, false, one("p0"), false},
-		{fmt.Sprintf("%d shards, one hot partition (the others idle)", n), n, false, one("p1"), false},
-		{fmt.Sprintf("%d shards, a hot partition on every shard", n), n, false, spread, true},
-		{fmt.Sprintf("%d shards, holds of 2 lines within one shard", n), n, false, pair("p1", "p1b"), false},
-		{fmt.Sprintf("%d shards, holds of 2 lines across 2 shards (two-phase commit)", n), n, false, pair("p1", "p2"), false},
-		{fmt.Sprintf("%d shards, 2 lines within one shard, many events", n), n, false, coldPair("a", "ab"), false},
-		{fmt.Sprintf("%d shards, 2 lines across 2 shards, many events", n), n, false, coldPair("a", "b"), false},
-		{fmt.Sprintf("%d shards + 1 ms to each, holds within one shard", n), n, true, pair("p1", "p1b"), false},
-		{fmt.Sprintf("%d shards + 1 ms to each, holds across 2 shards", n), n, true, pair("p1", "p2"), false},
-		{fmt.Sprintf("%d shards + 1 ms to each, within one shard, many events", n), n, true, coldPair("a", "ab"), false},
-		{fmt.Sprintf("%d shards + 1 ms to each, across 2 shards, many events", n), n, true, coldPair("a", "b"), false},
+		{"one database, one hot pool (reference)", 1, false, one("p0"), false, false},
+		{fmt.Sprintf("%d shards, one hot partition (the others idle)", n), n, false, one("p1"), false, false},
+		{fmt.Sprintf("%d shards, a hot partition on every shard", n), n, false, spread, true, false},
+		{fmt.Sprintf("%d shards, holds of 2 lines within one shard", n), n, false, pair("p1", "p1b"), false, false},
+		{fmt.Sprintf("%d shards, holds of 2 lines across 2 shards (two-phase commit)", n), n, false, pair("p1", "p2"), false, false},
+		{fmt.Sprintf("%d shards, 2 lines within one shard, many events", n), n, false, coldPair("a", "ab"), false, false},
+		{fmt.Sprintf("%d shards, 2 lines across 2 shards, many events", n), n, false, coldPair("a", "b"), false, false},
+		{fmt.Sprintf("%d shards, one hot partition moved to another shard halfway", n), n, false, one("p1"), false, true},
+		{fmt.Sprintf("%d shards + 1 ms to each, holds within one shard", n), n, true, pair("p1", "p1b"), false, false},
+		{fmt.Sprintf("%d shards + 1 ms to each, holds across 2 shards", n), n, true, pair("p1", "p2"), false, false},
+		{fmt.Sprintf("%d shards + 1 ms to each, within one shard, many events", n), n, true, coldPair("a", "ab"), false, false},
+		{fmt.Sprintf("%d shards + 1 ms to each, across 2 shards, many events", n), n, true, coldPair("a", "b"), false, false},
 	} {
-		r, err := shardRun(ctx, f.db, sc.shards, sc.latency, sc.op, sc.perPool, clients, d)
+		r, err := shardRun(ctx, f.db, sc.shards, sc.latency, sc.op, sc.perPool, sc.move, clients, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
@@ -117,7 +119,7 @@ func runShardBench(ctx context.Context, e env, f labFlags) error {
 // shardRun opens shards databases (fresh schemas on db), with latency
 // through Toxiproxy if asked, makes the pools p0…, p1b (p1's partition),
 // and runs op.
-func shardRun(ctx context.Context, db string, shards int, latency bool, op shapeOp, perPool bool, clients int, d time.Duration) (benchRow, error) {
+func shardRun(ctx context.Context, db string, shards int, latency bool, op shapeOp, perPool, move bool, clients int, d time.Duration) (benchRow, error) {
 	row := benchRow{Mode: "holdfast library postgres", Clients: clients}
 	u, err := url.Parse(db)
 	if err != nil {
@@ -197,7 +199,31 @@ func shardRun(ctx context.Context, db string, shards int, latency bool, op shape
 			}
 		}
 	}
+	// The move: p1's partition (p1, p1b and the many events a-…, ab-…)
+	// to the next shard, halfway through the run, under the load.
+	moved := make(chan string, 1)
+	if move {
+		go func() {
+			select {
+			case <-time.After(d / 2):
+			case <-ctx.Done():
+				moved <- "not moved: cancelled"
+				return
+			}
+			rep, err := store.(*postgres.Shards).MovePartition(ctx, "p1", 2%shards)
+			if err != nil {
+				moved <- "the move failed: " + err.Error()
+				return
+			}
+			moved <- fmt.Sprintf("moved p1 (%d pools, %d holds) from shard %d to %d halfway: writes to it waited %s (%d fences tried)",
+				rep.Pools, rep.Holds, rep.From, rep.To, durMs(rep.Fenced), rep.Attempts)
+		}()
+	}
 	res := runBuyers(ctx, store, op, clients, d)
+	var moveNote string
+	if move {
+		moveNote = <-moved
+	}
 	if sh, ok := store.(*postgres.Shards); ok {
 		// Nothing may be left prepared when the schemas go.
 		if _, _, err := sh.ResolvePrepared(ctx, 0); err != nil {
@@ -209,6 +235,9 @@ func shardRun(ctx context.Context, db string, shards int, latency bool, op shape
 		return row, err
 	}
 	notes := []string{res.fill(&row, rep)}
+	if move {
+		notes = append(notes, moveNote)
+	}
 	if perPool {
 		var per []string
 		for i := range shards {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -98,7 +99,29 @@ func TestServeShards(t *testing.T) {
 		t.Fatalf("pool.created events over the shards: %v, want day1, day2 and day2-vip", created)
 	}
 
-	code, out, errOut := runCmd(t, "audit", "--db", urls[0], "--shard", urls[1], "--shard", urls[2])
+	// Day 2 moves to the other shard while the server runs: the server
+	// finds the held VIP ticket and the pool where they are now, and the
+	// hold confirms there.
+	dbs := []string{"--db", urls[0], "--shard", urls[1], "--shard", urls[2]}
+	code, out, errOut := runCmd(t, append([]string{"shard", "move", "festival-day2", "--to", "2"}, dbs...)...)
+	if code != 0 || !strings.Contains(out, "moved partition festival-day2 from shard 1 to shard 2: 2 pools, 0 groups, 0 units, 2 holds") {
+		t.Fatalf("shard move: exit %d %s%s", code, out, errOut)
+	}
+	if out := cli("hold", "confirm", vip.ID); !strings.Contains(out, `"confirmed"`) {
+		t.Fatalf("confirming a hold after its partition moved: %s", out)
+	}
+	if out := cli("pool", "get", "day2-vip"); !strings.Contains(out, `"confirmed": 1`) && !strings.Contains(out, `"confirmed":1`) {
+		t.Fatalf("the moved pool: %s", out)
+	}
+	code, out, errOut = runCmd(t, append([]string{"shard", "list"}, dbs...)...)
+	if code != 0 || !regexp.MustCompile(`festival-day2\s+2\s+1\s+2\s+0\s+0`).MatchString(out) {
+		t.Fatalf("shard list: exit %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCmd(t, append([]string{"shard", "move", "festival-day3", "--to", "1"}, dbs...)...); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("moving a partition that is not there: exit %d %s", code, errOut)
+	}
+
+	code, out, errOut = runCmd(t, "audit", "--db", urls[0], "--shard", urls[1], "--shard", urls[2])
 	if code != 0 {
 		t.Fatalf("audit over the shards: exit %d %s%s", code, out, errOut)
 	}
