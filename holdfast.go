@@ -51,6 +51,10 @@ type Group struct {
 	// LateConfirm and LateConfirmGrace are as for a pool.
 	LateConfirm      LatePolicy `json:"late_confirm"`
 	LateConfirmGrace int64      `json:"late_confirm_grace"`
+	// Layout, when given at creation, is the venue map of the group's
+	// units (every seat in it becomes a unit of the group). It is read
+	// back on its own (GET /v1/groups/{id}/layout): a stadium's is large.
+	Layout *Layout `json:"layout,omitempty"`
 }
 
 // LatePolicy says what a confirm after a hold's expiry does: a payment
@@ -157,6 +161,10 @@ type Line struct {
 	Units    []string `json:"units,omitempty"`
 	Group    string   `json:"group,omitempty"`
 	Any      int64    `json:"any,omitempty"`
+	// Together, on a {group, any} line, takes Any free seats next to each
+	// other in one row of the group's layout, the block nearest the stage,
+	// or refuses (unavailable): never seats apart.
+	Together bool `json:"together,omitempty"`
 }
 
 // LineKind names the form of a line.

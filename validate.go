@@ -97,6 +97,11 @@ func (g Group) Validate() error {
 	if err := ValidateID("group", g.ID); err != nil {
 		return err
 	}
+	if g.Layout != nil {
+		if err := g.Layout.Validate(); err != nil {
+			return err
+		}
+	}
 	return validateText("name", g.Name, MaxNameLen, false)
 }
 
@@ -161,6 +166,9 @@ func (r HoldRequest) Validate(c Config) error {
 	units := map[string]bool{}
 	pools := map[string]bool{}
 	for i, l := range r.Lines {
+		if l.Together && l.Kind() != LineAny {
+			return LineErrorf(CodeInvalid, i, "together goes with a {group, any} line")
+		}
 		switch l.Kind() {
 		case LinePool:
 			if err := ValidateID("pool", l.Pool); err != nil {

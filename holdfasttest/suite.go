@@ -55,6 +55,7 @@ func Run(t *testing.T, h Harness) {
 		{"PartialConfirm", testPartialConfirm},
 		{"Rooms", testRooms},
 		{"Waitlist", testWaitlist},
+		{"SeatsTogether", testSeatsTogether},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +82,7 @@ func Run(t *testing.T, h Harness) {
 			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
 			{"RoomAdmission", raceRoomAdmission},
 			{"Waitlist", raceWaitlist},
+			{"SeatsTogether", raceSeatsTogether},
 			{"PerHolderLimit", racePerHolderLimit},
 			{"KeyQuota", raceKeyQuota},
 			{"Sweepers", raceSweepers},

@@ -231,6 +231,15 @@ func (c *Client) Group(ctx context.Context, id string) (holdfast.GroupAvailabili
 	return out, err
 }
 
+// GroupLayout reads a group's venue map.
+func (c *Client) GroupLayout(ctx context.Context, id string) (*holdfast.Layout, error) {
+	var out holdfast.Layout
+	if err := c.do(ctx, "GET", "/v1/groups/"+esc(id)+"/layout", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Units lists every unit of the group, following the pages.
 func (c *Client) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
 	units := []holdfast.Unit{}

@@ -19,16 +19,25 @@ import (
 // limit is read on (up to a bound) before the 413, so the client gets an
 // answer rather than a connection reset mid-request.
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBody+1))
+	limit := s.cfg.MaxBody
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/groups" {
+		// A group may bring its venue's layout: a stadium's 20,000 seats
+		// are about 1.5 MB (an admin route).
+		limit = max(limit, maxLayoutBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, holdfast.Errorf(holdfast.CodeInvalid, "reading the body: %v", err)
 	}
-	if int64(len(body)) > s.cfg.MaxBody {
+	if int64(len(body)) > limit {
 		_, _ = io.CopyN(io.Discard, r.Body, 64<<20)
-		return nil, holdfast.Errorf(CodeTooLarge, "the body is larger than %d bytes", s.cfg.MaxBody)
+		return nil, holdfast.Errorf(CodeTooLarge, "the body is larger than %d bytes", limit)
 	}
 	return body, nil
 }
+
+// maxLayoutBody bounds a group's creation with a layout.
+const maxLayoutBody = 16 << 20
 
 // decode reads a JSON body into v: one value, no unknown fields. With
 // optional, an empty body leaves v as it is.
@@ -218,6 +227,20 @@ func (s *Server) getGroup(r *http.Request, c *call) (int, any, error) {
 	return http.StatusOK, g, err
 }
 
+// layoutReader is a store that keeps groups' layouts.
+type layoutReader interface {
+	GroupLayout(ctx context.Context, group string) (*holdfast.Layout, error)
+}
+
+func (s *Server) getGroupLayout(r *http.Request, c *call) (int, any, error) {
+	lr, ok := s.cfg.Store.(layoutReader)
+	if !ok {
+		return 0, nil, holdfast.Errorf(holdfast.CodeUnsupported, "this store keeps no layouts")
+	}
+	l, err := lr.GroupLayout(r.Context(), r.PathValue("id"))
+	return http.StatusOK, l, err
+}
+
 type unitsAdded struct {
 	Group string `json:"group"`
 	Added int    `json:"added"`
@@ -245,6 +268,7 @@ type lineBody struct {
 	Units    []string `json:"units"`
 	Group    string   `json:"group"`
 	Any      *int64   `json:"any"`
+	Together bool     `json:"together"`
 }
 
 type holdBody struct {
@@ -284,7 +308,10 @@ func (b holdBody) holdRequest(cfg holdfast.Config, owner string) (holdfast.HoldR
 		if forms != 1 {
 			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a line has exactly one form: {pool, quantity}, {units} or {group, any}")
 		}
-		line := holdfast.Line{Pool: l.Pool, Units: l.Units, Group: l.Group}
+		line := holdfast.Line{Pool: l.Pool, Units: l.Units, Group: l.Group, Together: l.Together}
+		if l.Together && l.Any == nil {
+			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "together goes with a {group, any} line")
+		}
 		switch {
 		case l.Units != nil && len(l.Units) == 0:
 			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "units must name at least one unit")

@@ -23,6 +23,7 @@ var operationIDs = map[string]string{
 	"PATCH /v1/groups/{id}":                              "setGroupLateConfirm",
 	"POST /v1/groups/{id}/units":                         "addUnits",
 	"GET /v1/groups/{id}/units":                          "listUnits",
+	"GET /v1/groups/{id}/layout":                         "getGroupLayout",
 	"POST /v1/holds":                                     "createHold",
 	"GET /v1/holds":                                      "listHolds",
 	"GET /v1/holds/{id}":                                 "getHold",
@@ -170,13 +171,16 @@ func openAPIDoc() obj {
 					"400", "403", "404", "409", "413", "422"), idParam),
 			},
 			"/v1/groups": obj{
-				"post": op("Create a unit group (admin)", "201", ref("Group"), ref("Group"), "400", "403", "409", "413", "422"),
+				"post": op("Create a unit group (admin); with a layout, every seat in it becomes a unit of the group (the answer leaves the layout out: GET …/layout)", "201", ref("Group"), ref("Group"), "400", "403", "409", "413", "422"),
 			},
 			"/v1/groups/{id}": obj{
 				"get": withParams(op("A group's unit counts and its first free units (at most 1,000; page the units for more)", "200", ref("GroupAvailability"), nil, "404"), idParam),
 				"patch": withParams(op("Set a group's late-confirm policy (admin)", "200", ref("Group"),
 					obj{"type": "object", "required": []string{"late_confirm"}, "properties": obj{"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace}, "additionalProperties": false},
 					"400", "403", "404", "413", "422"), idParam),
+			},
+			"/v1/groups/{id}/layout": obj{
+				"get": withParams(op("A group's venue map: sections, rows, seats with positions and categories, the stage", "200", ref("Layout"), nil, "404"), idParam),
 			},
 			"/v1/groups/{id}/units": obj{
 				"post": withParams(op("Add units to a group, all or none (admin)", "201",
@@ -352,7 +356,18 @@ func openAPIDoc() obj {
 				"Group": obj{"type": "object", "required": []string{"id"}, "additionalProperties": false, "properties": obj{
 					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean", "description": "units return when a hold completes (riders)"},
 					"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace,
-					"partition": str("where events are spread over several databases: the event, venue or tenant this belongs to, which lives on one shard (letters, digits and . _ : -; absent: its own id); one database ignores it")}},
+					"partition": str("where events are spread over several databases: the event, venue or tenant this belongs to, which lives on one shard (letters, digits and . _ : -; absent: its own id); one database ignores it"),
+					"layout":    ref("Layout")}},
+				"Layout": obj{"type": "object", "required": []string{"sections"}, "additionalProperties": false, "description": "a venue map: a row's seats are listed in the order they sit (next to each other: adjacent); at most 100,000 seats, each a unit id used once", "properties": obj{
+					"stage": obj{"type": "object", "additionalProperties": false, "description": "where the stage is: seats together are picked nearest its centre",
+						"properties": obj{"x": obj{"type": "number"}, "y": obj{"type": "number"}, "w": obj{"type": "number"}, "h": obj{"type": "number"}}},
+					"categories": obj{"type": "array", "items": obj{"type": "object", "required": []string{"id", "color"}, "additionalProperties": false,
+						"properties": obj{"id": str(""), "name": str(""), "color": str("#rgb or #rrggbb")}}},
+					"sections": obj{"type": "array", "minItems": 1, "items": obj{"type": "object", "required": []string{"id", "rows"}, "additionalProperties": false,
+						"properties": obj{"id": str(""), "name": str(""), "rows": obj{"type": "array", "items": obj{"type": "object", "required": []string{"seats"}, "additionalProperties": false,
+							"properties": obj{"name": str(""), "seats": obj{"type": "array", "items": obj{"type": "object", "required": []string{"unit", "x", "y"}, "additionalProperties": false,
+								"properties": obj{"unit": str("the unit id"), "number": str("the seat's number as printed"), "x": obj{"type": "number"}, "y": obj{"type": "number"}, "category": str("a category id")}}}}}}}}},
+				}},
 				"GroupAvailability": obj{"type": "object", "properties": obj{
 					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean"}, "units": obj{"type": "integer"}, "partition": str(""),
 					"late_confirm": ref("LatePolicy"), "late_confirm_grace": obj{"type": "integer"},
@@ -366,7 +381,8 @@ func openAPIDoc() obj {
 					{"type": "object", "required": []string{"units"}, "additionalProperties": false,
 						"properties": obj{"units": obj{"type": "array", "items": str(""), "minItems": 1, "maxItems": 100}}},
 					{"type": "object", "required": []string{"group", "any"}, "additionalProperties": false,
-						"properties": obj{"group": str(""), "any": integer(1, 100, "")}},
+						"properties": obj{"group": str(""), "any": integer(1, 100, ""),
+							"together": obj{"type": "boolean", "description": "take `any` free seats next to each other in one row of the group's layout, the block nearest the stage, or refuse (unavailable)"}}},
 				}},
 				"HoldRequest": obj{"type": "object", "required": []string{"holder", "lines"}, "additionalProperties": false, "properties": obj{
 					"holder":      obj{"type": "string", "minLength": 1, "maxLength": 200, "description": "your buyer's reference"},

@@ -521,6 +521,7 @@ func (s *Server) routes() {
 	s.handle("PATCH /v1/groups/{id}", admin, s.patchGroup)
 	s.handle("POST /v1/groups/{id}/units", admin, s.addUnits)
 	s.handle("GET /v1/groups/{id}/units", client, s.listUnits)
+	s.handle("GET /v1/groups/{id}/layout", client, s.getGroupLayout)
 	s.handle("POST /v1/holds", client, s.createHold)
 	s.handle("GET /v1/holds", client, s.listHolds)
 	s.handle("GET /v1/holds/{id}", client, s.getHold)

@@ -55,14 +55,14 @@ func (v *view) on(i int) target {
 // onShardOf runs fn on the shard of (kind, id). A shard that answers
 // ErrNotFound may no longer have it (its partition moved): fn runs again
 // where the catalog says it is now, if that changed.
-func onShardOf[T any](ctx context.Context, v *view, kind, id string, fn func(t target) (T, error)) (T, error) {
+func onShardOf[T any](ctx context.Context, v *view, kind, id string, fn func(t target, sh int) (T, error)) (T, error) {
 	for try := 0; ; try++ {
 		sh, err := v.set.shardOf(ctx, kind, id)
 		if err != nil {
 			var zero T
 			return zero, err
 		}
-		out, err := fn(v.on(sh))
+		out, err := fn(v.on(sh), sh)
 		k := placeKey{kind, id}
 		if try < 3 && notFound(err) && v.set.refresh(ctx, []placeKey{k}, map[placeKey]placed{k: {shard: sh}}) {
 			continue
@@ -102,7 +102,7 @@ func (v *view) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool, 
 }
 
 func (v *view) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
-	p, err := onShardOf(ctx, v, "pool", id, func(t target) (holdfast.Pool, error) { return t.Pool(ctx, id) })
+	p, err := onShardOf(ctx, v, "pool", id, func(t target, _ int) (holdfast.Pool, error) { return t.Pool(ctx, id) })
 	p.Partition = v.set.partitionShown(ctx, "pool", id)
 	return p, err
 }
@@ -134,11 +134,11 @@ func (v *view) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 }
 
 func (v *view) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
-	return onShardOf(ctx, v, "pool", id, func(t target) (holdfast.Pool, error) { return t.SetCapacity(ctx, id, capacity) })
+	return onShardOf(ctx, v, "pool", id, func(t target, _ int) (holdfast.Pool, error) { return t.SetCapacity(ctx, id, capacity) })
 }
 
 func (v *view) SetPoolLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Pool, error) {
-	return onShardOf(ctx, v, "pool", id, func(t target) (holdfast.Pool, error) {
+	return onShardOf(ctx, v, "pool", id, func(t target, _ int) (holdfast.Pool, error) {
 		return t.SetPoolLateConfirm(ctx, id, policy, grace)
 	})
 }
@@ -151,9 +151,18 @@ func (v *view) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Grou
 	if err != nil {
 		return holdfast.Group{}, err
 	}
+	if err := g.Validate(); err != nil {
+		return holdfast.Group{}, err
+	}
 	sh, err := v.set.place(ctx, "group", g.ID, part)
 	if err != nil {
 		return holdfast.Group{}, err
+	}
+	if g.Layout != nil {
+		// Its seats are units of the group: placed with it.
+		if err := v.set.placeUnits(ctx, g.ID, g.Layout.Units()); err != nil {
+			return holdfast.Group{}, err
+		}
 	}
 	g.Partition = ""
 	out, err := v.on(sh).CreateGroup(ctx, g)
@@ -175,24 +184,31 @@ func (v *view) AddUnits(ctx context.Context, group string, ids []string) error {
 	if err := v.set.placeUnits(ctx, group, ids); err != nil {
 		return err
 	}
-	_, err := onShardOf(ctx, v, "group", group, func(t target) (struct{}, error) { return struct{}{}, t.AddUnits(ctx, group, ids) })
+	_, err := onShardOf(ctx, v, "group", group, func(t target, _ int) (struct{}, error) { return struct{}{}, t.AddUnits(ctx, group, ids) })
 	return err
 }
 
 func (v *view) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
-	g, err := onShardOf(ctx, v, "group", id, func(t target) (holdfast.GroupAvailability, error) { return t.Group(ctx, id) })
+	g, err := onShardOf(ctx, v, "group", id, func(t target, _ int) (holdfast.GroupAvailability, error) { return t.Group(ctx, id) })
 	g.Partition = v.set.partitionShown(ctx, "group", id)
 	return g, err
 }
 
+// GroupLayout reads a group's layout on its shard.
+func (v *view) GroupLayout(ctx context.Context, id string) (*holdfast.Layout, error) {
+	return onShardOf(ctx, v, "group", id, func(_ target, sh int) (*holdfast.Layout, error) {
+		return v.set.stores[sh].GroupLayout(ctx, id)
+	})
+}
+
 func (v *view) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
-	return onShardOf(ctx, v, "group", id, func(t target) (holdfast.Group, error) {
+	return onShardOf(ctx, v, "group", id, func(t target, _ int) (holdfast.Group, error) {
 		return t.SetGroupLateConfirm(ctx, id, policy, grace)
 	})
 }
 
 func (v *view) Units(ctx context.Context, group string, status holdfast.UnitStatus) ([]holdfast.Unit, error) {
-	return onShardOf(ctx, v, "group", group, func(t target) ([]holdfast.Unit, error) { return t.Units(ctx, group, status) })
+	return onShardOf(ctx, v, "group", group, func(t target, _ int) ([]holdfast.Unit, error) { return t.Units(ctx, group, status) })
 }
 
 // ---- holds ----

@@ -50,6 +50,28 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	if err := r.Validate(s.cfg); err != nil {
 		return holdfast.Hold{}, err
 	}
+	if !hasTogether(r) {
+		return s.holdOnce(ctx, r, confirm, paymentRef)
+	}
+	for try := 0; ; try++ {
+		seats, err := s.together(ctx, r)
+		if err != nil {
+			return holdfast.Hold{}, err
+		}
+		h, err := s.holdOnce(ctx, seats, confirm, paymentRef)
+		// A seat of the block was taken between the pick and the claim
+		// (which took nothing): pick again.
+		if try < 20 && holdfast.ErrorCode(err) == holdfast.CodeUnavailable {
+			if err := backoff(ctx, try); err != nil {
+				return holdfast.Hold{}, err
+			}
+			continue
+		}
+		return h, err
+	}
+}
+
+func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bool, paymentRef string) (holdfast.Hold, error) {
 	r, err := s.guardRoom(ctx, r)
 	if err != nil {
 		return holdfast.Hold{}, err
@@ -183,7 +205,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
-		valid = valid && r.Validate(s.cfg) == nil && r.QuotaKey == ""
+		valid = valid && r.Validate(s.cfg) == nil && r.QuotaKey == "" && !hasTogether(r)
 	}
 	if !valid {
 		for i, r := range rs {

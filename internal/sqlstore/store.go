@@ -45,6 +45,7 @@ type engine struct {
 	logger        *slog.Logger
 	clock         holdfast.Clock
 	holdPrefix    string // of the hold ids this store makes
+	layouts       layouts
 
 	// bg is the engine's background work (batch drainers and their
 	// batches, sold-out reads); Close waits for it. bgMu orders every
@@ -335,14 +336,38 @@ func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Gro
 	if err := g.LateConfirm.Normalize(&g.LateConfirmGrace); err != nil {
 		return holdfast.Group{}, err
 	}
+	// The layout is kept apart and not echoed (a stadium's is large): the
+	// answer, the event and a stored idempotent answer carry the group.
+	layout := g.Layout
+	g.Layout = nil
+	var raw *string
+	if layout != nil {
+		b, err := json.Marshal(layout)
+		if err != nil {
+			return holdfast.Group{}, err
+		}
+		raw = new(string)
+		*raw = string(b)
+	}
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO groups (id, name, reusable, late_confirm, late_confirm_grace, created_at) VALUES ($1, $2, $3, $4, $5, holdfast_now_ms())`,
-			g.ID, g.Name, g.Reusable, string(g.LateConfirm), g.LateConfirmGrace)
+		_, err := tx.Exec(ctx, `INSERT INTO groups (id, name, reusable, late_confirm, late_confirm_grace, layout, created_at) VALUES ($1, $2, $3, $4, $5, $6, holdfast_now_ms())`,
+			g.ID, g.Name, g.Reusable, string(g.LateConfirm), g.LateConfirmGrace, raw)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "group %q already exists", g.ID)
 			}
 			return err
+		}
+		if layout != nil {
+			// Every seat is a unit of the group, made with it.
+			units := layout.Units()
+			for len(units) > 0 {
+				n := min(len(units), holdfast.MaxUnitsPerAdd)
+				if err := s.insertUnits(ctx, tx, g.ID, units[:n]); err != nil {
+					return err
+				}
+				units = units[n:]
+			}
 		}
 		if err := s.event(ctx, tx, holdfast.EventGroupCreated, "", g.ID, g); err != nil {
 			return err
@@ -353,6 +378,15 @@ func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Gro
 		return holdfast.Group{}, err
 	}
 	return g, nil
+}
+
+// insertUnits makes units ids of group; ErrConflict if one exists.
+func (s *Store) insertUnits(ctx context.Context, tx Querier, group string, ids []string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO units (id, group_id) SELECT value, $1 FROM (`+s.d.ListSelect(2)+`) AS ids`, group, s.d.ListArg(ids))
+	if err != nil && s.d.Classify(err) == KindUnique {
+		return holdfast.Errorf(holdfast.CodeConflict, "a unit with one of these ids already exists")
+	}
+	return err
 }
 
 func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error {
@@ -368,11 +402,7 @@ func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error 
 		} else if !found {
 			return holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO units (id, group_id) SELECT value, $1 FROM (`+s.d.ListSelect(2)+`) AS ids`, group, s.d.ListArg(ids))
-		if err != nil {
-			if s.d.Classify(err) == KindUnique {
-				return holdfast.Errorf(holdfast.CodeConflict, "a unit with one of these ids already exists")
-			}
+		if err := s.insertUnits(ctx, tx, group, ids); err != nil {
 			return err
 		}
 		if err := s.event(ctx, tx, holdfast.EventUnitsAdded, "", group, map[string]any{"group": group, "ids": ids}); err != nil {

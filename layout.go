@@ -1,0 +1,203 @@
+package holdfast
+
+import (
+	"math"
+	"regexp"
+	"slices"
+)
+
+// Layout is how a group's units sit in a venue: sections of rows of
+// seats, each seat a unit with a position and a category, and the stage
+// the seats face. A page draws the venue from it; the engine reads it to
+// find seats together (Line.Together): seats next to each other in a row
+// are adjacent, and a row's seats are listed in the order they sit.
+type Layout struct {
+	// Stage is where the stage is, in the seats' coordinates: "nearest the
+	// stage" is measured from its centre. Optional.
+	Stage      *Rect      `json:"stage,omitempty"`
+	Categories []Category `json:"categories,omitempty"`
+	Sections   []Section  `json:"sections"`
+}
+
+// Rect is an area of the venue (x, y its top left corner).
+type Rect struct {
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
+	W float64 `json:"w"`
+	H float64 `json:"h"`
+}
+
+// Category is a kind of seat (a price band): its seats are drawn in its
+// colour.
+type Category struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Color string `json:"color"` // #rgb or #rrggbb
+}
+
+// Section is a block of rows (stalls left, balcony…).
+type Section struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Rows []Row  `json:"rows"`
+}
+
+// Row is a row of seats, listed in the order they sit.
+type Row struct {
+	Name  string `json:"name"`
+	Seats []Seat `json:"seats"`
+}
+
+// Seat is one unit of the group, where it is drawn.
+type Seat struct {
+	Unit     string  `json:"unit"`
+	Number   string  `json:"number"`
+	X        float64 `json:"x"`
+	Y        float64 `json:"y"`
+	Category string  `json:"category,omitempty"`
+}
+
+// MaxLayoutSeats bounds the seats of one layout (a stadium).
+const MaxLayoutSeats = 100_000
+
+var colorRE = regexp.MustCompile(`^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
+
+// Validate checks a layout: at least one seat, at most MaxLayoutSeats,
+// every unit id valid and once, every category named defined, positions
+// finite, names bounded.
+func (l *Layout) Validate() error {
+	if len(l.Sections) == 0 {
+		return Errorf(CodeInvalid, "layout: at least one section")
+	}
+	cats := map[string]bool{}
+	for _, c := range l.Categories {
+		if err := ValidateID("layout category", c.ID); err != nil {
+			return err
+		}
+		if cats[c.ID] {
+			return Errorf(CodeInvalid, "layout: category %q twice", c.ID)
+		}
+		cats[c.ID] = true
+		if err := validateText("layout category name", c.Name, MaxNameLen, false); err != nil {
+			return err
+		}
+		if !colorRE.MatchString(c.Color) {
+			return Errorf(CodeInvalid, "layout: category %q: color must be #rgb or #rrggbb", c.ID)
+		}
+	}
+	if s := l.Stage; s != nil && (!finite(s.X, s.Y, s.W, s.H) || s.W < 0 || s.H < 0) {
+		return Errorf(CodeInvalid, "layout: the stage needs a finite x, y and a w, h not below 0")
+	}
+	units := map[string]bool{}
+	for _, sec := range l.Sections {
+		if err := ValidateID("layout section", sec.ID); err != nil {
+			return err
+		}
+		if err := validateText("layout section name", sec.Name, MaxNameLen, false); err != nil {
+			return err
+		}
+		for _, row := range sec.Rows {
+			if err := validateText("layout row name", row.Name, 40, false); err != nil {
+				return err
+			}
+			for _, seat := range row.Seats {
+				if err := ValidateID("unit", seat.Unit); err != nil {
+					return err
+				}
+				if units[seat.Unit] {
+					return Errorf(CodeInvalid, "layout: unit %q is two seats", seat.Unit)
+				}
+				units[seat.Unit] = true
+				if len(units) > MaxLayoutSeats {
+					return Errorf(CodeInvalid, "layout: at most %d seats", MaxLayoutSeats)
+				}
+				if err := validateText("layout seat number", seat.Number, 40, false); err != nil {
+					return err
+				}
+				if !finite(seat.X, seat.Y) {
+					return Errorf(CodeInvalid, "layout: seat %q needs a finite x and y", seat.Unit)
+				}
+				if seat.Category != "" && !cats[seat.Category] {
+					return Errorf(CodeInvalid, "layout: seat %q is of category %q, which is not defined", seat.Unit, seat.Category)
+				}
+			}
+		}
+	}
+	if len(units) == 0 {
+		return Errorf(CodeInvalid, "layout: at least one seat")
+	}
+	return nil
+}
+
+func finite(fs ...float64) bool {
+	for _, f := range fs {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// Units lists the layout's units, in layout order.
+func (l *Layout) Units() []string {
+	var out []string
+	for _, sec := range l.Sections {
+		for _, row := range sec.Rows {
+			for _, seat := range row.Seats {
+				out = append(out, seat.Unit)
+			}
+		}
+	}
+	return out
+}
+
+// Together picks k free seats next to each other in one row, the block
+// nearest the stage (the distance from the stage's centre to the
+// block's; without a stage, the first block in layout order). free
+// reports whether a unit is free. nil when no row has k free together.
+func (l *Layout) Together(k int, free func(unit string) bool) []string {
+	var best []string
+	bestDist := math.Inf(1)
+	var sx, sy float64
+	if l.Stage != nil {
+		sx, sy = l.Stage.X+l.Stage.W/2, l.Stage.Y+l.Stage.H/2
+	}
+	for _, sec := range l.Sections {
+		for _, row := range sec.Rows {
+			run := 0
+			for i, seat := range row.Seats {
+				if !free(seat.Unit) {
+					run = 0
+					continue
+				}
+				run++
+				if run < k {
+					continue
+				}
+				block := row.Seats[i-k+1 : i+1]
+				d := 0.0
+				if l.Stage != nil {
+					var cx, cy float64
+					for _, s := range block {
+						cx, cy = cx+s.X, cy+s.Y
+					}
+					d = math.Hypot(cx/float64(k)-sx, cy/float64(k)-sy)
+				}
+				if d < bestDist {
+					bestDist = d
+					best = best[:0]
+					for _, s := range block {
+						best = append(best, s.Unit)
+					}
+					if l.Stage == nil {
+						return slices.Clone(best)
+					}
+				}
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return slices.Clone(best)
+}
