@@ -58,7 +58,7 @@ func do(t *testing.T, ctx context.Context, within time.Duration, actions ...chro
 	}
 }
 
-func seat(id, class string) string { return `#map button[data-unit="` + id + `"].` + class }
+func seat(id, class string) string { return `#map [data-unit="` + id + `"].` + class }
 
 // clickLive clicks sel, again if the page re-rendered the node between
 // finding and clicking it: live updates replace the holds list.

@@ -1,5 +1,7 @@
 // holdfast's page: pools, a live seat map, the race, health — all through
 // the public API, with the key the user enters (kept in session storage).
+import { createVenue } from './venue.js';
+
 const $ = (id) => document.getElementById(id);
 const state = { selected: new Set(), mine: new Map(), events: 0, expired: 0, recent: [], admission: null, ticket: null, waitlist: new Map() };
 
@@ -107,9 +109,49 @@ function layout(units) {
   return rows;
 }
 
+// The venue map, for a group with a layout; the grid of buttons for one
+// without.
+const venue = createVenue($('map'), { onToggle: toggleSeat, onFocus: (u) => { state.cursor = u; } });
+const shown = { group: null, layout: null, ids: null };
+
+function toggleSeat(unit) {
+  state.cursor = unit;
+  if (state.selected.has(unit)) state.selected.delete(unit); else state.selected.add(unit);
+  showSelection();
+  loadMap();
+}
+
 async function loadMap() {
   const group = $('group').value.trim();
   if (!group) return;
+  if (shown.group !== group) {
+    shown.group = group;
+    shown.ids = null;
+    // Every refresh meanwhile waits for the same read: none draws the
+    // grid of a group whose layout is on its way.
+    shown.ready = api('GET', `/v1/groups/${encodeURIComponent(group)}/layout`).catch(() => null);
+    shown.layout = await shown.ready;
+    $('map').classList.toggle('venue-map', !!shown.layout);
+    $('venue-tools').hidden = !shown.layout;
+    $('venue-legend').hidden = !shown.layout;
+    $('grid-legend').hidden = !!shown.layout;
+    if (shown.layout) {
+      venue.build(shown.layout);
+      $('categories').replaceChildren(...(shown.layout.categories || []).map((c) => {
+        const li = document.createElement('li');
+        const sw = document.createElement('span');
+        sw.className = 'swatch';
+        sw.style.background = c.color;
+        li.append(sw, ' ' + (c.name || c.id));
+        return li;
+      }));
+    } else {
+      $('map').replaceChildren();
+    }
+  }
+  shown.layout = await shown.ready;
+  if (shown.group !== group) return;
+  if (shown.layout) { await loadVenue(group); return; }
   const { units } = await api('GET', `/v1/groups/${encodeURIComponent(group)}/units`);
   const rows = layout(units);
   const cols = Math.max(1, ...[...rows.values()].map((r) => r.length));
@@ -137,12 +179,7 @@ async function loadMap() {
       b.setAttribute('aria-pressed', state.selected.has(u.id) ? 'true' : 'false');
       b.disabled = u.status !== 'free' && !state.selected.has(u.id);
       b.tabIndex = -1;
-      b.addEventListener('click', () => {
-        state.cursor = u.id;
-        if (state.selected.has(u.id)) state.selected.delete(u.id); else state.selected.add(u.id);
-        showSelection();
-        loadMap();
-      });
+      b.addEventListener('click', () => toggleSeat(u.id));
       cells.push(b);
     }
     for (let i = seats.length; i < cols; i++) cells.push(document.createElement('span'));
@@ -158,6 +195,41 @@ async function loadMap() {
     if (again) again.focus();
   }
 }
+
+// loadVenue colours the venue's seats from the compact map (one status
+// character per unit; the ids fetched once, again when units are added).
+async function loadVenue(group) {
+  const path = `/v1/groups/${encodeURIComponent(group)}/units?format=compact`;
+  let m = await api('GET', path + (shown.ids ? '' : '&ids=true'));
+  if (m.ids) shown.ids = m.ids;
+  if (shown.ids.length !== m.units) {
+    m = await api('GET', path + '&ids=true');
+    shown.ids = m.ids || [];
+  }
+  const status = new Map(shown.ids.map((id, i) => [id, { f: 'free', h: 'held', c: 'confirmed' }[m.status[i]]]));
+  const mine = new Set();
+  for (const h of state.mine.values()) {
+    if (h.status === 'held' || h.status === 'confirmed') for (const l of h.lines) for (const u of l.units || []) mine.add(u);
+  }
+  venue.update((u) => (mine.has(u) && status.get(u) !== 'free' ? 'mine' : status.get(u)), state.selected);
+}
+
+// holdTogether asks the engine for the best k seats together.
+async function holdTogether() {
+  const k = parseInt($('together-k').value, 10) || 2;
+  const ttl = parseInt($('ttl').value, 10) || 120;
+  try {
+    const h = await api('POST', '/v1/holds', { holder: holder(), ttl_seconds: ttl, lines: [{ group: shown.group, any: k, together: true }] });
+    state.mine.set(h.id, h);
+    say(`Held ${h.lines[0].units.join(', ')} together until ${new Date(h.expires_at).toLocaleTimeString()}.`);
+  } catch (e) { refused(e); }
+  await refresh();
+}
+
+$('together').addEventListener('click', holdTogether);
+$('zoom-in').addEventListener('click', () => venue.zoomIn());
+$('zoom-out').addEventListener('click', () => venue.zoomOut());
+$('zoom-reset').addEventListener('click', () => venue.reset());
 
 // moveSeat moves the keyboard from seat `from` by (dr, dc), skipping seats
 // that are taken, and returns the button it lands on.
@@ -257,7 +329,16 @@ async function refresh() {
     renderMine();
   } catch (e) { say(e.status === 401 || e.status === 403 ? 'Enter an API key above.' : e.message, true); }
 }
-function soon() { clearTimeout(refreshing); refreshing = setTimeout(refresh, 100); }
+// soon refreshes 100 ms after the last event, and again 400 ms after it:
+// the venue's compact map may be up to 250 ms old (the server shares one
+// read among its viewers), and the second read sees the event for sure.
+let trailing = null;
+function soon() {
+  clearTimeout(refreshing);
+  refreshing = setTimeout(refresh, 100);
+  clearTimeout(trailing);
+  trailing = setTimeout(refresh, 400);
+}
 
 // listen follows the event stream. The key never goes in the stream's URL
 // (logs and history keep URLs): with a key, the page asks for a stream
