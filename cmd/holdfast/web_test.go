@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -375,4 +380,89 @@ func TestWebPageKeyboard(t *testing.T) {
 		t.Fatalf("Tab from the map focused %q, want the Hold button", got)
 	}
 	do(t, b, 10*time.Second, chromedp.KeyEvent("\r"), chromedp.WaitVisible(seat("B-3", "mine"), chromedp.ByQuery))
+}
+
+// "Best available 4 together" clicked in a browser while API clients
+// storm the same hall (named seats and pairs together): every block the
+// page gets is 4 seats next to each other in one row of a section, no seat
+// is had twice, and the database's audit is clean. The venue mid-sale is
+// a screenshot.
+func TestWebPageTogetherVsStorm(t *testing.T) {
+	keepArtifacts(t)
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	b := browser(t)
+	do(t, b, 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(seat("A-1", "free"), chromedp.ByQuery),
+		chromedp.WaitVisible(`#together`, chromedp.ByQuery), chromedp.SetValue(`#together-k`, "4", chromedp.ByQuery))
+
+	stormCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var mu sync.Mutex
+	taken := map[string]string{} // seat → hold, from the storm
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := hfhttp.NewClient(base, "")
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for n := 0; stormCtx.Err() == nil && n < 16; n++ {
+				line := holdfast.Line{Units: []string{fmt.Sprintf("%c-%d", 'A'+rng.IntN(10), 1+rng.IntN(20))}}
+				if n%2 == 0 {
+					line = holdfast.Line{Group: "hall", Any: 2, Together: true}
+				}
+				h, err := c.Hold(stormCtx, holdfast.HoldRequest{Holder: fmt.Sprintf("api%d", w), Lines: []holdfast.Line{line}})
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				for _, u := range h.Lines[0].Units {
+					if other, ok := taken[u]; ok {
+						t.Errorf("seat %s twice: %s and %s", u, other, h.ID)
+					}
+					taken[u] = h.ID
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range 4 {
+		do(t, b, 15*time.Second, chromedp.Click(`#together`, chromedp.ByQuery),
+			chromedp.WaitVisible(fmt.Sprintf(`#mine li:nth-child(%d)`, i+1), chromedp.ByQuery))
+	}
+	wg.Wait()
+	var mine []string
+	do(t, b, 5*time.Second, chromedp.Evaluate(`[...document.querySelectorAll('#mine li')].map((li) => li.firstChild.textContent)`, &mine))
+	seatRE := regexp.MustCompile(`([A-J])-(\d+)`)
+	section := func(n int) int { return map[bool]int{true: 0, false: map[bool]int{true: 1, false: 2}[n <= 15]}[n <= 5] }
+	for _, li := range mine {
+		ms := seatRE.FindAllStringSubmatch(li, -1)
+		if len(ms) != 4 {
+			t.Fatalf("a block of the page: %q, want 4 seats", li)
+		}
+		var nums []int
+		for _, m := range ms {
+			n, _ := strconv.Atoi(m[2])
+			nums = append(nums, n)
+			if m[1] != ms[0][1] || section(n) != section(nums[0]) {
+				t.Fatalf("a block of the page spans rows or sections: %q", li)
+			}
+			mu.Lock()
+			if other, ok := taken[m[0]]; ok {
+				t.Errorf("seat %s is the page's and %s's", m[0], other)
+			}
+			mu.Unlock()
+		}
+		slices.Sort(nums)
+		if nums[3]-nums[0] != 3 {
+			t.Fatalf("a block of the page is not together: %q", li)
+		}
+	}
+	// The map shows them: every seat of the page's blocks is yours.
+	do(t, b, 10*time.Second, chromedp.WaitVisible(seat(seatRE.FindString(mine[0]), "mine"), chromedp.ByQuery))
+	screenshot(t, b, "venue-mid-sale")
+	code, out, errOut := runCmd(t, "audit", "--db", "./holdfast.db")
+	if code != 0 {
+		t.Fatalf("audit after the storm: exit %d %s%s", code, out, errOut)
+	}
 }

@@ -31,9 +31,6 @@ export function createVenue(root, { onToggle, onFocus }) {
     seats.clear();
     const cats = new Map((layout.categories || []).map((c) => [c.id, c]));
     svg = el('svg', { class: 'venue', role: 'group', 'aria-label': 'Venue map: the stage, then rows of seats' });
-    const style = document.createElementNS(NS, 'style');
-    style.textContent = [...cats.values()].map((c) => `.cat-${CSS.escape(c.id)} { --cat: ${c.color}; }`).join('\n');
-    svg.append(style);
     let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
     const grow = (x, y) => { minX = Math.min(minX, x); minY = Math.min(minY, y); maxX = Math.max(maxX, x); maxY = Math.max(maxY, y); };
     if (layout.stage) {
@@ -56,6 +53,10 @@ export function createVenue(root, { onToggle, onFocus }) {
           const name = `${sec.name || sec.id}, row ${row.name}, seat ${seat.number || seat.unit}`;
           const c = el('circle', { cx: seat.x, cy: seat.y, r: 8, class: `seat free cat-${seat.category || 'none'}`, role: 'button', tabindex: -1 });
           c.dataset.unit = seat.unit;
+          // Through the CSSOM: the page's Content-Security-Policy allows
+          // no inline style.
+          const cat = cats.get(seat.category);
+          if (cat) c.style.setProperty('--cat', cat.color);
           const tip = el('title');
           tip.textContent = name;
           c.append(tip);
