@@ -26,6 +26,6 @@ chaos:
 
 # The page's screenshots in docs/screenshots, taken by the browser tests
 # (desktop, phone, dark, the seat map mid-sale, the venue map mid-sale,
-# the race, the queue and waitlist).
+# the race, the queue and waitlist, the operator view).
 screenshots:
 	eval "$$(./scripts/services.sh)" && HOLDFAST_ARTIFACTS="$$(pwd)/docs" go test -count=1 -run 'TestWebPage' ./cmd/holdfast

@@ -90,6 +90,19 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	var png []byte
 	do(t, ctx, 20*time.Second, chromedp.FullScreenshot(&png, 100))
+	savePNG(t, name, png)
+}
+
+// screenshotOf takes the part of the page sel matches.
+func screenshotOf(t *testing.T, ctx context.Context, sel, name string) {
+	t.Helper()
+	var png []byte
+	do(t, ctx, 20*time.Second, chromedp.ScrollIntoView(sel, chromedp.ByQuery), chromedp.Screenshot(sel, &png, chromedp.ByQuery))
+	savePNG(t, name, png)
+}
+
+func savePNG(t *testing.T, name string, png []byte) {
+	t.Helper()
 	dir := os.Getenv("HOLDFAST_ARTIFACTS")
 	if dir == "" {
 		dir = filepath.Join("..", "..", ".artifacts")
@@ -288,6 +301,7 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 		t.Fatalf("operator view: webhooks %q, metrics %q", hooks, ops)
 	}
 	screenshot(t, b, "queue-and-waitlist")
+	screenshotOf(t, b, `section[aria-labelledby="operator-h"]`, "operator")
 }
 
 // axeViolation is what the test keeps of one of axe-core's findings.
