@@ -302,3 +302,47 @@ func TestShardsMoveKeys(t *testing.T) {
 		t.Fatalf("the hold after the move: %+v, %v", got, err)
 	}
 }
+
+// Where a moved hold lives is forgotten once it is purged from every
+// shard, and kept while it is not.
+func TestShardsMovePurge(t *testing.T) {
+	three := shardCluster(t)
+	s := openShards(t, three(t))
+	ctx := context.Background()
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "p", Capacity: 5}); err != nil {
+		t.Fatal(err)
+	}
+	ended, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "y", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, ended.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MovePartition(ctx, "p", 1); err != nil {
+		t.Fatal(err)
+	}
+	homes := func() int64 {
+		n, err := s.Shard(0).QueryInt(ctx, `SELECT count(*) FROM shard_hold_homes`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := homes(); n != 2 {
+		t.Fatalf("homes after the move: %d, want 2", n)
+	}
+	if _, err := s.Purge(ctx, holdfast.Retention{Events: time.Hour, Holds: time.Nanosecond}); err != nil {
+		t.Fatal(err)
+	}
+	if n := homes(); n != 1 {
+		t.Fatalf("homes after the released hold was purged: %d, want 1 (the open one's)", n)
+	}
+	if h, err := s.GetHold(ctx, open.ID); err != nil || h.Status != holdfast.StatusHeld {
+		t.Fatalf("the open hold after the purge: %+v, %v", h, err)
+	}
+}

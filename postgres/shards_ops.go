@@ -143,7 +143,57 @@ func (s *Shards) Purge(ctx context.Context, r holdfast.Retention) (holdfast.Purg
 		out.Deliveries += p.Deliveries
 		return 0, err
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	return out, s.purgeHomes(ctx)
+}
+
+// purgeHomes forgets where moved holds live once they are purged from
+// every shard. It holds the whole map (FOR SHARE) while it looks: a move
+// in progress is waited for, and none starts meanwhile — a hold moving
+// between two shards could otherwise be missed on both.
+func (s *Shards) purgeHomes(ctx context.Context) error {
+	err := pgx.BeginFunc(ctx, s.set.stores[0].pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM shard_partitions FOR SHARE`); err != nil {
+			return err
+		}
+		ids, err := queryIDs(ctx, tx, `SELECT hold_id FROM shard_hold_homes`)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		gone := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			gone[id] = true
+		}
+		for i, st := range s.set.stores {
+			found, err := queryIDs(ctx, st.pool, `SELECT id FROM holds WHERE id = ANY($1)`, ids)
+			if err != nil {
+				return fmt.Errorf("shard %d: %w", i, err)
+			}
+			for _, id := range found {
+				delete(gone, id)
+			}
+		}
+		var drop []string
+		for id := range gone {
+			drop = append(drop, id)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM shard_hold_homes WHERE hold_id = ANY($1)`, drop)
+		return err
+	})
+	return interpret(err)
+}
+
+// queryIDs runs a query of one text column.
+func queryIDs(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // Audit audits every shard (each recounts its own pools and units: a
