@@ -475,6 +475,22 @@ func TestWebPageTogetherVsStorm(t *testing.T) {
 	// The map shows them: every seat of the page's blocks is yours.
 	do(t, b, 10*time.Second, chromedp.WaitVisible(seat(seatRE.FindString(mine[0]), "mine"), chromedp.ByQuery))
 	screenshot(t, b, "venue-mid-sale")
+	// Zoom in and back: the view narrows, then shows the whole venue.
+	var whole, zoomed, again string
+	viewBox := `document.querySelector('#map svg.venue').getAttribute('viewBox')`
+	do(t, b, 5*time.Second, chromedp.Evaluate(viewBox, &whole), chromedp.Click(`#zoom-in`, chromedp.ByQuery), chromedp.Evaluate(viewBox, &zoomed),
+		chromedp.Click(`#zoom-reset`, chromedp.ByQuery), chromedp.Evaluate(viewBox, &again))
+	width := func(vb string) float64 {
+		f := strings.Fields(vb)
+		if len(f) != 4 {
+			t.Fatalf("viewBox %q", vb)
+		}
+		w, _ := strconv.ParseFloat(f[2], 64)
+		return w
+	}
+	if width(zoomed) >= width(whole) || again != whole {
+		t.Fatalf("zoom: whole %q, zoomed in %q, reset %q", whole, zoomed, again)
+	}
 	code, out, errOut := runCmd(t, "audit", "--db", "./holdfast.db")
 	if code != 0 {
 		t.Fatalf("audit after the storm: exit %d %s%s", code, out, errOut)
