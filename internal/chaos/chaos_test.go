@@ -335,25 +335,6 @@ func (h *harness) recovered() {
 	h.mu.Unlock()
 }
 
-func waitReady(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: time.Second}
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := c.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return last
-}
-
 func (h *harness) scenario(sc scenario, d time.Duration) result {
 	t := h.t
 	ctx := context.Background()
@@ -413,10 +394,9 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 			h.fault("instance %d's clock off by %s", i, sc.skews[i])
 		}
 		h.instances = append(h.instances, in)
-		in.start()
-		t.Cleanup(in.stop)
+		t.Cleanup(func() { in.stop() })
 		// The first migrates; the others find the schema ready.
-		if err := waitReady(in.url(), 60*time.Second); err != nil {
+		if err := in.startReady(60 * time.Second); err != nil {
 			t.Fatalf("instance %d did not start: %v (log: %s)", i, err, in.logPath)
 		}
 	}

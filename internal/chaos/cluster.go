@@ -11,8 +11,10 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -152,6 +154,42 @@ func (in *instance) start() {
 	}(in.cmd, in.waited)
 }
 
+// startReady starts the instance and waits until it answers /readyz. A
+// port that was free when it was picked but taken before the server bound
+// it (the system gave it to another listener meanwhile: a proxy's) is
+// picked again.
+func (in *instance) startReady(timeout time.Duration) error {
+	for try := 0; ; try++ {
+		in.start()
+		deadline := time.Now().Add(timeout)
+		var err error
+		for {
+			if err = waitReady(in.url(), 200*time.Millisecond); err == nil {
+				return nil
+			}
+			exited := false
+			select {
+			case <-in.waited:
+				exited = true
+			default:
+			}
+			if exited || time.Now().After(deadline) {
+				log, _ := os.ReadFile(in.logPath)
+				if exited && try < 3 && bytes.Contains(log, []byte("address already in use")) {
+					break
+				}
+				return err
+			}
+		}
+		in.port = pgtest.FreePort(in.t)
+		for i, a := range in.args {
+			if a == "--addr" && i+1 < len(in.args) {
+				in.args[i+1] = fmt.Sprintf("127.0.0.1:%d", in.port)
+			}
+		}
+	}
+}
+
 // kill9 is a crash: no graceful shutdown, in-flight requests lost.
 func (in *instance) kill9() {
 	if in.stopped {
@@ -181,4 +219,23 @@ func (in *instance) stop() {
 	case <-time.After(10 * time.Second):
 		in.kill9()
 	}
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	c := &http.Client{Timeout: time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last
 }
