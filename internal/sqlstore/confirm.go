@@ -41,16 +41,19 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 				// Move the hold's quantity from held to confirmed, pools in
 				// id order. Units keep their hold_id: they stay taken. The
 				// key's quota counts held units only: confirming frees it.
-				lines, err := s.poolLines(ctx, tx, []string{id})
-				if err != nil {
+				// Read in one round trip, write in one.
+				var lines []poolLine
+				var quota []quotaBack
+				ids := []string{id}
+				if err := QueryAll(ctx, tx, []Query{s.poolLinesQuery(ids, &lines), s.quotaQuery(ids, &quota)}); err != nil {
 					return err
 				}
+				var writes []Stmt
 				for _, pl := range lines {
-					if _, err := tx.Exec(ctx, `UPDATE pools SET held = held - $2, confirmed = confirmed + $2, version = version + 1 WHERE id = $1`, pl.pool, pl.quantity); err != nil {
-						return err
-					}
+					writes = append(writes, Stmt{`UPDATE pools SET held = held - $2, confirmed = confirmed + $2, version = version + 1 WHERE id = $1`, []any{pl.pool, pl.quantity}})
 				}
-				return s.giveQuota(ctx, tx, []string{id})
+				_, err := ExecAll(ctx, tx, append(writes, s.quotaStmts(quota)...))
+				return err
 			},
 		})
 		if holdfast.ErrorCode(err) != holdfast.CodeHoldExpired {

@@ -52,6 +52,9 @@ type Stmt struct {
 // them in one round trip: inside a transaction that holds a hot row's
 // lock, every round trip saved is time the lock is not held.
 func ExecAll(ctx context.Context, q Querier, stmts []Stmt) ([]int64, error) {
+	if len(stmts) == 0 {
+		return nil, nil // not even a round trip
+	}
 	if p, ok := q.(interface {
 		ExecAll(ctx context.Context, stmts []Stmt) ([]int64, error)
 	}); ok {
@@ -78,7 +81,10 @@ type Query struct {
 // QueryAll runs queries in order, stopping at the first error, handing
 // each row to its query's Scan. A Querier that can pipeline (PostgreSQL)
 // sends them in one round trip, as ExecAll does for statements.
-func QueryAll(ctx context.Context, q Querier, queries []Query) error {
+func QueryAll(ctx context.Context, q Reader, queries []Query) error {
+	if len(queries) == 0 {
+		return nil
+	}
 	if p, ok := q.(interface {
 		QueryAll(ctx context.Context, queries []Query) error
 	}); ok {

@@ -99,35 +99,47 @@ func (k keyed) Answer() (holdfast.StoredResponse, bool) {
 // one), inside the change's own transaction. If the key is no longer this
 // request's, the change is refused and rolls back.
 func (s *Store) record(ctx context.Context, tx Querier, result any) error {
+	st, settle := s.recording(result)
+	if st == nil {
+		return nil
+	}
+	n, err := tx.Exec(ctx, st.SQL, st.Args...)
+	if err != nil {
+		return err
+	}
+	return settle(n)
+}
+
+// recording returns the statement that stores result's answer under the
+// store's key (nil without a key), for the caller to send with others,
+// and settle, which takes the rows it affected and says whether the
+// change may commit.
+func (s *Store) recording(result any) (st *Stmt, settle func(n int64) error) {
 	i := s.key
 	if i == nil {
-		return nil
+		return nil, nil
 	}
 	r := i.Render(result)
 	if i.Deferred {
 		// Claim and settle in one: a new key is recorded done; our own
 		// in-flight claim (from a batch) is settled; anyone else's key
 		// refuses, and the change rolls back.
-		n, err := upsertDone(ctx, tx, i, r)
-		if err != nil {
-			return err
+		return &Stmt{upsertDoneSQL, upsertDoneArgs(i, r)}, func(n int64) error {
+			if n != 1 {
+				return holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")
+			}
+			s.answer = &r
+			return nil
 		}
-		if n != 1 {
-			return holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")
+	}
+	return &Stmt{`UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
+		WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, []any{i.Scope, i.Key, i.Token, r.Status, r.Body}}, func(n int64) error {
+			if n != 1 {
+				return holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")
+			}
+			s.answer = &r
+			return nil
 		}
-		s.answer = &r
-		return nil
-	}
-	n, err := tx.Exec(ctx, `UPDATE idempotency_keys SET state = 'done', status = $4, body = $5, updated_at = holdfast_now_ms()
-		WHERE scope = $1 AND key = $2 AND token = $3 AND state = 'in_flight'`, i.Scope, i.Key, i.Token, r.Status, r.Body)
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")
-	}
-	s.answer = &r
-	return nil
 }
 
 func (s *Store) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
@@ -146,11 +158,16 @@ func (s *Store) FinishIdempotent(ctx context.Context, scope, key, fingerprint, t
 // the in-flight claim the token holds. It reports 0 rows when another
 // request holds the key.
 func upsertDone(ctx context.Context, q Querier, i *holdfast.Idempotency, r holdfast.StoredResponse) (int64, error) {
-	return q.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, 'done', $5, $6, holdfast_now_ms(), holdfast_now_ms())
-		ON CONFLICT (scope, key) DO UPDATE SET state = 'done', status = excluded.status, body = excluded.body, updated_at = excluded.updated_at
-		WHERE idempotency_keys.token = excluded.token AND idempotency_keys.state = 'in_flight'`,
-		i.Scope, i.Key, i.Fingerprint, i.Token, r.Status, r.Body)
+	return q.Exec(ctx, upsertDoneSQL, upsertDoneArgs(i, r)...)
+}
+
+const upsertDoneSQL = `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+	VALUES ($1, $2, $3, $4, 'done', $5, $6, holdfast_now_ms(), holdfast_now_ms())
+	ON CONFLICT (scope, key) DO UPDATE SET state = 'done', status = excluded.status, body = excluded.body, updated_at = excluded.updated_at
+	WHERE idempotency_keys.token = excluded.token AND idempotency_keys.state = 'in_flight'`
+
+func upsertDoneArgs(i *holdfast.Idempotency, r holdfast.StoredResponse) []any {
+	return []any{i.Scope, i.Key, i.Fingerprint, i.Token, r.Status, r.Body}
 }
 
 func (s *Store) AbandonIdempotent(ctx context.Context, scope, key, token string) error {

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,42 +33,66 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(preparing(ctx), func(tx Querier) error {
-		var p binds
-		sql := `UPDATE holds SET status = ` + p.add(string(c.to)) + `, updated_at = holdfast_now_ms()`
-		if c.set != nil {
-			sql += c.set(&p)
-		}
-		sql += ` WHERE id = ` + p.add(id) + ` AND status = ` + p.add(string(c.from))
-		if c.from == holdfast.StatusHeld {
-			// Decided by the database clock in this very statement: a hold
-			// past expiry can never be confirmed, whether or not the
-			// sweeper has run.
-			sql += ` AND expires_at > holdfast_now_ms()`
-		}
-		if c.cond != nil {
-			sql += c.cond(&p)
-		}
-		n, err := tx.Exec(ctx, sql, p.args...)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return s.whyNot(ctx, tx, id, c)
-		}
-		if c.effect != nil {
-			if err := c.effect(ctx, tx, id); err != nil {
-				return err
-			}
-		}
-		if h, err = s.getHold(ctx, tx, id); err != nil {
-			return err
-		}
-		if err := s.event(ctx, tx, c.event, id, "", h); err != nil {
-			return err
-		}
-		return s.record(ctx, tx, h)
+		var refused, err error
+		h, refused, err = s.applyChange(ctx, tx, id, c)
+		return cmp.Or(err, refused)
 	})
 	return h, err
+}
+
+// applyChange makes change c to hold id in tx. refused is why the hold was
+// not in the state c needs (nothing was written); err is any other
+// failure, after which tx must roll back.
+func (s *Store) applyChange(ctx context.Context, tx Querier, id string, c change) (h holdfast.Hold, refused, err error) {
+	var p binds
+	sql := `UPDATE holds SET status = ` + p.add(string(c.to)) + `, updated_at = holdfast_now_ms()`
+	if c.set != nil {
+		sql += c.set(&p)
+	}
+	sql += ` WHERE id = ` + p.add(id) + ` AND status = ` + p.add(string(c.from))
+	if c.from == holdfast.StatusHeld {
+		// Decided by the database clock in this very statement: a hold
+		// past expiry can never be confirmed, whether or not the
+		// sweeper has run.
+		sql += ` AND expires_at > holdfast_now_ms()`
+	}
+	if c.cond != nil {
+		sql += c.cond(&p)
+	}
+	n, err := tx.Exec(ctx, sql, p.args...)
+	if err != nil {
+		return h, nil, err
+	}
+	if n == 0 {
+		why := s.whyNot(ctx, tx, id, c)
+		if holdfast.ErrorCode(why) == "" {
+			return h, nil, why // the database failed, not the hold
+		}
+		return h, why, nil
+	}
+	if c.effect != nil {
+		if err := c.effect(ctx, tx, id); err != nil {
+			return h, nil, err
+		}
+	}
+	if h, err = s.getHold(ctx, tx, id); err != nil {
+		return h, nil, err
+	}
+	// The event and the answer under the key: one round trip.
+	ev, err := s.eventStmt(c.event, id, "", h)
+	if err != nil {
+		return h, nil, err
+	}
+	stmts := []Stmt{ev}
+	rec, settle := s.recording(h)
+	if rec != nil {
+		stmts = append(stmts, *rec)
+	}
+	rows, err := ExecAll(ctx, tx, stmts)
+	if err != nil || rec == nil {
+		return h, nil, err
+	}
+	return h, nil, settle(rows[1])
 }
 
 // whyNot explains why a change's conditional update matched no row.
@@ -132,16 +157,18 @@ func (s *Store) Complete(ctx context.Context, id string) (holdfast.Hold, error) 
 		from: holdfast.StatusConfirmed, to: holdfast.StatusCompleted, event: holdfast.EventHoldCompleted,
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			// Pool quantity stays consumed (the ticket was used); only units
-			// of reusable groups (riders) go back.
-			if err := lockUnitsInOrder(ctx, tx, s.d, `hold_id = $1`, id); err != nil {
-				return err
+			// of reusable groups (riders) go back: locked in id order
+			// first, then freed, in one round trip.
+			var stmts []Stmt
+			if s.d.RowLocks {
+				stmts = append(stmts, Stmt{`SELECT id FROM units WHERE hold_id = $1 ORDER BY id` + s.d.ForUpdate, []any{id}})
 			}
-			if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id = $1 AND active
-				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id = $1 AND g.reusable)`, id); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `UPDATE units SET hold_id = NULL WHERE hold_id = $1
-				AND group_id IN (SELECT id FROM groups WHERE reusable)`, id)
+			stmts = append(stmts,
+				Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id = $1 AND active
+				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id = $1 AND g.reusable)`, []any{id}},
+				Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id = $1
+				AND group_id IN (SELECT id FROM groups WHERE reusable)`, []any{id}})
+			_, err := ExecAll(ctx, tx, stmts)
 			return err
 		},
 	})
@@ -154,30 +181,36 @@ type poolLine struct {
 
 // poolLines returns the pool lines of the given holds, ordered by pool id.
 func (s *Store) poolLines(ctx context.Context, tx Querier, ids []string) ([]poolLine, error) {
-	rows, err := tx.Query(ctx, `SELECT l.pool_id, `+scopedHolder+`, l.quantity FROM hold_lines l JOIN holds h ON h.id = l.hold_id
-		WHERE l.hold_id IN (`+s.d.ListSelect(1)+`) AND l.pool_id IS NOT NULL ORDER BY l.pool_id, 2`, s.d.ListArg(ids))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []poolLine
-	for rows.Next() {
+	err := QueryAll(ctx, tx, []Query{s.poolLinesQuery(ids, &out)})
+	return out, err
+}
+
+// poolLinesQuery is poolLines as a query to send with others.
+func (s *Store) poolLinesQuery(ids []string, out *[]poolLine) Query {
+	return Query{`SELECT l.pool_id, ` + scopedHolder + `, l.quantity FROM hold_lines l JOIN holds h ON h.id = l.hold_id
+		WHERE l.hold_id IN (` + s.d.ListSelect(1) + `) AND l.pool_id IS NOT NULL ORDER BY l.pool_id, 2`, []any{s.d.ListArg(ids)}, func(r Row) error {
 		var pl poolLine
-		if err := rows.Scan(&pl.pool, &pl.holder, &pl.quantity); err != nil {
-			return nil, err
-		}
-		out = append(out, pl)
-	}
-	return out, rows.Err()
+		err := r.Scan(&pl.pool, &pl.holder, &pl.quantity)
+		*out = append(*out, pl)
+		return err
+	}}
 }
 
 // giveBack returns the capacity of holds that were in state from (held or
 // confirmed) and have just left it: pool counters and per-holder totals go
 // down, pools in id order and summed per pool so that a batch of holds
-// takes each pool's lock once; units are freed and their claims end.
+// takes each pool's lock once; units are freed and their claims end. It
+// reads in one round trip and writes in one where the backend pipelines,
+// in the global lock order: pools, holders' totals, units, keys' quotas.
 func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from holdfast.Status) error {
-	lines, err := s.poolLines(ctx, tx, ids)
-	if err != nil {
+	var lines []poolLine
+	var quota []quotaBack
+	reads := []Query{s.poolLinesQuery(ids, &lines)}
+	if from == holdfast.StatusHeld {
+		reads = append(reads, s.quotaQuery(ids, &quota))
+	}
+	if err := QueryAll(ctx, tx, reads); err != nil {
 		return err
 	}
 	col := "held"
@@ -201,29 +234,23 @@ func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from hol
 		perHolder[k] += pl.quantity
 	}
 	s.soldOut.forget(pools...)
+	var writes []Stmt
 	for _, p := range pools { // already in id order
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s - $2, version = version + 1 WHERE id = $1`, col), p, perPool[p]); err != nil {
-			return err
-		}
+		writes = append(writes, Stmt{fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s - $2, version = version + 1 WHERE id = $1`, col), []any{p, perPool[p]}})
 	}
 	for _, k := range holders {
-		if _, err := tx.Exec(ctx, `UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, k.pool, k.holder, perHolder[k]); err != nil {
-			return err
-		}
+		writes = append(writes, Stmt{`UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, []any{k.pool, k.holder, perHolder[k]}})
 	}
-	list := s.d.ListArg(ids)
-	if err := lockUnitsInOrder(ctx, tx, s.d, `hold_id IN (`+s.d.ListSelect(1)+`)`, list); err != nil {
-		return err
+	list := []any{s.d.ListArg(ids)}
+	if s.d.RowLocks {
+		// See lockUnitsInOrder.
+		writes = append(writes, Stmt{`SELECT id FROM units WHERE hold_id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + s.d.ForUpdate, list})
 	}
-	if from == holdfast.StatusHeld {
-		if err := s.giveQuota(ctx, tx, ids); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE unit_claims SET active = FALSE WHERE hold_id IN (`+s.d.ListSelect(1)+`) AND active`, list); err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `UPDATE units SET hold_id = NULL WHERE hold_id IN (`+s.d.ListSelect(1)+`)`, list)
+	writes = append(writes, s.quotaStmts(quota)...)
+	writes = append(writes,
+		Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND active`, list},
+		Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, list})
+	_, err := ExecAll(ctx, tx, writes)
 	return err
 }
 
@@ -353,14 +380,47 @@ func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold
 	var h holdfast.Hold
 	var status string
 	var created, expires, updated int64
-	var expired bool
-	err := q.QueryRow(ctx, `SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, late, expires_at <= holdfast_now_ms()
-		FROM holds WHERE id = $1`, id).Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &h.Owner, &h.Late, &expired)
-	if errors.Is(err, ErrNoRows) {
-		return h, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	var expired, found bool
+	// A part of a hold across shards has some of the hold's line numbers
+	// (see Part): its lines are found by number, not position.
+	at := map[int]int{}
+	type claim struct {
+		line int
+		unit string
 	}
+	var claims []claim
+	// One round trip where the backend pipelines: the hold, its lines and
+	// its units.
+	err := QueryAll(ctx, q, []Query{
+		{`SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, late, expires_at <= holdfast_now_ms()
+			FROM holds WHERE id = $1`, []any{id}, func(r Row) error {
+			found = true
+			return r.Scan(&h.ID, &h.Holder, &status, &created, &expires, &updated, &h.PaymentRef, &h.Owner, &h.Late, &expired)
+		}},
+		{`SELECT line_no, kind, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
+			FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, []any{id}, func(r Row) error {
+			var l holdfast.Line
+			var kind string
+			var no int
+			if err := r.Scan(&no, &kind, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
+				return err
+			}
+			at[no] = len(h.Lines)
+			h.Lines = append(h.Lines, l)
+			return nil
+		}},
+		{`SELECT line_no, unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY line_no, unit_id`, []any{id}, func(r Row) error {
+			var c claim
+			err := r.Scan(&c.line, &c.unit)
+			claims = append(claims, c)
+			return err
+		}},
+	})
 	if err != nil {
 		return h, err
+	}
+	if !found {
+		return h, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	h.Status = holdfast.Status(status)
 	if h.Status == holdfast.StatusHeld && expired {
@@ -368,46 +428,12 @@ func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold
 		h.Status = holdfast.StatusExpired
 	}
 	h.CreatedAt, h.ExpiresAt, h.UpdatedAt = msTime(created), msTime(expires), msTime(updated)
-
-	rows, err := q.Query(ctx, `SELECT line_no, kind, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
-		FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, id)
-	if err != nil {
-		return h, err
-	}
-	// A part of a hold across shards has some of the hold's line numbers
-	// (see Part): its lines are found by number, not position.
-	at := map[int]int{}
-	for rows.Next() {
-		var l holdfast.Line
-		var kind string
-		var no int
-		if err := rows.Scan(&no, &kind, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
-			rows.Close()
-			return h, err
-		}
-		at[no] = len(h.Lines)
-		h.Lines = append(h.Lines, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return h, err
-	}
-	rows, err = q.Query(ctx, `SELECT line_no, unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY line_no, unit_id`, id)
-	if err != nil {
-		return h, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var line int
-		var unit string
-		if err := rows.Scan(&line, &unit); err != nil {
-			return h, err
-		}
-		if i, ok := at[line]; ok {
-			h.Lines[i].Units = append(h.Lines[i].Units, unit)
+	for _, c := range claims {
+		if i, ok := at[c.line]; ok {
+			h.Lines[i].Units = append(h.Lines[i].Units, c.unit)
 		}
 	}
-	return h, rows.Err()
+	return h, nil
 }
 
 // maxHoldsListed bounds Holds; a cursor comes with the HTTP API.

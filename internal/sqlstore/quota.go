@@ -74,32 +74,37 @@ func (s *Store) takeQuota(ctx context.Context, tx Querier, holdID string, r hold
 // giveQuota gives back what the holds ids counted against their keys'
 // quotas: they leave the held state (confirmed, released, expired).
 func (s *Store) giveQuota(ctx context.Context, tx Querier, ids []string) error {
-	type counted struct {
-		key string
-		n   int64
-	}
-	var back []counted
-	rows, err := tx.Query(ctx, `SELECT quota_key, SUM(quota_units) FROM holds
-		WHERE id IN (`+s.d.ListSelect(1)+`) AND quota_units > 0 GROUP BY quota_key ORDER BY quota_key`, s.d.ListArg(ids))
-	if err != nil {
+	var back []quotaBack
+	if err := QueryAll(ctx, tx, []Query{s.quotaQuery(ids, &back)}); err != nil {
 		return err
 	}
-	for rows.Next() {
-		var c counted
-		if err := rows.Scan(&c.key, &c.n); err != nil {
-			rows.Close()
-			return err
-		}
-		back = append(back, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	_, err := ExecAll(ctx, tx, s.quotaStmts(back))
+	return err
+}
+
+// quotaBack is what holds counted against one key's quota.
+type quotaBack struct {
+	key string
+	n   int64
+}
+
+// quotaQuery reads what the holds ids counted against each key, in key
+// order: the global lock order ends with keys.
+func (s *Store) quotaQuery(ids []string, out *[]quotaBack) Query {
+	return Query{`SELECT quota_key, SUM(quota_units) FROM holds
+		WHERE id IN (` + s.d.ListSelect(1) + `) AND quota_units > 0 GROUP BY quota_key ORDER BY quota_key`, []any{s.d.ListArg(ids)}, func(r Row) error {
+		var c quotaBack
+		err := r.Scan(&c.key, &c.n)
+		*out = append(*out, c)
 		return err
+	}}
+}
+
+// quotaStmts gives back what quotaQuery found.
+func (s *Store) quotaStmts(back []quotaBack) []Stmt {
+	var out []Stmt
+	for _, c := range back {
+		out = append(out, Stmt{`UPDATE api_keys SET held_units = held_units - $2 WHERE id = $1`, []any{c.key, c.n}})
 	}
-	for _, c := range back { // key order: the global lock order ends with keys
-		if _, err := tx.Exec(ctx, `UPDATE api_keys SET held_units = held_units - $2 WHERE id = $1`, c.key, c.n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out
 }

@@ -144,13 +144,22 @@ func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 var errRollback = errors.New("sqlstore: rollback")
 
 func (s *Store) event(ctx context.Context, tx Querier, typ holdfast.EventType, holdID, subject string, data any) error {
-	b, err := json.Marshal(data)
+	st, err := s.eventStmt(typ, holdID, subject, data)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES ($1, holdfast_now_ms(), NULLIF($2, ''), NULLIF($3, ''), $4)`,
-		string(typ), holdID, subject, string(b))
+	_, err = tx.Exec(ctx, st.SQL, st.Args...)
 	return err
+}
+
+// eventStmt is the statement writing an outbox event.
+func (s *Store) eventStmt(typ holdfast.EventType, holdID, subject string, data any) (Stmt, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return Stmt{}, err
+	}
+	return Stmt{`INSERT INTO events (type, at, hold_id, subject, data) VALUES ($1, holdfast_now_ms(), NULLIF($2, ''), NULLIF($3, ''), $4)`,
+		[]any{string(typ), holdID, subject, string(b)}}, nil
 }
 
 // ---- pools ----
