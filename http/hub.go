@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -116,9 +117,31 @@ func (sf streamFilter) match(f frame) bool {
 	return true
 }
 
+// delivery is what one poll brings a viewer: its frames and, when it
+// wants every frame of the poll, all of them encoded back to back (one
+// buffer shared by every such viewer, written with one call).
+type delivery struct {
+	frames []frame
+	joined []byte
+}
+
+// write sends d to w; last is the id of its last frame.
+func (d delivery) write(w io.Writer) (last string, err error) {
+	if d.joined != nil {
+		_, err = w.Write(d.joined)
+	} else {
+		for _, f := range d.frames {
+			if _, err = w.Write(f.sse); err != nil {
+				break
+			}
+		}
+	}
+	return d.frames[len(d.frames)-1].id, err
+}
+
 // subscriber is one stream attached to the hub.
 type subscriber struct {
-	ch     chan []frame // closed by the hub when the viewer fell behind
+	ch     chan delivery // closed by the hub when the viewer fell behind
 	filter streamFilter
 	after  cursorPos // deliver only events after this
 }
@@ -182,9 +205,9 @@ func (h *hub) subscribe(ctx context.Context, after cursorPos, fromNow bool, f st
 	if h.base.after(after) {
 		return nil, false, nil
 	}
-	sub := &subscriber{ch: make(chan []frame, subBuffer), filter: f, after: after}
+	sub := &subscriber{ch: make(chan delivery, subBuffer), filter: f, after: after}
 	if first := sub.pick(h.ring); len(first) > 0 {
-		sub.ch <- slices.Clip(first)
+		sub.ch <- delivery{frames: slices.Clip(first)}
 		sub.after = first[len(first)-1].pos
 	}
 	h.subs[sub] = struct{}{}
@@ -278,13 +301,23 @@ func (h *hub) deliver(fs []frame, next string) {
 		h.base = h.ring[over-1].pos
 		h.ring = slices.Clone(h.ring[over:])
 	}
+	var joined []byte // fs encoded back to back, made once if wanted
 	for sub := range h.subs {
 		out := sub.pick(fs)
 		if len(out) == 0 {
 			continue
 		}
+		d := delivery{frames: out}
+		if len(out) == len(fs) {
+			if joined == nil {
+				for _, f := range fs {
+					joined = append(joined, f.sse...)
+				}
+			}
+			d.joined = joined
+		}
 		select {
-		case sub.ch <- out:
+		case sub.ch <- d:
 			sub.after = out[len(out)-1].pos
 		default:
 			// Too slow: cut off rather than wait or buffer without end;

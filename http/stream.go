@@ -113,7 +113,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, p principal
 	last := cursor
 	for {
 		select {
-		case fs, ok := <-sub.ch:
+		case d, ok := <-sub.ch:
 			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if !ok {
 				// The hub cut this viewer off: it fell too far behind.
@@ -122,14 +122,11 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, p principal
 				return http.StatusOK
 			}
 			for more := true; more; {
-				for _, f := range fs {
-					if _, err := w.Write(f.sse); err != nil {
-						return http.StatusOK
-					}
-					last = f.id
+				if last, err = d.write(w); err != nil {
+					return http.StatusOK
 				}
 				select {
-				case fs, more = <-sub.ch:
+				case d, more = <-sub.ch:
 				default:
 					more = false
 				}
