@@ -472,12 +472,19 @@ func (s *Server) writeError(w http.ResponseWriter, err error) int {
 // encode is the one JSON encoding of every body, so a stored answer and
 // the first answer are byte for byte the same.
 func encode(v any) []byte {
+	if b, ok := v.(encoded); ok {
+		return b
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		b, _ = json.Marshal(Problem{Status: 500, Code: holdfast.CodeInternal, Title: titles[holdfast.CodeInternal]})
 	}
 	return append(b, '\n')
 }
+
+// encoded is an answer's JSON made once for many requests (a seat map
+// that many viewers read), sent as it is.
+type encoded []byte
 
 func writeBody(w http.ResponseWriter, status int, body []byte, problem bool) {
 	ct := "application/json"

@@ -66,6 +66,11 @@ type unitMapEntry struct {
 	at     time.Time
 	status string
 	err    error
+	// etag and body are the map without ids as every viewer is sent it,
+	// made once per read: hashing and encoding a 20,000-seat map for
+	// each of thousands of requests a second is work the sale pays for.
+	etag string
+	body encoded
 }
 
 // unitMaps shares compact-map reads among viewers: one read in flight per
@@ -75,7 +80,7 @@ type unitMaps struct {
 	m  map[string]*unitMapEntry
 }
 
-func (c *unitMaps) get(ctx context.Context, store unitPager, group string) (string, error) {
+func (c *unitMaps) get(ctx context.Context, store unitPager, group string) (*unitMapEntry, error) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[string]*unitMapEntry{}
@@ -105,6 +110,10 @@ func (c *unitMaps) get(ctx context.Context, store unitPager, group string) (stri
 			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			e.status, e.err = store.UnitStatuses(rctx, group)
+			if e.err == nil {
+				e.etag = mapETag(group, e.status, false, 0)
+				e.body = encode(unitMap{Group: group, Units: len(e.status), Status: e.status})
+			}
 			e.at = time.Now()
 			close(e.done)
 		}()
@@ -112,10 +121,14 @@ func (c *unitMaps) get(ctx context.Context, store unitPager, group string) (stri
 	c.mu.Unlock()
 	select {
 	case <-e.done:
-		return e.status, e.err
+		return e, e.err
 	case <-ctx.Done():
-		return "", fmt.Errorf("%w: %v", holdfast.ErrBusy, ctx.Err())
+		return nil, fmt.Errorf("%w: %v", holdfast.ErrBusy, ctx.Err())
 	}
+}
+
+func mapETag(group, status string, withIDs bool, ids int) string {
+	return newETag(group, status, strconv.FormatBool(withIDs), strconv.Itoa(ids))
 }
 
 // unitMap is the compact form of a group's units.
@@ -151,28 +164,29 @@ func (s *Server) listUnits(r *http.Request, c *call) (int, any, error) {
 		if status != "" || q.Get("after") != "" {
 			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "the compact form is the whole map: no status or after")
 		}
-		st, err := s.unitMaps.get(r.Context(), pager, group)
+		e, err := s.unitMaps.get(r.Context(), pager, group)
 		if err != nil {
 			return 0, nil, err
 		}
-		m := unitMap{Group: group, Units: len(st), Status: st}
 		withIDs := q.Get("ids") == "true"
-		if withIDs {
-			// Ids change only when units are added: no cache needed.
-			for after := ""; ; {
-				units, next, err := pager.UnitsPage(r.Context(), group, "", after, unitsPage)
-				if err != nil {
-					return 0, nil, err
-				}
-				for _, u := range units {
-					m.IDs = append(m.IDs, u.ID)
-				}
-				if after = next; next == "" {
-					break
-				}
+		if !withIDs {
+			return http.StatusOK, etagged{etag: e.etag, body: e.body}, nil
+		}
+		m := unitMap{Group: group, Units: len(e.status), Status: e.status}
+		// Ids change only when units are added: no cache needed.
+		for after := ""; ; {
+			units, next, err := pager.UnitsPage(r.Context(), group, "", after, unitsPage)
+			if err != nil {
+				return 0, nil, err
+			}
+			for _, u := range units {
+				m.IDs = append(m.IDs, u.ID)
+			}
+			if after = next; next == "" {
+				break
 			}
 		}
-		return http.StatusOK, etagged{etag: newETag(group, st, strconv.FormatBool(withIDs), strconv.Itoa(len(m.IDs))), body: m}, nil
+		return http.StatusOK, etagged{etag: mapETag(group, e.status, true, len(m.IDs)), body: m}, nil
 	case "", "json":
 	default:
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "format must be json or compact")
