@@ -52,6 +52,11 @@ type Idempotency struct {
 	// Render turns the change's result into the answer to store. The
 	// store calls it inside the change's transaction.
 	Render func(result any) StoredResponse
+	// RenderError, when set, turns a refusal into the answer to store: a
+	// store may record a refusal (sold out, unavailable, a limit) in the
+	// transaction that decided it, instead of leaving it to a transaction
+	// of the caller's after (Keyed.Answer then reports it).
+	RenderError func(err error) StoredResponse
 }
 
 // Keyed is a store's catalog, bookings, keys and webhooks with one idempotency key:
@@ -64,9 +69,9 @@ type Keyed interface {
 	WebhookStore
 	RoomStore
 	WaitlistStore
-	// Answer returns the answer the change recorded under the key, and
-	// false if no change made through this value recorded one (none was
-	// made, or it failed).
+	// Answer returns the answer the change recorded under the key — its
+	// result, or a refusal recorded with RenderError — and false if no
+	// change made through this value recorded one.
 	Answer() (StoredResponse, bool)
 }
 

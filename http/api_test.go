@@ -922,3 +922,102 @@ func TestFeedCursorExpired(t *testing.T) {
 	c.want(t, "GET", "/v1/events/stream", "", 410, holdfast.CodeCursorExpired, "Last-Event-ID", "0.1")
 	c.want(t, "GET", "/v1/events", "", 200, "")
 }
+
+// Refusals under keys decided in a batch are recorded by the batch's own
+// transaction: replayed byte for byte, and still refused after the seat
+// and the tickets came back (guarantee 8) — a refusal not recorded would
+// now run again and succeed.
+func TestBatchedRefusalsAreRecorded(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		srv := httptest.NewServer(hfhttp.NewServer(hfhttp.Config{Store: s}))
+		t.Cleanup(srv.Close)
+		holdfasttest.MustCreateGroup(t, s, "hall", false, "s1")
+		holdfasttest.MustCreatePool(t, s, "few", 3, 0)
+		const n = 40
+		type answer struct {
+			status int
+			body   []byte
+		}
+		post := func(key, body string) (answer, error) {
+			req, _ := http.NewRequest("POST", srv.URL+"/v1/holds", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return answer{}, err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			return answer{resp.StatusCode, b}, err
+		}
+		bodies := map[string]string{}
+		for i := range n {
+			bodies[fmt.Sprint("seat-", i)] = fmt.Sprintf(`{"holder":"b%d","lines":[{"units":["s1"]}]}`, i)
+			bodies[fmt.Sprint("ticket-", i)] = fmt.Sprintf(`{"holder":"b%d","lines":[{"pool":"few","quantity":1}]}`, i)
+		}
+		first := map[string]answer{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make(chan error, len(bodies))
+		for key, body := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				a, err := post(key, body)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				first[key] = a
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		granted := map[string]int{}
+		var holds []string
+		for key, a := range first {
+			kind, _, _ := strings.Cut(key, "-")
+			switch a.status {
+			case http.StatusCreated:
+				granted[kind]++
+				var h holdfast.Hold
+				if err := json.Unmarshal(a.body, &h); err != nil {
+					t.Fatal(err)
+				}
+				holds = append(holds, h.ID)
+			case http.StatusConflict:
+			default:
+				t.Fatalf("%s: %d %s", key, a.status, a.body)
+			}
+		}
+		if granted["seat"] != 1 || granted["ticket"] != 3 {
+			t.Fatalf("granted %v, want 1 seat and 3 tickets", granted)
+		}
+		// Everything comes back; every refusal must stay a refusal.
+		for _, id := range holds {
+			if _, err := s.Release(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for key, a := range first {
+			again, err := post(key, bodies[key])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.status != a.status || !bytes.Equal(again.body, a.body) {
+				t.Errorf("%s: first %d %s, replay %d %s", key, a.status, a.body, again.status, again.body)
+			}
+		}
+		if got := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM idempotency_keys WHERE state = 'done'`); got != 2*n {
+			t.Errorf("%d keys recorded, want %d", got, 2*n)
+		}
+	})
+}

@@ -350,6 +350,10 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 	rec := &holdfast.Idempotency{Scope: p.id, Key: key, Token: token, Deferred: deferred, Fingerprint: fp,
 		Render: func(result any) holdfast.StoredResponse {
 			return holdfast.StoredResponse{Status: okStatus, Body: encode(result)}
+		},
+		RenderError: func(err error) holdfast.StoredResponse {
+			prob := problemOf(err, s.log)
+			return holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)}
 		}}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	c := &call{principal: p, store: s.cfg.Store, key: rec}
@@ -368,6 +372,9 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 			if err := s.cfg.Store.AbandonIdempotent(ctx, p.id, key, token); err != nil {
 				s.log.Warn("abandon idempotency key", "err", err)
 			}
+		case c.recorded():
+			// The store recorded the refusal in the transaction that
+			// decided it.
 		default:
 			// A store spread over several databases records the refusal
 			// where the change was tried (its keyed view knows), so that

@@ -377,6 +377,8 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 
 	var granted []int
 	grants := make([]holdfast.Hold, len(batch))
+	w := newHoldWriter(s.d)
+	answers := make([]*holdfast.StoredResponse, len(batch))
 	for i, req := range batch {
 		if results[i].err != nil {
 			continue
@@ -385,6 +387,13 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		if fail != nil {
 			if err := s.refusal(ctx, tx, st, req, fail); err != nil {
 				results[i].err = err
+				// A refusal under a key is recorded with the batch's
+				// writes: no transaction of its own after.
+				if rec := req.rec; rec != nil && rec.RenderError != nil && recordedRefusal[holdfast.ErrorCode(err)] {
+					r := rec.RenderError(err)
+					w.answer(rec, r, now)
+					answers[i] = &r
+				}
 			} else {
 				results[i].refused = true
 			}
@@ -393,11 +402,9 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		grants[i] = h
 		granted = append(granted, i)
 	}
-	if len(granted) == 0 {
+	if len(granted) == 0 && w.newKeys+w.keys == 0 {
 		return nil
 	}
-	w := newHoldWriter(s.d)
-	answers := make([]*holdfast.StoredResponse, len(batch))
 	for _, i := range granted {
 		if answers[i], err = w.add(grants[i], batch[i].confirm, batch[i].rec, now); err != nil {
 			return err
@@ -418,9 +425,18 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	}
 	for _, i := range granted {
 		results[i].h = grants[i]
+	}
+	for i := range batch {
 		results[i].answer = answers[i]
 	}
 	return nil
+}
+
+// recordedRefusal are the refusals a batch records under the request's
+// key itself. Not "not found": a store spread over shards tries another
+// shard after one, under the same key.
+var recordedRefusal = map[holdfast.Code]bool{
+	holdfast.CodeSoldOut: true, holdfast.CodeUnavailable: true, holdfast.CodeLimitExceeded: true,
 }
 
 // lockBatch looks up the batch's deferred idempotency keys, then locks the
@@ -766,6 +782,13 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 		return nil, nil
 	}
 	r := rec.Render(h)
+	w.answer(rec, r, now)
+	return &r, nil
+}
+
+// answer records r under rec: a deferred key is written, done; a key
+// claimed before is settled.
+func (w *holdWriter) answer(rec *holdfast.Idempotency, r holdfast.StoredResponse, now int64) {
 	if rec.Deferred {
 		w.keyRows += sep(len(w.keyArgs)) + "(" + params(len(w.keyArgs)+1, 4) +
 			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), $%d, $%d)", len(w.keyArgs)+5, len(w.keyArgs)+6, w.d.BlobType, len(w.keyArgs)+7, len(w.keyArgs)+7)
@@ -777,7 +800,6 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 		w.settleArgs = append(w.settleArgs, rec.Scope, rec.Key, rec.Token, r.Status, r.Body)
 		w.keys++
 	}
-	return &r, nil
 }
 
 // recordStmts are the lines, unit claims and events of the holds added:
@@ -805,8 +827,12 @@ func (w *holdWriter) settleStmt() Stmt {
 // checked), the lines, claims and events, and last the keys' answers.
 // checks[k] is the row count statement k must report (-1: any).
 func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
-	stmts := []Stmt{{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + w.holdRows, w.holdArgs}}
-	checks := []int64{int64(w.holds)}
+	var stmts []Stmt
+	var checks []int64
+	if w.holds > 0 { // none when the batch only records refusals
+		stmts = append(stmts, Stmt{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + w.holdRows, w.holdArgs})
+		checks = append(checks, int64(w.holds))
+	}
 
 	ids := make([]string, 0, len(st.pools))
 	for id, p := range st.pools {
@@ -865,9 +891,11 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 			UPDATE units SET hold_id = v.hold_id FROM v WHERE units.id = v.id AND units.hold_id IS NULL`, w.unitArgs})
 		checks = append(checks, int64(w.units))
 	}
-	for _, st := range w.recordStmts() {
-		stmts = append(stmts, st)
-		checks = append(checks, -1)
+	if w.holds > 0 {
+		for _, st := range w.recordStmts() {
+			stmts = append(stmts, st)
+			checks = append(checks, -1)
+		}
 	}
 	if w.newKeys > 0 {
 		stmts = append(stmts, Stmt{keyInsert(w.keyRows), w.keyArgs})

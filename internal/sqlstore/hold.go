@@ -166,6 +166,9 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 		if holdfast.ErrorCode(res.err) == holdfast.CodeSoldOut && len(r.Lines) == 1 {
 			s.soldOut.remember(r.Lines[0].Pool)
 		}
+		if res.answer != nil {
+			s.answer = res.answer // the refusal, recorded under the key
+		}
 		return holdfast.Hold{}, res.err, true
 	case res.refused:
 		// The batch could not grant it: reclaim expired holds and look
