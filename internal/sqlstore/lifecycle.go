@@ -179,14 +179,8 @@ type poolLine struct {
 	quantity     int64
 }
 
-// poolLines returns the pool lines of the given holds, ordered by pool id.
-func (s *Store) poolLines(ctx context.Context, tx Querier, ids []string) ([]poolLine, error) {
-	var out []poolLine
-	err := QueryAll(ctx, tx, []Query{s.poolLinesQuery(ids, &out)})
-	return out, err
-}
-
-// poolLinesQuery is poolLines as a query to send with others.
+// poolLinesQuery reads the pool lines of the given holds, ordered by pool
+// id, into out.
 func (s *Store) poolLinesQuery(ids []string, out *[]poolLine) Query {
 	return Query{`SELECT l.pool_id, ` + scopedHolder + `, l.quantity FROM hold_lines l JOIN holds h ON h.id = l.hold_id
 		WHERE l.hold_id IN (` + s.d.ListSelect(1) + `) AND l.pool_id IS NOT NULL ORDER BY l.pool_id, 2`, []any{s.d.ListArg(ids)}, func(r Row) error {
