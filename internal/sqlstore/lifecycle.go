@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,66 +32,53 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(preparing(ctx), func(tx Querier) error {
-		var refused, err error
-		h, refused, err = s.applyChange(ctx, tx, id, c)
-		return cmp.Or(err, refused)
+		var p binds
+		sql := `UPDATE holds SET status = ` + p.add(string(c.to)) + `, updated_at = holdfast_now_ms()`
+		if c.set != nil {
+			sql += c.set(&p)
+		}
+		sql += ` WHERE id = ` + p.add(id) + ` AND status = ` + p.add(string(c.from))
+		if c.from == holdfast.StatusHeld {
+			// Decided by the database clock in this very statement: a hold
+			// past expiry can never be confirmed, whether or not the
+			// sweeper has run.
+			sql += ` AND expires_at > holdfast_now_ms()`
+		}
+		if c.cond != nil {
+			sql += c.cond(&p)
+		}
+		n, err := tx.Exec(ctx, sql, p.args...)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.whyNot(ctx, tx, id, c)
+		}
+		if c.effect != nil {
+			if err := c.effect(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if h, err = s.getHold(ctx, tx, id); err != nil {
+			return err
+		}
+		// The event and the answer under the key: one round trip.
+		ev, err := s.eventStmt(c.event, id, "", h)
+		if err != nil {
+			return err
+		}
+		stmts := []Stmt{ev}
+		rec, settle := s.recording(h)
+		if rec != nil {
+			stmts = append(stmts, *rec)
+		}
+		rows, err := ExecAll(ctx, tx, stmts)
+		if err != nil || rec == nil {
+			return err
+		}
+		return settle(rows[1])
 	})
 	return h, err
-}
-
-// applyChange makes change c to hold id in tx. refused is why the hold was
-// not in the state c needs (nothing was written); err is any other
-// failure, after which tx must roll back.
-func (s *Store) applyChange(ctx context.Context, tx Querier, id string, c change) (h holdfast.Hold, refused, err error) {
-	var p binds
-	sql := `UPDATE holds SET status = ` + p.add(string(c.to)) + `, updated_at = holdfast_now_ms()`
-	if c.set != nil {
-		sql += c.set(&p)
-	}
-	sql += ` WHERE id = ` + p.add(id) + ` AND status = ` + p.add(string(c.from))
-	if c.from == holdfast.StatusHeld {
-		// Decided by the database clock in this very statement: a hold
-		// past expiry can never be confirmed, whether or not the
-		// sweeper has run.
-		sql += ` AND expires_at > holdfast_now_ms()`
-	}
-	if c.cond != nil {
-		sql += c.cond(&p)
-	}
-	n, err := tx.Exec(ctx, sql, p.args...)
-	if err != nil {
-		return h, nil, err
-	}
-	if n == 0 {
-		why := s.whyNot(ctx, tx, id, c)
-		if holdfast.ErrorCode(why) == "" {
-			return h, nil, why // the database failed, not the hold
-		}
-		return h, why, nil
-	}
-	if c.effect != nil {
-		if err := c.effect(ctx, tx, id); err != nil {
-			return h, nil, err
-		}
-	}
-	if h, err = s.getHold(ctx, tx, id); err != nil {
-		return h, nil, err
-	}
-	// The event and the answer under the key: one round trip.
-	ev, err := s.eventStmt(c.event, id, "", h)
-	if err != nil {
-		return h, nil, err
-	}
-	stmts := []Stmt{ev}
-	rec, settle := s.recording(h)
-	if rec != nil {
-		stmts = append(stmts, *rec)
-	}
-	rows, err := ExecAll(ctx, tx, stmts)
-	if err != nil || rec == nil {
-		return h, nil, err
-	}
-	return h, nil, settle(rows[1])
 }
 
 // whyNot explains why a change's conditional update matched no row.
