@@ -53,12 +53,21 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	if !hasTogether(r) {
 		return s.holdOnce(ctx, r, confirm, paymentRef)
 	}
+	// This loop tries again after a refusal, under the same key: a batch
+	// must not record the refusal of a try as the request's answer.
+	try1 := s
+	if s.key != nil && s.key.RenderError != nil {
+		k := *s.key
+		k.RenderError = nil
+		try1 = &Store{engine: s.engine, key: &k}
+		defer func() { s.answer = try1.answer }()
+	}
 	for try := 0; ; try++ {
 		seats, err := s.together(ctx, r)
 		if err != nil {
 			return holdfast.Hold{}, err
 		}
-		h, err := s.holdOnce(ctx, seats, confirm, paymentRef)
+		h, err := try1.holdOnce(ctx, seats, confirm, paymentRef)
 		// A seat of the block was taken between the pick and the claim
 		// (which took nothing): pick again.
 		if try < 20 && holdfast.ErrorCode(err) == holdfast.CodeUnavailable {
