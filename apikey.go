@@ -56,3 +56,7 @@ type KeyStore interface {
 	// released or expired. ErrNotFound; ErrInvalid for a negative quota.
 	SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (APIKey, error)
 }
+
+// KeyOwner is the owner a key's holds, entries and places carry
+// (HoldRequest.Owner): what revoking the key ends.
+func KeyOwner(id string) string { return "key:" + id }

@@ -25,7 +25,8 @@ const (
 	CodeBusy          Code = "busy"           // the deadline passed before the database answered
 
 	CodeAdmissionRequired Code = "admission_required" // a waiting room protects the pool or group: join it
-	CodeAdmissionInvalid  Code = "admission_invalid"  // the admission is another holder's, expired, used or unknown
+	CodeAdmissionInvalid  Code = "admission_invalid"  // the admission is another holder's, another room's, expired, used or unknown
+	CodeNotSoldOut        Code = "not_sold_out"       // a waitlist join for what can be held now: hold instead
 )
 
 // Error is the error every holdfast operation returns for an expected failure.

@@ -246,6 +246,9 @@ const (
 	// or its offer lapsed unconfirmed and went to the next entry.
 	EventWaitlistOffered EventType = "waitlist.offered"
 	EventWaitlistExpired EventType = "waitlist.expired"
+	// A waitlist entry ended because a rule refused it (its key revoked,
+	// its holder's limit or key's quota full): see its reason.
+	EventWaitlistCancelled EventType = "waitlist.cancelled"
 )
 
 // Event is one outbox row, written in the same transaction as the change it

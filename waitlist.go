@@ -28,6 +28,10 @@ const (
 	WaitlistReleased WaitlistStatus = "released"
 	// WaitlistLeft: the holder left the line before an offer.
 	WaitlistLeft WaitlistStatus = "left"
+	// WaitlistCancelled: the entry could not be served by the rules every
+	// hold keeps (the holder's limit or the key's quota is full, the key
+	// was revoked): it ended, and its capacity went to the next (Reason).
+	WaitlistCancelled WaitlistStatus = "cancelled"
 )
 
 // WaitlistEntry is one holder's place on a sold-out pool's waitlist.
@@ -58,6 +62,16 @@ type WaitlistRequest struct {
 	// counts against, as a hold would.
 	Owner    string
 	QuotaKey string
+	// Admission is a waiting room's token, required when a room protects
+	// the pool: the join spends it, as a hold would (one use per token).
+	Admission string
+}
+
+// HoldRequest is the hold an offer to r makes: every rule a hold keeps
+// is asked of it.
+func (r WaitlistRequest) HoldRequest() HoldRequest {
+	return HoldRequest{Holder: r.Holder, Owner: r.Owner, QuotaKey: r.QuotaKey, Admission: r.Admission,
+		Lines: []Line{{Pool: r.Pool, Quantity: r.Quantity}}}
 }
 
 // Validate checks a waitlist request.
@@ -83,7 +97,10 @@ type WaitlistStore interface {
 	// JoinWaitlist puts the holder on the pool's waitlist; the same holder
 	// (and owner) joining again while their entry is waiting or offered
 	// gets that entry. ErrNotFound; ErrInvalid past the pool's capacity;
-	// ErrLimitExceeded past its per-holder limit.
+	// ErrLimitExceeded past its per-holder limit; ErrQuotaExceeded past
+	// the key's quota (waiting units count in it); not_sold_out while the
+	// quantity can be held now; admission_required / admission_invalid
+	// behind a waiting room, as for a hold.
 	JoinWaitlist(ctx context.Context, r WaitlistRequest) (WaitlistEntry, error)
 	// WaitlistEntry reads an entry with its position. ErrNotFound.
 	WaitlistEntry(ctx context.Context, pool, id string) (WaitlistEntry, error)

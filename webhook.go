@@ -157,7 +157,7 @@ var EventTypes = []EventType{
 	EventPoolCreated, EventPoolChanged, EventGroupCreated, EventGroupChanged, EventUnitsAdded,
 	EventHoldCreated, EventHoldConfirmed, EventHoldReleased, EventHoldExtended,
 	EventHoldExpired, EventHoldCancelled, EventHoldCompleted,
-	EventWaitlistOffered, EventWaitlistExpired,
+	EventWaitlistOffered, EventWaitlistExpired, EventWaitlistCancelled,
 }
 
 // MaxURLLen bounds a webhook's URL.

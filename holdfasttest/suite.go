@@ -56,6 +56,9 @@ func Run(t *testing.T, h Harness) {
 		{"Rooms", testRooms},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
+		{"SideDoors", testSideDoors},
+		{"OfferBreakingARuleIsCancelled", testOfferBreakingARuleIsCancelled},
+		{"RulesByDoor", testRulesByDoor},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

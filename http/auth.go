@@ -102,7 +102,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 			s.log.Warn("record a key's last use", "key", k.ID, "err", err)
 		}
 	}
-	p := principal{id: "key:" + k.ID, role: k.Role}
+	p := principal{id: holdfast.KeyOwner(k.ID), role: k.Role}
 	if k.MaxHeldUnits > 0 {
 		p.quotaKey = k.ID
 	}

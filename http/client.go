@@ -546,7 +546,11 @@ var _ holdfast.RoomStore = (*Client)(nil)
 // (this key's; r.Owner and r.QuotaKey come from the key).
 func (c *Client) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
 	var out holdfast.WaitlistEntry
-	err := c.do(ctx, "POST", "/v1/pools/"+esc(r.Pool)+"/waitlist", map[string]any{"holder": r.Holder, "quantity": r.Quantity}, &out)
+	body := map[string]any{"holder": r.Holder, "quantity": r.Quantity}
+	if r.Admission != "" {
+		body["admission"] = r.Admission
+	}
+	err := c.do(ctx, "POST", "/v1/pools/"+esc(r.Pool)+"/waitlist", body, &out)
 	return out, err
 }
 

@@ -291,10 +291,11 @@ func openAPIDoc() obj {
 						"content": obj{"text/event-stream": obj{"schema": obj{"type": "string"}}}}}, problems("401", "404", "429"))},
 			},
 			"/v1/pools/{id}/waitlist": obj{
-				"post": withParams(op("Join a pool's waitlist: capacity that comes back is offered to the list in order, as a hold for the holder (offer_ttl_seconds), before any new buyer; the same entry on every call while it waits or is offered", "201", ref("WaitlistEntry"),
+				"post": withParams(op("Join a sold-out pool's waitlist (409 not_sold_out while the quantity can be held now; behind a waiting room, with its admission; waiting units count in the key's quota): capacity that comes back is offered to the list in order, as a hold for the holder (offer_ttl_seconds), before any new buyer; the same entry on every call while it waits or is offered", "201", ref("WaitlistEntry"),
 					obj{"type": "object", "required": []string{"holder", "quantity"}, "additionalProperties": false, "properties": obj{
-						"holder": str("your buyer's reference"), "quantity": integer(1, 1000000, "at most the pool's capacity and per-holder limit")}},
-					"400", "404", "409", "413", "422"), idParam),
+						"holder": str("your buyer's reference"), "quantity": integer(1, 1000000, "at most the pool's capacity and per-holder limit"),
+						"admission": str("a waiting room's admission, when a room protects the pool (or the Holdfast-Admission header)")}},
+					"400", "403", "404", "409", "413", "422"), idParam),
 				"get": withParams(op("A pool's waitlist, waiting and offered entries in order (admin)", "200",
 					obj{"type": "object", "properties": obj{"entries": obj{"type": "array", "items": ref("WaitlistEntry")}}}, nil, "403", "404"), idParam),
 			},
@@ -426,7 +427,7 @@ func openAPIDoc() obj {
 					"hold_id":                str("the hold the admission was used for")}},
 				"WaitlistEntry": obj{"type": "object", "properties": obj{
 					"id": str(""), "pool": str(""), "holder": str(""), "quantity": obj{"type": "integer"},
-					"status":           obj{"enum": []string{"waiting", "offered", "confirmed", "expired", "released", "left"}},
+					"status":           obj{"enum": []string{"waiting", "offered", "confirmed", "expired", "released", "left", "cancelled"}},
 					"position":         obj{"type": "integer", "description": "1: next to be offered; 0 once not waiting"},
 					"hold_id":          str("when offered: the hold made for the holder; confirm it to buy"),
 					"offer_expires_at": obj{"type": "string", "format": "date-time"},
@@ -452,7 +453,7 @@ func openAPIDoc() obj {
 					"code": obj{"enum": []string{"invalid", "unauthorized", "forbidden", "not_found", "sold_out", "unavailable", "hold_expired",
 						"invalid_state", "limit_exceeded", "quota_exceeded", "conflict", "idempotency_in_flight", "idempotency_mismatch", "too_large",
 						"rate_limited", "busy", "service_unavailable", "internal", "unsupported", "method_not_allowed", "admission_required", "admission_invalid",
-						"unsupported_media_type", "misdirected_request", "cross_site_request", "too_many_streams", "cursor_expired"}},
+						"not_sold_out", "unsupported_media_type", "misdirected_request", "cross_site_request", "too_many_streams", "cursor_expired"}},
 					"line":        obj{"type": "integer", "description": "the failing hold line, in request order"},
 					"reclaimable": obj{"type": "boolean", "description": "false on a late confirm refused under if_available: the capacity is gone or the grace passed"},
 					"room":        str("on admission_required: the waiting room to join")}},

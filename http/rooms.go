@@ -58,14 +58,19 @@ func (s *Server) getTicket(r *http.Request, c *call) (int, any, error) {
 // every call while it waits or is offered.
 func (s *Server) joinWaitlist(r *http.Request, c *call) (int, any, error) {
 	var b struct {
-		Holder   string `json:"holder"`
-		Quantity int64  `json:"quantity"`
+		Holder    string `json:"holder"`
+		Quantity  int64  `json:"quantity"`
+		Admission string `json:"admission"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
 	}
+	adm, err := admission(r, holdBody{Admission: b.Admission})
+	if err != nil {
+		return 0, nil, err
+	}
 	e, err := c.changes(nil).JoinWaitlist(r.Context(), holdfast.WaitlistRequest{Pool: r.PathValue("id"), Holder: b.Holder,
-		Quantity: b.Quantity, Owner: c.id, QuotaKey: c.quotaKey})
+		Quantity: b.Quantity, Owner: c.id, QuotaKey: c.quotaKey, Admission: adm})
 	return http.StatusCreated, e, err
 }
 

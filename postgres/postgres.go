@@ -146,7 +146,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock, HoldPrefix: opts.holdPrefix}), pool: pool}
+	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock, HoldPrefix: opts.holdPrefix, Routed: opts.holdPrefix != ""}), pool: pool}
 	if opts.NoMigrate {
 		if err := s.Ready(ctx); err != nil {
 			s.Close()

@@ -461,3 +461,28 @@ func (s *Shards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfas
 func (k *keyedShards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
 	return (*Shards)(nil).CreateWebhook(ctx, w)
 }
+
+// RevokeKey revokes the key in the catalog, then ends what it claims on
+// every shard: its waitlist entries and places in rooms, and its
+// unconfirmed holds, each released through the router (a hold across
+// shards by two-phase commit, as any release).
+func (s *Shards) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	k, err := s.KeyStore.RevokeKey(ctx, id)
+	if err != nil {
+		return k, err
+	}
+	return k, s.endKeyClaims(ctx, id)
+}
+
+func (k *keyedShards) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	key, err := k.KeyStore.RevokeKey(ctx, id)
+	if err != nil {
+		return key, err
+	}
+	return key, k.shards.endKeyClaims(ctx, id)
+}
+
+func (s *Shards) endKeyClaims(ctx context.Context, id string) error {
+	_, err := sumShards(s, func(st *Store) (int, error) { return 0, st.EndKeyClaims(ctx, id, s.view.Release) })
+	return err
+}

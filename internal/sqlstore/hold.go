@@ -403,7 +403,25 @@ func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder st
 // transaction, and returns the definite error for the first line that
 // cannot be had now, or nil if all could.
 func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
+	// The rules about who asks come before the capacity, line by line:
+	// a line past the holder's limit or the key's quota is refused so
+	// whether or not the capacity is there.
+	quotaLine, overQuota := -1, false
+	var q quota
+	if r.QuotaKey != "" {
+		var err error
+		if q, err = readQuota(ctx, s.db, r.QuotaKey, ""); err != nil {
+			return err
+		}
+		quotaLine, overQuota = q.passes(r)
+	}
 	for i, l := range r.Lines {
+		if overQuota && i == quotaLine {
+			if err := s.lineExists(ctx, l, i); err != nil {
+				return err
+			}
+			return quotaRefusal(i, q)
+		}
 		switch l.Kind() {
 		case holdfast.LinePool:
 			p, found, err := readPool(ctx, s.db, l.Pool, "")
@@ -482,13 +500,33 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 			}
 		}
 	}
-	if r.QuotaKey != "" {
-		q, err := readQuota(ctx, s.db, r.QuotaKey, "")
-		if err != nil {
+	return nil
+}
+
+// lineExists refuses line i of a request if what it names does not exist.
+func (s *Store) lineExists(ctx context.Context, l holdfast.Line, i int) error {
+	switch l.Kind() {
+	case holdfast.LinePool:
+		if _, found, err := readPool(ctx, s.db, l.Pool, ""); err != nil || !found {
+			if err == nil {
+				err = holdfast.LineErrorf(holdfast.CodeNotFound, i, "pool %q not found", l.Pool)
+			}
 			return err
 		}
-		if line, over := q.passes(r); over {
-			return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "this key may have %d tickets and units held at once", q.max)
+	case holdfast.LineAny:
+		if found, err := groupExists(ctx, s.db, l.Group); err != nil || !found {
+			if err == nil {
+				err = holdfast.LineErrorf(holdfast.CodeNotFound, i, "group %q not found", l.Group)
+			}
+			return err
+		}
+	case holdfast.LineUnits:
+		var n int64
+		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(l.Units)).Scan(&n); err != nil {
+			return err
+		}
+		if n < int64(len(l.Units)) {
+			return holdfast.LineErrorf(holdfast.CodeNotFound, i, "a unit of line %d was not found", i)
 		}
 	}
 	return nil

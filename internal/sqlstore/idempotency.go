@@ -257,7 +257,58 @@ func (s *Store) Keys(ctx context.Context) ([]holdfast.APIKey, error) {
 
 func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
 	// COALESCE: the first revocation's time stands.
-	return s.updateKey(ctx, id, `revoked_at = COALESCE(revoked_at, holdfast_now_ms())`)
+	k, err := s.updateKey(ctx, id, `revoked_at = COALESCE(revoked_at, holdfast_now_ms())`)
+	if err != nil || s.routed {
+		return k, err
+	}
+	return k, s.EndKeyClaims(ctx, id, nil)
+}
+
+// EndKeyClaims ends what revoked key id still claims on the future: its
+// waitlist entries are cancelled, its places in waiting rooms done, and
+// its unconfirmed holds released (what it confirmed stays sold), each by
+// release (nil: this store's Release). Running it again ends nothing more. Each hold is released on its own: a crash
+// midway leaves the rest to expire, and an offer to the key's entries
+// made meanwhile is cancelled by the offerer.
+func (s *Store) EndKeyClaims(ctx context.Context, id string, release func(context.Context, string) (holdfast.Hold, error)) error {
+	plain, owner := &Store{engine: s.engine}, holdfast.KeyOwner(id)
+	if release == nil {
+		release = plain.Release
+	}
+	type entry struct {
+		id, pool string
+		q        int64
+	}
+	err := s.db.Transact(ctx, func(tx Querier) error {
+		// Pools in id order: the claim's lock order.
+		entries, err := collect(ctx, tx, func(r Row) (entry, error) {
+			var e entry
+			return e, r.Scan(&e.id, &e.pool, &e.q)
+		}, `SELECT id, pool_id, quantity FROM waitlist_entries WHERE owner = $1 AND status = 'waiting' ORDER BY pool_id, id`, owner)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := plain.dropEntry(ctx, tx, e.id, e.pool, e.q, holdfast.WaitlistCancelled, "the key was revoked"); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE room_tickets SET status = 'done' WHERE owner = $1 AND hold_id IS NULL AND status IN ('waiting', 'admitted')`, owner)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	held, err := queryStrings(ctx, s.db, `SELECT id FROM holds WHERE owner = $1 AND status = 'held' ORDER BY id`, owner)
+	if err != nil {
+		return err
+	}
+	for _, h := range held {
+		if _, err := release(ctx, h); err != nil && !isEnded(err) && holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) SetKeyQuota(ctx context.Context, id string, maxHeldUnits int64) (holdfast.APIKey, error) {

@@ -16,10 +16,19 @@ type quota struct{ max, held int64 }
 
 // readQuota reads key id's quota (lock: a locking clause, or ""). A key
 // that does not exist has none.
+// What the key's waitlist entries wait for counts as held: a key cannot
+// queue past its quota what it could not hold.
 func readQuota(ctx context.Context, q Reader, id, lock string) (quota, error) {
 	var k quota
-	_, err := queryRow(ctx, q, `SELECT max_held_units, held_units FROM api_keys WHERE id = $1`+lock, []any{id}, &k.max, &k.held)
+	_, err := queryRow(ctx, q, `SELECT max_held_units, held_units
+		+ (SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries WHERE quota_key = $1 AND status = 'waiting')
+		FROM api_keys WHERE id = $1`+lock, []any{id}, &k.max, &k.held)
 	return k, err
+}
+
+// quotaRefusal is the refusal of a request past key quota k, at line.
+func quotaRefusal(line int, k quota) error {
+	return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "this key may have %d tickets and units held (or waiting) at once", k.max)
 }
 
 // lineUnits is what a line holds: its quantity, its units, or its any.

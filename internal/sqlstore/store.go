@@ -45,6 +45,7 @@ type engine struct {
 	logger        *slog.Logger
 	clock         holdfast.Clock
 	holdPrefix    string // of the hold ids this store makes
+	routed        bool   // see Env.Routed
 	layouts       layouts
 
 	// bg is the engine's background work (batch drainers and their
@@ -87,6 +88,10 @@ type Env struct {
 	// HoldPrefix begins every hold id this store makes (default "h_"):
 	// a shard's own prefix says where its holds live.
 	HoldPrefix string
+	// Routed is a store behind a shard router: a revoked key's claims
+	// span every shard, so the router ends them (EndKeyClaims with its
+	// own release), not the catalog's RevokeKey.
+	Routed bool
 }
 
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
@@ -97,7 +102,7 @@ func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env En
 	}
 	_, atomicStrategy := c.(Atomic)
 	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
-		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_")}}
+		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_"), routed: env.Routed}}
 }
 
 func (s *engine) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.clock.Now()) }

@@ -37,6 +37,7 @@ func (s *Store) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
 	var id string
 	err := s.db.Transact(ctx, func(tx Querier) error {
+		id = holdfast.NewID("wl_", s.clock.Now())
 		found, err := queryRow(ctx, tx, `SELECT id FROM waitlist_entries WHERE pool_id = $1 AND owner = $2 AND holder = $3
 			AND status IN ('waiting', 'offered')`, []any{r.Pool, r.Owner, r.Holder}, &id)
 		if err != nil {
@@ -52,25 +53,53 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 		// The pool's row, updated first, is locked until commit: joins
 		// take their numbers one at a time, and an offer (which updates
 		// the same row) sees every entry whose ask it counts.
-		var capacity, limit int64
-		found, err = queryRow(ctx, tx, `UPDATE pools SET waitlisted = waitlisted + $2 WHERE id = $1 RETURNING capacity, per_holder_limit`,
-			[]any{r.Pool, r.Quantity}, &capacity, &limit)
+		var capacity, limit, free int64
+		found, err = queryRow(ctx, tx, `UPDATE pools SET waitlisted = waitlisted + $2 WHERE id = $1
+			RETURNING capacity, per_holder_limit, capacity - held - confirmed - waitlisted + $2`,
+			[]any{r.Pool, r.Quantity}, &capacity, &limit, &free)
 		if err != nil {
 			return err
 		}
-		switch {
-		case !found:
+		if !found {
 			return holdfast.Errorf(holdfast.CodeNotFound, "pool %q not found", r.Pool)
+		}
+		// The rules a hold keeps apply at the join, in a hold's order:
+		// the room's admission (spent on the entry) first, the key's
+		// quota last, in which waiting units count (the key's row locked
+		// after the pool's, the claim's order).
+		if err := s.guardRoomJoin(ctx, tx, r, id); err != nil {
+			return err
+		}
+		switch {
 		case r.Quantity > capacity:
 			return holdfast.Errorf(holdfast.CodeInvalid, "quantity %d is more than pool %q's capacity of %d", r.Quantity, r.Pool, capacity)
 		case limit > 0 && r.Quantity > limit:
 			return holdfast.Errorf(holdfast.CodeLimitExceeded, "quantity %d is more than pool %q's per-holder limit of %d", r.Quantity, r.Pool, limit)
 		}
+		if limit > 0 {
+			// What the holder has now counts, as it would for a hold.
+			var taken int64
+			if _, err := queryRow(ctx, tx, `SELECT taken FROM pool_holders WHERE pool_id = $1 AND holder = $2`,
+				[]any{r.Pool, holderScope(r.Owner, r.Holder)}, &taken); err != nil {
+				return err
+			}
+			if taken+r.Quantity > limit {
+				return holdfast.Errorf(holdfast.CodeLimitExceeded, "%d more of pool %q would pass its per-holder limit of %d", r.Quantity, r.Pool, limit)
+			}
+		}
+		switch {
+		case free >= r.Quantity:
+			// A line is for what cannot be had: one that waited for what
+			// is free would reserve it from every buyer meanwhile.
+			return holdfast.Errorf(holdfast.CodeNotSoldOut, "pool %q has %d available, %d asked: hold it instead", r.Pool, free, r.Quantity)
+		}
+		if err := s.quotaJoin(ctx, tx, r); err != nil {
+			return err
+		}
 		var seq int64
 		if _, err := queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM waitlist_entries WHERE pool_id = $1`, []any{r.Pool}, &seq); err != nil {
 			return err
 		}
-		id = holdfast.NewID("wl_", s.clock.Now())
 		_, err = tx.Exec(ctx, `INSERT INTO waitlist_entries (id, pool_id, seq, holder, owner, quota_key, quantity, status, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', holdfast_now_ms(), holdfast_now_ms())`,
 			id, r.Pool, seq, r.Holder, r.Owner, r.QuotaKey, r.Quantity)
@@ -90,6 +119,35 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 		return holdfast.WaitlistEntry{}, err
 	}
 	return s.waitlistEntry(ctx, s.db, r.Pool, id)
+}
+
+// guardRoomJoin spends the admission a join of entry id needs when a
+// waiting room protects its pool: the holder's place in the room ends,
+// and their place in line begins.
+func (s *Store) guardRoomJoin(ctx context.Context, tx Querier, r holdfast.WaitlistRequest, id string) error {
+	rooms, err := s.protectingRooms(ctx, tx, r.HoldRequest())
+	if err != nil || len(rooms) == 0 {
+		return err
+	}
+	if err := admissionFor(rooms, r.Admission); err != nil {
+		return err
+	}
+	return s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "done")
+}
+
+// quotaJoin refuses a join past the key's quota of held units.
+func (s *Store) quotaJoin(ctx context.Context, tx Querier, r holdfast.WaitlistRequest) error {
+	if r.QuotaKey == "" {
+		return nil
+	}
+	q, err := readQuota(ctx, tx, r.QuotaKey, s.d.ForUpdate)
+	if err != nil {
+		return err
+	}
+	if _, over := q.passes(r.HoldRequest()); over {
+		return quotaRefusal(-1, q)
+	}
+	return nil
 }
 
 func (s *Store) WaitlistEntry(ctx context.Context, pool, id string) (holdfast.WaitlistEntry, error) {
@@ -282,21 +340,33 @@ func (s *Store) offer(ctx context.Context, pool string) (int, error) {
 	type head struct {
 		id, holder, owner, quotaKey string
 		quantity, ttl, capacity     int64
+		revoked                     bool
 	}
 	offered := 0
 	for offered < offersPerTick {
 		var h head
-		found, err := queryRow(ctx, s.db, `SELECT e.id, e.holder, e.owner, e.quota_key, e.quantity, p.offer_ttl_ms, p.capacity
+		found, err := queryRow(ctx, s.db, `SELECT e.id, e.holder, e.owner, e.quota_key, e.quantity, p.offer_ttl_ms, p.capacity,
+				EXISTS (SELECT 1 FROM api_keys k WHERE e.owner LIKE 'key:%' AND k.id = substr(e.owner, 5) AND k.revoked_at IS NOT NULL)
 			FROM waitlist_entries e JOIN pools p ON p.id = e.pool_id WHERE e.pool_id = $1 AND e.status = 'waiting' ORDER BY e.seq LIMIT 1`,
-			[]any{pool}, &h.id, &h.holder, &h.owner, &h.quotaKey, &h.quantity, &h.ttl, &h.capacity)
+			[]any{pool}, &h.id, &h.holder, &h.owner, &h.quotaKey, &h.quantity, &h.ttl, &h.capacity, &h.revoked)
 		if err != nil || !found {
 			return offered, err
 		}
-		if h.quantity > h.capacity {
+		var drop holdfast.WaitlistStatus
+		var reason string
+		switch {
+		case h.quantity > h.capacity:
 			// The capacity was lowered below the ask since it joined: it
 			// could never be served, and would hold the line for good.
+			drop, reason = holdfast.WaitlistExpired, fmt.Sprintf("asks for %d, more than the pool's capacity of %d", h.quantity, h.capacity)
+		case h.revoked:
+			// Revocation ends a key's entries; one that slipped in at
+			// that moment ends here, never offered.
+			drop, reason = holdfast.WaitlistCancelled, "the key was revoked"
+		}
+		if drop != "" {
 			if err := s.db.Transact(ctx, func(tx Querier) error {
-				return s.dropEntry(ctx, tx, h.id, pool, h.quantity, fmt.Sprintf("asks for %d, more than the pool's capacity of %d", h.quantity, h.capacity))
+				return s.dropEntry(ctx, tx, h.id, pool, h.quantity, drop, reason)
 			}); err != nil {
 				return offered, err
 			}
@@ -324,7 +394,7 @@ func (s *Store) offer(ctx context.Context, pool string) (int, error) {
 		// key's quota is full since they joined): the entry ends, and the
 		// capacity goes to the next.
 		if err := s.db.Transact(ctx, func(tx Querier) error {
-			return s.dropEntry(ctx, tx, h.id, pool, h.quantity, fmt.Sprintf("the offer could not be made: %s", fail.code))
+			return s.dropEntry(ctx, tx, h.id, pool, h.quantity, holdfast.WaitlistCancelled, fmt.Sprintf("the offer could not be made: %s", fail.code))
 		}); err != nil {
 			return offered, err
 		}
@@ -395,12 +465,16 @@ func (s *Store) offerTo(ctx context.Context, id string, r holdfast.HoldRequest, 
 	return nil, err
 }
 
-// dropEntry ends a waiting entry that cannot be offered, with the reason
-// and the waitlist.expired event.
-func (s *Store) dropEntry(ctx context.Context, tx Querier, id, pool string, q int64, reason string) error {
-	n, err := tx.Exec(ctx, `UPDATE waitlist_entries SET status = 'expired', reason = $2, updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'waiting'`, id, reason)
+// dropEntry ends a waiting entry that cannot be offered (to status:
+// expired, or cancelled by a rule), with the reason and its event.
+func (s *Store) dropEntry(ctx context.Context, tx Querier, id, pool string, q int64, to holdfast.WaitlistStatus, reason string) error {
+	n, err := tx.Exec(ctx, `UPDATE waitlist_entries SET status = $3, reason = $2, updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'waiting'`, id, reason, string(to))
 	if err != nil || n == 0 {
 		return err
+	}
+	typ := holdfast.EventWaitlistExpired
+	if to == holdfast.WaitlistCancelled {
+		typ = holdfast.EventWaitlistCancelled
 	}
 	if _, err := tx.Exec(ctx, `UPDATE pools SET waitlisted = waitlisted - $2 WHERE id = $1`, pool, q); err != nil {
 		return err
@@ -409,5 +483,5 @@ func (s *Store) dropEntry(ctx context.Context, tx Querier, id, pool string, q in
 	if err != nil {
 		return err
 	}
-	return s.event(ctx, tx, holdfast.EventWaitlistExpired, "", pool, e)
+	return s.event(ctx, tx, typ, "", pool, e)
 }

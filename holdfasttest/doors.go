@@ -1,0 +1,402 @@
+package holdfasttest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// mustRoom makes a room guarding pools, open (opensIn ≤ 0) or not yet.
+func mustRoom(t *testing.T, s holdfast.Store, id string, opensIn time.Duration, pools ...string) {
+	t.Helper()
+	if _, err := s.CreateRoom(context.Background(), holdfast.Room{ID: id, Pools: pools, OpensAt: time.Now().Add(opensIn),
+		AdmitPerSecond: 1000, AdmitTTLSeconds: 60, MaxInside: 1000}); err != nil {
+		t.Fatalf("CreateRoom(%s): %v", id, err)
+	}
+}
+
+// mustAdmission joins room for holder (of owner) and admits them.
+func mustAdmission(t *testing.T, s holdfast.Store, room, holder, owner string) string {
+	t.Helper()
+	tk := mustJoin(t, s, room, holder, owner)
+	mustAdmit(t, s)
+	if tk = mustTicket(t, s, tk); tk.Admission == "" {
+		t.Fatalf("%s not admitted to room %s: %+v", holder, room, tk)
+	}
+	return tk.Admission
+}
+
+// mustQuotaKey makes a client key with a quota of held units.
+func mustQuotaKey(t *testing.T, s holdfast.Store, id string, max int64) {
+	t.Helper()
+	if _, err := s.CreateKey(context.Background(), holdfast.APIKey{ID: id, Name: id, Role: holdfast.RoleClient, Hash: []byte(id), MaxHeldUnits: max}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pl(pool string, q int64) []holdfast.Line { return []holdfast.Line{{Pool: pool, Quantity: q}} }
+
+// testSideDoors: the ways in that once skipped a rule a hold keeps — a
+// waitlist behind a room that had not opened, an admission of one room
+// spent behind another, a key's waitlist flood that made a pool look sold
+// out, a revoked key's entries offered ahead of others — are refused,
+// and change nothing.
+func testSideDoors(t *testing.T, h Harness) {
+	skipRemote(t, h) // owners and keys named directly; TestSideDoorsOverHTTP covers the wire
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "open", 10, 0)
+	MustCreatePool(t, s, "vip", 3, 0)
+	MustCreatePool(t, s, "vip2", 5, 0)
+	MustHold(t, s, "early", holdfast.Line{Pool: "vip", Quantity: 3}) // sold out before its room existed
+	mustRoom(t, s, "r1", -time.Second, "open")
+	mustRoom(t, s, "r3", time.Hour, "vip", "vip2")
+
+	// A waitlist join behind a room that has not opened needs its
+	// admission, as a hold would.
+	_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "vip", Holder: "erin", Quantity: 3})
+	wantCode(t, err, holdfast.CodeAdmissionRequired, -1)
+
+	// An admission admits to its own room only: not behind r3, on a hold,
+	// a booking or a join, and not on a hold spanning both rooms.
+	adm := mustAdmission(t, s, "r1", "erin", "")
+	for name, try := range map[string]func() error{
+		"hold behind another room": func() error {
+			_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "erin", Admission: adm, Lines: pl("vip2", 1)})
+			return err
+		},
+		"booking behind another room": func() error {
+			_, err := s.Book(ctx, holdfast.HoldRequest{Holder: "erin", Admission: adm, Lines: pl("vip2", 1)}, "")
+			return err
+		},
+		"hold behind two rooms": func() error {
+			_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "erin", Admission: adm,
+				Lines: []holdfast.Line{{Pool: "open", Quantity: 1}, {Pool: "vip2", Quantity: 1}}})
+			return err
+		},
+		"waitlist join behind another room": func() error {
+			_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "vip", Holder: "erin", Quantity: 1, Admission: adm})
+			return err
+		},
+	} {
+		if err := try(); holdfast.ErrorCode(err) != holdfast.CodeAdmissionInvalid {
+			t.Fatalf("%s with room r1's admission: %v, want admission_invalid", name, err)
+		}
+	}
+	if n := MustCount(t, s, `SELECT held + confirmed + waitlisted FROM pools WHERE id = 'vip2'`) + MustPool(t, s, "vip").Waitlisted; n != 0 {
+		t.Fatalf("refused requests behind r3 took %d", n)
+	}
+	// Unspent, it still admits to its own room.
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "erin", Admission: adm, Lines: pl("open", 1)}); err != nil {
+		t.Fatalf("a hold with room r1's admission on r1's pool: %v", err)
+	}
+	// With r3's own admission the join is taken, and the place in the
+	// room is spent on it.
+	openRoom(t, s, "r3")
+	adm3 := mustAdmission(t, s, "r3", "erin", "")
+	e, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "vip", Holder: "erin", Quantity: 3, Admission: adm3})
+	if err != nil || e.Status != holdfast.WaitlistWaiting {
+		t.Fatalf("a join with room r3's admission: %+v, %v", e, err)
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "erin", Admission: adm3, Lines: pl("vip2", 1)})
+	wantCode(t, err, holdfast.CodeAdmissionInvalid, -1)
+
+	// One key cannot make a pool look sold out: a join for what can be
+	// held now is not_sold_out, and a key's waiting units count in its
+	// quota, so a key whose quota is full joins nothing.
+	MustCreatePool(t, s, "p", 100, 0)
+	mustQuotaKey(t, s, "flood", 5)
+	flood := holdfast.KeyOwner("flood")
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "f", Owner: flood, QuotaKey: "flood", Lines: pl("p", 5)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: fmt.Sprintf("f%d", i), Quantity: 95, Owner: flood, QuotaKey: "flood"})
+		wantCode(t, err, holdfast.CodeNotSoldOut, -1)
+	}
+	rest := MustHold(t, s, "box-office", holdfast.Line{Pool: "p", Quantity: 95})
+	for i := range 20 {
+		_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: fmt.Sprintf("f%d", i), Quantity: 100, Owner: flood, QuotaKey: "flood"})
+		wantCode(t, err, holdfast.CodeQuotaExceeded, -1)
+	}
+	if p := MustPool(t, s, "p"); p.Waitlisted != 0 {
+		t.Fatalf("refused joins wait for %d", p.Waitlisted)
+	}
+	if _, err := s.Release(ctx, rest.ID); err != nil {
+		t.Fatal(err)
+	}
+	MustHold(t, s, "another-buyer", holdfast.Line{Pool: "p", Quantity: 95})
+	// Waiting units count as held: a key with 3 waiting of a quota of 3
+	// holds nothing more.
+	mustQuotaKey(t, s, "q3", 3)
+	if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "w", Quantity: 3, Owner: holdfast.KeyOwner("q3"), QuotaKey: "q3"}); err != nil {
+		t.Fatalf("a join within the quota: %v", err)
+	}
+	MustCreatePool(t, s, "spare", 10, 0)
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "w2", Owner: holdfast.KeyOwner("q3"), QuotaKey: "q3", Lines: pl("spare", 1)})
+	wantCode(t, err, holdfast.CodeQuotaExceeded, 0)
+
+	// Revoking a key ends its claims on the future: its entries are
+	// cancelled (a legitimate waiter behind gets the offer), its places
+	// in rooms done, its unconfirmed holds released; what it bought stays.
+	MustCreatePool(t, s, "gig", 2, 0)
+	MustCreatePool(t, s, "merch", 5, 0)
+	mallory := holdfast.KeyOwner("mallory")
+	mustQuotaKey(t, s, "mallory", 0)
+	sold := MustHold(t, s, "fan", holdfast.Line{Pool: "gig", Quantity: 2})
+	me, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "gig", Holder: "m", Quantity: 1, Owner: mallory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ae := mustJoinWaitlist(t, s, "gig", "alice", 1)
+	mh, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "m", Owner: mallory, Lines: pl("merch", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := s.Book(ctx, holdfast.HoldRequest{Holder: "m", Owner: mallory, Lines: pl("merch", 1)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRoom(t, s, "later", time.Hour, "merch")
+	mt := mustJoin(t, s, "later", "m", mallory)
+	if _, err := s.RevokeKey(ctx, "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustEntry(t, s, me); got.Status != holdfast.WaitlistCancelled || got.Reason == "" {
+		t.Fatalf("a revoked key's entry: %+v, want cancelled with a reason", got)
+	}
+	if got, err := s.GetHold(ctx, mh.ID); err != nil || got.Status != holdfast.StatusReleased {
+		t.Fatalf("a revoked key's hold: %+v, %v, want released", got, err)
+	}
+	if got, err := s.GetHold(ctx, mb.ID); err != nil || got.Status != holdfast.StatusConfirmed {
+		t.Fatalf("a revoked key's booking: %+v, %v, want confirmed still", got, err)
+	}
+	if got := mustTicket(t, s, mt); got.Status != holdfast.TicketDone {
+		t.Fatalf("a revoked key's place in a room: %+v, want done", got)
+	}
+	if p := MustPool(t, s, "merch"); p.Held != 0 || p.Confirmed != 1 {
+		t.Fatalf("merch after the revocation: %+v", p)
+	}
+	if _, err := s.Release(ctx, sold.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustOffer(t, s)
+	if got := mustEntry(t, s, ae); got.Status != holdfast.WaitlistOffered {
+		t.Fatalf("the waiter behind a revoked key's entry: %+v, want offered", got)
+	}
+	if p := MustPool(t, s, "gig"); p.Waitlisted != 0 || p.Held != 1 {
+		t.Fatalf("gig after the offer: %+v", p)
+	}
+	MustAuditClean(t, s)
+}
+
+// testOfferBreakingARuleIsCancelled: an entry whose offer would pass its
+// holder's limit or its key's quota (taken since it joined) ends
+// cancelled, with the rule in its reason, and the capacity goes to the
+// next entry at once.
+func testOfferBreakingARuleIsCancelled(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "lim", 4, 2)
+	MustCreatePool(t, s, "other", 10, 0)
+	mustQuotaKey(t, s, "k", 2)
+	MustHold(t, s, "a", holdfast.Line{Pool: "lim", Quantity: 1})
+	MustHold(t, s, "x", holdfast.Line{Pool: "lim", Quantity: 1})
+	b := MustHold(t, s, "b", holdfast.Line{Pool: "lim", Quantity: 2})
+	over := mustJoinWaitlist(t, s, "lim", "a", 1) // a holds 1 of a limit of 2
+	MustExec(t, s, `UPDATE pools SET per_holder_limit = 1 WHERE id = 'lim'`) // and the limit is lowered since
+	quota, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "lim", Holder: "q", Quantity: 1, Owner: holdfast.KeyOwner("k"), QuotaKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "q2", Owner: holdfast.KeyOwner("k"), QuotaKey: "k", Lines: pl("other", 1)}); err != nil {
+		t.Fatal(err) // 1 waiting + 1 held: the key's quota is full
+	}
+	if _, err := s.SetKeyQuota(ctx, "k", 1); err != nil { // and lowered since
+		t.Fatal(err)
+	}
+	next := mustJoinWaitlist(t, s, "lim", "c", 1)
+	if _, err := s.Release(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustOffer(t, s)
+	for _, c := range []struct {
+		e    holdfast.WaitlistEntry
+		code holdfast.Code
+	}{{over, holdfast.CodeLimitExceeded}, {quota, holdfast.CodeQuotaExceeded}} {
+		if got := mustEntry(t, s, c.e); got.Status != holdfast.WaitlistCancelled || !strings.Contains(got.Reason, string(c.code)) {
+			t.Fatalf("entry of %s: %+v, want cancelled for %s", got.Holder, got, c.code)
+		}
+	}
+	if got := mustEntry(t, s, next); got.Status != holdfast.WaitlistOffered {
+		t.Fatalf("the entry behind two that broke rules: %+v, want offered", got)
+	}
+	if p := MustPool(t, s, "lim"); p.Waitlisted != 0 || p.Held != 3 {
+		t.Fatalf("pool: %+v", p)
+	}
+	MustAuditClean(t, s)
+}
+
+// row4 is a one-row venue of four seats, named after its group.
+func row4(t *testing.T, s holdfast.Store, id string) {
+	t.Helper()
+	row := holdfast.Row{Name: "A"}
+	for n := 1; n <= 4; n++ {
+		row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("%s-%d", id, n), Number: fmt.Sprint(n), X: float64(n * 10)})
+	}
+	l := &holdfast.Layout{Sections: []holdfast.Section{{ID: "s", Name: "S", Rows: []holdfast.Row{row}}}}
+	if _, err := s.CreateGroup(context.Background(), holdfast.Group{ID: id, Layout: l}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testRulesByDoor: every rule applies at every door that takes capacity,
+// and its refusal has the rule's code whichever door was used (guarantee
+// 9). A cell the design leaves out says why; a new door or rule is a new
+// row or column here.
+func testRulesByDoor(t *testing.T, h Harness) {
+	skipRemote(t, h) // keys and owners named directly
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	guard := func(room string, opensIn time.Duration, pools, groups []string) {
+		t.Helper()
+		if _, err := s.CreateRoom(ctx, holdfast.Room{ID: room, Pools: pools, Groups: groups, OpensAt: time.Now().Add(opensIn),
+			AdmitPerSecond: 1000, AdmitTTLSeconds: 60, MaxInside: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What each rule sets up, named n: a pool (or group) on which the
+	// request below breaks the rule, and the request's holder and key.
+	type setup struct {
+		pool, group string
+		holder      string
+		owner, key  string
+		admission   string
+	}
+	rules := map[string]func(n string) setup{
+		"capacity": func(n string) setup {
+			MustCreatePool(t, s, n, 1, 0)
+			row4(t, s, n+"-g")
+			MustHold(t, s, "other", holdfast.Line{Pool: n, Quantity: 1}, holdfast.Line{Group: n + "-g", Any: 4})
+			return setup{pool: n, group: n + "-g", holder: "h"}
+		},
+		"per_holder_limit": func(n string) setup {
+			MustCreatePool(t, s, n, 10, 2)
+			for _, who := range []string{"h", "o1", "o2", "o3", "o4"} {
+				MustHold(t, s, who, holdfast.Line{Pool: n, Quantity: 2})
+			}
+			return setup{pool: n, holder: "h"}
+		},
+		"key_quota": func(n string) setup {
+			MustCreatePool(t, s, n, 10, 0)
+			MustCreatePool(t, s, n+"-elsewhere", 10, 0)
+			row4(t, s, n+"-g")
+			mustQuotaKey(t, s, n, 1)
+			if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "x", Owner: holdfast.KeyOwner(n), QuotaKey: n, Lines: pl(n+"-elsewhere", 1)}); err != nil {
+				t.Fatal(err)
+			}
+			MustHold(t, s, "other", holdfast.Line{Pool: n, Quantity: 10})
+			return setup{pool: n, group: n + "-g", holder: "h", owner: holdfast.KeyOwner(n), key: n}
+		},
+		"admission_required": func(n string) setup {
+			MustCreatePool(t, s, n, 10, 0)
+			row4(t, s, n+"-g")
+			MustHold(t, s, "other", holdfast.Line{Pool: n, Quantity: 10}) // sold out before the room, for the join
+			guard(n, -time.Second, []string{n}, []string{n + "-g"})
+			return setup{pool: n, group: n + "-g", holder: "h"}
+		},
+		"admission_of_its_room": func(n string) setup {
+			MustCreatePool(t, s, n, 10, 0)
+			MustCreatePool(t, s, n+"-there", 10, 0)
+			row4(t, s, n+"-g")
+			MustHold(t, s, "other", holdfast.Line{Pool: n, Quantity: 10})
+			guard(n, -time.Second, []string{n}, []string{n + "-g"})
+			guard(n+"-there", -time.Second, []string{n + "-there"}, nil)
+			return setup{pool: n, group: n + "-g", holder: "h", admission: mustAdmission(t, s, n+"-there", "h", "")}
+		},
+	}
+	req := func(x setup, lines []holdfast.Line) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: x.holder, Owner: x.owner, QuotaKey: x.key, Admission: x.admission, Lines: lines}
+	}
+	// offerOutcome makes capacity come back to an entry x's holder joined
+	// before the rule broke, and reads the entry: a cancelled entry
+	// answers its reason's code; an entry still waiting, sold_out.
+	doors := map[string]func(n string, x setup) error{
+		"hold": func(_ string, x setup) error {
+			_, err := s.Hold(ctx, req(x, pl(x.pool, 1)))
+			return err
+		},
+		"book": func(_ string, x setup) error {
+			_, err := s.Book(ctx, req(x, pl(x.pool, 1)), "")
+			return err
+		},
+		"seats_together": func(_ string, x setup) error {
+			_, err := s.Hold(ctx, req(x, []holdfast.Line{{Group: x.group, Any: 2, Together: true}}))
+			return err
+		},
+		"waitlist_join": func(_ string, x setup) error {
+			_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: x.pool, Holder: x.holder, Quantity: 1, Owner: x.owner, QuotaKey: x.key, Admission: x.admission})
+			return err
+		},
+	}
+	type cell struct{ rule, door string }
+	want := map[cell]holdfast.Code{
+		{"capacity", "hold"}: holdfast.CodeSoldOut, {"capacity", "book"}: holdfast.CodeSoldOut,
+		{"capacity", "seats_together"}: holdfast.CodeUnavailable,
+		{"per_holder_limit", "hold"}:   holdfast.CodeLimitExceeded, {"per_holder_limit", "book"}: holdfast.CodeLimitExceeded,
+		{"per_holder_limit", "waitlist_join"}: holdfast.CodeLimitExceeded,
+		{"key_quota", "hold"}:                 holdfast.CodeQuotaExceeded, {"key_quota", "seats_together"}: holdfast.CodeQuotaExceeded,
+		{"key_quota", "waitlist_join"}: holdfast.CodeQuotaExceeded,
+		{"admission_required", "hold"}: holdfast.CodeAdmissionRequired, {"admission_required", "book"}: holdfast.CodeAdmissionRequired,
+		{"admission_required", "seats_together"}: holdfast.CodeAdmissionRequired, {"admission_required", "waitlist_join"}: holdfast.CodeAdmissionRequired,
+		{"admission_of_its_room", "hold"}: holdfast.CodeAdmissionInvalid, {"admission_of_its_room", "book"}: holdfast.CodeAdmissionInvalid,
+		{"admission_of_its_room", "seats_together"}: holdfast.CodeAdmissionInvalid, {"admission_of_its_room", "waitlist_join"}: holdfast.CodeAdmissionInvalid,
+	}
+	// Left out by design: a booking is never held, so it counts against
+	// no key's quota; a group has no per-holder limit; a join while the
+	// pool can sell is its own rule (not_sold_out, below).
+	i := 0
+	for c, code := range want {
+		i++
+		n := fmt.Sprintf("c%02d", i)
+		x := rules[c.rule](n)
+		before := MustCount(t, s, `SELECT COALESCE(SUM(held + confirmed + waitlisted), 0) FROM pools`) + MustCount(t, s, `SELECT COUNT(*) FROM units WHERE hold_id IS NOT NULL`)
+		err := doors[c.door](n, x)
+		if holdfast.ErrorCode(err) != code {
+			t.Errorf("rule %s at door %s: %v, want %s", c.rule, c.door, err, code)
+		}
+		after := MustCount(t, s, `SELECT COALESCE(SUM(held + confirmed + waitlisted), 0) FROM pools`) + MustCount(t, s, `SELECT COUNT(*) FROM units WHERE hold_id IS NOT NULL`)
+		if after != before {
+			t.Errorf("rule %s at door %s: the refusal took %d", c.rule, c.door, after-before)
+		}
+	}
+
+	// The waitlist's own rule: no line for what can be held now.
+	MustCreatePool(t, s, "free", 5, 0)
+	_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "free", Holder: "h", Quantity: 5})
+	wantCode(t, err, holdfast.CodeNotSoldOut, -1)
+
+	// The offer door and the late-confirm door: the rule is asked again
+	// when the capacity is taken. A limit reached since joining cancels
+	// the entry; a late confirm past a limit or the capacity is refused
+	// hold_expired, never reclaimable.
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "late", Capacity: 3, PerHolderLimit: 2, LateConfirm: holdfast.LateIfAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	old := MustHold(t, s, "h", holdfast.Line{Pool: "late", Quantity: 2})
+	MustExpire(t, s, old.ID)
+	MustHold(t, s, "h", holdfast.Line{Pool: "late", Quantity: 2})
+	_, err = s.Confirm(ctx, old.ID, "")
+	wantExpired(t, err, false)
+	old2 := MustHold(t, s, "g", holdfast.Line{Pool: "late", Quantity: 1})
+	MustExpire(t, s, old2.ID)
+	MustHold(t, s, "k", holdfast.Line{Pool: "late", Quantity: 1})
+	_, err = s.Confirm(ctx, old2.ID, "")
+	wantExpired(t, err, false)
+	MustAuditClean(t, s)
+}
