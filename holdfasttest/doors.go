@@ -208,7 +208,7 @@ func testOfferBreakingARuleIsCancelled(t *testing.T, h Harness) {
 	MustHold(t, s, "a", holdfast.Line{Pool: "lim", Quantity: 1})
 	MustHold(t, s, "x", holdfast.Line{Pool: "lim", Quantity: 1})
 	b := MustHold(t, s, "b", holdfast.Line{Pool: "lim", Quantity: 2})
-	over := mustJoinWaitlist(t, s, "lim", "a", 1) // a holds 1 of a limit of 2
+	over := mustJoinWaitlist(t, s, "lim", "a", 1)                            // a holds 1 of a limit of 2
 	MustExec(t, s, `UPDATE pools SET per_holder_limit = 1 WHERE id = 'lim'`) // and the limit is lowered since
 	quota, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "lim", Holder: "q", Quantity: 1, Owner: holdfast.KeyOwner("k"), QuotaKey: "k"})
 	if err != nil {
