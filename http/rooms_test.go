@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +169,88 @@ func TestTicketStream(t *testing.T) {
 		if got, more := next(); more {
 			t.Fatalf("the stream went on after the admission: %+v", got)
 		}
+	})
+}
+
+// The side doors, over the wire: a waitlist behind a room that has not
+// opened, an admission of one room behind another, a key's waitlist
+// flood, and a revoked key's entries — each refused or ended, with the
+// rule's code, changing nothing else.
+func TestSideDoorsOverHTTP(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		ctx := context.Background()
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		erin := newKey(t, admin, "erin")
+		admin.want(t, "POST", "/v1/pools", `{"id":"open","capacity":10}`, 201, "")
+		admin.want(t, "POST", "/v1/pools", `{"id":"vip","capacity":3}`, 201, "")
+		admin.want(t, "POST", "/v1/holds", `{"holder":"early","lines":[{"pool":"vip","quantity":3}]}`, 201, "")
+		past, later := time.Now().Add(-time.Second).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		admin.want(t, "POST", "/v1/rooms", `{"id":"r1","pools":["open"],"opens_at":"`+past+`","admit_per_second":100,"admit_ttl_seconds":60,"max_inside":10}`, 201, "")
+		admin.want(t, "POST", "/v1/rooms", `{"id":"r3","pools":["vip"],"opens_at":"`+later+`","admit_per_second":100,"admit_ttl_seconds":60,"max_inside":10}`, 201, "")
+
+		erin.want(t, "POST", "/v1/pools/vip/waitlist", `{"holder":"erin","quantity":3}`, 403, holdfast.CodeAdmissionRequired)
+		var tk holdfast.RoomTicket
+		erin.want(t, "POST", "/v1/rooms/r1/join", `{"holder":"erin"}`, 202, "").decode(t, &tk)
+		if _, err := s.AdmitRooms(ctx); err != nil {
+			t.Fatal(err)
+		}
+		erin.want(t, "GET", "/v1/rooms/r1/tickets/"+tk.Ticket, "", 200, "").decode(t, &tk)
+		if tk.Admission == "" {
+			t.Fatalf("not admitted: %+v", tk)
+		}
+		erin.want(t, "POST", "/v1/holds", `{"holder":"erin","lines":[{"pool":"vip","quantity":1}]}`, 403, holdfast.CodeAdmissionInvalid, "Holdfast-Admission", tk.Admission)
+		erin.want(t, "POST", "/v1/pools/vip/waitlist", `{"holder":"erin","quantity":3,"admission":"`+tk.Admission+`"}`, 403, holdfast.CodeAdmissionInvalid)
+		erin.want(t, "POST", "/v1/pools/vip/waitlist", `{"holder":"erin","quantity":3}`, 403, holdfast.CodeAdmissionInvalid, "Holdfast-Admission", tk.Admission)
+
+		// A flood of joins from a key whose quota is full.
+		var k struct{ ID, Key string }
+		admin.want(t, "POST", "/v1/keys", `{"name":"flood","max_held_units":5}`, 201, "").decode(t, &k)
+		flood := caller{base: admin.base, key: k.Key}
+		admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":100}`, 201, "")
+		flood.want(t, "POST", "/v1/holds", `{"holder":"f","lines":[{"pool":"p","quantity":5}]}`, 201, "")
+		flood.want(t, "POST", "/v1/pools/p/waitlist", `{"holder":"f0","quantity":95}`, 409, holdfast.CodeNotSoldOut)
+		admin.want(t, "POST", "/v1/holds", `{"holder":"box","lines":[{"pool":"p","quantity":95}]}`, 201, "")
+		for i := range 10 {
+			flood.want(t, "POST", "/v1/pools/p/waitlist", `{"holder":"f`+strconv.Itoa(i)+`","quantity":100}`, 409, holdfast.CodeQuotaExceeded)
+		}
+		var p holdfast.Pool
+		admin.want(t, "GET", "/v1/pools/p", "", 200, "").decode(t, &p)
+		if p.Waitlisted != 0 {
+			t.Fatalf("refused joins wait for %d", p.Waitlisted)
+		}
+
+		// A revoked key's entry is cancelled; the waiter behind it is
+		// offered the capacity that comes back.
+		var mk struct{ ID, Key string }
+		admin.want(t, "POST", "/v1/keys", `{"name":"mallory"}`, 201, "").decode(t, &mk)
+		mallory, alice := caller{base: admin.base, key: mk.Key}, newKey(t, admin, "alice")
+		admin.want(t, "POST", "/v1/pools", `{"id":"gig","capacity":1}`, 201, "")
+		var sold holdfast.Hold
+		admin.want(t, "POST", "/v1/holds", `{"holder":"fan","lines":[{"pool":"gig","quantity":1}]}`, 201, "").decode(t, &sold)
+		var me, ae holdfast.WaitlistEntry
+		mallory.want(t, "POST", "/v1/pools/gig/waitlist", `{"holder":"m","quantity":1}`, 201, "").decode(t, &me)
+		alice.want(t, "POST", "/v1/pools/gig/waitlist", `{"holder":"a","quantity":1}`, 201, "").decode(t, &ae)
+		var mh holdfast.Hold
+		mallory.want(t, "POST", "/v1/holds", `{"holder":"m","lines":[{"pool":"p","quantity":0}]}`, 400, holdfast.CodeInvalid)
+		admin.want(t, "POST", "/v1/pools", `{"id":"merch","capacity":5}`, 201, "")
+		mallory.want(t, "POST", "/v1/holds", `{"holder":"m","lines":[{"pool":"merch","quantity":2}]}`, 201, "").decode(t, &mh)
+		admin.want(t, "DELETE", "/v1/keys/"+mk.ID, "", 200, "")
+		admin.want(t, "GET", "/v1/pools/gig/waitlist/"+me.ID, "", 200, "").decode(t, &me)
+		if me.Status != holdfast.WaitlistCancelled {
+			t.Fatalf("a revoked key's entry: %+v", me)
+		}
+		admin.want(t, "GET", "/v1/holds/"+mh.ID, "", 200, "").decode(t, &mh)
+		if mh.Status != holdfast.StatusReleased {
+			t.Fatalf("a revoked key's hold: %+v", mh)
+		}
+		admin.want(t, "POST", "/v1/holds/"+sold.ID+"/release", `{}`, 200, "")
+		if _, err := s.OfferWaitlists(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alice.want(t, "GET", "/v1/pools/gig/waitlist/"+ae.ID, "", 200, "").decode(t, &ae)
+		if ae.Status != holdfast.WaitlistOffered {
+			t.Fatalf("the waiter behind a revoked key's entry: %+v", ae)
+		}
+		holdfasttest.MustAuditClean(t, s)
 	})
 }
