@@ -230,6 +230,11 @@ var dialect = sqlstore.Dialect{
 }
 
 func listArg(ids []string) any {
+	if ids == nil {
+		// json_each('null') is one row of NULL, and "id NOT IN (NULL)"
+		// is never true: an empty list must be an empty array.
+		ids = []string{}
+	}
 	b, _ := json.Marshal(ids)
 	return string(b)
 }

@@ -399,135 +399,17 @@ func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder st
 	return ok, rows.Err()
 }
 
-// explain looks at each line of r in request order, outside any write
-// transaction, and returns the definite error for the first line that
-// cannot be had now, or nil if all could.
+// explain names the refusal a claim made one by one would give now: the
+// one decision (grant) asked of r on its rows as they are, outside any
+// write transaction. nil: every line could be had now.
 func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
-	// The rules about who asks come before the capacity, line by line:
-	// a line past the holder's limit or the key's quota is refused so
-	// whether or not the capacity is there.
-	quotaLine, overQuota := -1, false
-	var q quota
-	if r.QuotaKey != "" {
-		var err error
-		if q, err = readQuota(ctx, s.db, r.QuotaKey, ""); err != nil {
-			return err
-		}
-		quotaLine, overQuota = q.passes(r)
+	req := &claimReq{ctx: ctx, r: r}
+	st, now, err := s.lockBatch(ctx, s.db, []*claimReq{req}, make([]claimResult, 1), true)
+	if err != nil {
+		return err
 	}
-	for i, l := range r.Lines {
-		if overQuota && i == quotaLine {
-			if err := s.lineExists(ctx, l, i); err != nil {
-				return err
-			}
-			return quotaRefusal(i, q)
-		}
-		switch l.Kind() {
-		case holdfast.LinePool:
-			p, found, err := readPool(ctx, s.db, l.Pool, "")
-			if err != nil {
-				return err
-			}
-			if !found {
-				return holdfast.LineErrorf(holdfast.CodeNotFound, i, "pool %q not found", l.Pool)
-			}
-			if limit := p.limit; limit > 0 {
-				var taken int64
-				err := s.db.QueryRow(ctx, `SELECT taken FROM pool_holders WHERE pool_id = $1 AND holder = $2`, l.Pool, holderScope(r.Owner, r.Holder)).Scan(&taken)
-				if err != nil && !errors.Is(err, ErrNoRows) {
-					return err
-				}
-				if taken+l.Quantity > limit {
-					return holdfast.LineErrorf(holdfast.CodeLimitExceeded, i,
-						"%d more of pool %q would pass its per-holder limit of %d", l.Quantity, l.Pool, limit)
-				}
-			}
-			if avail := p.available(); avail < l.Quantity {
-				return holdfast.LineErrorf(holdfast.CodeSoldOut, i, "pool %q has %d available, %d asked", l.Pool, avail, l.Quantity)
-			}
-		case holdfast.LineUnits:
-			rows, err := s.db.Query(ctx, `SELECT id, hold_id IS NULL FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(l.Units))
-			if err != nil {
-				return err
-			}
-			free := map[string]bool{}
-			for rows.Next() {
-				var id string
-				var f bool
-				if err := rows.Scan(&id, &f); err != nil {
-					rows.Close()
-					return err
-				}
-				free[id] = f
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for _, u := range l.Units {
-				f, ok := free[u]
-				if !ok {
-					return holdfast.LineErrorf(holdfast.CodeNotFound, i, "unit %q not found", u)
-				}
-				if !f {
-					return holdfast.LineErrorf(holdfast.CodeUnavailable, i, "unit %q is taken", u)
-				}
-			}
-		case holdfast.LineAny:
-			if found, err := groupExists(ctx, s.db, l.Group); err != nil {
-				return err
-			} else if !found {
-				return holdfast.LineErrorf(holdfast.CodeNotFound, i, "group %q not found", l.Group)
-			}
-			// The claim takes the named units first, then "any" lines in
-			// group order (request order within a group): what this line
-			// can have is what they leave.
-			var named []string
-			var before int64
-			for j, o := range r.Lines {
-				named = append(named, o.Units...)
-				if j < i && o.Kind() == holdfast.LineAny && o.Group == l.Group {
-					before += o.Any
-				}
-			}
-			var free, mine int64
-			if err := s.db.QueryRow(ctx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE id IN (`+s.d.ListSelect(2)+`))
-				FROM units WHERE group_id = $1 AND hold_id IS NULL`, l.Group, s.d.ListArg(named)).Scan(&free, &mine); err != nil {
-				return err
-			}
-			if free -= mine + before; free < l.Any {
-				return holdfast.LineErrorf(holdfast.CodeUnavailable, i, "group %q has %d free units, %d asked", l.Group, free, l.Any)
-			}
-		}
-	}
-	return nil
-}
-
-// lineExists refuses line i of a request if what it names does not exist.
-func (s *Store) lineExists(ctx context.Context, l holdfast.Line, i int) error {
-	switch l.Kind() {
-	case holdfast.LinePool:
-		if _, found, err := readPool(ctx, s.db, l.Pool, ""); err != nil || !found {
-			if err == nil {
-				err = holdfast.LineErrorf(holdfast.CodeNotFound, i, "pool %q not found", l.Pool)
-			}
-			return err
-		}
-	case holdfast.LineAny:
-		if found, err := groupExists(ctx, s.db, l.Group); err != nil || !found {
-			if err == nil {
-				err = holdfast.LineErrorf(holdfast.CodeNotFound, i, "group %q not found", l.Group)
-			}
-			return err
-		}
-	case holdfast.LineUnits:
-		var n int64
-		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(l.Units)).Scan(&n); err != nil {
-			return err
-		}
-		if n < int64(len(l.Units)) {
-			return holdfast.LineErrorf(holdfast.CodeNotFound, i, "a unit of line %d was not found", i)
-		}
+	if _, f := st.grant(req, now); f != nil {
+		return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/holdfast/holdfast"
 )
@@ -28,7 +29,11 @@ func readQuota(ctx context.Context, q Reader, id, lock string) (quota, error) {
 
 // quotaRefusal is the refusal of a request past key quota k, at line.
 func quotaRefusal(line int, k quota) error {
-	return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "this key may have %d tickets and units held (or waiting) at once", k.max)
+	return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "%s", k.text())
+}
+
+func (k quota) text() string {
+	return fmt.Sprintf("this key may have %d tickets and units held (or waiting) at once", k.max)
 }
 
 // lineUnits is what a line holds: its quantity, its units, or its any.

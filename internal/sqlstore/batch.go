@@ -1,0 +1,297 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/holdfast/holdfast"
+)
+
+// A batch's transaction: it locks every row its requests touch, in the
+// global order, asks the one decision (decide.go) of each request in
+// arrival order, and writes every effect in one round (writer.go).
+
+// batchTx decides a batch inside one transaction.
+func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult, locked func()) error {
+	if err := s.checkClaimedKeys(ctx, tx, batch, results); err != nil {
+		return err
+	}
+	st, now, err := s.lockBatch(ctx, tx, batch, results, false)
+	if err != nil {
+		return err
+	}
+	locked()
+
+	var granted []int
+	grants := make([]holdfast.Hold, len(batch))
+	w := newHoldWriter(s.d)
+	answers := make([]*holdfast.StoredResponse, len(batch))
+	for i, req := range batch {
+		if results[i].err != nil {
+			continue
+		}
+		h, fail := st.grant(req, now)
+		if fail != nil {
+			if err := s.refusal(ctx, tx, st, req, fail); err != nil {
+				results[i].err = err
+				// A refusal under a key is recorded with the batch's
+				// writes: no transaction of its own after.
+				if rec := req.rec; rec != nil && rec.RenderError != nil && recordedRefusal[holdfast.ErrorCode(err)] {
+					r := rec.RenderError(err)
+					w.answer(rec, r, now)
+					answers[i] = &r
+				}
+			} else {
+				results[i].refused = true
+			}
+			continue
+		}
+		grants[i] = h
+		granted = append(granted, i)
+	}
+	if len(granted) == 0 && w.newKeys+w.keys == 0 {
+		return nil
+	}
+	for _, i := range granted {
+		if answers[i], err = w.add(grants[i], batch[i].confirm, batch[i].rec, now); err != nil {
+			return err
+		}
+	}
+	stmts, checks := w.batchStmts(st)
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	for k, want := range checks {
+		if want >= 0 && n[k] != want {
+			if stmts[k].SQL == keyInsert(w.keyRows) {
+				return errKeyRace
+			}
+			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
+		}
+	}
+	for _, i := range granted {
+		results[i].h = grants[i]
+	}
+	for i := range batch {
+		results[i].answer = answers[i]
+	}
+	return nil
+}
+
+// recordedRefusal are the refusals a batch records under the request's
+// key itself. Not "not found": a store spread over shards tries another
+// shard after one, under the same key.
+var recordedRefusal = map[holdfast.Code]bool{
+	holdfast.CodeSoldOut: true, holdfast.CodeUnavailable: true, holdfast.CodeLimitExceeded: true,
+}
+
+// lockBatch looks up the batch's deferred idempotency keys, then locks the
+// batch's rows in the global order and reads them — all in one round trip
+// where the backend pipelines (PostgreSQL): the keys, the database clock,
+// pools by id, the holders' totals of those pools, named units by id, and
+// each "any" group's free units not locked by others. A request whose key
+// turns out to be used takes no effect (its rows may have been locked for
+// nothing: harmless).
+//
+// A look (look true) reads the same rows without locking any, and also
+// whether the groups exist and the keys' quotas: what explain needs to
+// name a refusal by the same decision.
+func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, look bool) (*batchState, int64, error) {
+	var pools, units, groups, holders []string
+	named := map[string]bool{}
+	add := func(list *[]string, kind, id string) {
+		if !named[kind+id] {
+			named[kind+id] = true
+			*list = append(*list, id)
+		}
+	}
+	for i, req := range batch {
+		if results[i].err != nil {
+			continue
+		}
+		for _, l := range req.r.Lines {
+			switch l.Kind() {
+			case holdfast.LinePool:
+				add(&pools, "p", l.Pool)
+				add(&holders, "h", holderScope(req.r.Owner, req.r.Holder))
+			case holdfast.LineUnits:
+				for _, u := range l.Units {
+					add(&units, "u", u)
+				}
+			case holdfast.LineAny:
+				add(&groups, "g", l.Group)
+			}
+		}
+	}
+	slices.Sort(pools)
+	slices.Sort(units)
+	slices.Sort(groups)
+	forUpdate, skipLocked := s.d.ForUpdate, s.d.SkipLocked
+	if look {
+		forUpdate, skipLocked = "", ""
+	}
+	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
+	var now int64
+	var qs []Query
+
+	// Deferred keys are not claimed with a write of their own: they are
+	// looked up here, and a granted request's key is written once, with its
+	// answer, among the batch's writes (where the insert's row count proves
+	// nobody wrote it meanwhile, or the batch rolls back). A key used
+	// before, or twice in this batch, takes no effect: the caller looks it
+	// up (a replay, a mismatch, in flight).
+	var keyRows string
+	var keyArgs []any
+	used, seen := map[[2]string]bool{}, map[[2]string]bool{}
+	for i, req := range batch {
+		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred {
+			k := [2]string{rec.Scope, rec.Key}
+			if seen[k] {
+				results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
+				continue
+			}
+			seen[k] = true
+			keyRows += sep(len(keyArgs)) + "(" + params(len(keyArgs)+1, 2) + ")"
+			keyArgs = append(keyArgs, rec.Scope, rec.Key)
+		}
+	}
+	if keyRows != "" {
+		qs = append(qs, Query{`WITH v (scope, key) AS (VALUES ` + keyRows + `)
+			SELECT v.scope, v.key FROM v JOIN idempotency_keys k ON k.scope = v.scope AND k.key = v.key`, keyArgs, func(r Row) error {
+			var k [2]string
+			err := r.Scan(&k[0], &k[1])
+			used[k] = true
+			return err
+		}})
+	}
+	qs = append(qs, Query{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }})
+	if len(pools) > 0 {
+		open := `capacity - waitlisted`
+		if forWaitlistHead(ctx) {
+			open = `capacity` // the head of the line comes before every other ask
+		}
+		qs = append(qs, Query{`SELECT id, ` + open + `, held, confirmed, per_holder_limit FROM pools
+			WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + forUpdate, []any{s.d.ListArg(pools)}, func(r Row) error {
+			var id string
+			p := &poolRow{}
+			err := r.Scan(&id, &p.capacity, &p.held, &p.confirmed, &p.limit)
+			st.pools[id] = p
+			return err
+		}})
+		// Only limited pools have holders' totals; the pools' row locks
+		// (taken just before) guard them: every claim and give-back takes
+		// the pool's row first.
+		qs = append(qs, Query{`SELECT pool_id, holder, taken FROM pool_holders
+			WHERE pool_id IN (` + s.d.ListSelect(1) + `) AND holder IN (` + s.d.ListSelect(2) + `)`, []any{s.d.ListArg(pools), s.d.ListArg(holders)}, func(r Row) error {
+			var k holderKey
+			var taken int64
+			err := r.Scan(&k.pool, &k.holder, &taken)
+			st.holders[k] = taken
+			return err
+		}})
+	}
+	if len(units) > 0 {
+		lock := forUpdate
+		if lock != "" {
+			lock += " OF u"
+		}
+		qs = append(qs, Query{`SELECT u.id, u.hold_id IS NULL, COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE)
+			FROM units u LEFT JOIN holds h ON h.id = u.hold_id
+			WHERE u.id IN (` + s.d.ListSelect(1) + `) ORDER BY u.id` + lock, []any{s.d.ListArg(units)}, func(r Row) error {
+			var id string
+			var free, stale bool
+			err := r.Scan(&id, &free, &stale)
+			st.units[id], st.stale[id] = free, stale
+			return err
+		}})
+	}
+	for _, g := range groups {
+		var want int64
+		for i, req := range batch {
+			if results[i].err != nil {
+				continue
+			}
+			for _, l := range req.r.Lines {
+				if l.Kind() == holdfast.LineAny && l.Group == g {
+					want += l.Any
+				}
+			}
+		}
+		// Free units other transactions have not locked, in id order; the
+		// batch's own named units are left to their requests.
+		qs = append(qs, Query{`SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL
+			AND id NOT IN (` + s.d.ListSelect(2) + `) ORDER BY id LIMIT $3` + skipLocked, []any{g, s.d.ListArg(units), want}, func(r Row) error {
+			var id string
+			err := r.Scan(&id)
+			st.free[g] = append(st.free[g], id)
+			return err
+		}})
+	}
+	if look {
+		st.groups, st.quotas = map[string]bool{}, map[string]quota{}
+		if len(groups) > 0 {
+			qs = append(qs, Query{`SELECT id FROM groups WHERE id IN (` + s.d.ListSelect(1) + `)`, []any{s.d.ListArg(groups)}, func(r Row) error {
+				var id string
+				err := r.Scan(&id)
+				st.groups[id] = true
+				return err
+			}})
+		}
+		for _, req := range batch {
+			if k := req.r.QuotaKey; k != "" {
+				if _, ok := st.quotas[k]; !ok {
+					q, err := readQuota(ctx, tx, k, "")
+					if err != nil {
+						return nil, 0, err
+					}
+					st.quotas[k] = q
+				}
+			}
+		}
+	}
+	if err := QueryAll(ctx, tx, qs); err != nil {
+		return nil, 0, err
+	}
+	for i, req := range batch {
+		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred && used[[2]string{rec.Scope, rec.Key}] {
+			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
+		}
+	}
+	return st, now, nil
+}
+
+// errKeyRace: a key the batch found unused was written by another request
+// before the batch could write it.
+var errKeyRace = errors.New("sqlstore: an idempotency key was written meanwhile")
+
+// keyInsert writes deferred keys, done, with their answers; a key
+// someone else wrote is left alone (and the row count tells).
+func keyInsert(rows string) string {
+	return `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+		VALUES ` + rows + ` ON CONFLICT (scope, key) DO NOTHING`
+}
+
+// checkClaimedKeys checks that keys claimed before the batch (by
+// BeginIdempotent) are still the requests' own: a request whose key a
+// retry took over takes no effect.
+func (s *Store) checkClaimedKeys(ctx context.Context, tx Querier, batch []*claimReq, results []claimResult) error {
+	for i, req := range batch {
+		rec := req.rec
+		if rec == nil || rec.Deferred {
+			continue
+		}
+		var token string
+		found, err := queryRow(ctx, tx, `SELECT token FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'`+s.d.ForUpdate,
+			[]any{rec.Scope, rec.Key}, &token)
+		if err != nil {
+			return err
+		}
+		if !found || token != rec.Token {
+			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/holdfast/holdfast"
+)
+
+// The one decision. Whether a request can have what it asks — capacity,
+// the holder's per-holder limit, the key's quota, named units free,
+// enough free units of a group — is decided here and only here, by grant,
+// on rows read into a batchState: locked, by a batch that then writes
+// what grant took (batch.go); or read without locks, by the refusal of a
+// claim made one by one (explain), which names the rule and line that
+// failed. Every refusal's code, line and text comes from grant. The
+// waiting room's rule (room.go: admissionFor, spendAdmission) is asked
+// before, at every door, since it needs no rows of the inventory.
+
+// batchState is what a batch has locked (or a look has read) and what its
+// grants have taken so far, in memory.
+type batchState struct {
+	newHoldID func() string
+	pools     map[string]*poolRow
+	holders   map[holderKey]int64 // taken per (pool, holder), limited pools
+	// holdersAdded is what the batch's grants add to holders' totals.
+	holdersAdded map[holderKey]int64
+	units        map[string]bool     // named units: free now
+	free         map[string][]string // per group: free units picked for "any" lines
+	// stale: named units whose hold has expired (free to the next claim,
+	// once reclaimed: the ordinary path does that).
+	stale map[string]bool
+	// expiredPools: pools with expired holds not yet reclaimed; nil until
+	// a refusal on a pool needs to know.
+	expiredPools map[string]bool
+	// groups: the groups that exist, and quotas: the keys' quotas, read by
+	// a look (nil in a batch, whose requests are not counted against a
+	// quota, and whose missing groups take the ordinary path).
+	groups map[string]bool
+	quotas map[string]quota
+}
+
+type poolRow struct {
+	capacity, held, confirmed, limit int64
+	addHeld, addConfirmed            int64
+}
+
+type holderKey struct{ pool, holder string }
+
+// batchFailure is why a batch could not grant a request: the first line,
+// in request order, that could not be had, and what was short.
+type batchFailure struct {
+	line   int
+	code   holdfast.Code
+	detail string
+	// definite: true at the moment the batch holds its locks, whatever
+	// expired holds the ordinary path could reclaim (none are in the way).
+	definite bool
+	pool     string // a pool line's pool, to check for expired holds
+}
+
+// grant decides one request on the batch's locked rows: every line or
+// none. The hold it returns has its lines (and units) filled in.
+func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFailure) {
+	r := req.r
+	type take struct {
+		pool string
+		q    int64
+	}
+	var pools []take
+	var named []string
+	picked := map[string]int{} // per group: units taken by this request
+	lines := make([]holdfast.Line, len(r.Lines))
+	// A key's quota counts held units (a booking is never held): the line
+	// at which the request would pass it fails there, after the line's own
+	// existence and its holder's limit, before its capacity — the rules
+	// about who asks before what is left.
+	quotaLine := -1
+	var q quota
+	if k, ok := st.quotas[r.QuotaKey]; ok && r.QuotaKey != "" && !req.confirm {
+		if line, over := k.passes(r); over {
+			quotaLine, q = line, k
+		}
+	}
+	overQuota := func(i int) *batchFailure {
+		if i != quotaLine {
+			return nil
+		}
+		return &batchFailure{line: i, code: holdfast.CodeQuotaExceeded, definite: true, detail: q.text()}
+	}
+	for i, l := range r.Lines {
+		lines[i] = holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any}
+		switch l.Kind() {
+		case holdfast.LinePool:
+			p := st.pools[l.Pool]
+			if p == nil {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeNotFound, detail: fmt.Sprintf("pool %q not found", l.Pool), definite: true}
+			}
+			want := l.Quantity
+			for _, t := range pools {
+				if t.pool == l.Pool {
+					want += t.q
+				}
+			}
+			if taken := st.holders[holderKey{l.Pool, holderScope(r.Owner, r.Holder)}]; p.limit > 0 && taken+want > p.limit {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeLimitExceeded, pool: l.Pool,
+					detail: fmt.Sprintf("%d more of pool %q would pass its per-holder limit of %d", l.Quantity, l.Pool, p.limit)}
+			}
+			if f := overQuota(i); f != nil {
+				return holdfast.Hold{}, f
+			}
+			if avail := p.capacity - p.held - p.confirmed - p.addHeld - p.addConfirmed; avail < want {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeSoldOut, pool: l.Pool,
+					detail: fmt.Sprintf("pool %q has %d available, %d asked", l.Pool, max(0, avail-(want-l.Quantity)), l.Quantity)}
+			}
+			pools = append(pools, take{l.Pool, l.Quantity})
+		case holdfast.LineUnits:
+			for _, u := range l.Units {
+				if _, found := st.units[u]; !found {
+					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeNotFound, detail: fmt.Sprintf("unit %q not found", u), definite: true}
+				}
+			}
+			if f := overQuota(i); f != nil {
+				return holdfast.Hold{}, f
+			}
+			for _, u := range l.Units {
+				if !st.units[u] {
+					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable, detail: fmt.Sprintf("unit %q is taken", u), definite: !st.stale[u]}
+				}
+			}
+			named = append(named, l.Units...)
+			lines[i].Units = slices.Clone(l.Units)
+		case holdfast.LineAny:
+			// Short of free units the batch could lock: others may be
+			// locked by claims in flight, or held by expired holds; the
+			// ordinary path waits for them and decides.
+			if st.groups != nil && !st.groups[l.Group] {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeNotFound, detail: fmt.Sprintf("group %q not found", l.Group), definite: true}
+			}
+			if f := overQuota(i); f != nil {
+				return holdfast.Hold{}, f
+			}
+			free := st.free[l.Group][picked[l.Group]:]
+			if int64(len(free)) < l.Any {
+				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable,
+					detail: fmt.Sprintf("group %q has %d free units, %d asked", l.Group, len(free), l.Any)}
+			}
+			lines[i].Units = slices.Sorted(slices.Values(free[:l.Any]))
+			picked[l.Group] += int(l.Any)
+		}
+	}
+	// Every line fits: take it.
+	for _, t := range pools {
+		p := st.pools[t.pool]
+		if req.confirm {
+			p.addConfirmed += t.q
+		} else {
+			p.addHeld += t.q
+		}
+		if p.limit > 0 {
+			st.holders[holderKey{t.pool, holderScope(r.Owner, r.Holder)}] += t.q
+			st.holdersAdded[holderKey{t.pool, holderScope(r.Owner, r.Holder)}] += t.q
+		}
+	}
+	for _, u := range named {
+		st.units[u] = false
+	}
+	for g, n := range picked {
+		st.free[g] = st.free[g][n:]
+	}
+	status := holdfast.StatusHeld
+	if req.confirm {
+		status = holdfast.StatusConfirmed
+	}
+	return holdfast.Hold{ID: st.newHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
+		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, nil
+}
+
+// refusal turns a request the batch could not grant into its answer when
+// that answer is definite now — the first failing line, exactly as a
+// one-by-one claim in arrival order would name it — or returns nil: the
+// request takes the ordinary path after the batch (expired holds are in
+// the way, or an "any" line found too few units it could lock).
+func (s *Store) refusal(ctx context.Context, tx Querier, st *batchState, req *claimReq, f *batchFailure) error {
+	if f.pool != "" {
+		if st.expiredPools == nil {
+			// Once per batch, on its first refusal of a pool line.
+			ids := make([]string, 0, len(st.pools))
+			for id := range st.pools {
+				ids = append(ids, id)
+			}
+			expired, err := queryStrings(ctx, tx, `SELECT DISTINCT l.pool_id FROM holds h JOIN hold_lines l ON l.hold_id = h.id
+				WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms() AND l.pool_id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(ids))
+			if err != nil {
+				return err
+			}
+			st.expiredPools = map[string]bool{}
+			for _, id := range expired {
+				st.expiredPools[id] = true
+			}
+		}
+		f.definite = !st.expiredPools[f.pool]
+	}
+	if !f.definite {
+		return nil
+	}
+	return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
+}
