@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -446,46 +445,6 @@ func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (ava
 	return free > 0, unconfirmed == 0, err
 }
 
-// protectingRooms returns the rooms that protect the pools and groups r
-// names, in order, each once.
-func (s *Store) protectingRooms(ctx context.Context, q Reader, r holdfast.HoldRequest) ([]string, error) {
-	snap, err := s.protected(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pools, groups := snap.pools, snap.groups
-	if len(pools)+len(groups) == 0 {
-		return nil, nil
-	}
-	var rooms, units []string
-	add := func(room string) {
-		if room != "" && !slices.Contains(rooms, room) {
-			rooms = append(rooms, room)
-		}
-	}
-	for _, l := range r.Lines {
-		switch l.Kind() {
-		case holdfast.LinePool:
-			add(pools[l.Pool])
-		case holdfast.LineAny:
-			add(groups[l.Group])
-		case holdfast.LineUnits:
-			units = append(units, l.Units...)
-		}
-	}
-	if len(units) > 0 && len(groups) > 0 {
-		names, err := queryStrings(ctx, q, `SELECT DISTINCT group_id FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(units))
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			add(groups[n])
-		}
-	}
-	slices.Sort(rooms)
-	return rooms, nil
-}
-
 // protected returns what rooms protect, read again when a second old.
 func (s *Store) protected(ctx context.Context) (*roomSnapshot, error) {
 	g := &s.rooms
@@ -520,82 +479,3 @@ func (s *Store) protected(ctx context.Context) (*roomSnapshot, error) {
 	g.snap.Store(snap)
 	return snap, nil
 }
-
-// guardRoom refuses a hold on a protected pool or group without an
-// admission; with one, the claim spends it (useAdmission). An admission
-// on a hold no room protects is left unspent.
-func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast.HoldRequest, error) {
-	rooms, err := s.protectingRooms(ctx, s.db, r)
-	if err != nil {
-		return r, err
-	}
-	if len(rooms) == 0 {
-		r.Admission = ""
-		return r, nil
-	}
-	if err := admissionFor(rooms, r.Admission); err != nil {
-		return r, err
-	}
-	// The room's rule comes before the capacity's, as at every door: an
-	// admission that cannot be spent here is refused before the claim
-	// (which spends it, and refuses one spent meanwhile).
-	if found, err := queryRow(ctx, s.db, `SELECT 1 FROM room_tickets WHERE token = $1 AND holder = $2 AND owner = $3 AND room_id = $4
-		AND status = 'admitted' AND hold_id IS NULL AND expires_at > holdfast_now_ms()`, []any{r.Admission, r.Holder, r.Owner, rooms[0]}, new(int)); err != nil {
-		return r, err
-	} else if !found {
-		return r, errAdmissionInvalid
-	}
-	return r, nil
-}
-
-// admissionFor is the rule of waiting rooms, whichever door is used: a
-// request behind rooms needs an admission, and one admission admits to one
-// room, so a request behind two cannot carry a valid one.
-func admissionFor(rooms []string, admission string) error {
-	if admission == "" {
-		e := holdfast.Errorf(holdfast.CodeAdmissionRequired, "a waiting room protects this sale: join room %q and hold with its admission", rooms[0])
-		e.Room = rooms[0]
-		return e
-	}
-	if len(rooms) > 1 {
-		return holdfast.Errorf(holdfast.CodeAdmissionInvalid, "this request is behind rooms %q and %q; an admission admits to one room: take them in separate holds", rooms[0], rooms[1])
-	}
-	return nil
-}
-
-// useAdmission spends r's admission on hold id, in the claim's own
-// transaction: the holder's, the key's, of the room that protects what
-// the hold takes, unexpired, unused.
-func (s *Store) useAdmission(ctx context.Context, tx Querier, id string, r holdfast.HoldRequest) error {
-	rooms, err := s.protectingRooms(ctx, tx, r)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(rooms) == 0: // no longer protected: nothing to spend
-		return nil
-	case len(rooms) > 1:
-		return admissionFor(rooms, r.Admission)
-	}
-	return s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "admitted")
-}
-
-// spendAdmission marks the admission token of room used by target (a hold
-// or a waitlist entry), leaving the ticket in status to; any other token
-// (another room's, holder's or key's, expired, used) is admission_invalid.
-func (s *Store) spendAdmission(ctx context.Context, tx Querier, room, token, holder, owner, target, to string) error {
-	n, err := tx.Exec(ctx, `UPDATE room_tickets SET hold_id = $1, status = $6 WHERE token = $2 AND holder = $3 AND owner = $4 AND room_id = $5
-		AND status = 'admitted' AND hold_id IS NULL AND expires_at > holdfast_now_ms()`, target, token, holder, owner, room, to)
-	if err != nil {
-		if s.d.Classify(err) == KindUnique {
-			return errAdmissionInvalid
-		}
-		return err
-	}
-	if n != 1 {
-		return errAdmissionInvalid
-	}
-	return nil
-}
-
-var errAdmissionInvalid = holdfast.Errorf(holdfast.CodeAdmissionInvalid, "the admission is not valid for this request: another holder's or room's, expired, already used, or unknown")
