@@ -8,6 +8,10 @@ type Stats struct {
 	// Batches is how many coalesced transactions ran, deciding
 	// BatchedClaims claims between them.
 	Batches, BatchedClaims int64
+	// ChangeBatches is how many batched transactions of lifecycle changes
+	// (confirm, release, extend, cancel, complete) ran, deciding
+	// BatchedChanges changes between them.
+	ChangeBatches, BatchedChanges int64
 	// BatchFailures counts batches that failed whole (their claims then
 	// went one by one); it should stay 0.
 	BatchFailures int64

@@ -84,6 +84,7 @@ func Run(t *testing.T, h Harness) {
 			{"ReleaseVsConfirm", raceReleaseVsConfirm},
 			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
 			{"RoomAdmission", raceRoomAdmission},
+			{"ChangesWithClaims", raceChangesWithClaims},
 			{"Waitlist", raceWaitlist},
 			{"SeatsTogether", raceSeatsTogether},
 			{"PerHolderLimit", racePerHolderLimit},

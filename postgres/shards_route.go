@@ -315,7 +315,9 @@ func (v *view) holdOnce(ctx context.Context, r holdfast.HoldRequest, m map[place
 		return t.Hold(ctx, r)
 	}
 	if r.Admission != "" {
-		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeInvalid, "a hold spending a waiting room's admission names pools and groups of one partition")
+		// A room protects one partition, and one admission admits to one
+		// room: a hold across partitions cannot carry a valid one.
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeAdmissionInvalid, "an admission admits to one room, and a room protects one partition: this hold names several; take them in separate holds")
 	}
 	v.triedOn(shards)
 	id := holdfast.NewID(crossPrefix(shards), time.Now())

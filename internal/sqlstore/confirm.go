@@ -34,7 +34,7 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 	}
 	if len(part) == 0 {
 		h, err := s.change(ctx, id, change{
-			from: holdfast.StatusHeld, to: holdfast.StatusConfirmed,
+			from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
 			set:   func(p *binds) string { return `, payment_ref = ` + p.add(paymentRef) },
 			event: holdfast.EventHoldConfirmed,
 			effect: func(ctx context.Context, tx Querier, id string) error {

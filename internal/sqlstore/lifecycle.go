@@ -24,11 +24,26 @@ type change struct {
 	// onCond explains a failure of cond on a hold that was otherwise in the
 	// right state.
 	onCond error
+	// kind names the change for a batch of changes (changes.go), with its
+	// payment reference (confirm) or its ttl (extend); kindNone goes
+	// one by one.
+	kind changeKind
+	ref  string
+	ttl  time.Duration
 }
 
 func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold, error) {
 	if holdfast.ValidateID("hold", id) != nil { // no such id was ever made
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	}
+	if c.kind != kindNone && s.coalesce && partOf(ctx) == nil {
+		res := s.submitChange(ctx, id, c)
+		if !res.fallback {
+			if res.answer != nil {
+				s.answer = res.answer
+			}
+			return res.h, res.err
+		}
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(preparing(ctx), func(tx Querier) error {
@@ -92,22 +107,18 @@ func (s *Store) whyNot(ctx context.Context, tx Querier, id string, c change) err
 	if err != nil {
 		return err
 	}
-	st := holdfast.Status(status)
-	switch {
-	case st == holdfast.StatusExpired, st == holdfast.StatusHeld && expired:
-		if c.from == holdfast.StatusHeld {
-			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
-		}
-		return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is expired, not %s", id, c.from)
-	case st == c.from && c.onCond != nil:
+	if err := stateRefusal(id, holdfast.Status(status), expired, c); err != nil {
+		return err
+	}
+	if c.onCond != nil {
 		return c.onCond
 	}
-	return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s, not %s", id, st, c.from)
+	return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s", id, status)
 }
 
 func (s *Store) Release(ctx context.Context, id string) (holdfast.Hold, error) {
 	return s.change(ctx, id, change{
-		from: holdfast.StatusHeld, to: holdfast.StatusReleased, event: holdfast.EventHoldReleased,
+		from: holdfast.StatusHeld, to: holdfast.StatusReleased, event: holdfast.EventHoldReleased, kind: kindRelease,
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			return s.giveBack(ctx, tx, []string{id}, holdfast.StatusHeld)
 		},
@@ -119,7 +130,7 @@ func (s *Store) Extend(ctx context.Context, id string, ttl time.Duration) (holdf
 		return holdfast.Hold{}, err
 	}
 	return s.change(ctx, id, change{
-		from: holdfast.StatusHeld, to: holdfast.StatusHeld, event: holdfast.EventHoldExtended,
+		from: holdfast.StatusHeld, to: holdfast.StatusHeld, event: holdfast.EventHoldExtended, kind: kindExtend, ttl: ttl,
 		set: func(p *binds) string { return `, expires_at = holdfast_now_ms() + ` + p.add(ttl.Milliseconds()) },
 		cond: func(p *binds) string {
 			return ` AND holdfast_now_ms() + ` + p.add(ttl.Milliseconds()) + ` <= created_at + ` + p.add(s.cfg.MaxLifetime.Milliseconds())
@@ -131,7 +142,7 @@ func (s *Store) Extend(ctx context.Context, id string, ttl time.Duration) (holdf
 
 func (s *Store) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
 	return s.change(ctx, id, change{
-		from: holdfast.StatusConfirmed, to: holdfast.StatusCancelled, event: holdfast.EventHoldCancelled,
+		from: holdfast.StatusConfirmed, to: holdfast.StatusCancelled, event: holdfast.EventHoldCancelled, kind: kindCancel,
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			return s.giveBack(ctx, tx, []string{id}, holdfast.StatusConfirmed)
 		},
@@ -140,7 +151,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
 
 func (s *Store) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
 	return s.change(ctx, id, change{
-		from: holdfast.StatusConfirmed, to: holdfast.StatusCompleted, event: holdfast.EventHoldCompleted,
+		from: holdfast.StatusConfirmed, to: holdfast.StatusCompleted, event: holdfast.EventHoldCompleted, kind: kindComplete,
 		effect: func(ctx context.Context, tx Querier, id string) error {
 			// Pool quantity stays consumed (the ticket was used); only units
 			// of reusable groups (riders) go back: locked in id order

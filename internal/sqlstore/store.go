@@ -35,17 +35,20 @@ type engine struct {
 	// retries counts claims sent round again (ErrRetry), for metrics.
 	retries atomic.Int64
 
-	coalesce      bool
-	batches       coalescer
-	soldOut       soldOutCache
-	batched       atomic.Int64 // claims decided in batches
-	batchCount    atomic.Int64 // batch transactions
-	batchFailures atomic.Int64 // batch transactions that failed whole
-	logger        *slog.Logger
-	clock         holdfast.Clock
-	holdPrefix    string // of the hold ids this store makes
-	routed        bool   // see Env.Routed
-	layouts       layouts
+	coalesce       bool
+	batches        coalescer
+	soldOut        soldOutCache
+	batched        atomic.Int64 // claims decided in batches
+	batchCount     atomic.Int64 // batch transactions
+	batchFailures  atomic.Int64 // batch transactions that failed whole
+	changes        changeQueue  // lifecycle changes waiting for a batch
+	changeBatches  atomic.Int64 // batched transactions of changes
+	changesBatched atomic.Int64 // changes decided in them
+	logger         *slog.Logger
+	clock          holdfast.Clock
+	holdPrefix     string // of the hold ids this store makes
+	routed         bool   // see Env.Routed
+	layouts        layouts
 
 	// bg is the engine's background work (batch drainers and their
 	// batches, sold-out reads); Close waits for it. bgMu orders every
@@ -127,6 +130,7 @@ func (s *Store) Stats() Stats {
 	st := s.db.Stats()
 	st.Retries += s.retries.Load()
 	st.Batches, st.BatchedClaims, st.BatchFailures = s.batchCount.Load(), s.batched.Load(), s.batchFailures.Load()
+	st.ChangeBatches, st.BatchedChanges = s.changeBatches.Load(), s.changesBatched.Load()
 	st.PoolMarks = s.soldOut.size()
 	return st
 }

@@ -1,0 +1,521 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Lifecycle changes in batches. Confirm, release, extend, cancel and
+// complete arriving together are decided in one transaction, as claims
+// are: it locks the batch's holds in id order and reads them whole (one
+// round trip), decides each change in arrival order in memory by the
+// same rule the one-by-one path applies (transition), then writes every
+// effect with statements whose number does not grow with the batch —
+// one update of holds per kind, one per pool and holder touched, the
+// units freed, the keys' quotas, the events in one insert, and every
+// request's answer under its Idempotency-Key in one upsert — and commits
+// once. Locks are taken in the global order: holds, pools, holders'
+// totals, units, keys.
+//
+// A change the batch cannot make alone takes the ordinary path (change):
+// a second change of the same hold in one batch, a late confirm (a
+// hold_expired confirm goes on to the careful path, as before), a part of
+// a hold across shards.
+
+type changeKind int
+
+const (
+	kindNone changeKind = iota
+	kindConfirm
+	kindRelease
+	kindExtend
+	kindCancel
+	kindComplete
+)
+
+type changeReq struct {
+	ctx  context.Context
+	c    change
+	id   string
+	rec  *holdfast.Idempotency
+	done chan changeResult
+}
+
+type changeResult struct {
+	h        holdfast.Hold
+	err      error
+	answer   *holdfast.StoredResponse
+	fallback bool // take the ordinary path
+}
+
+// changeQueue is the changes waiting for a batch: one batch at a time,
+// and what arrives while it runs makes the next.
+type changeQueue struct {
+	mu      sync.Mutex
+	pending []*changeReq
+	running bool
+}
+
+// submitChange queues one change and waits for its batch.
+func (s *Store) submitChange(ctx context.Context, id string, c change) changeResult {
+	req := &changeReq{ctx: ctx, c: c, id: id, rec: s.key, done: make(chan changeResult, 1)}
+	q := &s.changes
+	q.mu.Lock()
+	if len(q.pending) >= maxQueue {
+		q.mu.Unlock()
+		return changeResult{err: holdfast.Errorf(holdfast.CodeBusy, "too many changes waiting; retry shortly")}
+	}
+	if !q.running {
+		if !s.spawn(s.drainChanges) {
+			q.mu.Unlock()
+			return changeResult{fallback: true}
+		}
+		q.running = true
+	}
+	q.pending = append(q.pending, req)
+	q.mu.Unlock()
+	return <-req.done
+}
+
+func (s *Store) drainChanges() {
+	q := &s.changes
+	for {
+		q.mu.Lock()
+		n := min(len(q.pending), maxBatch)
+		if n == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(q.pending[:n])
+		q.pending = append(q.pending[:0:0], q.pending[n:]...)
+		q.mu.Unlock()
+		s.runChanges(batch)
+	}
+}
+
+// runChanges decides a batch of changes in one transaction and answers
+// every request.
+func (s *Store) runChanges(batch []*changeReq) {
+	live := batch[:0]
+	for _, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			req.done <- changeResult{err: fmt.Errorf("%w: the request's deadline passed while queued", holdfast.ErrBusy)}
+			continue
+		}
+		live = append(live, req)
+	}
+	if len(live) == 0 {
+		return
+	}
+	s.changeBatches.Add(1)
+	s.changesBatched.Add(int64(len(live)))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results := make([]changeResult, len(live))
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = s.db.Transact(ctx, func(tx Querier) error {
+			for i := range results {
+				if results[i].err == nil || !isKeyRefusal(results[i].err) {
+					results[i] = changeResult{}
+				}
+			}
+			return s.changesTx(ctx, tx, live, results)
+		})
+		if err != errKeyRace {
+			break
+		}
+	}
+	if err != nil {
+		s.batchFailures.Add(1)
+		s.log("batch of changes failed; its changes go one by one", "changes", len(live), "err", err)
+	}
+	for i, req := range live {
+		if err != nil {
+			req.done <- changeResult{fallback: true}
+			continue
+		}
+		req.done <- results[i]
+	}
+}
+
+// isKeyRefusal is a request left out of a batch because its key is
+// another request's: it stays out when the batch is tried again.
+func isKeyRefusal(err error) bool {
+	c := holdfast.ErrorCode(err)
+	return c == holdfast.CodeIdempotencyKeyUsed || c == holdfast.CodeIdempotencyInFlight
+}
+
+// lockedHold is a hold as a batch of changes read it, its row locked.
+type lockedHold struct {
+	h       holdfast.Hold
+	status  holdfast.Status
+	expired bool
+	created int64
+	quota   string
+	units   int64 // counted against quota
+}
+
+// transition decides change c of a hold in state st (expired: past its
+// expiry) at time now, created at created: nil, or the refusal.
+func (s *Store) transition(id string, st holdfast.Status, expired bool, created, now int64, c change) error {
+	if err := stateRefusal(id, st, expired, c); err != nil {
+		return err
+	}
+	if c.kind == kindExtend && now+c.ttl.Milliseconds() > created+s.cfg.MaxLifetime.Milliseconds() {
+		return c.onCond
+	}
+	return nil
+}
+
+// stateRefusal is the rule of a hold's states, for every change on every
+// path: a change from held finds an expired hold hold_expired; any other
+// state than the change's from is invalid_state.
+func stateRefusal(id string, st holdfast.Status, expired bool, c change) error {
+	switch {
+	case st == holdfast.StatusExpired, st == holdfast.StatusHeld && expired:
+		if c.from == holdfast.StatusHeld {
+			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
+		}
+		return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is expired, not %s", id, c.from)
+	case st != c.from:
+		return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s, not %s", id, st, c.from)
+	}
+	return nil
+}
+
+func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, results []changeResult) error {
+	var ids []string
+	for i, req := range batch {
+		if results[i].err == nil && !slices.Contains(ids, req.id) {
+			ids = append(ids, req.id)
+		}
+	}
+	slices.Sort(ids)
+	holds, now, err := s.lockHolds(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	// Decide in arrival order. A hold changed twice in one batch: the
+	// second change waits for the ordinary path.
+	touched := map[string]bool{}
+	byKind := map[changeKind][]int{}
+	for i, req := range batch {
+		if results[i].err != nil {
+			continue
+		}
+		lh, found := holds[req.id]
+		switch {
+		case touched[req.id]:
+			results[i].fallback = true
+			continue
+		case !found:
+			results[i].err = holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", req.id)
+			continue
+		}
+		if err := s.transition(req.id, lh.status, lh.expired, lh.created, now, req.c); err != nil {
+			results[i].err = err
+			continue
+		}
+		touched[req.id] = true
+		byKind[req.c.kind] = append(byKind[req.c.kind], i)
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+
+	// The holds, one update per kind; each must change exactly its rows.
+	var stmts []Stmt
+	var checks []int64
+	for _, kind := range []changeKind{kindConfirm, kindRelease, kindExtend, kindCancel, kindComplete} {
+		reqs := byKind[kind]
+		if len(reqs) == 0 {
+			continue
+		}
+		c := batch[reqs[0]].c
+		var p binds
+		set := `status = ` + p.add(string(c.to)) + `, updated_at = ` + p.add(now)
+		var list []string
+		var cases string
+		for _, i := range reqs {
+			req := batch[i]
+			list = append(list, req.id)
+			switch kind {
+			case kindConfirm:
+				cases += ` WHEN ` + p.add(req.id) + ` THEN ` + p.add(req.c.ref)
+			case kindExtend:
+				cases += ` WHEN ` + p.add(req.id) + ` THEN ` + p.add(now+req.c.ttl.Milliseconds())
+			}
+		}
+		switch kind {
+		case kindConfirm:
+			set += `, payment_ref = CASE id` + cases + ` ELSE payment_ref END`
+		case kindExtend:
+			set += `, expires_at = CASE id` + cases + ` ELSE expires_at END`
+		}
+		stmts = append(stmts, Stmt{`UPDATE holds SET ` + set + ` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = ` +
+			fmt.Sprintf("$%d", len(p.args)+2), append(p.args, s.d.ListArg(list), string(c.from))})
+		checks = append(checks, int64(len(reqs)))
+	}
+
+	// The effects on pools and holders' totals, summed per row and in id
+	// order; then the units freed, locked in id order; then the keys'
+	// quotas, in key order.
+	type hk struct{ pool, holder string }
+	held, confirmed := map[string]int64{}, map[string]int64{}
+	taken := map[hk]int64{}
+	quota := map[string]int64{}
+	var freed, completed []string
+	for kind, reqs := range byKind {
+		for _, i := range reqs {
+			lh := holds[batch[i].id]
+			if kind == kindConfirm || kind == kindRelease {
+				if lh.quota != "" && lh.units > 0 {
+					quota[lh.quota] += lh.units
+				}
+			}
+			switch kind {
+			case kindRelease, kindCancel:
+				freed = append(freed, lh.h.ID)
+			case kindComplete:
+				completed = append(completed, lh.h.ID)
+			}
+			for _, l := range lh.h.Lines {
+				if l.Pool == "" {
+					continue
+				}
+				switch kind {
+				case kindConfirm:
+					held[l.Pool] -= l.Quantity
+					confirmed[l.Pool] += l.Quantity
+				case kindRelease:
+					held[l.Pool] -= l.Quantity
+					taken[hk{l.Pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
+				case kindCancel:
+					confirmed[l.Pool] -= l.Quantity
+					taken[hk{l.Pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
+				}
+			}
+		}
+	}
+	pools := slices.Sorted(func(yield func(string) bool) {
+		seen := map[string]bool{}
+		for _, m := range []map[string]int64{held, confirmed} {
+			for p := range m {
+				if !seen[p] {
+					seen[p] = true
+					if !yield(p) {
+						return
+					}
+				}
+			}
+		}
+	})
+	var back []string
+	for _, p := range pools {
+		if held[p]+confirmed[p] < 0 {
+			back = append(back, p)
+		}
+		stmts = append(stmts, Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1 WHERE id = $1`, []any{p, held[p], confirmed[p]}})
+		checks = append(checks, 1)
+	}
+	holders := make([]hk, 0, len(taken))
+	for k := range taken {
+		holders = append(holders, k)
+	}
+	slices.SortFunc(holders, func(a, b hk) int { return cmpStrings(a.pool+"\x00"+a.holder, b.pool+"\x00"+b.holder) })
+	for _, k := range holders {
+		stmts = append(stmts, Stmt{`UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, []any{k.pool, k.holder, taken[k]}})
+		checks = append(checks, -1) // an unlimited pool keeps no totals
+	}
+	if all := append(slices.Clone(freed), completed...); len(all) > 0 && s.d.RowLocks {
+		stmts = append(stmts, Stmt{`SELECT id FROM units WHERE hold_id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + s.d.ForUpdate, []any{s.d.ListArg(all)}})
+		checks = append(checks, -1)
+	}
+	if len(freed) > 0 {
+		list := []any{s.d.ListArg(freed)}
+		stmts = append(stmts,
+			Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND active`, list},
+			Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, list})
+		checks = append(checks, -1, -1)
+	}
+	if len(completed) > 0 {
+		// Pool quantity stays consumed (the ticket was used); only units
+		// of reusable groups (riders) go back.
+		list := []any{s.d.ListArg(completed)}
+		stmts = append(stmts,
+			Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND active
+				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id IN (` + s.d.ListSelect(1) + `) AND g.reusable)`, list},
+			Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id IN (` + s.d.ListSelect(1) + `)
+				AND group_id IN (SELECT id FROM groups WHERE reusable)`, list})
+		checks = append(checks, -1, -1)
+	}
+	keys := make([]string, 0, len(quota))
+	for k := range quota {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		stmts = append(stmts, Stmt{`UPDATE api_keys SET held_units = held_units - $2 WHERE id = $1`, []any{k, quota[k]}})
+		checks = append(checks, -1)
+	}
+
+	// The holds as they are now, their events in one insert.
+	var eventRows string
+	var eventArgs []any
+	for i, req := range batch {
+		if results[i].err != nil || results[i].fallback {
+			continue
+		}
+		lh := holds[req.id]
+		h := lh.h
+		h.Status, h.UpdatedAt = req.c.to, msTime(now)
+		switch req.c.kind {
+		case kindConfirm:
+			h.PaymentRef = req.c.ref
+		case kindExtend:
+			h.ExpiresAt = msTime(now + req.c.ttl.Milliseconds())
+		}
+		results[i].h = h
+		b, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		eventRows += sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 4) + ")"
+		eventArgs = append(eventArgs, string(req.c.event), now, h.ID, string(b))
+	}
+	stmts = append(stmts, Stmt{`INSERT INTO events (type, at, hold_id, data) VALUES ` + eventRows, eventArgs})
+	checks = append(checks, -1)
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	for k, want := range checks {
+		if want >= 0 && n[k] != want {
+			return fmt.Errorf("sqlstore: a batch of changes' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
+		}
+	}
+	s.soldOut.forget(back...)
+	return s.answerChanges(ctx, tx, batch, results)
+}
+
+// answerChanges records every keyed request's answer in one upsert: a
+// new key is written done, a key claimed before settled. A key that is
+// another request's (written meanwhile, or taken over by a retry) leaves
+// its request out of the batch, which is tried again without it.
+func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeReq, results []changeResult) error {
+	var rows string
+	var args []any
+	var keyed []int
+	for i, req := range batch {
+		if req.rec == nil || results[i].err != nil || results[i].fallback {
+			continue
+		}
+		r := req.rec.Render(results[i].h)
+		results[i].answer = &r
+		rows += sep(len(args)) + "(" + params(len(args)+1, 4) +
+			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), holdfast_now_ms(), holdfast_now_ms())", len(args)+5, len(args)+6, s.d.BlobType)
+		args = append(args, req.rec.Scope, req.rec.Key, req.rec.Fingerprint, req.rec.Token, r.Status, r.Body)
+		keyed = append(keyed, i)
+	}
+	if len(keyed) == 0 {
+		return nil
+	}
+	written := map[[2]string]bool{}
+	err := QueryAll(ctx, tx, []Query{{`INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+		VALUES ` + rows + `
+		ON CONFLICT (scope, key) DO UPDATE SET state = 'done', status = excluded.status, body = excluded.body, updated_at = excluded.updated_at
+		WHERE idempotency_keys.token = excluded.token AND idempotency_keys.state = 'in_flight'
+		RETURNING scope, key`, args, func(r Row) error {
+		var k [2]string
+		err := r.Scan(&k[0], &k[1])
+		written[k] = true
+		return err
+	}}})
+	if err != nil {
+		return err
+	}
+	race := false
+	for _, i := range keyed {
+		rec := batch[i].rec
+		if written[[2]string{rec.Scope, rec.Key}] {
+			continue
+		}
+		race = true
+		results[i] = changeResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
+		if !rec.Deferred {
+			results[i].err = holdfast.Errorf(holdfast.CodeIdempotencyInFlight, "this request's Idempotency-Key was taken over by a retry")
+		}
+	}
+	if race {
+		return errKeyRace
+	}
+	return nil
+}
+
+func cmpStrings(a, b string) int { return strings.Compare(a, b) }
+
+// lockHolds locks holds ids (sorted) and reads them whole, with the
+// database's clock, in one round trip where the backend pipelines.
+func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[string]*lockedHold, int64, error) {
+	out := map[string]*lockedHold{}
+	var now int64
+	list := []any{s.d.ListArg(ids)}
+	at := map[string]map[int]int{}
+	err := QueryAll(ctx, tx, []Query{
+		{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }},
+		{`SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, late, expires_at <= holdfast_now_ms(),
+			COALESCE(quota_key, ''), quota_units
+			FROM holds WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + s.d.ForUpdate, list, func(r Row) error {
+			lh := &lockedHold{}
+			var status string
+			var expires, updated int64
+			if err := r.Scan(&lh.h.ID, &lh.h.Holder, &status, &lh.created, &expires, &updated, &lh.h.PaymentRef, &lh.h.Owner, &lh.h.Late, &lh.expired,
+				&lh.quota, &lh.units); err != nil {
+				return err
+			}
+			lh.status = holdfast.Status(status)
+			lh.h.Status = lh.status
+			lh.h.CreatedAt, lh.h.ExpiresAt, lh.h.UpdatedAt = msTime(lh.created), msTime(expires), msTime(updated)
+			out[lh.h.ID] = lh
+			at[lh.h.ID] = map[int]int{}
+			return nil
+		}},
+		{`SELECT hold_id, line_no, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
+			FROM hold_lines WHERE hold_id IN (` + s.d.ListSelect(1) + `) ORDER BY hold_id, line_no`, list, func(r Row) error {
+			var id string
+			var no int
+			var l holdfast.Line
+			if err := r.Scan(&id, &no, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
+				return err
+			}
+			if lh := out[id]; lh != nil {
+				at[id][no] = len(lh.h.Lines)
+				lh.h.Lines = append(lh.h.Lines, l)
+			}
+			return nil
+		}},
+		{`SELECT hold_id, line_no, unit_id FROM unit_claims WHERE hold_id IN (` + s.d.ListSelect(1) + `) ORDER BY hold_id, line_no, unit_id`, list, func(r Row) error {
+			var id, unit string
+			var no int
+			if err := r.Scan(&id, &no, &unit); err != nil {
+				return err
+			}
+			if lh := out[id]; lh != nil {
+				if i, ok := at[id][no]; ok {
+					lh.h.Lines[i].Units = append(lh.h.Lines[i].Units, unit)
+				}
+			}
+			return nil
+		}},
+	})
+	return out, now, err
+}
