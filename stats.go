@@ -12,6 +12,9 @@ type Stats struct {
 	// (confirm, release, extend, cancel, complete) ran, deciding
 	// BatchedChanges changes between them.
 	ChangeBatches, BatchedChanges int64
+	// ClaimStatements and ChangeStatements are the statements those
+	// batches sent: per batch, they do not grow with its size.
+	ClaimStatements, ChangeStatements int64
 	// BatchFailures counts batches that failed whole (their claims then
 	// went one by one); it should stay 0.
 	BatchFailures int64

@@ -60,6 +60,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		}
 	}
 	stmts, checks := w.batchStmts(st)
+	s.claimStmts.Add(int64(len(stmts)))
 	n, err := ExecAll(ctx, tx, stmts)
 	if err != nil {
 		return err
@@ -251,6 +252,9 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 				}
 			}
 		}
+	}
+	if !look {
+		s.claimStmts.Add(int64(len(qs)))
 	}
 	if err := QueryAll(ctx, tx, qs); err != nil {
 		return nil, 0, err

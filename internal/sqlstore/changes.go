@@ -394,6 +394,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	}
 	stmts = append(stmts, Stmt{`INSERT INTO events (type, at, hold_id, data) VALUES ` + eventRows, eventArgs})
 	checks = append(checks, -1)
+	s.changeStmts.Add(int64(len(stmts)) + 4) // and lockHolds' four reads
 	n, err := ExecAll(ctx, tx, stmts)
 	if err != nil {
 		return err
@@ -429,6 +430,7 @@ func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeRe
 	if len(keyed) == 0 {
 		return nil
 	}
+	s.changeStmts.Add(1)
 	written := map[[2]string]bool{}
 	err := QueryAll(ctx, tx, []Query{{`INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
 		VALUES ` + rows + `

@@ -44,6 +44,8 @@ type engine struct {
 	changes        changeQueue  // lifecycle changes waiting for a batch
 	changeBatches  atomic.Int64 // batched transactions of changes
 	changesBatched atomic.Int64 // changes decided in them
+	claimStmts     atomic.Int64 // statements sent by claim batches
+	changeStmts    atomic.Int64 // statements sent by batches of changes
 	logger         *slog.Logger
 	clock          holdfast.Clock
 	holdPrefix     string // of the hold ids this store makes
@@ -131,6 +133,7 @@ func (s *Store) Stats() Stats {
 	st.Retries += s.retries.Load()
 	st.Batches, st.BatchedClaims, st.BatchFailures = s.batchCount.Load(), s.batched.Load(), s.batchFailures.Load()
 	st.ChangeBatches, st.BatchedChanges = s.changeBatches.Load(), s.changesBatched.Load()
+	st.ClaimStatements, st.ChangeStatements = s.claimStmts.Load(), s.changeStmts.Load()
 	st.PoolMarks = s.soldOut.size()
 	return st
 }
