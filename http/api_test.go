@@ -478,6 +478,8 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/rooms/{id}/join", `{"holder":"y"}`},
 		{"POST", "/v1/pools/{id}/waitlist", `{"holder":"y","quantity":1}`},
 	}
+	holdfasttest.MustCreatePool(t, s, "w", 1, 0) // sold out: a waitlist is for what cannot be held
+	holdfasttest.MustHold(t, s, "z", holdfast.Line{Pool: "w", Quantity: 1})
 	keyID := holdfasttest.MustCreateKey(t, s, "quota-key")
 	ctx := context.Background()
 	if _, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_t", URL: "https://shop.example/hooks", Secret: webhook.NewSecret()}); err != nil {
@@ -492,7 +494,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		t.Fatalf("deliveries: %v, %v", dls, err)
 	}
 	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
-		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "q",
+		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "w",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
 	// Creating a key or a webhook answers a secret once: their replays
