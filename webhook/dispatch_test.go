@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
@@ -825,4 +826,45 @@ func TestPurgeKeepsWhatIsStillToBeSent(t *testing.T) {
 			t.Fatalf("purge after every event was sent: %+v, %v; want the events and the 3 finished deliveries", rep, err)
 		}
 	})
+}
+
+// A webhook made while a transaction older than every event is open
+// somewhere in the database (the feed then shows no event yet) still
+// starts after the newest event: it is never sent the history.
+func TestWebhookStartsAtThePresentUnderAnOpenTransaction(t *testing.T) {
+	ctx := context.Background()
+	url := pg.Schema(t)
+	s, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	old, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close(ctx)
+	tx, err := old.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT txid_current()`); err != nil { // an xid older than the events below
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "before", Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rc := newReceiver(t, nil)
+	w := rc.register(t, s)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "after", Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	queued(t, s, newClock(), w.ID, 1)
+	ds := deliveries(t, s, w.ID)
+	if len(ds) != 1 || ds[0].EventSeq != 2 {
+		t.Fatalf("deliveries %+v, want only the event after the webhook was made", ds)
+	}
 }

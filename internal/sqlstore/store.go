@@ -418,11 +418,7 @@ func (s *Store) LastEventCursor(ctx context.Context) (string, error) {
 }
 
 func (s *Store) lastEventCursor(ctx context.Context, q Reader) (string, error) {
-	cols := strings.Split(s.d.EventOrder, ", ")
-	for i := range cols {
-		cols[i] += " DESC"
-	}
-	desc := strings.Join(cols, ", ")
+	desc := descending(s.d.EventOrder)
 	var xid, seq int64
 	found, err := queryRow(ctx, q, `SELECT `+s.d.EventXid+`, seq FROM events WHERE 1 = 1`+s.d.EventsVisible+`
 		ORDER BY `+desc+` LIMIT 1`, nil, &xid, &seq)
@@ -430,6 +426,15 @@ func (s *Store) lastEventCursor(ctx context.Context, q Reader) (string, error) {
 		return "", err
 	}
 	return strconv.FormatInt(xid, 10) + "." + strconv.FormatInt(seq, 10), nil
+}
+
+// descending turns an ORDER BY list into its descending order.
+func descending(order string) string {
+	cols := strings.Split(order, ", ")
+	for i := range cols {
+		cols[i] += " DESC"
+	}
+	return strings.Join(cols, ", ")
 }
 
 // params returns "$start, $start+1, …" for n parameters.

@@ -64,7 +64,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		// The webhook starts after the newest event: it is sent what
 		// happens from now on, not the history.
-		cursor, err := s.lastEventCursor(ctx, tx)
+		cursor, err := s.presentCursor(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -130,7 +130,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, p holdfast.Webhook
 			`, description = ` + q.add(w.Description) + `, enabled = ` + q.add(w.Enabled) + `, updated_at = holdfast_now_ms()`
 		if w.Enabled && !wasEnabled {
 			// Nothing was queued while it was disabled: it starts from now.
-			cursor, err := s.lastEventCursor(ctx, tx)
+			cursor, err := s.presentCursor(ctx, tx)
 			if err != nil {
 				return err
 			}
@@ -554,4 +554,22 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// presentCursor is where a webhook starts: after the newest event the
+// feed shows, or — when it shows none yet because an older transaction
+// is still open somewhere in the database, as under load — after the
+// newest committed one. The feed's own cursor would be "" then, the
+// start of history, and the new webhook would be sent every past event.
+func (s *Store) presentCursor(ctx context.Context, tx Querier) (string, error) {
+	cursor, err := s.lastEventCursor(ctx, tx)
+	if err != nil || cursor != "" || s.d.EventsVisible == "" {
+		return cursor, err
+	}
+	var xid, seq int64
+	found, err := queryRow(ctx, tx, `SELECT `+s.d.EventXid+`, seq FROM events ORDER BY `+descending(s.d.EventOrder)+` LIMIT 1`, nil, &xid, &seq)
+	if err != nil || !found {
+		return "", err
+	}
+	return strconv.FormatInt(xid, 10) + "." + strconv.FormatInt(seq, 10), nil
 }
