@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -130,7 +131,7 @@ func (s *Store) runChanges(batch []*changeReq) {
 			}
 			return s.changesTx(ctx, tx, live, results)
 		})
-		if err != errKeyRace {
+		if !errors.Is(err, errKeyRace) {
 			break
 		}
 	}
