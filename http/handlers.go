@@ -57,6 +57,9 @@ func decodeJSON(body []byte, v any) error {
 		// encoding/json would turn the bad bytes into U+FFFD in silence.
 		return holdfast.Errorf(holdfast.CodeInvalid, "the body is not valid UTF-8")
 	}
+	if err := cleanEscapes(body); err != nil {
+		return err
+	}
 	if err := strictJSON(body, reflect.TypeOf(v)); err != nil {
 		return err
 	}
@@ -69,6 +72,61 @@ func decodeJSON(body []byte, v any) error {
 		return holdfast.Errorf(holdfast.CodeInvalid, "the body has more than one JSON value")
 	}
 	return nil
+}
+
+// cleanEscapes refuses the escapes encoding/json would accept and turn
+// into what no field may hold: \u0000 (a NUL, which PostgreSQL refuses
+// inside the database) and a lone surrogate (\ud800 alone, stored as
+// U+FFFD in silence). Escapes are only found inside strings in JSON, so
+// a scan of the bytes is exact.
+func cleanEscapes(body []byte) error {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		i++
+		if body[i] != 'u' || i+4 >= len(body) {
+			continue
+		}
+		c, ok := hex4(body[i+1 : i+5])
+		i += 4
+		switch {
+		case !ok:
+			continue // the decoder reports it
+		case c == 0:
+			return holdfast.Errorf(holdfast.CodeInvalid, "the body holds a NUL character (\\u0000)")
+		case c >= 0xdc00 && c <= 0xdfff:
+			return holdfast.Errorf(holdfast.CodeInvalid, "the body holds a lone surrogate (\\u%04x)", c)
+		case c >= 0xd800 && c <= 0xdbff:
+			// A high surrogate must be followed by a low one.
+			if i+6 >= len(body) || body[i+1] != '\\' || body[i+2] != 'u' {
+				return holdfast.Errorf(holdfast.CodeInvalid, "the body holds a lone surrogate (\\u%04x)", c)
+			}
+			lo, ok := hex4(body[i+3 : i+7])
+			if !ok || lo < 0xdc00 || lo > 0xdfff {
+				return holdfast.Errorf(holdfast.CodeInvalid, "the body holds a lone surrogate (\\u%04x)", c)
+			}
+			i += 6
+		}
+	}
+	return nil
+}
+
+func hex4(b []byte) (rune, bool) {
+	var c rune
+	for _, x := range b {
+		switch {
+		case x >= '0' && x <= '9':
+			c = c<<4 | rune(x-'0')
+		case x >= 'a' && x <= 'f':
+			c = c<<4 | rune(x-'a'+10)
+		case x >= 'A' && x <= 'F':
+			c = c<<4 | rune(x-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return c, true
 }
 
 // jsonError trims encoding/json's messages to what a client can act on.

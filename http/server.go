@@ -16,10 +16,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -160,6 +162,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, holdfast.Errorf(CodeRateLimited, "this address's rate limit is %g requests per second", s.cfg.IPRateLimit))
 			return
 		}
+	}
+	// Before any route: an open server answers only to a loopback Host
+	// on every path (the page and /metrics too: a DNS-rebinding page
+	// must not read them), and no identifier with bad bytes in the path
+	// or the query reaches a handler, whichever route it is for.
+	if s.cfg.AdminKey == "" && !loopbackHost(r.Host) {
+		s.writeError(w, holdfast.Errorf(CodeMisdirected, "an open server (no admin key) answers only to localhost or a loopback address, not %q", r.Host))
+		return
+	}
+	if err := cleanURL(r); err != nil {
+		s.writeError(w, err)
+		return
 	}
 	if r.URL.Path == "/v1/events/stream" || r.URL.Path == "/v1/lab/race" {
 		// Long-lived or long-running: bounded by their own rules.
@@ -459,6 +473,41 @@ var createRoutes = map[string]bool{
 	"POST /v1/webhooks":            true,
 	"POST /v1/rooms":               true,
 	"POST /v1/pools/{id}/waitlist": true,
+}
+
+// cleanURL refuses a path or query that holds what no identifier, cursor
+// or token may: invalid UTF-8, NUL or another control character. On
+// PostgreSQL such text fails inside the database (SQLSTATE 22021): it
+// must be a 400 at the edge, for every route alike.
+func cleanURL(r *http.Request) error {
+	if !cleanText(r.URL.Path) {
+		return holdfast.Errorf(holdfast.CodeInvalid, "the path holds bytes no identifier may (NUL, control characters or invalid UTF-8)")
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return holdfast.Errorf(holdfast.CodeInvalid, "the query string is malformed")
+	}
+	for k, vs := range q {
+		for _, v := range append(vs, k) {
+			if !cleanText(v) {
+				return holdfast.Errorf(holdfast.CodeInvalid, "query parameter %q holds bytes no value may (NUL, control characters or invalid UTF-8)", k)
+			}
+		}
+	}
+	return nil
+}
+
+// cleanText reports whether s is valid UTF-8 without control characters.
+func cleanText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
 }
 
 func printable(s string) bool {
