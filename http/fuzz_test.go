@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
 )
@@ -128,56 +129,82 @@ func FuzzHandler(f *testing.F) {
 		{4, "/../../etc/passwd", 0, "", "", ``},
 		{1, "/v1/holds", 0, "application/json; charset=utf-8", "", `{"holder":"a","holder":"b"}`},
 		{0, "/v1/audit", 1, "", "", ``},
+		{0, "/v1/rooms/a%00b", 0, "", "", ``},
+		{1, "/v1/rooms/a%00b/join", 1, "application/json", "", `{"holder":"a"}`},
+		{0, "/v1/rooms/r/tickets/%FF", 1, "", "", ``},
+		{0, "/v1/pools/p/waitlist/wl%00", 1, "", "", ``},
+		{3, "/v1/pools/p/waitlist/%C0%AF", 1, "", "", ``},
+		{0, "/v1/pools/%00/waitlist", 0, "", "", ``},
+		{0, "/v1/webhooks/wh%00/deliveries?status=%FF", 0, "", "", ``},
+		{1, "/v1/rooms", 0, "application/json", "", `{"id":"r","pools":["g\u0000"],"opens_at":"2030-01-01T00:00:00Z","admit_per_second":1,"admit_ttl_seconds":60,"max_inside":1}`},
+		{1, "/v1/pools/p/waitlist", 1, "application/json", "", `{"holder":"\ud800","quantity":1}`},
 	} {
 		f.Add(seed.method, seed.path, seed.key, seed.ctype, seed.header, []byte(seed.body))
 	}
-	s := openSQLite(f, filepath.Join(f.TempDir(), "holdfast.db"))
-	holdfasttest.MustCreatePool(f, s, "p", 1000, 5)
-	holdfasttest.MustCreateGroup(f, s, "g", true, "u1", "u2", "u3")
-	h := hfhttp.NewServer(hfhttp.Config{Store: s, AdminKey: adminKey, RequestTimeout: 5 * time.Second})
-	// A client key, made through the API as a user would.
-	kreq := httptest.NewRequest("POST", "/v1/keys", strings.NewReader(`{"name":"fuzz"}`))
-	kreq.Header.Set("Authorization", "Bearer "+adminKey)
-	kreq.Header.Set("Content-Type", "application/json")
-	kw := httptest.NewRecorder()
-	h.ServeHTTP(kw, kreq)
-	var k struct{ Key string }
-	if err := json.Unmarshal(kw.Body.Bytes(), &k); err != nil || k.Key == "" {
-		f.Fatalf("client key: %d %s", kw.Code, kw.Body)
+	// Every input goes to a server on SQLite and one on PostgreSQL: bad
+	// bytes that SQLite stores as text fail inside PostgreSQL.
+	type target struct {
+		s      holdfast.Store
+		h      http.Handler
+		client string
 	}
-	keys := []string{adminKey, k.Key, "hf_nope_nope", ""}
+	var targets []target
+	for _, s := range []holdfast.Store{openSQLite(f, filepath.Join(f.TempDir(), "holdfast.db")), openPostgres(f, pg.Schema(f))} {
+		holdfasttest.MustCreatePool(f, s, "p", 1000, 5)
+		holdfasttest.MustCreateGroup(f, s, "g", true, "u1", "u2", "u3")
+		h := hfhttp.NewServer(hfhttp.Config{Store: s, AdminKey: adminKey, RequestTimeout: 5 * time.Second})
+		// A client key, made through the API as a user would.
+		kreq := httptest.NewRequest("POST", "/v1/keys", strings.NewReader(`{"name":"fuzz"}`))
+		kreq.Header.Set("Authorization", "Bearer "+adminKey)
+		kreq.Header.Set("Content-Type", "application/json")
+		kw := httptest.NewRecorder()
+		h.ServeHTTP(kw, kreq)
+		var k struct{ Key string }
+		if err := json.Unmarshal(kw.Body.Bytes(), &k); err != nil || k.Key == "" {
+			f.Fatalf("client key: %d %s", kw.Code, kw.Body)
+		}
+		targets = append(targets, target{s, h, k.Key})
+	}
 	f.Fuzz(func(t *testing.T, method uint8, path string, key uint8, ctype, header string, body []byte) {
 		if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/stream") || strings.Contains(path, "/stream?") {
 			return // streams run until the client leaves: the stream tests cover them
 		}
-		req, err := http.NewRequest(methods[int(method)%len(methods)], "http://127.0.0.1"+path, bytes.NewReader(body))
-		if err != nil {
-			return // not a request a client can send
+		for _, tg := range targets {
+			fuzzOne(t, tg.s, tg.h, methods[int(method)%len(methods)], path, []string{adminKey, tg.client, "hf_nope_nope", ""}[int(key)%4], ctype, header, body)
 		}
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		if name, value, ok := strings.Cut(header, ": "); ok && name != "" && !strings.ContainsAny(name+value, "\r\n\x00") {
-			req.Header.Set(name, value)
-		}
-		if kk := keys[int(key)%len(keys)]; kk != "" {
-			req.Header.Set("Authorization", "Bearer "+kk)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		switch {
-		case w.Code == http.StatusServiceUnavailable || w.Code == http.StatusNotModified:
-		case w.Code >= 500:
-			t.Fatalf("%s %s: %d %s", req.Method, path, w.Code, w.Body)
-		case w.Code >= 400:
-			var p hfhttp.Problem
-			if req.Method == "HEAD" {
-				break
-			}
-			if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" || json.Unmarshal(w.Body.Bytes(), &p) != nil || p.Code == "" {
-				t.Fatalf("%s %s: %d as %q without a problem code: %q", req.Method, path, w.Code, ct, w.Body)
-			}
-		}
-		holdfasttest.MustAuditClean(t, s)
 	})
+}
+
+// fuzzOne sends one fuzzed request to h and checks the answer and the
+// audit of s.
+func fuzzOne(t *testing.T, s holdfast.Store, h http.Handler, method, path, key, ctype, header string, body []byte) {
+	req, err := http.NewRequest(method, "http://127.0.0.1"+path, bytes.NewReader(body))
+	if err != nil {
+		return // not a request a client can send
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if name, value, ok := strings.Cut(header, ": "); ok && name != "" && !strings.ContainsAny(name+value, "\r\n\x00") {
+		req.Header.Set(name, value)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	switch {
+	case w.Code == http.StatusServiceUnavailable || w.Code == http.StatusNotModified:
+	case w.Code >= 500:
+		t.Fatalf("%s %s: %d %s", req.Method, path, w.Code, w.Body)
+	case w.Code >= 400:
+		var p hfhttp.Problem
+		if req.Method == "HEAD" {
+			break
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" || json.Unmarshal(w.Body.Bytes(), &p) != nil || p.Code == "" {
+			t.Fatalf("%s %s: %d as %q without a problem code: %q", req.Method, path, w.Code, ct, w.Body)
+		}
+	}
+	holdfasttest.MustAuditClean(t, s)
 }
