@@ -130,6 +130,9 @@ type Unit struct {
 	Group  string     `json:"group"`
 	Status UnitStatus `json:"status"`
 	HoldID string     `json:"hold_id,omitempty"`
+	// Owner is the key whose hold holds the unit: a client key is shown
+	// the hold ids of its own holds only.
+	Owner string `json:"-"`
 }
 
 // Status is a hold's state. held → confirmed | released | expired;

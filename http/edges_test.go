@@ -109,3 +109,35 @@ func TestOpenModeChecksTheHostEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// A client key sees the hold ids of its own holds in a group's units, and
+// only the status of others'; the admin key sees every hold id.
+func TestUnitsShowOnlyOwnHoldIDs(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		alice, bob := newKey(t, admin, "alice"), newKey(t, admin, "bob")
+		admin.want(t, "POST", "/v1/groups", `{"id":"hall"}`, 201, "")
+		admin.want(t, "POST", "/v1/groups/hall/units", `{"ids":["A-1","A-2","A-3"]}`, 201, "")
+		var ha, hb holdfast.Hold
+		alice.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"units":["A-1"]}]}`, 201, "").decode(t, &ha)
+		bob.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"units":["A-2"]}]}`, 201, "").decode(t, &hb)
+		ids := func(c caller) map[string]string {
+			var out struct{ Units []holdfast.Unit }
+			c.want(t, "GET", "/v1/groups/hall/units", "", 200, "").decode(t, &out)
+			m := map[string]string{}
+			for _, u := range out.Units {
+				m[u.ID] = string(u.Status) + ":" + u.HoldID
+			}
+			return m
+		}
+		if got := ids(alice); got["A-1"] != "held:"+ha.ID || got["A-2"] != "held:" || got["A-3"] != "free:" {
+			t.Fatalf("alice sees %v", got)
+		}
+		if got := ids(bob); got["A-1"] != "held:" || got["A-2"] != "held:"+hb.ID {
+			t.Fatalf("bob sees %v", got)
+		}
+		if got := ids(admin); got["A-1"] != "held:"+ha.ID || got["A-2"] != "held:"+hb.ID {
+			t.Fatalf("the admin sees %v", got)
+		}
+	})
+}

@@ -375,7 +375,7 @@ func openAPIDoc() obj {
 					"free": obj{"type": "integer"}, "held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"free_units": obj{"type": "array", "items": str("")}}},
 				"Unit": obj{"type": "object", "properties": obj{"id": str(""), "group": str(""),
-					"status": obj{"enum": []string{"free", "held", "confirmed"}}, "hold_id": str("")}},
+					"status": obj{"enum": []string{"free", "held", "confirmed"}}, "hold_id": str("the hold that has the unit: shown to the admin key and to the key that made the hold only")}},
 				"Line": obj{"description": "exactly one form", "oneOf": []obj{
 					{"type": "object", "required": []string{"pool", "quantity"}, "additionalProperties": false,
 						"properties": obj{"pool": str(""), "quantity": integer(1, 1000000, "")}},

@@ -149,7 +149,7 @@ func (s *Server) listUnits(r *http.Request, c *call) (int, any, error) {
 	pager, ok := s.cfg.Store.(unitPager)
 	if !ok {
 		units, err := s.cfg.Store.Units(r.Context(), group, status)
-		return http.StatusOK, map[string]any{"units": units}, err
+		return http.StatusOK, map[string]any{"units": c.ownHoldIDs(units)}, err
 	}
 	limit := unitsPage
 	if v := q.Get("limit"); v != "" {
@@ -195,9 +195,25 @@ func (s *Server) listUnits(r *http.Request, c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	out := map[string]any{"units": units}
+	out := map[string]any{"units": c.ownHoldIDs(units)}
 	if next != "" {
 		out["next"] = next
 	}
 	return http.StatusOK, out, nil
+}
+
+// ownHoldIDs shows a client key the hold ids of its own holds only: a
+// unit another key holds shows its status, not whose hold it is in (hold
+// ids are what every change of a hold is addressed by).
+func (p principal) ownHoldIDs(units []holdfast.Unit) []holdfast.Unit {
+	o := p.owns()
+	if o == "" {
+		return units
+	}
+	for i := range units {
+		if units[i].Owner != o {
+			units[i].HoldID = ""
+		}
+	}
+	return units
 }

@@ -176,7 +176,7 @@ func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.Uni
 			return nil, "", holdfast.Errorf(holdfast.CodeInvalid, "after must be a unit id: %v", err)
 		}
 	}
-	rows, err := s.db.Query(ctx, `SELECT u.id, `+unitStatus+`, COALESCE(h.id, '')
+	rows, err := s.db.Query(ctx, `SELECT u.id, `+unitStatus+`, COALESCE(h.id, ''), COALESCE(h.owner, '')
 		FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.group_id = $1 AND u.id > $2`+unitStatusWhere(status)+`
 		ORDER BY u.id LIMIT $3`, group, after, limit)
 	if err != nil {
@@ -186,11 +186,11 @@ func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.Uni
 	units := []holdfast.Unit{}
 	for rows.Next() {
 		u := holdfast.Unit{Group: group}
-		if err := rows.Scan(&u.ID, &u.Status, &u.HoldID); err != nil {
+		if err := rows.Scan(&u.ID, &u.Status, &u.HoldID, &u.Owner); err != nil {
 			return nil, "", err
 		}
 		if u.Status == holdfast.UnitFree {
-			u.HoldID = ""
+			u.HoldID, u.Owner = "", ""
 		}
 		units = append(units, u)
 	}
