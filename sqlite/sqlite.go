@@ -11,6 +11,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -132,6 +133,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
 	}
+	if err := tighten(path, cmp.Or(opts.Logger, slog.Default())); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
 	dsn := func(txlock string) string {
 		q := url.Values{}
 		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
@@ -185,6 +189,30 @@ func supports(s holdfast.Strategy) bool {
 		}
 	}
 	return false
+}
+
+// tighten makes an existing database file, and its -wal and -shm, readable
+// and writable by their owner only: bookings, holders and keys' hashes
+// are in them. A new file is made so; one made looser (by hand, by a
+// copy, by an older build) is tightened, and the log says so.
+func tighten(path string, log *slog.Logger) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, fi.Mode().Perm()&0o700|0o600); err != nil {
+			return fmt.Errorf("%s is readable by others (mode %v) and could not be made private: %w", p, fi.Mode().Perm(), err)
+		}
+		log.Warn("the database file was readable by others: made private", "file", p, "was", fi.Mode().Perm().String(), "now", "-rw-------")
+	}
+	return nil
 }
 
 // Migrate applies the embedded migrations to db, the database at path,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,5 +207,43 @@ func TestUnknownPoolsLeaveNoState(t *testing.T) {
 	}
 	if n := s.Stats().PoolMarks; n != 1 {
 		t.Fatalf("a sold-out pool: %d marks, want 1", n)
+	}
+}
+
+// A database file (and its -wal and -shm) that others can read is made
+// private at start, and the log says so; a private one is left alone.
+func TestLooseDatabaseFileIsTightened(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "holdfast.db")
+	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdfasttest.MustCreatePool(t, s, "p", 1, 0)
+	s.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if _, err := os.Stat(p); os.IsNotExist(err) {
+			continue // checkpointed and gone at close
+		}
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs bytes.Buffer
+	s, err = sqlite.Open(ctx, path, sqlite.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v after start, want 0600", p, fi.Mode().Perm())
+		}
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("made private")) {
+		t.Errorf("the log does not say the file was made private: %s", logs.String())
+	}
+	if _, err := s.Pool(ctx, "p"); err != nil {
+		t.Fatalf("the data after: %v", err)
 	}
 }

@@ -120,9 +120,17 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 			return &exitError{code: 2, err: fmt.Errorf("--admin-key-file: %w", err)}
 		}
 		f.adminKey = strings.TrimRight(string(b), "\r\n")
+		if f.adminKey == "" {
+			// An empty file would start the server open, with admin rights
+			// for anyone: a mistake, never what a key file means.
+			return &exitError{code: 2, err: fmt.Errorf("--admin-key-file %s is empty: put the admin key in it (make one with: openssl rand -hex 24)", f.adminKeyFile)}
+		}
 	}
 	if f.adminKey != "" && len(f.adminKey) < 16 {
-		return &exitError{code: 2, err: fmt.Errorf("the admin key must be at least 16 characters")}
+		return &exitError{code: 2, err: fmt.Errorf("the admin key must be at least 16 characters (make one with: openssl rand -hex 24)")}
+	}
+	if f.adminKey != "" && distinct(f.adminKey) < 4 {
+		return &exitError{code: 2, err: fmt.Errorf("the admin key has fewer than 4 distinct characters: anyone could guess it (make one with: openssl rand -hex 24)")}
 	}
 	if strings.IndexFunc(f.adminKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		return &exitError{code: 2, err: fmt.Errorf("the admin key must not contain spaces or control characters")}
@@ -366,4 +374,13 @@ func raceFunc(db dbFlags) hfhttp.RaceFunc {
 		}
 		return results, lab.SVG(results), nil
 	}
+}
+
+// distinct counts the different characters of s.
+func distinct(s string) int {
+	seen := map[rune]bool{}
+	for _, r := range s {
+		seen[r] = true
+	}
+	return len(seen)
 }

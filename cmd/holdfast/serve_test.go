@@ -41,6 +41,21 @@ func TestServeRefusesOpenNonLoopback(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "--admin-key-file") {
 		t.Fatalf("missing key file: exit %d, stderr:\n%s", code, errOut)
 	}
+	// An empty key file is a mistake, never an open server.
+	empty := filepath.Join(t.TempDir(), "empty.key")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCmd(t, "serve", "--db", db, "--addr", "127.0.0.1:0", "--admin-key-file", empty)
+	if code != 2 || !strings.Contains(errOut, "is empty") || !strings.Contains(errOut, "openssl rand") {
+		t.Fatalf("empty key file: exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, weak := range []string{"aaaaaaaaaaaaaaaaaaaa", "abababababababababab", "abcabcabcabcabcabc"} {
+		code, _, errOut = runCmd(t, "serve", "--db", db, "--addr", "127.0.0.1:0", "--admin-key", weak)
+		if code != 2 || !strings.Contains(errOut, "distinct") || !strings.Contains(errOut, "openssl rand") {
+			t.Fatalf("weak key %q: exit %d, stderr:\n%s", weak, code, errOut)
+		}
+	}
 }
 
 // The admin key can come from a file (argv is visible to every user of the
