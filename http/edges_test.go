@@ -1,12 +1,17 @@
 package http_test
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
@@ -140,4 +145,99 @@ func TestUnitsShowOnlyOwnHoldIDs(t *testing.T) {
 			t.Fatalf("the admin sees %v", got)
 		}
 	})
+}
+
+// A waiting place's stream lives past the request deadline — until the
+// place stops waiting — and tells the admission when it comes.
+func TestTicketStreamOutlivesTheRequestTimeout(t *testing.T) {
+	s := openSQLite(t, t.TempDir()+"/holdfast.db")
+	const timeout = 200 * time.Millisecond
+	admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey, RequestTimeout: timeout}).URL, key: adminKey}
+	alice := newKey(t, admin, "shop")
+	admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":5}`, 201, "")
+	opens := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	admin.want(t, "POST", "/v1/rooms", `{"id":"r","pools":["gala"],"opens_at":"`+opens+`","admit_per_second":100,"admit_ttl_seconds":60,"max_inside":5}`, 201, "")
+	var tk holdfast.RoomTicket
+	alice.want(t, "POST", "/v1/rooms/r/join", `{"holder":"a"}`, 202, "").decode(t, &tk)
+	req, _ := http.NewRequest("GET", alice.base+"/v1/rooms/r/tickets/"+tk.Ticket+"/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+alice.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan holdfast.RoomTicket, 10)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var got holdfast.RoomTicket
+				if json.Unmarshal([]byte(data), &got) == nil {
+					events <- got
+				}
+			}
+		}
+	}()
+	if first := <-events; first.Status != holdfast.TicketWaiting {
+		t.Fatalf("first event: %+v", first)
+	}
+	// The condition under test is time itself: five request deadlines
+	// pass while the place waits.
+	time.Sleep(5 * timeout)
+	holdfasttest.MustExec(t, s, `UPDATE rooms SET opens_at = holdfast_now_ms() - 1000 WHERE id = 'r'`)
+	if _, err := s.AdmitRooms(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got, ok := <-events:
+		if !ok || got.Status != holdfast.TicketAdmitted || got.Admission == "" {
+			t.Fatalf("after the wait: %+v (stream open: %v), want the admission", got, ok)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no admission on the stream")
+	}
+}
+
+// One client key may have at most MaxStreamsPerKey streams open, ticket
+// streams and event streams together: past it 429 too_many_streams with
+// Retry-After; another key, and the admin key, are not held up by it.
+func TestStreamsPerKey(t *testing.T) {
+	s := openSQLite(t, t.TempDir()+"/holdfast.db")
+	admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey, MaxStreamsPerKey: 3}).URL, key: adminKey}
+	alice, bob := newKey(t, admin, "alice"), newKey(t, admin, "bob")
+	admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":5}`, 201, "")
+	opens := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	admin.want(t, "POST", "/v1/rooms", `{"id":"r","pools":["gala"],"opens_at":"`+opens+`","admit_per_second":1,"admit_ttl_seconds":60,"max_inside":1}`, 201, "")
+	open := func(c caller, holder string) *http.Response {
+		t.Helper()
+		var tk holdfast.RoomTicket
+		c.want(t, "POST", "/v1/rooms/r/join", `{"holder":"`+holder+`"}`, 202, "").decode(t, &tk)
+		req, _ := http.NewRequest("GET", c.base+"/v1/rooms/r/tickets/"+tk.Ticket+"/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for i := range 3 {
+		if r := open(alice, fmt.Sprint("a", i)); r.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", i, r.StatusCode)
+		}
+	}
+	r := open(alice, "a3")
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "too_many_streams") || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("a fourth stream of one key: %d %s", r.StatusCode, b)
+	}
+	if r := open(bob, "b0"); r.StatusCode != 200 {
+		t.Fatalf("another key's stream: %d", r.StatusCode)
+	}
+	for i := range 4 {
+		if r := open(admin, fmt.Sprint("adm", i)); r.StatusCode != 200 {
+			t.Fatalf("the admin's stream %d: %d", i, r.StatusCode)
+		}
+	}
 }

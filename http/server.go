@@ -57,9 +57,11 @@ type Config struct {
 	// authentication on every route: failed logins, probes and streams
 	// too. Behind a proxy every client shares its address: set it there.
 	IPRateLimit float64
-	// MaxStreams bounds the event streams open at once (default 5,000),
-	// MaxStreamsPerKey those of one key (default 2,000); past either, a
-	// new stream answers 429 too_many_streams.
+	// MaxStreams bounds the streams (event streams and waiting places'
+	// ticket streams) open at once (default 5,000), MaxStreamsPerKey
+	// those of one client key (default 100; the admin key is bounded by
+	// MaxStreams only); past either, a new stream answers 429
+	// too_many_streams.
 	MaxStreams, MaxStreamsPerKey int
 	// WebhookAllowPrivate lets webhook URLs name loopback and private
 	// addresses (the dispatcher's own setting must agree). Off, such a
@@ -98,7 +100,7 @@ func (s *Server) openStream(p principal) (func(), error) {
 	if s.streamsN >= s.cfg.MaxStreams {
 		return nil, holdfast.Errorf(CodeTooManyStreams, "this server has %d event streams open, its most", s.streamsN)
 	}
-	if s.streams[p.id] >= s.cfg.MaxStreamsPerKey {
+	if p.role != holdfast.RoleAdmin && s.streams[p.id] >= s.cfg.MaxStreamsPerKey {
 		return nil, holdfast.Errorf(CodeTooManyStreams, "this key has %d event streams open, its most", s.streams[p.id])
 	}
 	if s.streams == nil {
@@ -131,7 +133,7 @@ func NewServer(cfg Config) *Server {
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 10*time.Second)
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 1<<20)
 	cfg.MaxStreams = cmp.Or(cfg.MaxStreams, 5000)
-	cfg.MaxStreamsPerKey = cmp.Or(cfg.MaxStreamsPerKey, 2000)
+	cfg.MaxStreamsPerKey = cmp.Or(cfg.MaxStreamsPerKey, 100)
 	if c, ok := cfg.Store.(interface{ Config() holdfast.Config }); ok && cfg.Holds == (holdfast.Config{}) {
 		cfg.Holds = c.Config()
 	}
@@ -175,8 +177,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	if r.URL.Path == "/v1/events/stream" || r.URL.Path == "/v1/lab/race" {
-		// Long-lived or long-running: bounded by their own rules.
+	if r.URL.Path == "/v1/events/stream" || r.URL.Path == "/v1/lab/race" || isTicketStream(r.URL.Path) {
+		// Long-lived or long-running: bounded by their own rules (a
+		// ticket's stream lives until its place stops waiting).
 		s.mux.ServeHTTP(w, r)
 		return
 	}
@@ -473,6 +476,12 @@ var createRoutes = map[string]bool{
 	"POST /v1/webhooks":            true,
 	"POST /v1/rooms":               true,
 	"POST /v1/pools/{id}/waitlist": true,
+}
+
+// isTicketStream is GET /v1/rooms/{id}/tickets/{ticket}/stream.
+func isTicketStream(path string) bool {
+	parts := strings.Split(path, "/")
+	return len(parts) == 7 && parts[1] == "v1" && parts[2] == "rooms" && parts[4] == "tickets" && parts[6] == "stream"
 }
 
 // cleanURL refuses a path or query that holds what no identifier, cursor

@@ -113,6 +113,13 @@ func (s *Server) ticketStream(w http.ResponseWriter, r *http.Request, p principa
 		s.writeError(w, err)
 		return
 	}
+	closeStream, err := s.openStream(p)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		s.writeError(w, err)
+		return
+	}
+	defer closeStream()
 	wr, release, err := s.roomWatch.watch(s.cfg.Store, room)
 	if err != nil {
 		w.Header().Set("Retry-After", "5")

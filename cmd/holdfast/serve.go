@@ -22,24 +22,25 @@ import (
 )
 
 type serveFlags struct {
-	db             dbFlags
-	addr           string
-	adminKey       string
-	adminKeyFile   string
-	demo           bool
-	allowUnsafe    bool
-	rateLimit      float64
-	ipRateLimit    float64
-	retainEvents   time.Duration
-	retainHolds    time.Duration
-	maxStreams     int
-	holdTTL        time.Duration
-	maxTTL         time.Duration
-	sweepInterval  time.Duration
-	requestTimeout time.Duration
-	shutdownGrace  time.Duration
-	clockSkew      time.Duration
-	webhooks       webhookFlags
+	db               dbFlags
+	addr             string
+	adminKey         string
+	adminKeyFile     string
+	demo             bool
+	allowUnsafe      bool
+	rateLimit        float64
+	ipRateLimit      float64
+	retainEvents     time.Duration
+	retainHolds      time.Duration
+	maxStreams       int
+	maxStreamsPerKey int
+	holdTTL          time.Duration
+	maxTTL           time.Duration
+	sweepInterval    time.Duration
+	requestTimeout   time.Duration
+	shutdownGrace    time.Duration
+	clockSkew        time.Duration
+	webhooks         webhookFlags
 }
 
 // webhookFlags configure the webhook dispatcher every server runs.
@@ -78,7 +79,8 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	f.retainHolds = envDays(e, "HOLDFAST_RETAIN_HOLDS", 90*24*time.Hour)
 	fs.Var(days{&f.retainEvents}, "retain-events", "how long outbox events are kept, e.g. 30d or 720h; 0 keeps them for ever (env HOLDFAST_RETAIN_EVENTS)")
 	fs.Var(days{&f.retainHolds}, "retain-holds", "how long holds that ended without a booking (released, expired, cancelled) are kept; 0 for ever (env HOLDFAST_RETAIN_HOLDS)")
-	fs.IntVar(&f.maxStreams, "max-streams", envInt(e, "HOLDFAST_MAX_STREAMS", 5000), "event streams open at once, in all (a key may have 2,000) (env HOLDFAST_MAX_STREAMS)")
+	fs.IntVar(&f.maxStreams, "max-streams", envInt(e, "HOLDFAST_MAX_STREAMS", 5000), "event and ticket streams open at once, in all; at most half the process's open-file limit (env HOLDFAST_MAX_STREAMS)")
+	fs.IntVar(&f.maxStreamsPerKey, "max-streams-per-key", envInt(e, "HOLDFAST_MAX_STREAMS_PER_KEY", 100), "event and ticket streams one client key may have open (env HOLDFAST_MAX_STREAMS_PER_KEY)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
 	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", envDuration(e, "HOLDFAST_SWEEP_INTERVAL", time.Second), "how often expired holds are swept (env HOLDFAST_SWEEP_INTERVAL)")
@@ -159,7 +161,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	api := hfhttp.NewServer(hfhttp.Config{
 		Store: store, Logger: log, RequestTimeout: f.requestTimeout,
-		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: f.maxStreams, Registry: reg.Registry,
+		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: streamCap(f.maxStreams, log), MaxStreamsPerKey: f.maxStreamsPerKey, Registry: reg.Registry,
 		Race: raceFunc(f.db), WebhookAllowPrivate: f.webhooks.allowPrivate,
 	})
 	srv := &http.Server{
