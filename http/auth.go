@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -130,6 +131,25 @@ type cachedKey struct {
 	at  time.Time
 }
 
+// forget drops what the cache knows of key id.
+func (c *keyCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.keys, id)
+	c.mu.Unlock()
+}
+
+// revoked reports whether the key a stream's principal p authenticated
+// with has been revoked since, as far as this server knows (within
+// keyCacheTTL of the revocation on any server).
+func (s *Server) revoked(r *http.Request, p principal) bool {
+	id, ok := strings.CutPrefix(p.id, "key:")
+	if !ok {
+		return false // the admin key, or open mode
+	}
+	k, err := s.keys.get(r, s, id)
+	return err == nil && k.RevokedAt != nil || holdfast.ErrorCode(err) == holdfast.CodeNotFound
+}
+
 func (c *keyCache) get(r *http.Request, s *Server, id string) (holdfast.APIKey, error) {
 	now := time.Now()
 	c.mu.Lock()
@@ -140,7 +160,10 @@ func (c *keyCache) get(r *http.Request, s *Server, id string) (holdfast.APIKey, 
 	}
 	k, err := s.cfg.Store.APIKey(r.Context(), id)
 	if err != nil && holdfast.ErrorCode(err) != holdfast.CodeNotFound {
-		return k, err
+		// The database could not answer (a busy writer, a deadline): the
+		// caller may retry, and must not read it as a server error or as
+		// a valid key.
+		return k, fmt.Errorf("%w: the API key could not be read now: %v", holdfast.ErrBusy, err)
 	}
 	c.mu.Lock()
 	if c.keys == nil || len(c.keys) >= 100_000 {
@@ -225,6 +248,7 @@ func (s *Server) patchKey(r *http.Request, c *call) (int, any, error) {
 // keyCacheTTL.
 func (s *Server) revokeKey(r *http.Request, c *call) (int, any, error) {
 	k, err := c.changes(nil).RevokeKey(r.Context(), r.PathValue("id"))
+	s.keys.forget(r.PathValue("id")) // this server refuses it at once
 	return http.StatusOK, k, err
 }
 

@@ -241,3 +241,64 @@ func TestStreamsPerKey(t *testing.T) {
 		}
 	}
 }
+
+// Revoking a key ends its open ticket streams on every server, each with
+// an event saying why.
+func TestRevocationEndsStreams(t *testing.T) {
+	s := openSQLite(t, t.TempDir()+"/holdfast.db")
+	a := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+	b := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+	alice := newKey(t, a, "alice")
+	id := strings.Split(alice.key, "_")[1]
+	a.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":5}`, 201, "")
+	opens := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	a.want(t, "POST", "/v1/rooms", `{"id":"r","pools":["gala"],"opens_at":"`+opens+`","admit_per_second":1,"admit_ttl_seconds":60,"max_inside":1}`, 201, "")
+	var ends []chan string
+	for i, srv := range []caller{a, b} {
+		var tk holdfast.RoomTicket
+		alice.want(t, "POST", "/v1/rooms/r/join", `{"holder":"h`+fmt.Sprint(i)+`"}`, 202, "").decode(t, &tk)
+		req, _ := http.NewRequest("GET", srv.base+"/v1/rooms/r/tickets/"+tk.Ticket+"/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+alice.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		end := make(chan string, 1)
+		go func() {
+			var last string
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+					last = ev
+				}
+			}
+			end <- last
+		}()
+		ends = append(ends, end)
+	}
+	a.want(t, "DELETE", "/v1/keys/"+id, "", 200, "")
+	for i, end := range ends {
+		select {
+		case last := <-end:
+			if last != "revoked" {
+				t.Errorf("stream on server %d ended after %q, want a revoked event", i, last)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream on server %d still open after the revocation", i)
+		}
+	}
+}
+
+// A key check the database cannot answer (here: the database is gone)
+// is a retryable 503 with Retry-After, never a 500 or a 401.
+func TestKeyCheckOnAFailingDatabaseIs503(t *testing.T) {
+	s := openSQLite(t, t.TempDir()+"/holdfast.db")
+	admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+	alice := newKey(t, admin, "alice")
+	s.Close()
+	r := alice.do(t, "GET", "/v1/pools", "")
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || r.problem(t).Code != holdfast.CodeBusy {
+		t.Fatalf("a key check on a closed database: %d %s, want 503 busy with Retry-After", r.status, r.body)
+	}
+}

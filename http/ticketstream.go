@@ -24,6 +24,9 @@ const (
 	unrankedReread   = 5 * time.Second
 	// maxTicketStreams bounds the ticket streams one server keeps open.
 	maxTicketStreams = 20000
+	// revokedCheck is how often a stream asks whether its key was revoked
+	// (a read of the key cache; the store at most once per keyCacheTTL).
+	revokedCheck = 200 * time.Millisecond
 )
 
 // roomWatch shares room reads among ticket streams.
@@ -145,6 +148,10 @@ func (s *Server) ticketStream(w http.ResponseWriter, r *http.Request, p principa
 	}
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
+	// Revoking the key ends its streams, on every server within a
+	// keyCacheTTL and this tick.
+	keyCheck := time.NewTicker(revokedCheck)
+	defer keyCheck.Stop()
 	read := time.Now()
 	_, changed := s.roomWatch.latest(wr)
 	for t.Status == holdfast.TicketWaiting {
@@ -153,6 +160,14 @@ func (s *Server) ticketStream(w http.ResponseWriter, r *http.Request, p principa
 			return
 		case <-s.closing:
 			return
+		case <-keyCheck.C:
+			if s.revoked(r, p) {
+				_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+				fmt.Fprint(w, "event: revoked\ndata: {\"code\":\"unauthorized\",\"detail\":\"the API key was revoked\"}\n\n")
+				_ = rc.Flush()
+				return
+			}
+			continue
 		case <-keepAlive.C:
 			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
