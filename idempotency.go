@@ -25,8 +25,13 @@ var (
 	ErrIdempotencyKeyUsed  = &Error{Code: CodeIdempotencyKeyUsed, Line: -1}
 )
 
-// IdempotencyTTL is how long a key is remembered.
+// IdempotencyTTL is how long a key is remembered with a success.
 const IdempotencyTTL = 24 * time.Hour
+
+// IdempotencyRefusalTTL is how long a key is remembered with a refusal
+// (a 4xx): a retry within it replays the refusal; refusals cost nothing
+// to make, so they are kept for less, and a flood of them is gone sooner.
+const IdempotencyRefusalTTL = time.Hour
 
 // StoredResponse is the first answer given for an idempotency key.
 type StoredResponse struct {
@@ -93,7 +98,8 @@ type IdempotencyStore interface {
 	// AbandonIdempotent forgets a claim whose request failed without an
 	// answer worth replaying (the database was down), so a retry can run.
 	AbandonIdempotent(ctx context.Context, scope, key, token string) error
-	// PurgeIdempotency deletes keys older than IdempotencyTTL.
+	// PurgeIdempotency deletes keys older than IdempotencyTTL, and those
+	// holding a refusal older than IdempotencyRefusalTTL.
 	PurgeIdempotency(ctx context.Context) (int, error)
 	// Keyed returns the store with its changes guarded by k (claimed with
 	// BeginIdempotent, or Deferred).

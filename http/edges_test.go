@@ -302,3 +302,34 @@ func TestKeyCheckOnAFailingDatabaseIs503(t *testing.T) {
 		t.Fatalf("a key check on a closed database: %d %s, want 503 busy with Retry-After", r.status, r.body)
 	}
 }
+
+// Idempotency records cannot be grown without bound: one key's
+// Idempotency-Keys are capped per hour (429 rate_limited with
+// Retry-After, never a wrong answer; a request without a key still
+// goes), and a refusal's record is kept an hour, not a day.
+func TestIdempotencyRecordsAreBounded(t *testing.T) {
+	s := openSQLite(t, t.TempDir()+"/holdfast.db")
+	admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey, MaxIdempotencyKeysPerHour: 3}).URL, key: adminKey}
+	alice := newKey(t, admin, "alice")
+	admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":1}`, 201, "")
+	alice.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":1}]}`, 201, "", "Idempotency-Key", "k1")
+	alice.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeSoldOut, "Idempotency-Key", "k2")
+	alice.want(t, "POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeSoldOut, "Idempotency-Key", "k2")
+	r := alice.want(t, "POST", "/v1/holds", `{"holder":"c","lines":[{"pool":"p","quantity":1}]}`, 429, hfhttp.CodeRateLimited, "Idempotency-Key", "k4")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	alice.want(t, "POST", "/v1/holds", `{"holder":"c","lines":[{"pool":"p","quantity":1}]}`, 409, holdfast.CodeSoldOut)
+	// Both records exist; two hours on, the refusal's is purged and the
+	// success's kept.
+	holdfasttest.MustExec(t, s, `UPDATE idempotency_keys SET created_at = created_at - 7200000`)
+	if _, err := s.PurgeIdempotency(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM idempotency_keys WHERE key = 'k2'`); n != 0 {
+		t.Fatalf("a refusal's record two hours old was kept")
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM idempotency_keys WHERE key = 'k1'`); n != 1 {
+		t.Fatalf("a success's record two hours old was purged")
+	}
+}

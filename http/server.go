@@ -57,6 +57,11 @@ type Config struct {
 	// authentication on every route: failed logins, probes and streams
 	// too. Behind a proxy every client shares its address: set it there.
 	IPRateLimit float64
+	// MaxIdempotencyKeysPerHour bounds the Idempotency-Keys one caller
+	// (one key) may send to this server in an hour (default 100,000): each
+	// may leave a record for up to a day. Past it, 429 rate_limited with
+	// Retry-After, never a wrong answer.
+	MaxIdempotencyKeysPerHour int
 	// MaxStreams bounds the streams (event streams and waiting places'
 	// ticket streams) open at once (default 5,000), MaxStreamsPerKey
 	// those of one client key (default 100; the admin key is bounded by
@@ -86,10 +91,11 @@ type Server struct {
 	closeOnce sync.Once
 	// streams counts the open event streams, per principal and in all.
 	// roomWatch shares room reads among ticket streams.
-	roomWatch roomWatch
-	streamsMu sync.Mutex
-	streams   map[string]int
-	streamsN  int
+	roomWatch  roomWatch
+	keyRecords hourlyCount // Idempotency-Keys per caller and hour
+	streamsMu  sync.Mutex
+	streams    map[string]int
+	streamsN   int
 }
 
 // openStream counts a new stream for p, or refuses it past the bounds;
@@ -134,6 +140,7 @@ func NewServer(cfg Config) *Server {
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 1<<20)
 	cfg.MaxStreams = cmp.Or(cfg.MaxStreams, 5000)
 	cfg.MaxStreamsPerKey = cmp.Or(cfg.MaxStreamsPerKey, 100)
+	cfg.MaxIdempotencyKeysPerHour = cmp.Or(cfg.MaxIdempotencyKeysPerHour, 100_000)
 	if c, ok := cfg.Store.(interface{ Config() holdfast.Config }); ok && cfg.Holds == (holdfast.Config{}) {
 		cfg.Holds = c.Config()
 	}
@@ -316,7 +323,42 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, acc
 		writeBody(w, status, encode(body), false)
 		return status
 	}
+	if ok, wait := s.keyRecords.allow(p.id, s.cfg.MaxIdempotencyKeysPerHour, time.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+		return s.writeError(w, holdfast.Errorf(CodeRateLimited, "this key sent %d Idempotency-Keys this hour, its most: send the request without one, or later", s.cfg.MaxIdempotencyKeysPerHour))
+	}
 	return s.idempotent(w, r, route, p, key, h)
+}
+
+// hourlyCount counts, per caller, what it did in the current hour.
+type hourlyCount struct {
+	mu sync.Mutex
+	m  map[string]*hourWindow
+}
+
+type hourWindow struct {
+	start time.Time
+	n     int
+}
+
+// allow counts one for id, or reports how long until its hour is over
+// when it has had max already.
+func (c *hourlyCount) allow(id string, max int, now time.Time) (bool, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= 100_000 {
+		c.m = map[string]*hourWindow{} // bounded: start again
+	}
+	w := c.m[id]
+	if w == nil || now.Sub(w.start) >= time.Hour {
+		w = &hourWindow{start: now}
+		c.m[id] = w
+	}
+	if w.n >= max {
+		return false, w.start.Add(time.Hour).Sub(now)
+	}
+	w.n++
+	return true, 0
 }
 
 // idempotent runs a change under an Idempotency-Key: the first request with

@@ -34,6 +34,7 @@ type serveFlags struct {
 	retainHolds      time.Duration
 	maxStreams       int
 	maxStreamsPerKey int
+	maxIdemPerHour   int
 	holdTTL          time.Duration
 	maxTTL           time.Duration
 	sweepInterval    time.Duration
@@ -80,6 +81,7 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs.Var(days{&f.retainEvents}, "retain-events", "how long outbox events are kept, e.g. 30d or 720h; 0 keeps them for ever (env HOLDFAST_RETAIN_EVENTS)")
 	fs.Var(days{&f.retainHolds}, "retain-holds", "how long holds that ended without a booking (released, expired, cancelled) are kept; 0 for ever (env HOLDFAST_RETAIN_HOLDS)")
 	fs.IntVar(&f.maxStreams, "max-streams", envInt(e, "HOLDFAST_MAX_STREAMS", 5000), "event and ticket streams open at once, in all; at most half the process's open-file limit (env HOLDFAST_MAX_STREAMS)")
+	fs.IntVar(&f.maxIdemPerHour, "max-idempotency-keys-per-hour", envInt(e, "HOLDFAST_MAX_IDEMPOTENCY_KEYS_PER_HOUR", 100000), "Idempotency-Keys one API key may send to a server in an hour; past it 429 rate_limited (env HOLDFAST_MAX_IDEMPOTENCY_KEYS_PER_HOUR)")
 	fs.IntVar(&f.maxStreamsPerKey, "max-streams-per-key", envInt(e, "HOLDFAST_MAX_STREAMS_PER_KEY", 100), "event and ticket streams one client key may have open (env HOLDFAST_MAX_STREAMS_PER_KEY)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration(e, "HOLDFAST_HOLD_TTL", 10*time.Minute), "default hold TTL (env HOLDFAST_HOLD_TTL)")
 	fs.DurationVar(&f.maxTTL, "max-hold-ttl", envDuration(e, "HOLDFAST_MAX_HOLD_TTL", time.Hour), "longest TTL a hold may ask for (env HOLDFAST_MAX_HOLD_TTL)")
@@ -161,7 +163,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	api := hfhttp.NewServer(hfhttp.Config{
 		Store: store, Logger: log, RequestTimeout: f.requestTimeout,
-		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: streamCap(f.maxStreams, log), MaxStreamsPerKey: f.maxStreamsPerKey, Registry: reg.Registry,
+		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: streamCap(f.maxStreams, log), MaxStreamsPerKey: f.maxStreamsPerKey, MaxIdempotencyKeysPerHour: f.maxIdemPerHour, Registry: reg.Registry,
 		Race: raceFunc(f.db), WebhookAllowPrivate: f.webhooks.allowPrivate,
 	})
 	srv := &http.Server{

@@ -41,9 +41,9 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 		var body []byte
 		var forgotten, stale bool
 		err = tx.QueryRow(ctx, `SELECT fingerprint, state, status, body,
-			created_at <= holdfast_now_ms() - $3, updated_at <= holdfast_now_ms() - $4
+			created_at <= holdfast_now_ms() - CASE WHEN status >= 400 THEN CAST($5 AS BIGINT) ELSE CAST($3 AS BIGINT) END, updated_at <= holdfast_now_ms() - $4
 			FROM idempotency_keys WHERE scope = $1 AND key = $2`+s.d.ForUpdate,
-			scope, key, holdfast.IdempotencyTTL.Milliseconds(), staleAfter.Milliseconds()).
+			scope, key, holdfast.IdempotencyTTL.Milliseconds(), staleAfter.Milliseconds(), holdfast.IdempotencyRefusalTTL.Milliseconds()).
 			Scan(&fp, &state, &status, &body, &forgotten, &stale)
 		if err != nil {
 			return err
@@ -180,7 +180,8 @@ func (s *Store) AbandonIdempotent(ctx context.Context, scope, key, token string)
 func (s *Store) PurgeIdempotency(ctx context.Context) (int, error) {
 	var n int64
 	err := s.db.Transact(ctx, func(tx Querier) (err error) {
-		n, err = tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at <= holdfast_now_ms() - $1`, holdfast.IdempotencyTTL.Milliseconds())
+		n, err = tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at <= holdfast_now_ms() - $1
+			OR (status >= 400 AND created_at <= holdfast_now_ms() - CAST($2 AS BIGINT))`, holdfast.IdempotencyTTL.Milliseconds(), holdfast.IdempotencyRefusalTTL.Milliseconds())
 		return err
 	})
 	return int(n), err
