@@ -213,7 +213,9 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	// Graceful: stop accepting, let in-flight requests finish (each runs in
 	// one transaction, so none is left half-done), then close the store.
-	log.Info("shutting down", "grace", f.shutdownGrace)
+	// Said once the listener is closed (Shutdown closes it, then runs
+	// the shutdown hooks): from this line on, no connection is accepted.
+	srv.RegisterOnShutdown(func() { log.Info("shutting down", "grace", f.shutdownGrace) })
 	shutCtx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
