@@ -72,6 +72,25 @@ type placed struct {
 
 type placeKey struct{ kind, id string }
 
+// checkPrepared refuses a shard whose server cannot prepare transactions
+// (max_prepared_transactions 0, most installs' default): every hold across
+// shards prepares a part on each shard it touches.
+func checkPrepared(ctx context.Context, pool *pgxpool.Pool, shard int) error {
+	var prepared int
+	if err := pool.QueryRow(ctx, `SELECT current_setting('max_prepared_transactions')::int`).Scan(&prepared); err != nil {
+		return fmt.Errorf("shard %d: reading max_prepared_transactions: %w", shard, err)
+	}
+	if prepared > 0 {
+		return nil
+	}
+	name := "the catalog (shard 0)"
+	if shard > 0 {
+		name = fmt.Sprintf("shard %d", shard)
+	}
+	return fmt.Errorf("postgres: %s has max_prepared_transactions = %d; holds across shards need it above 0 — as many as this server's connections to it (%d) to never wait: set max_prepared_transactions = %d in its postgresql.conf and restart it",
+		name, prepared, pool.Config().MaxConns, max(pool.Config().MaxConns, 100))
+}
+
 // OpenShards opens every shard (the first URL is the catalog), applies
 // the migrations on each, and checks that the shards are the ones, in the
 // order, the catalog knows (a new URL at the end is a new shard). opts
@@ -102,6 +121,14 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 			return nil, fmt.Errorf("shard %d: %w", i, err)
 		}
 		set.stores = append(set.stores, st)
+		if len(urls) > 1 {
+			// Holds across shards prepare a part on each: refuse at start,
+			// not at the first such hold with a 500.
+			if err := checkPrepared(ctx, st.pool, i); err != nil {
+				closeAll()
+				return nil, err
+			}
+		}
 		cfg := st.pool.Config().Copy()
 		cfg.MaxConns, cfg.MinConns = 4, 0
 		control, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -143,3 +143,20 @@ func TestServeShards(t *testing.T) {
 		t.Fatalf("serve with the shards swapped: exit %d %s", code, errOut)
 	}
 }
+
+// serve --shard on a PostgreSQL that cannot prepare transactions (most
+// installs' default) refuses to start, naming the setting, the value
+// found and the value needed — not a 500 at the first hold across shards.
+func TestServeShardsRefusesWithoutPreparedTransactions(t *testing.T) {
+	cl := pgtest.StartCluster(t) // max_prepared_transactions = 0
+	ctx := context.Background()
+	var urls []string
+	for _, name := range []string{"catalog", "east"} {
+		cl.CreateDatabase(ctx, name)
+		urls = append(urls, cl.URL(name))
+	}
+	code, _, errOut := runCmd(t, "serve", "--addr", "127.0.0.1:0", "--db", urls[0], "--shard", urls[1], "--admin-key", "an-admin-key-of-some-length")
+	if code == 0 || !strings.Contains(errOut, "max_prepared_transactions = 0") || !strings.Contains(errOut, "above 0") || !strings.Contains(errOut, "postgresql.conf") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
