@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -60,6 +62,19 @@ func NewClient(baseURL, key string) *Client {
 const maxInFlightWaits = 25
 
 // do sends a request and decodes a 2xx answer into out.
+// UnreachableError is a request no server answered: nothing listens at
+// URL (or it cannot be reached), as opposed to a server that is busy.
+type UnreachableError struct {
+	URL string
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("could not reach holdfast at %s: %v", e.URL, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -107,6 +122,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		resp, err := c.HTTP.Do(req)
 		if err != nil {
 			lastErr = fmt.Errorf("%w: %v", holdfast.ErrBusy, err)
+			var op *net.OpError
+			if errors.As(err, &op) && op.Op == "dial" {
+				// Nothing answers there: not busy, absent. (Safe to try
+				// again: the request never reached a server.)
+				lastErr = &UnreachableError{URL: c.BaseURL, Err: op.Err}
+			}
 			if ctx.Err() != nil {
 				return lastErr
 			}

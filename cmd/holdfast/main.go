@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast"
+	hfhttp "github.com/holdfast/holdfast/http"
 )
 
 func main() {
@@ -79,12 +80,18 @@ postgres:// URL for several servers sharing one database.`,
 		fmt.Fprintf(stderr, "holdfast: %v\n", err)
 		return 2
 	}
+	refuseUnknownSubcommands(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
 	var ee *exitError
 	var he *holdfast.Error
+	var ue *hfhttp.UnreachableError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "holdfast: %v\nIs the server running? Point the CLI at another with --server URL or HOLDFAST_SERVER.\n", ue)
+		return 1
+	}
 	if errors.As(err, &ee) {
 		if ee.err != nil {
 			fmt.Fprintf(stderr, "holdfast: %v\n", ee.err)
@@ -99,4 +106,22 @@ postgres:// URL for several servers sharing one database.`,
 	}
 	fmt.Fprintf(stderr, "holdfast: %v\n", err)
 	return 1
+}
+
+// refuseUnknownSubcommands makes a command that only groups others (pool,
+// room, …) refuse an unknown subcommand with an error and a non-zero exit,
+// as the root does; cobra would print its help and exit 0.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if c.HasParent() && c.HasSubCommands() && !c.Runnable() {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return &exitError{code: 2, err: fmt.Errorf("unknown command %q for %q\nRun '%s --help' for its commands", args[0], cmd.CommandPath(), cmd.CommandPath())}
+		}
+	}
 }

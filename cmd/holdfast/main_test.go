@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -280,5 +281,30 @@ func TestNaturalOrder(t *testing.T) {
 	want := []string{"9", "10", "A-1", "A-2", "A-02x", "A-2x", "A-10", "B-1"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("natural order: got %v, want %v", got, want)
+	}
+}
+
+// With no server at the URL, a client command says it could not reach
+// holdfast there and how to point it elsewhere — never "busy" — and
+// exits non-zero; an unknown subcommand is an error, not the parent's
+// help with exit 0.
+func TestCLIUnreachableAndUnknownCommand(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	code, _, errOut := runCmd(t, "pool", "list", "--server", url)
+	if code == 0 || !strings.Contains(errOut, "could not reach holdfast at "+url) || !strings.Contains(errOut, "--server") ||
+		!strings.Contains(errOut, "HOLDFAST_SERVER") || strings.Contains(errOut, "busy") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	code, out, errOut := runCmd(t, "room", "verify")
+	if code == 0 || !strings.Contains(errOut, `unknown command "verify"`) {
+		t.Fatalf("holdfast room verify: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if code, out, _ := runCmd(t, "room"); code != 0 || !strings.Contains(out, "Available Commands") {
+		t.Fatalf("holdfast room alone: exit %d, %s", code, out)
 	}
 }
