@@ -26,7 +26,7 @@ type clientFlags struct {
 
 func (f *clientFlags) register(c *cobra.Command, e env) {
 	c.PersistentFlags().StringVar(&f.server, "server", envOr(e, "HOLDFAST_SERVER", "http://127.0.0.1:8080"), "the holdfast server (env HOLDFAST_SERVER)")
-	c.PersistentFlags().StringVar(&f.key, "key", envOr(e, "HOLDFAST_KEY", ""), "API key (env HOLDFAST_KEY)")
+	secretVar(c.PersistentFlags(), &f.key, "key", e, "HOLDFAST_KEY", "API key")
 	c.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON instead of a table")
 }
 

@@ -85,7 +85,7 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.DurationVar(&f.think, "think", 5*time.Millisecond, "pause between a strategy's check and its write, like a payment check in a real handler")
 	fs.IntVar(&f.instances, "instances", 1, "in-process servers sharing each database (in-process locks are not enough)")
 	fs.StringVar(&f.targets, "target", "", "storm running servers instead: URL[,URL…]")
-	fs.StringVar(&f.key, "key", envOr(e, "HOLDFAST_KEY", ""), "API key for --target (admin, to create the lab's pool)")
+	secretVar(fs, &f.key, "key", e, "HOLDFAST_KEY", "API key for --target (admin, to create the lab's pool)")
 	fs.StringVar(&f.auditDB, "audit-db", "", "with --target: the servers' database, audited directly after the run")
 	fs.BoolVar(&f.json, "json", false, "print the results as JSON")
 	fs.StringVar(&f.chart, "chart", "", "write a chart: out.svg or out.png")

@@ -308,3 +308,42 @@ func TestCLIUnreachableAndUnknownCommand(t *testing.T) {
 		t.Fatalf("holdfast room alone: exit %d, %s", code, out)
 	}
 }
+
+// No command's --help shows a secret taken from the environment: it says
+// the variable is set, never its value.
+func TestHelpNeverShowsASecret(t *testing.T) {
+	const secret = "adm-secret-do-not-print-0123456789"
+	env := func(k string) string {
+		if k == "HOLDFAST_KEY" || k == "HOLDFAST_ADMIN_KEY" {
+			return secret
+		}
+		return ""
+	}
+	var paths [][]string
+	var walk func(prefix []string, args ...string)
+	walk = func(prefix []string, args ...string) {
+		var out syncBuffer
+		run(context.Background(), append(append(append([]string{}, prefix...), args...), "--help"), env, &out, &out)
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("holdfast %s --help shows the secret:\n%s", strings.Join(prefix, " "), out.String())
+		}
+		paths = append(paths, prefix)
+		inCommands := false
+		for _, line := range strings.Split(out.String(), "\n") {
+			switch {
+			case strings.HasPrefix(line, "Available Commands:"):
+				inCommands = true
+			case inCommands && strings.HasPrefix(line, "  "):
+				if name := strings.Fields(line)[0]; name != "help" && name != "completion" {
+					walk(append(append([]string{}, prefix...), name))
+				}
+			default:
+				inCommands = false
+			}
+		}
+	}
+	walk(nil)
+	if len(paths) < 40 {
+		t.Fatalf("walked %d commands: the help did not list them", len(paths))
+	}
+}

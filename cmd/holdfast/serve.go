@@ -70,7 +70,7 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	fs := c.Flags()
 	f.db.register(fs, e)
 	fs.StringVar(&f.addr, "addr", envOr(e, "HOLDFAST_ADDR", "127.0.0.1:8080"), "listen address (env HOLDFAST_ADDR)")
-	fs.StringVar(&f.adminKey, "admin-key", envOr(e, "HOLDFAST_ADMIN_KEY", ""), "the admin's bearer key; without it the server runs open, on loopback only (env HOLDFAST_ADMIN_KEY; prefer the env or --admin-key-file: argv is visible to every user of the machine)")
+	secretVar(fs, &f.adminKey, "admin-key", e, "HOLDFAST_ADMIN_KEY", "the admin's bearer key; without it the server runs open, on loopback only (prefer the env or --admin-key-file: argv is visible to every user of the machine)")
 	fs.StringVar(&f.adminKeyFile, "admin-key-file", envOr(e, "HOLDFAST_ADMIN_KEY_FILE", ""), "read the admin key from this file (one line) (env HOLDFAST_ADMIN_KEY_FILE)")
 	fs.BoolVar(&f.allowUnsafe, "allow-unsafe", false, "allow --strategy unsafe, which oversells on purpose (for demonstrations only)")
 	fs.BoolVar(&f.demo, "demo", envBool(e, "HOLDFAST_DEMO", false), "create a sample concert pool, seat map and rider fleet if absent (env HOLDFAST_DEMO=true)")

@@ -44,6 +44,19 @@ func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 		"redislock: how long a lock outlives a stalled holder; the fencing token makes a stalled holder's late write fail (env HOLDFAST_LOCK_TTL)")
 }
 
+// secretVar registers a flag for a secret whose default comes from the
+// environment variable key: --help says whether the variable is set,
+// never its value (pflag would print a default, the secret, in every
+// command's help).
+func secretVar(fs *pflag.FlagSet, p *string, name string, e env, key, usage string) {
+	state := "not set"
+	if e.getenv(key) != "" {
+		state = "set"
+	}
+	fs.StringVar(p, name, "", fmt.Sprintf("%s (env %s: %s)", usage, key, state))
+	*p = e.getenv(key)
+}
+
 func envOr(e env, key, def string) string {
 	if v := e.getenv(key); v != "" {
 		return v
