@@ -13,9 +13,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
@@ -81,6 +83,7 @@ postgres:// URL for several servers sharing one database.`,
 		return 2
 	}
 	refuseUnknownSubcommands(root)
+	explain(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -123,5 +126,42 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 			}
 			return &exitError{code: 2, err: fmt.Errorf("unknown command %q for %q\nRun '%s --help' for its commands", args[0], cmd.CommandPath(), cmd.CommandPath())}
 		}
+	}
+}
+
+// examples are the commands' examples that their definitions leave out.
+var examples = map[string]string{
+	"holdfast key list":           "  holdfast key list --key $ADMIN_KEY",
+	"holdfast room create":        "  holdfast room create --id gala-room --pool gala --opens-at 2026-12-24T10:00:00Z --admit-per-second 50 --key $ADMIN_KEY",
+	"holdfast room join":          "  holdfast room join gala-room --holder alice",
+	"holdfast room show":          "  holdfast room show gala-room",
+	"holdfast room ticket":        "  holdfast room ticket gala-room tk_…",
+	"holdfast shard":              "  holdfast shard list --db postgres://localhost/catalog --shard postgres://localhost/east\n  holdfast shard move festival-day2 --to 1 --db postgres://localhost/catalog --shard postgres://localhost/east",
+	"holdfast waitlist join":      "  holdfast waitlist join gala --holder alice --quantity 2\n  holdfast waitlist join gala --holder alice --admission adm_…   # behind a waiting room",
+	"holdfast waitlist leave":     "  holdfast waitlist leave gala wl_…",
+	"holdfast waitlist list":      "  holdfast waitlist list gala --key $ADMIN_KEY",
+	"holdfast waitlist show":      "  holdfast waitlist show gala wl_…",
+	"holdfast webhook create":     "  holdfast webhook create --url https://shop.example/hooks/holdfast --events hold.confirmed,hold.expired",
+	"holdfast webhook delete":     "  holdfast webhook delete wh_…",
+	"holdfast webhook deliveries": "  holdfast webhook deliveries wh_… --status failed",
+	"holdfast webhook disable":    "  holdfast webhook disable wh_…",
+	"holdfast webhook enable":     "  holdfast webhook enable wh_…",
+	"holdfast webhook list":       "  holdfast webhook list",
+	"holdfast webhook update":     "  holdfast webhook update wh_… --events hold.confirmed --description \"box office\"",
+}
+
+// explain gives every command an example and marks its required flags
+// "(required)" in its help.
+func explain(c *cobra.Command) {
+	if c.Example == "" {
+		c.Example = examples[c.CommandPath()]
+	}
+	c.Flags().VisitAll(func(fl *pflag.Flag) {
+		if req := fl.Annotations[cobra.BashCompOneRequiredFlag]; len(req) > 0 && req[0] == "true" && !strings.Contains(fl.Usage, "(required)") {
+			fl.Usage += " (required)"
+		}
+	})
+	for _, sub := range c.Commands() {
+		explain(sub)
 	}
 }

@@ -347,3 +347,32 @@ func TestHelpNeverShowsASecret(t *testing.T) {
 		t.Fatalf("walked %d commands: the help did not list them", len(paths))
 	}
 }
+
+// Every command's --help shows an example, and every required flag says
+// so.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	var walk func(prefix []string)
+	walk = func(prefix []string) {
+		_, out, _ := runCmd(t, append(append([]string{}, prefix...), "--help")...)
+		if !strings.Contains(out, "Examples:") {
+			t.Errorf("holdfast %s --help shows no example", strings.Join(prefix, " "))
+		}
+		inCommands := false
+		for _, line := range strings.Split(out, "\n") {
+			switch {
+			case strings.HasPrefix(line, "Available Commands:"):
+				inCommands = true
+			case inCommands && strings.HasPrefix(line, "  "):
+				if name := strings.Fields(line)[0]; name != "help" && name != "completion" {
+					walk(append(append([]string{}, prefix...), name))
+				}
+			default:
+				inCommands = false
+			}
+		}
+	}
+	walk(nil)
+	if _, out, _ := runCmd(t, "room", "create", "--help"); !regexp.MustCompile(`--opens-at .*\(required\)`).MatchString(out) {
+		t.Errorf("room create --help does not say --opens-at is required:\n%s", out)
+	}
+}
