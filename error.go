@@ -89,6 +89,10 @@ func LineErrorf(code Code, line int, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Line: line}
 }
 
+// CodeOf is ErrorCode: the stable code of err ("" for nil), for a switch
+// over refusals.
+func CodeOf(err error) Code { return ErrorCode(err) }
+
 // ErrorCode returns the code of err: the code of the first *Error in its chain,
 // CodeInternal for any other non-nil error, "" for nil.
 func ErrorCode(err error) Code {

@@ -3,6 +3,8 @@ package holdfast_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +66,36 @@ func TestNewHoldIDUniqueAndSorted(t *testing.T) {
 			t.Fatalf("id %q repeated or malformed", id)
 		}
 		seen[id] = true
+	}
+}
+
+// README.md's Go code is Example_library's, line for line: the README
+// shows code that compiles and prints what it says.
+func TestReadmeLibraryIsTheExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := os.ReadFile("example_library_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## Using holdfast from Go")
+	if !ok {
+		t.Fatal("README.md has no section on using holdfast from Go")
+	}
+	blocks := strings.Split(section, "```go\n")
+	if len(blocks) < 3 {
+		t.Fatal("the section has no Go code")
+	}
+	shown, _, _ := strings.Cut(blocks[2], "```")
+	_, body, _ := strings.Cut(string(ex), "// README:begin\n")
+	body, _, _ = strings.Cut(body, "\t// README:end")
+	var want []string
+	for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+		want = append(want, strings.TrimPrefix(l, "\t"))
+	}
+	if got := strings.TrimRight(shown, "\n"); got != strings.Join(want, "\n") {
+		t.Fatalf("README.md's Go code differs from Example_library:\n--- README\n%s\n--- example\n%s", got, strings.Join(want, "\n"))
 	}
 }
