@@ -459,10 +459,10 @@ func raceChangesWithClaims(t *testing.T, h Harness) {
 	var mu sync.Mutex
 	confirmed := int64(0)
 	var o outcomes
-	storm(24, func(i int) {
+	storm(16, func(i int) {
 		st := stores[i%len(stores)]
 		rng := rand.New(rand.NewPCG(uint64(i), 7))
-		for n := range 12 {
+		for n := range 9 {
 			if n%3 == 2 {
 				// A delivery: any free rider, then free it again.
 				b, err := st.Book(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("c%d-%d", i, n), Lines: []holdfast.Line{{Group: "fleet", Any: 1}}}, "")
