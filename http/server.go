@@ -534,6 +534,9 @@ func cleanURL(r *http.Request) error {
 	if !cleanText(r.URL.Path) {
 		return holdfast.Errorf(holdfast.CodeInvalid, "the path holds bytes no identifier may (NUL, control characters or invalid UTF-8)")
 	}
+	if r.URL.RawQuery == "" {
+		return nil // most requests: nothing more to parse
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return holdfast.Errorf(holdfast.CodeInvalid, "the query string is malformed")

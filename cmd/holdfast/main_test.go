@@ -319,15 +319,40 @@ func TestHelpNeverShowsASecret(t *testing.T) {
 		}
 		return ""
 	}
-	var paths [][]string
-	var walk func(prefix []string, args ...string)
-	walk = func(prefix []string, args ...string) {
-		var out syncBuffer
-		run(context.Background(), append(append(append([]string{}, prefix...), args...), "--help"), env, &out, &out)
-		if strings.Contains(out.String(), secret) {
-			t.Errorf("holdfast %s --help shows the secret:\n%s", strings.Join(prefix, " "), out.String())
+	n := eachCommand(t, env, func(path []string, help string) {
+		if strings.Contains(help, secret) {
+			t.Errorf("holdfast %s --help shows the secret:\n%s", strings.Join(path, " "), help)
 		}
-		paths = append(paths, prefix)
+	})
+	if n < 40 {
+		t.Fatalf("walked %d commands: the help did not list them", n)
+	}
+}
+
+// Every command's --help shows an example, and every required flag says
+// so.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	eachCommand(t, noEnv, func(path []string, help string) {
+		if !strings.Contains(help, "Examples:") {
+			t.Errorf("holdfast %s --help shows no example", strings.Join(path, " "))
+		}
+	})
+	if _, out, _ := runCmd(t, "room", "create", "--help"); !regexp.MustCompile(`--opens-at .*\(required\)`).MatchString(out) {
+		t.Errorf("room create --help does not say --opens-at is required:\n%s", out)
+	}
+}
+
+// eachCommand runs every command's --help (env gives the environment) and
+// calls fn with the command's path and the help it printed.
+func eachCommand(t *testing.T, env func(string) string, fn func(path []string, help string)) int {
+	t.Helper()
+	n := 0
+	var walk func(prefix []string)
+	walk = func(prefix []string) {
+		var out syncBuffer
+		run(context.Background(), append(append([]string{}, prefix...), "--help"), env, &out, &out)
+		fn(prefix, out.String())
+		n++
 		inCommands := false
 		for _, line := range strings.Split(out.String(), "\n") {
 			switch {
@@ -343,36 +368,5 @@ func TestHelpNeverShowsASecret(t *testing.T) {
 		}
 	}
 	walk(nil)
-	if len(paths) < 40 {
-		t.Fatalf("walked %d commands: the help did not list them", len(paths))
-	}
-}
-
-// Every command's --help shows an example, and every required flag says
-// so.
-func TestEveryCommandHasAnExample(t *testing.T) {
-	var walk func(prefix []string)
-	walk = func(prefix []string) {
-		_, out, _ := runCmd(t, append(append([]string{}, prefix...), "--help")...)
-		if !strings.Contains(out, "Examples:") {
-			t.Errorf("holdfast %s --help shows no example", strings.Join(prefix, " "))
-		}
-		inCommands := false
-		for _, line := range strings.Split(out, "\n") {
-			switch {
-			case strings.HasPrefix(line, "Available Commands:"):
-				inCommands = true
-			case inCommands && strings.HasPrefix(line, "  "):
-				if name := strings.Fields(line)[0]; name != "help" && name != "completion" {
-					walk(append(append([]string{}, prefix...), name))
-				}
-			default:
-				inCommands = false
-			}
-		}
-	}
-	walk(nil)
-	if _, out, _ := runCmd(t, "room", "create", "--help"); !regexp.MustCompile(`--opens-at .*\(required\)`).MatchString(out) {
-		t.Errorf("room create --help does not say --opens-at is required:\n%s", out)
-	}
+	return n
 }

@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -271,7 +273,14 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	// order; then the units freed, locked in id order; then the keys'
 	// quotas, in key order.
 	type hk struct{ pool, holder string }
-	held, confirmed := map[string]int64{}, map[string]int64{}
+	type poolDelta struct{ held, confirmed int64 }
+	deltas := map[string]*poolDelta{}
+	delta := func(pool string) *poolDelta {
+		if deltas[pool] == nil {
+			deltas[pool] = &poolDelta{}
+		}
+		return deltas[pool]
+	}
 	taken := map[hk]int64{}
 	quota := map[string]int64{}
 	var freed, completed []string
@@ -295,44 +304,32 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 				}
 				switch kind {
 				case kindConfirm:
-					held[l.Pool] -= l.Quantity
-					confirmed[l.Pool] += l.Quantity
+					delta(l.Pool).held -= l.Quantity
+					delta(l.Pool).confirmed += l.Quantity
 				case kindRelease:
-					held[l.Pool] -= l.Quantity
+					delta(l.Pool).held -= l.Quantity
 					taken[hk{l.Pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
 				case kindCancel:
-					confirmed[l.Pool] -= l.Quantity
+					delta(l.Pool).confirmed -= l.Quantity
 					taken[hk{l.Pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
 				}
 			}
 		}
 	}
-	pools := slices.Sorted(func(yield func(string) bool) {
-		seen := map[string]bool{}
-		for _, m := range []map[string]int64{held, confirmed} {
-			for p := range m {
-				if !seen[p] {
-					seen[p] = true
-					if !yield(p) {
-						return
-					}
-				}
-			}
-		}
-	})
 	var back []string
-	for _, p := range pools {
-		if held[p]+confirmed[p] < 0 {
+	for _, p := range slices.Sorted(maps.Keys(deltas)) {
+		d := deltas[p]
+		if d.held+d.confirmed < 0 {
 			back = append(back, p)
 		}
-		stmts = append(stmts, Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1 WHERE id = $1`, []any{p, held[p], confirmed[p]}})
+		stmts = append(stmts, Stmt{`UPDATE pools SET held = held + $2, confirmed = confirmed + $3, version = version + 1 WHERE id = $1`, []any{p, d.held, d.confirmed}})
 		checks = append(checks, 1)
 	}
 	holders := make([]hk, 0, len(taken))
 	for k := range taken {
 		holders = append(holders, k)
 	}
-	slices.SortFunc(holders, func(a, b hk) int { return cmpStrings(a.pool+"\x00"+a.holder, b.pool+"\x00"+b.holder) })
+	slices.SortFunc(holders, func(a, b hk) int { return cmp.Or(strings.Compare(a.pool, b.pool), strings.Compare(a.holder, b.holder)) })
 	for _, k := range holders {
 		stmts = append(stmts, Stmt{`UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, []any{k.pool, k.holder, taken[k]}})
 		checks = append(checks, -1) // an unlimited pool keeps no totals
@@ -463,8 +460,6 @@ func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeRe
 	}
 	return nil
 }
-
-func cmpStrings(a, b string) int { return strings.Compare(a, b) }
 
 // lockHolds locks holds ids (sorted) and reads them whole, with the
 // database's clock, in one round trip where the backend pipelines.
