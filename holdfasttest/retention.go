@@ -1,6 +1,7 @@
 package holdfasttest
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +18,28 @@ func testRetention(t *testing.T, h Harness) {
 	ctx := ctxT(t)
 	MustCreatePool(t, s, "p", 2000, 0)
 	MustCreateGroup(t, s, "g", false, "u1", "u2")
-	var released []string
-	for range 520 { // more than one batch
-		hd := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 1})
-		if _, err := s.Release(ctx, hd.ID); err != nil {
-			t.Fatal(err)
-		}
-		released = append(released, hd.ID)
+	// More than one purge batch of released holds, made by 13 clients at
+	// once (one by one, the setup was most of the test's time).
+	released := make([]string, 520)
+	var wg sync.WaitGroup
+	for c := range 13 {
+		wg.Go(func() {
+			for i := c; i < len(released); i += 13 {
+				hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+				if err == nil {
+					_, err = s.Release(ctx, hd.ID)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				released[i] = hd.ID
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	held := MustHold(t, s, "b", holdfast.Line{Pool: "p", Quantity: 2})
 	confirmed, err := s.Book(ctx, holdfast.HoldRequest{Holder: "c", Lines: []holdfast.Line{{Units: []string{"u1"}}}}, "")
