@@ -84,6 +84,9 @@ type RoomStore interface {
 	CreateRoom(ctx context.Context, r Room) (Room, error)
 	// Room returns a room with its counts. ErrNotFound.
 	Room(ctx context.Context, id string) (Room, error)
+	// Rooms returns every room with its counts, by id: what an operator
+	// watches (and /metrics exports) during a sale.
+	Rooms(ctx context.Context) ([]Room, error)
 	// JoinRoom gives holder a place (the same place on every call for
 	// the same holder and owner). ErrNotFound; ErrQuotaExceeded past the
 	// key's cap of places.

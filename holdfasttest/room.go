@@ -103,6 +103,15 @@ func testRooms(t *testing.T, h Harness) {
 		t.Fatalf("a third place for a key capped at 2: %v", err)
 	}
 	mustJoin(t, s, "cap", "c3", "key-d")
+	// Every room, by id, with its counts.
+	rooms, err := s.Rooms(ctx)
+	var ids []string
+	for _, r := range rooms {
+		ids = append(ids, r.ID)
+	}
+	if err != nil || !slices.Equal(ids, []string{"cap", "r", "seats"}) || rooms[0].Waiting != 3 || !slices.Equal(rooms[0].Pools, []string{"capped"}) {
+		t.Fatalf("Rooms: %+v, %v; want cap (3 waiting), r, seats", rooms, err)
+	}
 
 	// Sixty join before opening (a random order among them), three after
 	// (in join order, behind them). Joining again keeps one's place.

@@ -108,7 +108,8 @@ func testPools(t *testing.T, h Harness) {
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
 	p := MustCreatePool(t, s, "concert", 10, 4)
-	want := holdfast.Pool{ID: "concert", Name: "concert", Capacity: 10, PerHolderLimit: 4, Available: 10, LateConfirm: holdfast.LateRefuse}
+	want := holdfast.Pool{ID: "concert", Name: "concert", Capacity: 10, PerHolderLimit: 4, Available: 10, LateConfirm: holdfast.LateRefuse,
+		OfferTTLSeconds: int64(holdfast.DefaultOfferTTL / time.Second)}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Fatalf("CreatePool (-want +got):\n%s", diff)
 	}

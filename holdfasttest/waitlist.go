@@ -57,6 +57,10 @@ func testWaitlist(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	MustCreatePool(t, s, "lim", 5, 2)
+	// A pool that names no offer TTL shows the one in force, not 0.
+	if p := MustPool(t, s, "lim"); p.OfferTTLSeconds != int64(holdfast.DefaultOfferTTL/time.Second) {
+		t.Fatalf("offer_ttl_seconds %d on a pool that set none, want the default in force", p.OfferTTLSeconds)
+	}
 	for name, bad := range map[string]holdfast.WaitlistRequest{
 		"no quantity":       {Pool: "p", Holder: "x"},
 		"no holder":         {Pool: "p", Quantity: 1},

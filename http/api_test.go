@@ -20,6 +20,7 @@ import (
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/webhook"
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 const adminKey = "admin-key-for-tests-0123456789"
@@ -482,7 +483,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 	holdfasttest.MustHold(t, s, "z", holdfast.Line{Pool: "w", Quantity: 1})
 	keyID := holdfasttest.MustCreateKey(t, s, "quota-key")
 	ctx := context.Background()
-	if _, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_t", URL: "https://shop.example/hooks", Secret: webhook.NewSecret()}); err != nil {
+	if _, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_t", URL: "https://shop.example/hooks", Secret: signature.NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
 	holdfasttest.MustCreatePool(t, s, "r", 1, 0)

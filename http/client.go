@@ -200,6 +200,15 @@ func (c *Client) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
 }
 
 // Pools is GET /v1/pools: every pool, ordered by id.
+// Rooms is GET /v1/rooms (admin).
+func (c *Client) Rooms(ctx context.Context) ([]holdfast.Room, error) {
+	var out struct {
+		Rooms []holdfast.Room `json:"rooms"`
+	}
+	err := c.do(ctx, "GET", "/v1/rooms", nil, &out)
+	return out.Rooms, err
+}
+
 func (c *Client) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 	var out struct {
 		Pools []holdfast.Pool `json:"pools"`

@@ -28,6 +28,11 @@ func (s *Server) createRoom(r *http.Request, c *call) (int, any, error) {
 	return http.StatusCreated, room, err
 }
 
+func (s *Server) listRooms(r *http.Request, _ *call) (int, any, error) {
+	rooms, err := s.cfg.Store.Rooms(r.Context())
+	return http.StatusOK, map[string]any{"rooms": rooms}, err
+}
+
 func (s *Server) getRoom(r *http.Request, _ *call) (int, any, error) {
 	room, err := s.cfg.Store.Room(r.Context(), r.PathValue("id"))
 	return http.StatusOK, room, err

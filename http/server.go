@@ -662,6 +662,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/webhooks/{id}/deliveries", admin, s.listDeliveries)
 	s.handle("POST /v1/webhooks/{id}/deliveries/{delivery}/retry", admin, s.retryDelivery)
 	s.handle("POST /v1/rooms", admin, s.createRoom)
+	s.handle("GET /v1/rooms", admin, s.listRooms)
 	s.handle("GET /v1/rooms/{id}", client, s.getRoom)
 	s.handle("POST /v1/rooms/{id}/join", client, s.joinRoom)
 	s.handle("GET /v1/rooms/{id}/tickets/{ticket}", client, s.getTicket)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -776,6 +777,19 @@ func (v *view) Room(ctx context.Context, id string) (holdfast.Room, error) {
 		return holdfast.Room{}, err
 	}
 	return v.on(sh).Room(ctx, id)
+}
+
+func (v *view) Rooms(ctx context.Context) ([]holdfast.Room, error) {
+	var rooms []holdfast.Room
+	for i := range v.set.stores {
+		rs, err := v.on(i).Rooms(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rooms = append(rooms, rs...)
+	}
+	slices.SortFunc(rooms, func(a, b holdfast.Room) int { return strings.Compare(a.ID, b.ID) })
+	return rooms, nil
 }
 
 func (v *view) JoinRoom(ctx context.Context, room, holder, owner string) (holdfast.RoomTicket, error) {

@@ -1,3 +1,9 @@
+// Package webhook delivers holdfast's outbox events to the endpoints an
+// admin registered, signed per the Standard Webhooks specification
+// (https://www.standardwebhooks.com; package webhook/signature signs and,
+// for receivers written in Go, verifies): at least once, in order per
+// hold, with bounded, time-limited, retried calls that never touch the
+// booking path.
 package webhook
 
 import (
@@ -23,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 // Queue is what the dispatcher needs from the store: the deliveries,
@@ -128,9 +135,9 @@ func New(cfg Config) *Dispatcher {
 	d := &Dispatcher{cfg: cfg, log: cfg.Logger, lease: holdfast.NewID("lease_", time.Now()), wake: make(chan struct{}, 1)}
 	d.client = newClient(cfg)
 	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_webhook_deliveries_total",
-		Help: "Webhook delivery attempts by result: succeeded, retrying (failed, will be retried) or failed (the schedule ran out)."}, []string{"result"})
+		Help: "Webhook delivery attempts by result: succeeded, pending (failed, will be retried: the delivery stays pending, as GET …/deliveries?status=pending shows) or failed (the schedule ran out)."}, []string{"result"})
 	d.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_webhook_attempts_total",
-		Help: "Webhook calls by outcome: 2xx, 3xx, 4xx, 5xx, timeout, refused (a private address) or error."}, []string{"outcome"})
+		Help: "Webhook calls by webhook and outcome: 2xx, 3xx, 4xx, 5xx, timeout, refused (a private address) or error."}, []string{"webhook", "outcome"})
 	d.depth = prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_webhook_queue_depth", Help: "Webhook deliveries still to be sent (queued or waiting in the feed), over every server."})
 	d.oldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_webhook_oldest_pending_seconds", Help: "Age of the oldest event still to be sent to a webhook."})
 	d.inFlightG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_webhook_in_flight", Help: "Webhook calls this server has in flight."},
@@ -296,14 +303,14 @@ func (d *Dispatcher) send(ctx context.Context, del holdfast.Delivery) {
 	if ctx.Err() != nil {
 		return // shutting down: the lease runs out and another server sends it
 	}
-	d.attempts.WithLabelValues(outcome).Inc()
+	d.attempts.WithLabelValues(del.Webhook, outcome).Inc()
 	now := d.now()
 	r := holdfast.DeliveryResult{Webhook: del.Webhook, ID: del.ID, Lease: del.Lease, Now: now,
 		OK: outcome == "2xx", StatusCode: code, Error: errText}
 	result := "succeeded"
 	if !r.OK {
 		if del.Try <= len(d.cfg.Schedule) {
-			r.Next, result = now.Add(d.cfg.Jitter(d.cfg.Schedule[del.Try-1])), "retrying"
+			r.Next, result = now.Add(d.cfg.Jitter(d.cfg.Schedule[del.Try-1])), "pending"
 		} else {
 			result = "failed"
 		}
@@ -325,7 +332,7 @@ func (d *Dispatcher) send(ctx context.Context, del holdfast.Delivery) {
 // error text for a failure, and the outcome for metrics.
 func (d *Dispatcher) call(ctx context.Context, del holdfast.Delivery) (code int, errText, outcome string) {
 	now := d.now()
-	sig, err := Sign(del.Secret, del.MessageID, now, del.Body)
+	sig, err := signature.Sign(del.Secret, del.MessageID, now, del.Body)
 	if err != nil {
 		return 0, err.Error(), "error"
 	}
@@ -335,9 +342,9 @@ func (d *Dispatcher) call(ctx context.Context, del holdfast.Delivery) (code int,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "holdfast-webhooks/1")
-	req.Header.Set(HeaderID, del.MessageID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(HeaderSignature, sig)
+	req.Header.Set(signature.HeaderID, del.MessageID)
+	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(signature.HeaderSignature, sig)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		var ne net.Error

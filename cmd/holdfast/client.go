@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -154,12 +155,13 @@ func groupCmd(e env) *cobra.Command {
 	create.Flags().StringVar(&g.Partition, "partition", "", "the event, venue or tenant it belongs to, on a server with --shard (default: its own id)")
 	_ = create.MarkFlagRequired("id")
 	add := &cobra.Command{Use: "add-units GROUP ID...", Short: "Add units to a group, all or none (admin)", Args: cobra.MinimumNArgs(2),
-		Example: "  holdfast group add-units hall A-1 A-2 A-3",
+		Example: "  holdfast group add-units hall A-1 A-2 A-3\n  holdfast group add-units hall B-1,B-2,B-3",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.client().AddUnits(cmd.Context(), args[0], args[1:]); err != nil {
+			ids := unitIDs(args[1:]...)
+			if err := f.client().AddUnits(cmd.Context(), args[0], ids); err != nil {
 				return err
 			}
-			f.print(e.stdout, map[string]any{"group": args[0], "added": len(args) - 1}, "GROUP\tADDED", []string{args[0], strconv.Itoa(len(args) - 1)})
+			f.print(e.stdout, map[string]any{"group": args[0], "added": len(ids)}, "GROUP\tADDED", []string{args[0], strconv.Itoa(len(ids))})
 			return nil
 		}}
 	get := &cobra.Command{Use: "get ID", Short: "A group's unit counts and free units", Args: cobra.ExactArgs(1),
@@ -181,23 +183,40 @@ func groupCmd(e env) *cobra.Command {
 type holdFlags struct {
 	holder string
 	ttl    time.Duration
-	pools  []string // pool:quantity
-	units  []string // id,id,…
-	anys   []string // group:k
+	// lines are the --pool, --units and --any flags in the order given:
+	// refusals name lines by number, so the request keeps the user's order.
+	lines []lineFlag
 	// admission is a waiting room's token.
 	admission string
+}
+
+// lineFlag is one line flag as given: its name and its value.
+type lineFlag struct{ flag, value string }
+
+// lineValue appends each use of its flag to the shared list of lines.
+type lineValue struct {
+	flag  string
+	lines *[]lineFlag
+}
+
+func (v lineValue) String() string { return "" }
+func (v lineValue) Type() string   { return "stringArray" }
+func (v lineValue) Set(s string) error {
+	*v.lines = append(*v.lines, lineFlag{v.flag, s})
+	return nil
 }
 
 func (h *holdFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&h.holder, "holder", "", "your buyer's reference")
 	c.Flags().DurationVar(&h.ttl, "ttl", 0, "how long the hold lasts (default: the server's)")
-	c.Flags().StringArrayVar(&h.pools, "pool", nil, "a pool line, POOL:QUANTITY (repeatable)")
-	c.Flags().StringArrayVar(&h.units, "units", nil, "a unit line, ID,ID,… (repeatable)")
-	c.Flags().StringArrayVar(&h.anys, "any", nil, "a group line, GROUP:K for any K free units (repeatable)")
+	c.Flags().Var(lineValue{"pool", &h.lines}, "pool", "a pool line, POOL:QUANTITY (repeatable)")
+	c.Flags().Var(lineValue{"units", &h.lines}, "units", "a unit line, ID,ID,… or \"ID ID …\" (repeatable)")
+	c.Flags().Var(lineValue{"any", &h.lines}, "any", "a group line, GROUP:K for any K free units (repeatable)")
 	c.Flags().StringVar(&h.admission, "admission", "", "a waiting room's admission (holdfast room ticket shows it once admitted)")
 	_ = c.MarkFlagRequired("holder")
 }
 
+// request builds the hold request, its lines in the order the flags came.
 func (h *holdFlags) request() (holdfast.HoldRequest, error) {
 	r := holdfast.HoldRequest{Holder: h.holder, TTL: h.ttl, Admission: h.admission}
 	split := func(flag, v string) (string, int64, error) {
@@ -208,27 +227,37 @@ func (h *holdFlags) request() (holdfast.HoldRequest, error) {
 		}
 		return id, q, nil
 	}
-	for _, v := range h.pools {
-		id, q, err := split("pool", v)
-		if err != nil {
-			return r, err
+	for _, l := range h.lines {
+		switch l.flag {
+		case "units":
+			r.Lines = append(r.Lines, holdfast.Line{Units: unitIDs(l.value)})
+		default:
+			id, q, err := split(l.flag, l.value)
+			if err != nil {
+				return r, err
+			}
+			if l.flag == "pool" {
+				r.Lines = append(r.Lines, holdfast.Line{Pool: id, Quantity: q})
+			} else {
+				r.Lines = append(r.Lines, holdfast.Line{Group: id, Any: q})
+			}
 		}
-		r.Lines = append(r.Lines, holdfast.Line{Pool: id, Quantity: q})
-	}
-	for _, v := range h.units {
-		r.Lines = append(r.Lines, holdfast.Line{Units: strings.Split(v, ",")})
-	}
-	for _, v := range h.anys {
-		id, k, err := split("any", v)
-		if err != nil {
-			return r, err
-		}
-		r.Lines = append(r.Lines, holdfast.Line{Group: id, Any: k})
 	}
 	if len(r.Lines) == 0 {
 		return r, fmt.Errorf("name at least one line: --pool, --units or --any")
 	}
 	return r, nil
+}
+
+// unitIDs reads unit ids separated by commas, spaces or both, the same
+// wherever the CLI takes a list of units ("A-1,A-2", "A-1 A-2", or one
+// argument each).
+func unitIDs(args ...string) []string {
+	var ids []string
+	for _, a := range args {
+		ids = append(ids, strings.FieldsFunc(a, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
+	}
+	return ids
 }
 
 func holdCmd(e env) *cobra.Command {

@@ -135,6 +135,7 @@ var examples = map[string]string{
 	"holdfast room create":        "  holdfast room create --id gala-room --pool gala --opens-at 2026-12-24T10:00:00Z --admit-per-second 50 --key $ADMIN_KEY",
 	"holdfast room join":          "  holdfast room join gala-room --holder alice",
 	"holdfast room show":          "  holdfast room show gala-room",
+	"holdfast room list":          "  holdfast room list --key $ADMIN_KEY",
 	"holdfast room ticket":        "  holdfast room ticket gala-room tk_…",
 	"holdfast shard":              "  holdfast shard list --db postgres://localhost/catalog --shard postgres://localhost/east\n  holdfast shard move festival-day2 --to 1 --db postgres://localhost/catalog --shard postgres://localhost/east",
 	"holdfast waitlist join":      "  holdfast waitlist join gala --holder alice --quantity 2\n  holdfast waitlist join gala --holder alice --admission adm_…   # behind a waiting room",

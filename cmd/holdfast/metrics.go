@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"github.com/holdfast/holdfast/postgres"
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/holdfast/holdfast/postgres"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,15 +39,86 @@ func newRegistry(s holdfast.Store) *registry {
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.auditDiffs, r.auditRuns, r.purged, r.retained)
+	r.MustRegister(rooms{s})
 	if sh, ok := s.(*postgres.Shards); ok {
 		// One set per shard, labelled: a hot shard shows as itself.
 		for i := range sh.Len() {
-			registerStats(prometheus.WrapRegistererWith(prometheus.Labels{"shard": strconv.Itoa(i)}, r.Registry), sh.Shard(i))
+			reg := prometheus.WrapRegistererWith(prometheus.Labels{"shard": strconv.Itoa(i)}, r.Registry)
+			registerStats(reg, sh.Shard(i))
+			reg.MustRegister(dbHealth{sh.Shard(i)})
 		}
 	} else if st, ok := s.(holdfast.StatsReporter); ok {
 		registerStats(r.Registry, st)
 	}
+	if pg, ok := s.(*postgres.Store); ok {
+		r.MustRegister(dbHealth{pg})
+	}
 	return r
+}
+
+// scrapeTimeout bounds the database reads a scrape makes.
+const scrapeTimeout = 2 * time.Second
+
+var (
+	roomWaiting   = prometheus.NewDesc("holdfast_room_waiting", "Places waiting in a waiting room.", []string{"room"}, nil)
+	roomInside    = prometheus.NewDesc("holdfast_room_inside", "Admitted to a room and not done.", []string{"room"}, nil)
+	roomMaxInside = prometheus.NewDesc("holdfast_room_max_inside", "A room's bound on the admitted and not done.", []string{"room"}, nil)
+	roomOpen      = prometheus.NewDesc("holdfast_room_open", "1 while a room admits (opened and not sold out), else 0.", []string{"room"}, nil)
+	roomAdmitted  = prometheus.NewDesc("holdfast_room_admitted_total", "Places a room has admitted.", []string{"room"}, nil)
+	dbStandbys    = prometheus.NewDesc("holdfast_db_standbys", "Standbys streaming from the PostgreSQL server.", nil, nil)
+	dbLag         = prometheus.NewDesc("holdfast_db_replication_lag_seconds", "The largest replay lag of the server's standbys (0 with none; needs pg_monitor).", nil, nil)
+	dbPrepared    = prometheus.NewDesc("holdfast_db_prepared_oldest_seconds", "Age of the oldest prepared part of a change across shards (0 with none).", nil, nil)
+)
+
+// rooms exports every waiting room's queue, read at scrape time (rooms
+// are few; a scrape is a handful of indexed counts).
+type rooms struct{ s holdfast.Store }
+
+func (rooms) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{roomWaiting, roomInside, roomMaxInside, roomOpen, roomAdmitted} {
+		ch <- d
+	}
+}
+
+func (c rooms) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	list, err := c.s.Rooms(ctx)
+	if err != nil {
+		return // the scrape shows the room series missing; the store's own errors are logged elsewhere
+	}
+	for _, r := range list {
+		open := 0.0
+		if !r.OpensAt.After(time.Now()) && !r.SoldOut {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(roomWaiting, prometheus.GaugeValue, float64(r.Waiting), r.ID)
+		ch <- prometheus.MustNewConstMetric(roomInside, prometheus.GaugeValue, float64(r.Inside), r.ID)
+		ch <- prometheus.MustNewConstMetric(roomMaxInside, prometheus.GaugeValue, float64(r.MaxInside), r.ID)
+		ch <- prometheus.MustNewConstMetric(roomOpen, prometheus.GaugeValue, open, r.ID)
+		ch <- prometheus.MustNewConstMetric(roomAdmitted, prometheus.CounterValue, float64(r.AdmittedThrough), r.ID)
+	}
+}
+
+// dbHealth exports a PostgreSQL server's replication and prepared parts.
+type dbHealth struct{ s *postgres.Store }
+
+func (dbHealth) Describe(ch chan<- *prometheus.Desc) {
+	ch <- dbStandbys
+	ch <- dbLag
+	ch <- dbPrepared
+}
+
+func (c dbHealth) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	h, err := c.s.Health(ctx)
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(dbStandbys, prometheus.GaugeValue, float64(h.Standbys))
+	ch <- prometheus.MustNewConstMetric(dbLag, prometheus.GaugeValue, h.ReplicationLag.Seconds())
+	ch <- prometheus.MustNewConstMetric(dbPrepared, prometheus.GaugeValue, h.OldestPrepared.Seconds())
 }
 
 // watchSweeper exports the sweeper's counts.

@@ -53,6 +53,19 @@ func roomCmd(e env) *cobra.Command {
 			f.print(e.stdout, out, roomHeader, roomRow(out))
 			return nil
 		}}
+	lst := &cobra.Command{Use: "list", Short: "Every room with its counts (admin)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := f.client().Rooms(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rows := make([][]string, len(out))
+			for i, r := range out {
+				rows[i] = roomRow(r)
+			}
+			f.print(e.stdout, out, roomHeader, rows...)
+			return nil
+		}}
 	var holder string
 	join := &cobra.Command{Use: "join ROOM", Short: "Take a place (the same one on every call for the same holder)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -74,7 +87,7 @@ func roomCmd(e env) *cobra.Command {
 			f.print(e.stdout, t, ticketHeader, ticketRow(t))
 			return nil
 		}}
-	c.AddCommand(create, show, join, ticket)
+	c.AddCommand(create, lst, show, join, ticket)
 	return c
 }
 

@@ -102,10 +102,19 @@ func TestCLIAgainstServer(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`hall\s+200\s+200\s+0\s+0`).MatchString(out) {
 		t.Fatalf("group get hall: %d\n%s", code, out)
 	}
-	code, out, errOut = cli("hold", "create", "--holder", "alice", "--pool", "concert:2", "--units", "A-1,A-2", "--any", "riders:1", "--json")
+	// The lines keep the order the flags came in (refusals name lines by
+	// number), and a unit list takes commas or spaces.
+	code, out, errOut = cli("hold", "create", "--holder", "alice", "--any", "riders:1", "--units", "A-1, A-2", "--pool", "concert:2", "--json")
 	var h holdfast.Hold
 	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || h.Status != holdfast.StatusHeld || len(h.Lines) != 3 {
 		t.Fatalf("hold create: %d\n%s%s", code, out, errOut)
+	}
+	if h.Lines[0].Group != "riders" || len(h.Lines[1].Units) != 2 || h.Lines[1].Units[1] != "A-2" || h.Lines[2].Pool != "concert" {
+		t.Fatalf("hold create --any --units --pool: lines %+v, want them in the order given", h.Lines)
+	}
+	code, _, errOut = cli("hold", "create", "--holder", "dave", "--units", "A-9", "--pool", "concert:1000")
+	if code != 1 || !strings.Contains(errOut, "line 1") {
+		t.Fatalf("a refusal of the second line given: exit %d, stderr %s, want it named line 1", code, errOut)
 	}
 	if code, out, _ = cli("hold", "confirm", h.ID, "--payment-ref", "pi_1"); code != 0 || !strings.Contains(out, "confirmed") {
 		t.Fatalf("hold confirm: %d\n%s", code, out)
@@ -139,11 +148,22 @@ func TestCLIAgainstServer(t *testing.T) {
 	if code, _, _ = cli("group", "create", "--id", "vans", "--reusable"); code != 0 {
 		t.Fatal("group create")
 	}
-	if code, out, _ = cli("group", "add-units", "vans", "v-1", "v-2"); code != 0 || !strings.Contains(out, "2") {
+	if code, out, _ = cli("group", "add-units", "vans", "v-1,v-2", "v-3"); code != 0 || !strings.Contains(out, "3") {
 		t.Fatalf("group add-units: %d\n%s", code, out)
 	}
 	if code, out, _ = cli("pool", "get", "gala", "--json"); code != 0 || !strings.Contains(out, `"capacity": 3`) {
 		t.Fatalf("pool get: %d\n%s", code, out)
+	}
+	// A room, listed, and its queue on /metrics (what the alert on a room
+	// that admits nobody watches).
+	if code, _, errOut = cli("room", "create", "--id", "gate", "--pool", "gala", "--opens-at", "2099-01-01T00:00:00Z"); code != 0 {
+		t.Fatalf("room create: %d %s", code, errOut)
+	}
+	if code, _, errOut = cli("room", "join", "gate", "--holder", "w1"); code != 0 {
+		t.Fatalf("room join: %d %s", code, errOut)
+	}
+	if code, out, _ = cli("room", "list"); code != 0 || !regexp.MustCompile(`(?m)^gate\s`).MatchString(out) {
+		t.Fatalf("room list: %d\n%s", code, out)
 	}
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -152,7 +172,8 @@ func TestCLIAgainstServer(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, m := range []string{"holdfast_db_connections_open", "holdfast_strategy_retries_total", "holdfast_batch_failures_total", "holdfast_batches_total", "holdfast_sweeper_expired_total",
-		"holdfast_audit_differences 0", `holdfast_holds_total{outcome="sold_out"} 1`} {
+		"holdfast_audit_differences 0", `holdfast_holds_total{outcome="sold_out"} 1`,
+		`holdfast_room_waiting{room="gate"} 1`, `holdfast_room_open{room="gate"} 0`, `holdfast_room_admitted_total{room="gate"} 0`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

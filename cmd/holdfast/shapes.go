@@ -22,6 +22,7 @@ import (
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
 	"github.com/holdfast/holdfast/webhook"
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 // The benchmark's shapes: the sales users run, not the one the code is
@@ -558,7 +559,7 @@ func slowWebhook(delay time.Duration) extraLoad {
 		runtime.GC()
 		runtime.ReadMemStats(&heapBefore)
 		finished := make(chan struct{})
-		_, err := store.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_bench", URL: receiver.URL, Secret: webhook.NewSecret()})
+		_, err := store.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_bench", URL: receiver.URL, Secret: signature.NewSecret()})
 		if err != nil || q == nil {
 			close(finished)
 		} else {

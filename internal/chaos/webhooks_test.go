@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	hfhttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/webhook"
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 // flakyReceiver is a webhook endpoint as bad as real ones get: it drops
@@ -49,7 +49,7 @@ func (r *flakyReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	dice := r.rng.IntN(100)
 	secret := r.secret
 	if err == nil {
-		if verr := webhook.Verify(secret, req.Header, body, time.Now()); verr != nil {
+		if verr := signature.Verify(secret, req.Header, body, time.Now()); verr != nil {
 			r.badCalls = append(r.badCalls, verr.Error())
 		}
 	}

@@ -93,6 +93,22 @@ func (s *Store) Room(ctx context.Context, id string) (holdfast.Room, error) {
 	return s.room(ctx, s.db, id)
 }
 
+func (s *Store) Rooms(ctx context.Context) ([]holdfast.Room, error) {
+	ids, err := queryStrings(ctx, s.db, `SELECT id FROM rooms ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	rooms := make([]holdfast.Room, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.room(ctx, s.db, id)
+		if err != nil {
+			return nil, err
+		}
+		rooms = append(rooms, r)
+	}
+	return rooms, nil
+}
+
 func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, error) {
 	var r holdfast.Room
 	var opens, ttl, created int64

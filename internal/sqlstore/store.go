@@ -190,7 +190,8 @@ func scanPool(r Row) (holdfast.Pool, error) {
 	// shown as available, not held (guarantee 6).
 	p.Held -= expired
 	p.LateConfirm = holdfast.LatePolicy(late)
-	p.OfferTTLSeconds = offerTTL / 1000
+	// The offer TTL in force, not the 0 that means "the default".
+	p.OfferTTLSeconds = cmp.Or(offerTTL/1000, int64(holdfast.DefaultOfferTTL/time.Second))
 	// What a new buyer may have: the waitlist's ask comes first.
 	p.Available = max(0, p.Capacity-p.Held-p.Confirmed-p.Waitlisted)
 	return p, nil

@@ -1,4 +1,4 @@
-package http_test
+package signature_test
 
 import (
 	"encoding/json"
@@ -11,20 +11,19 @@ import (
 	"sync"
 	"time"
 
-	hfhttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/webhook"
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 // A receiver for holdfast's webhooks: verify the signature on the raw
 // body, drop what was already handled (deliveries are at least once),
 // act, answer 2xx within the timeout. Anything else is retried.
-func ExampleVerifyWebhook() {
-	secret := webhook.NewSecret() // in a real receiver: the secret POST /v1/webhooks showed
+func ExampleVerifyRequest() {
+	secret := signature.NewSecret() // in a real receiver: the secret POST /v1/webhooks showed
 	var mu sync.Mutex
 	handled := map[string]bool{} // in a real receiver: a table keyed by webhook-id
 
 	receiver := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := hfhttp.VerifyWebhook(r, secret)
+		body, err := signature.VerifyRequest(r, secret)
 		if err != nil {
 			http.Error(w, "bad signature", http.StatusBadRequest)
 			return
@@ -63,7 +62,7 @@ func ExampleVerifyWebhook() {
 	body := `{"type":"hold.expired","timestamp":"2026-11-30T10:00:00Z","data":{"seq":42,"type":"hold.expired","hold_id":"h_01","data":{}}}`
 	send := func(secret string) int {
 		now := time.Now()
-		sig, _ := webhook.Sign(secret, "evt_42", now, []byte(body))
+		sig, _ := signature.Sign(secret, "evt_42", now, []byte(body))
 		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(body))
 		req.Header.Set("webhook-id", "evt_42")
 		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
@@ -75,7 +74,7 @@ func ExampleVerifyWebhook() {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	fmt.Println(send(secret), send(secret), send(webhook.NewSecret()))
+	fmt.Println(send(secret), send(secret), send(signature.NewSecret()))
 	// Output:
 	// cancel the payment for h_01
 	// 204 204 400

@@ -1,4 +1,4 @@
-package webhook_test
+package signature_test
 
 import (
 	"crypto/hmac"
@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/webhook"
+	"os/exec"
+
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 // standardVerify is the Standard Webhooks verification written from the
@@ -39,7 +41,7 @@ func standardVerify(secret string, h http.Header, body []byte) error {
 
 func signed(t *testing.T, secret, id string, at time.Time, body []byte) http.Header {
 	t.Helper()
-	sig, err := webhook.Sign(secret, id, at, body)
+	sig, err := signature.Sign(secret, id, at, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func signed(t *testing.T, secret, id string, at time.Time, body []byte) http.Hea
 }
 
 func TestSignatureFollowsTheSpecification(t *testing.T) {
-	secret := webhook.NewSecret()
+	secret := signature.NewSecret()
 	if !strings.HasPrefix(secret, "whsec_") {
 		t.Fatalf("secret %q lacks whsec_", secret)
 	}
@@ -61,13 +63,13 @@ func TestSignatureFollowsTheSpecification(t *testing.T) {
 	if err := standardVerify(secret, h, body); err != nil {
 		t.Fatalf("an independent implementation of the spec refuses our signature: %v", err)
 	}
-	if err := webhook.Verify(secret, h, body, now); err != nil {
+	if err := signature.Verify(secret, h, body, now); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	// Rotation: several signatures, one of them good.
 	rot := h.Clone()
 	rot.Set("webhook-signature", "v1,bm90IGl0 "+h.Get("webhook-signature"))
-	if err := webhook.Verify(secret, rot, body, now); err != nil {
+	if err := signature.Verify(secret, rot, body, now); err != nil {
 		t.Fatalf("Verify with a rotated signature list: %v", err)
 	}
 
@@ -78,49 +80,39 @@ func TestSignatureFollowsTheSpecification(t *testing.T) {
 		now    time.Time
 		want   error
 	}{
-		"tampered body":   {secret, h, []byte(strings.Replace(string(body), "7", "8", 1)), now, webhook.ErrSignature},
-		"other secret":    {webhook.NewSecret(), h, body, now, webhook.ErrSignature},
-		"replayed later":  {secret, h, body, now.Add(webhook.Tolerance + time.Second), webhook.ErrTimestamp},
-		"from the future": {secret, h, body, now.Add(-webhook.Tolerance - time.Second), webhook.ErrTimestamp},
-		"no headers":      {secret, http.Header{}, body, now, webhook.ErrMissingHeaders},
+		"tampered body":   {secret, h, []byte(strings.Replace(string(body), "7", "8", 1)), now, signature.ErrSignature},
+		"other secret":    {signature.NewSecret(), h, body, now, signature.ErrSignature},
+		"replayed later":  {secret, h, body, now.Add(signature.Tolerance + time.Second), signature.ErrTimestamp},
+		"from the future": {secret, h, body, now.Add(-signature.Tolerance - time.Second), signature.ErrTimestamp},
+		"no headers":      {secret, http.Header{}, body, now, signature.ErrMissingHeaders},
 		"other id": {secret, func() http.Header {
 			o := h.Clone()
 			o.Set("webhook-id", "evt_8")
 			return o
-		}(), body, now, webhook.ErrSignature},
+		}(), body, now, signature.ErrSignature},
 		"v2 only": {secret, func() http.Header {
 			o := h.Clone()
 			o.Set("webhook-signature", "v2,"+strings.TrimPrefix(h.Get("webhook-signature"), "v1,"))
 			return o
-		}(), body, now, webhook.ErrSignature},
+		}(), body, now, signature.ErrSignature},
 	} {
-		if err := webhook.Verify(c.secret, c.h, c.body, c.now); !errors.Is(err, c.want) {
+		if err := signature.Verify(c.secret, c.h, c.body, c.now); !errors.Is(err, c.want) {
 			t.Errorf("%s: Verify = %v, want %v", name, err, c.want)
 		}
 	}
 }
 
-func TestCheckURL(t *testing.T) {
-	for _, u := range []string{"https://shop.example/hooks", "http://203.0.113.9:8080/x?y=1", "https://[2001:4860::8888]/h"} {
-		if err := webhook.CheckURL(u, false); err != nil {
-			t.Errorf("CheckURL(%q) = %v, want nil", u, err)
-		}
+// TestOnlyTheStandardLibrary keeps the receiver's package light: a shop
+// that verifies deliveries must not pull in the dispatcher's Prometheus
+// client, pgx or anything else.
+func TestOnlyTheStandardLibrary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	private := []string{"http://127.0.0.1:9000/", "http://localhost/", "http://api.localhost/", "http://10.1.2.3/", "http://192.168.0.1/",
-		"http://172.16.5.4/", "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://[fd00::1]/", "http://0.0.0.0/",
-		"http://100.64.0.1/", "http://[::ffff:127.0.0.1]/"}
-	for _, u := range private {
-		if err := webhook.CheckURL(u, false); err == nil {
-			t.Errorf("CheckURL(%q) allowed a private destination", u)
-		}
-		if err := webhook.CheckURL(u, true); err != nil {
-			t.Errorf("CheckURL(%q, allowPrivate) = %v", u, err)
-		}
-	}
-	for _, u := range []string{"", "ftp://shop.example/x", "file:///etc/passwd", "gopher://x", "/relative", "https://user:pw@shop.example/",
-		"https://shop.example/#frag", "https:///nohost", strings.Repeat("h", 3000)} {
-		if err := webhook.CheckURL(u, true); err == nil {
-			t.Errorf("CheckURL(%q) allowed a malformed URL", u)
+	for _, dep := range strings.Fields(string(out)) {
+		if dep != "github.com/holdfast/holdfast/webhook/signature" {
+			t.Errorf("package signature depends on %s; it must need only the standard library", dep)
 		}
 	}
 }

@@ -1,9 +1,9 @@
-// Package webhook delivers holdfast's outbox events to the endpoints an
-// admin registered, signed per the Standard Webhooks specification
-// (https://www.standardwebhooks.com): at least once, in order per hold,
-// with bounded, time-limited, retried calls that never touch the booking
-// path. It also verifies a delivery, for receivers written in Go.
-package webhook
+// Package signature signs and verifies holdfast's webhook deliveries per
+// the Standard Webhooks specification (https://www.standardwebhooks.com).
+// It is the package a receiver written in Go imports: it depends on the
+// standard library alone (a test keeps it so), not on the dispatcher and
+// its metrics.
+package signature
 
 import (
 	"crypto/hmac"
@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -105,4 +106,30 @@ func Verify(secret string, h http.Header, body []byte, now time.Time) error {
 		}
 	}
 	return ErrSignature
+}
+
+// MaxBody bounds the body VerifyRequest reads.
+const MaxBody = 1 << 20
+
+// ErrBodyTooLarge: the delivery's body is over MaxBody.
+var ErrBodyTooLarge = errors.New("webhook: body too large")
+
+// VerifyRequest checks a delivery arriving at a receiver: it reads the
+// body (up to MaxBody) and verifies its signature and timestamp against
+// secret, the whsec_ secret shown when the webhook was created, on the
+// receiver's clock. It returns the body to decode; on an error, answer 400
+// and do not act on it. Deduplicate by the webhook-id header: a delivery
+// can arrive more than once.
+func VerifyRequest(r *http.Request, secret string) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxBody {
+		return nil, ErrBodyTooLarge
+	}
+	if err := Verify(secret, r.Header, body, time.Now()); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
