@@ -16,7 +16,9 @@
 #               redis-server package first when it is missing.
 #   Tools:      Chromium (browser tests) from Debian; @redocly/cli (the
 #               OpenAPI lint) and axe-core (the page's accessibility check)
-#               from the npm registry, pinned.
+#               from the npm registry, pinned; promtool (the alert rules'
+#               unit tests), taken out of Debian's prometheus package
+#               without installing it (no Prometheus service is started).
 #
 # Idempotent: run it as often as you like; a throwaway service already
 # running is reused. HOLDFAST_THROWAWAY=1 also skips the loopback Redis.
@@ -154,6 +156,23 @@ npm_tool() {
 redocly=$(npm_tool redocly @redocly/cli 2.77.0 .bin/redocly)
 axe=$(npm_tool axe-core axe-core 4.14.1 axe-core/axe.min.js)
 
+# promtool tests deploy/prometheus's alert rules. Only the one program is
+# needed: it is unpacked from Debian's prometheus package, which is never
+# installed (its post-install would start a Prometheus server).
+promtool=$(command -v promtool || true)
+if [ -z "$promtool" ]; then
+  promtool="$state/tools/prometheus/usr/bin/promtool"
+  if [ ! -x "$promtool" ]; then
+    log "unpacking promtool from Debian's prometheus package"
+    [ -f "$state/apt-updated" ] || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$state/apt.log" 2>&1 && touch "$state/apt-updated"; }
+    rm -rf "$state/tools/prometheus-deb" && mkdir -p "$state/tools/prometheus-deb"
+    (cd "$state/tools/prometheus-deb" && apt-get download prometheus >>"$state/apt.log" 2>&1 &&
+      dpkg-deb -x prometheus_*.deb "$state/tools/prometheus") || {
+      tail -20 "$state/apt.log" >&2; log "unpacking promtool failed (full log: $state/apt.log)"; exit 1; }
+  fi
+fi
+
+echo "export HOLDFAST_PROMTOOL='$promtool'"
 echo "export HOLDFAST_REDOCLY='$redocly'"
 echo "export HOLDFAST_AXE='$axe'"
 echo "export HOLDFAST_TEST_POSTGRES='$(postgres_url)'"

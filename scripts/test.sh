@@ -14,6 +14,10 @@ go vet ./...
 # staticcheck at a pinned version, from the module proxy (cached after the
 # first run).
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+# The alert rules an operator loads, and their unit tests (promtool from
+# Debian's prometheus package, unpacked by scripts/services.sh).
+"$HOLDFAST_PROMTOOL" check rules deploy/prometheus/holdfast.rules.yml
+"$HOLDFAST_PROMTOOL" test rules deploy/prometheus/holdfast.rules.test.yml
 # A missing service is a failure, not a skip, in the full run.
 CI=true go test -race -count=1 -timeout 20m "$@" ./...
 # The whole HTTP handler under random requests, bounded by a count of
