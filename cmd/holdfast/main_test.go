@@ -172,7 +172,8 @@ func TestReadmeQuickStart(t *testing.T) {
 	var serveArgs []string
 	var curls []string
 	for _, line := range strings.Split(string(readme), "\n") {
-		if rest, ok := strings.CutPrefix(line, "go run ./cmd/holdfast serve"); ok && serveArgs == nil {
+		// The quick start builds once and runs the binary: ./holdfast serve.
+		if _, rest, ok := strings.Cut(line, "./holdfast serve"); ok && serveArgs == nil && strings.HasPrefix(line, "go build -o holdfast ./cmd/holdfast && ") {
 			rest, _, _ = strings.Cut(rest, "#")
 			serveArgs = append([]string{}, strings.Fields(rest)...)
 		}
