@@ -387,6 +387,9 @@ func openAPIDoc() obj {
 						"properties": obj{"group": str(""), "any": integer(1, 100, ""),
 							"together": obj{"type": "boolean", "description": "take `any` free seats next to each other in one row of the group's layout, the block nearest the stage, or refuse (unavailable)"}}},
 				}},
+				"HoldLine": obj{"type": "object", "description": "a line as requested, in request order; a group line carries the units it took as units",
+					"properties": obj{"pool": str(""), "quantity": obj{"type": "integer"}, "units": obj{"type": "array", "items": str("")},
+						"group": str(""), "any": obj{"type": "integer"}, "together": obj{"type": "boolean"}}},
 				"HoldRequest": obj{"type": "object", "required": []string{"holder", "lines"}, "additionalProperties": false, "properties": obj{
 					"holder":      obj{"type": "string", "minLength": 1, "maxLength": 200, "description": "your buyer's reference"},
 					"ttl_seconds": integer(1, 3600, "default 600, at most the server's maximum"),
@@ -396,14 +399,16 @@ func openAPIDoc() obj {
 				"Hold": obj{"type": "object", "properties": obj{
 					"id": str(""), "holder": str(""),
 					"status":     obj{"enum": []string{"held", "confirmed", "released", "expired", "cancelled", "completed"}},
-					"lines":      obj{"type": "array", "items": obj{"type": "object", "description": "the line as requested; unit lines carry the units taken as units"}},
+					"lines":      obj{"type": "array", "items": ref("HoldLine")},
 					"created_at": obj{"type": "string", "format": "date-time"}, "expires_at": obj{"type": "string", "format": "date-time"},
 					"updated_at": obj{"type": "string", "format": "date-time"}, "payment_ref": str(""),
 					"late": obj{"type": "boolean", "description": "confirmed after its expiry under if_available"}}},
-				"Event": obj{"type": "object", "properties": obj{
-					"seq": obj{"type": "integer"}, "type": str("pool.created, pool.changed, group.created, group.units_added, hold.created, hold.confirmed, hold.released, hold.extended, hold.expired, hold.cancelled, hold.completed"),
-					"at": obj{"type": "string", "format": "date-time"}, "hold_id": str(""), "subject": str("pool or group id"),
-					"data": obj{"type": "object", "description": "the hold, pool or group after the change"}}},
+				"Event": obj{"type": "object", "required": []string{"seq", "cursor", "type", "at"}, "properties": obj{
+					"seq":    obj{"type": "integer"},
+					"cursor": str("continues the feed after this event: ?after= on GET /v1/events, Last-Event-ID (the stream's id) on the stream"),
+					"type":   ref("EventType"),
+					"at":     obj{"type": "string", "format": "date-time"}, "hold_id": str(""), "subject": str("pool or group id"),
+					"data": obj{"type": "object", "additionalProperties": true, "description": "the hold, pool or group after the change"}}},
 				"Key": obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "role": obj{"enum": []string{"admin", "client"}},
 					"created_at":     obj{"type": "string", "format": "date-time"},
 					"last_used_at":   obj{"type": []string{"string", "null"}, "format": "date-time", "description": "recorded at most once a minute per server"},

@@ -20,6 +20,13 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 "$HOLDFAST_PROMTOOL" test rules deploy/prometheus/holdfast.rules.test.yml
 # A missing service is a failure, not a skip, in the full run.
 CI=true go test -race -count=1 -timeout 20m "$@" ./...
+# The TypeScript client (clients/typescript): its types regenerated from a
+# real server's /openapi.json and compared, then the README's flow through
+# it, on Node's own test runner. Dependencies pinned in its lockfile.
+ts_bin="$(mktemp -d)/holdfast"
+go build -o "$ts_bin" ./cmd/holdfast
+(cd clients/typescript && npm ci --no-audit --no-fund --silent && HOLDFAST_BIN="$ts_bin" npm test --silent)
+rm -rf "$(dirname "$ts_bin")"
 # The whole HTTP handler under random requests, bounded by a count of
 # executions (a -fuzztime duration trips a Go 1.26 fuzzing race,
 # golang/go#75804, that fails the run with no failing input).
