@@ -48,6 +48,28 @@ func browser(t *testing.T) context.Context {
 	// they are about network details the test does not use.
 	ctx, cancelCtx := chromedp.NewContext(alloc, chromedp.WithErrorf(func(string, ...any) {}))
 	t.Cleanup(cancelCtx)
+	// A script error on the page fails the test, with its text: a broken
+	// page otherwise shows only as a wait that times out.
+	var mu sync.Mutex
+	var thrown []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			defer mu.Unlock()
+			msg := e.ExceptionDetails.Text
+			if e.ExceptionDetails.Exception != nil {
+				msg += " " + e.ExceptionDetails.Exception.Description
+			}
+			thrown = append(thrown, fmt.Sprintf("%s (line %d)", msg, e.ExceptionDetails.LineNumber))
+		}
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range thrown {
+			t.Errorf("script error on the page: %s", e)
+		}
+	})
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
@@ -59,7 +81,12 @@ func do(t *testing.T, ctx context.Context, within time.Duration, actions ...chro
 	c, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	if err := chromedp.Run(c, actions...); err != nil {
-		t.Fatalf("browser: %v", err)
+		// What the page showed, to tell a slow page from a wrong one.
+		var text string
+		dc, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_ = chromedp.Run(dc, chromedp.Evaluate(`document.querySelector('main').innerText.slice(-2500)`, &text))
+		t.Fatalf("browser: %v; the page showed:\n%s", err, text)
 	}
 }
 
@@ -282,15 +309,47 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	if err != nil || p.Confirmed != 1 || p.Waitlisted != 0 {
 		t.Fatalf("the pool after the page's confirm: %+v, %v", p, err)
 	}
-	// The last one confirmed: the banner says it sold out; the live chart
-	// has counted the holds.
+	// The last one confirmed: the banner says it sold out.
 	var banner, now string
-	do(t, b, 10*time.Second, chromedp.WaitVisible(`#banner`, chromedp.ByQuery), chromedp.Text(`#banner`, &banner, chromedp.ByQuery),
-		chromedp.WaitVisible(`#live svg polyline.granted`, chromedp.ByQuery), chromedp.Text(`#live-now`, &now, chromedp.ByQuery))
-	if !strings.Contains(banner, "last sold out") || !strings.Contains(now, "granted") {
-		t.Fatalf("banner %q, live %q", banner, now)
+	do(t, b, 10*time.Second, chromedp.WaitVisible(`#banner`, chromedp.ByQuery), chromedp.Text(`#banner`, &banner, chromedp.ByQuery))
+	if !strings.Contains(banner, "last sold out") {
+		t.Fatalf("banner %q", banner)
 	}
-	// The operator view: the webhook and its deliveries, the metrics.
+	// Holds made now, with the page reading the metrics: the dashboard
+	// draws them (before any, it says there are none yet), and each
+	// pool's chart shows what is held.
+	for i := range 3 {
+		if _, err := c.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("api-%d", i), Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var poolChart string
+	do(t, b, 15*time.Second, chromedp.WaitVisible(`#live svg polyline.granted`, chromedp.ByQuery), chromedp.Text(`#live-now`, &now, chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector('#pool-charts [data-pool="concert"]')?.textContent.includes('3 held')`, nil),
+		chromedp.Text(`#pool-charts [data-pool="concert"]`, &poolChart, chromedp.ByQuery))
+	if !strings.Contains(now, "granted") || !strings.Contains(poolChart, "3 held") {
+		t.Fatalf("live %q, pool chart %q", now, poolChart)
+	}
+	// The operator view under load: holds and releases (and refusals) from
+	// the API until the page has drawn a few readings of them, bounded.
+	load, stopLoad := context.WithCancel(ctx)
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for i := 0; load.Err() == nil && i < 3000; i++ {
+			h, err := c.Hold(load, holdfast.HoldRequest{Holder: fmt.Sprintf("load-%d", i), Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}})
+			if err == nil {
+				_, _ = c.Release(load, h.ID)
+			}
+			if i%5 == 0 {
+				_, _ = c.Hold(load, holdfast.HoldRequest{Holder: "greedy", Lines: []holdfast.Line{{Pool: "concert", Quantity: 4}}}) // refused: 3 held, 10 in all
+			}
+		}
+	}()
+	do(t, b, 30*time.Second, chromedp.Poll(`(document.querySelector('#live polyline.refused')?.getAttribute('points') || '').split(' ').length >= 4`, nil))
+	stopLoad()
+	<-loaded
+	// The webhook and its deliveries, the metrics.
 	var hooks, ops string
 	do(t, b, 15*time.Second, chromedp.WaitVisible(`#webhooks table`, chromedp.ByQuery), chromedp.Text(`#webhooks`, &hooks, chromedp.ByQuery),
 		chromedp.Poll(`document.querySelector('#op-metrics').textContent.includes('p99')`, nil), chromedp.Text(`#op-metrics`, &ops, chromedp.ByQuery))

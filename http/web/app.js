@@ -359,7 +359,7 @@ async function listen() {
     state.recent.push(Date.now());
     const e = JSON.parse(ev.data);
     if (e.type === 'hold.expired') state.expired++;
-    if (state.mine.has(e.hold_id) && e.data) state.mine.set(e.hold_id, e.data);
+    if (state.mine.has(e.hold_id) && Array.isArray(e.data?.lines)) state.mine.set(e.hold_id, e.data); // a hold's event carries the hold; a waitlist's, the entry
     $('events-seen').textContent = state.events;
     $('expired-seen').textContent = state.expired;
     soon();
@@ -490,62 +490,213 @@ function renderWaitlists() {
   }));
 }
 
-// ---- the live sale ----
+// ---- the live sale: the operator's dashboard ----
 
-// The server's counters of hold requests by outcome, read every two
-// seconds from /metrics: their differences are holds granted and refused
-// per second, drawn for the last four minutes.
-const live = { last: null, samples: [] };
+// Every two seconds the page reads the server's /metrics (and the pools):
+// the differences between two reads are the rates drawn for the last four
+// minutes. Everything comes from the public endpoints an operator's own
+// Prometheus would scrape.
+const SAMPLES = 120;
+const live = { last: null, samples: [], pools: new Map(), rooms: new Map() };
+
+// parseMetrics reads the Prometheus text format into name → [{labels, value}].
+function parseMetrics(text) {
+  const out = new Map();
+  for (const m of text.matchAll(/^([a-z_:]+)(?:\{([^}]*)\})? (\S+)$/gm)) {
+    const labels = m[2] ? Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]])) : {};
+    if (!out.has(m[1])) out.set(m[1], []);
+    out.get(m[1]).push({ labels, value: Number(m[3]) });
+  }
+  return out;
+}
+const sum = (ms, name, f = () => true) => (ms.get(name) || []).filter((x) => f(x.labels)).reduce((a, x) => a + x.value, 0);
 
 async function sampleHolds() {
   const headers = key() ? { Authorization: 'Bearer ' + key() } : {};
-  let text;
+  let ms;
   try {
     const res = await fetch('/metrics', { headers });
     if (!res.ok) return;
-    text = await res.text();
+    ms = parseMetrics(await res.text());
   } catch { return; }
-  let granted = 0;
-  let refused = 0;
-  let busy = 0;
-  for (const m of text.matchAll(/^holdfast_holds_total\{outcome="([^"]*)"\} (\S+)$/gm)) {
-    if (m[1] === 'granted') granted += Number(m[2]); else refused += Number(m[2]);
-    if (m[1] === 'busy') busy += Number(m[2]);
+  const cur = {
+    at: Date.now(),
+    granted: sum(ms, 'holdfast_holds_total', (l) => l.outcome === 'granted'),
+    refused: sum(ms, 'holdfast_holds_total', (l) => l.outcome !== 'granted'),
+    busy: sum(ms, 'holdfast_holds_total', (l) => l.outcome === 'busy'),
+    batches: sum(ms, 'holdfast_batches_total'),
+    batched: sum(ms, 'holdfast_batched_claims_total'),
+    backlog: sum(ms, 'holdfast_webhook_queue_depth'),
+    oldest: sum(ms, 'holdfast_webhook_oldest_pending_seconds'),
+    // The latency histogram of POST /v1/holds, bucket by bucket.
+    buckets: new Map((ms.get('holdfast_http_request_duration_seconds_bucket') || [])
+      .filter((x) => x.labels.route === 'POST /v1/holds').map((x) => [x.labels.le, x.value])),
+    rooms: new Map((ms.get('holdfast_room_waiting') || []).map((x) => [x.labels.room, {
+      waiting: x.value,
+      admitted: sum(ms, 'holdfast_room_admitted_total', (l) => l.room === x.labels.room),
+      open: sum(ms, 'holdfast_room_open', (l) => l.room === x.labels.room),
+    }])),
+  };
+  const prev = live.last;
+  live.last = cur;
+  if (!prev) return;
+  const secs = (cur.at - prev.at) / 1000;
+  const s = {
+    granted: Math.max(0, cur.granted - prev.granted) / secs,
+    refused: Math.max(0, cur.refused - prev.refused) / secs,
+    busy: Math.max(0, cur.busy - prev.busy) / secs,
+    busyCount: Math.max(0, cur.busy - prev.busy),
+    p99: p99ms(prev.buckets, cur.buckets),
+    perBatch: cur.batches > prev.batches ? (cur.batched - prev.batched) / (cur.batches - prev.batches) : null,
+    backlog: cur.backlog,
+    oldest: cur.oldest,
+  };
+  push(live.samples, s);
+  for (const [room, r] of cur.rooms) {
+    if (!live.rooms.has(room)) live.rooms.set(room, []);
+    const before = prev.rooms.get(room);
+    push(live.rooms.get(room), { waiting: r.waiting, admitted: before ? Math.max(0, r.admitted - before.admitted) / secs : 0, open: r.open });
   }
-  const one = (name) => Number((new RegExp(`^${name} (\\S+)$`, 'm').exec(text) || [0, 0])[1]);
-  const batches = one('holdfast_batches_total');
-  const batched = one('holdfast_batched_claims_total');
-  // The latency histogram of POST /v1/holds, bucket by bucket.
-  const buckets = new Map();
-  for (const m of text.matchAll(/^holdfast_http_request_duration_seconds_bucket\{([^}]*)\} (\S+)$/gm)) {
-    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-    if (labels.route === 'POST /v1/holds') buckets.set(labels.le, Number(m[2]));
-  }
-  const now = Date.now();
-  if (live.last) {
-    const secs = (now - live.last.at) / 1000;
-    live.samples.push({ granted: Math.max(0, granted - live.last.granted) / secs, refused: Math.max(0, refused - live.last.refused) / secs });
-    if (live.samples.length > 120) live.samples.shift();
-    operatorMetrics(live.last, { busy, batches, batched, buckets }, secs);
-  }
-  live.last = { at: now, granted, refused, busy, batches, batched, buckets };
-  drawLive();
+  for (const room of live.rooms.keys()) if (!cur.rooms.has(room)) live.rooms.delete(room);
+  try {
+    const { pools } = await api('GET', '/v1/pools');
+    for (const p of pools) {
+      if (!live.pools.has(p.id)) live.pools.set(p.id, { name: p.name || p.id, samples: [] });
+      push(live.pools.get(p.id).samples, { capacity: p.capacity, sold: p.confirmed, held: p.held });
+    }
+  } catch { /* the pools show again at the next read */ }
+  operatorMetrics(s);
+  drawDashboard();
 }
 
-// operatorMetrics shows what matters during an on-sale, over the last
-// sample: p99 of a hold, claims per batch, busy answers.
-function operatorMetrics(prev, cur, secs) {
-  const total = (cur.buckets.get('+Inf') || 0) - (prev.buckets.get('+Inf') || 0);
-  let p99 = '–';
-  if (total > 0) {
-    for (const [le, n] of [...cur.buckets].filter(([le]) => le !== '+Inf').sort((a, b) => Number(a[0]) - Number(b[0]))) {
-      if (n - (prev.buckets.get(le) || 0) >= 0.99 * total) { p99 = `${Math.round(Number(le) * 1000)} ms or less`; break; }
-    }
-    if (p99 === '–') p99 = 'over 10 s';
+// span is the x axis's width in readings: the charts fill from the left
+// over the first half-minute, then show the last four minutes.
+const span = (n) => Math.max(n - 1, 15);
+
+function push(list, x) {
+  list.push(x);
+  if (list.length > SAMPLES) list.shift();
+}
+
+// p99ms is the 99th percentile of a hold over the last read, from the
+// histogram's buckets (the bucket's upper bound), or null with no holds.
+function p99ms(prev, cur) {
+  const total = (cur.get('+Inf') || 0) - (prev.get('+Inf') || 0);
+  if (total <= 0) return null;
+  for (const [le, n] of [...cur].filter(([le]) => le !== '+Inf').sort((a, b) => Number(a[0]) - Number(b[0]))) {
+    if (n - (prev.get(le) || 0) >= 0.99 * total) return Number(le) * 1000;
   }
-  const batches = cur.batches - prev.batches;
-  const perBatch = batches > 0 ? ((cur.batched - prev.batched) / batches).toFixed(1) : '–';
-  $('op-metrics').textContent = `Holds: ${(total / secs).toFixed(1)} per second, p99 ${p99}; claims per batch ${perBatch}; busy answers ${cur.busy - prev.busy} (must stay 0 while tickets remain).`;
+  return Infinity;
+}
+
+// operatorMetrics is the one-line summary: what matters during an on-sale.
+function operatorMetrics(s) {
+  const p99 = s.p99 === null ? '–' : s.p99 === Infinity ? 'over 10 s' : `${Math.round(s.p99)} ms or less`;
+  const perBatch = s.perBatch === null ? '–' : s.perBatch.toFixed(1);
+  $('op-metrics').textContent = `Holds: ${(s.granted + s.refused).toFixed(1)} per second, p99 ${p99}; claims per batch ${perBatch}; busy answers ${s.busyCount} (must stay 0 while tickets remain).`;
+}
+
+// chart draws series of the last four minutes as lines on a shared scale,
+// or says why there is nothing to draw yet.
+function chart(el, samples, series, empty) {
+  const w = 320;
+  const h = 80;
+  const values = samples.flatMap((x) => series.map((sr) => sr.value(x))).filter((v) => v !== null && Number.isFinite(v));
+  if (!values.some((v) => v > 0)) {
+    el.innerHTML = '';
+    const p = document.createElement('p');
+    p.className = 'empty';
+    p.textContent = samples.length < 2 ? 'Collecting the first readings…' : empty;
+    el.append(p);
+    return;
+  }
+  const peak = Math.max(...values);
+  const x = (i) => (w * i) / span(samples.length);
+  const y = (v) => h - 4 - ((h - 14) * v) / peak;
+  const lines = series.map((sr) => {
+    const pts = samples.map((s, i) => [i, sr.value(s)]).filter(([, v]) => v !== null && Number.isFinite(v)).map(([i, v]) => [x(i).toFixed(1), y(v).toFixed(1)]);
+    if (!pts.length) return '';
+    // The latest reading is marked: with one reading so far, it is all
+    // there is to see.
+    const [lx, ly] = pts[pts.length - 1];
+    return `<polyline class="${sr.cls}" fill="none" points="${pts.map((p) => p.join(',')).join(' ')}"/><circle class="${sr.cls} dot" cx="${lx}" cy="${ly}" r="2.5"/>`;
+  }).join('');
+  el.innerHTML = `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" aria-hidden="true" focusable="false">
+    <line x1="0" y1="${h - 4}" x2="${w}" y2="${h - 4}" class="axis"/>
+    <text x="2" y="9" class="peak">${fmt(peak)}</text>${lines}</svg>`;
+}
+const fmt = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2).replace(/\.?0+$/, '') || '0');
+const lastOf = (list) => list[list.length - 1];
+
+function drawDashboard() {
+  const s = live.samples;
+  const now = lastOf(s) || { granted: 0, refused: 0, busy: 0, p99: null, perBatch: null, backlog: 0, oldest: 0 };
+  const peak = Math.max(0, ...s.map((x) => Math.max(x.granted, x.refused)));
+  chart($('live'), s, [{ cls: 'granted', value: (x) => x.granted }, { cls: 'refused', value: (x) => x.refused }], 'No holds yet: the chart starts with the first one.');
+  $('live-now').textContent = `Now ${now.granted.toFixed(1)} granted and ${now.refused.toFixed(1)} refused per second; peak ${peak.toFixed(1)}.`;
+  chart($('p99'), s, [{ cls: 'line', value: (x) => (x.p99 === Infinity ? 10000 : x.p99) }], 'No holds in the last four minutes.');
+  $('p99-now').textContent = now.p99 === null ? 'No holds in the last reading.' : now.p99 === Infinity ? 'Now over 10 s.' : `Now ${Math.round(now.p99)} ms or less.`;
+  chart($('batch'), s, [{ cls: 'line', value: (x) => x.perBatch }], 'No batches yet: claims are batched when many arrive at once.');
+  $('batch-now').textContent = now.perBatch === null ? 'No batch in the last reading.' : `Now ${now.perBatch.toFixed(1)} claims per batch.`;
+  chart($('busy'), s, [{ cls: 'refused', value: (x) => x.busy }], 'None: every request got an answer.');
+  $('busy-now').textContent = `Now ${now.busy.toFixed(1)} per second.`;
+  chart($('backlog'), s, [{ cls: 'line', value: (x) => x.backlog }], 'Nothing waiting: every event was delivered.');
+  $('backlog-now').textContent = now.backlog ? `${now.backlog} waiting; the oldest ${Math.round(now.oldest)} s old.` : 'Nothing waiting.';
+  drawPools();
+  drawRooms();
+}
+
+// drawPools shows each pool's sold, held and free over time, stacked to
+// its capacity.
+function drawPools() {
+  const out = $('pool-charts');
+  if (!live.pools.size) { out.innerHTML = '<p class="empty">No pools yet.</p>'; return; }
+  const w = 240;
+  const h = 48;
+  out.replaceChildren(...[...live.pools].map(([id, p]) => {
+    const fig = document.createElement('div');
+    fig.className = 'pool-chart';
+    // One reading so far is drawn as a band to the right edge.
+    if (p.samples.length === 1) p.samples.unshift(p.samples[0]);
+    const n = p.samples.length;
+    const x = (i) => (w * i) / span(n);
+    const area = (lo, hi, cls) => {
+      const top = p.samples.map((s, i) => `${x(i).toFixed(1)},${(h - (h * hi(s)) / Math.max(1, s.capacity)).toFixed(1)}`);
+      const bottom = p.samples.map((s, i) => `${x(i).toFixed(1)},${(h - (h * lo(s)) / Math.max(1, s.capacity)).toFixed(1)}`).reverse();
+      return `<polygon class="${cls}" points="${top.concat(bottom).join(' ')}"/>`;
+    };
+    const last = lastOf(p.samples);
+    const label = `${p.name}: ${last.sold} sold, ${last.held} held, ${Math.max(0, last.capacity - last.sold - last.held)} free of ${last.capacity}`;
+    fig.innerHTML = `<p class="pool-name"></p><svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img">
+      ${area(() => 0, (s) => s.sold, 'sold') + area((s) => s.sold, (s) => s.sold + s.held, 'heldk') + area((s) => s.sold + s.held, (s) => s.capacity, 'freek')}</svg>`;
+    fig.querySelector('.pool-name').textContent = label;
+    fig.querySelector('svg').setAttribute('aria-label', label);
+    fig.dataset.pool = id;
+    return fig;
+  }));
+}
+
+// drawRooms shows each waiting room's queue and its admissions per second.
+function drawRooms() {
+  const out = $('rooms');
+  if (!live.rooms.size) {
+    out.innerHTML = '<p class="empty">No waiting rooms.</p>';
+    return;
+  }
+  out.replaceChildren(...[...live.rooms].map(([room, samples]) => {
+    const div = document.createElement('div');
+    div.className = 'room-chart';
+    const last = lastOf(samples);
+    const p = document.createElement('p');
+    p.textContent = `${room}: ${last.waiting} waiting, ${last.admitted.toFixed(1)} admitted per second${last.open ? '' : ' (not open)'}`;
+    const c = document.createElement('div');
+    c.className = 'chart';
+    c.setAttribute('role', 'img');
+    c.setAttribute('aria-label', p.textContent);
+    div.append(p, c);
+    chart(c, samples, [{ cls: 'line', value: (x) => x.waiting }, { cls: 'granted', value: (x) => x.admitted }], 'Nobody waiting.');
+    return div;
+  }));
 }
 
 // loadWebhooks lists the webhooks and each one's latest deliveries (the
@@ -566,20 +717,6 @@ async function loadWebhooks() {
     }).catch(() => { cells[2].textContent = 'unavailable'; });
   }
   $('webhooks').replaceChildren(table);
-}
-
-function drawLive() {
-  const w = 600;
-  const h = 90;
-  const s = live.samples;
-  const peak = Math.max(1, ...s.map((x) => Math.max(x.granted, x.refused)));
-  const line = (f) => s.map((x, i) => `${(w * (i + 120 - s.length)) / 119},${h - 4 - ((h - 8) * f(x)) / peak}`).join(' ');
-  $('live').innerHTML = `<svg viewBox="0 0 ${w} ${h}" width="100%" height="${h}" aria-hidden="true" focusable="false">
-    <line x1="0" y1="${h - 4}" x2="${w}" y2="${h - 4}" class="axis"/>
-    <polyline class="granted" fill="none" points="${line((x) => x.granted)}"/>
-    <polyline class="refused" fill="none" points="${line((x) => x.refused)}"/></svg>`;
-  const last = s[s.length - 1] || { granted: 0, refused: 0 };
-  $('live-now').textContent = `Now ${last.granted.toFixed(1)} granted and ${last.refused.toFixed(1)} refused per second; peak ${peak.toFixed(1)}.`;
 }
 
 async function race() {
@@ -611,6 +748,7 @@ async function restream() {
   try { stream = await listen(); } catch (e) { say(e.status === 401 || e.status === 403 ? 'Enter an API key above.' : e.message, true); }
 }
 function start() {
+  drawDashboard();
   $('holder').value = holder();
   $('key').value = key();
   restream();
