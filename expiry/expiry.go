@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/testsignal"
+	"github.com/holdfast/holdfast/internal/testrig/testsignal"
 )
 
 // Expirer is what the sweeper needs from a store.

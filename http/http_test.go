@@ -10,7 +10,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/sqlite"
 )

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 )
 
 // threeShards starts three PostgreSQL servers of the test's own, one

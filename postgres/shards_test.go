@@ -8,7 +8,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
-	"github.com/holdfast/holdfast/internal/pgtest"
-	"github.com/holdfast/holdfast/internal/redistest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/redistest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/redis"
 )

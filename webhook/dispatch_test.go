@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/sqlite"
 	"github.com/holdfast/holdfast/webhook"

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/lab"
-	"github.com/holdfast/holdfast/internal/pgtest"
-	"github.com/holdfast/holdfast/internal/redistest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/redistest"
 )
 
 func labJSON(t *testing.T, args ...string) []lab.Result {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 )
 
 // holdfast serve over three PostgreSQL databases: the catalog and two

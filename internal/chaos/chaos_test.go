@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -20,10 +21,11 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite" // the sqlite-kill scenario reads its file
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 )
 
 var (
@@ -74,6 +76,9 @@ type scenario struct {
 	// shards: three primaries of its own, the servers spread over them
 	// (--shard); festival passes across two shards run beside the storm.
 	shards bool
+	// sqlite: one server on a SQLite file, the embedded default, instead
+	// of three on PostgreSQL; the file is checked with integrity_check.
+	sqlite bool
 }
 
 var scenarios = []scenario{
@@ -133,6 +138,16 @@ var scenarios = []scenario{
 		h.crashShard(0)
 		h.at(d, 0.75)
 		h.crashPostgres() // the catalog, where holds across shards are decided
+	}},
+	// The embedded default: one server on a SQLite file, killed -9 every
+	// few seconds and started again on the same file. Every acknowledged
+	// change must survive, and a retry under its key get the recorded
+	// answer (the clients retry with the same Idempotency-Key).
+	{name: "sqlite-kill", strategy: "atomic", sqlite: true, faults: func(h *harness, d time.Duration) {
+		for at := 0.12; at < 0.9; at += 0.13 {
+			h.at(d, at)
+			h.kill9(h.instances[0])
+		}
 	}},
 	{name: "clock-skew", strategy: "atomic", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}},
 	{name: "all-at-once", strategy: "redislock", skews: []time.Duration{0, 7 * time.Minute, -4 * time.Minute}, length: 2,
@@ -355,13 +370,17 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 			h.shards = append(h.shards, sh)
 		}
 		defer func() { h.pg, h.shards = shared, nil }()
-	} else {
+	} else if !sc.sqlite {
 		h.pg.CreateDatabase(ctx, dbName)
 	}
 	if err := h.rd.flush(); err != nil {
 		t.Fatal(err)
 	}
-	for i := range instances {
+	n, sqliteFile := instances, ""
+	if sc.sqlite {
+		n, sqliteFile = 1, filepath.Join(t.TempDir(), "holdfast.db")
+	}
+	for i := range n {
 		in := &instance{t: t, n: i, bin: h.bin, port: pgtest.FreePort(t), logPath: filepath.Join(*artifacts, fmt.Sprintf("%s-instance-%d.log", sc.name, i))}
 		os.Remove(in.logPath)
 		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.Addr())
@@ -382,6 +401,10 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 			"--redis", "redis://" + in.rdLink.Listen + "/0", "--strategy", sc.strategy, "--admin-key", adminKey,
 			"--request-timeout", "2s", "--sweep-interval", "250ms", "--db-conns", "12", "--max-hold-ttl", "24h",
 			"--lock-ttl", lockTTL.String()}
+		if sc.sqlite {
+			in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port), "--db", sqliteFile,
+				"--admin-key", adminKey, "--request-timeout", "2s", "--sweep-interval", "250ms", "--max-hold-ttl", "24h"}
+		}
 		in.args = append(in.args, shardArgs...)
 		if sc.strategy == "unsafe" {
 			in.args = append(in.args, "--allow-unsafe")
@@ -444,7 +467,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	stormCtx, stop := context.WithTimeout(ctx, length)
 	var wg sync.WaitGroup
 	for i := range clients {
-		wg.Go(func() { drv.client(stormCtx, i, lanes[i%len(lanes)], i%instances) })
+		wg.Go(func() { drv.client(stormCtx, i, lanes[i%len(lanes)], i%len(h.instances)) })
 	}
 	if sc.faults != nil {
 		sc.faults(h, length)
@@ -456,24 +479,44 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	stopPasses()
 	h.recovered()
 
-	// Checks, on PostgreSQL directly (not through the proxies).
-	conn, err := pgx.Connect(ctx, h.pg.URL(dbName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	// Checks, on the database directly (not through the proxies).
 	var end int64
 	for _, o := range rec.ops {
 		end = max(end, o.Ret)
 	}
-	resolveDBs := []*pgx.Conn{conn}
-	for _, sh := range h.shards {
-		c, err := pgx.Connect(ctx, sh.URL(dbName))
+	var conn *pgx.Conn
+	var resolveDBs []checkDB
+	dbArgs := []string{"--db", sqliteFile}
+	if sc.sqlite {
+		file, err := sql.Open("sqlite", "file:"+sqliteFile+"?_pragma=busy_timeout(10000)")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close(ctx)
-		resolveDBs = append(resolveDBs, c)
+		defer file.Close()
+		var integrity string
+		if err := file.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+			t.Errorf("PRAGMA integrity_check after the kills: %q, %v", integrity, err)
+		}
+		h.fault("PRAGMA integrity_check: %s", integrity)
+		resolveDBs = []checkDB{sqlDB{file}}
+	} else {
+		var err error
+		if conn, err = pgx.Connect(ctx, h.pg.URL(dbName)); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		conns := []*pgx.Conn{conn}
+		dbArgs = []string{"--db", h.pg.URL(dbName)}
+		for _, sh := range h.shards {
+			c, err := pgx.Connect(ctx, sh.URL(dbName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			conns = append(conns, c)
+			dbArgs = append(dbArgs, "--shard", sh.URL(dbName))
+		}
+		resolveDBs = pgxDBs(conns)
 	}
 	ops, unknown, err := resolve(ctx, resolveDBs, rec.ops)
 	if err != nil {
@@ -511,10 +554,6 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		}
 		_ = os.WriteFile(filepath.Join(*artifacts, sc.name+"-history.jsonl"), []byte(b.String()), 0o644)
 	}
-	dbArgs := []string{"--db", h.pg.URL(dbName)}
-	for _, sh := range h.shards {
-		dbArgs = append(dbArgs, "--shard", sh.URL(dbName))
-	}
 	bad, err := dbChecks(ctx, resolveDBs, h.bin, dbArgs, ops)
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +566,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		r.faults = append(r.faults, summary)
 	}
 	if passes != nil {
-		bad, summary := checkPasses(ctx, resolveDBs, passes)
+		bad, summary := checkPasses(ctx, conns(resolveDBs), passes)
 		r.dbBad = append(r.dbBad, bad...)
 		t.Log(summary)
 		r.faults = append(r.faults, summary)

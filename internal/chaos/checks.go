@@ -3,12 +3,78 @@ package chaos
 import (
 	"cmp"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// checkDB is what the checks read after a storm: a PostgreSQL database
+// (through pgx) or the SQLite file (through database/sql). Both take the
+// same SQL, with $1 placeholders.
+type checkDB interface {
+	// queryRow scans one row; errNoRows when there is none.
+	queryRow(ctx context.Context, sql string, args []any, dest ...any) error
+	strings(ctx context.Context, sql string, args ...any) ([]string, error)
+}
+
+var errNoRows = errors.New("no rows")
+
+type pgxDB struct{ c *pgx.Conn }
+
+func (d pgxDB) queryRow(ctx context.Context, q string, args []any, dest ...any) error {
+	err := d.c.QueryRow(ctx, q, args...).Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNoRows
+	}
+	return err
+}
+
+func (d pgxDB) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := d.c.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+type sqlDB struct{ db *sql.DB }
+
+func (d sqlDB) queryRow(ctx context.Context, q string, args []any, dest ...any) error {
+	err := d.db.QueryRowContext(ctx, q, args...).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errNoRows
+	}
+	return err
+}
+
+func (d sqlDB) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func pgxDBs(conns []*pgx.Conn) []checkDB {
+	out := make([]checkDB, len(conns))
+	for i, c := range conns {
+		out[i] = pgxDB{c}
+	}
+	return out
+}
 
 // eventFor is the event a successful action leaves in the outbox.
 var eventFor = map[string]string{
@@ -23,7 +89,7 @@ var eventFor = map[string]string{
 // request), so its hold exists or not; an action on a hold left its
 // event or not. Operations that took no effect are dropped (to the
 // checker they never happened); the others keep no return time.
-func resolve(ctx context.Context, dbs []*pgx.Conn, ops []op) ([]op, int, error) {
+func resolve(ctx context.Context, dbs []checkDB, ops []op) ([]op, int, error) {
 	out := ops[:0:0]
 	unknown := 0
 	for _, o := range ops {
@@ -35,10 +101,10 @@ func resolve(ctx context.Context, dbs []*pgx.Conn, ops []op) ([]op, int, error) 
 		if o.In.Kind == "hold" {
 			// The database (the shard) that has the hold, if any has.
 			var id string
-			var db *pgx.Conn
+			var db checkDB
 			for _, d := range dbs {
-				err := d.QueryRow(ctx, `SELECT id FROM holds WHERE holder = $1`, o.In.Holder).Scan(&id)
-				if err == pgx.ErrNoRows {
+				err := d.queryRow(ctx, `SELECT id FROM holds WHERE holder = $1`, []any{o.In.Holder}, &id)
+				if err == errNoRows {
 					continue
 				}
 				if err != nil {
@@ -51,11 +117,7 @@ func resolve(ctx context.Context, dbs []*pgx.Conn, ops []op) ([]op, int, error) 
 				continue
 			}
 			o.Out.ID = id
-			rows, err := db.Query(ctx, `SELECT unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY unit_id`, id)
-			if err != nil {
-				return nil, 0, err
-			}
-			units, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			units, err := db.strings(ctx, `SELECT unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY unit_id`, id)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -66,7 +128,7 @@ func resolve(ctx context.Context, dbs []*pgx.Conn, ops []op) ([]op, int, error) 
 		n := 0
 		for _, db := range dbs {
 			var k int
-			if err := db.QueryRow(ctx, `SELECT count(*) FROM events WHERE hold_id = $1 AND type = $2`, o.In.ID, eventFor[o.In.Kind]).Scan(&k); err != nil {
+			if err := db.queryRow(ctx, `SELECT count(*) FROM events WHERE hold_id = $1 AND type = $2`, []any{o.In.ID, eventFor[o.In.Kind]}, &k); err != nil {
 				return nil, 0, err
 			}
 			n += k
@@ -85,14 +147,14 @@ func resolve(ctx context.Context, dbs []*pgx.Conn, ops []op) ([]op, int, error) 
 // dbArgs name them as holdfast audit takes them; each count is summed
 // over the shards (each holds its own share of every invariant: a hold
 // of a lane lives on the lane's shard).
-func dbChecks(ctx context.Context, dbs []*pgx.Conn, bin string, dbArgs []string, ops []op) ([]string, error) {
+func dbChecks(ctx context.Context, dbs []checkDB, bin string, dbArgs []string, ops []op) ([]string, error) {
 	var bad []string
 	fail := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 	count := func(sql string, args ...any) int {
 		total := 0
 		for _, db := range dbs {
 			var n int
-			if err := db.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			if err := db.queryRow(ctx, sql, args, &n); err != nil {
 				fail("query %q: %v", sql, err)
 			}
 			total += n
@@ -137,7 +199,7 @@ func dbChecks(ctx context.Context, dbs []*pgx.Conn, bin string, dbArgs []string,
 			for _, db := range dbs {
 				var k int
 				var kid string
-				_ = db.QueryRow(ctx, `SELECT count(*), coalesce(min(id), '') FROM holds WHERE holder = $1`, o.In.Holder).Scan(&k, &kid)
+				_ = db.queryRow(ctx, `SELECT count(*), coalesce(min(id), '') FROM holds WHERE holder = $1`, []any{o.In.Holder}, &k, &kid)
 				n += k
 				id = cmp.Or(id, kid)
 			}
@@ -159,7 +221,7 @@ func dbChecks(ctx context.Context, dbs []*pgx.Conn, bin string, dbArgs []string,
 		var status string
 		var err error
 		for _, db := range dbs {
-			if err = db.QueryRow(ctx, `SELECT status FROM holds WHERE id = $1`, id).Scan(&status); err != pgx.ErrNoRows {
+			if err = db.queryRow(ctx, `SELECT status FROM holds WHERE id = $1`, []any{id}, &status); err != errNoRows {
 				break
 			}
 		}
@@ -175,4 +237,16 @@ func dbChecks(ctx context.Context, dbs []*pgx.Conn, bin string, dbArgs []string,
 		bad = append(bad[:20], fmt.Sprintf("… and %d more", len(bad)-20))
 	}
 	return bad, nil
+}
+
+// conns are the PostgreSQL connections among dbs, for the checks that
+// only PostgreSQL scenarios run.
+func conns(dbs []checkDB) []*pgx.Conn {
+	var out []*pgx.Conn
+	for _, d := range dbs {
+		if p, ok := d.(pgxDB); ok {
+			out = append(out, p.c)
+		}
+	}
+	return out
 }

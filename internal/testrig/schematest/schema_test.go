@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite"
 
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/sqlite"
 )
