@@ -379,7 +379,11 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 	if stats != nil {
 		before = stats.Stats()
 	}
+	xacts := dbTransactions(ctx, store)
+	cpu := processCPU()
 	res := runBuyers(ctx, e, op, clients, d)
+	cpu = processCPU() - cpu
+	xacts = dbTransactions(ctx, store) - xacts
 	if stopExtra != nil {
 		row.Note = stopExtra()
 	}
@@ -405,11 +409,35 @@ func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, c
 				float64(st.ChangeStatements-before.ChangeStatements)/float64(st.ChangeBatches-before.ChangeBatches)))
 		}
 	}
+	if res.requests > 0 && cpu > 0 {
+		// One process runs the server and the load generator: this is
+		// their sum, an upper bound on the server's own cost.
+		notes = append(notes, fmt.Sprintf("%.0f µs CPU per request (server and load generator, one process)", float64(cpu.Microseconds())/float64(res.requests)))
+	}
+	if res.requests > 0 && xacts > 0 {
+		notes = append(notes, fmt.Sprintf("%.2f database transactions per request", float64(xacts)/float64(res.requests)))
+	}
 	if res.errs > 0 {
 		notes = append(notes, fmt.Sprintf("%d errors, first: %s", res.errs, res.firstErr))
 	}
 	row.Note = strings.Join(notes, "; ")
 	return row, nil
+}
+
+// dbTransactions is PostgreSQL's count of transactions ended in the
+// store's database (pg_stat_database, which a backend reports when it
+// goes idle, at most once a second: the count is read a second later;
+// close, not exact). 0 on SQLite, which has no such view.
+func dbTransactions(ctx context.Context, store holdfast.Store) int64 {
+	q, ok := store.(interface {
+		QueryInt(ctx context.Context, sql string, args ...any) (int64, error)
+	})
+	if !ok {
+		return 0
+	}
+	time.Sleep(1100 * time.Millisecond) // a backend reports its counts at most once a second
+	n, _ := q.QueryInt(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`)
+	return n
 }
 
 // fill puts a run's rates, latencies and audit into row, and returns
