@@ -295,7 +295,11 @@ func row4in(t *testing.T, s holdfast.Store, id, partition string) {
 // 9). A cell the design leaves out says why; a new door or rule is a new
 // row or column here.
 func testRulesByDoor(t *testing.T, h Harness) {
-	skipRemote(t, h) // keys and owners named directly
+	// Over HTTP (Remote) the key is the caller's, not a field, and the
+	// harness reaches rooms and waitlists on the store directly, as
+	// another owner than its HTTP client: the key's quota, the waitlist
+	// door and an admission's room are left to TestSideDoorsOverHTTP,
+	// which drives them over the wire with real keys.
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
 	guard := func(room string, opensIn time.Duration, pools, groups []string) {
@@ -397,7 +401,7 @@ func testRulesByDoor(t *testing.T, h Harness) {
 	// pool can sell is its own rule (not_sold_out, below).
 	i := 0
 	for c, code := range want {
-		if c.rule == "key_quota" && !quotaCounted(h) {
+		if (c.rule == "key_quota" && !quotaCounted(h)) || (h.Remote && (c.rule == "key_quota" || c.rule == "admission_of_its_room" || c.door == "waitlist_join")) {
 			continue
 		}
 		i++
