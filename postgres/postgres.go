@@ -99,6 +99,12 @@ type Locker interface {
 // its methods are the Store's without its type showing in the API.
 type engine = sqlstore.Store
 
+// IsURL reports whether db names a PostgreSQL database (postgres:// or
+// postgresql://) rather than a SQLite file.
+func IsURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
 // Store is a holdfast.Store on PostgreSQL.
 type Store struct {
 	*engine

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/service"
 )
 
 // Shards is holdfast on several PostgreSQL primaries behind one API. The
@@ -162,31 +163,18 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 // func is called (and waits for a run in progress): every server does,
 // so parts left by a coordinator that died end within seconds.
 func (s *Shards) resolveEvery(interval, after time.Duration, log *slog.Logger) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if err := s.set.watchMap(ctx); err != nil && ctx.Err() == nil {
-				log.Warn("reading the shard map's version", "err", err)
-			}
-			c, r, err := s.ResolvePrepared(ctx, after)
-			if err != nil && ctx.Err() == nil {
-				log.Warn("resolving prepared parts of holds across shards", "err", err)
-			}
-			if c+r > 0 {
-				log.Info("resolved prepared parts of holds across shards", "committed", c, "rolled_back", r)
-			}
+	return service.Every(context.Background(), interval, func(ctx context.Context) {
+		if err := s.set.watchMap(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("reading the shard map's version", "err", err)
 		}
-	}()
-	return func() { cancel(); <-done }
+		c, r, err := s.ResolvePrepared(ctx, after)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("resolving prepared parts of holds across shards", "err", err)
+		}
+		if c+r > 0 {
+			log.Info("resolved prepared parts of holds across shards", "committed", c, "rolled_back", r)
+		}
+	})
 }
 
 // shardPrefix begins the ids of the holds made on shard i alone: the

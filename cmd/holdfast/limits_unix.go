@@ -5,7 +5,6 @@ package main
 import (
 	"log/slog"
 	"syscall"
-	"time"
 )
 
 // streamCap bounds the open streams at half the process's open-file
@@ -18,13 +17,4 @@ func streamCap(n int, log *slog.Logger) int {
 	}
 	log.Warn("--max-streams lowered to half the open-file limit", "asked", n, "limit", rl.Cur, "streams", rl.Cur/2)
 	return int(rl.Cur / 2)
-}
-
-// processCPU is the CPU time this process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -18,6 +18,9 @@ import (
 	"github.com/holdfast/holdfast/expiry"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/internal/labrun"
+	"github.com/holdfast/holdfast/internal/service"
+	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/webhook"
 )
 
@@ -190,7 +193,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	defer mon.Stop()
 	stopWebhooks := startWebhooks(ctx, store, f.webhooks, reg, log, clock)
 	defer stopWebhooks()
-	stopRooms := every(ctx, 100*time.Millisecond, func(ctx context.Context) {
+	stopRooms := service.Every(ctx, 100*time.Millisecond, func(ctx context.Context) {
 		if _, err := store.AdmitRooms(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("admitting from waiting rooms", "err", err)
 		}
@@ -239,31 +242,6 @@ func startWebhooks(ctx context.Context, store holdfast.Store, f webhookFlags, re
 	go func() {
 		defer close(done)
 		_ = d.Run(dctx)
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
-}
-
-// every runs f every interval until the returned func is called (and
-// waits for a run in progress): the waiting rooms' admissions, which every
-// server runs, each room's row locked while it admits.
-func every(ctx context.Context, interval time.Duration, f func(context.Context)) func() {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			f(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
 	}()
 	return func() {
 		cancel()
@@ -357,26 +335,13 @@ func demoHall() *holdfast.Layout {
 // server's PostgreSQL), never the server's own tables.
 func raceFunc(db dbFlags) hfhttp.RaceFunc {
 	return func(ctx context.Context) (any, []byte, error) {
-		f := labFlags{redis: db.redis, strategies: "all", think: 5 * time.Millisecond, instances: 1, coalesce: true}
-		if isPostgres(db.db) {
-			f.db = db.db
+		o := labrun.Options{Redis: db.redis, Strategies: "all", Think: 5 * time.Millisecond, Instances: 1, Coalesce: true, Open: labOpen}
+		if postgres.IsURL(db.db) {
+			o.DB = db.db
 		}
-		strategies, _, err := labStrategies(f)
+		results, err := labrun.Race(ctx, o)
 		if err != nil {
 			return nil, nil, err
-		}
-		var results []lab.Result
-		for _, st := range strategies {
-			t, err := localTarget(ctx, f, st)
-			if err != nil {
-				return nil, nil, err
-			}
-			r, err := lab.Run(ctx, lab.Config{}, t)
-			t.Close()
-			if err != nil {
-				return nil, nil, err
-			}
-			results = append(results, r)
 		}
 		return results, lab.SVG(results), nil
 	}

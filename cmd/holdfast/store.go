@@ -144,10 +144,6 @@ func envParse[T any](e env, key string, def T, want string, parse func(string) (
 // commas: several hosts).
 func envFields(e env, key string) []string { return strings.Fields(e.getenv(key)) }
 
-func isPostgres(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
-}
-
 // open opens the store --db names, applying migrations, with the
 // program's logger and clock (tu's other fields come from the flags).
 func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (holdfast.Store, error) {
@@ -164,11 +160,11 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (hol
 
 // openShards opens --db and every --shard as one store.
 func (f *dbFlags) openShards(ctx context.Context, st holdfast.Strategy, opts postgres.Options) (holdfast.Store, error) {
-	if !isPostgres(f.db) {
+	if !postgres.IsURL(f.db) {
 		return nil, fmt.Errorf("--shard needs --db to be a postgres:// URL: the catalog")
 	}
 	for _, u := range f.shards {
-		if !isPostgres(u) {
+		if !postgres.IsURL(u) {
 			return nil, fmt.Errorf("--shard %q is not a postgres:// URL", describe(u))
 		}
 	}
@@ -182,7 +178,7 @@ func (f *dbFlags) openShards(ctx context.Context, st holdfast.Strategy, opts pos
 // only read: no migration, and a missing SQLite file or an old schema is
 // an error.
 func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
-	if !isPostgres(f.db) {
+	if !postgres.IsURL(f.db) {
 		return sqlite.Open(ctx, f.db, sqlite.Options{Existing: true, NoCoalesce: true})
 	}
 	if len(f.shards) > 0 {
@@ -203,7 +199,7 @@ type tuning struct {
 // postgres:// URL), with Redis at redisURL for redislock, pausing think
 // between each claim's check and write.
 func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool, tu tuning) (holdfast.Store, error) {
-	if !isPostgres(db) {
+	if !postgres.IsURL(db) {
 		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce, Logger: tu.log, Clock: tu.clock})
 	}
 	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce, Logger: tu.log, Clock: tu.clock}
@@ -222,7 +218,7 @@ func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, c
 
 // describe names the database for output without its password.
 func describe(db string) string {
-	if isPostgres(db) {
+	if postgres.IsURL(db) {
 		if u, err := url.Parse(db); err == nil {
 			return u.Redacted()
 		}

@@ -1,4 +1,4 @@
-package main
+package labrun
 
 import (
 	"bufio"
@@ -337,12 +337,12 @@ func (r shapeResult) quantile(q float64) time.Duration {
 // and its store, and its stop reports what it saw.
 type extraLoad func(base string, store holdfast.Store) (stop func() string)
 
-func shapeMode(ctx context.Context, f labFlags, shape benchShape, mode string, clients int, d time.Duration, extra extraLoad) (benchRow, error) {
+func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, clients int, d time.Duration, extra extraLoad) (benchRow, error) {
 	row := benchRow{Mode: mode, Scenario: shape.name, Clients: clients}
 	lf := f
-	lf.think, lf.instances, lf.coalesce = 0, 1, true
+	lf.Think, lf.Instances, lf.Coalesce = 0, 1, true
 	if strings.Contains(mode, "sqlite") {
-		lf.db = ""
+		lf.DB = ""
 	}
 	t, err := localTarget(ctx, lf, holdfast.Atomic)
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package labrun
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/postgres"
 )
 
 // benchRow is one line of the flash-sale benchmark.
@@ -42,16 +43,16 @@ type benchRow struct {
 // runBench is `holdfast lab --bench`: every shape of sale measured against
 // PostgreSQL's own one-transaction-per-booking ceiling for the same shape,
 // in one run; then the sell-out, and buyers with viewers watching.
-func runBench(ctx context.Context, e env, f labFlags) error {
-	if !isPostgres(f.db) {
-		return &exitError{code: 2, err: fmt.Errorf("--bench needs --db postgres://… (the pgbench reference runs there)")}
+func runBench(ctx context.Context, e env, f Options) error {
+	if !postgres.IsURL(f.DB) {
+		return &UsageError{Err: fmt.Errorf("--bench needs --db postgres://… (the pgbench reference runs there)")}
 	}
-	d := f.duration
+	d := f.Duration
 	if d == 0 {
 		d = 10 * time.Second
 	}
 	want := map[string]bool{}
-	for _, s := range strings.Split(f.benchShapes, ",") {
+	for _, s := range strings.Split(f.BenchShapes, ",") {
 		want[strings.TrimSpace(s)] = true
 	}
 	all := want["all"]
@@ -64,8 +65,8 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 		if !all && !want[shape.name] {
 			continue
 		}
-		for _, clients := range f.benchN {
-			ref, err := pgbenchCeiling(ctx, f.db, shape, clients, d)
+		for _, clients := range f.BenchClients {
+			ref, err := pgbenchCeiling(ctx, f.DB, shape, clients, d)
 			if err != nil {
 				return fmt.Errorf("%s, pgbench, %d clients: %w", shape.name, clients, err)
 			}
@@ -170,11 +171,11 @@ func runBench(ctx context.Context, e env, f labFlags) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if f.chart != "" {
-		if err := benchChart(f.chart, rows); err != nil {
+	if f.Chart != "" {
+		if err := benchChart(f.Chart, rows); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "chart written to %s\n", f.chart)
+		fmt.Fprintf(e.stdout, "chart written to %s\n", f.Chart)
 	}
 	for _, r := range rows {
 		if r.Note != "" {

@@ -1,4 +1,4 @@
-package main
+package labrun
 
 import (
 	"context"
@@ -26,27 +26,27 @@ const coldPools = 64
 // on the --db server: on one machine the shards share its cores and disk,
 // so the total cannot grow with them; what is measured is the cost of the
 // routing, of two-phase commit, and of a shard's neighbours.
-func runShardBench(ctx context.Context, e env, f labFlags) error {
-	if !isPostgres(f.db) {
-		return &exitError{code: 2, err: fmt.Errorf("--bench --shards needs --db postgres://…")}
+func runShardBench(ctx context.Context, e env, f Options) error {
+	if !postgres.IsURL(f.DB) {
+		return &UsageError{Err: fmt.Errorf("--bench --shards needs --db postgres://…")}
 	}
-	if f.shards < 2 {
-		return &exitError{code: 2, err: fmt.Errorf("--shards must be at least 2")}
+	if f.Shards < 2 {
+		return &UsageError{Err: fmt.Errorf("--shards must be at least 2")}
 	}
-	d := f.duration
+	d := f.Duration
 	if d == 0 {
 		d = 10 * time.Second
 	}
 	clients := 64
-	if len(f.benchN) > 0 {
-		clients = f.benchN[0]
+	if len(f.BenchClients) > 0 {
+		clients = f.BenchClients[0]
 	}
 	var rows []benchRow
 	emit := func(r benchRow) {
 		rows = append(rows, r)
 		fmt.Fprintf(e.stderr, "bench: %s, %d clients: %.0f/s, p99 %s\n", r.Scenario, r.Clients, r.PerSec, durMs(r.P99))
 	}
-	n := f.shards
+	n := f.Shards
 	one := func(pool string) shapeOp {
 		return func(ctx context.Context, e shapeEngine, buyer, _ int, _ *rand.Rand) (int64, error) {
 			_, err := e.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b%d", buyer), Lines: []holdfast.Line{{Pool: pool, Quantity: 1}}})
@@ -93,7 +93,7 @@ func runShardBench(ctx context.Context, e env, f labFlags) error {
 		{fmt.Sprintf("%d shards + 1 ms to each, within one shard, many events", n), n, true, coldPair("a", "ab"), false, false},
 		{fmt.Sprintf("%d shards + 1 ms to each, across 2 shards, many events", n), n, true, coldPair("a", "b"), false, false},
 	} {
-		r, err := shardRun(ctx, f.db, sc.shards, sc.latency, sc.op, sc.perPool, sc.move, clients, d)
+		r, err := shardRun(ctx, f.DB, sc.shards, sc.latency, sc.op, sc.perPool, sc.move, clients, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}

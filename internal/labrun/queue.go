@@ -1,4 +1,4 @@
-package main
+package labrun
 
 import (
 	"container/heap"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/service"
 )
 
 // runQueue is `holdfast lab --scenario queue`: a sale behind a waiting
@@ -20,9 +21,9 @@ import (
 // report: admissions per second against the configured rate, the order
 // kept, admission to booking, tickets sold, and how soon after the last
 // ticket the room told everyone waiting that it sold out.
-func runQueue(ctx context.Context, e env, f labFlags) error {
+func runQueue(ctx context.Context, e env, f Options) error {
 	lf := f
-	lf.think, lf.instances, lf.coalesce = 0, 1, true
+	lf.Think, lf.Instances, lf.Coalesce = 0, 1, true
 	t, err := localTarget(ctx, lf, holdfast.Atomic)
 	if err != nil {
 		return err
@@ -35,8 +36,8 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 	if !ok {
 		return fmt.Errorf("the lab's store cannot be counted in")
 	}
-	rate := f.admitRate
-	if _, err := store.CreatePool(ctx, holdfast.Pool{ID: "sale", Capacity: f.capacity}); err != nil {
+	rate := f.AdmitRate
+	if _, err := store.CreatePool(ctx, holdfast.Pool{ID: "sale", Capacity: f.Capacity}); err != nil {
 		return err
 	}
 	opens := time.Now().Add(3 * time.Second)
@@ -44,7 +45,7 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 		AdmitPerSecond: rate, AdmitTTLSeconds: 30, MaxInside: int64(5 * rate)}); err != nil {
 		return err
 	}
-	stopAdmitter := every(ctx, 100*time.Millisecond, func(ctx context.Context) { _, _ = store.AdmitRooms(ctx) })
+	stopAdmitter := service.Every(ctx, 100*time.Millisecond, func(ctx context.Context) { _, _ = store.AdmitRooms(ctx) })
 	defer stopAdmitter()
 
 	// Everyone's page: a heap of tickets by next poll.
@@ -60,12 +61,12 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 			firstErr.Store(err.Error())
 		}
 	}
-	deadline := opens.Add(time.Duration(float64(f.capacity)/rate*float64(time.Second))*3 + 30*time.Second)
+	deadline := opens.Add(time.Duration(float64(f.Capacity)/rate*float64(time.Second))*3 + 30*time.Second)
 	runCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
 	var pending atomic.Int64
-	pending.Store(int64(f.joiners))
+	pending.Store(int64(f.Joiners))
 	join := func(i int) {
 		tk, err := store.JoinRoom(runCtx, "queue", fmt.Sprintf("fan-%05d", i), "")
 		if err != nil {
@@ -78,11 +79,11 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 		cond.Signal()
 		mu.Unlock()
 	}
-	early := f.joiners / 4
+	early := f.Joiners / 4
 	var joins sync.WaitGroup
 	joinRange := func(from, to int) {
 		work := make(chan int)
-		for range f.clients {
+		for range f.Clients {
 			joins.Add(1)
 			go func() {
 				defer joins.Done()
@@ -103,7 +104,7 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 		mu.Unlock()
 	}()
 	var workers sync.WaitGroup
-	for range f.clients {
+	for range f.Clients {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
@@ -180,7 +181,7 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 	joinRange(0, early)
 	joins.Wait()
 	time.Sleep(time.Until(opens)) // the rest join after opening
-	joinRange(early, f.joiners)
+	joinRange(early, f.Joiners)
 	joins.Wait()
 	joined := time.Since(start)
 	workers.Wait()
@@ -214,13 +215,13 @@ func runQueue(ctx context.Context, e env, f labFlags) error {
 	}
 	_ = first
 	fmt.Fprintf(e.stdout, "queue: %d joiners (%d before opening, joined in %s), %d tickets, admit %.0f/s, max inside %d, %d pages polling\n",
-		f.joiners, early, joined.Round(time.Millisecond), f.capacity, rate, int64(5*rate), f.clients)
+		f.Joiners, early, joined.Round(time.Millisecond), f.Capacity, rate, int64(5*rate), f.Clients)
 	fmt.Fprintf(e.stdout, "admissions: %d, %.1f/s achieved (%.1f%% of the rate)\n", admitted, achieved, 100*achieved/rate)
 	fmt.Fprintf(e.stdout, "order: %d admitted after someone behind them, %d places skipped\n", inversions, skipped)
 	mu.Lock()
 	fmt.Fprintf(e.stdout, "admission to booking: p50 %s, p99 %s\n", durMs(durationQuantile(toHold, 0.5)), durMs(durationQuantile(toHold, 0.99)))
 	mu.Unlock()
-	fmt.Fprintf(e.stdout, "sold: %d of %d; oversold %d, double-booked %d, audit differences %d\n", sold.Load(), f.capacity, rep.Oversold, rep.DoubleBooked, len(rep.Differences))
+	fmt.Fprintf(e.stdout, "sold: %d of %d; oversold %d, double-booked %d, audit differences %d\n", sold.Load(), f.Capacity, rep.Oversold, rep.DoubleBooked, len(rep.Differences))
 	if s, l := soldOutAt.Load(), lastSale.Load(); s > 0 && l > 0 {
 		fmt.Fprintf(e.stdout, "sold out: the room told everyone waiting %s after the last ticket; %d pages saw sold_out\n",
 			time.Duration(max(0, s-l)).Round(time.Millisecond), soldOutTold.Load())
