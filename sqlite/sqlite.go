@@ -308,6 +308,64 @@ func rewrite(q string) string {
 type db struct {
 	w, r    *sql.DB
 	retries atomic.Int64
+	// The engine's statements, prepared once per connection pool: SQLite
+	// otherwise parses every statement on every run (a twentieth of a
+	// busy server's CPU). Bounded: SQL built per request is not cached.
+	wStmts, rStmts stmtCache
+}
+
+// stmtCache holds prepared statements by their SQL, up to maxStmts.
+type stmtCache struct {
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool
+	closed  bool
+}
+
+const maxStmts = 512
+
+// get returns q prepared on pool, or nil when it is not yet. A miss
+// prepares q in the background, never in the caller: on the writer, the
+// caller's transaction holds the one connection a prepare would wait for.
+func (c *stmtCache) get(pool *sql.DB, q string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok || c.closed || c.pending[q] || len(c.m)+len(c.pending) >= maxStmts {
+		return st
+	}
+	if c.pending == nil {
+		c.pending, c.m = map[string]bool{}, map[string]*sql.Stmt{}
+	}
+	c.pending[q] = true
+	go func() {
+		st, err := pool.Prepare(q)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.pending, q)
+		switch {
+		case c.closed:
+			if err == nil {
+				_ = st.Close()
+			}
+		case err != nil:
+			// Left unprepared for good: it runs as it is, and says its
+			// error there.
+			c.m[q] = nil
+		default:
+			c.m[q] = st
+		}
+	}()
+	return nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, st := range c.m {
+		_ = st.Close()
+	}
+	c.m = nil
 }
 
 func (d *db) Stats() sqlstore.Stats {
@@ -317,6 +375,8 @@ func (d *db) Stats() sqlstore.Stats {
 }
 
 func (d *db) Close() error {
+	d.wStmts.close()
+	d.rStmts.close()
 	return errors.Join(d.w.Close(), d.r.Close())
 }
 
@@ -396,8 +456,41 @@ type querier struct {
 	d *db
 }
 
+// stmt is query prepared for q (a transaction on the writer, or the
+// readers), or q itself when it is not cached.
+func (q querier) stmt(ctx context.Context, query string) sqlQuerier {
+	query = rewrite(query)
+	switch c := q.q.(type) {
+	case *sql.Tx:
+		if st := q.d.wStmts.get(q.d.w, query); st != nil {
+			return stmtQuerier{c.StmtContext(ctx, st)}
+		}
+	case *sql.DB:
+		if c == q.d.r {
+			if st := q.d.rStmts.get(q.d.r, query); st != nil {
+				return stmtQuerier{st}
+			}
+		}
+	}
+	return q.q
+}
+
+// stmtQuerier runs its prepared statement, whatever SQL it is given
+// (the same SQL it was prepared from).
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (s stmtQuerier) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return s.st.ExecContext(ctx, args...)
+}
+func (s stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return s.st.QueryContext(ctx, args...)
+}
+func (s stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return s.st.QueryRowContext(ctx, args...)
+}
+
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := q.q.ExecContext(ctx, rewrite(query), args...)
+	res, err := q.stmt(ctx, query).ExecContext(ctx, rewrite(query), args...)
 	if err != nil {
 		return 0, q.d.interpret(err)
 	}
@@ -405,7 +498,7 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	rows, err := q.q.QueryContext(ctx, rewrite(query), args...)
+	rows, err := q.stmt(ctx, query).QueryContext(ctx, rewrite(query), args...)
 	if err != nil {
 		return nil, q.d.interpret(err)
 	}
@@ -413,7 +506,7 @@ func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore
 }
 
 func (q querier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return sqlRow{q.q.QueryRowContext(ctx, rewrite(query), args...), q.d}
+	return sqlRow{q.stmt(ctx, query).QueryRowContext(ctx, rewrite(query), args...), q.d}
 }
 
 type sqlRows struct {
