@@ -26,8 +26,12 @@ type Room struct {
 	// MaxPerKey bounds the places one client key may take (0: no
 	// bound). A shop's backend speaking for all its buyers with one key
 	// needs none; set it when clients are apps you do not run.
-	MaxPerKey int64     `json:"max_per_key"`
-	CreatedAt time.Time `json:"created_at"`
+	MaxPerKey int64 `json:"max_per_key"`
+	// MaxUnitsPerAdmission bounds what one admission buys: a hold or
+	// booking made with it takes at most this many units, a waitlist
+	// join asks for at most this many (0: no bound).
+	MaxUnitsPerAdmission int64     `json:"max_units_per_admission"`
+	CreatedAt            time.Time `json:"created_at"`
 
 	// As of the read: waiting, admitted and not done, and whether the
 	// protected inventory is sold out (then no one else is admitted and
@@ -125,6 +129,8 @@ func (r Room) Validate() error {
 		return Errorf(CodeInvalid, "max_inside must be from 1 to %d", int64(MaxCapacity))
 	case r.MaxPerKey < 0 || r.MaxPerKey > MaxCapacity:
 		return Errorf(CodeInvalid, "max_per_key must be from 0 (no bound) to %d", int64(MaxCapacity))
+	case r.MaxUnitsPerAdmission < 0 || r.MaxUnitsPerAdmission > MaxCapacity:
+		return Errorf(CodeInvalid, "max_units_per_admission must be from 0 (no bound) to %d", int64(MaxCapacity))
 	case r.OpensAt.IsZero():
 		return Errorf(CodeInvalid, "opens_at is required (RFC 3339)")
 	}

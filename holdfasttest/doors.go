@@ -529,3 +529,41 @@ func raceChangesWithClaims(t *testing.T, h Harness) {
 		t.Fatal("a batching store decided no change in a batch")
 	}
 }
+
+// A room's max_units_per_admission bounds what one admission buys: a
+// hold, a booking or a waitlist join past it is limit_exceeded (a hold's
+// at the line that passes it) and spends nothing; within it, the
+// admission buys as before.
+func testAdmissionUnits(t *testing.T, h Harness) {
+	skipRemote(t, h) // rooms and waitlists are reached on the store directly there, as another owner than the HTTP client
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	mustPoolIn(t, s, "gala", "gala", 10)
+	mustPoolIn(t, s, "encore", "gala", 2)
+	MustHold(t, s, "other", holdfast.Line{Pool: "encore", Quantity: 2}) // sold out, for the join
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "gala", Pools: []string{"gala", "encore"}, OpensAt: time.Now().Add(-time.Second),
+		AdmitPerSecond: 1000, AdmitTTLSeconds: 60, MaxInside: 100, MaxUnitsPerAdmission: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Room(ctx, "gala"); err != nil || r.MaxUnitsPerAdmission != 2 {
+		t.Fatalf("the room: %+v, %v", r, err)
+	}
+	adm := mustAdmission(t, s, "gala", "alice", "")
+	_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Admission: adm, Lines: []holdfast.Line{{Pool: "gala", Quantity: 3}}})
+	wantCode(t, err, holdfast.CodeLimitExceeded, 0)
+	_, err = s.Book(ctx, holdfast.HoldRequest{Holder: "alice", Admission: adm, Lines: []holdfast.Line{{Pool: "gala", Quantity: 1}, {Pool: "encore", Quantity: 2}}}, "")
+	wantCode(t, err, holdfast.CodeLimitExceeded, 1)
+	_, err = s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "encore", Holder: "alice", Quantity: 3, Admission: adm})
+	wantCode(t, err, holdfast.CodeLimitExceeded, -1)
+	// Nothing was spent: the same admission buys two.
+	if hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Admission: adm, Lines: []holdfast.Line{{Pool: "gala", Quantity: 2}}}); err != nil || hd.Status != holdfast.StatusHeld {
+		t.Fatalf("a hold within the admission's units: %+v, %v", hd, err)
+	}
+	if p := MustPool(t, s, "gala"); p.Held != 2 {
+		t.Fatalf("gala held %d, want 2", p.Held)
+	}
+	if err := (holdfast.Room{ID: "bad", Pools: []string{"x"}, OpensAt: time.Now(), AdmitPerSecond: 1, AdmitTTLSeconds: 1, MaxInside: 1, MaxUnitsPerAdmission: -1}).Validate(); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("a negative max_units_per_admission: %v", err)
+	}
+	MustAuditClean(t, s)
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, h Harness) {
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},
+		{"AdmissionUnits", testAdmissionUnits},
 		{"OfferBreakingARuleIsCancelled", testOfferBreakingARuleIsCancelled},
 		{"RulesByDoor", testRulesByDoor},
 	}

@@ -266,11 +266,12 @@ func openAPIDoc() obj {
 				"post": op("Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at get random places among them, later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done", "201", ref("Room"),
 					obj{"type": "object", "required": []string{"id", "opens_at", "admit_per_second", "admit_ttl_seconds", "max_inside"}, "additionalProperties": false, "properties": obj{
 						"id": str(""), "pools": obj{"type": "array", "items": str("")}, "groups": obj{"type": "array", "items": str("")},
-						"opens_at":          obj{"type": "string", "format": "date-time"},
-						"admit_per_second":  obj{"type": "number", "exclusiveMinimum": 0, "maximum": 100000},
-						"admit_ttl_seconds": integer(1, 86400, "how long an admission is valid"),
-						"max_inside":        integer(1, 1<<40, "admitted and not yet done, at most"),
-						"max_per_key":       integer(0, 1<<40, "places one client key may take (0 or absent: no bound)")}},
+						"opens_at":                obj{"type": "string", "format": "date-time"},
+						"admit_per_second":        obj{"type": "number", "exclusiveMinimum": 0, "maximum": 100000},
+						"admit_ttl_seconds":       integer(1, 86400, "how long an admission is valid"),
+						"max_inside":              integer(1, 1<<40, "admitted and not yet done, at most"),
+						"max_per_key":             integer(0, 1<<40, "places one client key may take (0 or absent: no bound)"),
+						"max_units_per_admission": integer(0, 1<<40, "units one admission buys: a hold or booking made with it takes at most this many, a waitlist join asks for at most this many (0 or absent: no bound; over it, 409 limit_exceeded naming the line)")}},
 					"400", "403", "404", "409", "413", "422"),
 				"get": op("Every room with its counts, by id (admin)", "200", obj{"type": "object", "properties": obj{"rooms": obj{"type": "array", "items": ref("Room")}}}, nil, "403"),
 			},
@@ -421,7 +422,7 @@ func openAPIDoc() obj {
 				"Room": obj{"type": "object", "properties": obj{
 					"id": str(""), "pools": obj{"type": "array", "items": str("")}, "groups": obj{"type": "array", "items": str("")},
 					"opens_at": obj{"type": "string", "format": "date-time"}, "admit_per_second": obj{"type": "number"},
-					"admit_ttl_seconds": obj{"type": "integer"}, "max_inside": obj{"type": "integer"}, "max_per_key": obj{"type": "integer"},
+					"admit_ttl_seconds": obj{"type": "integer"}, "max_inside": obj{"type": "integer"}, "max_per_key": obj{"type": "integer"}, "max_units_per_admission": obj{"type": "integer"},
 					"created_at": obj{"type": "string", "format": "date-time"}, "waiting": obj{"type": "integer"}, "inside": obj{"type": "integer"},
 					"sold_out": obj{"type": "boolean", "description": "everything confirmed: no one else is admitted, everyone waiting is told sold_out"}}},
 				"RoomTicket": obj{"type": "object", "properties": obj{

@@ -16,6 +16,7 @@ type roomBody struct {
 	AdmitTTLSeconds int64     `json:"admit_ttl_seconds"`
 	MaxInside       int64     `json:"max_inside"`
 	MaxPerKey       int64     `json:"max_per_key"`
+	MaxUnits        int64     `json:"max_units_per_admission"`
 }
 
 func (s *Server) createRoom(r *http.Request, c *call) (int, any, error) {
@@ -24,7 +25,7 @@ func (s *Server) createRoom(r *http.Request, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	room, err := c.changes(nil).CreateRoom(r.Context(), holdfast.Room{ID: b.ID, Pools: b.Pools, Groups: b.Groups, OpensAt: b.OpensAt,
-		AdmitPerSecond: b.AdmitPerSecond, AdmitTTLSeconds: b.AdmitTTLSeconds, MaxInside: b.MaxInside, MaxPerKey: b.MaxPerKey})
+		AdmitPerSecond: b.AdmitPerSecond, AdmitTTLSeconds: b.AdmitTTLSeconds, MaxInside: b.MaxInside, MaxPerKey: b.MaxPerKey, MaxUnitsPerAdmission: b.MaxUnits})
 	return http.StatusCreated, room, err
 }
 

@@ -42,6 +42,7 @@ func roomCmd(e env) *cobra.Command {
 	fl.Int64Var(&r.AdmitTTLSeconds, "admit-ttl", 600, "seconds an admission is valid")
 	fl.Int64Var(&r.MaxInside, "max-inside", 100, "admitted and not yet done, at most")
 	fl.Int64Var(&r.MaxPerKey, "max-per-key", 0, "places one client key may take (0: no bound)")
+	fl.Int64Var(&r.MaxUnitsPerAdmission, "max-units-per-admission", 0, "units one admission buys (0: no bound)")
 	_ = create.MarkFlagRequired("id")
 	_ = create.MarkFlagRequired("opens-at")
 	show := &cobra.Command{Use: "show ID", Short: "A room with its counts", Args: cobra.ExactArgs(1),

@@ -77,7 +77,25 @@ func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast
 	} else if !found {
 		return r, errAdmissionInvalid
 	}
-	return r, nil
+	return r, admissionUnits(ctx, s.db, rooms[0], r.Lines)
+}
+
+// admissionUnits keeps what one admission buys within its room's
+// max_units_per_admission: the line at which the request passes it is
+// refused, limit_exceeded, as a holder's limit is.
+func admissionUnits(ctx context.Context, q Reader, room string, lines []holdfast.Line) error {
+	var most int64
+	if _, err := queryRow(ctx, q, `SELECT max_units_per_admission FROM rooms WHERE id = $1`, []any{room}, &most); err != nil || most == 0 {
+		return err
+	}
+	var units int64
+	for i, l := range lines {
+		units += l.Quantity + int64(len(l.Units)) + l.Any
+		if units > most {
+			return holdfast.LineErrorf(holdfast.CodeLimitExceeded, i, "an admission of room %q buys at most %d units; this request asks for %d", room, most, units)
+		}
+	}
+	return nil
 }
 
 // admissionFor is the rule of waiting rooms, whichever door is used: a

@@ -49,8 +49,8 @@ func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room,
 	}
 	var out holdfast.Room
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey)
+		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey, r.MaxUnitsPerAdmission)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "room %q exists", r.ID)
@@ -112,10 +112,10 @@ func (s *Store) Rooms(ctx context.Context) ([]holdfast.Room, error) {
 func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, error) {
 	var r holdfast.Room
 	var opens, ttl, created int64
-	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, sold_out, created_at, admitted_through,
+	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, sold_out, created_at, admitted_through,
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'waiting'),
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'admitted')
-		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.SoldOut, &created, &r.AdmittedThrough, &r.Waiting, &r.Inside)
+		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.MaxUnitsPerAdmission, &r.SoldOut, &created, &r.AdmittedThrough, &r.Waiting, &r.Inside)
 	if err != nil {
 		return r, err
 	}

@@ -132,6 +132,13 @@ func (s *Store) guardRoomJoin(ctx context.Context, tx Querier, r holdfast.Waitli
 	if err := admissionFor(rooms, r.Admission); err != nil {
 		return err
 	}
+	if err := admissionUnits(ctx, tx, rooms[0], []holdfast.Line{{Pool: r.Pool, Quantity: r.Quantity}}); err != nil {
+		var e *holdfast.Error
+		if errors.As(err, &e) {
+			e.Line = -1 // a join has no lines
+		}
+		return err
+	}
 	return s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "done")
 }
 
