@@ -872,6 +872,7 @@ export interface components {
             inside?: number;
             max_inside?: number;
             max_per_key?: number;
+            max_units_per_admission?: number;
             /** Format: date-time */
             opens_at?: string;
             pools?: string[];
@@ -3778,6 +3779,8 @@ export interface operations {
                     max_inside: number;
                     /** @description places one client key may take (0 or absent: no bound) */
                     max_per_key?: number;
+                    /** @description units one admission buys: a hold or booking made with it takes at most this many, a waitlist join asks for at most this many (0 or absent: no bound; over it, 409 limit_exceeded naming the line) */
+                    max_units_per_admission?: number;
                     /** Format: date-time */
                     opens_at: string;
                     pools?: string[];
