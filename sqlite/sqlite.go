@@ -456,10 +456,15 @@ type querier struct {
 	d *db
 }
 
-// stmt is query prepared for q (a transaction on the writer, or the
-// readers), or q itself when it is not cached.
-func (q querier) stmt(ctx context.Context, query string) sqlQuerier {
+// stmt is query, rewritten for SQLite, and what runs it: the statement
+// prepared for q (a transaction on the writer, or the readers), or q
+// itself when it is not cached.
+func (q querier) stmt(ctx context.Context, query string) (sqlQuerier, string) {
 	query = rewrite(query)
+	return q.prepared(ctx, query), query
+}
+
+func (q querier) prepared(ctx context.Context, query string) sqlQuerier {
 	switch c := q.q.(type) {
 	case *sql.Tx:
 		if st := q.d.wStmts.get(q.d.w, query); st != nil {
@@ -490,7 +495,8 @@ func (s stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any)
 }
 
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := q.stmt(ctx, query).ExecContext(ctx, rewrite(query), args...)
+	run, query := q.stmt(ctx, query)
+	res, err := run.ExecContext(ctx, query, args...)
 	if err != nil {
 		return 0, q.d.interpret(err)
 	}
@@ -498,7 +504,8 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	rows, err := q.stmt(ctx, query).QueryContext(ctx, rewrite(query), args...)
+	run, query := q.stmt(ctx, query)
+	rows, err := run.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, q.d.interpret(err)
 	}
@@ -506,7 +513,8 @@ func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore
 }
 
 func (q querier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return sqlRow{q.stmt(ctx, query).QueryRowContext(ctx, rewrite(query), args...), q.d}
+	run, query := q.stmt(ctx, query)
+	return sqlRow{run.QueryRowContext(ctx, query, args...), q.d}
 }
 
 type sqlRows struct {

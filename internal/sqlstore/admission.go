@@ -71,13 +71,16 @@ func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast
 	// The room's rule comes before the capacity's, as at every door: an
 	// admission that cannot be spent here is refused before the claim
 	// (which spends it, and refuses one spent meanwhile).
-	if found, err := queryRow(ctx, s.db, `SELECT 1 FROM room_tickets WHERE token = $1 AND holder = $2 AND owner = $3 AND room_id = $4
-		AND status = 'admitted' AND hold_id IS NULL AND expires_at > holdfast_now_ms()`, []any{r.Admission, r.Holder, r.Owner, rooms[0]}, new(int)); err != nil {
+	// One read: the ticket, and what its room lets an admission buy.
+	var most int64
+	if found, err := queryRow(ctx, s.db, `SELECT r.max_units_per_admission FROM room_tickets t JOIN rooms r ON r.id = t.room_id
+		WHERE t.token = $1 AND t.holder = $2 AND t.owner = $3 AND t.room_id = $4
+		AND t.status = 'admitted' AND t.hold_id IS NULL AND t.expires_at > holdfast_now_ms()`, []any{r.Admission, r.Holder, r.Owner, rooms[0]}, &most); err != nil {
 		return r, err
 	} else if !found {
 		return r, errAdmissionInvalid
 	}
-	return r, admissionUnits(ctx, s.db, rooms[0], r.Lines)
+	return r, overAdmission(rooms[0], most, r.Lines)
 }
 
 // admissionUnits keeps what one admission buys within its room's
@@ -85,8 +88,17 @@ func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast
 // refused, limit_exceeded, as a holder's limit is.
 func admissionUnits(ctx context.Context, q Reader, room string, lines []holdfast.Line) error {
 	var most int64
-	if _, err := queryRow(ctx, q, `SELECT max_units_per_admission FROM rooms WHERE id = $1`, []any{room}, &most); err != nil || most == 0 {
+	if _, err := queryRow(ctx, q, `SELECT max_units_per_admission FROM rooms WHERE id = $1`, []any{room}, &most); err != nil {
 		return err
+	}
+	return overAdmission(room, most, lines)
+}
+
+// overAdmission is the rule itself, for an admission of room that buys
+// at most most units (0: no bound).
+func overAdmission(room string, most int64, lines []holdfast.Line) error {
+	if most == 0 {
+		return nil
 	}
 	var units int64
 	for i, l := range lines {
