@@ -320,6 +320,10 @@ type stmtCache struct {
 	m       map[string]*sql.Stmt
 	pending map[string]bool
 	closed  bool
+	// preparing counts the background prepares, which close waits for:
+	// one still running after the store closed could open a connection
+	// to a file being removed.
+	preparing sync.WaitGroup
 }
 
 const maxStmts = 512
@@ -337,7 +341,9 @@ func (c *stmtCache) get(pool *sql.DB, q string) *sql.Stmt {
 		c.pending, c.m = map[string]bool{}, map[string]*sql.Stmt{}
 	}
 	c.pending[q] = true
+	c.preparing.Add(1)
 	go func() {
+		defer c.preparing.Done()
 		st, err := pool.Prepare(q)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -360,8 +366,11 @@ func (c *stmtCache) get(pool *sql.DB, q string) *sql.Stmt {
 
 func (c *stmtCache) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
+	c.mu.Unlock()
+	c.preparing.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, st := range c.m {
 		_ = st.Close()
 	}
