@@ -10,12 +10,14 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 )
 
 // Every route, with bad bytes in each of its path parameters (NUL,
@@ -331,5 +333,95 @@ func TestIdempotencyRecordsAreBounded(t *testing.T) {
 	}
 	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM idempotency_keys WHERE key = 'k1'`); n != 1 {
 		t.Fatalf("a success's record two hours old was purged")
+	}
+}
+
+// A frozen database (every process stopped: a paused virtual machine, a
+// host cut off without resets) must not keep answers past the request
+// timeout: every request answers 503 busy with Retry-After while its
+// client still waits, and changes nothing; thawed, the same keys run,
+// once each. Claims and changes are batched, and a batch used to run
+// under a deadline of its own (30 s), holding every answer in it.
+func TestFrozenDatabaseAnswers503(t *testing.T) {
+	cl := pgtest.StartCluster(t)
+	s := openPostgres(t, cl.Schema(t, "postgres"))
+	base := serve(t, s, hfhttp.Config{AdminKey: adminKey, RequestTimeout: time.Second}).URL
+	admin := caller{base: base, key: adminKey}
+	admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":100}`, 201, "")
+	h := admin.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"p","quantity":1}]}`, 201, "", "Idempotency-Key", "warm")
+	var hold struct{ ID string }
+	if err := json.Unmarshal(h.body, &hold); err != nil || hold.ID == "" {
+		t.Fatalf("hold: %s", h.body)
+	}
+	held := hold.ID
+
+	cl.Freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			cl.Thaw()
+		}
+	}()
+	// A client that gives up long after the request timeout, long before
+	// the old batch deadline.
+	client := &http.Client{Timeout: 15 * time.Second}
+	reqs := []struct{ method, path, body, key string }{
+		{"POST", "/v1/holds", `{"holder":"b","lines":[{"pool":"p","quantity":1}]}`, "f1"},
+		{"POST", "/v1/holds", `{"holder":"c","lines":[{"pool":"p","quantity":2}]}`, "f2"},
+		{"POST", "/v1/bookings", `{"holder":"d","lines":[{"pool":"p","quantity":1}]}`, "f3"},
+		{"POST", "/v1/holds/" + held + "/confirm", `{}`, "f4"},
+	}
+	var wg sync.WaitGroup
+	errs := make([]string, len(reqs))
+	for i, rq := range reqs {
+		wg.Go(func() {
+			req, _ := http.NewRequest(rq.method, base+rq.path, strings.NewReader(rq.body))
+			req.Header.Set("Authorization", "Bearer "+adminKey)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", rq.key)
+			resp, err := client.Do(req)
+			if err != nil {
+				errs[i] = fmt.Sprintf("%s %s on a frozen database: no answer before the client gave up (request timeout 1 s): %v", rq.method, rq.path, err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), `"busy"`) {
+				errs[i] = fmt.Sprintf("%s %s on a frozen database: %d %s (Retry-After %q), want 503 busy with Retry-After", rq.method, rq.path, resp.StatusCode, b, resp.Header.Get("Retry-After"))
+			}
+		})
+	}
+	wg.Wait()
+	cl.Thaw()
+	thawed = true
+	for _, e := range errs {
+		if e != "" {
+			t.Error(e)
+		}
+	}
+	// Thawed, the same keys run, once each.
+	for _, rq := range reqs {
+		status := 201
+		if strings.HasSuffix(rq.path, "/confirm") {
+			status = 200
+		}
+		for try := 0; ; try++ {
+			r := admin.do(t, rq.method, rq.path, rq.body, "Idempotency-Key", rq.key)
+			if r.status == status {
+				break
+			}
+			// The pool's connections to the frozen server may still be
+			// found broken, and a key still in flight: both say retry.
+			if (r.status != http.StatusServiceUnavailable && r.status != http.StatusConflict) || try > 50 {
+				t.Fatalf("%s %s after the thaw: %d %s, want %d", rq.method, rq.path, r.status, r.body, status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM holds`); n != 4 {
+		t.Fatalf("%d holds after the thaw, want 4 (the warm-up and three retried once each)", n)
+	}
+	if n := holdfasttest.MustCount(t, s, `SELECT held + confirmed FROM pools WHERE id = 'p'`); n != 5 {
+		t.Fatalf("pool p has %d units taken, want 5", n)
 	}
 }

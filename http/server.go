@@ -427,10 +427,21 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 		switch {
 		case prob.Status >= 500, prob.Code == CodeIdempotencyInFlight:
 			// Nothing worth replaying (or the key is a retry's now): let
-			// a retry run.
-			if err := s.cfg.Store.AbandonIdempotent(ctx, p.id, key, token); err != nil {
+			// a retry run. Answer first: a 503 is often the database
+			// being down or frozen, and the client must hear it within
+			// the request timeout, not after a clean-up that waits on the
+			// same database (seen in the chaos scenario patroni: answers
+			// came after the clients had given up). A retry that comes
+			// before the key is let go is told idempotency_in_flight and
+			// comes again; the key lapses by itself in any case.
+			writeProblem(w, prob)
+			_ = http.NewResponseController(w).Flush()
+			actx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			defer cancel()
+			if err := s.cfg.Store.AbandonIdempotent(actx, p.id, key, token); err != nil {
 				s.log.Warn("abandon idempotency key", "err", err)
 			}
+			return prob.Status, true
 		case c.recorded():
 			// The store recorded the refusal in the transaction that
 			// decided it.
@@ -608,6 +619,10 @@ func writeBody(w http.ResponseWriter, status int, body []byte, problem bool) {
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// A length, so that an answer flushed before the handler returns is
+	// complete for the client (see keyed: a 503 goes out before the
+	// clean-up after it), not a chunked body that ends only then.
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

@@ -14,7 +14,8 @@
 #   Redis:      the one on 127.0.0.1:6379 if it answers; otherwise a
 #               throwaway redis-server on 127.0.0.1:56379, installing Debian's
 #               redis-server package first when it is missing.
-#   Tools:      Chromium (browser tests) from Debian; @redocly/cli (the
+#   Tools:      Chromium (browser tests), Patroni and etcd (the chaos
+#               scenario patroni) from Debian; @redocly/cli (the
 #               OpenAPI lint) and axe-core (the page's accessibility check)
 #               from the npm registry, pinned; promtool (the alert rules'
 #               unit tests), taken out of Debian's prometheus package
@@ -129,6 +130,13 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   apt_install postgresql
 fi
 command -v redis-server >/dev/null 2>&1 || { log "installing redis-server for the chaos harness"; apt_install redis-server; }
+# The chaos scenario patroni runs a real failover manager: Patroni over a
+# one-member etcd, both started by the harness on ports of its own (the
+# packages' own services are not used; without systemd they do not start).
+if ! command -v patroni >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1; then
+  log "installing patroni and etcd-server for the chaos harness"
+  apt_install --no-install-recommends patroni etcd-server
+fi
 
 # The web page's tests drive Debian's Chromium headless.
 if ! command -v chromium >/dev/null 2>&1; then

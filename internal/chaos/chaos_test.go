@@ -79,6 +79,9 @@ type scenario struct {
 	// sqlite: one server on a SQLite file, the embedded default, instead
 	// of three on PostgreSQL; the file is checked with integrity_check.
 	sqlite bool
+	// patroni: two PostgreSQL nodes under Patroni and etcd of its own
+	// (patroni.go), synchronous_mode on; the servers name both hosts.
+	patroni bool
 }
 
 var scenarios = []scenario{
@@ -131,6 +134,17 @@ var scenarios = []scenario{
 		h.at(d, 0.4)
 		h.failover()
 	}},
+	// A real failover manager: the primary's machine dies (Patroni and
+	// PostgreSQL killed -9 together) and Patroni promotes the synchronous
+	// standby; later the new primary freezes (SIGSTOP of both) past the
+	// leader key's TTL, Patroni elects the other node, and the frozen one,
+	// thawed, must come back as a standby, never as a second primary.
+	{name: "patroni", strategy: "atomic", patroni: true, length: 2.4, faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.15)
+		h.patroniKill()
+		h.at(d, 0.55)
+		h.patroniFreeze()
+	}},
 	{name: "shard-crash", strategy: "atomic", shards: true, faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.25)
 		h.crashShard(len(h.shards) - 1)
@@ -168,8 +182,19 @@ var scenarios = []scenario{
 			h.network(h.instances[2], "timeout", `{"timeout":0}`, 2*time.Second, true)
 		}},
 	// The checks must bite: the unsafe strategy (read, then write the
-	// count back) loses updates under exactly this load.
+	// count back) loses updates under exactly this load — on PostgreSQL,
+	// through a Patroni failover, and on the embedded default.
 	{name: "broken-build-unsafe", strategy: "unsafe", broken: true},
+	{name: "broken-patroni-unsafe", strategy: "unsafe", broken: true, patroni: true, faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.3)
+		h.patroniKill()
+	}},
+	{name: "broken-sqlite-kill-unsafe", strategy: "unsafe", broken: true, sqlite: true, length: 0.6, faults: func(h *harness, d time.Duration) {
+		for _, at := range []float64{0.3, 0.6} {
+			h.at(d, at)
+			h.kill9(h.instances[0])
+		}
+	}},
 }
 
 // result is one scenario's line in the report.
@@ -226,6 +251,8 @@ type harness struct {
 	t          *testing.T
 	pg         *pgtest.Cluster
 	standby    *pgtest.Cluster   // the failover scenario's
+	patroni    *patroniCluster   // the patroni scenario's
+	rec        *recorder         // the storm's answers, as they come
 	shards     []*pgtest.Cluster // the shard-crash scenario's, beside pg (the catalog)
 	rd         *redisServer
 	px         *proxies
@@ -290,6 +317,81 @@ func (h *harness) failover() {
 	h.standby.Promote()
 	h.pg, h.standby = h.standby, nil
 	h.recovered()
+}
+
+// patroniKill kills the leader's machine (Patroni and PostgreSQL at
+// once), waits for Patroni to promote the standby and for every server to
+// write again, then brings the machine back: it must rejoin as the new
+// leader's synchronous standby.
+func (h *harness) patroniKill() {
+	old := h.patroni.leader()
+	start, busy := time.Now(), h.rec.busy.Load()
+	old.kill()
+	next, err := h.patroni.waitLeader(60*time.Second, old)
+	if err != nil {
+		h.t.Errorf("patroni did not promote %s's standby: %v (log: %s)", old.name, err, h.patroni.other(old).logPath)
+		return
+	}
+	promoted := time.Since(start)
+	waited := h.writesResume(start)
+	busy = h.rec.busy.Load() - busy
+	old.start()
+	back := time.Now()
+	if err := h.patroni.waitSync(120 * time.Second); err != nil {
+		h.t.Errorf("%s did not rejoin as a synchronous standby: %v (log: %s)", old.name, err, old.logPath)
+	}
+	h.fault("leader %s's machine killed -9 (Patroni and PostgreSQL): %s promoted in %s, writes waited %s (503s meanwhile: %d), %s back as standby in %s",
+		old.name, next.name, promoted.Round(100*time.Millisecond), waited.Round(100*time.Millisecond), busy, old.name, time.Since(back).Round(100*time.Millisecond))
+	h.recovered()
+}
+
+// patroniFreeze freezes the leader's machine (SIGSTOP of Patroni and
+// PostgreSQL) past the leader key's TTL: Patroni elects the other node.
+// Thawed, the old leader finds the key taken and must demote itself
+// before any write it takes is acknowledged (synchronous_mode: its
+// standby is now the leader and acknowledges nothing), then rejoin.
+func (h *harness) patroniFreeze() {
+	old := h.patroni.leader()
+	start, busy := time.Now(), h.rec.busy.Load()
+	old.signal(syscall.SIGSTOP)
+	next, err := h.patroni.waitLeader(60*time.Second, old)
+	if err != nil {
+		old.signal(syscall.SIGCONT)
+		h.t.Errorf("patroni did not elect %s's standby: %v (log: %s)", old.name, err, h.patroni.other(old).logPath)
+		return
+	}
+	promoted := time.Since(start)
+	waited := h.writesResume(start)
+	busy = h.rec.busy.Load() - busy
+	old.signal(syscall.SIGCONT)
+	back := time.Now()
+	if err := h.patroni.waitSync(120 * time.Second); err != nil {
+		h.t.Errorf("%s did not rejoin as a synchronous standby: %v (log: %s)", old.name, err, old.logPath)
+	}
+	h.fault("leader %s frozen (SIGSTOP of Patroni and PostgreSQL): %s elected in %s, writes waited %s (503s meanwhile: %d); thawed, %s back as standby in %s",
+		old.name, next.name, promoted.Round(100*time.Millisecond), waited.Round(100*time.Millisecond), busy, old.name, time.Since(back).Round(100*time.Millisecond))
+	h.recovered()
+}
+
+// writesResume waits until every server has taken a write again (an
+// admin creates a pool through it) and returns how long after start.
+func (h *harness) writesResume(start time.Time) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, in := range h.instances {
+		c := hfhttp.NewClient(in.url(), adminKey)
+		for try := 0; ; try++ {
+			id := fmt.Sprintf("probe-%d-%d-%d", in.n, time.Now().UnixNano(), try)
+			if _, err := c.CreatePool(ctx, holdfast.Pool{ID: id, Capacity: 1}); err == nil {
+				break
+			} else if ctx.Err() != nil {
+				h.t.Errorf("instance %d took no write within 90 s: %v", in.n, err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return time.Since(start)
 }
 
 // crashShard kills shard i's PostgreSQL (the --shard databases, from 0)
@@ -370,8 +472,17 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 			h.shards = append(h.shards, sh)
 		}
 		defer func() { h.pg, h.shards = shared, nil }()
+	} else if sc.patroni {
+		h.patroni = startPatroni(t, *artifacts, sc.name)
+		h.patroni.createDatabase(ctx, dbName)
+		defer func() { h.patroni = nil }()
 	} else if !sc.sqlite {
 		h.pg.CreateDatabase(ctx, dbName)
+	}
+	// checkURL: where the checks read, directly (not through the proxies).
+	checkURL := func() string { return h.pg.URL(dbName) }
+	if h.patroni != nil {
+		checkURL = func() string { return h.patroni.leader().url(dbName) }
 	}
 	if err := h.rd.flush(); err != nil {
 		t.Fatal(err)
@@ -386,7 +497,16 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		in.pgLink = h.px.add(t, fmt.Sprintf("%s-pg-%d", sc.name, i), h.pg.Addr())
 		in.rdLink = h.px.add(t, fmt.Sprintf("%s-redis-%d", sc.name, i), h.rd.addr())
 		db := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", in.pgLink.Listen, dbName)
-		if h.standby != nil {
+		if h.patroni != nil {
+			// Both nodes, through links of their own: pgx connects to
+			// the one that takes writes, giving up on a frozen one after
+			// connect_timeout.
+			var hosts []string
+			for j, node := range h.patroni.nodes {
+				hosts = append(hosts, h.px.add(t, fmt.Sprintf("%s-node%d-%d", sc.name, j, i), node.addr()).Listen)
+			}
+			db = fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&target_session_attrs=read-write&connect_timeout=2", strings.Join(hosts, ","), dbName)
+		} else if h.standby != nil {
 			// Both hosts: pgx connects to the one that takes writes.
 			sbLink := h.px.add(t, fmt.Sprintf("%s-standby-%d", sc.name, i), h.standby.Addr())
 			db = fmt.Sprintf("postgres://postgres@%s,%s/%s?sslmode=disable&target_session_attrs=read-write", in.pgLink.Listen, sbLink.Listen, dbName)
@@ -429,7 +549,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	if sc.webhooks {
 		receiver = newFlakyReceiver()
 		defer receiver.srv.Close()
-		conn, err := pgx.Connect(ctx, h.pg.URL(dbName))
+		conn, err := pgx.Connect(ctx, checkURL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -442,6 +562,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		urls[i] = in.url()
 	}
 	rec := &recorder{}
+	h.rec = rec
 	drv := &driver{urls: urls, adminKey: adminKey, attempt: 3 * time.Second, budget: 20 * time.Second, rec: rec,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}}
 	length := d
@@ -501,12 +622,12 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		resolveDBs = []checkDB{sqlDB{file}}
 	} else {
 		var err error
-		if conn, err = pgx.Connect(ctx, h.pg.URL(dbName)); err != nil {
+		if conn, err = pgx.Connect(ctx, checkURL()); err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
 		conns := []*pgx.Conn{conn}
-		dbArgs = []string{"--db", h.pg.URL(dbName)}
+		dbArgs = []string{"--db", checkURL()}
 		for _, sh := range h.shards {
 			c, err := pgx.Connect(ctx, sh.URL(dbName))
 			if err != nil {
@@ -526,6 +647,12 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		busy: rec.busy.Load(), netErrs: rec.netErrs.Load(), inFlight: rec.inFlight.Load(), recover: h.maxRecover}
 	if n := rec.tooMany.Load(); n > 0 {
 		r.dbBad = append(r.dbBad, fmt.Sprintf("%d answers were 429: nothing here is rate limited", n))
+	}
+	if n := rec.noRetryAfter.Load(); n > 0 {
+		r.dbBad = append(r.dbBad, fmt.Sprintf("%d answers were 503 without Retry-After", n))
+	}
+	if h.patroni != nil {
+		r.dbBad = append(r.dbBad, h.patroni.fenced()...)
 	}
 	r.linear = "ok"
 	var verdicts []string
@@ -623,7 +750,7 @@ func (h *harness) setup(ctx context.Context) []lane {
 // report prints the table and writes it to the artifacts folder.
 func report(t *testing.T, results []result, d time.Duration) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos: %d instances, %d clients, storm %s per scenario (CHAOS_DURATION)\n\n", instances, clients, d)
+	fmt.Fprintf(&b, "chaos: %d instances (the sqlite scenarios: 1), %d clients, storm %s per scenario (CHAOS_DURATION; some scenarios run longer or shorter)\n\n", instances, clients, d)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tstrategy\toperations\tno answer\t503s\tnet errors\tin flight\trecovered in\tlinearizable\tdatabase checks\tverdict\t")
 	for _, r := range results {

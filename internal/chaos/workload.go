@@ -78,6 +78,8 @@ type recorder struct {
 	inFlight atomic.Int64 // 409 idempotency_in_flight seen (retried)
 	netErrs  atomic.Int64 // timeouts and connection errors (retried)
 	tooMany  atomic.Int64 // 429s: must stay 0, nothing here is rate limited
+	// noRetryAfter: 503s that do not say when to come back; must stay 0.
+	noRetryAfter atomic.Int64
 }
 
 func (r *recorder) add(o op) {
@@ -165,6 +167,9 @@ func (d *driver) try(ctx context.Context, url string, body []byte, key string) (
 		switch {
 		case resp.StatusCode == http.StatusServiceUnavailable:
 			d.rec.busy.Add(1)
+			if resp.Header.Get("Retry-After") == "" {
+				d.rec.noRetryAfter.Add(1)
+			}
 			return output{}, true
 		case p.Code == "idempotency_in_flight":
 			d.rec.inFlight.Add(1)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/holdfast/holdfast"
 )
@@ -120,7 +119,11 @@ func (s *Store) runChanges(batch []*changeReq) {
 	}
 	s.changeBatches.Add(1)
 	s.changesBatched.Add(int64(len(live)))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctxs := make([]context.Context, len(live))
+	for i, req := range live {
+		ctxs[i] = req.ctx
+	}
+	ctx, cancel := batchContext(ctxs)
 	defer cancel()
 	results := make([]changeResult, len(live))
 	var err error

@@ -255,6 +255,33 @@ func (s *Store) drain() {
 	}
 }
 
+// batchContext is the deadline a batch's transaction runs under: the
+// latest of its requests' (30 s at most, and for a request without one).
+// Not the first one's: a transaction that serves many requests finishes
+// for the others. But not longer than the last one waits either: with the
+// database frozen or cut off, a batch that outlived every request kept
+// them all from their 503 until 30 s later, long after their clients had
+// given up (the chaos scenario patroni saw it). A request whose deadline
+// passed takes the ordinary path, which answers busy at once.
+func batchContext(ctxs []context.Context) (context.Context, context.CancelFunc) {
+	limit := time.Now().Add(30 * time.Second)
+	var latest time.Time
+	for _, c := range ctxs {
+		d, ok := c.Deadline()
+		if !ok {
+			latest = limit
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if latest.IsZero() || latest.After(limit) {
+		latest = limit
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
 // liveClaims answers busy to the claims whose deadline passed while they
 // were queued, and returns the others.
 func liveClaims(batch []*claimReq) []*claimReq {
@@ -273,10 +300,11 @@ func liveClaims(batch []*claimReq) []*claimReq {
 // locked is called once the batch holds its rows.
 func (s *Store) runBatch(batch []*claimReq, locked func()) {
 	results := make([]claimResult, len(batch))
-	// The batch's transaction runs under a deadline of its own: the
-	// requests' deadlines decide whether they wait, not whether a
-	// transaction that serves many of them finishes.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctxs := make([]context.Context, len(batch))
+	for i, req := range batch {
+		ctxs[i] = req.ctx
+	}
+	ctx, cancel := batchContext(ctxs)
 	defer cancel()
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
