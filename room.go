@@ -33,6 +33,13 @@ type Room struct {
 	MaxUnitsPerAdmission int64     `json:"max_units_per_admission"`
 	CreatedAt            time.Time `json:"created_at"`
 
+	// The draw (see DrawOrder). SeedCommitment is the hex SHA-256 of the
+	// room's random seed, fixed at creation, before anyone joins; Seed
+	// (hex) is shown from opens_at on. Rooms made before draws existed
+	// have neither.
+	SeedCommitment string `json:"seed_commitment,omitempty"`
+	Seed           string `json:"seed,omitempty"`
+
 	// As of the read: waiting, admitted and not done, and whether the
 	// protected inventory is sold out (then no one else is admitted and
 	// everyone waiting is told so).
@@ -75,9 +82,33 @@ type RoomTicket struct {
 	// HoldID is the hold the admission was used for.
 	HoldID string `json:"hold_id,omitempty"`
 	Owner  string `json:"-"`
+	// Place is the ticket's number in the queue, from 1, fixed when the
+	// room opens (0 before): the draw's order for those who joined
+	// before opening, join order after.
+	Place int64 `json:"place,omitempty"`
 	// Rank is the place's number in the queue once the room opened (0
 	// before).
 	Rank int64 `json:"-"`
+}
+
+// RoomDraw is a room's published draw: every ticket taken before
+// opening, as the SHA-256 of its id with its HMAC and its place, in
+// place order. A buyer checks their own line; anyone checks the order
+// (VerifyDraw). Ticket is filled in for the admin only.
+type RoomDraw struct {
+	Room           string      `json:"room"`
+	SeedCommitment string      `json:"seed_commitment"`
+	Seed           string      `json:"seed"`
+	Total          int         `json:"total"`
+	Entries        []DrawEntry `json:"entries"`
+}
+
+// DrawEntry is one ticket of a draw.
+type DrawEntry struct {
+	TicketSHA256 string `json:"ticket_sha256"`
+	Draw         string `json:"draw"`
+	Place        int64  `json:"place"`
+	Ticket       string `json:"ticket,omitempty"`
 }
 
 // RoomStore keeps waiting rooms.
@@ -97,6 +128,9 @@ type RoomStore interface {
 	JoinRoom(ctx context.Context, room, holder, owner string) (RoomTicket, error)
 	// RoomTicket reads a place. ErrNotFound.
 	RoomTicket(ctx context.Context, room, ticket string) (RoomTicket, error)
+	// RoomDraw publishes the draw of a room that has opened. ErrNotFound;
+	// ErrInvalidState before opens_at (the seed is still secret).
+	RoomDraw(ctx context.Context, room string) (RoomDraw, error)
 }
 
 // Validate checks a room to be created.

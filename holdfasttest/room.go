@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -297,4 +298,92 @@ func cmpBool(a, b bool) int {
 		return -1
 	}
 	return 1
+}
+
+// testRoomDraw: a room commits to its draw before anyone joins (the
+// seed's SHA-256), reveals the seed at opening, and orders those who
+// joined before by HMAC-SHA256(seed, ticket id), ascending — exactly
+// that, recomputed here; each ticket's place is fixed at opening, later
+// joiners follow in join order; the published draw verifies, and a
+// tampered one does not.
+func testRoomDraw(t *testing.T, h Harness) {
+	skipRemote(t, h) // opens the room by SQL; TestRoomDrawAPI covers the wire
+	s, _ := h.Open(t)
+	ctx := context.Background()
+	MustCreatePool(t, s, "p", 100, 0)
+	created, err := s.CreateRoom(ctx, holdfast.Room{ID: "r", Pools: []string{"p"}, OpensAt: time.Now().Add(time.Hour),
+		AdmitPerSecond: 1000, AdmitTTLSeconds: 60, MaxInside: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitment := created.SeedCommitment
+	if len(commitment) != 64 || created.Seed != "" {
+		t.Fatalf("a new room: seed_commitment %q, seed %q; want 64 hex digits and no seed before opening", commitment, created.Seed)
+	}
+	if _, err := s.RoomDraw(ctx, "r"); holdfast.ErrorCode(err) != holdfast.CodeInvalidState {
+		t.Fatalf("the draw before opening: %v, want invalid_state", err)
+	}
+	var early []string
+	for i := range 30 {
+		tk := mustJoin(t, s, "r", fmt.Sprintf("b%02d", i), "")
+		if tk.Place != 0 {
+			t.Fatalf("a place before opening: %d, want none yet", tk.Place)
+		}
+		early = append(early, tk.Ticket)
+	}
+	if r, err := s.Room(ctx, "r"); err != nil || r.SeedCommitment != commitment || r.Seed != "" {
+		t.Fatalf("the room before opening: %+v, %v; want the same commitment and no seed", r, err)
+	}
+	openRoom(t, s, "r")
+	late := mustJoin(t, s, "r", "late", "")
+	r, err := s.Room(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Seed == "" || holdfast.SeedCommitment(r.Seed) != commitment {
+		t.Fatalf("the room after opening: seed %q, commitment %q (was %q): want the seed that hashes to it", r.Seed, r.SeedCommitment, commitment)
+	}
+	// The order, computed from the definition.
+	want := slices.Clone(early)
+	slices.SortFunc(want, func(a, b string) int {
+		return strings.Compare(holdfast.DrawOrder(r.Seed, a), holdfast.DrawOrder(r.Seed, b))
+	})
+	d, err := s.RoomDraw(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Total != len(early) || len(d.Entries) != len(early) {
+		t.Fatalf("the draw lists %d (total %d), want the %d who joined before opening", len(d.Entries), d.Total, len(early))
+	}
+	for i, id := range want {
+		e := d.Entries[i]
+		if e.Ticket != id || e.Place != int64(i+1) || e.TicketSHA256 != holdfast.TicketSHA256(id) || e.Draw != holdfast.DrawOrder(r.Seed, id) {
+			t.Fatalf("draw entry %d: %+v, want ticket %s at place %d", i, e, id, i+1)
+		}
+		if got := mustTicket(t, s, holdfast.RoomTicket{Room: "r", Ticket: id}); got.Place != int64(i+1) {
+			t.Fatalf("ticket %s reads place %d, the draw says %d", id, got.Place, i+1)
+		}
+	}
+	if got := mustTicket(t, s, late); got.Place != int64(len(early)+1) {
+		t.Fatalf("the first to join after opening has place %d, want %d", got.Place, len(early)+1)
+	}
+	if err := holdfast.VerifyDraw(commitment, d, early[7]); err != nil {
+		t.Fatalf("the published draw does not verify: %v", err)
+	}
+	// Tampered: two places swapped, a ticket's HMAC replaced, another seed.
+	swapped := d
+	swapped.Entries = slices.Clone(d.Entries)
+	swapped.Entries[0].Ticket, swapped.Entries[1].Ticket = swapped.Entries[1].Ticket, swapped.Entries[0].Ticket
+	swapped.Entries[0].TicketSHA256, swapped.Entries[1].TicketSHA256 = swapped.Entries[1].TicketSHA256, swapped.Entries[0].TicketSHA256
+	if holdfast.VerifyDraw(commitment, swapped, "") == nil {
+		t.Fatal("a draw with two tickets swapped verifies")
+	}
+	other := d
+	other.Seed = holdfast.NewSeed()
+	if holdfast.VerifyDraw(commitment, other, "") == nil {
+		t.Fatal("a draw with another seed verifies")
+	}
+	if holdfast.VerifyDraw(commitment, d, "tk_not_in_the_draw") == nil {
+		t.Fatal("a ticket not in the draw verifies as in it")
+	}
 }

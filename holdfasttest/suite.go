@@ -54,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 		{"LateConfirm", testLateConfirm},
 		{"PartialConfirm", testPartialConfirm},
 		{"Rooms", testRooms},
+		{"RoomDraw", testRoomDraw},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},

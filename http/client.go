@@ -571,6 +571,14 @@ func (c *Client) RoomTicket(ctx context.Context, room, ticket string) (holdfast.
 	return out, err
 }
 
+// RoomDraw is GET /v1/rooms/{id}/draw: the published draw of a room that
+// has opened (with every ticket's id for the admin key).
+func (c *Client) RoomDraw(ctx context.Context, room string) (holdfast.RoomDraw, error) {
+	var out holdfast.RoomDraw
+	err := c.do(ctx, "GET", "/v1/rooms/"+esc(room)+"/draw", nil, &out)
+	return out, err
+}
+
 var _ holdfast.RoomStore = (*Client)(nil)
 
 // JoinWaitlist is POST /v1/pools/{id}/waitlist: a place for r.Holder

@@ -52,6 +52,7 @@ var operationIDs = map[string]string{
 	"GET /v1/rooms/{id}":                                 "getRoom",
 	"POST /v1/rooms/{id}/join":                           "joinRoom",
 	"GET /v1/rooms/{id}/tickets/{ticket}":                "getRoomTicket",
+	"GET /v1/rooms/{id}/draw":                            "getRoomDraw",
 	"GET /v1/webhooks/{id}/deliveries":                   "listDeliveries",
 	"GET /v1/rooms/{id}/tickets/{ticket}/stream":         "streamRoomTicket",
 	"POST /v1/pools/{id}/waitlist":                       "joinWaitlist",
@@ -287,6 +288,9 @@ func openAPIDoc() obj {
 				"get": withParams(op("A place: status, position and estimated wait; when admitted, the admission to hold with (another key's ticket is 404)", "200", ref("RoomTicket"), nil, "404"),
 					idParam, obj{"name": "ticket", "in": "path", "required": true, "schema": str("")}),
 			},
+			"/v1/rooms/{id}/draw": obj{
+				"get": withParams(op("The room's draw, published at opening: every ticket taken before opens_at as the hex SHA-256 of its id, its draw (hex HMAC-SHA256, key the seed's bytes, message the ticket id) and its place, in place order (ascending draw). Check it with the seed against the room's seed_commitment (holdfast room verify); the admin key also sees each ticket id. 409 invalid_state before opening", "200", ref("RoomDraw"), nil, "404", "409"), idParam),
+			},
 			"/v1/rooms/{id}/tickets/{ticket}/stream": obj{
 				"get": obj{"summary": "A place, live, as server-sent events: a ticket event (the RoomTicket as JSON) now and at every change of position or status, until the place is no longer waiting (the last carries the admission, or sold_out). One read of the room per server feeds every stream on it.",
 					"parameters": []obj{idParam, {"name": "ticket", "in": "path", "required": true, "schema": str("")}},
@@ -424,7 +428,14 @@ func openAPIDoc() obj {
 					"opens_at": obj{"type": "string", "format": "date-time"}, "admit_per_second": obj{"type": "number"},
 					"admit_ttl_seconds": obj{"type": "integer"}, "max_inside": obj{"type": "integer"}, "max_per_key": obj{"type": "integer"}, "max_units_per_admission": obj{"type": "integer"},
 					"created_at": obj{"type": "string", "format": "date-time"}, "waiting": obj{"type": "integer"}, "inside": obj{"type": "integer"},
-					"sold_out": obj{"type": "boolean", "description": "everything confirmed: no one else is admitted, everyone waiting is told sold_out"}}},
+					"sold_out":        obj{"type": "boolean", "description": "everything confirmed: no one else is admitted, everyone waiting is told sold_out"},
+					"seed_commitment": str("hex SHA-256 of the room's 32-byte random seed, fixed at creation, before anyone joins"),
+					"seed":            str("hex, shown from opens_at on: those who joined before are ordered by HMAC-SHA256(seed bytes, ticket id), ascending")}},
+				"RoomDraw": obj{"type": "object", "properties": obj{
+					"room": str(""), "seed_commitment": str(""), "seed": str(""), "total": obj{"type": "integer"},
+					"entries": obj{"type": "array", "items": obj{"type": "object", "properties": obj{
+						"ticket_sha256": str("hex SHA-256 of the ticket id"), "draw": str("hex HMAC-SHA256(seed bytes, ticket id)"),
+						"place": obj{"type": "integer"}, "ticket": str("the ticket id (admin key only)")}}}}},
 				"RoomTicket": obj{"type": "object", "properties": obj{
 					"ticket": str(""), "room": str(""), "holder": str(""),
 					"status":                 obj{"enum": []string{"waiting", "admitted", "done", "sold_out"}},
@@ -432,7 +443,8 @@ func openAPIDoc() obj {
 					"estimated_wait_seconds": obj{"type": "number"},
 					"admission":              str("when admitted: the token a hold carries (Holdfast-Admission header or admission in the body), for this holder, for one hold"),
 					"admission_expires_at":   obj{"type": "string", "format": "date-time"},
-					"hold_id":                str("the hold the admission was used for")}},
+					"hold_id":                str("the hold the admission was used for"),
+					"place":                  obj{"type": "integer", "description": "the ticket's number in the queue from 1, fixed at opening (absent before): the draw's order for those who joined before opening, join order after"}}},
 				"WaitlistEntry": obj{"type": "object", "properties": obj{
 					"id": str(""), "pool": str(""), "holder": str(""), "quantity": obj{"type": "integer"},
 					"status":           obj{"enum": []string{"waiting", "offered", "confirmed", "expired", "released", "left", "cancelled"}},

@@ -60,6 +60,22 @@ func (s *Server) getTicket(r *http.Request, c *call) (int, any, error) {
 	return http.StatusOK, t, err
 }
 
+// getDraw publishes a room's draw once it has opened. Ticket ids are the
+// admin's to see (a ticket id reads its admission): a client key sees
+// each ticket as its SHA-256, and finds its own by hashing it.
+func (s *Server) getDraw(r *http.Request, c *call) (int, any, error) {
+	d, err := s.cfg.Store.RoomDraw(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if c.owns() != "" {
+		for i := range d.Entries {
+			d.Entries[i].Ticket = ""
+		}
+	}
+	return http.StatusOK, d, nil
+}
+
 // joinWaitlist puts the holder on a pool's waitlist: the same entry on
 // every call while it waits or is offered.
 func (s *Server) joinWaitlist(r *http.Request, c *call) (int, any, error) {

@@ -808,6 +808,14 @@ func (v *view) RoomTicket(ctx context.Context, room, ticket string) (holdfast.Ro
 	return v.on(sh).RoomTicket(ctx, room, ticket)
 }
 
+func (v *view) RoomDraw(ctx context.Context, room string) (holdfast.RoomDraw, error) {
+	sh, err := v.set.shardOf(ctx, "room", room)
+	if err != nil {
+		return holdfast.RoomDraw{}, err
+	}
+	return v.on(sh).RoomDraw(ctx, room)
+}
+
 func (v *view) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
 	sh, err := v.set.shardOf(ctx, "pool", r.Pool)
 	if err != nil {

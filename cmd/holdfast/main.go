@@ -137,6 +137,7 @@ var examples = map[string]string{
 	"holdfast room show":          "  holdfast room show gala-room",
 	"holdfast room list":          "  holdfast room list --key $ADMIN_KEY",
 	"holdfast room ticket":        "  holdfast room ticket gala-room tk_…",
+	"holdfast room verify":        "  holdfast room verify gala-room --ticket tk_…   # after opening: ok, or the first difference (exit 1)",
 	"holdfast shard":              "  holdfast shard list --db postgres://localhost/catalog --shard postgres://localhost/east\n  holdfast shard move festival-day2 --to 1 --db postgres://localhost/catalog --shard postgres://localhost/east",
 	"holdfast waitlist join":      "  holdfast waitlist join gala --holder alice --quantity 2\n  holdfast waitlist join gala --holder alice --admission adm_…   # behind a waiting room",
 	"holdfast waitlist leave":     "  holdfast waitlist leave gala wl_…",

@@ -301,9 +301,9 @@ func TestCLIUnreachableAndUnknownCommand(t *testing.T) {
 		!strings.Contains(errOut, "HOLDFAST_SERVER") || strings.Contains(errOut, "busy") {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 	}
-	code, out, errOut := runCmd(t, "room", "verify")
-	if code == 0 || !strings.Contains(errOut, `unknown command "verify"`) {
-		t.Fatalf("holdfast room verify: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	code, out, errOut := runCmd(t, "room", "frobnicate")
+	if code == 0 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("holdfast room frobnicate: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	if code, out, _ := runCmd(t, "room"); code != 0 || !strings.Contains(out, "Available Commands") {
 		t.Fatalf("holdfast room alone: exit %d, %s", code, out)

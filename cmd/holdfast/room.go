@@ -37,7 +37,7 @@ func roomCmd(e env) *cobra.Command {
 	fl.StringVar(&r.ID, "id", "", "the room's id")
 	fl.StringVar(&pools, "pool", "", "comma-separated pools it protects")
 	fl.StringVar(&groups, "group", "", "comma-separated groups it protects")
-	fl.StringVar(&opensAt, "opens-at", "", "when admissions start (RFC 3339); joiners before it get random places")
+	fl.StringVar(&opensAt, "opens-at", "", "when admissions start (RFC 3339); those who join before it are ordered by the room's draw, published then")
 	fl.Float64Var(&r.AdmitPerSecond, "admit-per-second", 10, "admissions per second")
 	fl.Int64Var(&r.AdmitTTLSeconds, "admit-ttl", 600, "seconds an admission is valid")
 	fl.Int64Var(&r.MaxInside, "max-inside", 100, "admitted and not yet done, at most")
@@ -88,7 +88,47 @@ func roomCmd(e env) *cobra.Command {
 			f.print(e.stdout, t, ticketHeader, ticketRow(t))
 			return nil
 		}}
-	c.AddCommand(create, lst, show, join, ticket)
+	var mine string
+	verify := &cobra.Command{Use: "verify ROOM", Short: "Check a room's draw from the API alone: the seed against its commitment, the order, the places (and your ticket's)",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl := f.client()
+			r, err := cl.Room(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			d, err := cl.RoomDraw(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			err = holdfast.VerifyDraw(r.SeedCommitment, d, mine)
+			if err == nil && mine != "" {
+				// The place the ticket reads is the place the draw gives.
+				var t holdfast.RoomTicket
+				if t, err = cl.RoomTicket(cmd.Context(), args[0], mine); err == nil {
+					for _, en := range d.Entries {
+						if en.TicketSHA256 == holdfast.TicketSHA256(mine) && en.Place != t.Place {
+							err = fmt.Errorf("your ticket reads place %d, the draw gives it place %d", t.Place, en.Place)
+						}
+					}
+				}
+			}
+			if err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("room %s: the draw does not verify: %w", args[0], err)}
+			}
+			checked := "every place's order"
+			if len(d.Entries) > 0 && d.Entries[0].Ticket != "" {
+				checked = "every ticket's hash and HMAC, and the order"
+			}
+			fmt.Fprintf(e.stdout, "ok: room %s, %d tickets drawn before opening; the seed matches commitment %s; %s checked", args[0], d.Total, r.SeedCommitment, checked)
+			if mine != "" {
+				fmt.Fprintf(e.stdout, "; your ticket is in it at its place")
+			}
+			fmt.Fprintln(e.stdout)
+			return nil
+		}}
+	verify.Flags().StringVar(&mine, "ticket", "", "your ticket: check its HMAC and place too")
+	c.AddCommand(create, lst, show, join, ticket, verify)
 	return c
 }
 

@@ -44,6 +44,7 @@ type serveFlags struct {
 	requestTimeout   time.Duration
 	shutdownGrace    time.Duration
 	clockSkew        time.Duration
+	think            time.Duration
 	webhooks         webhookFlags
 }
 
@@ -101,6 +102,10 @@ the hold sweeper. Several instances may share one PostgreSQL database.`,
 	// by the given amount, must change no outcome (see holdfast.Clock).
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "shift this server's wall clock (fault injection)")
 	_ = fs.MarkHidden("clock-skew")
+	// And a pause between a strategy's read and its write, so that the
+	// deliberately unsafe build loses its race on SQLite too.
+	fs.DurationVar(&f.think, "think", 0, "pause between a strategy's read and its write (fault injection)")
+	_ = fs.MarkHidden("think")
 	return c
 }
 
@@ -148,7 +153,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if f.adminKey == "" && !loopback(f.addr) {
 		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}
 	}
-	store, err := f.db.open(ctx, cfg, tuning{log: log, clock: clock})
+	store, err := f.db.open(ctx, cfg, tuning{log: log, clock: clock, think: f.think})
 	if err != nil {
 		return err
 	}

@@ -488,3 +488,69 @@ func adminCLI(t *testing.T, base, admin string) func(args ...string) string {
 		return out
 	}
 }
+
+// A room's draw, checked from the API alone: `room verify` as the admin
+// (every ticket's hash and HMAC recomputed) and as a buyer with their
+// ticket (its HMAC and the place it reads); a client key's view of the
+// draw names no ticket ids; before opening there is no draw to check.
+func TestRoomVerify(t *testing.T) {
+	const admin = "verify-admin-key-0123456789"
+	base := startServer(t, "--db", filepath.Join(t.TempDir(), "holdfast.db"), "--admin-key", admin)
+	as := func(key string, args ...string) (int, string, string) {
+		t.Helper()
+		return runCmd(t, append(args, "--server", base, "--key", key)...)
+	}
+	if code, _, errOut := as(admin, "pool", "create", "--id", "gala", "--capacity", "10"); code != 0 {
+		t.Fatalf("pool create: %s", errOut)
+	}
+	opens := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)
+	if code, _, errOut := as(admin, "room", "create", "--id", "gate", "--pool", "gala", "--opens-at", opens); code != 0 {
+		t.Fatalf("room create: %s", errOut)
+	}
+	code, out, errOut := as(admin, "key", "create", "--name", "shop", "--json")
+	var key struct{ Key string }
+	if code != 0 || json.Unmarshal([]byte(out), &key) != nil || key.Key == "" {
+		t.Fatalf("key create: %d %s %s", code, out, errOut)
+	}
+	var mine holdfast.RoomTicket
+	for i := range 12 {
+		code, out, errOut := as(key.Key, "room", "join", "gate", "--holder", fmt.Sprintf("b%d", i), "--json")
+		if code != 0 {
+			t.Fatalf("room join: %s", errOut)
+		}
+		if i == 5 && json.Unmarshal([]byte(out), &mine) != nil {
+			t.Fatalf("room join: %s", out)
+		}
+	}
+	if code, _, errOut := as(admin, "room", "verify", "gate"); code == 0 || !strings.Contains(errOut, "invalid_state") {
+		t.Fatalf("room verify before opening: exit %d, stderr %s; want the draw refused until opening", code, errOut)
+	}
+	// Wait for the opening: the seed appears on the room.
+	for {
+		_, out, _ := as(admin, "room", "show", "gate", "--json")
+		if strings.Contains(out, `"seed":`) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, out, errOut := as(admin, "room", "verify", "gate"); code != 0 || !strings.Contains(out, "ok: room gate, 12 tickets") || !strings.Contains(out, "HMAC") {
+		t.Fatalf("room verify as the admin: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := as(key.Key, "room", "verify", "gate", "--ticket", mine.Ticket); code != 0 || !strings.Contains(out, "your ticket is in it") {
+		t.Fatalf("room verify with a ticket: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := as(key.Key, "room", "verify", "gate", "--ticket", "tk_someone_else"); code != 1 || !strings.Contains(errOut, "not in the draw") {
+		t.Fatalf("room verify with a ticket not in the draw: exit %d, stderr %s", code, errOut)
+	}
+	req, _ := http.NewRequest("GET", base+"/v1/rooms/gate/draw", nil)
+	req.Header.Set("Authorization", "Bearer "+key.Key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(body), `"ticket":`) || !strings.Contains(string(body), `"ticket_sha256"`) {
+		t.Fatalf("a client key's draw: %d %s; want hashes, no ticket ids", resp.StatusCode, body)
+	}
+}

@@ -155,7 +155,7 @@ func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (hol
 	if len(f.shards) > 0 {
 		return f.openShards(ctx, st, postgres.Options{Strategy: st, Config: cfg, NoCoalesce: !f.coalesce, Logger: tu.log, Clock: tu.clock, MaxConns: int32(min(max(f.conns, 1), 1000))})
 	}
-	return openStore(ctx, f.db, f.redis, st, cfg, 0, !f.coalesce, tu)
+	return openStore(ctx, f.db, f.redis, st, cfg, tu.think, !f.coalesce, tu)
 }
 
 // openShards opens --db and every --shard as one store.
@@ -191,8 +191,11 @@ func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
 type tuning struct {
 	conns   int
 	lockTTL time.Duration
-	log     *slog.Logger
-	clock   holdfast.Clock
+	// think pauses a strategy between its read and its write (fault
+	// injection: it widens the window the unsafe strategy loses in).
+	think time.Duration
+	log   *slog.Logger
+	clock holdfast.Clock
 }
 
 // openStore opens a store of strategy st on db (a SQLite path or a

@@ -522,12 +522,18 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 			"--request-timeout", "2s", "--sweep-interval", "250ms", "--db-conns", "12", "--max-hold-ttl", "24h",
 			"--lock-ttl", lockTTL.String()}
 		if sc.sqlite {
-			in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port), "--db", sqliteFile,
+			in.args = []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", in.port), "--db", sqliteFile, "--strategy", sc.strategy,
 				"--admin-key", adminKey, "--request-timeout", "2s", "--sweep-interval", "250ms", "--max-hold-ttl", "24h"}
 		}
 		in.args = append(in.args, shardArgs...)
 		if sc.strategy == "unsafe" {
 			in.args = append(in.args, "--allow-unsafe")
+			if sc.sqlite {
+				// One writer serialises SQLite's writes, and the unsafe
+				// read is a moment before its write: widen the moment, as
+				// the lab does, so that it loses updates here too.
+				in.args = append(in.args, "--think", "5ms")
+			}
 		}
 		if sc.webhooks {
 			in.args = append(in.args, webhookArgs...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math"
 	"sync"
@@ -49,8 +50,10 @@ func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room,
 	}
 	var out holdfast.Room
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey, r.MaxUnitsPerAdmission)
+		// The draw's seed, drawn now, before anyone can join: its
+		// commitment is shown from this answer on (holdfast.DrawOrder).
+		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, seed, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey, r.MaxUnitsPerAdmission, holdfast.NewSeed())
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "room %q exists", r.ID)
@@ -112,10 +115,14 @@ func (s *Store) Rooms(ctx context.Context) ([]holdfast.Room, error) {
 func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, error) {
 	var r holdfast.Room
 	var opens, ttl, created int64
+	var seed string
+	var open bool
 	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, sold_out, created_at, admitted_through,
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'waiting'),
-		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'admitted')
-		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.MaxUnitsPerAdmission, &r.SoldOut, &created, &r.AdmittedThrough, &r.Waiting, &r.Inside)
+		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'admitted'),
+		seed, opens_at <= holdfast_now_ms()
+		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.MaxUnitsPerAdmission, &r.SoldOut, &created, &r.AdmittedThrough, &r.Waiting, &r.Inside,
+		&seed, &open)
 	if err != nil {
 		return r, err
 	}
@@ -123,6 +130,14 @@ func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, e
 		return r, holdfast.Errorf(holdfast.CodeNotFound, "room %q not found", id)
 	}
 	r.OpensAt, r.AdmitTTLSeconds, r.CreatedAt = msTime(opens), ttl/1000, msTime(created)
+	if seed != "" {
+		// The seed stays secret until opening, by the database's clock:
+		// before it, anyone who knew it could pick ticket ids to suit.
+		r.SeedCommitment = holdfast.SeedCommitment(seed)
+		if open {
+			r.Seed = seed
+		}
+	}
 	r.Pools, r.Groups = []string{}, []string{}
 	rows, err := q.Query(ctx, `SELECT kind, resource FROM room_resources WHERE room_id = $1 ORDER BY kind, resource`, id)
 	if err != nil {
@@ -149,17 +164,26 @@ func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, e
 func rankRoom(ctx context.Context, tx Querier, room string) error {
 	_, err := ExecAll(ctx, tx, []Stmt{
 		{`UPDATE room_tickets SET rank = numbered.n FROM (
-			SELECT ticket, ROW_NUMBER() OVER (ORDER BY place) AS n FROM room_tickets WHERE room_id = $1) AS numbered
+			SELECT ticket, ROW_NUMBER() OVER (ORDER BY place, draw) AS n FROM room_tickets WHERE room_id = $1) AS numbered
 			WHERE room_tickets.ticket = numbered.ticket`, []any{room}},
 		{`UPDATE room_places SET ranked = TRUE, rank_base = (SELECT COUNT(*) FROM room_tickets WHERE room_id = $1) WHERE room_id = $1`, []any{room}},
 	})
 	return err
 }
 
-func randomPlace() int64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return int64(binary.BigEndian.Uint64(b[:]) % uint64(postOpen))
+// drawPlace is a place taken before opening: the first 62 bits of the
+// ticket's HMAC under the room's seed, so that place order is the draw's
+// order (ties, one in 2^62, are broken by the whole HMAC: see rankRoom).
+// A room made before draws existed (no seed) draws a random place.
+func drawPlace(seed, ticket string) (place int64, draw *string) {
+	if seed == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return int64(binary.BigEndian.Uint64(b[:]) % uint64(postOpen)), nil
+	}
+	d := holdfast.DrawOrder(seed, ticket)
+	b, _ := hex.DecodeString(d[:16])
+	return int64(binary.BigEndian.Uint64(b) >> 2), &d
 }
 
 func (s *Store) JoinRoom(ctx context.Context, room, holder, owner string) (holdfast.RoomTicket, error) {
@@ -192,8 +216,9 @@ func (s *Store) join(ctx context.Context, room, holder, owner string) (holdfast.
 		}
 		var maxPerKey int64
 		var open, soldOut bool
-		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms(), sold_out FROM rooms WHERE id = $1`,
-			[]any{room}, &maxPerKey, &open, &soldOut)
+		var seed string
+		found, err := queryRow(ctx, tx, `SELECT max_per_key, opens_at <= holdfast_now_ms(), sold_out, seed FROM rooms WHERE id = $1`,
+			[]any{room}, &maxPerKey, &open, &soldOut, &seed)
 		if err != nil {
 			return err
 		}
@@ -220,9 +245,11 @@ func (s *Store) join(ctx context.Context, room, holder, owner string) (holdfast.
 				return holdfast.Errorf(holdfast.CodeQuotaExceeded, "this key has %d places in room %q, its most", maxPerKey, room)
 			}
 		}
-		// Before opening a place is drawn at random and locks nothing;
+		// Before opening a place is the ticket's draw and locks nothing;
 		// after, it is the next number, from the room's numbering row.
-		place, status := randomPlace(), "waiting"
+		ticket = holdfast.NewID("tk_", s.clock.Now())
+		place, draw := drawPlace(seed, ticket)
+		status := "waiting"
 		var rank *int64
 		if soldOut {
 			status = "sold_out" // told at once
@@ -267,11 +294,10 @@ func (s *Store) join(ctx context.Context, room, holder, owner string) (holdfast.
 				return err
 			}
 			r := base + next
-			place, rank = postOpen+next, &r
+			place, rank, draw = postOpen+next, &r, nil
 		}
-		ticket = holdfast.NewID("tk_", s.clock.Now())
-		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, rank, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, holdfast_now_ms())`, ticket, room, holder, owner, place, rank, status)
+		_, err = tx.Exec(ctx, `INSERT INTO room_tickets (ticket, room_id, holder, owner, place, rank, status, draw, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, holdfast_now_ms())`, ticket, room, holder, owner, place, rank, status, draw)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return errJoinedMeanwhile
@@ -290,6 +316,42 @@ func (s *Store) join(ctx context.Context, room, holder, owner string) (holdfast.
 	return s.roomTicket(ctx, s.db, room, ticket)
 }
 
+// RoomDraw publishes the draw of a room that has opened: every ticket
+// taken before opening, numbered in draw order — the numbers rankRoom
+// gives them at opening, computed here the same way.
+func (s *Store) RoomDraw(ctx context.Context, room string) (holdfast.RoomDraw, error) {
+	r, err := s.room(ctx, s.db, room)
+	if err != nil {
+		return holdfast.RoomDraw{}, err
+	}
+	if r.SeedCommitment == "" {
+		return holdfast.RoomDraw{}, holdfast.Errorf(holdfast.CodeInvalidState, "room %q was made before draws existed: its places were drawn at random", room)
+	}
+	if r.Seed == "" {
+		return holdfast.RoomDraw{}, holdfast.Errorf(holdfast.CodeInvalidState, "room %q opens at %s: its draw is published then", room, r.OpensAt.UTC().Format(time.RFC3339))
+	}
+	d := holdfast.RoomDraw{Room: room, SeedCommitment: r.SeedCommitment, Seed: r.Seed, Entries: []holdfast.DrawEntry{}}
+	rows, err := s.db.Query(ctx, `SELECT ticket, draw FROM room_tickets WHERE room_id = $1 AND place < $2 ORDER BY place, draw`, room, postOpen)
+	if err != nil {
+		return d, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e holdfast.DrawEntry
+		var draw *string
+		if err := rows.Scan(&e.Ticket, &draw); err != nil {
+			return d, err
+		}
+		if draw != nil {
+			e.Draw = *draw
+		}
+		e.TicketSHA256, e.Place = holdfast.TicketSHA256(e.Ticket), int64(len(d.Entries)+1)
+		d.Entries = append(d.Entries, e)
+	}
+	d.Total = len(d.Entries)
+	return d, rows.Err()
+}
+
 func (s *Store) RoomTicket(ctx context.Context, room, ticket string) (holdfast.RoomTicket, error) {
 	return s.roomTicket(ctx, s.db, room, ticket)
 }
@@ -305,14 +367,20 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 	var opensIn, ahead int64
 	// Ranked (from opening on), a position is one subtraction; before
 	// opening, it is counted (an index range of the places before it).
-	var rank *int64
+	// The place is the rank once the room is ranked (its first admission
+	// or join after opening); between opening and then it is counted the
+	// way rankRoom will number it.
+	var rank, place *int64
 	found, err := queryRow(ctx, q, `SELECT t.ticket, t.room_id, t.holder, t.owner, t.status, t.token, t.expires_at, t.hold_id, t.rank,
+		CASE WHEN t.rank IS NOT NULL THEN t.rank
+			WHEN r.opens_at <= holdfast_now_ms() AND t.place < $3 THEN (SELECT COUNT(*) FROM room_tickets o WHERE o.room_id = t.room_id
+				AND (o.place < t.place OR (o.place = t.place AND o.draw < t.draw))) + 1 END,
 		r.admit_per_second, r.opens_at - holdfast_now_ms(),
 		CASE WHEN t.status <> 'waiting' THEN -1
 			WHEN t.rank IS NOT NULL THEN t.rank - r.admitted_through - 1
 			ELSE (SELECT COUNT(*) FROM room_tickets o WHERE o.room_id = t.room_id AND o.status = 'waiting' AND o.place < t.place) END
-		FROM room_tickets t JOIN rooms r ON r.id = t.room_id WHERE t.ticket = $1 AND t.room_id = $2`, []any{ticket, room},
-		&t.Ticket, &t.Room, &t.Holder, &t.Owner, &status, &token, &expires, &holdID, &rank, &rate, &opensIn, &ahead)
+		FROM room_tickets t JOIN rooms r ON r.id = t.room_id WHERE t.ticket = $1 AND t.room_id = $2`, []any{ticket, room, postOpen},
+		&t.Ticket, &t.Room, &t.Holder, &t.Owner, &status, &token, &expires, &holdID, &rank, &place, &rate, &opensIn, &ahead)
 	if err != nil {
 		return t, err
 	}
@@ -322,6 +390,9 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 	t.Status = holdfast.TicketStatus(status)
 	if rank != nil {
 		t.Rank = *rank
+	}
+	if place != nil {
+		t.Place = *place
 	}
 	if ahead >= 0 {
 		t.Position = ahead + 1
