@@ -507,6 +507,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/rooms/{id}/draw": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The room's draw, published at opening: every ticket taken before opens_at as the hex SHA-256 of its id, its draw (hex HMAC-SHA256, key the seed's bytes, message the ticket id) and its place, in place order (ascending draw). Check it with the seed against the room's seed_commitment (holdfast room verify); the admin key also sees each ticket id. 409 invalid_state before opening */
+        get: operations["getRoomDraw"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/rooms/{id}/join": {
         parameters: {
             query?: never;
@@ -876,9 +893,28 @@ export interface components {
             /** Format: date-time */
             opens_at?: string;
             pools?: string[];
+            /** @description hex, shown from opens_at on: those who joined before are ordered by HMAC-SHA256(seed bytes, ticket id), ascending */
+            seed?: string;
+            /** @description hex SHA-256 of the room's 32-byte random seed, fixed at creation, before anyone joins */
+            seed_commitment?: string;
             /** @description everything confirmed: no one else is admitted, everyone waiting is told sold_out */
             sold_out?: boolean;
             waiting?: number;
+        };
+        RoomDraw: {
+            entries?: {
+                /** @description hex HMAC-SHA256(seed bytes, ticket id) */
+                draw?: string;
+                place?: number;
+                /** @description the ticket id (admin key only) */
+                ticket?: string;
+                /** @description hex SHA-256 of the ticket id */
+                ticket_sha256?: string;
+            }[];
+            room?: string;
+            seed?: string;
+            seed_commitment?: string;
+            total?: number;
         };
         RoomTicket: {
             /** @description when admitted: the token a hold carries (Holdfast-Admission header or admission in the body), for this holder, for one hold */
@@ -889,6 +925,8 @@ export interface components {
             /** @description the hold the admission was used for */
             hold_id?: string;
             holder?: string;
+            /** @description the ticket's number in the queue from 1, fixed at opening (absent before): the draw's order for those who joined before opening, join order after */
+            place?: number;
             /** @description 1: next to be admitted; 0 once not waiting */
             position?: number;
             room?: string;
@@ -3911,6 +3949,73 @@ export interface operations {
             };
             /** @description not_found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getRoomDraw: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room's draw, published at opening: every ticket taken before opens_at as the hex SHA-256 of its id, its draw (hex HMAC-SHA256, key the seed's bytes, message the ticket id) and its place, in place order (ascending draw). Check it with the seed against the room's seed_commitment (holdfast room verify); the admin key also sees each ticket id. 409 invalid_state before opening */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomDraw"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
