@@ -552,3 +552,41 @@ func TestWebPageTogetherVsStorm(t *testing.T) {
 		t.Fatalf("audit after the storm: exit %d %s%s", code, out, errOut)
 	}
 }
+
+// The draw on the page: a visitor who joined before opening sees the
+// room's commitment, and from opening on checks the draw in the browser
+// (SHA-256 and HMAC-SHA256 by the page itself): verified, with their place.
+func TestWebPageVerifiesTheDraw(t *testing.T) {
+	keepArtifacts(t)
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	ctx := context.Background()
+	c := hfhttp.NewClient(base, "")
+	if _, err := c.CreatePool(ctx, holdfast.Pool{ID: "drawn", Capacity: 5}); err != nil {
+		t.Fatal(err)
+	}
+	room, err := c.CreateRoom(ctx, holdfast.Room{ID: "draw-room", Pools: []string{"drawn"}, OpensAt: time.Now().Add(2 * time.Second),
+		AdmitPerSecond: 50, AdmitTTLSeconds: 60, MaxInside: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // others in the draw
+		if _, err := c.JoinRoom(ctx, "draw-room", fmt.Sprintf("other-%d", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := browser(t)
+	var committed, verified string
+	do(t, b, 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#room-form button`, chromedp.ByQuery),
+		chromedp.SetValue(`#room`, "draw-room", chromedp.ByQuery), chromedp.Click(`#room-form button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#draw-status`, chromedp.ByQuery), chromedp.Poll(`document.querySelector('#draw-status').textContent.includes('committed')`, nil),
+		chromedp.Text(`#draw-status`, &committed, chromedp.ByQuery))
+	if !strings.Contains(committed, room.SeedCommitment[:16]) {
+		t.Fatalf("before opening the page says %q, want the commitment %s…", committed, room.SeedCommitment[:16])
+	}
+	do(t, b, 20*time.Second, chromedp.WaitVisible(`#verify-draw`, chromedp.ByQuery), chromedp.Click(`#verify-draw`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#draw-status.verified`, chromedp.ByQuery), chromedp.Text(`#draw-status`, &verified, chromedp.ByQuery))
+	if !strings.Contains(verified, "6 places in draw order") || !strings.Contains(verified, "yours is place") {
+		t.Fatalf("after opening the page says %q", verified)
+	}
+}

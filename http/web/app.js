@@ -404,7 +404,62 @@ function showTicket() {
   }
 }
 
+// ---- the draw ----
+
+// The room's draw: its commitment from joining on; from opening, the
+// visitor checks it here, in the browser, as holdfast room verify does:
+// the seed against the commitment, the order, their own ticket's HMAC
+// and place (docs/queues.md, "A draw anyone can check").
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+const unhex = (s) => new Uint8Array((s.match(/../g) || []).map((h) => parseInt(h, 16)));
+const sha256hex = async (bytes) => hex(await crypto.subtle.digest('SHA-256', bytes));
+async function hmacHex(seed, message) {
+  const k = await crypto.subtle.importKey('raw', unhex(seed), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return hex(await crypto.subtle.sign('HMAC', k, new TextEncoder().encode(message)));
+}
+
+async function showDraw(t) {
+  const d = $('draw-status');
+  let r;
+  try { r = await api('GET', `/v1/rooms/${encodeURIComponent(t.room)}`); } catch { return; }
+  state.room = r;
+  $('verify-draw').hidden = !r.seed;
+  d.className = '';
+  if (!r.seed_commitment) { d.textContent = ''; return; }
+  const place = t.place ? ` Your place: ${t.place}.` : (r.seed ? '' : ' Places before opening are drawn at opening.');
+  d.textContent = `This room committed to its draw before anyone joined: ${r.seed_commitment.slice(0, 16)}….${place}`;
+}
+
+async function verifyDraw() {
+  const t = state.ticket, r = state.room, d = $('draw-status');
+  if (!t || !r) return;
+  try {
+    const draw = await api('GET', `/v1/rooms/${encodeURIComponent(t.room)}/draw`);
+    let wrong = '';
+    if (await sha256hex(unhex(draw.seed)) !== r.seed_commitment) wrong = 'the seed does not hash to the commitment';
+    draw.entries.forEach((e, i) => {
+      if (!wrong && e.place !== i + 1) wrong = `entry ${i + 1} has place ${e.place}`;
+      if (!wrong && i > 0 && draw.entries[i - 1].draw >= e.draw) wrong = `place ${e.place} is out of draw order`;
+    });
+    if (!wrong && draw.entries.length !== draw.total) wrong = `the draw lists ${draw.entries.length} of ${draw.total}`;
+    const myHash = await sha256hex(new TextEncoder().encode(t.ticket));
+    const own = draw.entries.find((e) => e.ticket_sha256 === myHash);
+    if (!wrong && own && await hmacHex(draw.seed, t.ticket) !== own.draw) wrong = 'your ticket\'s HMAC is not the one the draw shows';
+    if (!wrong && own && t.place && own.place !== t.place) wrong = `your ticket reads place ${t.place}, the draw gives it ${own.place}`;
+    if (wrong) {
+      d.textContent = `The draw does not verify: ${wrong}.`;
+      d.className = 'error';
+      return;
+    }
+    const yours = own ? `; yours is place ${own.place}, and its HMAC is your ticket's` : '; you joined after opening, so you follow them in join order';
+    d.textContent = `Verified in your browser: the seed matches the commitment, ${draw.total} places in draw order${yours}. The same from a terminal: holdfast room verify ${t.room} --ticket ${t.ticket}`;
+    d.className = 'verified';
+  } catch (e) { say(e.message, true); }
+}
+
 function onTicket(t) {
+  const before = state.ticket;
+  if (!before || before.room !== t.room || before.place !== t.place || before.status !== t.status) showDraw(t);
   state.ticket = t;
   if (t.status === 'admitted' && t.admission && !t.hold_id) state.admission = { room: t.room, token: t.admission };
   showTicket();
@@ -767,6 +822,7 @@ $('group-form').addEventListener('submit', (e) => { e.preventDefault(); state.se
 $('hold').addEventListener('click', holdSelected);
 $('race').addEventListener('click', race);
 $('room-form').addEventListener('submit', (e) => { e.preventDefault(); joinRoom(); });
+$('verify-draw').addEventListener('click', () => verifyDraw());
 $('audit-run').addEventListener('click', audit);
 setInterval(() => {
   const now = Date.now();

@@ -38,6 +38,7 @@ type queueRun struct {
 	maxInside atomic.Int64
 	samples   atomic.Int64
 	errs      []string
+	url       string // a server, for the draw's check
 }
 
 func (q *queueRun) errorf(format string, args ...any) {
@@ -59,7 +60,7 @@ func (h *harness) startQueue(ctx context.Context, urls []string, length time.Dur
 		AdmitPerSecond: 25, AdmitTTLSeconds: 4, MaxInside: queueMaxInside}); err != nil {
 		h.t.Fatal(err)
 	}
-	q := &queueRun{tickets: map[string][]string{}}
+	q := &queueRun{tickets: map[string][]string{}, url: urls[0]}
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { // the sampler reads the database directly
@@ -209,7 +210,28 @@ func checkQueue(ctx context.Context, conn *pgx.Conn, q *queueRun) (bad []string,
 	if held > 0 {
 		bad = append(bad, fmt.Sprintf("queue: %d holds on the protected pool without an admission", held))
 	}
-	summary = fmt.Sprintf("queue: %d joiners answered, %d places (%d numbered), admitted through %d, at most %d inside (%d samples), %d bought, %d told sold out",
-		len(q.tickets), places, ranked, through, q.maxInside.Load(), q.samples.Load(), q.bought.Load(), q.soldOut.Load())
+	// The draw, as a buyer would check it (from the API, with the admin
+	// key: every ticket's HMAC recomputed), and its places are the
+	// numbers the admissions went by.
+	c := hfhttp.NewClient(q.url, adminKey)
+	drawn := 0
+	if room, err := c.Room(ctx, queueRoom); err != nil {
+		bad = append(bad, fmt.Sprintf("queue: reading the room: %v", err))
+	} else if d, err := c.RoomDraw(ctx, queueRoom); err != nil {
+		bad = append(bad, fmt.Sprintf("queue: reading the draw: %v", err))
+	} else if err := holdfast.VerifyDraw(room.SeedCommitment, d, ""); err != nil {
+		bad = append(bad, fmt.Sprintf("queue: the draw does not verify: %v", err))
+	} else {
+		drawn = d.Total
+		for _, e := range d.Entries {
+			var rank *int64
+			if err := conn.QueryRow(ctx, `SELECT rank FROM room_tickets WHERE ticket = $1`, e.Ticket).Scan(&rank); err != nil || rank == nil || *rank != e.Place {
+				bad = append(bad, fmt.Sprintf("queue: ticket %s is place %d in the draw, numbered %v in the database (%v)", e.Ticket, e.Place, rank, err))
+				break
+			}
+		}
+	}
+	summary = fmt.Sprintf("queue: %d joiners answered, %d places (%d numbered, %d drawn before opening, the draw verified), admitted through %d, at most %d inside (%d samples), %d bought, %d told sold out",
+		len(q.tickets), places, ranked, drawn, through, q.maxInside.Load(), q.samples.Load(), q.bought.Load(), q.soldOut.Load())
 	return bad, summary
 }
