@@ -30,8 +30,14 @@ type Room struct {
 	// MaxUnitsPerAdmission bounds what one admission buys: a hold or
 	// booking made with it takes at most this many units, a waitlist
 	// join asks for at most this many (0: no bound).
-	MaxUnitsPerAdmission int64     `json:"max_units_per_admission"`
-	CreatedAt            time.Time `json:"created_at"`
+	MaxUnitsPerAdmission int64 `json:"max_units_per_admission"`
+	// Admit is how the room admits: AdmitRate (the default) by its rate
+	// and MaxInside; AdmitStock also keeps the admissions out and unused,
+	// times MaxUnitsPerAdmission, within what its pools and groups have
+	// free: nobody is let in to a sale that cannot sell them anything,
+	// and admissions resume when held capacity comes back.
+	Admit     AdmitMode `json:"admit"`
+	CreatedAt time.Time `json:"created_at"`
 
 	// The draw (see DrawOrder). SeedCommitment is the hex SHA-256 of the
 	// room's random seed, fixed at creation, before anyone joins; Seed
@@ -50,6 +56,14 @@ type Room struct {
 	// waiting place's position is its Rank less this.
 	AdmittedThrough int64 `json:"-"`
 }
+
+// AdmitMode is how a room admits.
+type AdmitMode string
+
+const (
+	AdmitRate  AdmitMode = "rate"
+	AdmitStock AdmitMode = "stock"
+)
 
 // TicketStatus is where a place in a room stands.
 type TicketStatus string
@@ -167,6 +181,12 @@ func (r Room) Validate() error {
 		return Errorf(CodeInvalid, "max_units_per_admission must be from 0 (no bound) to %d", int64(MaxCapacity))
 	case r.OpensAt.IsZero():
 		return Errorf(CodeInvalid, "opens_at is required (RFC 3339)")
+	case r.Admit != "" && r.Admit != AdmitRate && r.Admit != AdmitStock:
+		return Errorf(CodeInvalid, "admit must be rate or stock")
+	case r.Admit == AdmitStock && r.MaxUnitsPerAdmission == 0:
+		// Stock is counted in admissions × what one buys: without a
+		// bound, one admission could buy everything.
+		return Errorf(CodeInvalid, "admit stock needs max_units_per_admission (what one admission buys, counted against the stock)")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,5 +386,151 @@ func testRoomDraw(t *testing.T, h Harness) {
 	}
 	if holdfast.VerifyDraw(commitment, d, "tk_not_in_the_draw") == nil {
 		t.Fatal("a ticket not in the draw verifies as in it")
+	}
+}
+
+// testAdmitStock: a room with admit "stock" lets in no more than its
+// stock can serve — the admissions out and unused, times
+// max_units_per_admission, within what its pools have free — and admits
+// again when held capacity comes back. A rate room in the same state
+// would admit everyone waiting.
+func testAdmitStock(t *testing.T, h Harness) {
+	skipRemote(t, h) // admits by hand; the race and the CLI cover the rest
+	s, _ := h.Open(t)
+	ctx := context.Background()
+	MustCreatePool(t, s, "p", 6, 0)
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "bad", Pools: []string{"p"}, OpensAt: time.Now(), AdmitPerSecond: 1, AdmitTTLSeconds: 60, MaxInside: 1,
+		Admit: holdfast.AdmitStock}); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("admit stock without max_units_per_admission: %v, want invalid", err)
+	}
+	r, err := s.CreateRoom(ctx, holdfast.Room{ID: "r", Pools: []string{"p"}, OpensAt: time.Now().Add(-time.Second), AdmitPerSecond: 1000,
+		AdmitTTLSeconds: 60, MaxInside: 100, MaxUnitsPerAdmission: 2, Admit: holdfast.AdmitStock})
+	if err != nil || r.Admit != holdfast.AdmitStock {
+		t.Fatalf("CreateRoom: %+v, %v", r, err)
+	}
+	var tickets []holdfast.RoomTicket
+	for i := range 10 {
+		tickets = append(tickets, mustJoin(t, s, "r", fmt.Sprintf("b%d", i), ""))
+	}
+	admitted := func() (out []holdfast.RoomTicket) {
+		for _, tk := range tickets {
+			if got := mustTicket(t, s, tk); got.Status == holdfast.TicketAdmitted {
+				out = append(out, got)
+			}
+		}
+		return out
+	}
+	if n := mustAdmit(t, s); n != 3 {
+		t.Fatalf("6 free, 2 units an admission: %d admitted, want 3", n)
+	}
+	in := admitted()
+	hold := func(tk holdfast.RoomTicket, q int64) holdfast.Hold {
+		t.Helper()
+		h, err := s.Hold(ctx, holdfast.HoldRequest{Holder: tk.Holder, Admission: tk.Admission, TTL: time.Hour, Lines: []holdfast.Line{{Pool: "p", Quantity: q}}})
+		if err != nil {
+			t.Fatalf("hold with %s's admission: %v", tk.Holder, err)
+		}
+		return h
+	}
+	h0 := hold(in[0], 2)
+	hold(in[1], 1)
+	// 3 free, one admission out unused (2 units): nobody else fits.
+	if n := mustAdmit(t, s); n != 0 {
+		t.Fatalf("3 free and an admission of 2 out: %d more admitted, want 0", n)
+	}
+	// The hold of 2 comes back: 5 free, one unused out: one more fits.
+	if _, err := s.Release(ctx, h0.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustAdmit(t, s); n != 1 {
+		t.Fatalf("5 free and an admission of 2 out: %d admitted, want 1", n)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM room_tickets WHERE room_id = 'r' AND status = 'waiting'`); n != 6 {
+		t.Fatalf("%d still waiting, want 6", n)
+	}
+}
+
+// raceAdmitStock: 64 buyers join a stock room (24 units, 2 an
+// admission), wait for their turn, hold one or two units, and release or
+// (one in eight) let the hold expire, while three
+// servers admit and sweep. In every snapshot, the admissions out and
+// unused, times what each buys, fit in what is free; and everyone gets in
+// in the end, as capacity comes back.
+func raceAdmitStock(t *testing.T, h Harness) {
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	s := stores[0]
+	MustCreatePool(t, s, "p", 24, 0)
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "r", Pools: []string{"p"}, OpensAt: time.Now().Add(-time.Second), AdmitPerSecond: 100000,
+		AdmitTTLSeconds: 60, MaxInside: 64, MaxUnitsPerAdmission: 2, Admit: holdfast.AdmitStock}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var worst, samples atomic.Int64
+	for k := range stores {
+		untilStopped(&wg, stop, func() bool {
+			if _, err := stores[k].AdmitRooms(ctx); err != nil {
+				t.Errorf("AdmitRooms: %v", err)
+				return false
+			}
+			if _, err := stores[k].ExpireDue(ctx, 50); err != nil {
+				t.Errorf("ExpireDue: %v", err)
+				return false
+			}
+			return true
+		})
+	}
+	untilStopped(&wg, stop, func() bool {
+		// One statement: one snapshot of both counts.
+		over := MustCount(t, s, `SELECT (SELECT COUNT(*) FROM room_tickets WHERE room_id = 'r' AND status = 'admitted' AND hold_id IS NULL) * 2
+			- (SELECT capacity - held - confirmed FROM pools WHERE id = 'p')`)
+		samples.Add(1)
+		for w := worst.Load(); over > w && !worst.CompareAndSwap(w, over); w = worst.Load() {
+		}
+		return true
+	})
+	var done atomic.Int64
+	storm(64, func(i int) {
+		st := stores[i%3]
+		tk, err := st.JoinRoom(ctx, "r", fmt.Sprintf("b%d", i), "")
+		if err != nil {
+			t.Errorf("join: %v", err)
+			return
+		}
+		for tk.Status == holdfast.TicketWaiting {
+			time.Sleep(5 * time.Millisecond) // a buyer polling their ticket
+			if tk, err = st.RoomTicket(ctx, "r", tk.Ticket); err != nil {
+				t.Errorf("ticket: %v", err)
+				return
+			}
+		}
+		if tk.Status != holdfast.TicketAdmitted {
+			t.Errorf("%s: %s, want admitted", tk.Holder, tk.Status)
+			return
+		}
+		ttl := time.Hour
+		if i%8 == 0 {
+			ttl = time.Second // left to expire
+		}
+		hd, err := st.Hold(ctx, holdfast.HoldRequest{Holder: tk.Holder, Admission: tk.Admission, TTL: ttl, Lines: []holdfast.Line{{Pool: "p", Quantity: int64(1 + i%2)}}})
+		if err != nil {
+			t.Errorf("%s's hold with its admission: %v", tk.Holder, err)
+			return
+		}
+		if i%8 != 0 {
+			if _, err := st.Release(ctx, hd.ID); err != nil {
+				t.Errorf("release: %v", err)
+			}
+		}
+		done.Add(1)
+	})
+	close(stop)
+	wg.Wait()
+	if w := worst.Load(); w > 0 {
+		t.Fatalf("admissions out and unused could buy %d more units than were free (%d samples)", w, samples.Load())
+	}
+	if n := done.Load(); n != 64 {
+		t.Fatalf("%d of 64 buyers got in and held", n)
 	}
 }

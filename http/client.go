@@ -546,7 +546,7 @@ func (c *Client) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room
 	var out holdfast.Room
 	err := c.do(ctx, "POST", "/v1/rooms", map[string]any{"id": r.ID, "pools": r.Pools, "groups": r.Groups, "opens_at": r.OpensAt,
 		"admit_per_second": r.AdmitPerSecond, "admit_ttl_seconds": r.AdmitTTLSeconds, "max_inside": r.MaxInside, "max_per_key": r.MaxPerKey,
-		"max_units_per_admission": r.MaxUnitsPerAdmission}, &out)
+		"max_units_per_admission": r.MaxUnitsPerAdmission, "admit": r.Admit}, &out)
 	return out, err
 }
 

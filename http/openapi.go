@@ -264,7 +264,7 @@ func openAPIDoc() obj {
 					"400", "403", "404", "413", "422"), idParam),
 			},
 			"/v1/rooms": obj{
-				"post": op("Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at get random places among them, later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done", "201", ref("Room"),
+				"post": op("Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at are ordered by the room's draw (seed_commitment in the answer; see GET /v1/rooms/{id}/draw), later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done (admit stock: also never more admissions out and unused, times max_units_per_admission, than the stock has free)", "201", ref("Room"),
 					obj{"type": "object", "required": []string{"id", "opens_at", "admit_per_second", "admit_ttl_seconds", "max_inside"}, "additionalProperties": false, "properties": obj{
 						"id": str(""), "pools": obj{"type": "array", "items": str("")}, "groups": obj{"type": "array", "items": str("")},
 						"opens_at":                obj{"type": "string", "format": "date-time"},
@@ -272,7 +272,8 @@ func openAPIDoc() obj {
 						"admit_ttl_seconds":       integer(1, 86400, "how long an admission is valid"),
 						"max_inside":              integer(1, 1<<40, "admitted and not yet done, at most"),
 						"max_per_key":             integer(0, 1<<40, "places one client key may take (0 or absent: no bound)"),
-						"max_units_per_admission": integer(0, 1<<40, "units one admission buys: a hold or booking made with it takes at most this many, a waitlist join asks for at most this many (0 or absent: no bound; over it, 409 limit_exceeded naming the line)")}},
+						"max_units_per_admission": integer(0, 1<<40, "units one admission buys: a hold or booking made with it takes at most this many, a waitlist join asks for at most this many (0 or absent: no bound; over it, 409 limit_exceeded naming the line)"),
+						"admit":                   obj{"enum": []string{"rate", "stock"}, "description": "rate (default): by admit_per_second and max_inside; stock: also keep the admissions out and unused, times max_units_per_admission (required then), within what the room's pools and groups have free, resuming as held capacity comes back"}}},
 					"400", "403", "404", "409", "413", "422"),
 				"get": op("Every room with its counts, by id (admin)", "200", obj{"type": "object", "properties": obj{"rooms": obj{"type": "array", "items": ref("Room")}}}, nil, "403"),
 			},
@@ -426,7 +427,7 @@ func openAPIDoc() obj {
 				"Room": obj{"type": "object", "properties": obj{
 					"id": str(""), "pools": obj{"type": "array", "items": str("")}, "groups": obj{"type": "array", "items": str("")},
 					"opens_at": obj{"type": "string", "format": "date-time"}, "admit_per_second": obj{"type": "number"},
-					"admit_ttl_seconds": obj{"type": "integer"}, "max_inside": obj{"type": "integer"}, "max_per_key": obj{"type": "integer"}, "max_units_per_admission": obj{"type": "integer"},
+					"admit_ttl_seconds": obj{"type": "integer"}, "max_inside": obj{"type": "integer"}, "max_per_key": obj{"type": "integer"}, "max_units_per_admission": obj{"type": "integer"}, "admit": obj{"enum": []string{"rate", "stock"}},
 					"created_at": obj{"type": "string", "format": "date-time"}, "waiting": obj{"type": "integer"}, "inside": obj{"type": "integer"},
 					"sold_out":        obj{"type": "boolean", "description": "everything confirmed: no one else is admitted, everyone waiting is told sold_out"},
 					"seed_commitment": str("hex SHA-256 of the room's 32-byte random seed, fixed at creation, before anyone joins"),

@@ -17,6 +17,7 @@ type roomBody struct {
 	MaxInside       int64     `json:"max_inside"`
 	MaxPerKey       int64     `json:"max_per_key"`
 	MaxUnits        int64     `json:"max_units_per_admission"`
+	Admit           string    `json:"admit"`
 }
 
 func (s *Server) createRoom(r *http.Request, c *call) (int, any, error) {
@@ -25,7 +26,8 @@ func (s *Server) createRoom(r *http.Request, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	room, err := c.changes(nil).CreateRoom(r.Context(), holdfast.Room{ID: b.ID, Pools: b.Pools, Groups: b.Groups, OpensAt: b.OpensAt,
-		AdmitPerSecond: b.AdmitPerSecond, AdmitTTLSeconds: b.AdmitTTLSeconds, MaxInside: b.MaxInside, MaxPerKey: b.MaxPerKey, MaxUnitsPerAdmission: b.MaxUnits})
+		AdmitPerSecond: b.AdmitPerSecond, AdmitTTLSeconds: b.AdmitTTLSeconds, MaxInside: b.MaxInside, MaxPerKey: b.MaxPerKey, MaxUnitsPerAdmission: b.MaxUnits,
+		Admit: holdfast.AdmitMode(b.Admit)})
 	return http.StatusCreated, room, err
 }
 

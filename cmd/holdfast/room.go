@@ -43,6 +43,7 @@ func roomCmd(e env) *cobra.Command {
 	fl.Int64Var(&r.MaxInside, "max-inside", 100, "admitted and not yet done, at most")
 	fl.Int64Var(&r.MaxPerKey, "max-per-key", 0, "places one client key may take (0: no bound)")
 	fl.Int64Var(&r.MaxUnitsPerAdmission, "max-units-per-admission", 0, "units one admission buys (0: no bound)")
+	fl.StringVar((*string)(&r.Admit), "admit", "rate", "rate: by --admit-per-second and --max-inside; stock: also never more admissions out than the stock can serve (needs --max-units-per-admission)")
 	_ = create.MarkFlagRequired("id")
 	_ = create.MarkFlagRequired("opens-at")
 	show := &cobra.Command{Use: "show ID", Short: "A room with its counts", Args: cobra.ExactArgs(1),

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -48,12 +49,13 @@ func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room,
 	if err := r.Validate(); err != nil {
 		return holdfast.Room{}, err
 	}
+	r.Admit = cmp.Or(r.Admit, holdfast.AdmitRate)
 	var out holdfast.Room
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		// The draw's seed, drawn now, before anyone can join: its
 		// commitment is shown from this answer on (holdfast.DrawOrder).
-		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, seed, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey, r.MaxUnitsPerAdmission, holdfast.NewSeed())
+		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, seed, admit, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, holdfast_now_ms())`, r.ID, r.OpensAt.UnixMilli(), r.AdmitPerSecond, r.AdmitTTLSeconds*1000, r.MaxInside, r.MaxPerKey, r.MaxUnitsPerAdmission, holdfast.NewSeed(), string(r.Admit))
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "room %q exists", r.ID)
@@ -120,9 +122,9 @@ func (s *Store) room(ctx context.Context, q Reader, id string) (holdfast.Room, e
 	found, err := queryRow(ctx, q, `SELECT id, opens_at, admit_per_second, admit_ttl_ms, max_inside, max_per_key, max_units_per_admission, sold_out, created_at, admitted_through,
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'waiting'),
 		(SELECT COUNT(*) FROM room_tickets t WHERE t.room_id = r.id AND t.status = 'admitted'),
-		seed, opens_at <= holdfast_now_ms()
+		seed, opens_at <= holdfast_now_ms(), admit
 		FROM rooms r WHERE id = $1`, []any{id}, &r.ID, &opens, &r.AdmitPerSecond, &ttl, &r.MaxInside, &r.MaxPerKey, &r.MaxUnitsPerAdmission, &r.SoldOut, &created, &r.AdmittedThrough, &r.Waiting, &r.Inside,
-		&seed, &open)
+		&seed, &open, (*string)(&r.Admit))
 	if err != nil {
 		return r, err
 	}
@@ -420,7 +422,8 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 	for _, id := range ids {
 		err := s.db.Transact(ctx, func(tx Querier) error {
 			var rate, credit float64
-			var ttl, maxInside, creditedAt, opens, now int64
+			var ttl, maxInside, creditedAt, opens, now, perAdmission int64
+			var admit string
 			// NO KEY UPDATE: joins insert tickets referencing the room's row
 			// (a KEY SHARE lock for the foreign key), and must not wait
 			// for the admitter — nor it for them (it would deadlock with a
@@ -429,8 +432,8 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 			if s.d.RowLocks {
 				lock = s.d.ForNoKeyUpdate + " SKIP LOCKED"
 			}
-			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, holdfast_now_ms()
-				FROM rooms WHERE id = $1 AND NOT sold_out`+lock, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now)
+			found, err := queryRow(ctx, tx, `SELECT admit_per_second, credit, credited_at, opens_at, admit_ttl_ms, max_inside, holdfast_now_ms(), admit, max_units_per_admission
+				FROM rooms WHERE id = $1 AND NOT sold_out`+lock, []any{id}, &rate, &credit, &creditedAt, &opens, &ttl, &maxInside, &now, &admit, &perAdmission)
 			if err != nil || !found {
 				return err // another server is admitting
 			}
@@ -456,7 +459,7 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 				OR hold_id IN (SELECT id FROM holds WHERE status <> 'held' OR expires_at <= $2))`, id, now); err != nil {
 				return err
 			}
-			available, soldOut, err := s.roomInventory(ctx, tx, id)
+			free, unused, soldOut, err := s.roomInventory(ctx, tx, id)
 			if err != nil {
 				return err
 			}
@@ -475,8 +478,16 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 				return err
 			}
 			n := min(int64(credit), maxInside-inside)
-			if !available {
+			if free <= 0 {
 				n = 0 // everything is held: admit no one until some comes back
+			}
+			if holdfast.AdmitMode(admit) == holdfast.AdmitStock && perAdmission > 0 {
+				// The admissions out and unused, each good for
+				// perAdmission units, stay within what is free: what an
+				// admission already bought is held, out of free. Counted
+				// under the room's row lock, which every admitter takes, from
+				// one snapshot (roomInventory).
+				n = min(n, free/perAdmission-unused)
 			}
 			if n > 0 {
 				type place struct {
@@ -517,19 +528,26 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 
 // roomInventory reports whether a room's pools and groups have anything
 // to hold now, and whether they are sold out: everything confirmed.
-func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (available, soldOut bool, err error) {
-	var free, unconfirmed int64
+//
+// And the admissions out and unused, in the same statement: one snapshot
+// (PostgreSQL's read committed takes one per statement). Counted apart, a
+// hold spending an admission between the two reads showed its admission
+// gone but not yet the units it took, and a stock room let one buyer too
+// many in (raceAdmitStock saw it).
+func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (free, unused int64, soldOut bool, err error) {
+	var unconfirmed int64
 	_, err = queryRow(ctx, tx, `SELECT
 		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed - p.waitlisted) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
 			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND `+unitFree+`),
 		COALESCE((SELECT SUM(p.capacity - p.confirmed) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
-			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND (u.hold_id IS NULL OR h.status = 'held'))`,
-		[]any{room}, &free, &unconfirmed)
+			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND (u.hold_id IS NULL OR h.status = 'held')),
+		(SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND status = 'admitted' AND hold_id IS NULL)`,
+		[]any{room}, &free, &unconfirmed, &unused)
 	// Held capacity past its expiry still counts in a pool's held until
 	// swept: it shows as available within a sweep.
-	return free > 0, unconfirmed == 0, err
+	return free, unused, unconfirmed == 0, err
 }
 
 // protected returns what rooms protect, read again when a second old.

@@ -482,7 +482,7 @@ export interface paths {
         /** Every room with its counts, by id (admin) */
         get: operations["listRooms"];
         put?: never;
-        /** Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at get random places among them, later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done */
+        /** Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at are ordered by the room's draw (seed_commitment in the answer; see GET /v1/rooms/{id}/draw), later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done (admit stock: also never more admissions out and unused, times max_units_per_admission, than the stock has free) */
         post: operations["createRoom"];
         delete?: never;
         options?: never;
@@ -880,6 +880,8 @@ export interface components {
             type: string;
         };
         Room: {
+            /** @enum {unknown} */
+            admit?: "rate" | "stock";
             admit_per_second?: number;
             admit_ttl_seconds?: number;
             /** Format: date-time */
@@ -3808,6 +3810,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /**
+                     * @description rate (default): by admit_per_second and max_inside; stock: also keep the admissions out and unused, times max_units_per_admission (required then), within what the room's pools and groups have free, resuming as held capacity comes back
+                     * @enum {unknown}
+                     */
+                    admit?: "rate" | "stock";
                     admit_per_second: number;
                     /** @description how long an admission is valid */
                     admit_ttl_seconds: number;
@@ -3826,7 +3833,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at get random places among them, later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done */
+            /** @description Put a sale behind a waiting room (admin): holds on its pools and groups then need an admission; joiners before opens_at are ordered by the room's draw (seed_commitment in the answer; see GET /v1/rooms/{id}/draw), later ones queue in order; admission at admit_per_second, at most max_inside admitted and not done (admit stock: also never more admissions out and unused, times max_units_per_admission, than the stock has free) */
             201: {
                 headers: {
                     [name: string]: unknown;
