@@ -65,6 +65,12 @@ type WaitlistRequest struct {
 	// Admission is a waiting room's token, required when a room protects
 	// the pool: the join spends it, as a hold would (one use per token).
 	Admission string
+	// Ticket, instead of an admission, is the holder's place in the
+	// room that protects the pool, told sold_out at the sell-out: the
+	// entry keeps the place's order — behind the entries made before the
+	// sell-out, ahead of anyone who joins later, in queue order among
+	// those who move. A ticket moves once.
+	Ticket string
 }
 
 // HoldRequest is the hold an offer to r makes: every rule a hold keeps
@@ -84,6 +90,12 @@ func (r WaitlistRequest) Validate() error {
 	}
 	if r.Quantity < 1 || r.Quantity > MaxQuantity {
 		return Errorf(CodeInvalid, "quantity must be between 1 and %d", MaxQuantity)
+	}
+	if r.Ticket != "" && r.Admission != "" {
+		return Errorf(CodeInvalid, "give an admission or a ticket, not both")
+	}
+	if r.Ticket != "" {
+		return ValidateID("ticket", r.Ticket)
 	}
 	return nil
 }

@@ -534,3 +534,108 @@ func raceAdmitStock(t *testing.T, h Harness) {
 		t.Fatalf("%d of 64 buyers got in and held", n)
 	}
 }
+
+// testRoomToWaitlist: at a room's sell-out those still waiting are told
+// sold_out and may move to the pool's waitlist with their ticket (no
+// admission): behind the entries made before the sell-out, in queue order
+// among themselves whatever order they move in, and offered in that order
+// when capacity comes back. A place moves once; one still waiting, or
+// another key's, does not.
+func testRoomToWaitlist(t *testing.T, h Harness) {
+	skipRemote(t, h) // admits by hand; TestRoomToWaitlistAPI covers the wire
+	s, _ := h.Open(t)
+	ctx := context.Background()
+	MustCreatePool(t, s, "p", 2, 0)
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "r", Pools: []string{"p"}, OpensAt: time.Now().Add(-time.Second), AdmitPerSecond: 1000,
+		AdmitTTLSeconds: 60, MaxInside: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var tk []holdfast.RoomTicket
+	for i := range 6 {
+		tk = append(tk, mustJoin(t, s, "r", fmt.Sprintf("b%d", i), "k"))
+	}
+	if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "b5", Quantity: 1, Owner: "k", Ticket: tk[5].Ticket}); holdfast.ErrorCode(err) != holdfast.CodeInvalidState {
+		t.Fatalf("a waiting place moving to the waitlist: %v, want invalid_state", err)
+	}
+	if n := mustAdmit(t, s); n != 3 {
+		t.Fatalf("%d admitted, want 3", n)
+	}
+	for i := range 3 {
+		tk[i] = mustTicket(t, s, tk[i])
+	}
+	var holds []holdfast.Hold
+	for i := range 2 {
+		h, err := s.Hold(ctx, holdfast.HoldRequest{Holder: tk[i].Holder, Owner: "k", Admission: tk[i].Admission, TTL: time.Hour, Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holds = append(holds, h)
+	}
+	// Everything held: b2 joins the waitlist with its admission, before the sell-out.
+	early, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "b2", Quantity: 1, Owner: "k", Admission: tk[2].Admission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range holds {
+		if _, err := s.Confirm(ctx, h.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAdmit(t, s) // sees the sell-out
+	for i := 3; i < 6; i++ {
+		if got := mustTicket(t, s, tk[i]); got.Status != holdfast.TicketSoldOut {
+			t.Fatalf("%s after the sell-out: %s, want sold_out", got.Holder, got.Status)
+		}
+	}
+	// They move in the reverse of their queue order; another key's ticket
+	// and a holder not the ticket's are refused.
+	if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "b5", Quantity: 1, Owner: "other", Ticket: tk[5].Ticket}); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+		t.Fatalf("another key's ticket: %v, want not_found", err)
+	}
+	if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "mallory", Quantity: 1, Owner: "k", Ticket: tk[5].Ticket}); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("another holder with b5's ticket: %v, want invalid", err)
+	}
+	moved := map[string]holdfast.WaitlistEntry{}
+	for _, i := range []int{5, 3, 4} {
+		e, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: tk[i].Holder, Quantity: 1, Owner: "k", Ticket: tk[i].Ticket})
+		if err != nil {
+			t.Fatalf("%s moving to the waitlist: %v", tk[i].Holder, err)
+		}
+		moved[tk[i].Holder] = e
+	}
+	list, err := s.Waitlist(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, e := range list {
+		order = append(order, e.Holder)
+	}
+	if want := []string{"b2", "b3", "b4", "b5"}; !slices.Equal(order, want) {
+		t.Fatalf("the waitlist after the moves: %v, want %v (the early entry, then queue order)", order, want)
+	}
+	if e, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "b3", Quantity: 1, Owner: "k", Ticket: tk[3].Ticket}); err != nil || e.ID != moved["b3"].ID {
+		t.Fatalf("b3 moving again: %+v, %v; want the same entry", e, err)
+	}
+	// Capacity comes back: offered in that order.
+	if _, err := s.Cancel(ctx, holds[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OfferWaitlists(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.WaitlistEntry(ctx, "p", early.ID); e.Status != holdfast.WaitlistOffered {
+		t.Fatalf("the early entry after a unit came back: %s, want offered", e.Status)
+	}
+	if _, err := s.Cancel(ctx, holds[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OfferWaitlists(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for holder, want := range map[string]holdfast.WaitlistStatus{"b3": holdfast.WaitlistOffered, "b4": holdfast.WaitlistWaiting, "b5": holdfast.WaitlistWaiting} {
+		if e, _ := s.WaitlistEntry(ctx, "p", moved[holder].ID); e.Status != want {
+			t.Fatalf("%s after the second unit came back: %s, want %s", holder, e.Status, want)
+		}
+	}
+}

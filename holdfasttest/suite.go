@@ -56,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"Rooms", testRooms},
 		{"RoomDraw", testRoomDraw},
 		{"AdmitStock", testAdmitStock},
+		{"RoomToWaitlist", testRoomToWaitlist},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},

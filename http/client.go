@@ -589,6 +589,9 @@ func (c *Client) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (
 	if r.Admission != "" {
 		body["admission"] = r.Admission
 	}
+	if r.Ticket != "" {
+		body["ticket"] = r.Ticket
+	}
 	err := c.do(ctx, "POST", "/v1/pools/"+esc(r.Pool)+"/waitlist", body, &out)
 	return out, err
 }

@@ -56,6 +56,7 @@ var operationIDs = map[string]string{
 	"GET /v1/webhooks/{id}/deliveries":                   "listDeliveries",
 	"GET /v1/rooms/{id}/tickets/{ticket}/stream":         "streamRoomTicket",
 	"POST /v1/pools/{id}/waitlist":                       "joinWaitlist",
+	"POST /v1/rooms/{id}/tickets/{ticket}/waitlist":      "moveTicketToWaitlist",
 	"GET /v1/pools/{id}/waitlist":                        "listWaitlist",
 	"GET /v1/pools/{id}/waitlist/{entry}":                "getWaitlistEntry",
 	"DELETE /v1/pools/{id}/waitlist/{entry}":             "leaveWaitlist",
@@ -289,6 +290,13 @@ func openAPIDoc() obj {
 				"get": withParams(op("A place: status, position and estimated wait; when admitted, the admission to hold with (another key's ticket is 404)", "200", ref("RoomTicket"), nil, "404"),
 					idParam, obj{"name": "ticket", "in": "path", "required": true, "schema": str("")}),
 			},
+			"/v1/rooms/{id}/tickets/{ticket}/waitlist": obj{
+				"post": withParams(op("Move a place the room's sell-out ended (status sold_out) to the waitlist of a pool the room protects, keeping its order: behind the entries made before the sell-out, ahead of anyone who joins later, in queue order among those who move; once per ticket (409 invalid_state while the place still waits, or once moved); the ticket's holder, this key's ticket (another key's is 404)", "201", ref("WaitlistEntry"),
+					obj{"type": "object", "required": []string{"quantity"}, "additionalProperties": false, "properties": obj{
+						"quantity": integer(1, 1000000, "at most the pool's capacity, per-holder limit and the room's max_units_per_admission"),
+						"pool":     str("which pool, when the room protects several")}},
+					"400", "404", "409", "413", "422"), idParam, obj{"name": "ticket", "in": "path", "required": true, "schema": str("")}),
+			},
 			"/v1/rooms/{id}/draw": obj{
 				"get": withParams(op("The room's draw, published at opening: every ticket taken before opens_at as the hex SHA-256 of its id, its draw (hex HMAC-SHA256, key the seed's bytes, message the ticket id) and its place, in place order (ascending draw). Check it with the seed against the room's seed_commitment (holdfast room verify); the admin key also sees each ticket id. 409 invalid_state before opening", "200", ref("RoomDraw"), nil, "404", "409"), idParam),
 			},
@@ -302,7 +310,8 @@ func openAPIDoc() obj {
 				"post": withParams(op("Join a sold-out pool's waitlist (409 not_sold_out while the quantity can be held now; behind a waiting room, with its admission; waiting units count in the key's quota): capacity that comes back is offered to the list in order, as a hold for the holder (offer_ttl_seconds), before any new buyer; the same entry on every call while it waits or is offered", "201", ref("WaitlistEntry"),
 					obj{"type": "object", "required": []string{"holder", "quantity"}, "additionalProperties": false, "properties": obj{
 						"holder": str("your buyer's reference"), "quantity": integer(1, 1000000, "at most the pool's capacity and per-holder limit"),
-						"admission": str("a waiting room's admission, when a room protects the pool (or the Holdfast-Admission header)")}},
+						"admission": str("a waiting room's admission, when a room protects the pool (or the Holdfast-Admission header)"),
+						"ticket":    str("instead of an admission: your place in the room that protects the pool, told sold_out at its sell-out; the entry keeps the place's order (see POST /v1/rooms/{id}/tickets/{ticket}/waitlist)")}},
 					"400", "403", "404", "409", "413", "422"), idParam),
 				"get": withParams(op("A pool's waitlist, waiting and offered entries in order (admin)", "200",
 					obj{"type": "object", "properties": obj{"entries": obj{"type": "array", "items": ref("WaitlistEntry")}}}, nil, "403", "404"), idParam),

@@ -85,6 +85,7 @@ func (s *Server) joinWaitlist(r *http.Request, c *call) (int, any, error) {
 		Holder    string `json:"holder"`
 		Quantity  int64  `json:"quantity"`
 		Admission string `json:"admission"`
+		Ticket    string `json:"ticket"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -94,7 +95,41 @@ func (s *Server) joinWaitlist(r *http.Request, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	e, err := c.changes(nil).JoinWaitlist(r.Context(), holdfast.WaitlistRequest{Pool: r.PathValue("id"), Holder: b.Holder,
-		Quantity: b.Quantity, Owner: c.id, QuotaKey: c.quotaKey, Admission: adm})
+		Quantity: b.Quantity, Owner: c.id, QuotaKey: c.quotaKey, Admission: adm, Ticket: b.Ticket})
+	return http.StatusCreated, e, err
+}
+
+// ticketToWaitlist moves a place the room's sell-out ended to the
+// waitlist of a pool the room protects (the only one, or "pool"),
+// keeping its order: the ticket's holder, this key's.
+func (s *Server) ticketToWaitlist(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		Quantity int64  `json:"quantity"`
+		Pool     string `json:"pool"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	room, ticket := r.PathValue("id"), r.PathValue("ticket")
+	t, err := s.cfg.Store.RoomTicket(r.Context(), room, ticket)
+	if err == nil && t.Owner != c.id {
+		err = holdfast.Errorf(holdfast.CodeNotFound, "ticket %q not found in room %q", ticket, room)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	if b.Pool == "" {
+		rm, err := s.cfg.Store.Room(r.Context(), room)
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(rm.Pools) != 1 {
+			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "room %q protects %d pools: name the pool", room, len(rm.Pools))
+		}
+		b.Pool = rm.Pools[0]
+	}
+	e, err := c.changes(nil).JoinWaitlist(r.Context(), holdfast.WaitlistRequest{Pool: b.Pool, Holder: t.Holder,
+		Quantity: b.Quantity, Owner: c.id, QuotaKey: c.quotaKey, Ticket: ticket})
 	return http.StatusCreated, e, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -252,5 +253,47 @@ func TestSideDoorsOverHTTP(t *testing.T) {
 			t.Fatalf("the waiter behind a revoked key's entry: %+v", ae)
 		}
 		holdfasttest.MustAuditClean(t, s)
+	})
+}
+
+// The move from a sold-out room to the waitlist over the API: a place
+// the sell-out ended moves with POST /v1/rooms/{id}/tickets/{t}/waitlist,
+// as its holder, keeping queue order whatever order the moves come in;
+// the same move again is the same entry; another key's ticket is 404, a
+// place still waiting 409.
+func TestRoomToWaitlistAPI(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		ctx := context.Background()
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		alice, mallory := newKey(t, admin, "shop"), newKey(t, admin, "other")
+		admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":1}`, 201, "")
+		opens := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+		admin.want(t, "POST", "/v1/rooms", `{"id":"r","pools":["gala"],"opens_at":"`+opens+`","admit_per_second":5,"admit_ttl_seconds":60,"max_inside":1}`, 201, "")
+		tk := make([]holdfast.RoomTicket, 3)
+		for i := range tk {
+			alice.want(t, "POST", "/v1/rooms/r/join", fmt.Sprintf(`{"holder":"b%d"}`, i), 202, "").decode(t, &tk[i])
+		}
+		alice.want(t, "POST", "/v1/rooms/r/tickets/"+tk[2].Ticket+"/waitlist", `{"quantity":1}`, 409, holdfast.CodeInvalidState)
+		if _, err := s.AdmitRooms(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alice.want(t, "GET", "/v1/rooms/r/tickets/"+tk[0].Ticket, "", 200, "").decode(t, &tk[0])
+		alice.want(t, "POST", "/v1/bookings", `{"holder":"b0","lines":[{"pool":"gala","quantity":1}]}`, 201, "", "Holdfast-Admission", tk[0].Admission)
+		if _, err := s.AdmitRooms(ctx); err != nil { // sees the sell-out
+			t.Fatal(err)
+		}
+		mallory.want(t, "POST", "/v1/rooms/r/tickets/"+tk[2].Ticket+"/waitlist", `{"quantity":1}`, 404, holdfast.CodeNotFound)
+		var late, early, again holdfast.WaitlistEntry
+		alice.want(t, "POST", "/v1/rooms/r/tickets/"+tk[2].Ticket+"/waitlist", `{"quantity":1}`, 201, "").decode(t, &late)
+		alice.want(t, "POST", "/v1/rooms/r/tickets/"+tk[1].Ticket+"/waitlist", `{"quantity":1}`, 201, "").decode(t, &early)
+		alice.want(t, "POST", "/v1/rooms/r/tickets/"+tk[1].Ticket+"/waitlist", `{"quantity":1}`, 201, "").decode(t, &again)
+		if late.Holder != "b2" || early.Holder != "b1" || again.ID != early.ID || early.Position != 1 {
+			t.Fatalf("moves: b2 %+v, b1 %+v, b1 again %+v; want b1 first, once", late, early, again)
+		}
+		var list struct{ Entries []holdfast.WaitlistEntry }
+		admin.want(t, "GET", "/v1/pools/gala/waitlist", "", 200, "").decode(t, &list)
+		if len(list.Entries) != 2 || list.Entries[0].Holder != "b1" || list.Entries[1].Holder != "b2" {
+			t.Fatalf("the waitlist: %+v, want b1 then b2", list.Entries)
+		}
 	})
 }

@@ -682,6 +682,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/rooms/{id}/join", client, s.joinRoom)
 	s.handle("GET /v1/rooms/{id}/tickets/{ticket}", client, s.getTicket)
 	s.handle("GET /v1/rooms/{id}/draw", client, s.getDraw)
+	s.handle("POST /v1/rooms/{id}/tickets/{ticket}/waitlist", client, s.ticketToWaitlist)
 	s.handle("POST /v1/pools/{id}/waitlist", client, s.joinWaitlist)
 	s.handle("GET /v1/pools/{id}/waitlist", admin, s.listWaitlist)
 	s.handle("GET /v1/pools/{id}/waitlist/{entry}", client, s.getWaitlistEntry)

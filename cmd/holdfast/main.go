@@ -139,7 +139,7 @@ var examples = map[string]string{
 	"holdfast room ticket":        "  holdfast room ticket gala-room tk_…",
 	"holdfast room verify":        "  holdfast room verify gala-room --ticket tk_…   # after opening: ok, or the first difference (exit 1)",
 	"holdfast shard":              "  holdfast shard list --db postgres://localhost/catalog --shard postgres://localhost/east\n  holdfast shard move festival-day2 --to 1 --db postgres://localhost/catalog --shard postgres://localhost/east",
-	"holdfast waitlist join":      "  holdfast waitlist join gala --holder alice --quantity 2\n  holdfast waitlist join gala --holder alice --admission adm_…   # behind a waiting room",
+	"holdfast waitlist join":      "  holdfast waitlist join gala --holder alice --quantity 2\n  holdfast waitlist join gala --holder alice --admission adm_…   # behind a waiting room\n  holdfast waitlist join gala --holder alice --ticket tk_…   # the room sold out: keep your place's order",
 	"holdfast waitlist leave":     "  holdfast waitlist leave gala wl_…",
 	"holdfast waitlist list":      "  holdfast waitlist list gala --key $ADMIN_KEY",
 	"holdfast waitlist show":      "  holdfast waitlist show gala wl_…",

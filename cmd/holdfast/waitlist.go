@@ -28,6 +28,7 @@ func waitlistCmd(e env) *cobra.Command {
 	join.Flags().StringVar(&r.Holder, "holder", "", "your buyer's reference")
 	join.Flags().Int64Var(&r.Quantity, "quantity", 1, "how many")
 	join.Flags().StringVar(&r.Admission, "admission", "", "a waiting room's admission, when a room protects the pool (holdfast room ticket shows it once admitted)")
+	join.Flags().StringVar(&r.Ticket, "ticket", "", "instead of an admission: your place in the room, told sold_out at its sell-out; the entry keeps its queue order")
 	_ = join.MarkFlagRequired("holder")
 	show := &cobra.Command{Use: "show POOL ENTRY", Short: "An entry: position, or the offer's hold and when it lapses", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -464,9 +464,16 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 				return err
 			}
 			if soldOut {
-				// Everyone still waiting is told at once.
-				_, err := ExecAll(ctx, tx, []Stmt{
-					{`UPDATE rooms SET sold_out = TRUE WHERE id = $1`, []any{id}},
+				// Everyone still waiting is told at once, and may move to
+				// a guarded pool's waitlist keeping their order: the
+				// numbers after every entry so far are theirs, one per
+				// rank, and later joins come after them (handoff).
+				base, err := s.reserveHandoff(ctx, tx, id)
+				if err != nil {
+					return err
+				}
+				_, err = ExecAll(ctx, tx, []Stmt{
+					{`UPDATE rooms SET sold_out = TRUE, handoff_base = $2 WHERE id = $1`, []any{id, base}},
 					{`UPDATE room_tickets SET status = 'sold_out' WHERE room_id = $1 AND status = 'waiting'`, []any{id}},
 				})
 				return err
@@ -524,6 +531,38 @@ func (s *Store) AdmitRooms(ctx context.Context) (int, error) {
 		}
 	}
 	return admitted, nil
+}
+
+// reserveHandoff reserves, at a room's sell-out, the waitlist numbers of
+// its guarded pools that its places may move to: base + rank, after every
+// entry so far. The pools' rows are locked first (a join locks them first
+// too), so no join takes a number in between; later joins are numbered
+// past the reserve (waitlist_floor).
+func (s *Store) reserveHandoff(ctx context.Context, tx Querier, room string) (int64, error) {
+	pools, err := queryStrings(ctx, tx, `SELECT resource FROM room_resources WHERE room_id = $1 AND kind = 'pool' ORDER BY resource`, room)
+	if err != nil {
+		return 0, err
+	}
+	var base, top int64
+	for _, p := range pools {
+		var floor, last int64
+		if _, err := queryRow(ctx, tx, `UPDATE pools SET waitlist_floor = waitlist_floor WHERE id = $1 RETURNING waitlist_floor`, []any{p}, &floor); err != nil {
+			return 0, err
+		}
+		if _, err := queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM waitlist_entries WHERE pool_id = $1`, []any{p}, &last); err != nil {
+			return 0, err
+		}
+		base = max(base, floor, last)
+	}
+	if _, err := queryRow(ctx, tx, `SELECT COALESCE(MAX(rank), 0) FROM room_tickets WHERE room_id = $1`, []any{room}, &top); err != nil {
+		return 0, err
+	}
+	for _, p := range pools {
+		if _, err := tx.Exec(ctx, `UPDATE pools SET waitlist_floor = $2 WHERE id = $1`, p, base+top); err != nil {
+			return 0, err
+		}
+	}
+	return base, nil
 }
 
 // roomInventory reports whether a room's pools and groups have anything

@@ -53,10 +53,10 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 		// The pool's row, updated first, is locked until commit: joins
 		// take their numbers one at a time, and an offer (which updates
 		// the same row) sees every entry whose ask it counts.
-		var capacity, limit, free int64
+		var capacity, limit, free, floor int64
 		found, err = queryRow(ctx, tx, `UPDATE pools SET waitlisted = waitlisted + $2 WHERE id = $1
-			RETURNING capacity, per_holder_limit, capacity - held - confirmed - waitlisted + $2`,
-			[]any{r.Pool, r.Quantity}, &capacity, &limit, &free)
+			RETURNING capacity, per_holder_limit, capacity - held - confirmed - waitlisted + $2, waitlist_floor`,
+			[]any{r.Pool, r.Quantity}, &capacity, &limit, &free, &floor)
 		if err != nil {
 			return err
 		}
@@ -67,7 +67,8 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 		// the room's admission (spent on the entry) first, the key's
 		// quota last, in which waiting units count (the key's row locked
 		// after the pool's, the claim's order).
-		if err := s.guardRoomJoin(ctx, tx, r, id); err != nil {
+		handoff, err := s.guardRoomJoin(ctx, tx, r, id)
+		if err != nil {
 			return err
 		}
 		switch {
@@ -96,9 +97,15 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 		if err := s.quotaJoin(ctx, tx, r); err != nil {
 			return err
 		}
-		var seq int64
-		if _, err := queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM waitlist_entries WHERE pool_id = $1`, []any{r.Pool}, &seq); err != nil {
-			return err
+		// Numbered after every entry and past the numbers a sold-out
+		// room reserved for its places; a place moving from the room
+		// takes its reserved number.
+		seq := handoff
+		if seq == 0 {
+			if _, err := queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM waitlist_entries WHERE pool_id = $1`, []any{r.Pool}, &seq); err != nil {
+				return err
+			}
+			seq = max(seq, floor) + 1
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO waitlist_entries (id, pool_id, seq, holder, owner, quota_key, quantity, status, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', holdfast_now_ms(), holdfast_now_ms())`,
@@ -124,22 +131,69 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 // guardRoomJoin spends the admission a join of entry id needs when a
 // waiting room protects its pool: the holder's place in the room ends,
 // and their place in line begins.
-func (s *Store) guardRoomJoin(ctx context.Context, tx Querier, r holdfast.WaitlistRequest, id string) error {
+//
+// Or, with a ticket instead, moves a place the room's sell-out ended to
+// the waitlist: the seq it returns is the number the sell-out reserved
+// for the place's rank (0: number it as any join).
+func (s *Store) guardRoomJoin(ctx context.Context, tx Querier, r holdfast.WaitlistRequest, id string) (int64, error) {
 	rooms, err := s.protectingRooms(ctx, tx, r.HoldRequest())
-	if err != nil || len(rooms) == 0 {
-		return err
+	if err != nil {
+		return 0, err
 	}
-	if err := admissionFor(rooms, r.Admission); err != nil {
-		return err
+	if len(rooms) == 0 {
+		if r.Ticket != "" {
+			return 0, holdfast.Errorf(holdfast.CodeInvalid, "no waiting room protects pool %q: join its waitlist without a ticket", r.Pool)
+		}
+		return 0, nil
+	}
+	if r.Ticket == "" {
+		if err := admissionFor(rooms, r.Admission); err != nil {
+			return 0, err
+		}
 	}
 	if err := admissionUnits(ctx, tx, rooms[0], []holdfast.Line{{Pool: r.Pool, Quantity: r.Quantity}}); err != nil {
 		var e *holdfast.Error
 		if errors.As(err, &e) {
 			e.Line = -1 // a join has no lines
 		}
-		return err
+		return 0, err
 	}
-	return s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "done")
+	if r.Ticket != "" {
+		return s.moveTicket(ctx, tx, rooms[0], r, id)
+	}
+	return 0, s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "done")
+}
+
+// moveTicket moves a place that the room's sell-out ended to entry id,
+// once: its rank's reserved number, or (a place taken after the sell-out,
+// never numbered) the next number, as any join.
+func (s *Store) moveTicket(ctx context.Context, tx Querier, room string, r holdfast.WaitlistRequest, id string) (int64, error) {
+	var status, owner, holder string
+	var rank, base *int64
+	var moved *string
+	found, err := queryRow(ctx, tx, `SELECT t.status, t.owner, t.holder, t.rank, t.waitlist_id, r.handoff_base FROM room_tickets t JOIN rooms r ON r.id = t.room_id
+		WHERE t.ticket = $1 AND t.room_id = $2`+s.d.ForUpdate, []any{r.Ticket, room}, &status, &owner, &holder, &rank, &moved, &base)
+	if err != nil {
+		return 0, err
+	}
+	if !found || owner != r.Owner {
+		return 0, holdfast.Errorf(holdfast.CodeNotFound, "ticket %q not found in room %q", r.Ticket, room)
+	}
+	switch {
+	case holder != r.Holder:
+		return 0, holdfast.Errorf(holdfast.CodeInvalid, "ticket %q is %s's place, not %s's", r.Ticket, holder, r.Holder)
+	case holdfast.TicketStatus(status) != holdfast.TicketSoldOut:
+		return 0, holdfast.Errorf(holdfast.CodeInvalidState, "ticket %q is %s: a place moves to the waitlist once the room has sold out", r.Ticket, status)
+	case moved != nil:
+		return 0, holdfast.Errorf(holdfast.CodeInvalidState, "ticket %q has already moved to the waitlist (entry %s)", r.Ticket, *moved)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE room_tickets SET waitlist_id = $2 WHERE ticket = $1`, r.Ticket, id); err != nil {
+		return 0, err
+	}
+	if rank == nil || base == nil {
+		return 0, nil
+	}
+	return *base + *rank, nil
 }
 
 // quotaJoin refuses a join past the key's quota of held units.

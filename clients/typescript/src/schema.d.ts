@@ -575,6 +575,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/rooms/{id}/tickets/{ticket}/waitlist": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move a place the room's sell-out ended (status sold_out) to the waitlist of a pool the room protects, keeping its order: behind the entries made before the sell-out, ahead of anyone who joins later, in queue order among those who move; once per ticket (409 invalid_state while the place still waits, or once moved); the ticket's holder, this key's ticket (another key's is 404) */
+        post: operations["moveTicketToWaitlist"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/webhooks": {
         parameters: {
             query?: never;
@@ -3516,6 +3533,8 @@ export interface operations {
                     holder: string;
                     /** @description at most the pool's capacity and per-holder limit */
                     quantity: number;
+                    /** @description instead of an admission: your place in the room that protects the pool, told sold_out at its sell-out; the entry keeps the place's order (see POST /v1/rooms/{id}/tickets/{ticket}/waitlist) */
+                    ticket?: string;
                 };
             };
         };
@@ -4254,6 +4273,113 @@ export interface operations {
             };
             /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    moveTicketToWaitlist: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+                ticket: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description which pool, when the room protects several */
+                    pool?: string;
+                    /** @description at most the pool's capacity, per-holder limit and the room's max_units_per_admission */
+                    quantity: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Move a place the room's sell-out ended (status sold_out) to the waitlist of a pool the room protects, keeping its order: behind the entries made before the sell-out, ahead of anyone who joins later, in queue order among those who move; once per ticket (409 invalid_state while the place still waits, or once moved); the ticket's holder, this key's ticket (another key's is 404) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WaitlistEntry"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
