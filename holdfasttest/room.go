@@ -587,6 +587,14 @@ func testRoomToWaitlist(t *testing.T, h Harness) {
 			t.Fatalf("%s after the sell-out: %s, want sold_out", got.Holder, got.Status)
 		}
 	}
+	// A join after the sell-out is told at once, and is no place drawn
+	// before opening (everyone here joined after it: the draw is empty).
+	if late := mustJoin(t, s, "r", "late", "k"); late.Status != holdfast.TicketSoldOut {
+		t.Fatalf("a join after the sell-out: %s, want sold_out", late.Status)
+	}
+	if d, err := s.RoomDraw(ctx, "r"); err != nil || d.Total != 0 {
+		t.Fatalf("the draw of a room everyone joined after opening: %+v, %v; want no entries", d, err)
+	}
 	// They move in the reverse of their queue order; another key's ticket
 	// and a holder not the ticket's are refused.
 	if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "p", Holder: "b5", Quantity: 1, Owner: "other", Ticket: tk[5].Ticket}); holdfast.ErrorCode(err) != holdfast.CodeNotFound {

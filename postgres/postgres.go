@@ -234,6 +234,7 @@ var dialect = sqlstore.Dialect{
 	BlobType:          "bytea",
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",
 	ForNoKeyUpdate:    " FOR NO KEY UPDATE",
+	ForKeyShare:       " FOR KEY SHARE",
 	Classify:          classify,
 }
 

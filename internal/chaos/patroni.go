@@ -398,3 +398,25 @@ func (c *patroniCluster) stop() {
 	}
 	os.RemoveAll(c.dir)
 }
+
+// thaw ends a node's freeze. Raw (CHAOS_PATRONI_FREEZE=raw): every
+// process continues at once, as a paused machine resumes — the old
+// primary then runs for some tens of milliseconds before Patroni demotes
+// it, and answers reads through connections pooled before the freeze as
+// if it still led (the harness saw a cancel answered not_found for a
+// hold the new leader had; writes it takes are never acknowledged, its
+// standby being the new leader). Fenced (the default): what Patroni's
+// watchdog does to a machine that stopped renewing its leader key — it
+// resets it before anything on it runs again; the machine boots and its
+// Patroni rejoins. (Continuing Patroni before its PostgreSQL is no
+// model of it: Patroni's loop may itself be waiting on a query to its
+// frozen PostgreSQL.)
+func (n *patroniNode) thaw() (how string) {
+	if os.Getenv("CHAOS_PATRONI_FREEZE") == "raw" {
+		n.signal(syscall.SIGCONT)
+		return "raw: every process continued at once"
+	}
+	n.kill()
+	n.start()
+	return "fenced: reset by the watchdog, as Patroni's watchdog would, and started again"
+}

@@ -20,7 +20,9 @@ import (
 // tickets, hold with their admission, then confirm or release. The
 // checks: every place a joiner was answered exists, once; places are
 // numbered without a gap or a double; admissions went in place order; at
-// no sampled moment were more admitted than max_inside.
+// no sampled moment were more admitted than max_inside, nor more
+// admissions out and unused than the stock could serve (admit stock); the
+// draw verifies.
 const (
 	queueRoom      = "queue-room"
 	queuePool      = "queue-pool"
@@ -37,6 +39,7 @@ type queueRun struct {
 	soldOut   atomic.Int64
 	maxInside atomic.Int64
 	samples   atomic.Int64
+	overStock atomic.Int64 // most admissions out and unused beyond the free stock
 	errs      []string
 	url       string // a server, for the draw's check
 }
@@ -57,7 +60,7 @@ func (h *harness) startQueue(ctx context.Context, urls []string, length time.Dur
 		h.t.Fatal(err)
 	}
 	if _, err := c.CreateRoom(ctx, holdfast.Room{ID: queueRoom, Pools: []string{queuePool}, OpensAt: h.stormStart.Add(length / 5),
-		AdmitPerSecond: 25, AdmitTTLSeconds: 4, MaxInside: queueMaxInside}); err != nil {
+		AdmitPerSecond: 25, AdmitTTLSeconds: 4, MaxInside: queueMaxInside, Admit: holdfast.AdmitStock, MaxUnitsPerAdmission: 1}); err != nil {
 		h.t.Fatal(err)
 	}
 	q := &queueRun{tickets: map[string][]string{}, url: urls[0]}
@@ -65,10 +68,16 @@ func (h *harness) startQueue(ctx context.Context, urls []string, length time.Dur
 	var wg sync.WaitGroup
 	wg.Go(func() { // the sampler reads the database directly
 		for runCtx.Err() == nil {
-			var n int64
-			if err := conn.QueryRow(runCtx, `SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND status = 'admitted'`, queueRoom).Scan(&n); err == nil {
+			var n, over int64
+			// One statement, one snapshot: admitted, and the admissions
+			// out and unused (1 unit each) beyond what is free.
+			if err := conn.QueryRow(runCtx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE hold_id IS NULL)
+				- (SELECT capacity - held - confirmed - waitlisted FROM pools WHERE id = $2)
+				FROM room_tickets WHERE room_id = $1 AND status = 'admitted'`, queueRoom, queuePool).Scan(&n, &over); err == nil {
 				q.samples.Add(1)
 				for m := q.maxInside.Load(); n > m && !q.maxInside.CompareAndSwap(m, n); m = q.maxInside.Load() {
+				}
+				for m := q.overStock.Load(); over > m && !q.overStock.CompareAndSwap(m, over); m = q.overStock.Load() {
 				}
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -198,6 +207,9 @@ func checkQueue(ctx context.Context, conn *pgx.Conn, q *queueRun) (bad []string,
 	}
 	if outOfOrder > 0 {
 		bad = append(bad, fmt.Sprintf("queue: %d places admitted out of place order", outOfOrder))
+	}
+	if o := q.overStock.Load(); o > 0 {
+		bad = append(bad, fmt.Sprintf("queue: admissions out and unused outran the stock by %d (admit stock)", o))
 	}
 	if m := q.maxInside.Load(); m > queueMaxInside {
 		bad = append(bad, fmt.Sprintf("queue: %d admitted at once, max_inside %d", m, queueMaxInside))

@@ -170,6 +170,9 @@ type Dialect struct {
 	// ForNoKeyUpdate locks a row whose non-key columns will change: foreign
 	// key checks of inserts that reference it (KEY SHARE) are not blocked.
 	ForNoKeyUpdate string
+	// ForKeyShare is the weakest lock: many hold it at once, and only
+	// FOR UPDATE waits for them (or they for it).
+	ForKeyShare string
 	// EventXid is the SQL for the writing transaction's number, by which
 	// the feed is ordered first (a constant where commit order is seq order).
 	EventXid string
@@ -211,7 +214,7 @@ func (d Dialect) check() error {
 		has  bool
 		sql  []string
 	}{
-		{"RowLocks", d.RowLocks, []string{d.ForUpdate, d.SkipLocked, d.ForNoKeyUpdate}},
+		{"RowLocks", d.RowLocks, []string{d.ForUpdate, d.SkipLocked, d.ForNoKeyUpdate, d.ForKeyShare}},
 		{"AdvisoryLocks", d.AdvisoryLocks, []string{d.AdvisoryLock}},
 		{"AsyncCommits", d.AsyncCommits, []string{d.AsyncCommit}},
 	} {

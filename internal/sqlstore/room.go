@@ -247,14 +247,31 @@ func (s *Store) join(ctx context.Context, room, holder, owner string) (holdfast.
 				return holdfast.Errorf(holdfast.CodeQuotaExceeded, "this key has %d places in room %q, its most", maxPerKey, room)
 			}
 		}
-		// Before opening a place is the ticket's draw and locks nothing;
-		// after, it is the next number, from the room's numbering row.
+		if !open && !soldOut && s.d.RowLocks {
+			// Before opening, a join shares the numbering row with every
+			// other early join, and the numbering at opening (FOR UPDATE)
+			// waits for them: a join that read the clock just before
+			// opens_at but commits after the numbering would be a place
+			// before opening left out of it, unnumbered, missing from
+			// the draw's order (the chaos queue scenario saw one). One
+			// that comes after the numbering is a join after opening.
+			var ranked bool
+			if _, err := queryRow(ctx, tx, `SELECT ranked FROM room_places WHERE room_id = $1`+s.d.ForKeyShare, []any{room}, &ranked); err != nil {
+				return err
+			}
+			open = ranked
+		}
+		// Before opening a place is the ticket's draw and locks nothing
+		// but that share; after, it is the next number, from the room's
+		// numbering row.
 		ticket = holdfast.NewID("tk_", s.clock.Now())
 		place, draw := drawPlace(seed, ticket)
 		status := "waiting"
 		var rank *int64
 		if soldOut {
-			status = "sold_out" // told at once
+			// Told at once; never numbered, and never in the draw: a
+			// sell-out comes after opening, so this place does too.
+			status, place, draw = "sold_out", math.MaxInt64, nil
 		} else if open && s.d.RowLocks {
 			// The number and the place in one statement, so the numbering
 			// row is locked for one statement and the commit: joins after
