@@ -245,6 +245,9 @@ const (
 	EventHoldExpired   EventType = "hold.expired"
 	EventHoldCancelled EventType = "hold.cancelled"
 	EventHoldCompleted EventType = "hold.completed"
+	// A held or confirmed hold was given to another holder (its data has
+	// transferred_from).
+	EventHoldTransferred EventType = "hold.transferred"
 	// A waitlist entry was offered capacity (as a hold for its holder),
 	// or its offer lapsed unconfirmed and went to the next entry.
 	EventWaitlistOffered EventType = "waitlist.offered"
@@ -366,6 +369,11 @@ type Booking interface {
 	// Complete marks a confirmed hold used: reusable units become free, pool
 	// quantity stays consumed. ErrInvalidState; ErrNotFound.
 	Complete(ctx context.Context, id string) (Hold, error)
+	// Transfer gives a held or confirmed hold to another holder (of the
+	// same key): the same lines and units, no capacity moves. The
+	// receiver's per-holder limit applies (ErrLimitExceeded, Line set).
+	// ErrHoldExpired; ErrInvalidState from any other state; ErrNotFound.
+	Transfer(ctx context.Context, id, holder string) (Hold, error)
 	// GetHold returns a hold. A held hold past its expiry reads as expired.
 	// ErrNotFound.
 	GetHold(ctx context.Context, id string) (Hold, error)

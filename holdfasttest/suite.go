@@ -1,6 +1,9 @@
 package holdfasttest
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -57,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 		{"RoomDraw", testRoomDraw},
 		{"AdmitStock", testAdmitStock},
 		{"RoomToWaitlist", testRoomToWaitlist},
+		{"Transfer", testTransfer},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},
@@ -763,4 +767,109 @@ func mustGetHold(t testing.TB, s holdfast.Store, id string) holdfast.Hold {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// testTransfer: a held or confirmed hold goes to another holder with its
+// lines and units; the pool's counts do not move; the receiver's
+// per-holder limit applies (limit_exceeded naming the line, nothing
+// changed) and the giver's count goes with the hold; an event says who
+// had it; an expired or released hold is not transferred.
+func testTransfer(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := context.Background()
+	MustCreatePool(t, s, "p", 10, 3)
+	MustCreatePool(t, s, "free", 10, 0)
+	MustCreateGroup(t, s, "hall", false, "A-1", "A-2")
+	held, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", TTL: time.Hour, Lines: []holdfast.Line{{Pool: "free", Quantity: 1}, {Pool: "p", Quantity: 2}, {Units: []string{"A-1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Book(ctx, holdfast.HoldRequest{Holder: "bob", Lines: []holdfast.Line{{Pool: "p", Quantity: 2}}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Pool(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bob has 2 of p, its limit 3: 2 more would pass it, on line 1.
+	_, err = s.Transfer(ctx, held.ID, "bob")
+	var e *holdfast.Error
+	if holdfast.ErrorCode(err) != holdfast.CodeLimitExceeded || !errors.As(err, &e) || e.Line != 1 {
+		t.Fatalf("a transfer past the receiver's limit: %v, want limit_exceeded on line 1", err)
+	}
+	got, err := s.Transfer(ctx, held.ID, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Holder != "carol" || got.ID != held.ID || got.Status != holdfast.StatusHeld || len(got.Lines) != 3 {
+		t.Fatalf("after the transfer: %+v", got)
+	}
+	after, err := s.Pool(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Held != before.Held || after.Confirmed != before.Confirmed {
+		t.Fatalf("pool p moved: held %d→%d, confirmed %d→%d", before.Held, after.Held, before.Confirmed, after.Confirmed)
+	}
+	// alice's 2 went with it: alice may take 3 again, carol only 1 more.
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Lines: []holdfast.Line{{Pool: "p", Quantity: 3}}}); err != nil {
+		t.Fatalf("alice after giving her hold away: %v", err)
+	}
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "carol", Lines: []holdfast.Line{{Pool: "p", Quantity: 2}}}); holdfast.ErrorCode(err) != holdfast.CodeLimitExceeded {
+		t.Fatalf("carol past her limit with the hold she was given: %v", err)
+	}
+	// Confirmed holds move too; the event names who had it.
+	if _, err := s.Confirm(ctx, held.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Transfer(ctx, held.ID, "dave"); err != nil || got.Holder != "dave" || got.Status != holdfast.StatusConfirmed {
+		t.Fatalf("transferring a confirmed hold: %+v, %v", got, err)
+	}
+	// One per transfer (on shards, one per part of the hold). The feed
+	// may trail the writers (see Store.Events): read until both show.
+	from := map[string]bool{}
+	for deadline := time.Now().Add(10 * time.Second); len(from) < 2 && time.Now().Before(deadline); {
+		from = transfers(t, s, held.ID)
+	}
+	if len(from) != 2 || !from["alice→carol"] || !from["carol→dave"] {
+		t.Fatalf("hold.transferred events say %v, want alice→carol and carol→dave", from)
+	}
+	released, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "erin", Lines: []holdfast.Line{{Pool: "free", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, released.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transfer(ctx, released.ID, "frank"); holdfast.ErrorCode(err) != holdfast.CodeInvalidState {
+		t.Fatalf("transferring a released hold: %v, want invalid_state", err)
+	}
+	if _, err := s.Transfer(ctx, "h_nope", "frank"); holdfast.ErrorCode(err) != holdfast.CodeNotFound {
+		t.Fatalf("transferring no hold: %v, want not_found", err)
+	}
+}
+
+// transfers reads the hold.transferred events of hold id, as
+// "giver→receiver".
+func transfers(t *testing.T, s holdfast.Store, id string) map[string]bool {
+	t.Helper()
+	evs, _, err := s.Events(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := map[string]bool{}
+	for _, ev := range evs {
+		if ev.Type != holdfast.EventHoldTransferred || ev.HoldID != id {
+			continue
+		}
+		var d struct {
+			Holder          string `json:"holder"`
+			TransferredFrom string `json:"transferred_from"`
+		}
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		from[d.TransferredFrom+"→"+d.Holder] = true
+	}
+	return from
 }

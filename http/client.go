@@ -362,6 +362,13 @@ func (c *Client) Release(ctx context.Context, id string) (holdfast.Hold, error) 
 
 // Extend is POST /v1/holds/{id}/extend: the expiry moves to now + ttl
 // (whole seconds).
+// Transfer is POST /v1/holds/{id}/transfer.
+func (c *Client) Transfer(ctx context.Context, id, holder string) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	err := c.do(ctx, "POST", "/v1/holds/"+esc(id)+"/transfer", map[string]string{"holder": holder}, &out)
+	return out, err
+}
+
 func (c *Client) Extend(ctx context.Context, id string, ttl time.Duration) (holdfast.Hold, error) {
 	return c.action(ctx, id, "extend", map[string]int64{"ttl_seconds": int64(ttl / time.Second)})
 }

@@ -297,3 +297,27 @@ func TestRoomToWaitlistAPI(t *testing.T) {
 		}
 	})
 }
+
+// A transfer over the API: a key gives only its own holds (another key's
+// is 404, as if it were not there), the body names the receiver, and a
+// bad one changes nothing.
+func TestTransferAPI(t *testing.T) {
+	backends(t, func(t *testing.T, s holdfast.Store) {
+		admin := caller{base: serve(t, s, hfhttp.Config{AdminKey: adminKey}).URL, key: adminKey}
+		alice, mallory := newKey(t, admin, "shop"), newKey(t, admin, "other")
+		admin.want(t, "POST", "/v1/pools", `{"id":"gala","capacity":5}`, 201, "")
+		var h holdfast.Hold
+		alice.want(t, "POST", "/v1/holds", `{"holder":"a","lines":[{"pool":"gala","quantity":2}]}`, 201, "").decode(t, &h)
+		mallory.want(t, "POST", "/v1/holds/"+h.ID+"/transfer", `{"holder":"m"}`, 404, holdfast.CodeNotFound)
+		alice.want(t, "POST", "/v1/holds/"+h.ID+"/transfer", `{"holder":""}`, 400, holdfast.CodeInvalid)
+		alice.want(t, "POST", "/v1/holds/"+h.ID+"/transfer", `{"holder":"b"}`, 200, "").decode(t, &h)
+		if h.Holder != "b" || h.Status != holdfast.StatusHeld {
+			t.Fatalf("after the transfer: %+v", h)
+		}
+		var got holdfast.Hold
+		alice.want(t, "GET", "/v1/holds/"+h.ID, "", 200, "").decode(t, &got)
+		if got.Holder != "b" {
+			t.Fatalf("read back: holder %q", got.Holder)
+		}
+	})
+}

@@ -728,6 +728,12 @@ func (v *view) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
 	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) { return t.Cancel(ctx, id) })
 }
 
+func (v *view) Transfer(ctx context.Context, id, holder string) (holdfast.Hold, error) {
+	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) {
+		return t.Transfer(ctx, id, holder)
+	})
+}
+
 func (v *view) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
 	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) { return t.Complete(ctx, id) })
 }

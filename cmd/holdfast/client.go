@@ -312,7 +312,20 @@ func holdCmd(e env) *cobra.Command {
 			f.print(e.stdout, h, holdHeader, holdRows(h)...)
 			return nil
 		}}
-	c.AddCommand(create, confirm, release, get)
+	var to string
+	transfer := &cobra.Command{Use: "transfer ID", Short: "Give a held or confirmed hold to another holder (no capacity moves)", Args: cobra.ExactArgs(1),
+		Example: "  holdfast hold transfer h_… --holder bob",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := f.client().Transfer(cmd.Context(), args[0], to)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	transfer.Flags().StringVar(&to, "holder", "", "the receiver")
+	_ = transfer.MarkFlagRequired("holder")
+	c.AddCommand(create, confirm, release, get, transfer)
 	return c
 }
 

@@ -347,6 +347,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/holds/{id}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Give a held or confirmed hold to another holder of this key: the same lines and units, no capacity moves, not for an instant; the receiver's per_holder_limit applies (409 limit_exceeded naming the line); event hold.transferred, with transferred_from */
+        post: operations["transferHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys": {
         parameters: {
             query?: never;
@@ -716,7 +733,7 @@ export interface components {
             type: components["schemas"]["EventType"];
         };
         /** @enum {unknown} */
-        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
+        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
         Group: {
             id: string;
             late_confirm?: components["schemas"]["LatePolicy"];
@@ -2649,6 +2666,110 @@ export interface operations {
         };
         responses: {
             /** @description Release a held hold */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hold"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    transferHold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the receiver: your buyer's reference */
+                    holder: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Give a held or confirmed hold to another holder of this key: the same lines and units, no capacity moves, not for an instant; the receiver's per_holder_limit applies (409 limit_exceeded naming the line); event hold.transferred, with transferred_from */
             200: {
                 headers: {
                     [name: string]: unknown;
