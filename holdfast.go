@@ -248,6 +248,9 @@ const (
 	// A held or confirmed hold was given to another holder (its data has
 	// transferred_from).
 	EventHoldTransferred EventType = "hold.transferred"
+	// Units of a held or confirmed hold were swapped for others (its data
+	// has exchanged: old unit → new).
+	EventHoldExchanged EventType = "hold.exchanged"
 	// A waitlist entry was offered capacity (as a hold for its holder),
 	// or its offer lapsed unconfirmed and went to the next entry.
 	EventWaitlistOffered EventType = "waitlist.offered"
@@ -374,6 +377,12 @@ type Booking interface {
 	// receiver's per-holder limit applies (ErrLimitExceeded, Line set).
 	// ErrHoldExpired; ErrInvalidState from any other state; ErrNotFound.
 	Transfer(ctx context.Context, id, holder string) (Hold, error)
+	// Exchange swaps units of a held or confirmed hold (old → new, each
+	// new unit of the old one's group, on its line): all pairs or none,
+	// in one step. ErrUnavailable (Line set) if a new unit is not free,
+	// the hold as it was; ErrInvalid for a unit not in the hold;
+	// ErrHoldExpired; ErrInvalidState; ErrNotFound.
+	Exchange(ctx context.Context, id string, swaps map[string]string) (Hold, error)
 	// GetHold returns a hold. A held hold past its expiry reads as expired.
 	// ErrNotFound.
 	GetHold(ctx context.Context, id string) (Hold, error)
@@ -450,4 +459,25 @@ type Store interface {
 	RoomStore
 	WaitlistStore
 	Close() error
+}
+
+// ValidateSwaps checks an exchange's pairs (old unit → new): at least one,
+// at most MaxUnitsOnLine, valid ids, no unit named twice.
+func ValidateSwaps(swaps map[string]string) error {
+	if len(swaps) == 0 || len(swaps) > MaxUnitsOnLine {
+		return Errorf(CodeInvalid, "units must pair from 1 to %d units of the hold with the units to take instead", MaxUnitsOnLine)
+	}
+	seen := map[string]bool{}
+	for old, nu := range swaps {
+		for _, u := range []string{old, nu} {
+			if err := ValidateID("unit", u); err != nil {
+				return err
+			}
+			if seen[u] {
+				return Errorf(CodeInvalid, "unit %q is named twice", u)
+			}
+			seen[u] = true
+		}
+	}
+	return nil
 }

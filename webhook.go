@@ -156,7 +156,7 @@ type WebhookStore interface {
 var EventTypes = []EventType{
 	EventPoolCreated, EventPoolChanged, EventGroupCreated, EventGroupChanged, EventUnitsAdded,
 	EventHoldCreated, EventHoldConfirmed, EventHoldReleased, EventHoldExtended,
-	EventHoldExpired, EventHoldCancelled, EventHoldCompleted, EventHoldTransferred,
+	EventHoldExpired, EventHoldCancelled, EventHoldCompleted, EventHoldTransferred, EventHoldExchanged,
 	EventWaitlistOffered, EventWaitlistExpired, EventWaitlistCancelled,
 }
 

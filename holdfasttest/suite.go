@@ -61,6 +61,7 @@ func Run(t *testing.T, h Harness) {
 		{"AdmitStock", testAdmitStock},
 		{"RoomToWaitlist", testRoomToWaitlist},
 		{"Transfer", testTransfer},
+		{"Exchange", testExchange},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},
@@ -872,4 +873,89 @@ func transfers(t *testing.T, s holdfast.Store, id string) map[string]bool {
 		from[d.TransferredFrom+"→"+d.Holder] = true
 	}
 	return from
+}
+
+// testExchange: units of a hold are swapped for others of their group in
+// one step, all pairs or none: a pair whose new unit is taken refuses
+// the whole exchange (unavailable, naming its line) and the hold is as it
+// was; what is given back is free at once; a unit held by an expired
+// hold is free to take; a unit not in the hold is refused.
+func testExchange(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := context.Background()
+	MustCreatePool(t, s, "free", 10, 0)
+	MustCreateGroup(t, s, "hall", false, "A-1", "A-2", "B-1", "B-2", "B-3")
+	mine, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", TTL: time.Hour, Lines: []holdfast.Line{{Pool: "free", Quantity: 1}, {Units: []string{"A-1", "A-2"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "bob", TTL: time.Hour, Lines: []holdfast.Line{{Units: []string{"B-2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	units := func(h holdfast.Hold) []string {
+		var out []string
+		for _, l := range h.Lines {
+			out = append(out, l.Units...)
+		}
+		slices.Sort(out)
+		return out
+	}
+	_, err = s.Exchange(ctx, mine.ID, map[string]string{"A-1": "B-1", "A-2": "B-2"})
+	var e *holdfast.Error
+	if holdfast.ErrorCode(err) != holdfast.CodeUnavailable || !errors.As(err, &e) || e.Line != 1 {
+		t.Fatalf("an exchange for a taken unit: %v, want unavailable on line 1", err)
+	}
+	if got, _ := s.GetHold(ctx, mine.ID); !slices.Equal(units(got), []string{"A-1", "A-2"}) {
+		t.Fatalf("after a refused exchange the hold has %v, want A-1, A-2", units(got))
+	}
+	got, err := s.Exchange(ctx, mine.ID, map[string]string{"A-1": "B-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(units(got), []string{"A-2", "B-1"}) || got.Status != holdfast.StatusHeld {
+		t.Fatalf("after exchanging A-1 for B-1: %v (%s)", units(got), got.Status)
+	}
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "carol", Lines: []holdfast.Line{{Units: []string{"A-1"}}}}); err != nil {
+		t.Fatalf("A-1, given back by the exchange: %v", err)
+	}
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "carol", Lines: []holdfast.Line{{Units: []string{"B-1"}}}}); holdfast.ErrorCode(err) != holdfast.CodeUnavailable {
+		t.Fatalf("B-1, taken by the exchange: %v, want unavailable", err)
+	}
+	// A confirmed hold exchanges too; a unit of an expired hold is free.
+	if _, err := s.Confirm(ctx, mine.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	lapsed, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "dave", TTL: time.Hour, Lines: []holdfast.Line{{Units: []string{"B-3"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Remote {
+		MustExpire(t, s, lapsed.ID)
+		if got, err = s.Exchange(ctx, mine.ID, map[string]string{"A-2": "B-3"}); err != nil || !slices.Equal(units(got), []string{"B-1", "B-3"}) {
+			t.Fatalf("exchanging for a unit of an expired hold: %v, %v", units(got), err)
+		}
+	}
+	if _, err := s.Exchange(ctx, mine.ID, map[string]string{"A-1": "B-2"}); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("exchanging a unit not in the hold: %v, want invalid", err)
+	}
+	if _, err := s.Exchange(ctx, mine.ID, map[string]string{}); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
+		t.Fatalf("an empty exchange: %v, want invalid", err)
+	}
+	// Its event says what was swapped (the feed may trail: read until
+	// it shows).
+	var swapped bool
+	for deadline := time.Now().Add(10 * time.Second); !swapped && time.Now().Before(deadline); {
+		evs, _, err := s.Events(ctx, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Type == holdfast.EventHoldExchanged && ev.HoldID == mine.ID && strings.Contains(string(ev.Data), `"exchanged":{"A-1":"B-1"}`) {
+				swapped = true
+			}
+		}
+	}
+	if !swapped {
+		t.Fatal("no hold.exchanged event for A-1 → B-1")
+	}
 }

@@ -362,6 +362,13 @@ func (c *Client) Release(ctx context.Context, id string) (holdfast.Hold, error) 
 
 // Extend is POST /v1/holds/{id}/extend: the expiry moves to now + ttl
 // (whole seconds).
+// Exchange is POST /v1/holds/{id}/exchange.
+func (c *Client) Exchange(ctx context.Context, id string, swaps map[string]string) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	err := c.do(ctx, "POST", "/v1/holds/"+esc(id)+"/exchange", map[string]any{"units": swaps}, &out)
+	return out, err
+}
+
 // Transfer is POST /v1/holds/{id}/transfer.
 func (c *Client) Transfer(ctx context.Context, id, holder string) (holdfast.Hold, error) {
 	var out holdfast.Hold

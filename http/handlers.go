@@ -537,6 +537,21 @@ func (s *Server) change(r *http.Request, c *call, op func(ctx context.Context, i
 	return http.StatusOK, h, err
 }
 
+// exchange swaps units of a hold of this key.
+func (s *Server) exchange(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		Units map[string]string `json:"units"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if err := s.mayChange(r, c.principal); err != nil {
+		return 0, nil, err
+	}
+	h, err := c.changes(nil).Exchange(r.Context(), r.PathValue("id"), b.Units)
+	return http.StatusOK, h, err
+}
+
 // transfer gives a hold to another holder of this key.
 func (s *Server) transfer(r *http.Request, c *call) (int, any, error) {
 	var b struct {

@@ -661,6 +661,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/holds/{id}/release", client, s.release)
 	s.handle("POST /v1/holds/{id}/extend", client, s.extend)
 	s.handle("POST /v1/holds/{id}/transfer", client, s.transfer)
+	s.handle("POST /v1/holds/{id}/exchange", client, s.exchange)
 	s.handle("POST /v1/holds/{id}/cancel", client, s.cancel)
 	s.handle("POST /v1/holds/{id}/complete", client, s.complete)
 	s.handle("POST /v1/bookings", client, s.book)

@@ -734,6 +734,48 @@ func (v *view) Transfer(ctx context.Context, id, holder string) (holdfast.Hold, 
 	})
 }
 
+// Exchange gives each part of a hold across shards the pairs whose old
+// unit is on its lines (a new unit is of the old one's group: the same
+// shard), and the others none.
+func (v *view) Exchange(ctx context.Context, id string, swaps map[string]string) (holdfast.Hold, error) {
+	if err := holdfast.ValidateSwaps(swaps); err != nil {
+		return holdfast.Hold{}, err
+	}
+	return v.change(ctx, id, func(ctx context.Context, t target, nos []int, _ int) (holdfast.Hold, error) {
+		if nos == nil {
+			return t.Exchange(ctx, id, swaps)
+		}
+		// A unit on no part's lines is not in the hold: every part
+		// refuses, as one store would.
+		whole, err := v.GetHold(ctx, id)
+		if err != nil {
+			return whole, err
+		}
+		for old := range swaps {
+			in := false
+			for _, l := range whole.Lines {
+				in = in || slices.Contains(l.Units, old)
+			}
+			if !in {
+				return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeInvalid, "unit %q is not in hold %q", old, id)
+			}
+		}
+		h, err := t.GetHold(ctx, id)
+		if err != nil {
+			return h, err
+		}
+		mine := map[string]string{}
+		for _, l := range h.Lines {
+			for _, u := range l.Units {
+				if nu, ok := swaps[u]; ok {
+					mine[u] = nu
+				}
+			}
+		}
+		return t.Exchange(ctx, id, mine)
+	})
+}
+
 func (v *view) Complete(ctx context.Context, id string) (holdfast.Hold, error) {
 	return v.change(ctx, id, func(ctx context.Context, t target, _ []int, _ int) (holdfast.Hold, error) { return t.Complete(ctx, id) })
 }

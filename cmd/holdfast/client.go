@@ -325,7 +325,28 @@ func holdCmd(e env) *cobra.Command {
 		}}
 	transfer.Flags().StringVar(&to, "holder", "", "the receiver")
 	_ = transfer.MarkFlagRequired("holder")
-	c.AddCommand(create, confirm, release, get, transfer)
+	var pairs string
+	exchange := &cobra.Command{Use: "exchange ID", Short: "Swap units of a held or confirmed hold, all pairs or none", Args: cobra.ExactArgs(1),
+		Example: "  holdfast hold exchange h_… --units A-3=B-7,A-4=B-8",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			swaps := map[string]string{}
+			for _, p := range list(strings.ReplaceAll(pairs, " ", ",")) {
+				old, nu, ok := strings.Cut(p, "=")
+				if !ok || old == "" || nu == "" {
+					return &exitError{code: 2, err: fmt.Errorf("--units %q: want OLD=NEW pairs, e.g. A-3=B-7", p)}
+				}
+				swaps[old] = nu
+			}
+			h, err := f.client().Exchange(cmd.Context(), args[0], swaps)
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, h, holdHeader, holdRows(h)...)
+			return nil
+		}}
+	exchange.Flags().StringVar(&pairs, "units", "", "OLD=NEW pairs, separated by commas or spaces")
+	_ = exchange.MarkFlagRequired("units")
+	c.AddCommand(create, confirm, release, get, transfer, exchange)
 	return c
 }
 

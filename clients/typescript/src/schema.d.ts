@@ -313,6 +313,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/holds/{id}/exchange": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Swap units of a held or confirmed hold atomically: each new unit (of the old one's group) taken and its old one freed in one step, all pairs or none; a new unit not free is 409 unavailable with its line, the hold exactly as before; event hold.exchanged */
+        post: operations["exchangeHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/holds/{id}/extend": {
         parameters: {
             query?: never;
@@ -733,7 +750,7 @@ export interface components {
             type: components["schemas"]["EventType"];
         };
         /** @enum {unknown} */
-        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
+        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "hold.exchanged" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
         Group: {
             id: string;
             late_confirm?: components["schemas"]["LatePolicy"];
@@ -2461,6 +2478,112 @@ export interface operations {
         };
         responses: {
             /** @description Confirm a held hold, or part of it (lines: what to keep of each line named; the rest is released). After its expiry: hold_expired, unless every pool and group of the hold has late_confirm if_available, the grace has not passed and what it held is still free: then it is taken again and confirmed in one step, and the hold says late: true (refused: hold_expired with reclaimable: false) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hold"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    exchangeHold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description old unit → new unit, e.g. {"A-3": "B-7"} */
+                    units: {
+                        [key: string]: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Swap units of a held or confirmed hold atomically: each new unit (of the old one's group) taken and its old one freed in one step, all pairs or none; a new unit not free is 409 unavailable with its line, the hold exactly as before; event hold.exchanged */
             200: {
                 headers: {
                     [name: string]: unknown;
