@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -548,4 +549,71 @@ func raceEventFeed(t *testing.T, h Harness) {
 			t.Fatalf("event %d seen %d times", seq, n)
 		}
 	}
+}
+
+// raceExchangeVsClaims: ten holds each exchange their seat for one of
+// five free seats while forty buyers claim the same five, on three
+// servers: each free seat goes to exactly one of them; an exchange that
+// loses keeps its old seat; every hold ends with exactly one seat; no
+// seat is claimed twice; the audit is clean. Transfers of the same holds
+// run beside them and change no seat.
+func raceExchangeVsClaims(t *testing.T, h Harness) {
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	s := stores[0]
+	var seats []string
+	for i := range 15 {
+		seats = append(seats, fmt.Sprintf("S-%02d", i))
+	}
+	MustCreateGroup(t, s, "hall", false, seats...)
+	var holds []holdfast.Hold
+	for i := range 10 {
+		hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("h%d", i), TTL: time.Hour, Lines: []holdfast.Line{{Units: []string{seats[i]}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holds = append(holds, hd)
+	}
+	free := seats[10:]
+	var won atomic.Int64
+	storm(60, func(i int) {
+		st := stores[i%len(stores)]
+		target := free[i%len(free)]
+		switch {
+		case i < 10:
+			_, err := st.Exchange(ctx, holds[i].ID, map[string]string{seats[i]: target})
+			if err == nil {
+				won.Add(1)
+			} else if holdfast.ErrorCode(err) != holdfast.CodeUnavailable {
+				t.Errorf("exchange: %v", err)
+			}
+		case i < 20:
+			if _, err := st.Transfer(ctx, holds[i-10].ID, fmt.Sprintf("t%d", i)); err != nil {
+				t.Errorf("transfer: %v", err)
+			}
+		default:
+			_, err := st.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b%d", i), TTL: time.Hour, Lines: []holdfast.Line{{Units: []string{target}}}})
+			if err == nil {
+				won.Add(1)
+			} else if holdfast.ErrorCode(err) != holdfast.CodeUnavailable {
+				t.Errorf("hold: %v", err)
+			}
+		}
+	})
+	if n := won.Load(); n != int64(len(free)) {
+		t.Fatalf("%d exchanges and claims won %d free seats", n, len(free))
+	}
+	for _, hd := range holds {
+		got, err := s.GetHold(ctx, hd.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(got.Lines[0].Units); n != 1 {
+			t.Fatalf("hold %s has %d seats after the storm, want 1", hd.ID, n)
+		}
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM (SELECT unit_id FROM unit_claims WHERE active GROUP BY unit_id HAVING COUNT(*) > 1) x`); n != 0 {
+		t.Fatalf("%d seats claimed twice", n)
+	}
+	MustAuditClean(t, s)
 }

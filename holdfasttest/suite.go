@@ -94,6 +94,7 @@ func Run(t *testing.T, h Harness) {
 			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
 			{"RoomAdmission", raceRoomAdmission},
 			{"AdmitStock", raceAdmitStock},
+			{"ExchangeVsClaims", raceExchangeVsClaims},
 			{"ChangesWithClaims", raceChangesWithClaims},
 			{"Waitlist", raceWaitlist},
 			{"SeatsTogether", raceSeatsTogether},
