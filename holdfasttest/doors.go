@@ -316,20 +316,30 @@ func testRulesByDoor(t *testing.T, h Harness) {
 		holder      string
 		owner, key  string
 		admission   string
+		// For the doors that change a hold: a hold to exchange units of
+		// (and the swap that breaks the rule), or to transfer.
+		hold string
+		swap map[string]string
 	}
 	rules := map[string]func(n string) setup{
 		"capacity": func(n string) setup {
 			MustCreatePool(t, s, n, 1, 0)
 			row4(t, s, n+"-g")
 			MustHold(t, s, "other", holdfast.Line{Pool: n, Quantity: 1}, holdfast.Line{Group: n + "-g", Any: 4})
-			return setup{pool: n, group: n + "-g", holder: "h"}
+			// h's seat, to exchange for one another holds.
+			MustCreateGroup(t, s, n+"-x", false, n+"-x1", n+"-x2")
+			mine := MustHold(t, s, "h", holdfast.Line{Units: []string{n + "-x1"}})
+			MustHold(t, s, "other", holdfast.Line{Units: []string{n + "-x2"}})
+			return setup{pool: n, group: n + "-g", holder: "h", hold: mine.ID, swap: map[string]string{n + "-x1": n + "-x2"}}
 		},
 		"per_holder_limit": func(n string) setup {
 			MustCreatePool(t, s, n, 10, 2)
+			var theirs holdfast.Hold
 			for _, who := range []string{"h", "o1", "o2", "o3", "o4"} {
-				MustHold(t, s, who, holdfast.Line{Pool: n, Quantity: 2})
+				theirs = MustHold(t, s, who, holdfast.Line{Pool: n, Quantity: 2})
 			}
-			return setup{pool: n, holder: "h"}
+			// o4's hold, to give to h, who has the limit already.
+			return setup{pool: n, holder: "h", hold: theirs.ID}
 		},
 		"key_quota": func(n string) setup {
 			MustCreatePool(t, s, n, 10, 0)
@@ -382,6 +392,14 @@ func testRulesByDoor(t *testing.T, h Harness) {
 			_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: x.pool, Holder: x.holder, Quantity: 1, Owner: x.owner, QuotaKey: x.key, Admission: x.admission})
 			return err
 		},
+		"transfer": func(_ string, x setup) error {
+			_, err := s.Transfer(ctx, x.hold, x.holder)
+			return err
+		},
+		"exchange": func(_ string, x setup) error {
+			_, err := s.Exchange(ctx, x.hold, x.swap)
+			return err
+		},
 	}
 	type cell struct{ rule, door string }
 	want := map[cell]holdfast.Code{
@@ -395,10 +413,14 @@ func testRulesByDoor(t *testing.T, h Harness) {
 		{"admission_required", "seats_together"}: holdfast.CodeAdmissionRequired, {"admission_required", "waitlist_join"}: holdfast.CodeAdmissionRequired,
 		{"admission_of_its_room", "hold"}: holdfast.CodeAdmissionInvalid, {"admission_of_its_room", "book"}: holdfast.CodeAdmissionInvalid,
 		{"admission_of_its_room", "seats_together"}: holdfast.CodeAdmissionInvalid, {"admission_of_its_room", "waitlist_join"}: holdfast.CodeAdmissionInvalid,
+		{"capacity", "exchange"}: holdfast.CodeUnavailable, {"per_holder_limit", "transfer"}: holdfast.CodeLimitExceeded,
 	}
 	// Left out by design: a booking is never held, so it counts against
 	// no key's quota; a group has no per-holder limit; a join while the
-	// pool can sell is its own rule (not_sold_out, below).
+	// pool can sell is its own rule (not_sold_out, below); a transfer
+	// takes no capacity, no quota (the same key) and no admission, and an
+	// exchange is of units (no pool, no limit) the hold already entered
+	// with.
 	i := 0
 	for c, code := range want {
 		if (c.rule == "key_quota" && !quotaCounted(h)) || (h.Remote && (c.rule == "key_quota" || c.rule == "admission_of_its_room" || c.door == "waitlist_join")) {
