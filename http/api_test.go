@@ -478,6 +478,9 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/rooms", `{"id":"room","pools":["r"],"opens_at":"2026-01-01T00:00:00Z","admit_per_second":5,"admit_ttl_seconds":60,"max_inside":10}`},
 		{"POST", "/v1/rooms/{id}/join", `{"holder":"y"}`},
 		{"POST", "/v1/pools/{id}/waitlist", `{"holder":"y","quantity":1}`},
+		{"POST", "/v1/holds/{id}/transfer", `{"holder":"yy"}`},
+		{"POST", "/v1/holds/{id}/exchange", `{"units":{"xa":"xb"}}`},
+		{"POST", "/v1/rooms/{id}/tickets/{ticket}/waitlist", `{"quantity":1}`},
 	}
 	holdfasttest.MustCreatePool(t, s, "w", 1, 0) // sold out: a waitlist is for what cannot be held
 	holdfasttest.MustHold(t, s, "z", holdfast.Line{Pool: "w", Quantity: 1})
@@ -494,7 +497,28 @@ func TestReplayIsByteForByte(t *testing.T) {
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("deliveries: %v, %v", dls, err)
 	}
-	target := map[string]string{"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
+	// A hold to give away, a seat to exchange, and a place a sold-out
+	// room told sold_out, to move to the waitlist.
+	given := holdfasttest.MustHold(t, s, "y", holdfast.Line{Pool: "q", Quantity: 1})
+	holdfasttest.MustCreateGroup(t, s, "xg", false, "xa", "xb")
+	seat := holdfasttest.MustHold(t, s, "y", holdfast.Line{Units: []string{"xa"}})
+	holdfasttest.MustCreatePool(t, s, "rw", 1, 0)
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "rr", Pools: []string{"rw"}, OpensAt: time.Now().Add(-time.Second), AdmitPerSecond: 10, AdmitTTLSeconds: 60, MaxInside: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var in, out holdfast.RoomTicket
+	c.want(t, "POST", "/v1/rooms/rr/join", `{"holder":"a1"}`, 202, "").decode(t, &in)
+	c.want(t, "POST", "/v1/rooms/rr/join", `{"holder":"a2"}`, 202, "").decode(t, &out)
+	if _, err := s.AdmitRooms(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.want(t, "GET", "/v1/rooms/rr/tickets/"+in.Ticket, "", 200, "").decode(t, &in)
+	c.want(t, "POST", "/v1/bookings", `{"holder":"a1","lines":[{"pool":"rw","quantity":1}]}`, 201, "", "Holdfast-Admission", in.Admission)
+	if _, err := s.AdmitRooms(ctx); err != nil { // the sell-out
+		t.Fatal(err)
+	}
+	target := map[string]string{"/v1/holds/{id}/transfer": given.ID, "/v1/holds/{id}/exchange": seat.ID, "/v1/rooms/{id}/tickets/{ticket}/waitlist": "rr",
+		"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
 		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "w",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
@@ -504,6 +528,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 	for i, req := range changes {
 		covered[req.method+" "+req.path] = true
 		path := strings.Replace(strings.Replace(req.path, "{id}", target[req.path], 1), "{delivery}", dls[0].ID, 1)
+		path = strings.Replace(path, "{ticket}", out.Ticket, 1)
 		key := fmt.Sprint("key-", i)
 		first := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
 		again := c.do(t, req.method, path, req.body, "Idempotency-Key", key)

@@ -529,6 +529,8 @@ var createRoutes = map[string]bool{
 	"POST /v1/webhooks":            true,
 	"POST /v1/rooms":               true,
 	"POST /v1/pools/{id}/waitlist": true,
+	// A place moved from a sold-out room: a waitlist entry made.
+	"POST /v1/rooms/{id}/tickets/{ticket}/waitlist": true,
 }
 
 // isTicketStream is GET /v1/rooms/{id}/tickets/{ticket}/stream.
