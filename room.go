@@ -7,9 +7,10 @@ import (
 
 // Room is a waiting room in front of a sale: while it protects a pool or a
 // group, a hold on it needs an admission, and admissions are handed out
-// in queue order at a set rate. Everyone who joins before OpensAt gets a
-// random place among them (no advantage to a bot joining at the last
-// millisecond); after it, first come, first served.
+// in queue order at a set rate. Everyone who joins before OpensAt is
+// ordered by the room's draw (see DrawOrder: no advantage to a bot
+// joining at the last millisecond, and anyone can check it); after it,
+// first come, first served.
 type Room struct {
 	ID     string   `json:"id"`
 	Pools  []string `json:"pools"`

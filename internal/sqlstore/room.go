@@ -22,7 +22,7 @@ import (
 // be used twice however many servers race.
 
 // postOpen is where places taken after opening start: every place taken
-// before (random, below it) comes first.
+// before (its draw, below it) comes first.
 const postOpen = int64(1) << 62
 
 // roomGuard holds what waiting rooms protect: a snapshot every hold
