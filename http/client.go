@@ -593,7 +593,17 @@ func (c *Client) RoomDraw(ctx context.Context, room string) (holdfast.RoomDraw, 
 	return out, err
 }
 
-var _ holdfast.RoomStore = (*Client)(nil)
+// The client-facing contracts the client satisfies, checked at compile
+// time: a program written against them runs on a store in-process or on a
+// server over HTTP. KeyStore and WebhookStore are not among them yet: the
+// client's key and webhook creation answer the secret once and take other
+// arguments (#28).
+var (
+	_ holdfast.Catalog   = (*Client)(nil)
+	_ holdfast.Booking   = (*Client)(nil)
+	_ holdfast.Feed      = (*Client)(nil)
+	_ holdfast.RoomStore = (*Client)(nil)
+)
 
 // JoinWaitlist is POST /v1/pools/{id}/waitlist: a place for r.Holder
 // (this key's; r.Owner and r.QuotaKey come from the key).
