@@ -21,20 +21,9 @@ func (s *Store) Transfer(ctx context.Context, id, holder string) (holdfast.Hold,
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		var status, owner, from string
-		var expired bool
-		found, err := queryRow(ctx, tx, `SELECT status, owner, holder, status = 'held' AND expires_at <= holdfast_now_ms() FROM holds WHERE id = $1`+s.d.ForUpdate,
-			[]any{id}, &status, &owner, &from, &expired)
+		owner, from, err := s.lockOwned(ctx, tx, id, "is transferred")
 		if err != nil {
 			return err
-		}
-		switch st := holdfast.Status(status); {
-		case !found:
-			return holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
-		case expired || st == holdfast.StatusExpired:
-			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
-		case st != holdfast.StatusHeld && st != holdfast.StatusConfirmed:
-			return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s: only a held or confirmed hold is transferred", id, st)
 		}
 		if from == holder { // already theirs: nothing moves, nothing to tell
 			if h, err = s.getHold(ctx, tx, id); err != nil {
@@ -146,20 +135,9 @@ func (s *Store) exchangeOnce(ctx context.Context, id string, olds []string, swap
 	var lapsed []string
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		lapsed = nil
-		var status string
-		var expired bool
-		found, err := queryRow(ctx, tx, `SELECT status, status = 'held' AND expires_at <= holdfast_now_ms() FROM holds WHERE id = $1`+s.d.ForUpdate,
-			[]any{id}, &status, &expired)
+		_, _, err := s.lockOwned(ctx, tx, id, "exchanges units")
 		if err != nil {
 			return err
-		}
-		switch st := holdfast.Status(status); {
-		case !found:
-			return holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
-		case expired || st == holdfast.StatusExpired:
-			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
-		case st != holdfast.StatusHeld && st != holdfast.StatusConfirmed:
-			return holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s: only a held or confirmed hold exchanges units", id, st)
 		}
 		if len(olds) == 0 {
 			if _, err := tx.Exec(ctx, `UPDATE holds SET updated_at = holdfast_now_ms() WHERE id = $1`, id); err != nil {
@@ -272,4 +250,26 @@ func (s *Store) exchangeOnce(ctx context.Context, id string, olds []string, swap
 		return s.record(ctx, tx, h)
 	})
 	return h, lapsed, err
+}
+
+// lockOwned locks a hold that is someone's — held (and not past its
+// expiry) or confirmed — for a transfer or an exchange, and returns its
+// owner and holder; what says what the refused change does.
+func (s *Store) lockOwned(ctx context.Context, tx Querier, id, what string) (owner, holder string, err error) {
+	var status string
+	var expired bool
+	found, err := queryRow(ctx, tx, `SELECT status, owner, holder, status = 'held' AND expires_at <= holdfast_now_ms() FROM holds WHERE id = $1`+s.d.ForUpdate,
+		[]any{id}, &status, &owner, &holder, &expired)
+	if err != nil {
+		return "", "", err
+	}
+	switch st := holdfast.Status(status); {
+	case !found:
+		return "", "", holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
+	case expired || st == holdfast.StatusExpired:
+		return "", "", holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
+	case st != holdfast.StatusHeld && st != holdfast.StatusConfirmed:
+		return "", "", holdfast.Errorf(holdfast.CodeInvalidState, "hold %q is %s: only a held or confirmed hold %s", id, st, what)
+	}
+	return owner, holder, nil
 }
