@@ -51,7 +51,10 @@ export function createVenue(root, { onToggle, onFocus }) {
         if (!byRow.has(key)) byRow.set(key, []);
         for (const seat of row.seats) {
           const name = `${sec.name || sec.id}, row ${row.name}, seat ${seat.number || seat.unit}`;
-          const c = el('circle', { cx: seat.x, cy: seat.y, r: 8, class: `seat free cat-${seat.category || 'none'}`, role: 'button', tabindex: -1 });
+          // No status until update() has the seats' statuses: a seat
+          // shown free before that could be taken, and the tab order
+          // (one free seat at tabindex 0) is set there too.
+          const c = el('circle', { cx: seat.x, cy: seat.y, r: 8, class: `seat cat-${seat.category || 'none'}`, role: 'button', tabindex: -1, 'aria-disabled': 'true' });
           c.dataset.unit = seat.unit;
           // Through the CSSOM: the page's Content-Security-Policy allows
           // no inline style.
