@@ -35,6 +35,10 @@ type APIKey struct {
 	MaxHeldUnits int64 `json:"max_held_units"`
 	// HeldUnits is what the key's holds have held now, against the quota.
 	HeldUnits int64 `json:"held_units"`
+	// Channel, when set, binds a client key to a sales channel: its holds
+	// and bookings take only from its channel's allocations (see
+	// Allocation), never from the general sale.
+	Channel string `json:"channel,omitempty"`
 }
 
 // KeyStore keeps API keys.

@@ -36,6 +36,41 @@ type Pool struct {
 	// Waitlisted is what the waitlist's waiting entries ask for: capacity
 	// that comes back goes to them before any new buyer.
 	Waitlisted int64 `json:"waitlisted"`
+	// Allocations are the parts of the pool set aside for sales channels
+	// (see Allocation). Available is what the general sale can take;
+	// Held and Confirmed count every channel's too, so that Capacity =
+	// Available + Held + Confirmed + Waitlisted + each allocation's
+	// Available.
+	Allocations []Allocation `json:"allocations"`
+}
+
+// Allocation is part of a pool set aside for one sales channel (a
+// presale, a reseller, the box office): only holds of that channel take
+// from it — a key bound to the channel, or an admin naming the channel
+// on a line — and the general sale never does. Its Held and Confirmed
+// are the channel's sales; Available what it can still take.
+type Allocation struct {
+	Channel   string `json:"channel"`
+	Quantity  int64  `json:"quantity"`
+	Held      int64  `json:"held"`
+	Confirmed int64  `json:"confirmed"`
+	Available int64  `json:"available"`
+	// ReleaseAt, when set, is when what the channel has not sold goes
+	// back to the general sale (a presale that ends), by the database
+	// clock.
+	ReleaseAt *time.Time `json:"release_at"`
+}
+
+// AllocationRequest sets a pool's allocation for a channel. ReleaseAt
+// nil: until it is deleted.
+type AllocationRequest struct {
+	Pool      string
+	Channel   string
+	Quantity  int64
+	ReleaseAt *time.Time
+	// Existing changes an allocation the channel has (ErrNotFound if
+	// none) rather than setting one.
+	Existing bool
 }
 
 // Group is a set of identified units: the seats of one event's seat map, the
@@ -168,6 +203,9 @@ type Line struct {
 	// other in one row of the group's layout, the block nearest the stage,
 	// or refuses (unavailable): never seats apart.
 	Together bool `json:"together,omitempty"`
+	// Channel, on a pool line, takes from the pool's allocation for that
+	// sales channel instead of the general sale (see Allocation).
+	Channel string `json:"channel,omitempty"`
 }
 
 // LineKind names the form of a line.
@@ -251,6 +289,11 @@ const (
 	// Units of a held or confirmed hold were swapped for others (its data
 	// has exchanged: old unit → new).
 	EventHoldExchanged EventType = "hold.exchanged"
+	// A pool's allocation for a channel was made or changed, or ended
+	// (deleted, or its release_at came): what the channel had not sold
+	// went back to the general sale. The data is the pool.
+	EventAllocationChanged  EventType = "allocation.changed"
+	EventAllocationReleased EventType = "allocation.released"
 	// A waitlist entry was offered capacity (as a hold for its holder),
 	// or its offer lapsed unconfirmed and went to the next entry.
 	EventWaitlistOffered EventType = "waitlist.offered"
@@ -447,9 +490,24 @@ type PurgeReport struct {
 	Deliveries int `json:"deliveries"`
 }
 
+// Allocations set parts of pools aside for sales channels.
+type Allocations interface {
+	// Allocate sets aside req.Quantity of a pool for req.Channel, taken
+	// from what the general sale has free (ErrConflict if it has less:
+	// allocations never exceed what is unsold), or changes the channel's
+	// allocation to req.Quantity (ErrConflict below what the channel holds
+	// and sold). ErrNotFound; ErrInvalid.
+	Allocate(ctx context.Context, req AllocationRequest) (Pool, error)
+	// EndAllocation gives what a channel has not sold of a pool back to
+	// the general sale; what it holds goes back when released or expired.
+	// ErrNotFound if the pool has no allocation for the channel.
+	EndAllocation(ctx context.Context, pool, channel string) (Pool, error)
+}
+
 // Store is every contract together: what a backend implements.
 type Store interface {
 	Catalog
+	Allocations
 	Booking
 	Feed
 	Operations

@@ -69,6 +69,7 @@ type Idempotency struct {
 // transaction. A Keyed value serves one request.
 type Keyed interface {
 	Catalog
+	Allocations
 	Booking
 	KeyStore
 	WebhookStore

@@ -169,6 +169,14 @@ func (r HoldRequest) Validate(c Config) error {
 		if l.Together && l.Kind() != LineAny {
 			return LineErrorf(CodeInvalid, i, "together goes with a {group, any} line")
 		}
+		if l.Channel != "" {
+			if l.Kind() != LinePool {
+				return LineErrorf(CodeInvalid, i, "channel goes with a {pool, quantity} line")
+			}
+			if err := ValidateID("channel", l.Channel); err != nil {
+				return LineErrorf(CodeInvalid, i, "%s", err.(*Error).Message)
+			}
+		}
 		switch l.Kind() {
 		case LinePool:
 			if err := ValidateID("pool", l.Pool); err != nil {
@@ -207,6 +215,20 @@ func (r HoldRequest) Validate(c Config) error {
 		default:
 			return LineErrorf(CodeInvalid, i, "a line has exactly one form: {pool, quantity}, {units} or {group, any}")
 		}
+	}
+	return nil
+}
+
+// Validate checks an allocation to be set.
+func (r AllocationRequest) Validate() error {
+	if err := ValidateID("pool", r.Pool); err != nil {
+		return err
+	}
+	if err := ValidateID("channel", r.Channel); err != nil {
+		return err
+	}
+	if r.Quantity < 0 || r.Quantity > MaxCapacity {
+		return Errorf(CodeInvalid, "quantity must be between 0 and %d", int64(MaxCapacity))
 	}
 	return nil
 }

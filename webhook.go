@@ -157,6 +157,7 @@ var EventTypes = []EventType{
 	EventPoolCreated, EventPoolChanged, EventGroupCreated, EventGroupChanged, EventUnitsAdded,
 	EventHoldCreated, EventHoldConfirmed, EventHoldReleased, EventHoldExtended,
 	EventHoldExpired, EventHoldCancelled, EventHoldCompleted, EventHoldTransferred, EventHoldExchanged,
+	EventAllocationChanged, EventAllocationReleased,
 	EventWaitlistOffered, EventWaitlistExpired, EventWaitlistCancelled,
 }
 

@@ -55,6 +55,7 @@ func raw(t testing.TB, s holdfast.Store) Raw {
 // and the feed. http.Client implements it.
 type API interface {
 	holdfast.Catalog
+	holdfast.Allocations
 	holdfast.Booking
 	holdfast.Feed
 }

@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 		{"RoomToWaitlist", testRoomToWaitlist},
 		{"Transfer", testTransfer},
 		{"Exchange", testExchange},
+		{"Allocations", testAllocations},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},
@@ -95,6 +96,7 @@ func Run(t *testing.T, h Harness) {
 			{"RoomAdmission", raceRoomAdmission},
 			{"AdmitStock", raceAdmitStock},
 			{"ExchangeVsClaims", raceExchangeVsClaims},
+			{"Allocation", raceAllocation},
 			{"ChangesWithClaims", raceChangesWithClaims},
 			{"Waitlist", raceWaitlist},
 			{"SeatsTogether", raceSeatsTogether},
@@ -120,7 +122,7 @@ func testPools(t *testing.T, h Harness) {
 	ctx := ctxT(t)
 	p := MustCreatePool(t, s, "concert", 10, 4)
 	want := holdfast.Pool{ID: "concert", Name: "concert", Capacity: 10, PerHolderLimit: 4, Available: 10, LateConfirm: holdfast.LateRefuse,
-		OfferTTLSeconds: int64(holdfast.DefaultOfferTTL / time.Second)}
+		OfferTTLSeconds: int64(holdfast.DefaultOfferTTL / time.Second), Allocations: []holdfast.Allocation{}}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Fatalf("CreatePool (-want +got):\n%s", diff)
 	}

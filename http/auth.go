@@ -26,6 +26,38 @@ type principal struct {
 	// quotaKey is the client key whose quota of held units this caller's
 	// holds count against ("" when it has none).
 	quotaKey string
+	// channel is the sales channel a client key is bound to: its pool
+	// lines take from the channel's allocations only.
+	channel string
+}
+
+// channelLines applies the caller's channel to a hold's lines: a key of a
+// channel holds from its allocations only (every pool line is the
+// channel's; a unit or group line has none to take from); another client
+// key may not name a channel; an admin may name any.
+func (p principal) channelLines(r *holdfast.HoldRequest) error {
+	for i, l := range r.Lines {
+		switch {
+		case p.channel != "" && l.Kind() != holdfast.LinePool:
+			return holdfast.LineErrorf(CodeForbidden, i, "a key of channel %q holds only from its channel's pool allocations", p.channel)
+		case p.channel != "" && l.Channel != "" && l.Channel != p.channel:
+			return holdfast.LineErrorf(CodeForbidden, i, "a key of channel %q cannot take from channel %q", p.channel, l.Channel)
+		case p.channel != "":
+			r.Lines[i].Channel = p.channel
+		case l.Channel != "" && p.role != holdfast.RoleAdmin:
+			return holdfast.LineErrorf(CodeForbidden, i, "only a key of channel %q, or an admin, takes from its allocations", l.Channel)
+		}
+	}
+	return nil
+}
+
+// noChannel refuses a door a channel's key does not use: it takes from
+// its allocations only.
+func (p principal) noChannel(door string) error {
+	if p.channel != "" {
+		return holdfast.Errorf(CodeForbidden, "a key of channel %q holds and books from its allocations only; it cannot %s", p.channel, door)
+	}
+	return nil
 }
 
 // owns is the owner a principal's hold reads are narrowed to: its own id
@@ -103,7 +135,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 			s.log.Warn("record a key's last use", "key", k.ID, "err", err)
 		}
 	}
-	p := principal{id: holdfast.KeyOwner(k.ID), role: k.Role}
+	p := principal{id: holdfast.KeyOwner(k.ID), role: k.Role, channel: k.Channel}
 	if k.MaxHeldUnits > 0 {
 		p.quotaKey = k.ID
 	}
@@ -198,6 +230,7 @@ type createdKey struct {
 	Role         holdfast.Role `json:"role"`
 	CreatedAt    time.Time     `json:"created_at"`
 	MaxHeldUnits int64         `json:"max_held_units"`
+	Channel      string        `json:"channel,omitempty"`
 	Key          *string       `json:"key"`
 	Note         string        `json:"note,omitempty"`
 }
@@ -206,6 +239,7 @@ func (s *Server) createKey(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		Name         string `json:"name"`
 		MaxHeldUnits int64  `json:"max_held_units"`
+		Channel      string `json:"channel"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
@@ -213,11 +247,11 @@ func (s *Server) createKey(r *http.Request, c *call) (int, any, error) {
 	id, key, hash := NewKey()
 	st := c.changes(func(result any) any {
 		k, _ := result.(holdfast.APIKey)
-		return createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, MaxHeldUnits: k.MaxHeldUnits,
+		return createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, MaxHeldUnits: k.MaxHeldUnits, Channel: k.Channel,
 			Note: "a key's secret is shown once, in the first answer; it is not stored"}
 	})
-	k, err := st.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash, MaxHeldUnits: b.MaxHeldUnits})
-	return http.StatusCreated, createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, MaxHeldUnits: k.MaxHeldUnits, Key: &key}, err
+	k, err := st.CreateKey(r.Context(), holdfast.APIKey{ID: id, Name: b.Name, Role: holdfast.RoleClient, Hash: hash, MaxHeldUnits: b.MaxHeldUnits, Channel: b.Channel})
+	return http.StatusCreated, createdKey{ID: k.ID, Name: k.Name, Role: k.Role, CreatedAt: k.CreatedAt, MaxHeldUnits: k.MaxHeldUnits, Channel: k.Channel, Key: &key}, err
 }
 
 // keyView is a key as the API lists it: never its secret or hash.

@@ -232,6 +232,27 @@ func (c *Client) SetPoolLateConfirm(ctx context.Context, id string, policy holdf
 	return out, err
 }
 
+// Allocate is POST /v1/pools/{id}/allocations (admin), or PATCH
+// /v1/pools/{id}/allocations/{channel} with req.Existing.
+func (c *Client) Allocate(ctx context.Context, req holdfast.AllocationRequest) (holdfast.Pool, error) {
+	var out holdfast.Pool
+	body := map[string]any{"quantity": req.Quantity, "release_at": req.ReleaseAt}
+	if req.Existing {
+		err := c.do(ctx, "PATCH", "/v1/pools/"+esc(req.Pool)+"/allocations/"+esc(req.Channel), body, &out)
+		return out, err
+	}
+	body["channel"] = req.Channel
+	err := c.do(ctx, "POST", "/v1/pools/"+esc(req.Pool)+"/allocations", body, &out)
+	return out, err
+}
+
+// EndAllocation is DELETE /v1/pools/{id}/allocations/{channel} (admin).
+func (c *Client) EndAllocation(ctx context.Context, pool, channel string) (holdfast.Pool, error) {
+	var out holdfast.Pool
+	err := c.do(ctx, "DELETE", "/v1/pools/"+esc(pool)+"/allocations/"+esc(channel), nil, &out)
+	return out, err
+}
+
 // SetGroupLateConfirm is PATCH /v1/groups/{id} (admin).
 func (c *Client) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
 	var out holdfast.Group
@@ -427,8 +448,18 @@ func (c *Client) Events(ctx context.Context, after string, limit int) ([]holdfas
 // an earlier request (the first answer was lost), the secret is gone: the
 // error is ErrConflict, naming the key id to revoke.
 func (c *Client) CreateKey(ctx context.Context, name string, maxHeldUnits int64) (id, key string, err error) {
+	return c.CreateChannelKey(ctx, name, "", maxHeldUnits)
+}
+
+// CreateChannelKey is CreateKey for a key bound to a sales channel: its
+// holds and bookings take from the channel's allocations only.
+func (c *Client) CreateChannelKey(ctx context.Context, name, channel string, maxHeldUnits int64) (id, key string, err error) {
 	var out createdKey
-	if err = c.do(ctx, "POST", "/v1/keys", map[string]any{"name": name, "max_held_units": maxHeldUnits}, &out); err != nil {
+	body := map[string]any{"name": name, "max_held_units": maxHeldUnits}
+	if channel != "" {
+		body["channel"] = channel
+	}
+	if err = c.do(ctx, "POST", "/v1/keys", body, &out); err != nil {
 		return "", "", err
 	}
 	if out.Key == nil {
@@ -644,3 +675,4 @@ func (c *Client) LeaveWaitlist(ctx context.Context, pool, id, _ string) (holdfas
 }
 
 var _ holdfast.WaitlistStore = (*Client)(nil)
+var _ holdfast.Allocations = (*Client)(nil)

@@ -253,6 +253,42 @@ func (s *Server) patchPool(r *http.Request, c *call) (int, any, error) {
 	return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "capacity or late_confirm is required")
 }
 
+// allocationBody is an allocation as sent; release_at may be null (none).
+type allocationBody struct {
+	Channel   string     `json:"channel"`
+	Quantity  *int64     `json:"quantity"`
+	ReleaseAt *time.Time `json:"release_at"`
+}
+
+// allocate sets part of a pool aside for a channel (POST), or changes a
+// channel's allocation (PATCH .../allocations/{channel}).
+func (s *Server) allocate(r *http.Request, c *call) (int, any, error) {
+	var b allocationBody
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	existing := r.PathValue("channel") != ""
+	if existing {
+		if b.Channel != "" && b.Channel != r.PathValue("channel") {
+			return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "the channel is the path's; leave it out of the body")
+		}
+		b.Channel = r.PathValue("channel")
+	} else if b.Channel == "" {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "channel is required")
+	}
+	if b.Quantity == nil {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "quantity is required")
+	}
+	p, err := c.changes(nil).Allocate(r.Context(), holdfast.AllocationRequest{Pool: r.PathValue("id"), Channel: b.Channel,
+		Quantity: *b.Quantity, ReleaseAt: b.ReleaseAt, Existing: existing})
+	return http.StatusOK, p, err
+}
+
+func (s *Server) endAllocation(r *http.Request, c *call) (int, any, error) {
+	p, err := c.changes(nil).EndAllocation(r.Context(), r.PathValue("id"), r.PathValue("channel"))
+	return http.StatusOK, p, err
+}
+
 func (s *Server) patchGroup(r *http.Request, c *call) (int, any, error) {
 	var b lateBody
 	if err := s.decode(r, &b, false); err != nil {
@@ -430,6 +466,9 @@ func (s *Server) createHold(r *http.Request, c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := c.channelLines(&req); err != nil {
+		return 0, nil, err
+	}
 	req.QuotaKey = c.quotaKey
 	if req.Admission, err = admission(r, b); err != nil {
 		return 0, nil, err
@@ -446,6 +485,9 @@ func (s *Server) book(r *http.Request, c *call) (int, any, error) {
 	}
 	req, err := b.holdRequest(s.cfg.Holds, c.id)
 	if err != nil {
+		return 0, nil, err
+	}
+	if err := c.channelLines(&req); err != nil {
 		return 0, nil, err
 	}
 	if req.Admission, err = admission(r, b); err != nil {

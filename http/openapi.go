@@ -18,6 +18,9 @@ var operationIDs = map[string]string{
 	"GET /v1/pools":                                      "listPools",
 	"GET /v1/pools/{id}":                                 "getPool",
 	"PATCH /v1/pools/{id}":                               "setPoolCapacity",
+	"POST /v1/pools/{id}/allocations":                    "allocate",
+	"PATCH /v1/pools/{id}/allocations/{channel}":         "setAllocation",
+	"DELETE /v1/pools/{id}/allocations/{channel}":        "endAllocation",
 	"POST /v1/groups":                                    "createGroup",
 	"GET /v1/groups/{id}":                                "getGroup",
 	"PATCH /v1/groups/{id}":                              "setGroupLateConfirm",
@@ -136,9 +139,11 @@ func withParams(o obj, params ...obj) obj {
 }
 
 var (
-	lateGrace   = integer(0, 604800, "seconds after expiry a confirm may come under if_available (0 or absent: 600)")
-	idParam     = obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}}
-	emptyObject = obj{"type": "object", "additionalProperties": false}
+	lateGrace      = integer(0, 604800, "seconds after expiry a confirm may come under if_available (0 or absent: 600)")
+	idParam        = obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}}
+	emptyObject    = obj{"type": "object", "additionalProperties": false}
+	channelParam   = obj{"name": "channel", "in": "path", "required": true, "schema": obj{"type": "string"}}
+	allocReleaseAt = obj{"type": []string{"string", "null"}, "format": "date-time", "description": "when what the channel has not sold goes back to the general sale (by the database clock); null or absent: when the allocation is deleted"}
 )
 
 func str(desc string) obj { return obj{"type": "string", "description": desc} }
@@ -174,6 +179,19 @@ func openAPIDoc() obj {
 					obj{"type": "object", "minProperties": 1, "properties": obj{"capacity": integer(0, 1<<40, ""),
 						"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace}, "additionalProperties": false},
 					"400", "403", "404", "409", "413", "422"), idParam),
+			},
+			"/v1/pools/{id}/allocations": obj{
+				"post": withParams(op("Set part of a pool aside for a sales channel (admin), taken from what the general sale has unsold (409 conflict if it has less); a channel that has an allocation gets this quantity instead. Only the channel's keys (and an admin naming the channel on a line) take from it; event allocation.changed", "200", ref("Pool"),
+					obj{"type": "object", "required": []string{"channel", "quantity"}, "additionalProperties": false, "properties": obj{
+						"channel": str("the channel: letters, digits and . _ : -"), "quantity": integer(0, 1<<40, ""), "release_at": allocReleaseAt}},
+					"400", "403", "404", "409", "413", "422"), idParam),
+			},
+			"/v1/pools/{id}/allocations/{channel}": obj{
+				"patch": withParams(op("Change a channel's allocation (admin): never below what the channel holds and sold (409 conflict), more only from what the general sale has unsold; event allocation.changed", "200", ref("Pool"),
+					obj{"type": "object", "required": []string{"quantity"}, "additionalProperties": false, "properties": obj{
+						"quantity": integer(0, 1<<40, ""), "release_at": allocReleaseAt}},
+					"400", "403", "404", "409", "413", "422"), idParam, channelParam),
+				"delete": withParams(op("End a channel's allocation (admin): what it has not sold goes back to the general sale now, what it holds when released or expired; event allocation.released", "200", ref("Pool"), nil, "403", "404"), idParam, channelParam),
 			},
 			"/v1/groups": obj{
 				"post": op("Create a unit group (admin); with a layout, every seat in it becomes a unit of the group (the answer leaves the layout out: GET …/layout)", "201", ref("Group"), ref("Group"), "400", "403", "409", "413", "422"),
@@ -262,7 +280,8 @@ func openAPIDoc() obj {
 			},
 			"/v1/keys": obj{
 				"post": op("Create a client key (admin); the key is shown only in this answer, never stored (a replay answers key: null)", "201", ref("Key"),
-					obj{"type": "object", "required": []string{"name"}, "properties": obj{"name": str(""), "max_held_units": integer(0, 1<<40, "the key's quota of held units; 0 or absent: none")}, "additionalProperties": false},
+					obj{"type": "object", "required": []string{"name"}, "properties": obj{"name": str(""), "max_held_units": integer(0, 1<<40, "the key's quota of held units; 0 or absent: none"),
+						"channel": str("binds the key to a sales channel: its holds and bookings take from the channel's allocations only (403 forbidden on unit and group lines and waitlists)")}, "additionalProperties": false},
 					"400", "403", "413", "422"),
 				"get": op("List the keys (admin): never a secret", "200", obj{"type": "object", "properties": obj{"keys": obj{"type": "array", "items": ref("Key")}}}, nil, "403"),
 			},
@@ -375,10 +394,15 @@ func openAPIDoc() obj {
 				"Pool": obj{"type": "object", "properties": obj{
 					"id": str(""), "name": str(""), "capacity": obj{"type": "integer"}, "per_holder_limit": obj{"type": "integer"},
 					"late_confirm": ref("LatePolicy"), "late_confirm_grace": obj{"type": "integer"},
-					"available": obj{"type": "integer", "description": "what a new buyer may have: capacity − held − confirmed − waitlisted (not below 0); expired holds count as available"},
+					"available": obj{"type": "integer", "description": "what a new buyer of the general sale may have: capacity − held − confirmed − waitlisted − what the channels' allocations can still take (not below 0); expired holds count as available"},
 					"held":      obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"waitlisted":        obj{"type": "integer", "description": "what the waitlist's waiting entries ask for: capacity that comes back is theirs first"},
-					"offer_ttl_seconds": obj{"type": "integer"}, "partition": str("")}},
+					"offer_ttl_seconds": obj{"type": "integer"}, "partition": str(""),
+					"allocations": obj{"type": "array", "items": ref("Allocation"), "description": "parts set aside for sales channels; available is the general sale's, held and confirmed count every channel's too"}}},
+				"Allocation": obj{"type": "object", "required": []string{"channel", "quantity", "held", "confirmed", "available"}, "properties": obj{
+					"channel": str(""), "quantity": obj{"type": "integer"}, "held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
+					"available":  obj{"type": "integer", "description": "what the channel can still take"},
+					"release_at": obj{"type": []string{"string", "null"}, "format": "date-time", "description": "when what the channel has not sold goes back to the general sale"}}},
 				"Group": obj{"type": "object", "required": []string{"id"}, "additionalProperties": false, "properties": obj{
 					"id": str(""), "name": str(""), "reusable": obj{"type": "boolean", "description": "units return when a hold completes (riders)"},
 					"late_confirm": ref("LatePolicy"), "late_confirm_grace": lateGrace,
@@ -403,7 +427,8 @@ func openAPIDoc() obj {
 					"status": obj{"enum": []string{"free", "held", "confirmed"}}, "hold_id": str("the hold that has the unit: shown to the admin key and to the key that made the hold only")}},
 				"Line": obj{"description": "exactly one form", "oneOf": []obj{
 					{"type": "object", "required": []string{"pool", "quantity"}, "additionalProperties": false,
-						"properties": obj{"pool": str(""), "quantity": integer(1, 1000000, "")}},
+						"properties": obj{"pool": str(""), "quantity": integer(1, 1000000, ""),
+							"channel": str("take from the pool's allocation for this sales channel (an admin; a channel's key needs not name it)")}},
 					{"type": "object", "required": []string{"units"}, "additionalProperties": false,
 						"properties": obj{"units": obj{"type": "array", "items": str(""), "minItems": 1, "maxItems": 100}}},
 					{"type": "object", "required": []string{"group", "any"}, "additionalProperties": false,
@@ -411,7 +436,7 @@ func openAPIDoc() obj {
 							"together": obj{"type": "boolean", "description": "take `any` free seats next to each other in one row of the group's layout, the block nearest the stage, or refuse (unavailable)"}}},
 				}},
 				"HoldLine": obj{"type": "object", "description": "a line as requested, in request order; a group line carries the units it took as units",
-					"properties": obj{"pool": str(""), "quantity": obj{"type": "integer"}, "units": obj{"type": "array", "items": str("")},
+					"properties": obj{"pool": str(""), "quantity": obj{"type": "integer"}, "channel": str("the sales channel whose allocation the line took from"), "units": obj{"type": "array", "items": str("")},
 						"group": str(""), "any": obj{"type": "integer"}, "together": obj{"type": "boolean"}}},
 				"HoldRequest": obj{"type": "object", "required": []string{"holder", "lines"}, "additionalProperties": false, "properties": obj{
 					"holder":      obj{"type": "string", "minLength": 1, "maxLength": 200, "description": "your buyer's reference"},
@@ -439,6 +464,7 @@ func openAPIDoc() obj {
 					"key":            obj{"type": []string{"string", "null"}, "description": "the bearer key: only in the first answer to POST /v1/keys"},
 					"max_held_units": obj{"type": "integer", "description": "tickets and units the key's holds may have held at once; 0: no quota"},
 					"held_units":     obj{"type": "integer", "description": "what the key's holds have held now"},
+					"channel":        str("the sales channel the key is bound to"),
 					"note":           str("")}},
 				"EventType": obj{"enum": eventTypeNames()},
 				"Room": obj{"type": "object", "properties": obj{

@@ -90,6 +90,9 @@ func (s *Server) joinWaitlist(r *http.Request, c *call) (int, any, error) {
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
 	}
+	if err := c.noChannel("join a waitlist"); err != nil {
+		return 0, nil, err
+	}
 	adm, err := admission(r, holdBody{Admission: b.Admission})
 	if err != nil {
 		return 0, nil, err
@@ -108,6 +111,9 @@ func (s *Server) ticketToWaitlist(r *http.Request, c *call) (int, any, error) {
 		Pool     string `json:"pool"`
 	}
 	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if err := c.noChannel("join a waitlist"); err != nil {
 		return 0, nil, err
 	}
 	room, ticket := r.PathValue("id"), r.PathValue("ticket")

@@ -215,6 +215,7 @@ type handler func(r *http.Request, c *call) (int, any, error)
 // webhooks.
 type changes interface {
 	holdfast.Catalog
+	holdfast.Allocations
 	holdfast.Booking
 	holdfast.KeyStore
 	holdfast.WebhookStore
@@ -650,6 +651,9 @@ func (s *Server) routes() {
 	s.handle("GET /v1/pools", client, s.listPools)
 	s.handle("GET /v1/pools/{id}", client, s.getPool)
 	s.handle("PATCH /v1/pools/{id}", admin, s.patchPool)
+	s.handle("POST /v1/pools/{id}/allocations", admin, s.allocate)
+	s.handle("PATCH /v1/pools/{id}/allocations/{channel}", admin, s.allocate)
+	s.handle("DELETE /v1/pools/{id}/allocations/{channel}", admin, s.endAllocation)
 	s.handle("POST /v1/groups", admin, s.createGroup)
 	s.handle("GET /v1/groups/{id}", client, s.getGroup)
 	s.handle("PATCH /v1/groups/{id}", admin, s.patchGroup)

@@ -245,7 +245,19 @@ func (m *moving) lockMap(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return interpret(err)
 	}
-	return interpret(cat.QueryRow(ctx, `SELECT count(*) FROM shard_placements WHERE partition = $1 AND kind = 'unit'`, m.partition).Scan(&m.units))
+	if err := interpret(cat.QueryRow(ctx, `SELECT count(*) FROM shard_placements WHERE partition = $1 AND kind = 'unit'`, m.partition).Scan(&m.units)); err != nil {
+		return err
+	}
+	// A channel's allocation is a pool row the catalog does not place
+	// (allocation.go): it would stay behind.
+	var allocated int
+	if err := m.txs[m.from].QueryRow(ctx, `SELECT count(*) FROM pools WHERE parent_id = ANY($1)`, m.pools).Scan(&allocated); err != nil {
+		return interpret(err)
+	}
+	if allocated > 0 {
+		return holdfast.Errorf(holdfast.CodeUnsupported, "partition %q has pools with channel allocations: end them before moving it", m.partition)
+	}
+	return nil
 }
 
 // lockRows locks the partition's rows on the old shard: every hold with

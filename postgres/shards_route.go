@@ -23,6 +23,7 @@ import (
 // target is what a shard's store offers a view: itself, or its keyed view.
 type target interface {
 	holdfast.Catalog
+	holdfast.Allocations
 	holdfast.Booking
 	holdfast.RoomStore
 	holdfast.WaitlistStore
@@ -136,6 +137,16 @@ func (v *view) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 
 func (v *view) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
 	return onShardOf(ctx, v, "pool", id, func(t target, _ int) (holdfast.Pool, error) { return t.SetCapacity(ctx, id, capacity) })
+}
+
+// An allocation is a row of its pool's shard: it moves with the pool's
+// partition, and a channel's lines go where the pool's do.
+func (v *view) Allocate(ctx context.Context, req holdfast.AllocationRequest) (holdfast.Pool, error) {
+	return onShardOf(ctx, v, "pool", req.Pool, func(t target, _ int) (holdfast.Pool, error) { return t.Allocate(ctx, req) })
+}
+
+func (v *view) EndAllocation(ctx context.Context, pool, channel string) (holdfast.Pool, error) {
+	return onShardOf(ctx, v, "pool", pool, func(t target, _ int) (holdfast.Pool, error) { return t.EndAllocation(ctx, pool, channel) })
 }
 
 func (v *view) SetPoolLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Pool, error) {

@@ -176,10 +176,10 @@ func (s *Store) reserveHandoff(ctx context.Context, tx Querier, room string) (in
 func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (free, unused int64, soldOut bool, err error) {
 	var unconfirmed int64
 	_, err = queryRow(ctx, tx, `SELECT
-		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed - p.waitlisted) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
+		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed - p.waitlisted - p.allocated) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
 			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND `+unitFree+`),
-		COALESCE((SELECT SUM(p.capacity - p.confirmed) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
+		COALESCE((SELECT SUM(p.capacity - p.confirmed - p.allocated) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
 			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND (u.hold_id IS NULL OR h.status = 'held')),
 		(SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND status = 'admitted' AND hold_id IS NULL)`,

@@ -170,9 +170,9 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	}
 	qs = append(qs, Query{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }})
 	if len(pools) > 0 {
-		open := `capacity - waitlisted`
+		open := `capacity - waitlisted - allocated`
 		if forWaitlistHead(ctx) {
-			open = `capacity` // the head of the line comes before every other ask
+			open = `capacity - allocated` // the head of the line comes before every other ask
 		}
 		qs = append(qs, Query{`SELECT id, ` + open + `, held, confirmed, per_holder_limit FROM pools
 			WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + forUpdate, []any{s.d.ListArg(pools)}, func(r Row) error {

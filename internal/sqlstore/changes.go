@@ -305,16 +305,20 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 				if l.Pool == "" {
 					continue
 				}
+				pool := l.Pool // the pool's row: a channel's is its allocation's
+				if l.Channel != "" {
+					pool = allocID(l.Pool, l.Channel)
+				}
 				switch kind {
 				case kindConfirm:
-					delta(l.Pool).held -= l.Quantity
-					delta(l.Pool).confirmed += l.Quantity
+					delta(pool).held -= l.Quantity
+					delta(pool).confirmed += l.Quantity
 				case kindRelease:
-					delta(l.Pool).held -= l.Quantity
-					taken[hk{l.Pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
+					delta(pool).held -= l.Quantity
+					taken[hk{pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
 				case kindCancel:
-					delta(l.Pool).confirmed -= l.Quantity
-					taken[hk{l.Pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
+					delta(pool).confirmed -= l.Quantity
+					taken[hk{pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
 				}
 			}
 		}
@@ -500,7 +504,7 @@ func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[st
 			}
 			if lh := out[id]; lh != nil {
 				at[id][no] = len(lh.h.Lines)
-				lh.h.Lines = append(lh.h.Lines, l)
+				lh.h.Lines = append(lh.h.Lines, publicLine(l))
 			}
 			return nil
 		}},

@@ -149,7 +149,7 @@ func (a Atomic) Prepare(ctx context.Context, _ Reader, _ holdfast.HoldRequest) (
 func (a Atomic) ClaimPool(ctx context.Context, tx Querier, _ Prepared, pool string, q int64, confirmed bool) (int64, bool, error) {
 	var limit int64
 	ok, err := queryRow(ctx, tx, fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s + $2, version = version + 1
-		WHERE id = $1 AND capacity - held - confirmed - waitlisted >= $2 RETURNING per_holder_limit`, col(confirmed)), []any{pool, q}, &limit)
+		WHERE id = $1 AND capacity - held - confirmed - waitlisted - allocated >= $2 RETURNING per_holder_limit`, col(confirmed)), []any{pool, q}, &limit)
 	return limit, ok, err
 }
 
@@ -308,7 +308,7 @@ func (o Optimistic) ClaimPool(ctx context.Context, tx Querier, p Prepared, pool 
 	}
 	var limit int64
 	found, err := queryRow(ctx, tx, fmt.Sprintf(`UPDATE pools SET %[1]s = %[1]s + $2, version = version + 1
-		WHERE id = $1 AND version = $3 AND capacity - held - confirmed - waitlisted >= $2 RETURNING per_holder_limit`, col(confirmed)),
+		WHERE id = $1 AND version = $3 AND capacity - held - confirmed - waitlisted - allocated >= $2 RETURNING per_holder_limit`, col(confirmed)),
 		[]any{pool, q, ver}, &limit)
 	if err != nil || found {
 		return limit, found, err

@@ -90,11 +90,16 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 		return &batchFailure{line: i, code: holdfast.CodeQuotaExceeded, definite: true, detail: q.text()}
 	}
 	for i, l := range r.Lines {
-		lines[i] = holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any}
+		lines[i] = publicLine(holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any})
 		switch l.Kind() {
 		case holdfast.LinePool:
 			p := st.pools[l.Pool]
 			if p == nil {
+				if pool, channel := splitPool(l.Pool); channel != "" {
+					// A channel without an allocation of the pool: as if
+					// there were nothing left for it.
+					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeSoldOut, detail: fmt.Sprintf("pool %q has no allocation for channel %q", pool, channel), definite: true}
+				}
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeNotFound, detail: fmt.Sprintf("pool %q not found", l.Pool), definite: true}
 			}
 			want := l.Quantity
@@ -105,14 +110,14 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			}
 			if taken := st.holders[holderKey{l.Pool, holderScope(r.Owner, r.Holder)}]; p.limit > 0 && taken+want > p.limit {
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeLimitExceeded, pool: l.Pool,
-					detail: fmt.Sprintf("%d more of pool %q would pass its per-holder limit of %d", l.Quantity, l.Pool, p.limit)}
+					detail: fmt.Sprintf("%d more of %s would pass its per-holder limit of %d", l.Quantity, poolName(l.Pool), p.limit)}
 			}
 			if f := overQuota(i); f != nil {
 				return holdfast.Hold{}, f
 			}
 			if avail := p.capacity - p.held - p.confirmed - p.addHeld - p.addConfirmed; avail < want {
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeSoldOut, pool: l.Pool,
-					detail: fmt.Sprintf("pool %q has %d available, %d asked", l.Pool, max(0, avail-(want-l.Quantity)), l.Quantity)}
+					detail: fmt.Sprintf("%s has %d available, %d asked", poolName(l.Pool), max(0, avail-(want-l.Quantity)), l.Quantity)}
 			}
 			pools = append(pools, take{l.Pool, l.Quantity})
 		case holdfast.LineUnits:

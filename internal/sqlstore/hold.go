@@ -85,6 +85,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if err != nil {
 		return holdfast.Hold{}, err
 	}
+	r = channelLines(r)
 	ttl := r.TTL
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
@@ -95,7 +96,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
-				return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeSoldOut, 0, "pool %q has %d available, %d asked", pool, avail, q)
+				return holdfast.Hold{}, holdfast.LineErrorf(holdfast.CodeSoldOut, 0, "%s has %d available, %d asked", poolName(pool), avail, q)
 			}
 		}
 		res := s.submit([]*claimReq{s.newClaimReq(ctx, r, ttl, confirm, paymentRef)})[0]
@@ -217,7 +218,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
-		valid = valid && r.Validate(s.cfg) == nil && r.QuotaKey == "" && !hasTogether(r)
+		valid = valid && r.Validate(s.cfg) == nil && r.QuotaKey == "" && !hasTogether(r) && !hasChannel(r)
 	}
 	if !valid {
 		for i, r := range rs {
@@ -269,7 +270,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	var poolLines, anyLines []int
 	var unitIDs []string
 	for i, l := range r.Lines {
-		h.Lines[i] = holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any}
+		h.Lines[i] = publicLine(holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any})
 		switch l.Kind() {
 		case holdfast.LinePool:
 			poolLines = append(poolLines, i)

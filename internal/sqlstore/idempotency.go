@@ -202,11 +202,19 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	if err := validQuota(k.MaxHeldUnits); err != nil {
 		return k, err
 	}
+	if k.Channel != "" {
+		if err := holdfast.ValidateID("channel", k.Channel); err != nil {
+			return k, err
+		}
+		if k.Role != holdfast.RoleClient {
+			return k, holdfast.Errorf(holdfast.CodeInvalid, "only a client key is bound to a channel (an admin names the channel on a line)")
+		}
+	}
 	k.HeldUnits = 0
 	err := s.db.Transact(ctx, func(tx Querier) error {
 		var created int64
-		err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at, max_held_units) VALUES ($1, $2, $3, $4, holdfast_now_ms(), $5) RETURNING created_at`,
-			k.ID, k.Name, string(k.Role), k.Hash, k.MaxHeldUnits).Scan(&created)
+		err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at, max_held_units, channel) VALUES ($1, $2, $3, $4, holdfast_now_ms(), $5, $6) RETURNING created_at`,
+			k.ID, k.Name, string(k.Role), k.Hash, k.MaxHeldUnits, k.Channel).Scan(&created)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
 				return holdfast.Errorf(holdfast.CodeConflict, "key %q exists", k.ID)
@@ -219,14 +227,14 @@ func (s *Store) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIK
 	return k, err
 }
 
-const keyColumns = `id, name, role, hash, created_at, last_used_at, revoked_at, max_held_units, held_units`
+const keyColumns = `id, name, role, hash, created_at, last_used_at, revoked_at, max_held_units, held_units, channel`
 
 func scanKey(r Row) (holdfast.APIKey, error) {
 	var k holdfast.APIKey
 	var role string
 	var created int64
 	var used, revoked *int64
-	if err := r.Scan(&k.ID, &k.Name, &role, &k.Hash, &created, &used, &revoked, &k.MaxHeldUnits, &k.HeldUnits); err != nil {
+	if err := r.Scan(&k.ID, &k.Name, &role, &k.Hash, &created, &used, &revoked, &k.MaxHeldUnits, &k.HeldUnits, &k.Channel); err != nil {
 		return k, err
 	}
 	k.Role, k.CreatedAt = holdfast.Role(role), msTime(created)

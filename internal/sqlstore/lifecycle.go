@@ -355,6 +355,12 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 		n = len(expired)
 		return err
 	})
+	if err != nil {
+		return n, err
+	}
+	// What channels no longer hold goes back to the general sale: ended
+	// allocations, and those whose release_at has come.
+	_, err = s.settleAllocations(ctx)
 	return n, err
 }
 
@@ -397,7 +403,7 @@ func (s *Store) getHold(ctx context.Context, q Reader, id string) (holdfast.Hold
 				return err
 			}
 			at[no] = len(h.Lines)
-			h.Lines = append(h.Lines, l)
+			h.Lines = append(h.Lines, publicLine(l))
 			return nil
 		}},
 		{`SELECT line_no, unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY line_no, unit_id`, []any{id}, func(r Row) error {

@@ -19,9 +19,9 @@ func (p poolRead) available() int64 { return p.capacity - p.held - p.confirmed }
 // readPool reads pool id (lock: a locking clause, or ""); found is false
 // when there is no such pool.
 func readPool(ctx context.Context, q Reader, id, lock string) (p poolRead, found bool, err error) {
-	open := `capacity - waitlisted`
+	open := `capacity - waitlisted - allocated`
 	if forWaitlistHead(ctx) {
-		open = `capacity` // the head of the line comes before every other ask
+		open = `capacity - allocated` // the head of the line comes before every other ask
 	}
 	found, err = queryRow(ctx, q, `SELECT `+open+`, held, confirmed, per_holder_limit FROM pools WHERE id = $1`+lock,
 		[]any{id}, &p.capacity, &p.held, &p.confirmed, &p.limit)

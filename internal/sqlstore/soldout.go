@@ -79,7 +79,7 @@ func (s *Store) readAvailability(pool string, e *soldOutEntry, r *availRead) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var avail, limit int64
 		var expired bool
-		found, err := queryRow(ctx, s.db, `SELECT p.capacity - p.held - p.confirmed - p.waitlisted, p.per_holder_limit,
+		found, err := queryRow(ctx, s.db, `SELECT p.capacity - p.held - p.confirmed - p.waitlisted - p.allocated, p.per_holder_limit,
 			EXISTS (SELECT 1 FROM holds h WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms()
 				AND EXISTS (SELECT 1 FROM hold_lines l WHERE l.hold_id = h.id AND l.pool_id = p.id))
 			FROM pools p WHERE p.id = $1`, []any{pool}, &avail, &limit, &expired)

@@ -175,15 +175,17 @@ func (s *Store) eventStmt(typ holdfast.EventType, holdID, subject string, data a
 
 // ---- pools ----
 
-const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.late_confirm, p.late_confirm_grace, p.offer_ttl_ms, p.waitlisted,
+const poolColumns = `p.id, p.name, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.late_confirm, p.late_confirm_grace, p.offer_ttl_ms, p.waitlisted, p.allocated,
 	COALESCE((SELECT SUM(l.quantity) FROM holds h JOIN hold_lines l ON l.hold_id = h.id
 	          WHERE h.status = 'held' AND h.expires_at <= holdfast_now_ms() AND l.pool_id = p.id), 0)`
 
-func scanPool(r Row) (holdfast.Pool, error) {
+// scanPool reads poolColumns, then more (columns after them), into p.
+// Available is the general sale's: without the channels' allocations.
+func scanPool(r Row, more ...any) (holdfast.Pool, error) {
 	var p holdfast.Pool
-	var expired, offerTTL int64
+	var expired, offerTTL, allocated int64
 	var late string
-	if err := r.Scan(&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &late, &p.LateConfirmGrace, &offerTTL, &p.Waitlisted, &expired); err != nil {
+	if err := r.Scan(append([]any{&p.ID, &p.Name, &p.Capacity, &p.Held, &p.Confirmed, &p.PerHolderLimit, &late, &p.LateConfirmGrace, &offerTTL, &p.Waitlisted, &allocated, &expired}, more...)...); err != nil {
 		return p, err
 	}
 	// Expired holds not yet swept are free for the next claim, so they are
@@ -193,7 +195,7 @@ func scanPool(r Row) (holdfast.Pool, error) {
 	// The offer TTL in force, not the 0 that means "the default".
 	p.OfferTTLSeconds = cmp.Or(offerTTL/1000, int64(holdfast.DefaultOfferTTL/time.Second))
 	// What a new buyer may have: the waitlist's ask comes first.
-	p.Available = max(0, p.Capacity-p.Held-p.Confirmed-p.Waitlisted)
+	p.Available = max(0, p.Capacity-p.Held-p.Confirmed-p.Waitlisted-allocated)
 	return p, nil
 }
 
@@ -227,10 +229,15 @@ func (s *Store) CreatePool(ctx context.Context, p holdfast.Pool) (holdfast.Pool,
 }
 
 func (s *Store) pool(ctx context.Context, q Reader, id string) (holdfast.Pool, error) {
-	p, err := scanPool(q.QueryRow(ctx, `SELECT `+poolColumns+` FROM pools p WHERE p.id = $1`, id))
+	p, err := scanPool(q.QueryRow(ctx, `SELECT `+poolColumns+` FROM pools p WHERE p.id = $1 AND p.parent_id IS NULL`, id))
 	if errors.Is(err, ErrNoRows) {
 		return p, holdfast.Errorf(holdfast.CodeNotFound, "pool %q not found", id)
 	}
+	if err != nil {
+		return p, err
+	}
+	allocs, err := s.allocations(ctx, q, id)
+	withAllocations(&p, allocs[id])
 	return p, err
 }
 
@@ -242,7 +249,16 @@ func (s *Store) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
 }
 
 func (s *Store) Pools(ctx context.Context) ([]holdfast.Pool, error) {
-	return collect(ctx, s.db, scanPool, `SELECT `+poolColumns+` FROM pools p ORDER BY p.id`)
+	pools, err := collect(ctx, s.db, func(r Row) (holdfast.Pool, error) { return scanPool(r) },
+		`SELECT `+poolColumns+` FROM pools p WHERE p.parent_id IS NULL ORDER BY p.id`)
+	if err != nil {
+		return nil, err
+	}
+	allocs, err := s.allocations(ctx, s.db)
+	for i := range pools {
+		withAllocations(&pools[i], allocs[pools[i].ID])
+	}
+	return pools, err
 }
 
 func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (holdfast.Pool, error) {
@@ -258,7 +274,7 @@ func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (hol
 		err := s.db.Transact(ctx, func(tx Querier) error {
 			// Conditional, so lowering below what is taken can never race
 			// with a claim: the row lock orders them.
-			n, err := tx.Exec(ctx, `UPDATE pools SET capacity = $2, version = version + 1 WHERE id = $1 AND held + confirmed <= $2`, id, capacity)
+			n, err := tx.Exec(ctx, `UPDATE pools SET capacity = $2, version = version + 1 WHERE id = $1 AND parent_id IS NULL AND held + confirmed + allocated <= $2`, id, capacity)
 			if err != nil {
 				return err
 			}
@@ -286,8 +302,12 @@ func (s *Store) SetCapacity(ctx context.Context, id string, capacity int64) (hol
 				continue
 			}
 		}
+		setAside := int64(0)
+		for _, a := range out.Allocations {
+			setAside += a.Available
+		}
 		return holdfast.Pool{}, holdfast.Errorf(holdfast.CodeConflict,
-			"pool %q has %d taken; capacity cannot go below that", id, out.Held+out.Confirmed)
+			"pool %q has %d taken or allocated; capacity cannot go below that", id, out.Held+out.Confirmed+setAside)
 	}
 }
 

@@ -55,7 +55,7 @@ func (s *Store) joinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 		// the same row) sees every entry whose ask it counts.
 		var capacity, limit, free, floor int64
 		found, err = queryRow(ctx, tx, `UPDATE pools SET waitlisted = waitlisted + $2 WHERE id = $1
-			RETURNING capacity, per_holder_limit, capacity - held - confirmed - waitlisted + $2, waitlist_floor`,
+			RETURNING capacity, per_holder_limit, capacity - held - confirmed - waitlisted - allocated + $2, waitlist_floor`,
 			[]any{r.Pool, r.Quantity}, &capacity, &limit, &free, &floor)
 		if err != nil {
 			return err

@@ -44,6 +44,8 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotenc
 		var kind string
 		var pool, group, qty, anyN any
 		switch {
+		case l.Channel != "": // the row of the channel's allocation
+			kind, pool, qty = "pool", allocID(l.Pool, l.Channel), l.Quantity
 		case l.Pool != "":
 			kind, pool, qty = "pool", l.Pool, l.Quantity
 		case l.Group != "":
@@ -147,7 +149,7 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 		// The database checks every pool's sum against its capacity.
 		stmts = append(stmts, Stmt{`WITH v (id, held, confirmed) AS (VALUES ` + rows + `)
 			UPDATE pools SET held = pools.held + v.held, confirmed = pools.confirmed + v.confirmed, version = pools.version + 1
-			FROM v WHERE pools.id = v.id AND pools.capacity - pools.held - pools.confirmed - pools.waitlisted >= v.held + v.confirmed`, args})
+			FROM v WHERE pools.id = v.id AND pools.capacity - pools.held - pools.confirmed - pools.waitlisted - pools.allocated >= v.held + v.confirmed`, args})
 		checks = append(checks, int64(len(ids)))
 	}
 
