@@ -462,6 +462,8 @@ func TestReplayIsByteForByte(t *testing.T) {
 	changes := []struct{ method, path, body string }{
 		{"POST", "/v1/pools", `{"id":"p","capacity":5}`},
 		{"PATCH", "/v1/pools/{id}", `{"capacity":6}`},
+		{"POST", "/v1/pools/{id}/allocations", `{"channel":"presale","quantity":2}`},
+		{"PATCH", "/v1/pools/{id}/allocations/{channel}", `{"quantity":3}`},
 		{"POST", "/v1/groups", `{"id":"g"}`},
 		{"POST", "/v1/groups/{id}/units", `{"ids":["u"]}`},
 		{"POST", "/v1/bookings", `{"holder":"x","lines":[{"units":["u"]}]}`},
@@ -518,7 +520,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := map[string]string{"/v1/holds/{id}/transfer": given.ID, "/v1/holds/{id}/exchange": seat.ID, "/v1/rooms/{id}/tickets/{ticket}/waitlist": "rr",
-		"/v1/pools/{id}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
+		"/v1/pools/{id}": "p", "/v1/pools/{id}/allocations": "p", "/v1/pools/{id}/allocations/{channel}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
 		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "w",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}
@@ -528,7 +530,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 	for i, req := range changes {
 		covered[req.method+" "+req.path] = true
 		path := strings.Replace(strings.Replace(req.path, "{id}", target[req.path], 1), "{delivery}", dls[0].ID, 1)
-		path = strings.Replace(path, "{ticket}", out.Ticket, 1)
+		path = strings.Replace(strings.Replace(path, "{ticket}", out.Ticket, 1), "{channel}", "presale", 1)
 		key := fmt.Sprint("key-", i)
 		first := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
 		again := c.do(t, req.method, path, req.body, "Idempotency-Key", key)

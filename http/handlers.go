@@ -363,6 +363,7 @@ type lineBody struct {
 	Group    string   `json:"group"`
 	Any      *int64   `json:"any"`
 	Together bool     `json:"together"`
+	Channel  string   `json:"channel"`
 }
 
 type holdBody struct {
@@ -402,7 +403,7 @@ func (b holdBody) holdRequest(cfg holdfast.Config, owner string) (holdfast.HoldR
 		if forms != 1 {
 			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "a line has exactly one form: {pool, quantity}, {units} or {group, any}")
 		}
-		line := holdfast.Line{Pool: l.Pool, Units: l.Units, Group: l.Group, Together: l.Together}
+		line := holdfast.Line{Pool: l.Pool, Units: l.Units, Group: l.Group, Together: l.Together, Channel: l.Channel}
 		if l.Together && l.Any == nil {
 			return r, holdfast.LineErrorf(holdfast.CodeInvalid, i, "together goes with a {group, any} line")
 		}
