@@ -129,7 +129,49 @@ func poolCmd(e env) *cobra.Command {
 			f.print(e.stdout, out, poolHeader, poolRows(out...)...)
 			return nil
 		}}
-	c.AddCommand(create, get, list)
+	var alloc holdfast.AllocationRequest
+	var releaseAt string
+	allocate := &cobra.Command{Use: "allocate POOL", Short: "Set part of a pool aside for a sales channel (admin); --change a channel's allocation, --quantity 0 --end to give it back",
+		Example: "  holdfast pool allocate concert --channel presale --quantity 50 --release-at 2026-12-24T18:00:00Z\n" +
+			"  holdfast pool allocate concert --channel presale --quantity 40 --change\n  holdfast pool allocate concert --channel presale --end",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			end, _ := cmd.Flags().GetBool("end")
+			var out holdfast.Pool
+			var err error
+			switch {
+			case end:
+				out, err = f.client().EndAllocation(cmd.Context(), args[0], alloc.Channel)
+			case !cmd.Flags().Changed("quantity"):
+				return &exitError{code: 2, err: fmt.Errorf("--quantity is required (or --end)")}
+			default:
+				alloc.Pool = args[0]
+				if releaseAt != "" {
+					t, perr := time.Parse(time.RFC3339, releaseAt)
+					if perr != nil {
+						return &exitError{code: 2, err: fmt.Errorf("--release-at %q is not an RFC 3339 time", releaseAt)}
+					}
+					alloc.ReleaseAt = &t
+				}
+				out, err = f.client().Allocate(cmd.Context(), alloc)
+			}
+			if err != nil {
+				return err
+			}
+			rows := [][]string{}
+			for _, a := range out.Allocations {
+				rows = append(rows, []string{a.Channel, i64(a.Quantity), i64(a.Available), i64(a.Held), i64(a.Confirmed)})
+			}
+			f.print(e.stdout, out, "CHANNEL\tQUANTITY\tAVAILABLE\tHELD\tCONFIRMED", rows...)
+			return nil
+		}}
+	allocate.Flags().StringVar(&alloc.Channel, "channel", "", "the sales channel")
+	allocate.Flags().Int64Var(&alloc.Quantity, "quantity", 0, "what the channel may sell, taken from what the general sale has unsold")
+	allocate.Flags().StringVar(&releaseAt, "release-at", "", "when what the channel has not sold goes back to the general sale (RFC 3339)")
+	allocate.Flags().BoolVar(&alloc.Existing, "change", false, "change the channel's allocation (refused if it has none)")
+	allocate.Flags().Bool("end", false, "end the allocation: what the channel has not sold goes back now")
+	_ = allocate.MarkFlagRequired("channel")
+	c.AddCommand(create, get, list, allocate)
 	return c
 }
 
@@ -379,12 +421,12 @@ func keyCmd(e env) *cobra.Command {
 	c := &cobra.Command{Use: "key", Short: "Create, list and revoke client API keys (admin)",
 		Example: "  holdfast key create --name box-office --key $ADMIN_KEY"}
 	f.register(c, e)
-	var name string
+	var name, channel string
 	var maxHeld int64
 	create := &cobra.Command{Use: "create", Short: "Create a client key; it is shown only once", Args: cobra.NoArgs,
-		Example: "  holdfast key create --name box-office --max-held-units 50",
+		Example: "  holdfast key create --name box-office --max-held-units 50\n  holdfast key create --name reseller --channel presale",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, key, err := f.client().CreateKey(cmd.Context(), name, maxHeld)
+			id, key, err := f.client().CreateChannelKey(cmd.Context(), name, channel, maxHeld)
 			if err != nil {
 				return err
 			}
@@ -393,6 +435,7 @@ func keyCmd(e env) *cobra.Command {
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")
 	create.Flags().Int64Var(&maxHeld, "max-held-units", 0, "the key's quota: tickets and units its holds may have held at once (0: none)")
+	create.Flags().StringVar(&channel, "channel", "", "bind the key to a sales channel: it holds and books from the channel's allocations only")
 	_ = create.MarkFlagRequired("name")
 	quota := &cobra.Command{Use: "quota ID N", Short: "Set a key's quota of held units (0: none)", Args: cobra.ExactArgs(2),
 		Example: "  holdfast key quota 7k2mq4xw9a3bc 50",

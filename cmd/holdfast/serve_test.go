@@ -554,3 +554,49 @@ func TestRoomVerify(t *testing.T) {
 		t.Fatalf("a client key's draw: %d %s; want hashes, no ticket ids", resp.StatusCode, body)
 	}
 }
+
+// A presale from the command line: the admin sets part of a pool aside
+// for a channel, a reseller's key sells from it (and only it), and the
+// admin ends it, giving what is unsold back.
+func TestCLIAllocate(t *testing.T) {
+	const admin = "an-admin-key-of-some-length"
+	base := startServer(t, "--db", filepath.Join(t.TempDir(), "x.db"), "--admin-key", admin, "--demo")
+	cli := func(key string, args ...string) (int, string, string) {
+		var o, e syncBuffer
+		code := run(context.Background(), args, func(name string) string {
+			return map[string]string{"HOLDFAST_SERVER": base, "HOLDFAST_KEY": key}[name]
+		}, &o, &e)
+		return code, o.String(), e.String()
+	}
+	if code, out, errOut := cli(admin, "pool", "create", "--id", "gig", "--capacity", "10"); code != 0 {
+		t.Fatalf("pool create: %d %s%s", code, out, errOut)
+	}
+	code, out, errOut := cli(admin, "pool", "allocate", "gig", "--channel", "presale", "--quantity", "4", "--json")
+	var p holdfast.Pool
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.Available != 6 || len(p.Allocations) != 1 {
+		t.Fatalf("pool allocate: %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := cli(admin, "pool", "allocate", "gig", "--channel", "presale", "--quantity", "11", "--change"); code != 1 || !strings.Contains(errOut, "conflict") {
+		t.Fatalf("allocating more than is unsold: %d %s", code, errOut)
+	}
+	if code, _, errOut := cli(admin, "pool", "allocate", "gig", "--channel", "presale"); code != 2 {
+		t.Fatalf("allocate without --quantity: %d %s", code, errOut)
+	}
+	code, out, errOut = cli(admin, "key", "create", "--name", "reseller", "--channel", "presale", "--json")
+	var k struct{ Key string }
+	if code != 0 || json.Unmarshal([]byte(out), &k) != nil || k.Key == "" {
+		t.Fatalf("key create --channel: %d %s%s", code, out, errOut)
+	}
+	if code, out, errOut := cli(k.Key, "hold", "create", "--holder", "r", "--pool", "gig:5"); code != 1 || !strings.Contains(errOut, "sold_out") {
+		t.Fatalf("the reseller past its allocation: %d %s%s", code, out, errOut)
+	}
+	code, out, errOut = cli(k.Key, "hold", "create", "--holder", "r", "--pool", "gig:4", "--json")
+	var h holdfast.Hold
+	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || h.Lines[0].Channel != "presale" {
+		t.Fatalf("the reseller's hold: %d %s%s", code, out, errOut)
+	}
+	code, out, errOut = cli(admin, "pool", "allocate", "gig", "--channel", "presale", "--end", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || len(p.Allocations) != 0 || p.Available != 6 {
+		t.Fatalf("pool allocate --end: %d %s%s", code, out, errOut)
+	}
+}
