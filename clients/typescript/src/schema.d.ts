@@ -470,6 +470,41 @@ export interface paths {
         patch: operations["setPoolCapacity"];
         trace?: never;
     };
+    "/v1/pools/{id}/allocations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Set part of a pool aside for a sales channel (admin), taken from what the general sale has unsold (409 conflict if it has less); a channel that has an allocation gets this quantity instead. Only the channel's keys (and an admin naming the channel on a line) take from it; event allocation.changed */
+        post: operations["allocate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/pools/{id}/allocations/{channel}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End a channel's allocation (admin): what it has not sold goes back to the general sale now, what it holds when released or expired; event allocation.released */
+        delete: operations["endAllocation"];
+        options?: never;
+        head?: never;
+        /** Change a channel's allocation (admin): never below what the channel holds and sold (409 conflict), more only from what the general sale has unsold; event allocation.changed */
+        patch: operations["setAllocation"];
+        trace?: never;
+    };
     "/v1/pools/{id}/waitlist": {
         parameters: {
             query?: never;
@@ -701,6 +736,19 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        Allocation: {
+            /** @description what the channel can still take */
+            available: number;
+            channel: string;
+            confirmed: number;
+            held: number;
+            quantity: number;
+            /**
+             * Format: date-time
+             * @description when what the channel has not sold goes back to the general sale
+             */
+            release_at?: string | null;
+        };
         Audit: {
             /** Format: date-time */
             at?: string;
@@ -750,7 +798,7 @@ export interface components {
             type: components["schemas"]["EventType"];
         };
         /** @enum {unknown} */
-        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "hold.exchanged" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
+        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "hold.exchanged" | "allocation.changed" | "allocation.released" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
         Group: {
             id: string;
             late_confirm?: components["schemas"]["LatePolicy"];
@@ -795,6 +843,8 @@ export interface components {
         /** @description a line as requested, in request order; a group line carries the units it took as units */
         HoldLine: {
             any?: number;
+            /** @description the sales channel whose allocation the line took from */
+            channel?: string;
             group?: string;
             pool?: string;
             quantity?: number;
@@ -813,6 +863,8 @@ export interface components {
             ttl_seconds?: number;
         };
         Key: {
+            /** @description the sales channel the key is bound to */
+            channel?: string;
             /** Format: date-time */
             created_at?: string;
             /** @description what the key's holds have held now */
@@ -874,6 +926,8 @@ export interface components {
         };
         /** @description exactly one form */
         Line: {
+            /** @description take from the pool's allocation for this sales channel (an admin; a channel's key needs not name it) */
+            channel?: string;
             pool: string;
             quantity: number;
         } | {
@@ -885,7 +939,9 @@ export interface components {
             together?: boolean;
         };
         Pool: {
-            /** @description what a new buyer may have: capacity − held − confirmed − waitlisted (not below 0); expired holds count as available */
+            /** @description parts set aside for sales channels; available is the general sale's, held and confirmed count every channel's too */
+            allocations?: components["schemas"]["Allocation"][];
+            /** @description what a new buyer of the general sale may have: capacity − held − confirmed − waitlisted − what the channels' allocations can still take (not below 0); expired holds count as available */
             available?: number;
             capacity?: number;
             confirmed?: number;
@@ -3046,6 +3102,8 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /** @description binds the key to a sales channel: its holds and bookings take from the channel's allocations only (403 forbidden on unit and group lines and waitlists) */
+                    channel?: string;
                     /** @description the key's quota of held units; 0 or absent: none */
                     max_held_units?: number;
                     name: string;
@@ -3596,6 +3654,311 @@ export interface operations {
         };
         responses: {
             /** @description Change a pool's capacity (admin; refused below what is taken) or its late-confirm policy: one or the other per request */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Pool"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    allocate: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the channel: letters, digits and . _ : - */
+                    channel: string;
+                    quantity: number;
+                    /**
+                     * Format: date-time
+                     * @description when what the channel has not sold goes back to the general sale (by the database clock); null or absent: when the allocation is deleted
+                     */
+                    release_at?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Set part of a pool aside for a sales channel (admin), taken from what the general sale has unsold (409 conflict if it has less); a channel that has an allocation gets this quantity instead. Only the channel's keys (and an admin naming the channel on a line) take from it; event allocation.changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Pool"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    endAllocation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                channel: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description End a channel's allocation (admin): what it has not sold goes back to the general sale now, what it holds when released or expired; event allocation.released */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Pool"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    setAllocation: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+                channel: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    quantity: number;
+                    /**
+                     * Format: date-time
+                     * @description when what the channel has not sold goes back to the general sale (by the database clock); null or absent: when the allocation is deleted
+                     */
+                    release_at?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Change a channel's allocation (admin): never below what the channel holds and sold (409 conflict), more only from what the general sale has unsold; event allocation.changed */
             200: {
                 headers: {
                     [name: string]: unknown;
