@@ -328,6 +328,10 @@ type AuditReport struct {
 	Oversold int64 `json:"oversold"`
 	// DoubleBooked is how many units have more than one active claim. Must be 0.
 	DoubleBooked int64 `json:"double_booked"`
+	// Payments counts the payments recorded; RefundsDueOld lists those
+	// due back for more than a day (a refund the shop has not made).
+	Payments      int      `json:"payments"`
+	RefundsDueOld []string `json:"refunds_due_old"`
 	// Differences lists every counter that does not match its recount.
 	Differences []string  `json:"differences"`
 	At          time.Time `json:"at"`
@@ -508,6 +512,7 @@ type Allocations interface {
 type Store interface {
 	Catalog
 	Allocations
+	Payments
 	Booking
 	Feed
 	Operations

@@ -70,6 +70,7 @@ type Idempotency struct {
 type Keyed interface {
 	Catalog
 	Allocations
+	Payments
 	Booking
 	KeyStore
 	WebhookStore

@@ -157,7 +157,7 @@ var EventTypes = []EventType{
 	EventPoolCreated, EventPoolChanged, EventGroupCreated, EventGroupChanged, EventUnitsAdded,
 	EventHoldCreated, EventHoldConfirmed, EventHoldReleased, EventHoldExtended,
 	EventHoldExpired, EventHoldCancelled, EventHoldCompleted, EventHoldTransferred, EventHoldExchanged,
-	EventAllocationChanged, EventAllocationReleased,
+	EventAllocationChanged, EventAllocationReleased, EventPaymentRefundDue, EventPaymentRefunded,
 	EventWaitlistOffered, EventWaitlistExpired, EventWaitlistCancelled,
 }
 

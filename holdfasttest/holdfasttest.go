@@ -56,6 +56,7 @@ func raw(t testing.TB, s holdfast.Store) Raw {
 type API interface {
 	holdfast.Catalog
 	holdfast.Allocations
+	holdfast.Payments
 	holdfast.Booking
 	holdfast.Feed
 }

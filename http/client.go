@@ -353,6 +353,52 @@ func (c *Client) Book(ctx context.Context, r holdfast.HoldRequest, paymentRef st
 	return out, err
 }
 
+// BookPaid is POST /v1/bookings with a payment, recorded with the booking
+// (or, refused, as due back).
+func (c *Client) BookPaid(ctx context.Context, r holdfast.HoldRequest, p holdfast.Payment) (holdfast.Hold, error) {
+	var out holdfast.Hold
+	body := holdJSON(r, "")
+	body["payment"] = paymentJSON(p)
+	err := c.do(ctx, "POST", "/v1/bookings", body, &out)
+	return out, err
+}
+
+// ConfirmPaid is POST /v1/holds/{id}/confirm with a payment.
+func (c *Client) ConfirmPaid(ctx context.Context, id string, p holdfast.Payment, part []holdfast.PartLine) (holdfast.Hold, error) {
+	body := map[string]any{"payment": paymentJSON(p)}
+	if len(part) > 0 {
+		body["lines"] = part
+	}
+	return c.action(ctx, id, "confirm", body)
+}
+
+func paymentJSON(p holdfast.Payment) map[string]any {
+	return map[string]any{"ref": p.Ref, "amount": p.Amount, "currency": p.Currency}
+}
+
+// Payment is GET /v1/payments/{ref}.
+func (c *Client) Payment(ctx context.Context, ref string) (holdfast.Payment, error) {
+	var out holdfast.Payment
+	err := c.do(ctx, "GET", "/v1/payments/"+esc(ref), nil, &out)
+	return out, err
+}
+
+// ListPayments is GET /v1/payments?status= (admin).
+func (c *Client) ListPayments(ctx context.Context, status holdfast.PaymentStatus) ([]holdfast.Payment, error) {
+	var out struct {
+		Payments []holdfast.Payment `json:"payments"`
+	}
+	err := c.do(ctx, "GET", "/v1/payments?status="+url.QueryEscape(string(status)), nil, &out)
+	return out.Payments, err
+}
+
+// PaymentRefunded is POST /v1/payments/{ref}/refunded (admin).
+func (c *Client) PaymentRefunded(ctx context.Context, ref string) (holdfast.Payment, error) {
+	var out holdfast.Payment
+	err := c.do(ctx, "POST", "/v1/payments/"+esc(ref)+"/refunded", struct{}{}, &out)
+	return out, err
+}
+
 func (c *Client) action(ctx context.Context, id, action string, body any) (holdfast.Hold, error) {
 	var out holdfast.Hold
 	if body == nil {
@@ -676,3 +722,4 @@ func (c *Client) LeaveWaitlist(ctx context.Context, pool, id, _ string) (holdfas
 
 var _ holdfast.WaitlistStore = (*Client)(nil)
 var _ holdfast.Allocations = (*Client)(nil)
+var _ holdfast.Payments = (*Client)(nil)

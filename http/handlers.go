@@ -371,6 +371,8 @@ type holdBody struct {
 	TTLSeconds *int64     `json:"ttl_seconds"`
 	Lines      []lineBody `json:"lines"`
 	PaymentRef string     `json:"payment_ref"`
+	// Payment, on a booking, is recorded with it (see holdfast.Payment).
+	Payment *paymentBody `json:"payment"`
 	// Admission is a waiting room's token (or the Holdfast-Admission
 	// header).
 	Admission string `json:"admission"`
@@ -460,8 +462,8 @@ func (s *Server) createHold(r *http.Request, c *call) (int, any, error) {
 	if err := s.decode(r, &b, false); err != nil {
 		return 0, nil, err
 	}
-	if b.PaymentRef != "" {
-		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "payment_ref belongs on confirm or on /v1/bookings")
+	if b.PaymentRef != "" || b.Payment != nil {
+		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "payment_ref and payment belong on confirm or on /v1/bookings")
 	}
 	req, err := b.holdRequest(s.cfg.Holds, c.id)
 	if err != nil {
@@ -493,6 +495,15 @@ func (s *Server) book(r *http.Request, c *call) (int, any, error) {
 	}
 	if req.Admission, err = admission(r, b); err != nil {
 		return 0, nil, err
+	}
+	pay, err := b.Payment.payment(b.PaymentRef)
+	if err != nil {
+		return 0, nil, err
+	}
+	if pay != nil {
+		h, err := c.changes(nil).BookPaid(r.Context(), req, *pay)
+		s.metrics.hold(err)
+		return http.StatusCreated, h, err
 	}
 	h, err := c.changes(nil).Book(r.Context(), req, b.PaymentRef)
 	s.metrics.hold(err)
@@ -541,6 +552,7 @@ func (s *Server) getHold(r *http.Request, c *call) (int, any, error) {
 func (s *Server) confirm(r *http.Request, c *call) (int, any, error) {
 	var b struct {
 		PaymentRef string              `json:"payment_ref"`
+		Payment    *paymentBody        `json:"payment"`
 		Lines      []holdfast.PartLine `json:"lines"`
 	}
 	if err := s.decode(r, &b, true); err != nil {
@@ -549,11 +561,42 @@ func (s *Server) confirm(r *http.Request, c *call) (int, any, error) {
 	if b.Lines != nil && len(b.Lines) == 0 {
 		return 0, nil, holdfast.Errorf(holdfast.CodeInvalid, "lines names what to keep of each line; leave it out to confirm the whole hold")
 	}
+	pay, err := b.Payment.payment(b.PaymentRef)
+	if err != nil {
+		return 0, nil, err
+	}
 	if err := s.mayChange(r, c.principal); err != nil {
 		return 0, nil, err
 	}
+	if pay != nil {
+		h, err := c.changes(nil).ConfirmPaid(r.Context(), r.PathValue("id"), *pay, b.Lines)
+		return http.StatusOK, h, err
+	}
 	h, err := c.changes(nil).ConfirmPart(r.Context(), r.PathValue("id"), b.PaymentRef, b.Lines)
 	return http.StatusOK, h, err
+}
+
+// paymentBody is a payment as sent on a confirm or a booking.
+type paymentBody struct {
+	Ref      string `json:"ref"`
+	Amount   *int64 `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// payment returns the payment sent, if any; payment_ref beside it must
+// name the same ref.
+func (b *paymentBody) payment(ref string) (*holdfast.Payment, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if ref != "" && ref != b.Ref {
+		return nil, holdfast.Errorf(holdfast.CodeInvalid, "payment_ref and payment.ref differ: send payment alone")
+	}
+	if b.Amount == nil {
+		return nil, holdfast.Errorf(holdfast.CodeInvalid, "payment.amount is required (minor units: cents)")
+	}
+	p := holdfast.Payment{Ref: b.Ref, Amount: *b.Amount, Currency: b.Currency}
+	return &p, p.Validate()
 }
 
 func (s *Server) release(r *http.Request, c *call) (int, any, error) {
@@ -647,4 +690,33 @@ func (s *Server) events(r *http.Request, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusOK, map[string]any{"events": events, "next": next}, nil
+}
+
+// getPayment reads a payment: an admin any, a client key those on its
+// own holds.
+func (s *Server) getPayment(r *http.Request, c *call) (int, any, error) {
+	p, err := s.cfg.Store.Payment(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if owner := c.owns(); owner != "" {
+		h, err := s.cfg.Store.GetHold(r.Context(), p.HoldID)
+		if p.HoldID == "" || err != nil || h.Owner != owner {
+			return 0, nil, holdfast.Errorf(holdfast.CodeNotFound, "payment %q not found", r.PathValue("ref"))
+		}
+	}
+	return http.StatusOK, p, nil
+}
+
+func (s *Server) listPayments(r *http.Request, _ *call) (int, any, error) {
+	ps, err := s.cfg.Store.ListPayments(r.Context(), holdfast.PaymentStatus(r.URL.Query().Get("status")))
+	return http.StatusOK, map[string][]holdfast.Payment{"payments": ps}, err
+}
+
+func (s *Server) paymentRefunded(r *http.Request, c *call) (int, any, error) {
+	if err := s.decode(r, &struct{}{}, true); err != nil {
+		return 0, nil, err
+	}
+	p, err := c.changes(nil).PaymentRefunded(r.Context(), r.PathValue("ref"))
+	return http.StatusOK, p, err
 }

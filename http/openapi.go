@@ -38,6 +38,9 @@ var operationIDs = map[string]string{
 	"POST /v1/holds/{id}/cancel":                         "cancelHold",
 	"POST /v1/holds/{id}/complete":                       "completeHold",
 	"POST /v1/bookings":                                  "book",
+	"GET /v1/payments":                                   "listPayments",
+	"GET /v1/payments/{ref}":                             "getPayment",
+	"POST /v1/payments/{ref}/refunded":                   "paymentRefunded",
 	"GET /v1/events":                                     "listEvents",
 	"GET /v1/events/stream":                              "streamEvents",
 	"GET /v1/events/stream-token":                        "streamToken",
@@ -142,6 +145,7 @@ var (
 	lateGrace      = integer(0, 604800, "seconds after expiry a confirm may come under if_available (0 or absent: 600)")
 	idParam        = obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}}
 	emptyObject    = obj{"type": "object", "additionalProperties": false}
+	refParam       = obj{"name": "ref", "in": "path", "required": true, "schema": obj{"type": "string"}}
 	channelParam   = obj{"name": "channel", "in": "path", "required": true, "schema": obj{"type": "string"}}
 	allocReleaseAt = obj{"type": []string{"string", "null"}, "format": "date-time", "description": "when what the channel has not sold goes back to the general sale (by the database clock); null or absent: when the allocation is deleted"}
 )
@@ -230,6 +234,7 @@ func openAPIDoc() obj {
 			},
 			"/v1/holds/{id}/confirm": holdAction("Confirm a held hold, or part of it (lines: what to keep of each line named; the rest is released). After its expiry: hold_expired, unless every pool and group of the hold has late_confirm if_available, the grace has not passed and what it held is still free: then it is taken again and confirmed in one step, and the hold says late: true (refused: hold_expired with reclaimable: false)",
 				obj{"type": "object", "properties": obj{"payment_ref": str("your payment reference"),
+					"payment": ref("PaymentIn"),
 					"lines": obj{"type": "array", "minItems": 1, "items": obj{"type": "object", "required": []string{"line"}, "additionalProperties": false,
 						"properties": obj{"line": integer(0, 99, "the line's index in the hold"), "quantity": integer(1, 1000000, "a pool line: how many to keep"),
 							"units": obj{"type": "array", "items": str(""), "minItems": 1, "description": "a unit line: which units to keep"}}}}},
@@ -247,7 +252,18 @@ func openAPIDoc() obj {
 			"/v1/holds/{id}/cancel":   holdAction("Cancel (refund) a confirmed hold: capacity back", emptyObject, "400", "404", "409", "413", "422"),
 			"/v1/holds/{id}/complete": holdAction("Complete a confirmed hold: reusable units back", emptyObject, "400", "404", "409", "413", "422"),
 			"/v1/bookings": obj{
-				"post": op("Hold and confirm in one step", "201", ref("Hold"), ref("HoldRequest"), "400", "403", "404", "409", "413", "422"),
+				"post": op("Hold and confirm in one step; with payment, the payment is recorded with the booking (or, refused, as refund_due)", "201", ref("Hold"), ref("HoldRequest"), "400", "403", "404", "409", "413", "422"),
+			},
+			"/v1/payments": obj{
+				"get": withParams(op("Payments, newest first, at most 1,000 (admin); ?status=refund_due is what the shop owes back", "200",
+					obj{"type": "object", "properties": obj{"payments": obj{"type": "array", "items": ref("Payment")}}}, nil, "400", "403"),
+					obj{"name": "status", "in": "query", "schema": obj{"enum": []string{"captured", "refund_due", "refunded"}}}),
+			},
+			"/v1/payments/{ref}": obj{
+				"get": withParams(op("A payment: captured (with the hold it bought), refund_due (its confirm or booking was refused: reason) or refunded; a client key sees those on its own holds", "200", ref("Payment"), nil, "404"), refParam),
+			},
+			"/v1/payments/{ref}/refunded": obj{
+				"post": withParams(op("Mark a payment due back as refunded (admin: the shop paid it back); event payment.refunded; again: the same answer", "200", ref("Payment"), emptyObject, "400", "403", "404", "409", "413", "422"), refParam),
 			},
 			"/v1/events": obj{
 				"get": withParams(op("The outbox feed, in order (admin)", "200",
@@ -399,6 +415,16 @@ func openAPIDoc() obj {
 					"waitlisted":        obj{"type": "integer", "description": "what the waitlist's waiting entries ask for: capacity that comes back is theirs first"},
 					"offer_ttl_seconds": obj{"type": "integer"}, "partition": str(""),
 					"allocations": obj{"type": "array", "items": ref("Allocation"), "description": "parts set aside for sales channels; available is the general sale's, held and confirmed count every channel's too"}}},
+				"PaymentIn": obj{"type": "object", "required": []string{"ref", "amount", "currency"}, "additionalProperties": false,
+					"description": "the payment for this confirm or booking (only there), recorded once per ref in the same transaction: captured with what it bought, or refund_due (event payment.refund_due) if it was refused; the same payment again on the same hold is a replay",
+					"properties": obj{"ref": obj{"type": "string", "minLength": 1, "maxLength": 200, "description": "the payment provider's id"},
+						"amount": integer(0, 1<<50, "minor units (cents)"), "currency": obj{"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"}}},
+				"Payment": obj{"type": "object", "required": []string{"ref", "amount", "currency", "status", "hold_id"}, "properties": obj{
+					"ref": str(""), "amount": obj{"type": "integer"}, "currency": str(""),
+					"status":     obj{"enum": []string{"captured", "refund_due", "refunded"}},
+					"hold_id":    str("the hold it paid for (empty for a booking refused before a hold existed)"),
+					"reason":     str("why it is due back: the refusal's code and text"),
+					"created_at": obj{"type": "string", "format": "date-time"}, "updated_at": obj{"type": "string", "format": "date-time"}}},
 				"Allocation": obj{"type": "object", "required": []string{"channel", "quantity", "held", "confirmed", "available"}, "properties": obj{
 					"channel": str(""), "quantity": obj{"type": "integer"}, "held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"available":  obj{"type": "integer", "description": "what the channel can still take"},
@@ -443,6 +469,7 @@ func openAPIDoc() obj {
 					"ttl_seconds": integer(1, 3600, "default 600, at most the server's maximum"),
 					"lines":       obj{"type": "array", "items": ref("Line"), "minItems": 1, "maxItems": 100},
 					"payment_ref": str("only on /v1/bookings"),
+					"payment":     ref("PaymentIn"),
 					"admission":   str("a waiting room's admission, when a room protects a pool or group of the hold (or the Holdfast-Admission header)")}},
 				"Hold": obj{"type": "object", "properties": obj{
 					"id": str(""), "holder": str(""),
@@ -511,7 +538,9 @@ func openAPIDoc() obj {
 					"created_at":      obj{"type": "string", "format": "date-time"}, "updated_at": obj{"type": "string", "format": "date-time"}}},
 				"Audit": obj{"type": "object", "properties": obj{"pools": obj{"type": "integer"}, "units": obj{"type": "integer"},
 					"oversold": obj{"type": "integer"}, "double_booked": obj{"type": "integer"},
-					"differences": obj{"type": "array", "items": str("")}, "at": obj{"type": "string", "format": "date-time"}}},
+					"payments":        obj{"type": "integer"},
+					"refunds_due_old": obj{"type": "array", "items": str(""), "description": "payments due back for more than a day: refunds the shop has not made"},
+					"differences":     obj{"type": "array", "items": str("")}, "at": obj{"type": "string", "format": "date-time"}}},
 				"Problem": obj{"type": "object", "required": []string{"type", "title", "status", "code"}, "properties": obj{
 					"type": str("URI of the problem type"), "title": str(""), "status": obj{"type": "integer"}, "detail": str(""),
 					"code": obj{"enum": []string{"invalid", "unauthorized", "forbidden", "not_found", "sold_out", "unavailable", "hold_expired",

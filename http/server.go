@@ -216,6 +216,7 @@ type handler func(r *http.Request, c *call) (int, any, error)
 type changes interface {
 	holdfast.Catalog
 	holdfast.Allocations
+	holdfast.Payments
 	holdfast.Booking
 	holdfast.KeyStore
 	holdfast.WebhookStore
@@ -671,6 +672,9 @@ func (s *Server) routes() {
 	s.handle("POST /v1/holds/{id}/cancel", client, s.cancel)
 	s.handle("POST /v1/holds/{id}/complete", client, s.complete)
 	s.handle("POST /v1/bookings", client, s.book)
+	s.handle("GET /v1/payments", admin, s.listPayments)
+	s.handle("GET /v1/payments/{ref}", client, s.getPayment)
+	s.handle("POST /v1/payments/{ref}/refunded", admin, s.paymentRefunded)
 	s.handle("GET /v1/events", admin, s.events)
 	s.handle("GET /v1/events/stream-token", admin, s.streamToken)
 	s.handle("POST /v1/keys", admin, s.createKey)

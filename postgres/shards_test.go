@@ -47,6 +47,8 @@ func TestShardsConformance(t *testing.T) {
 		Unsupported: map[string]string{
 			"KeyQuota":      "a key's quota is counted on the catalog shard only",
 			"Race/KeyQuota": "a key's quota is counted on the catalog shard only",
+			"Payments":              "payments are not recorded across shards yet (docs/scaling.md)",
+			"Race/PaymentVsSweeper": "payments are not recorded across shards yet (docs/scaling.md)",
 		},
 	})
 }

@@ -177,5 +177,36 @@ func (s *Store) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 		}
 		diff("unit %s: taken by %q, active claim by %q", unit, holder, claim)
 	}
-	return r, rows.Err()
+	if err := rows.Err(); err != nil {
+		return r, err
+	}
+	return r, s.auditPayments(ctx, &r, diff)
+}
+
+// auditPayments checks that every payment ended as a ticket or a refund:
+// a captured payment's hold is confirmed (or completed); the rest are due
+// back or refunded. Those due back for more than a day are listed.
+func (s *Store) auditPayments(ctx context.Context, r *holdfast.AuditReport, diff func(string, ...any)) error {
+	r.RefundsDueOld = []string{}
+	var n int64
+	if _, err := queryRow(ctx, s.db, `SELECT COUNT(*) FROM payments`, nil, &n); err != nil {
+		return err
+	}
+	r.Payments = int(n)
+	return QueryAll(ctx, s.db, []Query{
+		{`SELECT p.ref, p.hold_id, COALESCE(h.status, 'missing') FROM payments p LEFT JOIN holds h ON h.id = p.hold_id
+			WHERE p.status = 'captured' AND COALESCE(h.status, '') NOT IN ('confirmed', 'completed') ORDER BY p.ref`, nil, func(row Row) error {
+			var ref, hold, status string
+			err := row.Scan(&ref, &hold, &status)
+			diff("payment %s: captured, but its hold %s is %s: neither a ticket nor a refund", ref, hold, status)
+			return err
+		}},
+		{`SELECT ref FROM payments WHERE status = 'refund_due' AND created_at < holdfast_now_ms() - 86400000
+			ORDER BY created_at LIMIT 100`, nil, func(row Row) error {
+			var ref string
+			err := row.Scan(&ref)
+			r.RefundsDueOld = append(r.RefundsDueOld, ref)
+			return err
+		}},
+	})
 }

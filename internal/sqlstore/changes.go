@@ -409,6 +409,15 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 			return fmt.Errorf("sqlstore: a batch of changes' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
 		}
 	}
+	var cancelled []string
+	for _, i := range byKind[kindCancel] {
+		if results[i].err == nil && !results[i].fallback {
+			cancelled = append(cancelled, batch[i].id)
+		}
+	}
+	if err := s.paymentsDueBack(ctx, tx, cancelled); err != nil {
+		return err
+	}
 	s.soldOut.forget(back...)
 	return s.answerChanges(ctx, tx, batch, results)
 }

@@ -18,21 +18,23 @@ import (
 // the same last unit queues on the same rows: one of the two wins.
 
 func (s *Store) Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error) {
-	return s.confirm(ctx, id, paymentRef, nil)
+	return s.confirm(ctx, id, paymentRef, nil, nil)
 }
 
 func (s *Store) ConfirmPart(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, error) {
-	return s.confirm(ctx, id, paymentRef, part)
+	return s.confirm(ctx, id, paymentRef, part, nil)
 }
 
-func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, error) {
+// confirm confirms hold id; with pay, the payment is recorded in the
+// same transaction (payment.go), on the careful path.
+func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdfast.PartLine, pay *holdfast.Payment) (holdfast.Hold, error) {
 	if err := holdfast.ValidatePaymentRef(paymentRef); err != nil {
 		return holdfast.Hold{}, err
 	}
 	if err := validatePart(part); err != nil {
 		return holdfast.Hold{}, err
 	}
-	if len(part) == 0 {
+	if len(part) == 0 && pay == nil {
 		h, err := s.change(ctx, id, change{
 			from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
 			set:   func(p *binds) string { return `, payment_ref = ` + p.add(paymentRef) },
@@ -62,7 +64,7 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 		// Late: the careful path decides under the policy.
 	}
 	for attempt, stale := 0, 0; ; attempt++ {
-		h, short, err := s.confirmCarefully(ctx, id, paymentRef, part)
+		h, short, err := s.confirmCarefully(ctx, id, paymentRef, part, pay)
 		if errors.Is(err, ErrRetry) {
 			// The strategy's reads went stale (optimistic): go round again.
 			s.retries.Add(1)
@@ -135,7 +137,7 @@ func notReclaimable(format string, args ...any) error {
 	return e
 }
 
-func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, part []holdfast.PartLine) (holdfast.Hold, *shortfall, error) {
+func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, part []holdfast.PartLine, pay *holdfast.Payment) (holdfast.Hold, *shortfall, error) {
 	if holdfast.ValidateID("hold", id) != nil {
 		return holdfast.Hold{}, nil, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
@@ -181,6 +183,18 @@ func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, par
 		if !found {
 			return holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 		}
+		if pay != nil {
+			// The same payment again on the hold it bought: a replay.
+			if replay, err := s.paidBefore(ctx, tx, id, *pay); err != nil || replay {
+				if err == nil {
+					h, err = s.getHold(ctx, tx, id)
+				}
+				if err == nil {
+					err = s.record(ctx, tx, h)
+				}
+				return err
+			}
+		}
 		st := holdfast.Status(status)
 		late := st == holdfast.StatusExpired || (st == holdfast.StatusHeld && lateMs >= 0)
 		if st != holdfast.StatusHeld && st != holdfast.StatusExpired {
@@ -218,6 +232,9 @@ func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, par
 		}
 		stmts = append(stmts, Stmt{`UPDATE holds SET status = 'confirmed', late = $2, payment_ref = $3, updated_at = holdfast_now_ms() WHERE id = $1`,
 			[]any{id, late, paymentRef}})
+		if pay != nil {
+			stmts = append(stmts, capture(id, *pay))
+		}
 		if _, err := ExecAll(ctx, tx, stmts); err != nil {
 			return err
 		}

@@ -90,9 +90,10 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	// A hold counted against a key's quota, or spending a waiting room's
-	// admission, takes the ordinary path: the batch's writer does neither.
-	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" && partOf(ctx) == nil {
+	// A hold counted against a key's quota, spending a waiting room's
+	// admission, or recording a payment takes the ordinary path: the
+	// batch's writer does none of these.
+	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" && partOf(ctx) == nil && paying(ctx) == nil {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -365,7 +366,11 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	if _, err := w.add(h, confirm, nil, created); err != nil {
 		return h, nil, err
 	}
-	if _, err := ExecAll(ctx, tx, w.recordStmts()); err != nil {
+	stmts := w.recordStmts()
+	if pay := paying(ctx); pay != nil && confirm {
+		stmts = append(stmts, capture(h.ID, *pay))
+	}
+	if _, err := ExecAll(ctx, tx, stmts); err != nil {
 		return h, nil, err
 	}
 	return h, nil, s.record(ctx, tx, h)

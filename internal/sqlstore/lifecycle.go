@@ -144,7 +144,10 @@ func (s *Store) Cancel(ctx context.Context, id string) (holdfast.Hold, error) {
 	return s.change(ctx, id, change{
 		from: holdfast.StatusConfirmed, to: holdfast.StatusCancelled, event: holdfast.EventHoldCancelled, kind: kindCancel,
 		effect: func(ctx context.Context, tx Querier, id string) error {
-			return s.giveBack(ctx, tx, []string{id}, holdfast.StatusConfirmed)
+			if err := s.giveBack(ctx, tx, []string{id}, holdfast.StatusConfirmed); err != nil {
+				return err
+			}
+			return s.paymentsDueBack(ctx, tx, []string{id})
 		},
 	})
 }
