@@ -565,7 +565,9 @@ func TestWebPageVerifiesTheDraw(t *testing.T) {
 	if _, err := c.CreatePool(ctx, holdfast.Pool{ID: "drawn", Capacity: 5}); err != nil {
 		t.Fatal(err)
 	}
-	room, err := c.CreateRoom(ctx, holdfast.Room{ID: "draw-room", Pools: []string{"drawn"}, OpensAt: time.Now().Add(2 * time.Second),
+	// Opening far enough ahead that the page joins before it, even on a
+	// loaded machine (at 2 s, a slow browser start once joined after).
+	room, err := c.CreateRoom(ctx, holdfast.Room{ID: "draw-room", Pools: []string{"drawn"}, OpensAt: time.Now().Add(8 * time.Second),
 		AdmitPerSecond: 50, AdmitTTLSeconds: 60, MaxInside: 10})
 	if err != nil {
 		t.Fatal(err)
