@@ -463,6 +463,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/pools", `{"id":"p","capacity":5}`},
 		{"PATCH", "/v1/pools/{id}", `{"capacity":6}`},
 		{"POST", "/v1/pools/{id}/allocations", `{"channel":"presale","quantity":2}`},
+		{"POST", "/v1/payments/{ref}/refunded", `{}`},
 		{"PATCH", "/v1/pools/{id}/allocations/{channel}", `{"quantity":3}`},
 		{"POST", "/v1/groups", `{"id":"g"}`},
 		{"POST", "/v1/groups/{id}/units", `{"ids":["u"]}`},
@@ -502,6 +503,12 @@ func TestReplayIsByteForByte(t *testing.T) {
 	// A hold to give away, a seat to exchange, and a place a sold-out
 	// room told sold_out, to move to the waitlist.
 	given := holdfasttest.MustHold(t, s, "y", holdfast.Line{Pool: "q", Quantity: 1})
+	// A payment due back (its hold expired), for the shop to refund.
+	late := holdfasttest.MustHold(t, s, "y", holdfast.Line{Pool: "q", Quantity: 1})
+	holdfasttest.MustExpire(t, s, late.ID)
+	if _, err := s.ConfirmPaid(ctx, late.ID, holdfast.Payment{Ref: "pi_due", Amount: 100, Currency: "EUR"}, nil); holdfast.ErrorCode(err) != holdfast.CodeHoldExpired {
+		t.Fatalf("a paid confirm of an expired hold: %v", err)
+	}
 	holdfasttest.MustCreateGroup(t, s, "xg", false, "xa", "xb")
 	seat := holdfasttest.MustHold(t, s, "y", holdfast.Line{Units: []string{"xa"}})
 	holdfasttest.MustCreatePool(t, s, "rw", 1, 0)
@@ -531,6 +538,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		covered[req.method+" "+req.path] = true
 		path := strings.Replace(strings.Replace(req.path, "{id}", target[req.path], 1), "{delivery}", dls[0].ID, 1)
 		path = strings.Replace(strings.Replace(path, "{ticket}", out.Ticket, 1), "{channel}", "presale", 1)
+		path = strings.Replace(path, "{ref}", "pi_due", 1)
 		key := fmt.Sprint("key-", i)
 		first := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
 		again := c.do(t, req.method, path, req.body, "Idempotency-Key", key)
