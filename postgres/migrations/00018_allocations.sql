@@ -6,8 +6,8 @@
 -- serves it unchanged. The parent's allocated is the sum of its
 -- allocations' capacities, out of the general sale's reach; the check
 -- below keeps the whole pool from being oversold.
-ALTER TABLE pools ADD COLUMN allocated bigint NOT NULL DEFAULT 0 CHECK (allocated >= 0);
-ALTER TABLE pools ADD CONSTRAINT pools_allocated_not_oversold CHECK (held + confirmed + allocated <= capacity);
+ALTER TABLE pools ADD COLUMN allocated bigint NOT NULL DEFAULT 0
+    CONSTRAINT pools_allocated_not_oversold CHECK (allocated >= 0 AND held + confirmed + allocated <= capacity);
 ALTER TABLE pools ADD COLUMN parent_id text REFERENCES pools (id);
 ALTER TABLE pools ADD COLUMN channel text NOT NULL DEFAULT '';
 -- When what the channel has not sold goes back (ms), and when it went.
@@ -23,5 +23,4 @@ ALTER TABLE pools DROP COLUMN ended_at;
 ALTER TABLE pools DROP COLUMN release_at;
 ALTER TABLE pools DROP COLUMN channel;
 ALTER TABLE pools DROP COLUMN parent_id;
-ALTER TABLE pools DROP CONSTRAINT pools_allocated_not_oversold;
 ALTER TABLE pools DROP COLUMN allocated;
