@@ -324,10 +324,18 @@ func holdCmd(e env) *cobra.Command {
 		}}
 	hf.register(create)
 	var ref string
-	confirm := &cobra.Command{Use: "confirm ID", Short: "Confirm a held hold", Args: cobra.ExactArgs(1),
-		Example: "  holdfast hold confirm h_… --payment-ref pi_123",
+	var pay holdfast.Payment
+	confirm := &cobra.Command{Use: "confirm ID", Short: "Confirm a held hold; with --amount, record the payment (captured, or due back if the confirm is refused)", Args: cobra.ExactArgs(1),
+		Example: "  holdfast hold confirm h_… --payment-ref pi_123\n  holdfast hold confirm h_… --payment-ref pi_123 --amount 5000 --currency EUR",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := f.client().Confirm(cmd.Context(), args[0], ref)
+			var h holdfast.Hold
+			var err error
+			if cmd.Flags().Changed("amount") {
+				pay.Ref = ref
+				h, err = f.client().ConfirmPaid(cmd.Context(), args[0], pay, nil)
+			} else {
+				h, err = f.client().Confirm(cmd.Context(), args[0], ref)
+			}
 			if err != nil {
 				return err
 			}
@@ -335,6 +343,8 @@ func holdCmd(e env) *cobra.Command {
 			return nil
 		}}
 	confirm.Flags().StringVar(&ref, "payment-ref", "", "your payment reference")
+	confirm.Flags().Int64Var(&pay.Amount, "amount", 0, "the payment's amount in minor units (cents): records the payment with the confirm")
+	confirm.Flags().StringVar(&pay.Currency, "currency", "EUR", "the payment's currency (ISO 4217)")
 	release := &cobra.Command{Use: "release ID", Short: "Release a held hold", Args: cobra.ExactArgs(1),
 		Example: "  holdfast hold release h_…",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -521,4 +531,52 @@ func digitRun(s string) int {
 		n++
 	}
 	return n
+}
+
+func paymentCmd(e env) *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{Use: "payment", Short: "Payments recorded with confirms and bookings, and those due back",
+		Example: "  holdfast payment list --status refund_due\n  holdfast payment get pi_123\n  holdfast payment refunded pi_123"}
+	f.register(c, e)
+	rows := func(ps ...holdfast.Payment) [][]string {
+		var out [][]string
+		for _, p := range ps {
+			out = append(out, []string{p.Ref, string(p.Status), i64(p.Amount), p.Currency, p.HoldID, p.Reason})
+		}
+		return out
+	}
+	const header = "REF\tSTATUS\tAMOUNT\tCURRENCY\tHOLD\tREASON"
+	var status string
+	list := &cobra.Command{Use: "list", Short: "Payments, newest first (admin)", Args: cobra.NoArgs,
+		Example: "  holdfast payment list --status refund_due",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps, err := f.client().ListPayments(cmd.Context(), holdfast.PaymentStatus(status))
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, ps, header, rows(ps...)...)
+			return nil
+		}}
+	list.Flags().StringVar(&status, "status", "", "captured, refund_due or refunded (default: all)")
+	get := &cobra.Command{Use: "get REF", Short: "A payment", Args: cobra.ExactArgs(1), Example: "  holdfast payment get pi_123",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := f.client().Payment(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, p, header, rows(p)...)
+			return nil
+		}}
+	refunded := &cobra.Command{Use: "refunded REF", Short: "Mark a payment due back as refunded (admin)", Args: cobra.ExactArgs(1),
+		Example: "  holdfast payment refunded pi_123",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := f.client().PaymentRefunded(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			f.print(e.stdout, p, header, rows(p)...)
+			return nil
+		}}
+	c.AddCommand(list, get, refunded)
+	return c
 }

@@ -76,7 +76,7 @@ postgres:// URL for several servers sharing one database.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e), labCmd(e), poolCmd(e), groupCmd(e), holdCmd(e), bookCmd(e), keyCmd(e), webhookCmd(e), roomCmd(e), waitlistCmd(e), shardCmd(e))
+	root.AddCommand(serveCmd(e), migrateCmd(e), auditCmd(e), labCmd(e), poolCmd(e), groupCmd(e), holdCmd(e), bookCmd(e), keyCmd(e), webhookCmd(e), roomCmd(e), waitlistCmd(e), paymentCmd(e), shardCmd(e))
 	if err := errors.Join(*e.errs...); err != nil {
 		// A malformed setting is an error at start-up, not a default.
 		fmt.Fprintf(stderr, "holdfast: %v\n", err)

@@ -600,3 +600,45 @@ func TestCLIAllocate(t *testing.T) {
 		t.Fatalf("pool allocate --end: %d %s%s", code, out, errOut)
 	}
 }
+
+// Payments from the command line: a paid confirm is captured, one after
+// the hold expired is due back, listed, and marked refunded.
+func TestCLIPayments(t *testing.T) {
+	const admin = "an-admin-key-of-some-length"
+	db := filepath.Join(t.TempDir(), "x.db")
+	base := startServer(t, "--db", db, "--admin-key", admin, "--demo")
+	cli := func(args ...string) (int, string, string) {
+		var o, e syncBuffer
+		code := run(context.Background(), args, func(name string) string {
+			return map[string]string{"HOLDFAST_SERVER": base, "HOLDFAST_KEY": admin}[name]
+		}, &o, &e)
+		return code, o.String(), e.String()
+	}
+	c := hfhttp.NewClient(base, admin)
+	ctx := context.Background()
+	paid, err := c.Hold(ctx, holdfast.HoldRequest{Holder: "a", Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli("hold", "confirm", paid.ID, "--payment-ref", "pi_ok", "--amount", "5000"); code != 0 {
+		t.Fatalf("a paid confirm: %d %s%s", code, out, errOut)
+	}
+	if code, out, _ := cli("payment", "get", "pi_ok"); code != 0 || !strings.Contains(out, "captured") || !strings.Contains(out, paid.ID) {
+		t.Fatalf("payment get: %d %s", code, out)
+	}
+	// A payment for a hold already confirmed is due back.
+	if code, _, errOut := cli("hold", "confirm", paid.ID, "--payment-ref", "pi_twice", "--amount", "5000"); code != 1 || !strings.Contains(errOut, "invalid_state") {
+		t.Fatalf("a second payment: %d %s", code, errOut)
+	}
+	code, out, errOut := cli("payment", "list", "--status", "refund_due", "--json")
+	var due []holdfast.Payment
+	if code != 0 || json.Unmarshal([]byte(out), &due) != nil || len(due) != 1 || due[0].Ref != "pi_twice" {
+		t.Fatalf("payment list: %d %s%s", code, out, errOut)
+	}
+	if code, out, errOut := cli("payment", "refunded", "pi_twice"); code != 0 || !strings.Contains(out, "refunded") {
+		t.Fatalf("payment refunded: %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := cli("payment", "refunded", "pi_ok"); code != 1 || !strings.Contains(errOut, "invalid_state") {
+		t.Fatalf("refunding a captured payment: %d %s", code, errOut)
+	}
+}
