@@ -98,7 +98,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Hold and confirm in one step */
+        /** Hold and confirm in one step; with payment, the payment is recorded with the booking (or, refused, as refund_due) */
         post: operations["book"];
         delete?: never;
         options?: never;
@@ -434,6 +434,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/payments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Payments, newest first, at most 1,000 (admin); ?status=refund_due is what the shop owes back */
+        get: operations["listPayments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/payments/{ref}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A payment: captured (with the hold it bought), refund_due (its confirm or booking was refused: reason) or refunded; a client key sees those on its own holds */
+        get: operations["getPayment"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/payments/{ref}/refunded": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark a payment due back as refunded (admin: the shop paid it back); event payment.refunded; again: the same answer */
+        post: operations["paymentRefunded"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/pools": {
         parameters: {
             query?: never;
@@ -755,7 +806,10 @@ export interface components {
             differences?: string[];
             double_booked?: number;
             oversold?: number;
+            payments?: number;
             pools?: number;
+            /** @description payments due back for more than a day: refunds the shop has not made */
+            refunds_due_old?: string[];
             units?: number;
         };
         Delivery: {
@@ -798,7 +852,7 @@ export interface components {
             type: components["schemas"]["EventType"];
         };
         /** @enum {unknown} */
-        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "hold.exchanged" | "allocation.changed" | "allocation.released" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
+        EventType: "pool.created" | "pool.changed" | "group.created" | "group.changed" | "group.units_added" | "hold.created" | "hold.confirmed" | "hold.released" | "hold.extended" | "hold.expired" | "hold.cancelled" | "hold.completed" | "hold.transferred" | "hold.exchanged" | "allocation.changed" | "allocation.released" | "payment.refund_due" | "payment.refunded" | "waitlist.offered" | "waitlist.expired" | "waitlist.cancelled";
         Group: {
             id: string;
             late_confirm?: components["schemas"]["LatePolicy"];
@@ -857,6 +911,7 @@ export interface components {
             /** @description your buyer's reference */
             holder: string;
             lines: components["schemas"]["Line"][];
+            payment?: components["schemas"]["PaymentIn"];
             /** @description only on /v1/bookings */
             payment_ref?: string;
             /** @description default 600, at most the server's maximum */
@@ -937,6 +992,30 @@ export interface components {
             group: string;
             /** @description take `any` free seats next to each other in one row of the group's layout, the block nearest the stage, or refuse (unavailable) */
             together?: boolean;
+        };
+        Payment: {
+            amount: number;
+            /** Format: date-time */
+            created_at?: string;
+            currency: string;
+            /** @description the hold it paid for (empty for a booking refused before a hold existed) */
+            hold_id: string;
+            /** @description why it is due back: the refusal's code and text */
+            reason?: string;
+            ref: string;
+            /** @enum {unknown} */
+            status: "captured" | "refund_due" | "refunded";
+            /** Format: date-time */
+            updated_at?: string;
+        };
+        /** @description the payment for this confirm or booking (only there), recorded once per ref in the same transaction: captured with what it bought, or refund_due (event payment.refund_due) if it was refused; the same payment again on the same hold is a replay */
+        PaymentIn: {
+            /** @description minor units (cents) */
+            amount: number;
+            /** @description ISO 4217 */
+            currency: string;
+            /** @description the payment provider's id */
+            ref: string;
         };
         Pool: {
             /** @description parts set aside for sales channels; available is the general sale's, held and confirmed count every channel's too */
@@ -1246,7 +1325,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Hold and confirm in one step */
+            /** @description Hold and confirm in one step; with payment, the payment is recorded with the booking (or, refused, as refund_due) */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -2527,6 +2606,7 @@ export interface operations {
                         /** @description a unit line: which units to keep */
                         units?: string[];
                     }[];
+                    payment?: components["schemas"]["PaymentIn"];
                     /** @description your payment reference */
                     payment_ref?: string;
                 };
@@ -3397,6 +3477,243 @@ export interface operations {
             };
             /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listPayments: {
+        parameters: {
+            query?: {
+                status?: "captured" | "refund_due" | "refunded";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Payments, newest first, at most 1,000 (admin); ?status=refund_due is what the shop owes back */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        payments?: components["schemas"]["Payment"][];
+                    };
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPayment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A payment: captured (with the hold it bought), refund_due (its confirm or booking was refused: reason) or refunded; a client key sees those on its own holds */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payment"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    paymentRefunded: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Mark a payment due back as refunded (admin: the shop paid it back); event payment.refunded; again: the same answer */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payment"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
