@@ -21,6 +21,7 @@ import (
 type registry struct {
 	*prometheus.Registry
 	auditDiffs prometheus.Gauge
+	refundsOld prometheus.Gauge
 	auditRuns  *prometheus.CounterVec
 	purged     prometheus.Counter
 	retained   *prometheus.CounterVec
@@ -31,6 +32,8 @@ func newRegistry(s holdfast.Store) *registry {
 		Registry: prometheus.NewRegistry(),
 		auditDiffs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "holdfast_audit_differences", Help: "Counters that differed from their recount at the last audit; must be 0."}),
+		refundsOld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "holdfast_payments_refund_due_old", Help: "Payments due back for more than a day at the last audit: refunds the shop has not made."}),
 		auditRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holdfast_audit_runs_total", Help: "Invariant monitor runs by result."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
@@ -39,7 +42,7 @@ func newRegistry(s holdfast.Store) *registry {
 			Name: "holdfast_purged_total", Help: "Events, finished holds and finished webhook deliveries deleted past their retention."}, []string{"what"}),
 	}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.auditDiffs, r.auditRuns, r.purged, r.retained)
+		r.auditDiffs, r.refundsOld, r.auditRuns, r.purged, r.retained)
 	r.MustRegister(metrics.Rooms(s))
 	if sh, ok := s.(*postgres.Shards); ok {
 		// One set per shard, labelled: a hot shard shows as itself.
@@ -124,9 +127,11 @@ func (m *monitor) round(ctx context.Context) {
 		m.r.auditRuns.WithLabelValues("error").Inc()
 		m.log.Warn("audit failed", "err", err)
 	case rep.OK():
+		m.r.refundsOld.Set(float64(len(rep.RefundsDueOld)))
 		m.r.auditRuns.WithLabelValues("clean").Inc()
 		m.r.auditDiffs.Set(0)
 	default:
+		m.r.refundsOld.Set(float64(len(rep.RefundsDueOld)))
 		m.r.auditRuns.WithLabelValues("differences").Inc()
 		m.r.auditDiffs.Set(float64(len(rep.Differences)))
 		m.log.Error("audit found differences", "differences", rep.Differences)
