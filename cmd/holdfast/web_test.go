@@ -318,6 +318,10 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	// Holds made now, with the page reading the metrics: the dashboard
 	// draws them (before any, it says there are none yet), and each
 	// pool's chart shows what is held.
+	// A presale's part set aside shows beside the pool.
+	if _, err := c.Allocate(ctx, holdfast.AllocationRequest{Pool: "concert", Channel: "presale", Quantity: 2}); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 3 {
 		if _, err := c.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("api-%d", i), Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}}); err != nil {
 			t.Fatal(err)
@@ -327,8 +331,11 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	do(t, b, 15*time.Second, chromedp.WaitVisible(`#live svg polyline.granted`, chromedp.ByQuery), chromedp.Text(`#live-now`, &now, chromedp.ByQuery),
 		chromedp.Poll(`document.querySelector('#pool-charts [data-pool="concert"]')?.textContent.includes('3 held')`, nil),
 		chromedp.Text(`#pool-charts [data-pool="concert"]`, &poolChart, chromedp.ByQuery))
-	if !strings.Contains(now, "granted") || !strings.Contains(poolChart, "3 held") {
+	if !strings.Contains(now, "granted") || !strings.Contains(poolChart, "3 held") || !strings.Contains(poolChart, "set aside for presale 2 of 2 left") {
 		t.Fatalf("live %q, pool chart %q", now, poolChart)
+	}
+	if _, err := c.EndAllocation(ctx, "concert", "presale"); err != nil {
+		t.Fatal(err)
 	}
 	// The operator view under load: holds and releases (and refusals) from
 	// the API until the page has drawn a few readings of them, bounded.

@@ -617,7 +617,7 @@ async function sampleHolds() {
     const { pools } = await api('GET', '/v1/pools');
     for (const p of pools) {
       if (!live.pools.has(p.id)) live.pools.set(p.id, { name: p.name || p.id, samples: [] });
-      push(live.pools.get(p.id).samples, { capacity: p.capacity, sold: p.confirmed, held: p.held });
+      push(live.pools.get(p.id).samples, { capacity: p.capacity, sold: p.confirmed, held: p.held, allocations: p.allocations || [] });
     }
   } catch { /* the pools show again at the next read */ }
   operatorMetrics(s);
@@ -721,7 +721,10 @@ function drawPools() {
       return `<polygon class="${cls}" points="${top.concat(bottom).join(' ')}"/>`;
     };
     const last = lastOf(p.samples);
-    const label = `${p.name}: ${last.sold} sold, ${last.held} held, ${Math.max(0, last.capacity - last.sold - last.held)} free of ${last.capacity}`;
+    // What channels have set aside (a presale, a reseller) is free only to them.
+    const aside = (last.allocations || []).map((a) => `${a.channel} ${a.available} of ${a.quantity} left`).join(', ');
+    const label = `${p.name}: ${last.sold} sold, ${last.held} held, ${Math.max(0, last.capacity - last.sold - last.held)} free of ${last.capacity}` +
+      (aside ? `; set aside for ${aside}` : '');
     fig.innerHTML = `<p class="pool-name"></p><svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img">
       ${area(() => 0, (s) => s.sold, 'sold') + area((s) => s.sold, (s) => s.sold + s.held, 'heldk') + area((s) => s.sold + s.held, (s) => s.capacity, 'freek')}</svg>`;
     fig.querySelector('.pool-name').textContent = label;
