@@ -457,6 +457,10 @@ func TestWebPageKeyboard(t *testing.T) {
 		t.Fatalf("Tab from the map focused %q, want the Hold button", got)
 	}
 	do(t, b, 10*time.Second, chromedp.KeyEvent("\r"), chromedp.WaitVisible(seat("B-3", "mine"), chromedp.ByQuery))
+	// A seat of yours for a free one, on the map: pick both, swap.
+	do(t, b, 10*time.Second, chromedp.Click(seat("B-3", "mine"), chromedp.ByQuery), chromedp.Click(seat("C-5", "free"), chromedp.ByQuery),
+		chromedp.WaitVisible(`#exchange`, chromedp.ByQuery), chromedp.Click(`#exchange`, chromedp.ByQuery),
+		chromedp.WaitVisible(seat("C-5", "mine"), chromedp.ByQuery), chromedp.WaitVisible(seat("B-3", "free"), chromedp.ByQuery))
 }
 
 // "Best available 4 together" clicked in a browser while API clients

@@ -177,7 +177,7 @@ async function loadMap() {
       b.textContent = { free: u.id.split('-').pop(), held: 'H', confirmed: '✓', mine: 'M' }[status];
       b.setAttribute('aria-label', `Seat ${u.id}, ${mine ? 'yours' : u.status}${state.selected.has(u.id) ? ', selected' : ''}`);
       b.setAttribute('aria-pressed', state.selected.has(u.id) ? 'true' : 'false');
-      b.disabled = u.status !== 'free' && !state.selected.has(u.id);
+      b.disabled = u.status !== 'free' && !mine && !state.selected.has(u.id);
       b.tabIndex = -1;
       b.addEventListener('click', () => toggleSeat(u.id));
       cells.push(b);
@@ -264,14 +264,48 @@ $('map').addEventListener('keydown', (e) => {
 });
 
 function showSelection() {
-  $('selection').textContent = state.selected.size ? `Selected: ${[...state.selected].join(', ')}` : '';
+  const sel = [...state.selected];
+  $('selection').textContent = sel.length ? `Selected: ${sel.join(', ')}` : '';
+  // Seats of yours and as many free ones: a swap.
+  const yours = sel.filter((u) => mineOf(u));
+  $('exchange').hidden = !(yours.length && sel.length === 2 * yours.length);
+}
+
+// mineOf is the hold of yours (held or confirmed) that has unit, if any.
+function mineOf(unit) {
+  for (const h of state.mine.values()) {
+    if ((h.status === 'held' || h.status === 'confirmed') && h.lines.some((l) => (l.units || []).includes(unit))) return h;
+  }
+  return null;
+}
+
+// exchangeSelected swaps seats of one of your holds for as many free
+// ones, in one step (POST /v1/holds/{id}/exchange): all or none.
+async function exchangeSelected() {
+  const sel = [...state.selected];
+  const olds = sel.filter((u) => mineOf(u)).sort();
+  const news = sel.filter((u) => !mineOf(u)).sort();
+  const h = olds.length ? mineOf(olds[0]) : null;
+  if (!h || olds.some((u) => mineOf(u) !== h) || olds.length !== news.length) {
+    say('To swap, pick seats of one of your holds and as many free seats.', true);
+    return;
+  }
+  try {
+    const got = await api('POST', `/v1/holds/${encodeURIComponent(h.id)}/exchange`, { units: Object.fromEntries(olds.map((u, i) => [u, news[i]])) });
+    state.mine.set(got.id, got);
+    say(`Swapped ${olds.join(', ')} for ${news.join(', ')}.`);
+  } catch (e) { refused(e); }
+  state.selected.clear();
+  showSelection();
+  await refresh();
 }
 
 async function holdSelected() {
-  if (!state.selected.size) { say('Pick seats first.', true); return; }
+  const free = [...state.selected].filter((u) => !mineOf(u));
+  if (!free.length) { say('Pick free seats first.', true); return; }
   const ttl = parseInt($('ttl').value, 10) || 120;
   try {
-    const h = await api('POST', '/v1/holds', { holder: holder(), ttl_seconds: ttl, lines: [{ units: [...state.selected] }] });
+    const h = await api('POST', '/v1/holds', { holder: holder(), ttl_seconds: ttl, lines: [{ units: free }] });
     state.mine.set(h.id, h);
     state.selected.clear();
     say(`Held ${h.lines[0].units.join(', ')} until ${new Date(h.expires_at).toLocaleTimeString()}.`);
@@ -823,6 +857,7 @@ $('auth').addEventListener('submit', (e) => {
 });
 $('group-form').addEventListener('submit', (e) => { e.preventDefault(); state.selected.clear(); showSelection(); refresh(); });
 $('hold').addEventListener('click', holdSelected);
+$('exchange').addEventListener('click', exchangeSelected);
 $('race').addEventListener('click', race);
 $('room-form').addEventListener('submit', (e) => { e.preventDefault(); joinRoom(); });
 $('verify-draw').addEventListener('click', () => verifyDraw());

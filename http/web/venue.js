@@ -90,7 +90,8 @@ export function createVenue(root, { onToggle, onFocus }) {
       if (s.el.getAttribute('aria-label') !== label) {
         s.el.setAttribute('aria-label', label);
         s.el.setAttribute('aria-pressed', sel ? 'true' : 'false');
-        s.el.setAttribute('aria-disabled', st !== 'free' && !sel ? 'true' : 'false');
+        // Yours can be picked too: to swap for a free seat.
+        s.el.setAttribute('aria-disabled', st !== 'free' && st !== 'mine' && !sel ? 'true' : 'false');
       }
     }
     // One seat is in the tab order: the keyboard's, or the first free.
