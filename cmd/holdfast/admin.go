@@ -61,6 +61,12 @@ against a live database.`,
 			} else {
 				fmt.Fprintf(e.stdout, "audited %s: %d pools, %d units; oversold %d, double-booked %d\n",
 					describe(db.db), r.Pools, r.Units, r.Oversold, r.DoubleBooked)
+				if r.Payments > 0 {
+					fmt.Fprintf(e.stdout, "payments: %d recorded, each a ticket or a refund unless listed below\n", r.Payments)
+				}
+				for _, ref := range r.RefundsDueOld {
+					fmt.Fprintf(e.stdout, "REFUND OVERDUE %s: due back for more than a day (holdfast payment refunded %s once refunded)\n", ref, ref)
+				}
 				for _, d := range r.Differences {
 					fmt.Fprintf(e.stdout, "DIFFERENCE %s\n", d)
 				}

@@ -22,7 +22,9 @@ import (
 // numbered without a gap or a double; admissions went in place order; at
 // no sampled moment were more admitted than max_inside, nor more
 // admissions out and unused than the stock could serve (admit stock); the
-// draw verifies.
+// draw verifies. Buyers pay with the confirm: every payment ends once, as
+// a ticket (captured, its hold confirmed) or a refund (refund_due), and
+// each acknowledged one as it was answered, whichever server died.
 const (
 	queueRoom      = "queue-room"
 	queuePool      = "queue-pool"
@@ -40,8 +42,21 @@ type queueRun struct {
 	maxInside atomic.Int64
 	samples   atomic.Int64
 	overStock atomic.Int64 // most admissions out and unused beyond the free stock
-	errs      []string
+	// paid: payment ref → the status its confirm's answer implies
+	// (captured when confirmed, refund_due when refused); unknown
+	// outcomes (a server died) are left out.
+	paid map[string]holdfast.PaymentStatus
+	errs []string
 	url       string // a server, for the draw's check
+}
+
+func (q *queueRun) answered(ref string, st holdfast.PaymentStatus) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.paid == nil {
+		q.paid = map[string]holdfast.PaymentStatus{}
+	}
+	q.paid[ref] = st
 }
 
 func (q *queueRun) errorf(format string, args ...any) {
@@ -155,8 +170,14 @@ func (q *queueRun) joiner(ctx context.Context, urls []string, holder string, at 
 			}
 			attempt, cancel = context.WithTimeout(ctx, 3*time.Second)
 			if rng.IntN(10) < 7 {
-				if _, err := c.Confirm(attempt, hold.ID, ""); err == nil {
+				pay := holdfast.Payment{Ref: "pay-" + holder, Amount: 4200, Currency: "EUR"}
+				_, err := c.ConfirmPaid(attempt, hold.ID, pay, nil)
+				switch code := holdfast.ErrorCode(err); {
+				case err == nil:
 					q.bought.Add(1)
+					q.answered(pay.Ref, holdfast.PaymentCaptured)
+				case code == holdfast.CodeHoldExpired || code == holdfast.CodeInvalidState:
+					q.answered(pay.Ref, holdfast.PaymentRefundDue)
 				}
 			} else {
 				_, _ = c.Release(attempt, hold.ID)
@@ -243,7 +264,31 @@ func checkQueue(ctx context.Context, conn *pgx.Conn, q *queueRun) (bad []string,
 			}
 		}
 	}
-	summary = fmt.Sprintf("queue: %d joiners answered, %d places (%d numbered, %d drawn before opening, the draw verified), admitted through %d, at most %d inside (%d samples), %d bought, %d told sold out",
-		len(q.tickets), places, ranked, drawn, through, q.maxInside.Load(), q.samples.Load(), q.bought.Load(), q.soldOut.Load())
+	// Every payment a ticket or a refund, once; each answered one as it
+	// was answered.
+	rows, err := conn.Query(ctx, `SELECT p.ref, p.status, COALESCE(h.status, '') FROM payments p LEFT JOIN holds h ON h.id = p.hold_id`)
+	if err != nil {
+		return append(bad, err.Error()), ""
+	}
+	recorded := map[string]holdfast.PaymentStatus{}
+	for rows.Next() {
+		var ref, status, hold string
+		if err := rows.Scan(&ref, &status, &hold); err != nil {
+			rows.Close()
+			return append(bad, err.Error()), ""
+		}
+		recorded[ref] = holdfast.PaymentStatus(status)
+		if status == string(holdfast.PaymentCaptured) && hold != string(holdfast.StatusConfirmed) {
+			bad = append(bad, fmt.Sprintf("queue: payment %s is captured, but its hold is %q: neither a ticket nor a refund", ref, hold))
+		}
+	}
+	rows.Close()
+	for ref, want := range q.paid {
+		if got := recorded[ref]; got != want {
+			bad = append(bad, fmt.Sprintf("queue: payment %s was answered %s, but the database has %q", ref, want, got))
+		}
+	}
+	summary = fmt.Sprintf("queue: %d joiners answered, %d places (%d numbered, %d drawn before opening, the draw verified), admitted through %d, at most %d inside (%d samples), %d bought, %d told sold out, %d payments recorded (%d answered), each a ticket or a refund",
+		len(q.tickets), places, ranked, drawn, through, q.maxInside.Load(), q.samples.Load(), q.bought.Load(), q.soldOut.Load(), len(recorded), len(q.paid))
 	return bad, summary
 }
