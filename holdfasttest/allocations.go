@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,6 +227,85 @@ func raceAllocation(t *testing.T, h Harness) {
 	}
 	if n := MustCount(t, s, `SELECT COUNT(*) FROM hold_lines l JOIN holds h ON h.id = l.hold_id WHERE l.pool_id = 'p~presale' AND h.status IN ('held', 'confirmed')`); n != 20 {
 		t.Fatalf("%d claims on the channel's allocation, want 20", n)
+	}
+	MustAuditClean(t, s)
+}
+
+// Transfers race the confirm and the expiry of the same holds, on several
+// servers: a hold ends confirmed or expired, never both; whoever the
+// last acknowledged transfer named holds it; nothing is counted twice.
+func raceTransferVsConfirmExpiry(t *testing.T, h Harness) {
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	s := stores[0]
+	const n = 30
+	MustCreatePool(t, s, "p", n, 0)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = MustHold(t, s, fmt.Sprint("a-", i), holdfast.Line{Pool: "p", Quantity: 1}).ID
+		MustExec(t, s, fmt.Sprintf(`UPDATE holds SET expires_at = holdfast_now_ms() + %d WHERE id = $1`, 5+i%25), ids[i])
+	}
+	transferred := make([]string, n) // the receiver an acknowledged transfer named
+	confirmed := make([]bool, n)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	untilStopped(&wg, stop, func() bool {
+		if _, err := stores[1].ExpireDue(ctx, 10); err != nil {
+			t.Errorf("ExpireDue: %v", err)
+			return false
+		}
+		return true
+	})
+	storm(2*n, func(i int) {
+		k := i % n
+		time.Sleep(time.Duration(k%25) * time.Millisecond) // spread across the expiries (timing, not synchronisation)
+		st := stores[i%len(stores)]
+		if i < n {
+			to := fmt.Sprint("b-", k)
+			_, err := st.Transfer(ctx, ids[k], to)
+			switch holdfast.ErrorCode(err) {
+			case "":
+				transferred[k] = to
+			case holdfast.CodeHoldExpired, holdfast.CodeInvalidState:
+			default:
+				t.Errorf("transfer %d: %v", k, err)
+			}
+			return
+		}
+		_, err := st.Confirm(ctx, ids[k], "")
+		switch holdfast.ErrorCode(err) {
+		case "":
+			confirmed[k] = true
+		case holdfast.CodeHoldExpired:
+		default:
+			t.Errorf("confirm %d: %v", k, err)
+		}
+	})
+	close(stop)
+	wg.Wait()
+	for k, id := range ids {
+		got, err := s.GetHold(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if confirmed[k] != (got.Status == holdfast.StatusConfirmed) {
+			t.Fatalf("hold %d: confirm answered ok=%v, the hold is %s", k, confirmed[k], got.Status)
+		}
+		if transferred[k] != "" && got.Holder != transferred[k] {
+			t.Fatalf("hold %d: transferred to %s, held by %s", k, transferred[k], got.Holder)
+		}
+		if c := MustCount(t, s, `SELECT COUNT(*) FROM events WHERE hold_id = $1 AND type IN ('hold.confirmed', 'hold.expired')`, id); c > 1 {
+			t.Fatalf("hold %d has %d confirmed/expired events", k, c)
+		}
+	}
+	for {
+		n, err := s.ExpireDue(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
 	}
 	MustAuditClean(t, s)
 }

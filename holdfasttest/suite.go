@@ -99,6 +99,7 @@ func Run(t *testing.T, h Harness) {
 			{"ExchangeVsClaims", raceExchangeVsClaims},
 			{"Allocation", raceAllocation},
 			{"PaymentVsSweeper", racePaymentVsSweeper},
+			{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
 			{"ChangesWithClaims", raceChangesWithClaims},
 			{"Waitlist", raceWaitlist},
 			{"SeatsTogether", raceSeatsTogether},
