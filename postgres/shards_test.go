@@ -45,8 +45,8 @@ func TestShardsConformance(t *testing.T) {
 			return openShards(t, urls), func(t testing.TB) holdfast.Store { return openShards(t, urls) }
 		},
 		Unsupported: map[string]string{
-			"KeyQuota":      "a key's quota is counted on the catalog shard only",
-			"Race/KeyQuota": "a key's quota is counted on the catalog shard only",
+			"KeyQuota":              "a key's quota is counted on the catalog shard only",
+			"Race/KeyQuota":         "a key's quota is counted on the catalog shard only",
 			"Payments":              "payments are not recorded across shards yet (docs/scaling.md)",
 			"Race/PaymentVsSweeper": "payments are not recorded across shards yet (docs/scaling.md)",
 		},

@@ -47,7 +47,7 @@ type queueRun struct {
 	// outcomes (a server died) are left out.
 	paid map[string]holdfast.PaymentStatus
 	errs []string
-	url       string // a server, for the draw's check
+	url  string // a server, for the draw's check
 }
 
 func (q *queueRun) answered(ref string, st holdfast.PaymentStatus) {
