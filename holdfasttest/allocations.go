@@ -184,7 +184,21 @@ func testAllocations(t *testing.T, h Harness) {
 	if n := slices.Index(seen, "allocation.released presale"); n < 2 {
 		t.Fatalf("events %v: want the allocation's changes before its end", seen)
 	}
-	MustAuditClean(t, s)
+	// A channel keeps the pool's rules as they change: a late confirm.
+	if _, err := s.SetPoolLateConfirm(ctx, "p", holdfast.LateIfAvailable, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allocate(ctx, holdfast.AllocationRequest{Pool: "p", Channel: "late", Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lh := MustHold(t, s, "l", chl("p", "late", 1))
+	MustExpire(t, s, lh.ID)
+	if got, err := s.Confirm(ctx, lh.ID, ""); err != nil || !got.Late || got.Lines[0].Channel != "late" {
+		t.Fatalf("a channel's late confirm under if_available: %+v, %v", got, err)
+	}
+	if r := MustAuditClean(t, s); r.Pools != 2 {
+		t.Fatalf("the audit counts %d pools, want 2 (p and spare; allocations are not pools)", r.Pools)
+	}
 }
 
 // The general sale and a channel storm one pool from several servers:

@@ -23,19 +23,20 @@ func (s *Store) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 	// recounted as any pool; a pool's own claims and what it set aside for
 	// channels together never pass its capacity, and what it set aside is
 	// exactly its allocations' capacities.
-	rows, err := s.db.Query(ctx, `SELECT p.id, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.allocated,
+	rows, err := s.db.Query(ctx, `SELECT p.id, p.parent_id IS NULL, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.allocated,
 		COALESCE(SUM(CASE WHEN h.status = 'held' THEN l.quantity END), 0),
 		COALESCE(SUM(CASE WHEN h.status IN ('confirmed', 'completed') THEN l.quantity END), 0),
 		COALESCE((SELECT SUM(c.capacity) FROM pools c WHERE c.parent_id = p.id), 0)
 		FROM pools p LEFT JOIN hold_lines l ON l.pool_id = p.id LEFT JOIN holds h ON h.id = l.hold_id
-		GROUP BY p.id, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.allocated ORDER BY p.id`)
+		GROUP BY p.id, p.parent_id, p.capacity, p.held, p.confirmed, p.per_holder_limit, p.allocated ORDER BY p.id`)
 	if err != nil {
 		return r, err
 	}
 	for rows.Next() {
 		var id string
+		var pool bool // not a channel's allocation
 		var capacity, held, confirmed, limit, allocated, rHeld, rConfirmed, rAllocated int64
-		if err := rows.Scan(&id, &capacity, &held, &confirmed, &limit, &allocated, &rHeld, &rConfirmed, &rAllocated); err != nil {
+		if err := rows.Scan(&id, &pool, &capacity, &held, &confirmed, &limit, &allocated, &rHeld, &rConfirmed, &rAllocated); err != nil {
 			rows.Close()
 			return r, err
 		}
@@ -43,7 +44,9 @@ func (s *Store) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 			diff("pool %s: allocated counter %d, its allocations' capacities %d", id, allocated, rAllocated)
 		}
 		capacity -= allocated
-		r.Pools++
+		if pool {
+			r.Pools++
+		}
 		if held != rHeld {
 			diff("pool %s: held counter %d, recount %d", id, held, rHeld)
 		}

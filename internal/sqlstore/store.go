@@ -322,8 +322,12 @@ func (s *Store) SetPoolLateConfirm(ctx context.Context, id string, policy holdfa
 	}
 	var out holdfast.Pool
 	err := s.db.Transact(ctx, func(tx Querier) error {
-		n, err := tx.Exec(ctx, `UPDATE pools SET late_confirm = $2, late_confirm_grace = $3 WHERE id = $1`, id, string(policy), grace)
+		n, err := tx.Exec(ctx, `UPDATE pools SET late_confirm = $2, late_confirm_grace = $3 WHERE id = $1 AND parent_id IS NULL`, id, string(policy), grace)
 		if err != nil {
+			return err
+		}
+		// The pool's channels' allocations keep its rules.
+		if _, err := tx.Exec(ctx, `UPDATE pools SET late_confirm = $2, late_confirm_grace = $3 WHERE parent_id = $1`, id, string(policy), grace); err != nil {
 			return err
 		}
 		if n == 0 {
