@@ -19,6 +19,7 @@ export type Problem = Schemas["Problem"];
 export type Code = Problem["code"];
 export type Pool = Schemas["Pool"];
 export type Hold = Schemas["Hold"];
+export type Payment = Schemas["Payment"];
 export type HoldEvent = Schemas["Event"];
 
 /** A problem+json answer, thrown by every call that gets one. */

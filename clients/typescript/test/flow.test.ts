@@ -88,10 +88,14 @@ test("the README's flow", async () => {
     (err: unknown) => err instanceof HoldfastError && err.code === "sold_out" && err.line === 0 && err.status === 409,
   );
 
+  // Paid: the payment is recorded with the confirm.
   const { data: confirmed } = await hf.api.POST("/v1/holds/{id}/confirm", {
-    params: { path: { id: alice!.id! } }, body: { payment_ref: "pi_1" },
+    params: { path: { id: alice!.id! } }, body: { payment: { ref: "pi_1", amount: 5000, currency: "EUR" } },
   });
   assert.equal(confirmed?.status, "confirmed");
+  const { data: paid } = await hf.api.GET("/v1/payments/{ref}", { params: { path: { ref: "pi_1" } } });
+  assert.equal(paid?.status, "captured");
+  assert.equal(paid?.hold_id, alice!.id);
 
   // A replay under one key: the same answer, one hold; another request
   // under the key is refused.
