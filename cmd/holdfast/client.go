@@ -59,6 +59,10 @@ func poolRows(pools ...holdfast.Pool) [][]string {
 			limit = i64(p.PerHolderLimit)
 		}
 		rows = append(rows, []string{p.ID, p.Name, i64(p.Capacity), i64(p.Available), i64(p.Held), i64(p.Confirmed), limit})
+		// Each channel's part, under its pool.
+		for _, a := range p.Allocations {
+			rows = append(rows, []string{"  " + p.ID + " (" + a.Channel + ")", "allocation", i64(a.Quantity), i64(a.Available), i64(a.Held), i64(a.Confirmed), "-"})
+		}
 	}
 	return rows
 }

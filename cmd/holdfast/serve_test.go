@@ -576,6 +576,9 @@ func TestCLIAllocate(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.Available != 6 || len(p.Allocations) != 1 {
 		t.Fatalf("pool allocate: %d %s%s", code, out, errOut)
 	}
+	if code, out, _ := cli(admin, "pool", "get", "gig"); code != 0 || !strings.Contains(out, "gig (presale)") {
+		t.Fatalf("pool get shows no allocation: %d %s", code, out)
+	}
 	if code, _, errOut := cli(admin, "pool", "allocate", "gig", "--channel", "presale", "--quantity", "11", "--change"); code != 1 || !strings.Contains(errOut, "conflict") {
 		t.Fatalf("allocating more than is unsold: %d %s", code, errOut)
 	}
