@@ -286,6 +286,18 @@ func (n *patroniNode) role() string {
 
 func isPrimary(role string) bool { return role == "master" || role == "primary" }
 
+// isSyncStandby asks the node's Patroni whether the cluster's /sync key
+// names it the synchronous standby (GET /sync: 200 only then).
+func (n *patroniNode) isSyncStandby() bool {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/sync", n.apiPort))
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // waitLeader waits until a node other than not leads, and its PostgreSQL
 // takes writes.
 func (c *patroniCluster) waitLeader(timeout time.Duration, not *patroniNode) (*patroniNode, error) {
@@ -317,11 +329,15 @@ func (n *patroniNode) writable() bool {
 }
 
 // waitSync waits until the leader has a synchronous standby streaming
-// from it: only then is the pair safe to lose a node again.
+// from it, and Patroni has recorded it as the synchronous standby (its
+// /sync key in etcd): only then may Patroni promote it, so only then is
+// the pair safe to lose a node again. PostgreSQL reports the standby
+// sync a loop of Patroni's before the key names it; a leader lost in
+// between is, rightly, not replaced (a run froze it 50 ms too soon).
 func (c *patroniCluster) waitSync(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if leader, err := c.waitLeader(time.Second, nil); err == nil {
+		if leader, err := c.waitLeader(time.Second, nil); err == nil && c.other(leader).isSyncStandby() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			conn, err := pgx.Connect(ctx, leader.url("postgres"))
 			if err == nil {
