@@ -82,13 +82,15 @@ type method struct {
 // contract reads holdfast.Store's interfaces, in the order Store names
 // them, and their methods in declaration order.
 func contract(root string) ([]method, error) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, root, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	files, err := parseDir(root, parser.ParseComments, func(name string) bool { return true })
 	if err != nil {
 		return nil, err
 	}
 	ifaces := map[string]*ast.InterfaceType{}
-	for _, f := range pkgs["holdfast"].Files {
+	for _, f := range files {
+		if f.Name.Name != "holdfast" {
+			continue
+		}
 		for _, d := range f.Decls {
 			g, ok := d.(*ast.GenDecl)
 			if !ok || g.Tok != token.TYPE {
@@ -172,30 +174,48 @@ func qualify(ft *ast.FuncType) *ast.FuncType {
 // declared lists the methods a backend's Store declares itself (outside
 // the generated file): they are not generated.
 func declared(dir string) (map[string]bool, error) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go") && fi.Name() != out
-	}, 0)
+	files, err := parseDir(dir, 0, func(name string) bool { return name != out })
 	if err != nil {
 		return nil, err
 	}
 	own := map[string]bool{}
-	for _, p := range pkgs {
-		for _, f := range p.Files {
-			for _, d := range f.Decls {
-				fd, ok := d.(*ast.FuncDecl)
-				if !ok || fd.Recv == nil {
-					continue
-				}
-				if st, ok := fd.Recv.List[0].Type.(*ast.StarExpr); ok {
-					if id, ok := st.X.(*ast.Ident); ok && id.Name == "Store" {
-						own[fd.Name.Name] = true
-					}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Recv == nil {
+				continue
+			}
+			if st, ok := fd.Recv.List[0].Type.(*ast.StarExpr); ok {
+				if id, ok := st.X.(*ast.Ident); ok && id.Name == "Store" {
+					own[fd.Name.Name] = true
 				}
 			}
 		}
 	}
 	return own, nil
+}
+
+// parseDir parses a directory's Go files, tests left out, that keep says
+// to keep. (The packages are plain: no build tags choose their files.)
+func parseDir(dir string, mode parser.Mode, keep func(name string) bool) ([]*ast.File, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return nil, err
+	}
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, p := range paths {
+		name := filepath.Base(p)
+		if strings.HasSuffix(name, "_test.go") || !keep(name) {
+			continue
+		}
+		f, err := parser.ParseFile(fset, p, nil, mode)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 func generate(pkg string, methods []method, own map[string]bool) ([]byte, error) {
