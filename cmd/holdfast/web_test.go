@@ -337,6 +337,20 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	if _, err := c.EndAllocation(ctx, "concert", "presale"); err != nil {
 		t.Fatal(err)
 	}
+	// A payment whose hold had expired is owed back: the operator sees it.
+	late, err := c.Hold(ctx, holdfast.HoldRequest{Holder: "late-payer", TTL: time.Second, Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) { // polling the hold's 1 s TTL out (the database clock decides)
+		if h, err := c.GetHold(ctx, late.ID); err != nil || h.Status == holdfast.StatusExpired || time.Now().After(deadline) {
+			break
+		}
+	}
+	if _, err = c.ConfirmPaid(ctx, late.ID, holdfast.Payment{Ref: "pi_late", Amount: 4500, Currency: "EUR"}, nil); holdfast.ErrorCode(err) != holdfast.CodeHoldExpired {
+		t.Fatalf("a paid confirm after the hold expired: %v", err)
+	}
+	do(t, b, 15*time.Second, chromedp.WaitVisible(`#refunds li[data-ref="pi_late"]`, chromedp.ByQuery))
 	// The operator view under load: holds and releases (and refusals) from
 	// the API until the page has drawn a few readings of them, bounded.
 	load, stopLoad := context.WithCancel(ctx)

@@ -811,6 +811,28 @@ async function loadWebhooks() {
   $('webhooks').replaceChildren(table);
 }
 
+// loadRefunds lists the payments owed back (their confirm or booking was
+// refused, or cancelled): a buyer who paid and has no ticket.
+async function loadRefunds() {
+  let due;
+  try { ({ payments: due } = await api('GET', '/v1/payments?status=refund_due')); } catch { return; }
+  if (!due.length) {
+    $('refunds').innerHTML = '<p>None: every payment is a ticket or has been refunded.</p>';
+    return;
+  }
+  const ul = document.createElement('ul');
+  for (const p of due.slice(0, 10)) {
+    const li = document.createElement('li');
+    li.dataset.ref = p.ref;
+    li.textContent = `${p.ref}: ${(p.amount / 100).toFixed(2)} ${p.currency}, since ${new Date(p.created_at).toLocaleTimeString()} — ${p.reason}`;
+    ul.append(li);
+  }
+  const more = due.length > 10 ? ` (the first 10 of ${due.length})` : '';
+  const head = document.createElement('p');
+  head.textContent = `${due.length} payment(s) to refund${more}; mark each refunded once paid back (holdfast payment refunded REF).`;
+  $('refunds').replaceChildren(head, ul);
+}
+
 async function race() {
   const out = $('race-out');
   out.textContent = 'Racing…';
@@ -828,7 +850,8 @@ async function race() {
 async function audit() {
   try {
     const r = await api('GET', '/v1/audit');
-    $('audit').textContent = r.differences.length ? `${r.differences.length} differences: ${r.differences.join('; ')}` : `clean (${r.pools} pools, ${r.units} units, ${new Date(r.at).toLocaleTimeString()})`;
+    const owed = (r.refunds_due_old || []).length ? `; ${r.refunds_due_old.length} refund(s) owed for over a day` : '';
+    $('audit').textContent = (r.differences.length ? `${r.differences.length} differences: ${r.differences.join('; ')}` : `clean (${r.pools} pools, ${r.units} units, ${r.payments || 0} payments, ${new Date(r.at).toLocaleTimeString()})`) + owed;
     $('audit').className = r.differences.length ? 'error' : '';
   } catch (e) { $('audit').textContent = e.message; }
 }
@@ -868,7 +891,7 @@ setInterval(() => {
   $('rate').textContent = state.recent.length;
   for (const h of state.mine.values()) if (h.status === 'held' && new Date(h.expires_at) <= now) { h.status = 'expired'; soon(); }
   renderMine();
-  if (now % 2000 < 1000) { checkWaitlists(); sampleHolds(); }
+  if (now % 2000 < 1000) { checkWaitlists(); sampleHolds(); loadRefunds(); }
   if (now % 10000 < 1000) loadWebhooks();
 }, 1000);
 start();
