@@ -32,6 +32,14 @@ type Harness struct {
 	// offer, each with the reason (said in the test's output): they are
 	// skipped. Keep it short, and say it in the backend's documentation.
 	Unsupported map[string]string
+	// ClaimsOnly marks a variant that differs from one the suite runs in
+	// full only in how it claims (a strategy other than the default):
+	// only the tests that reach a claim — the claim shapes, taking
+	// capacity again, waitlist offers, and the races over them — run. The
+	// engine around the claim (validation, events, idempotency records,
+	// keys, rooms, payments, retention) takes the same path whatever the
+	// strategy, and runs once per backend.
+	ClaimsOnly bool
 }
 
 // Raw is what the suite needs from a store to reach past the engine: to make

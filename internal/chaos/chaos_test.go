@@ -43,9 +43,10 @@ func stormDuration(t *testing.T) time.Duration {
 		}
 		return d
 	}
-	// Long enough for rare interleavings: a 40 s soak found a bug that
-	// 15 s storms had not.
-	return 25 * time.Second
+	// Long enough for rare interleavings (a 40 s soak once found a bug
+	// that 15 s storms had not), short enough for `make test` to stay
+	// under its budget with sixteen scenarios: soak with CHAOS_DURATION.
+	return 18 * time.Second
 }
 
 const (
@@ -61,6 +62,7 @@ type scenario struct {
 	strategy string
 	skews    []time.Duration // per instance: clock offsets
 	length   float64         // × the storm duration
+	atLeast  time.Duration   // the storm's floor: what its faults need to play out
 	faults   func(h *harness, d time.Duration)
 	// broken: the build is wrong on purpose; the checks must catch it.
 	broken bool
@@ -139,7 +141,7 @@ var scenarios = []scenario{
 	// standby; later the new primary freezes (SIGSTOP of both) past the
 	// leader key's TTL, Patroni elects the other node, and the frozen one,
 	// thawed, must come back as a standby, never as a second primary.
-	{name: "patroni", strategy: "atomic", patroni: true, length: 2, faults: func(h *harness, d time.Duration) {
+	{name: "patroni", strategy: "atomic", patroni: true, length: 2, atLeast: 50 * time.Second, faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.15)
 		h.patroniKill()
 		h.at(d, 0.55)
@@ -185,7 +187,7 @@ var scenarios = []scenario{
 	// count back) loses updates under exactly this load — on PostgreSQL,
 	// through a Patroni failover, and on the embedded default.
 	{name: "broken-build-unsafe", strategy: "unsafe", broken: true},
-	{name: "broken-patroni-unsafe", strategy: "unsafe", broken: true, patroni: true, length: 0.8, faults: func(h *harness, d time.Duration) {
+	{name: "broken-patroni-unsafe", strategy: "unsafe", broken: true, patroni: true, length: 0.8, atLeast: 20 * time.Second, faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.3)
 		h.patroniKill()
 	}},
@@ -576,6 +578,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 	if sc.length > 0 {
 		length = time.Duration(sc.length * float64(d))
 	}
+	length = max(length, sc.atLeast)
 	h.stormStart = time.Now()
 	var queue *queueRun
 	stopQueue := func() {}
