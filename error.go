@@ -77,6 +77,9 @@ var (
 	ErrConflict      = &Error{Code: CodeConflict, Line: -1}
 	ErrUnsupported   = &Error{Code: CodeUnsupported, Line: -1}
 	ErrBusy          = &Error{Code: CodeBusy, Line: -1}
+	// ErrCursorExpired: a feed cursor from before the oldest event kept
+	// (Purge deleted what it pointed past).
+	ErrCursorExpired = &Error{Code: CodeCursorExpired, Line: -1}
 )
 
 // Errorf returns an *Error with code and a formatted message.

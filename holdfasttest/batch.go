@@ -11,8 +11,8 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// Batcher is a store that can decide one-line holds on a pool as one
-// batch (coalescing); the suite drives it directly to make a batch
+// Batcher is a store that can decide concurrent holds (every shape) as
+// one batch (coalescing); the suite drives it directly to make a batch
 // straddle the last units.
 type Batcher interface {
 	HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys []*holdfast.Idempotency) ([]holdfast.Hold, []error)

@@ -60,8 +60,9 @@ type Options struct {
 	MaxConns int32
 	// Think is the strategies' pause between check and write (the lab).
 	Think time.Duration
-	// NoCoalesce turns off the batching of concurrent one-line pool holds
-	// into one transaction (on by default with the atomic strategy).
+	// NoCoalesce turns off the batching of concurrent claims and lifecycle
+	// changes (every shape) into shared transactions (on by default with
+	// the atomic strategy): each request then runs a transaction of its own.
 	NoCoalesce bool
 	// Locker is the lock service of the redislock strategy (package redis).
 	Locker Locker

@@ -87,8 +87,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Think is the strategies' pause between check and write (the lab).
 	Think time.Duration
-	// NoCoalesce turns off the batching of concurrent one-line pool holds
-	// into one transaction (on by default with the atomic strategy).
+	// NoCoalesce turns off the batching of concurrent claims and lifecycle
+	// changes (every shape) into shared transactions (on by default with
+	// the atomic strategy): each request then runs a transaction of its own.
 	NoCoalesce bool
 	// Logger receives what the store recovers from (default slog.Default).
 	Logger *slog.Logger

@@ -36,7 +36,7 @@ func (f *dbFlags) register(fs *pflag.FlagSet, e env) {
 	fs.StringVar(&f.strategy, "strategy", envOr(e, "HOLDFAST_STRATEGY", string(holdfast.Atomic)),
 		"how claims are made atomic: atomic, pessimistic, optimistic, serializable, advisory, redislock, unsafe (env HOLDFAST_STRATEGY)")
 	fs.BoolVar(&f.coalesce, "coalesce", envBool(e, "HOLDFAST_COALESCE", true),
-		"combine concurrent one-line holds on a pool into one transaction (atomic strategy; env HOLDFAST_COALESCE)")
+		"combine concurrent holds and lifecycle changes (every shape) into shared transactions (atomic strategy; env HOLDFAST_COALESCE)")
 	fs.IntVar(&f.conns, "db-conns", envInt(e, "HOLDFAST_DB_CONNS", 32),
 		"PostgreSQL connections per server: coalescing runs one transaction per hot pool at a time, so a few dozen serve thousands of clients; keep instances × db-conns under max_connections (env HOLDFAST_DB_CONNS)")
 	fs.StringVar(&f.redis, "redis", envOr(e, "HOLDFAST_REDIS", ""), "Redis URL (redis://host:6379/0), for the redislock strategy (env HOLDFAST_REDIS)")

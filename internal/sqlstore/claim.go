@@ -124,7 +124,8 @@ func col(confirmed bool) string {
 	return "held"
 }
 
-// queryBool runs a query returning at most one row; ok says if it did.
+// queryRow runs a query returning at most one row into dest; ok says if
+// there was one.
 func queryRow(ctx context.Context, q Reader, sql string, args []any, dest ...any) (bool, error) {
 	err := q.QueryRow(ctx, sql, args...).Scan(dest...)
 	if errors.Is(err, ErrNoRows) {
@@ -385,16 +386,16 @@ func (rd unsafeRead) pick(group string, k int64) ([]string, bool) {
 }
 
 func (u Unsafe) Prepare(ctx context.Context, db Reader, r holdfast.HoldRequest) (Prepared, error) {
-	rd, err := readAvailability(ctx, db, u.d, r)
+	rd, err := readUnlocked(ctx, db, u.d, r)
 	if err != nil {
 		return nil, err
 	}
 	return rd, think(ctx, u.think)
 }
 
-// readAvailability reads, without locks, what r's lines would take: the
+// readUnlocked reads, without locks, what r's lines would take: the
 // check of a check-then-act.
-func readAvailability(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequest) (unsafeRead, error) {
+func readUnlocked(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequest) (unsafeRead, error) {
 	rd := unsafeRead{pools: map[string][3]int64{}, limit: map[string]int64{}, free: map[string]bool{}, picks: map[string][]string{}, used: map[string]int{}}
 	// "Any k" picks leave out the units the hold names itself, and take
 	// enough for every "any" line on the group.

@@ -59,7 +59,7 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	if s.key != nil && s.key.RenderError != nil {
 		k := *s.key
 		k.RenderError = nil
-		try1 = &Store{engine: s.engine, key: &k}
+		try1 = &Store{shared: s.shared, key: &k}
 		defer func() { s.answer = try1.answer }()
 	}
 	for try := 0; ; try++ {
@@ -241,7 +241,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 }
 
 // backoff sleeps a full-jitter exponential backoff for the n-th retry
-// (1 ms doubling, capped at 50 ms), or returns ctx's error.
+// (1 ms doubling, capped at 64 ms), or returns ctx's error.
 func backoff(ctx context.Context, n int) error {
 	return sleep(ctx, rand.N(time.Millisecond<<min(n, 6))+1)
 }
@@ -283,8 +283,8 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	}
 	// One global lock order (guarantee 7): pools by id, units by id, groups
 	// by id. Two holds never wait on each other in opposite orders.
-	slices.SortFunc(poolLines, func(a, b int) int { return compare(r.Lines[a].Pool, r.Lines[b].Pool) })
-	slices.SortStableFunc(anyLines, func(a, b int) int { return compare(r.Lines[a].Group, r.Lines[b].Group) })
+	slices.SortFunc(poolLines, func(a, b int) int { return cmp.Compare(r.Lines[a].Pool, r.Lines[b].Pool) })
+	slices.SortStableFunc(anyLines, func(a, b int) int { return cmp.Compare(r.Lines[a].Group, r.Lines[b].Group) })
 	slices.Sort(unitIDs)
 
 	for _, i := range poolLines {
@@ -374,16 +374,6 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		return h, nil, err
 	}
 	return h, nil, s.record(ctx, tx, h)
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // takeHolderLimit adds q to the holder's total in the pool if that stays

@@ -82,7 +82,7 @@ func derefInt(p *int64) int64 {
 
 // Keyed returns a view of s whose change records its answer under k.
 func (s *Store) Keyed(k holdfast.Idempotency) holdfast.Keyed {
-	return keyed{&Store{engine: s.engine, key: &k}}
+	return keyed{&Store{shared: s.shared, key: &k}}
 }
 
 // keyed is a Store with a key: the one request's view.
@@ -280,7 +280,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, erro
 // midway leaves the rest to expire, and an offer to the key's entries
 // made meanwhile is cancelled by the offerer.
 func (s *Store) EndKeyClaims(ctx context.Context, id string, release func(context.Context, string) (holdfast.Hold, error)) error {
-	plain, owner := &Store{engine: s.engine}, holdfast.KeyOwner(id)
+	plain, owner := &Store{shared: s.shared}, holdfast.KeyOwner(id)
 	if release == nil {
 		release = plain.Release
 	}

@@ -142,7 +142,7 @@ func (r RedisLock) Prepare(ctx context.Context, db Reader, req holdfast.HoldRequ
 		held.fences[key] = fence
 		held.unlocks = append(held.unlocks, unlock)
 	}
-	if held.read, err = readAvailability(ctx, db, r.d, req); err != nil {
+	if held.read, err = readUnlocked(ctx, db, r.d, req); err != nil {
 		r.Finish(held)
 		return nil, err
 	}

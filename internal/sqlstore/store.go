@@ -18,16 +18,16 @@ import (
 
 // Store implements holdfast.Store on a DB and Dialect.
 type Store struct {
-	*engine
+	*shared
 	// key guards the one change made through a Store that Keyed returned
 	// (nil on the store itself); answer is what that change recorded.
 	key    *holdfast.Idempotency
 	answer *holdfast.StoredResponse
 }
 
-// engine is the store's shared state: a Store and every keyed view of it
+// shared is the store's state: a Store and every keyed view of it
 // share one.
-type engine struct {
+type shared struct {
 	db       DB
 	d        Dialect
 	cfg      holdfast.Config
@@ -99,17 +99,18 @@ type Env struct {
 }
 
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
-// one-line pool holds are combined into batches (atomic strategy only).
+// concurrent claims and lifecycle changes of every shape are combined into
+// batches (atomic strategy only).
 func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env Env) *Store {
 	if err := d.check(); err != nil {
 		panic(err) // a backend's programming error, found by its first test
 	}
 	_, atomicStrategy := c.(Atomic)
-	return &Store{engine: &engine{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
+	return &Store{shared: &shared{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
 		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_"), routed: env.Routed}}
 }
 
-func (s *engine) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.clock.Now()) }
+func (s *shared) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.clock.Now()) }
 
 // Config returns the store's hold lifetime bounds, defaults filled in.
 func (s *Store) Config() holdfast.Config { return s.cfg }

@@ -264,7 +264,7 @@ func (s *Store) LeaveWaitlist(ctx context.Context, pool, id, owner string) (hold
 	if e.Status == holdfast.WaitlistOffered {
 		// The offer is the holder's hold: releasing it gives its capacity
 		// to the next entry. One that ended meanwhile is settled below.
-		if _, err := (&Store{engine: s.engine}).Release(ctx, e.HoldID); err != nil && !isEnded(err) {
+		if _, err := (&Store{shared: s.shared}).Release(ctx, e.HoldID); err != nil && !isEnded(err) {
 			return holdfast.WaitlistEntry{}, err
 		}
 	}

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -170,7 +171,7 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 			}
 		}
 	}
-	slices.SortFunc(deltas, func(a, b delta) int { return compare(a.k.pool+"\x00"+a.k.holder, b.k.pool+"\x00"+b.k.holder) })
+	slices.SortFunc(deltas, func(a, b delta) int { return cmp.Compare(a.k.pool+"\x00"+a.k.holder, b.k.pool+"\x00"+b.k.holder) })
 	rows, args = "", nil
 	for _, d := range deltas {
 		rows += sep(len(args)) + fmt.Sprintf("($%d, $%d, CAST($%d AS BIGINT))", len(args)+1, len(args)+2, len(args)+3)
