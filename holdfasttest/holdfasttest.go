@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/rawsql"
 )
 
 // Harness opens stores for the suite.
@@ -44,7 +45,9 @@ type Harness struct {
 
 // Raw is what the suite needs from a store to reach past the engine: to make
 // time pass for a hold, to attempt buggy writes, and to count rows. SQL uses
-// $1 placeholders and the schema's table names.
+// $1 placeholders and the schema's table names. A backend outside this
+// module implements it on its store; holdfast's own stores keep it out of
+// their API and are reached through internal/rawsql.
 type Raw interface {
 	Exec(ctx context.Context, sql string, args ...any) error
 	QueryInt(ctx context.Context, sql string, args ...any) (int64, error)
@@ -52,7 +55,7 @@ type Raw interface {
 
 func raw(t testing.TB, s holdfast.Store) Raw {
 	t.Helper()
-	r, ok := s.(Raw)
+	r, ok := rawsql.Of(s)
 	if !ok {
 		t.Fatalf("%T does not implement holdfasttest.Raw", s)
 	}
@@ -74,7 +77,7 @@ type API interface {
 // idempotency records, keys, webhooks and raw SQL go straight to local: the suite
 // run through a transport, with the database still in reach for counting.
 func OverAPI(api API, local holdfast.Store) holdfast.Store {
-	r, _ := local.(Raw)
+	r, _ := rawsql.Of(local)
 	return overAPI{API: api, Operations: local, IdempotencyStore: local, KeyStore: local, WebhookStore: local, RoomStore: local, WaitlistStore: local, raw: r}
 }
 

@@ -201,9 +201,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Exec runs a statement bypassing the engine. It exists for tests that show
-// the database refusing a buggy write.
-func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
+// execRaw runs a statement bypassing the engine, for tests that show the
+// database refusing a buggy write (reached through internal/rawsql).
+func (s *Store) execRaw(ctx context.Context, query string, args ...any) error {
 	_, err := s.pool.Exec(ctx, query, args...)
 	return err
 }
@@ -468,9 +468,10 @@ type pgRow struct{ pgx.Row }
 
 func (r pgRow) Scan(dest ...any) error { return interpret(r.Row.Scan(dest...)) }
 
-// QueryInt runs a query returning one integer, bypassing the engine. It
-// exists for tests that count in the database directly.
-func (s *Store) QueryInt(ctx context.Context, query string, args ...any) (int64, error) {
+// queryInt runs a query returning one integer, bypassing the engine, for
+// tests and the lab that count in the database directly (reached through
+// internal/rawsql).
+func (s *Store) queryInt(ctx context.Context, query string, args ...any) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, query, args...).Scan(&n)
 	return n, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -213,10 +214,10 @@ func TestShardsMove(t *testing.T) {
 	check(a, openShards(t, urls))
 
 	for _, table := range []string{"pools", "groups", "units"} {
-		n, err := a.QueryInt(ctx, `SELECT count(*) FROM `+table+` WHERE id LIKE 'fest%' OR id LIKE 'seat-%'`)
+		n := holdfasttest.MustCount(t, a, `SELECT count(*) FROM `+table+` WHERE id LIKE 'fest%' OR id LIKE 'seat-%'`)
 		want := map[string]int64{"pools": 1, "groups": 1, "units": int64(len(seats))}[table]
-		if err != nil || n != want {
-			t.Fatalf("%s of fest over every shard: %d, %v; want %d (each on one shard)", table, n, err, want)
+		if n != want {
+			t.Fatalf("%s of fest over every shard: %d; want %d (each on one shard)", table, n, want)
 		}
 	}
 	rep, err := a.Audit(ctx)
@@ -327,11 +328,7 @@ func TestShardsMovePurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	homes := func() int64 {
-		n, err := s.Shard(0).QueryInt(ctx, `SELECT count(*) FROM shard_hold_homes`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+		return holdfasttest.MustCount(t, s.Shard(0), `SELECT count(*) FROM shard_hold_homes`)
 	}
 	if n := homes(); n != 2 {
 		t.Fatalf("homes after the move: %d, want 2", n)

@@ -368,10 +368,10 @@ func (s *Shards) Events(ctx context.Context, after string, limit int) ([]holdfas
 
 // ---- raw access, for tests that count in the databases ----
 
-// Exec runs a statement on every shard. A shard that refuses it for a
+// execRaw runs a statement on every shard (internal/rawsql). A shard that refuses it for a
 // foreign key (a row of a pool on another shard) is passed over when
 // another shard wrote rows with it.
-func (s *Shards) Exec(ctx context.Context, query string, args ...any) error {
+func (s *Shards) execRaw(ctx context.Context, query string, args ...any) error {
 	var refused error
 	wrote := false
 	for _, st := range s.set.stores {
@@ -392,9 +392,9 @@ func (s *Shards) Exec(ctx context.Context, query string, args ...any) error {
 	return nil
 }
 
-// QueryInt runs a query returning one integer on every shard and sums
-// what the shards that have a row answer.
-func (s *Shards) QueryInt(ctx context.Context, query string, args ...any) (int64, error) {
+// queryInt runs a query returning one integer on every shard and sums
+// what the shards that have a row answer (internal/rawsql).
+func (s *Shards) queryInt(ctx context.Context, query string, args ...any) (int64, error) {
 	var total int64
 	found := false
 	for _, st := range s.set.stores {

@@ -238,9 +238,10 @@ func Migrate(ctx context.Context, db *sql.DB, path string) error {
 	return nil
 }
 
-// Exec runs a statement on the write connection, bypassing the engine. It
-// exists for tests that show the database refusing a buggy write.
-func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
+// execRaw runs a statement on the write connection, bypassing the engine,
+// for tests that show the database refusing a buggy write (reached through
+// internal/rawsql).
+func (s *Store) execRaw(ctx context.Context, query string, args ...any) error {
 	_, err := s.db.w.ExecContext(ctx, rewrite(query), args...)
 	return s.db.interpret(err)
 }
@@ -542,9 +543,9 @@ type sqlRow struct {
 
 func (r sqlRow) Scan(dest ...any) error { return r.d.interpret(r.Row.Scan(dest...)) }
 
-// QueryInt runs a query returning one integer, bypassing the engine. It
-// exists for tests that count in the database directly.
-func (s *Store) QueryInt(ctx context.Context, query string, args ...any) (int64, error) {
+// queryInt runs a query returning one integer, bypassing the engine, for
+// tests and the lab that count in the database directly (internal/rawsql).
+func (s *Store) queryInt(ctx context.Context, query string, args ...any) (int64, error) {
 	var n int64
 	err := s.db.r.QueryRowContext(ctx, rewrite(query), args...).Scan(&n)
 	return n, err

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/rawsql"
 	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/sqlite"
@@ -774,9 +775,7 @@ func TestPurgeKeepsWhatIsStillToBeSent(t *testing.T) {
 	backends(t, func(t *testing.T, open func(*testing.T) store) {
 		ctx := context.Background()
 		s := open(t)
-		raw := s.(interface {
-			Exec(ctx context.Context, sql string, args ...any) error
-		})
+		raw, _ := rawsql.Of(s)
 		age := func() {
 			t.Helper()
 			for _, sql := range []string{`UPDATE events SET at = at - 864000000`, `UPDATE webhook_deliveries SET updated_at = updated_at - 864000000`} {

@@ -78,9 +78,7 @@ func TestMigrateAndAudit(t *testing.T) {
 	}
 	// A buggy write that no constraint can see: the counter says 4 held,
 	// the claim rows say 3.
-	if err := s.Exec(context.Background(), `UPDATE pools SET held = 4 WHERE id = 'p'`); err != nil {
-		t.Fatal(err)
-	}
+	holdfasttest.MustExec(t, s, `UPDATE pools SET held = 4 WHERE id = 'p'`)
 	s.Close()
 	code, out, _ := runCmd(t, "audit", "--db", db)
 	if code != 1 || !strings.Contains(out, "DIFFERENCE pool p: held counter 4, recount 3") {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/rawsql"
 	"github.com/holdfast/holdfast/internal/service"
 )
 
@@ -30,9 +31,7 @@ func runQueue(ctx context.Context, e env, f Options) error {
 	}
 	defer t.Close()
 	store := t.Engines[0].(holdfast.Store)
-	counter, ok := store.(interface {
-		QueryInt(ctx context.Context, sql string, args ...any) (int64, error)
-	})
+	counter, ok := rawsql.Of(store)
 	if !ok {
 		return fmt.Errorf("the lab's store cannot be counted in")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/internal/rawsql"
 	"github.com/holdfast/holdfast/webhook"
 	"github.com/holdfast/holdfast/webhook/signature"
 )
@@ -429,9 +430,7 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 // goes idle, at most once a second: the count is read a second later;
 // close, not exact). 0 on SQLite, which has no such view.
 func dbTransactions(ctx context.Context, store holdfast.Store) int64 {
-	q, ok := store.(interface {
-		QueryInt(ctx context.Context, sql string, args ...any) (int64, error)
-	})
+	q, ok := rawsql.Of(store)
 	if !ok {
 		return 0
 	}
