@@ -39,6 +39,10 @@ type APIKey struct {
 	// and bookings take only from its channel's allocations (see
 	// Allocation), never from the general sale.
 	Channel string `json:"channel,omitempty"`
+	// Secret is the bearer key, set only on what creating a key through
+	// the API answers (http.Client's CreateKey): the server keeps only
+	// Hash, and shows the secret this once.
+	Secret string `json:"-"`
 }
 
 // KeyStore keeps API keys.

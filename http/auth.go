@@ -262,6 +262,12 @@ func (s *Server) listKeys(r *http.Request, _ *call) (int, any, error) {
 	return http.StatusOK, map[string][]keyView{"keys": keys}, err
 }
 
+// getKey reads one key, revoked or not.
+func (s *Server) getKey(r *http.Request, _ *call) (int, any, error) {
+	k, err := s.cfg.Store.APIKey(r.Context(), r.PathValue("id"))
+	return http.StatusOK, keyView(k), err
+}
+
 // patchKey sets a key's quota of held units; every server applies it
 // within keyCacheTTL.
 func (s *Server) patchKey(r *http.Request, c *call) (int, any, error) {

@@ -489,29 +489,43 @@ func (c *Client) Events(ctx context.Context, after string, limit int) ([]holdfas
 	return out.Events, out.Next, err
 }
 
-// CreateKey asks the server for a new client key (admin only) and returns
-// the bearer key, shown only this once. If the server answers a replay of
-// an earlier request (the first answer was lost), the secret is gone: the
-// error is ErrConflict, naming the key id to revoke.
-func (c *Client) CreateKey(ctx context.Context, name string, maxHeldUnits int64) (id, key string, err error) {
-	return c.CreateChannelKey(ctx, name, "", maxHeldUnits)
+// CreateKey asks the server for a new client key (admin only) named
+// k.Name, with k.MaxHeldUnits and k.Channel, and returns it with its
+// bearer key in Secret, shown only this once. The server makes the id and
+// the secret: a k with an ID or a Hash is unsupported. If the server
+// answers a replay of an earlier request (the first answer was lost), the
+// secret is gone: the error is ErrConflict, naming the key id to revoke.
+func (c *Client) CreateKey(ctx context.Context, k holdfast.APIKey) (holdfast.APIKey, error) {
+	if k.ID != "" || k.Hash != nil {
+		return holdfast.APIKey{}, holdfast.Errorf(holdfast.CodeUnsupported, "the server makes a key's id and secret: give only its name, quota and channel")
+	}
+	var out createdKey
+	body := map[string]any{"name": k.Name, "max_held_units": k.MaxHeldUnits}
+	if k.Channel != "" {
+		body["channel"] = k.Channel
+	}
+	if err := c.do(ctx, "POST", "/v1/keys", body, &out); err != nil {
+		return holdfast.APIKey{}, err
+	}
+	created := holdfast.APIKey{ID: out.ID, Name: out.Name, Role: out.Role, CreatedAt: out.CreatedAt, MaxHeldUnits: out.MaxHeldUnits, Channel: out.Channel}
+	if out.Key == nil {
+		return created, holdfast.Errorf(holdfast.CodeConflict, "key %s was created, but its secret was shown once and not kept: revoke it and create another", out.ID)
+	}
+	created.Secret = *out.Key
+	return created, nil
 }
 
-// CreateChannelKey is CreateKey for a key bound to a sales channel: its
-// holds and bookings take from the channel's allocations only.
-func (c *Client) CreateChannelKey(ctx context.Context, name, channel string, maxHeldUnits int64) (id, key string, err error) {
-	var out createdKey
-	body := map[string]any{"name": name, "max_held_units": maxHeldUnits}
-	if channel != "" {
-		body["channel"] = channel
-	}
-	if err = c.do(ctx, "POST", "/v1/keys", body, &out); err != nil {
-		return "", "", err
-	}
-	if out.Key == nil {
-		return out.ID, "", holdfast.Errorf(holdfast.CodeConflict, "key %s was created, but its secret was shown once and not kept: revoke it and create another", out.ID)
-	}
-	return out.ID, *out.Key, nil
+// APIKey reads a key, revoked or not (admin only); never its secret.
+func (c *Client) APIKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+	var out holdfast.APIKey
+	err := c.do(ctx, "GET", "/v1/keys/"+esc(id), nil, &out)
+	return out, err
+}
+
+// TouchKey is the server's own bookkeeping (when a key last
+// authenticated): the API does not offer it.
+func (c *Client) TouchKey(context.Context, string) error {
+	return holdfast.Errorf(holdfast.CodeUnsupported, "a key's last use is recorded by the server that authenticates it")
 }
 
 // Keys lists the keys (admin only); never a secret.
@@ -542,25 +556,33 @@ func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, "GET", "/readyz", nil, nil)
 }
 
-// CreatedWebhook is a webhook as its creation answers: with its signing
+// createdWebhook is a webhook as its creation answers: with its signing
 // secret, shown this once.
-type CreatedWebhook struct {
+type createdWebhook struct {
 	holdfast.Webhook
 	Secret string `json:"secret"`
 }
 
-// CreateWebhook registers an endpoint (admin only); the answer carries the
-// signing secret, shown only this once.
-func (c *Client) CreateWebhook(ctx context.Context, url string, events []holdfast.EventType, description string) (CreatedWebhook, error) {
-	var out CreatedWebhook
+// CreateWebhook registers w's URL, events and description (admin only),
+// and returns the webhook with its signing secret in Secret, shown only
+// this once. The server makes the id and the secret: a w with either is
+// unsupported.
+func (c *Client) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
+	if w.ID != "" || w.Secret != "" {
+		return holdfast.Webhook{}, holdfast.Errorf(holdfast.CodeUnsupported, "the server makes a webhook's id and signing secret: give only its url, events and description")
+	}
+	var out createdWebhook
+	events := w.Events
 	if events == nil {
 		events = []holdfast.EventType{}
 	}
-	err := c.do(ctx, "POST", "/v1/webhooks", map[string]any{"url": url, "events": events, "description": description}, &out)
+	err := c.do(ctx, "POST", "/v1/webhooks", map[string]any{"url": w.URL, "events": events, "description": w.Description}, &out)
+	created := out.Webhook
+	created.Secret = out.Secret
 	if err == nil && out.Secret == "" {
 		err = holdfast.Errorf(holdfast.CodeConflict, "webhook %s was created, but its secret was shown once and not kept: delete it and create another", out.ID)
 	}
-	return out, err
+	return created, err
 }
 
 // Webhooks lists the webhooks (admin only); never a secret.
@@ -723,3 +745,9 @@ func (c *Client) LeaveWaitlist(ctx context.Context, pool, id, _ string) (holdfas
 var _ holdfast.WaitlistStore = (*Client)(nil)
 var _ holdfast.Allocations = (*Client)(nil)
 var _ holdfast.Payments = (*Client)(nil)
+
+// Keys and webhooks too: what only the server can do answers unsupported.
+var (
+	_ holdfast.KeyStore     = (*Client)(nil)
+	_ holdfast.WebhookStore = (*Client)(nil)
+)

@@ -48,6 +48,7 @@ var operationIDs = map[string]string{
 	"POST /v1/lab/race":                                  "runRace",
 	"POST /v1/keys":                                      "createKey",
 	"GET /v1/keys":                                       "listKeys",
+	"GET /v1/keys/{id}":                                  "getKey",
 	"DELETE /v1/keys/{id}":                               "revokeKey",
 	"PATCH /v1/keys/{id}":                                "setKeyQuota",
 	"POST /v1/webhooks":                                  "createWebhook",
@@ -302,6 +303,7 @@ func openAPIDoc() obj {
 				"get": op("List the keys (admin): never a secret", "200", obj{"type": "object", "properties": obj{"keys": obj{"type": "array", "items": ref("Key")}}}, nil, "403"),
 			},
 			"/v1/keys/{id}": obj{
+				"get":    withParams(op("Read a key (admin), revoked or not: never its secret", "200", ref("Key"), nil, "403", "404"), idParam),
 				"delete": withParams(op("Revoke a key for good (admin): every server refuses it within a second", "200", ref("Key"), nil, "403", "404"), idParam),
 				"patch": withParams(op("Set a key's quota of held units (admin; 0: none)", "200", ref("Key"),
 					obj{"type": "object", "required": []string{"max_held_units"}, "properties": obj{"max_held_units": integer(0, 1<<40, "tickets and units the key's holds may have held at once; 0: no quota")}, "additionalProperties": false},

@@ -679,6 +679,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/events/stream-token", admin, s.streamToken)
 	s.handle("POST /v1/keys", admin, s.createKey)
 	s.handle("GET /v1/keys", admin, s.listKeys)
+	s.handle("GET /v1/keys/{id}", admin, s.getKey)
 	s.handle("DELETE /v1/keys/{id}", admin, s.revokeKey)
 	s.handle("PATCH /v1/keys/{id}", admin, s.patchKey)
 	s.handle("POST /v1/webhooks", admin, s.createWebhook)

@@ -440,11 +440,11 @@ func keyCmd(e env) *cobra.Command {
 	create := &cobra.Command{Use: "create", Short: "Create a client key; it is shown only once", Args: cobra.NoArgs,
 		Example: "  holdfast key create --name box-office --max-held-units 50\n  holdfast key create --name reseller --channel presale",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, key, err := f.client().CreateChannelKey(cmd.Context(), name, channel, maxHeld)
+			k, err := f.client().CreateKey(cmd.Context(), holdfast.APIKey{Name: name, MaxHeldUnits: maxHeld, Channel: channel})
 			if err != nil {
 				return err
 			}
-			f.print(e.stdout, map[string]string{"id": id, "name": name, "key": key}, "ID\tNAME\tKEY", []string{id, name, key})
+			f.print(e.stdout, map[string]string{"id": k.ID, "name": name, "key": k.Secret}, "ID\tNAME\tKEY", []string{k.ID, name, k.Secret})
 			return nil
 		}}
 	create.Flags().StringVar(&name, "name", "", "what the key is for")

@@ -268,7 +268,7 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	base := startServer(t, "--demo", "--webhook-allow-private")
 	ctx := context.Background()
 	c := hfhttp.NewClient(base, "")
-	if _, err := c.CreateWebhook(ctx, "http://127.0.0.1:9/hooks", nil, "nobody listens"); err != nil {
+	if _, err := c.CreateWebhook(ctx, holdfast.Webhook{URL: "http://127.0.0.1:9/hooks", Description: "nobody listens"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []holdfast.Pool{{ID: "gated", Capacity: 5}, {ID: "last", Capacity: 1, OfferTTLSeconds: 120}} {

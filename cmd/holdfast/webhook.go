@@ -30,11 +30,16 @@ func webhookCmd(e env) *cobra.Command {
 	var url, events, description string
 	create := &cobra.Command{Use: "create", Short: "Register an endpoint; its signing secret is shown only once", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			w, err := f.client().CreateWebhook(cmd.Context(), url, eventTypes(events), description)
+			w, err := f.client().CreateWebhook(cmd.Context(), holdfast.Webhook{URL: url, Events: eventTypes(events), Description: description})
 			if err != nil {
 				return err
 			}
-			f.print(e.stdout, w, header+"\tSECRET", append(row(w.Webhook), w.Secret))
+			// The secret, shown this once, is in the JSON answer too.
+			shown := struct {
+				holdfast.Webhook
+				Secret string `json:"secret"`
+			}{w, w.Secret}
+			f.print(e.stdout, shown, header+"\tSECRET", append(row(w), w.Secret))
 			return nil
 		}}
 	create.Flags().StringVar(&url, "url", "", "the endpoint (http or https)")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/webhook/signature"
 )
@@ -102,7 +103,7 @@ var webhookArgs = []string{"--webhook-allow-private", "--webhook-timeout", "1s",
 // newest event's seq at that moment: every later event must be delivered.
 func (h *harness) registerWebhook(ctx context.Context, r *flakyReceiver, conn *pgx.Conn) int64 {
 	c := hfhttp.NewClient(h.instances[0].url(), adminKey)
-	w, err := c.CreateWebhook(ctx, r.srv.URL+"/hooks", nil, "chaos receiver")
+	w, err := c.CreateWebhook(ctx, holdfast.Webhook{URL: r.srv.URL + "/hooks", Description: "chaos receiver"})
 	if err != nil {
 		h.t.Fatalf("registering the webhook: %v", err)
 	}
