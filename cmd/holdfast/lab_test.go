@@ -103,7 +103,7 @@ func TestLabBenchRuns(t *testing.T) {
 	defer pg.Close()
 	url := pg.Schema(t)
 	chart := filepath.Join(t.TempDir(), "bench.svg")
-	code, out, errOut := runCmd(t, "lab", "--bench", "--db", url, "--duration", "2s", "--chart", chart,
+	code, out, errOut := runCmd(t, "lab", "--bench", "--db", url, "--duration", "1s", "--chart", chart,
 		"--bench-shapes", "pool,events,sellout,webhooks", "--bench-clients", "16")
 	if code != 0 {
 		t.Fatalf("lab --bench: exit %d\n%s%s", code, out, errOut)
