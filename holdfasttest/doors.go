@@ -400,6 +400,10 @@ func testRulesByDoor(t *testing.T, h Harness) {
 			_, err := s.Exchange(ctx, x.hold, x.swap)
 			return err
 		},
+		"paid_book": func(n string, x setup) error {
+			_, err := s.BookPaid(ctx, req(x, pl(x.pool, 1)), eur("pi_"+n, 900))
+			return err
+		},
 	}
 	type cell struct{ rule, door string }
 	want := map[cell]holdfast.Code{
@@ -414,7 +418,10 @@ func testRulesByDoor(t *testing.T, h Harness) {
 		{"admission_of_its_room", "hold"}: holdfast.CodeAdmissionInvalid, {"admission_of_its_room", "book"}: holdfast.CodeAdmissionInvalid,
 		{"admission_of_its_room", "seats_together"}: holdfast.CodeAdmissionInvalid, {"admission_of_its_room", "waitlist_join"}: holdfast.CodeAdmissionInvalid,
 		{"capacity", "exchange"}: holdfast.CodeUnavailable, {"per_holder_limit", "transfer"}: holdfast.CodeLimitExceeded,
+		{"capacity", "paid_book"}: holdfast.CodeSoldOut, {"per_holder_limit", "paid_book"}: holdfast.CodeLimitExceeded,
+		{"admission_required", "paid_book"}: holdfast.CodeAdmissionRequired, {"admission_of_its_room", "paid_book"}: holdfast.CodeAdmissionInvalid,
 	}
+	_, noPayments := h.Unsupported["Payments"]
 	// Left out by design: a booking is never held, so it counts against
 	// no key's quota; a group has no per-holder limit; a join while the
 	// pool can sell is its own rule (not_sold_out, below); a transfer
@@ -423,7 +430,8 @@ func testRulesByDoor(t *testing.T, h Harness) {
 	// with.
 	i := 0
 	for c, code := range want {
-		if (c.rule == "key_quota" && !quotaCounted(h)) || (h.Remote && (c.rule == "key_quota" || c.rule == "admission_of_its_room" || c.door == "waitlist_join")) {
+		if (c.rule == "key_quota" && !quotaCounted(h)) || (h.Remote && (c.rule == "key_quota" || c.rule == "admission_of_its_room" || c.door == "waitlist_join")) ||
+			(c.door == "paid_book" && noPayments) {
 			continue
 		}
 		i++
@@ -439,6 +447,8 @@ func testRulesByDoor(t *testing.T, h Harness) {
 			t.Errorf("rule %s at door %s: the refusal took %d", c.rule, c.door, after-before)
 		}
 	}
+
+	rulesAtChannelDoor(t, h, s, guard, noPayments)
 
 	// The waitlist's own rule: no line for what can be held now.
 	MustCreatePool(t, s, "free", 5, 0)
@@ -463,6 +473,92 @@ func testRulesByDoor(t *testing.T, h Harness) {
 	_, err = s.Confirm(ctx, old2.ID, "")
 	wantExpired(t, err, false)
 	MustAuditClean(t, s)
+}
+
+// rulesAtChannelDoor: a line on a channel's allocation (a reseller's
+// sale) keeps every rule of its pool — its capacity is the allocation's,
+// the pool's per-holder limit applies (a holder's allowance per channel),
+// the key's quota counts it, and a room guarding the pool guards its
+// channels too — at every door that takes from it: hold, booking, paid
+// booking. A refusal takes nothing.
+func rulesAtChannelDoor(t *testing.T, h Harness, s holdfast.Store, guard func(room string, opensIn time.Duration, pools, groups []string), noPayments bool) {
+	ctx := ctxT(t)
+	alloc := func(n string, capacity, limit, allocated int64) {
+		t.Helper()
+		if _, err := s.CreatePool(ctx, holdfast.Pool{ID: n, Partition: n, Capacity: capacity, PerHolderLimit: limit}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Allocate(ctx, holdfast.AllocationRequest{Pool: n, Channel: "presale", Quantity: allocated}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := func(n string, q int64) []holdfast.Line {
+		return []holdfast.Line{{Pool: n, Quantity: q, Channel: "presale"}}
+	}
+	take := func(r holdfast.HoldRequest) {
+		t.Helper()
+		if _, err := s.Hold(ctx, r); err != nil {
+			t.Fatalf("setting up: %v", err)
+		}
+	}
+	rules := []struct {
+		rule  string
+		code  holdfast.Code
+		skip  bool
+		setup func(n string) holdfast.HoldRequest
+	}{
+		{"capacity", holdfast.CodeSoldOut, false, func(n string) holdfast.HoldRequest {
+			alloc(n, 10, 0, 2) // the general sale has 8 free: not the channel's
+			take(holdfast.HoldRequest{Holder: "other", Lines: line(n, 2)})
+			return holdfast.HoldRequest{Holder: "h", Lines: line(n, 1)}
+		}},
+		{"per_holder_limit", holdfast.CodeLimitExceeded, false, func(n string) holdfast.HoldRequest {
+			alloc(n, 10, 2, 5)
+			take(holdfast.HoldRequest{Holder: "h", Lines: line(n, 2)})
+			return holdfast.HoldRequest{Holder: "h", Lines: line(n, 1)}
+		}},
+		{"key_quota", holdfast.CodeQuotaExceeded, h.Remote || !quotaCounted(h), func(n string) holdfast.HoldRequest {
+			alloc(n, 10, 0, 5)
+			mustQuotaKey(t, s, n, 1)
+			take(holdfast.HoldRequest{Holder: "x", Owner: holdfast.KeyOwner(n), QuotaKey: n, Lines: line(n, 1)})
+			return holdfast.HoldRequest{Holder: "h", Owner: holdfast.KeyOwner(n), QuotaKey: n, Lines: line(n, 1)}
+		}},
+		{"admission_required", holdfast.CodeAdmissionRequired, false, func(n string) holdfast.HoldRequest {
+			alloc(n, 10, 0, 5)
+			guard(n, -time.Second, []string{n}, nil)
+			return holdfast.HoldRequest{Holder: "h", Lines: line(n, 1)}
+		}},
+	}
+	doors := map[string]func(r holdfast.HoldRequest, n string) error{
+		"hold": func(r holdfast.HoldRequest, _ string) error { _, err := s.Hold(ctx, r); return err },
+		"book": func(r holdfast.HoldRequest, _ string) error { _, err := s.Book(ctx, r, ""); return err },
+		"paid_book": func(r holdfast.HoldRequest, n string) error {
+			_, err := s.BookPaid(ctx, r, eur("pi_"+n, 900))
+			return err
+		},
+	}
+	taken := func() int64 {
+		return MustCount(t, s, `SELECT COALESCE(SUM(held + confirmed + waitlisted), 0) FROM pools`)
+	}
+	i := 0
+	for _, r := range rules {
+		for door, try := range doors {
+			// A booking is never held: no key's quota counts it.
+			if r.skip || (door == "paid_book" && noPayments) || (r.rule == "key_quota" && door != "hold") {
+				continue
+			}
+			i++
+			n := fmt.Sprintf("ch%02d", i)
+			req := r.setup(n)
+			before := taken()
+			if err := try(req, n); holdfast.ErrorCode(err) != r.code {
+				t.Errorf("rule %s at the channel's door %s: %v, want %s", r.rule, door, err, r.code)
+			}
+			if after := taken(); after != before {
+				t.Errorf("rule %s at the channel's door %s: the refusal took %d", r.rule, door, after-before)
+			}
+		}
+	}
 }
 
 // raceChangesWithClaims: lifecycle changes (confirm, release, extend,

@@ -100,38 +100,46 @@ func Run(t *testing.T, h Harness) {
 			tt.fn(t, h)
 		})
 	}
+	races := []struct {
+		name string
+		fn   func(t *testing.T, h Harness)
+	}{
+		{"PoolNoOversell", racePoolNoOversell},
+		{"SameSeat", raceSameSeat},
+		{"AnyRider", raceAnyRider},
+		{"AnyRiderChurn", raceAnyRiderChurn},
+		{"OverlappingSeats", raceOverlappingSeats},
+		{"ConfirmVsExpiry", raceConfirmVsExpiry},
+		{"ReleaseVsConfirm", raceReleaseVsConfirm},
+		{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
+		{"RoomAdmission", raceRoomAdmission},
+		{"AdmitStock", raceAdmitStock},
+		{"ExchangeVsClaims", raceExchangeVsClaims},
+		{"Allocation", raceAllocation},
+		{"PaymentVsSweeper", racePaymentVsSweeper},
+		{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
+		{"ChangesWithClaims", raceChangesWithClaims},
+		{"Waitlist", raceWaitlist},
+		{"SeatsTogether", raceSeatsTogether},
+		{"PerHolderLimit", racePerHolderLimit},
+		{"KeyQuota", raceKeyQuota},
+		{"Sweepers", raceSweepers},
+		{"ExpiredCapacityUnderLoad", raceExpiredCapacity},
+		{"IdempotencySameKey", raceIdempotencySameKey},
+		{"EventFeedSkipsNothing", raceEventFeed},
+	}
+	for _, tt := range races {
+		if h.ClaimsOnly && engineOnly["Race/"+tt.name] {
+			left++
+		}
+	}
+	if h.ClaimsOnly && left != len(engineOnly) {
+		t.Errorf("engineOnly names %d tests, %d of them are in the suite", len(engineOnly), left)
+	}
 	// The races run one at a time: each has many connections of its own.
 	t.Run("Race", func(t *testing.T) {
-		for _, tt := range []struct {
-			name string
-			fn   func(t *testing.T, h Harness)
-		}{
-			{"PoolNoOversell", racePoolNoOversell},
-			{"SameSeat", raceSameSeat},
-			{"AnyRider", raceAnyRider},
-			{"AnyRiderChurn", raceAnyRiderChurn},
-			{"OverlappingSeats", raceOverlappingSeats},
-			{"ConfirmVsExpiry", raceConfirmVsExpiry},
-			{"ReleaseVsConfirm", raceReleaseVsConfirm},
-			{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
-			{"RoomAdmission", raceRoomAdmission},
-			{"AdmitStock", raceAdmitStock},
-			{"ExchangeVsClaims", raceExchangeVsClaims},
-			{"Allocation", raceAllocation},
-			{"PaymentVsSweeper", racePaymentVsSweeper},
-			{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
-			{"ChangesWithClaims", raceChangesWithClaims},
-			{"Waitlist", raceWaitlist},
-			{"SeatsTogether", raceSeatsTogether},
-			{"PerHolderLimit", racePerHolderLimit},
-			{"KeyQuota", raceKeyQuota},
-			{"Sweepers", raceSweepers},
-			{"ExpiredCapacityUnderLoad", raceExpiredCapacity},
-			{"IdempotencySameKey", raceIdempotencySameKey},
-			{"EventFeedSkipsNothing", raceEventFeed},
-		} {
+		for _, tt := range races {
 			if h.ClaimsOnly && engineOnly["Race/"+tt.name] {
-				left++
 				continue
 			}
 			t.Run(tt.name, func(t *testing.T) {
@@ -142,9 +150,6 @@ func Run(t *testing.T, h Harness) {
 			})
 		}
 	})
-	if h.ClaimsOnly && left != len(engineOnly) {
-		t.Errorf("engineOnly names %d tests, %d of them are in the suite", len(engineOnly), left)
-	}
 }
 
 func testPools(t *testing.T, h Harness) {
