@@ -142,11 +142,34 @@ type PartLine struct {
 // GroupAvailability counts a group's units by status.
 type GroupAvailability struct {
 	Group
-	Units     int64    `json:"units"`
-	Free      int64    `json:"free"`
-	Held      int64    `json:"held"`
-	Confirmed int64    `json:"confirmed"`
+	Units     int64 `json:"units"`
+	Free      int64 `json:"free"`
+	Held      int64 `json:"held"`
+	Confirmed int64 `json:"confirmed"`
+	// Free and FreeUnits are the general sale's: units set aside for a
+	// channel are counted in Allocations, so Units = Free + Held +
+	// Confirmed + Σ Allocations[i].Available (Held and Confirmed count
+	// every channel's).
 	FreeUnits []string `json:"free_units"`
+	// Allocations are the named units set aside per sales channel.
+	Allocations []UnitAllocation `json:"allocations"`
+}
+
+// UnitAllocation is a channel's named units of a group: how many, and
+// how many of them are held, sold and free for the channel.
+type UnitAllocation struct {
+	Channel   string `json:"channel"`
+	Units     int64  `json:"units"`
+	Held      int64  `json:"held"`
+	Confirmed int64  `json:"confirmed"`
+	Available int64  `json:"available"`
+}
+
+// UnitAllocationRequest sets named units of a group aside for a channel.
+type UnitAllocationRequest struct {
+	Group   string
+	Channel string
+	Units   []string
 }
 
 // UnitStatus is what a unit is doing now.
@@ -165,6 +188,9 @@ type Unit struct {
 	Group  string     `json:"group"`
 	Status UnitStatus `json:"status"`
 	HoldID string     `json:"hold_id,omitempty"`
+	// Channel is the sales channel the unit is set aside for ("" in the
+	// general sale; see UnitAllocation).
+	Channel string `json:"channel,omitempty"`
 	// Owner is the key whose hold holds the unit: a client key is shown
 	// the hold ids of its own holds only.
 	Owner string `json:"-"`
@@ -203,8 +229,10 @@ type Line struct {
 	// other in one row of the group's layout, the block nearest the stage,
 	// or refuses (unavailable): never seats apart.
 	Together bool `json:"together,omitempty"`
-	// Channel, on a pool line, takes from the pool's allocation for that
-	// sales channel instead of the general sale (see Allocation).
+	// Channel takes from what is set aside for that sales channel instead
+	// of the general sale: on a pool line the pool's allocation (see
+	// Allocation), on a {units} or {group, any} line the channel's named
+	// units (see UnitAllocation).
 	Channel string `json:"channel,omitempty"`
 }
 
@@ -506,6 +534,18 @@ type Allocations interface {
 	// the general sale; what it holds goes back when released or expired.
 	// ErrNotFound if the pool has no allocation for the channel.
 	EndAllocation(ctx context.Context, pool, channel string) (Pool, error)
+	// AllocateUnits sets req.Units of a group aside for req.Channel: from
+	// then on only lines naming the channel take them. Each must be a unit
+	// of the group, free, and in the general sale (or the channel's
+	// already: setting it again changes nothing); else ErrUnavailable
+	// naming the first that is not, and nothing changes. ErrNotFound;
+	// ErrInvalid.
+	AllocateUnits(ctx context.Context, req UnitAllocationRequest) (GroupAvailability, error)
+	// EndUnitAllocation gives a channel's named units of a group back to
+	// the general sale: the free ones at once, the held and sold ones
+	// with them (when their hold ends, they are the general sale's).
+	// ErrNotFound if the channel has no units there.
+	EndUnitAllocation(ctx context.Context, group, channel string) (GroupAvailability, error)
 }
 
 // Store is every contract together: what a backend implements.

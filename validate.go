@@ -170,9 +170,6 @@ func (r HoldRequest) Validate(c Config) error {
 			return LineErrorf(CodeInvalid, i, "together goes with a {group, any} line")
 		}
 		if l.Channel != "" {
-			if l.Kind() != LinePool {
-				return LineErrorf(CodeInvalid, i, "channel goes with a {pool, quantity} line")
-			}
 			if err := ValidateID("channel", l.Channel); err != nil {
 				return LineErrorf(CodeInvalid, i, "%s", err.(*Error).Message)
 			}
@@ -215,6 +212,34 @@ func (r HoldRequest) Validate(c Config) error {
 		default:
 			return LineErrorf(CodeInvalid, i, "a line has exactly one form: {pool, quantity}, {units} or {group, any}")
 		}
+	}
+	return nil
+}
+
+// Validate checks named units to be set aside: a group, a channel, 1 to
+// MaxUnitsPerAdd valid unit ids, none twice.
+func (r UnitAllocationRequest) Validate() error {
+	if err := ValidateID("group", r.Group); err != nil {
+		return err
+	}
+	if err := ValidateID("channel", r.Channel); err != nil {
+		return err
+	}
+	if len(r.Units) == 0 {
+		return Errorf(CodeInvalid, "units: name at least one unit")
+	}
+	if len(r.Units) > MaxUnitsPerAdd {
+		return Errorf(CodeInvalid, "at most %d units per call", MaxUnitsPerAdd)
+	}
+	seen := make(map[string]bool, len(r.Units))
+	for _, u := range r.Units {
+		if err := ValidateID("unit", u); err != nil {
+			return err
+		}
+		if seen[u] {
+			return Errorf(CodeInvalid, "unit %q is named twice", u)
+		}
+		seen[u] = true
 	}
 	return nil
 }

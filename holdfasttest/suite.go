@@ -78,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"Transfer", testTransfer},
 		{"Exchange", testExchange},
 		{"Allocations", testAllocations},
+		{"UnitAllocations", testUnitAllocations},
 		{"Payments", testPayments},
 		{"Waitlist", testWaitlist},
 		{"SeatsTogether", testSeatsTogether},
@@ -116,6 +117,7 @@ func Run(t *testing.T, h Harness) {
 		{"AdmitStock", raceAdmitStock},
 		{"ExchangeVsClaims", raceExchangeVsClaims},
 		{"Allocation", raceAllocation},
+		{"UnitAllocation", raceUnitAllocation},
 		{"PaymentVsSweeper", racePaymentVsSweeper},
 		{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
 		{"ChangesWithClaims", raceChangesWithClaims},
@@ -231,7 +233,7 @@ func testGroups(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := holdfast.GroupAvailability{Group: holdfast.Group{ID: "hall", Name: "hall", LateConfirm: holdfast.LateRefuse}, Units: 3, Free: 2, Held: 1, FreeUnits: []string{"A-1", "A-3"}}
+	want := holdfast.GroupAvailability{Group: holdfast.Group{ID: "hall", Name: "hall", LateConfirm: holdfast.LateRefuse}, Units: 3, Free: 2, Held: 1, FreeUnits: []string{"A-1", "A-3"}, Allocations: []holdfast.UnitAllocation{}}
 	if diff := cmp.Diff(want, g); diff != "" {
 		t.Fatalf("Group (-want +got):\n%s", diff)
 	}

@@ -467,6 +467,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"PATCH", "/v1/pools/{id}/allocations/{channel}", `{"quantity":3}`},
 		{"POST", "/v1/groups", `{"id":"g"}`},
 		{"POST", "/v1/groups/{id}/units", `{"ids":["u"]}`},
+		{"POST", "/v1/groups/{id}/allocations", `{"channel":"presale","units":["aside-1"]}`},
 		{"POST", "/v1/bookings", `{"holder":"x","lines":[{"units":["u"]}]}`},
 		{"POST", "/v1/holds", `{"holder":"x","lines":[{"pool":"p","quantity":1}]}`},
 		{"POST", "/v1/holds/{id}/extend", `{"ttl_seconds":60}`},
@@ -510,6 +511,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		t.Fatalf("a paid confirm of an expired hold: %v", err)
 	}
 	holdfasttest.MustCreateGroup(t, s, "xg", false, "xa", "xb")
+	holdfasttest.MustCreateGroup(t, s, "ag", false, "aside-1")
 	seat := holdfasttest.MustHold(t, s, "y", holdfast.Line{Units: []string{"xa"}})
 	holdfasttest.MustCreatePool(t, s, "rw", 1, 0)
 	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "rr", Pools: []string{"rw"}, OpensAt: time.Now().Add(-time.Second), AdmitPerSecond: 10, AdmitTTLSeconds: 60, MaxInside: 1}); err != nil {
@@ -527,7 +529,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := map[string]string{"/v1/holds/{id}/transfer": given.ID, "/v1/holds/{id}/exchange": seat.ID, "/v1/rooms/{id}/tickets/{ticket}/waitlist": "rr",
-		"/v1/pools/{id}": "p", "/v1/pools/{id}/allocations": "p", "/v1/pools/{id}/allocations/{channel}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/keys/{id}": keyID,
+		"/v1/pools/{id}": "p", "/v1/pools/{id}/allocations": "p", "/v1/pools/{id}/allocations/{channel}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/groups/{id}/allocations": "ag", "/v1/keys/{id}": keyID,
 		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "w",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}

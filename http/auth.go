@@ -32,14 +32,12 @@ type principal struct {
 }
 
 // channelLines applies the caller's channel to a hold's lines: a key of a
-// channel holds from its allocations only (every pool line is the
-// channel's; a unit or group line has none to take from); another client
-// key may not name a channel; an admin may name any.
+// channel holds from its allocations only (every line is the channel's: a
+// pool's allocation, a group's named units); another client key may not
+// name a channel; an admin may name any.
 func (p principal) channelLines(r *holdfast.HoldRequest) error {
 	for i, l := range r.Lines {
 		switch {
-		case p.channel != "" && l.Kind() != holdfast.LinePool:
-			return holdfast.LineErrorf(CodeForbidden, i, "a key of channel %q holds only from its channel's pool allocations", p.channel)
 		case p.channel != "" && l.Channel != "" && l.Channel != p.channel:
 			return holdfast.LineErrorf(CodeForbidden, i, "a key of channel %q cannot take from channel %q", p.channel, l.Channel)
 		case p.channel != "":

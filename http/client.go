@@ -253,6 +253,20 @@ func (c *Client) EndAllocation(ctx context.Context, pool, channel string) (holdf
 	return out, err
 }
 
+// AllocateUnits is POST /v1/groups/{id}/allocations (admin).
+func (c *Client) AllocateUnits(ctx context.Context, req holdfast.UnitAllocationRequest) (holdfast.GroupAvailability, error) {
+	var out holdfast.GroupAvailability
+	err := c.do(ctx, "POST", "/v1/groups/"+esc(req.Group)+"/allocations", map[string]any{"channel": req.Channel, "units": req.Units}, &out)
+	return out, err
+}
+
+// EndUnitAllocation is DELETE /v1/groups/{id}/allocations/{channel} (admin).
+func (c *Client) EndUnitAllocation(ctx context.Context, group, channel string) (holdfast.GroupAvailability, error) {
+	var out holdfast.GroupAvailability
+	err := c.do(ctx, "DELETE", "/v1/groups/"+esc(group)+"/allocations/"+esc(channel), nil, &out)
+	return out, err
+}
+
 // SetGroupLateConfirm is PATCH /v1/groups/{id} (admin).
 func (c *Client) SetGroupLateConfirm(ctx context.Context, id string, policy holdfast.LatePolicy, grace int64) (holdfast.Group, error) {
 	var out holdfast.Group

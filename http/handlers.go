@@ -289,6 +289,24 @@ func (s *Server) endAllocation(r *http.Request, c *call) (int, any, error) {
 	return http.StatusOK, p, err
 }
 
+// allocateUnits sets named units of a group aside for a channel.
+func (s *Server) allocateUnits(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		Channel string   `json:"channel"`
+		Units   []string `json:"units"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	g, err := c.changes(nil).AllocateUnits(r.Context(), holdfast.UnitAllocationRequest{Group: r.PathValue("id"), Channel: b.Channel, Units: b.Units})
+	return http.StatusOK, g, err
+}
+
+func (s *Server) endUnitAllocation(r *http.Request, c *call) (int, any, error) {
+	g, err := c.changes(nil).EndUnitAllocation(r.Context(), r.PathValue("id"), r.PathValue("channel"))
+	return http.StatusOK, g, err
+}
+
 func (s *Server) patchGroup(r *http.Request, c *call) (int, any, error) {
 	var b lateBody
 	if err := s.decode(r, &b, false); err != nil {

@@ -655,6 +655,8 @@ func (s *Server) routes() {
 	s.handle("POST /v1/pools/{id}/allocations", admin, s.allocate)
 	s.handle("PATCH /v1/pools/{id}/allocations/{channel}", admin, s.allocate)
 	s.handle("DELETE /v1/pools/{id}/allocations/{channel}", admin, s.endAllocation)
+	s.handle("POST /v1/groups/{id}/allocations", admin, s.allocateUnits)
+	s.handle("DELETE /v1/groups/{id}/allocations/{channel}", admin, s.endUnitAllocation)
 	s.handle("POST /v1/groups", admin, s.createGroup)
 	s.handle("GET /v1/groups/{id}", client, s.getGroup)
 	s.handle("PATCH /v1/groups/{id}", admin, s.patchGroup)

@@ -149,6 +149,18 @@ func (v *view) EndAllocation(ctx context.Context, pool, channel string) (holdfas
 	return onShardOf(ctx, v, "pool", pool, func(t target, _ int) (holdfast.Pool, error) { return t.EndAllocation(ctx, pool, channel) })
 }
 
+// Named units set aside are columns of their group's units: on the
+// group's shard.
+func (v *view) AllocateUnits(ctx context.Context, req holdfast.UnitAllocationRequest) (holdfast.GroupAvailability, error) {
+	return onShardOf(ctx, v, "group", req.Group, func(t target, _ int) (holdfast.GroupAvailability, error) { return t.AllocateUnits(ctx, req) })
+}
+
+func (v *view) EndUnitAllocation(ctx context.Context, group, channel string) (holdfast.GroupAvailability, error) {
+	return onShardOf(ctx, v, "group", group, func(t target, _ int) (holdfast.GroupAvailability, error) {
+		return t.EndUnitAllocation(ctx, group, channel)
+	})
+}
+
 // Payments are not recorded across shards yet: a hold's parts commit on
 // several databases, and its payment would need the same two-phase
 // commit. Confirm and book with payment_ref there.

@@ -88,6 +88,24 @@ func (s *Store) EndAllocation(ctx context.Context, pool, channel string) (holdfa
 	return s.engine.EndAllocation(ctx, pool, channel)
 }
 
+// AllocateUnits sets req.Units of a group aside for req.Channel: from
+// then on only lines naming the channel take them. Each must be a unit
+// of the group, free, and in the general sale (or the channel's
+// already: setting it again changes nothing); else ErrUnavailable
+// naming the first that is not, and nothing changes. ErrNotFound;
+// ErrInvalid.
+func (s *Store) AllocateUnits(ctx context.Context, req holdfast.UnitAllocationRequest) (holdfast.GroupAvailability, error) {
+	return s.engine.AllocateUnits(ctx, req)
+}
+
+// EndUnitAllocation gives a channel's named units of a group back to
+// the general sale: the free ones at once, the held and sold ones
+// with them (when their hold ends, they are the general sale's).
+// ErrNotFound if the channel has no units there.
+func (s *Store) EndUnitAllocation(ctx context.Context, group, channel string) (holdfast.GroupAvailability, error) {
+	return s.engine.EndUnitAllocation(ctx, group, channel)
+}
+
 // ---- holdfast.Payments ----
 
 // ConfirmPaid is ConfirmPart (part nil: the whole hold) with the

@@ -221,7 +221,38 @@ func groupCmd(e env) *cobra.Command {
 				[]string{g.ID, i64(g.Units), i64(g.Free), i64(g.Held), i64(g.Confirmed), strings.Join(natural(g.FreeUnits), ",")})
 			return nil
 		}}
-	c.AddCommand(create, add, get)
+	var channel string
+	allocate := &cobra.Command{Use: "allocate GROUP ID...", Short: "Set named units of a group aside for a sales channel (admin); --end gives the channel's units back",
+		Example: "  holdfast group allocate hall A-1 A-2 --channel boxoffice\n  holdfast group allocate hall --channel boxoffice --end",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			end, _ := cmd.Flags().GetBool("end")
+			var out holdfast.GroupAvailability
+			var err error
+			switch {
+			case end && len(args) > 1:
+				return &exitError{code: 2, err: fmt.Errorf("--end gives back every unit of the channel: name no units")}
+			case end:
+				out, err = f.client().EndUnitAllocation(cmd.Context(), args[0], channel)
+			case len(args) == 1:
+				return &exitError{code: 2, err: fmt.Errorf("name the units to set aside (or --end)")}
+			default:
+				out, err = f.client().AllocateUnits(cmd.Context(), holdfast.UnitAllocationRequest{Group: args[0], Channel: channel, Units: unitIDs(args[1:]...)})
+			}
+			if err != nil {
+				return err
+			}
+			rows := [][]string{}
+			for _, a := range out.Allocations {
+				rows = append(rows, []string{a.Channel, i64(a.Units), i64(a.Available), i64(a.Held), i64(a.Confirmed)})
+			}
+			f.print(e.stdout, out, "CHANNEL\tUNITS\tAVAILABLE\tHELD\tCONFIRMED", rows...)
+			return nil
+		}}
+	allocate.Flags().StringVar(&channel, "channel", "", "the sales channel")
+	allocate.Flags().Bool("end", false, "give the channel's units back to the general sale: the free ones now, the held ones when their hold ends")
+	_ = allocate.MarkFlagRequired("channel")
+	c.AddCommand(create, add, get, allocate)
 	return c
 }
 

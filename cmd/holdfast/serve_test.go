@@ -602,6 +602,31 @@ func TestCLIAllocate(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || len(p.Allocations) != 0 || p.Available != 6 {
 		t.Fatalf("pool allocate --end: %d %s%s", code, out, errOut)
 	}
+
+	// Named seats: X-2 set aside for the reseller's channel.
+	for _, args := range [][]string{{"group", "create", "--id", "box"}, {"group", "add-units", "box", "X-1,X-2"}} {
+		if code, out, errOut := cli(admin, args...); code != 0 {
+			t.Fatalf("%v: %d %s%s", args, code, out, errOut)
+		}
+	}
+	code, out, errOut = cli(admin, "group", "allocate", "box", "X-2", "--channel", "presale", "--json")
+	var g holdfast.GroupAvailability
+	if code != 0 || json.Unmarshal([]byte(out), &g) != nil || g.Free != 1 || len(g.Allocations) != 1 {
+		t.Fatalf("group allocate: %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := cli(admin, "group", "allocate", "box", "--channel", "presale"); code != 2 {
+		t.Fatalf("group allocate without units: %d %s", code, errOut)
+	}
+	if code, out, errOut := cli(k.Key, "hold", "create", "--holder", "r", "--units", "X-1"); code != 1 || !strings.Contains(errOut, "unavailable") {
+		t.Fatalf("the reseller naming a seat of the general sale: %d %s%s", code, out, errOut)
+	}
+	code, out, errOut = cli(k.Key, "hold", "create", "--holder", "r", "--any", "box:1", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || len(h.Lines[0].Units) != 1 || h.Lines[0].Units[0] != "X-2" {
+		t.Fatalf("the reseller's any 1: %d %s%s", code, out, errOut)
+	}
+	if code, out, errOut := cli(admin, "group", "allocate", "box", "--channel", "presale", "--end"); code != 0 || !strings.Contains(out, "CHANNEL") {
+		t.Fatalf("group allocate --end: %d %s%s", code, out, errOut)
+	}
 }
 
 // Payments from the command line: a paid confirm is captured, one after

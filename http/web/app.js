@@ -172,12 +172,13 @@ async function loadMap() {
       b.type = 'button';
       b.dataset.unit = u.id;
       const mine = u.hold_id && state.mine.has(u.hold_id);
-      const status = mine ? 'mine' : u.status;
+      // A free seat set aside for a sales channel is not the general sale's.
+      const status = mine ? 'mine' : u.status === 'free' && u.channel ? 'allocated' : u.status;
       b.className = `seat ${status}` + (state.selected.has(u.id) ? ' selected' : '');
-      b.textContent = { free: u.id.split('-').pop(), held: 'H', confirmed: '✓', mine: 'M' }[status];
-      b.setAttribute('aria-label', `Seat ${u.id}, ${mine ? 'yours' : u.status}${state.selected.has(u.id) ? ', selected' : ''}`);
+      b.textContent = { free: u.id.split('-').pop(), allocated: 'S', held: 'H', confirmed: '✓', mine: 'M' }[status];
+      b.setAttribute('aria-label', `Seat ${u.id}, ${mine ? 'yours' : status === 'allocated' ? 'set aside' : u.status}${state.selected.has(u.id) ? ', selected' : ''}`);
       b.setAttribute('aria-pressed', state.selected.has(u.id) ? 'true' : 'false');
-      b.disabled = u.status !== 'free' && !mine && !state.selected.has(u.id);
+      b.disabled = status !== 'free' && !mine && !state.selected.has(u.id);
       b.tabIndex = -1;
       b.addEventListener('click', () => toggleSeat(u.id));
       cells.push(b);
@@ -206,7 +207,7 @@ async function loadVenue(group) {
     m = await api('GET', path + '&ids=true');
     shown.ids = m.ids || [];
   }
-  const status = new Map(shown.ids.map((id, i) => [id, { f: 'free', h: 'held', c: 'confirmed' }[m.status[i]]]));
+  const status = new Map(shown.ids.map((id, i) => [id, { f: 'free', a: 'allocated', h: 'held', c: 'confirmed' }[m.status[i]]]));
   const mine = new Set();
   for (const h of state.mine.values()) {
     if (h.status === 'held' || h.status === 'confirmed') for (const l of h.lines) for (const u of l.units || []) mine.add(u);
@@ -399,8 +400,8 @@ async function listen() {
     soon();
   };
   for (const t of ['hold.created', 'hold.confirmed', 'hold.released', 'hold.extended', 'hold.expired', 'hold.cancelled',
-    'hold.completed', 'pool.created', 'pool.changed', 'group.created', 'group.units_added', 'group.changed',
-    'waitlist.offered', 'waitlist.expired']) es.addEventListener(t, onEvent);
+    'hold.completed', 'hold.transferred', 'hold.exchanged', 'pool.created', 'pool.changed', 'group.created', 'group.units_added', 'group.changed',
+    'allocation.changed', 'allocation.released', 'waitlist.offered', 'waitlist.expired']) es.addEventListener(t, onEvent);
   return es;
 }
 

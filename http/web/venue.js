@@ -86,7 +86,7 @@ export function createVenue(root, { onToggle, onFocus }) {
       const sel = selected.has(unit);
       const cls = `seat ${st}${sel ? ' selected' : ''} ${[...s.el.classList].find((c) => c.startsWith('cat-')) || ''}`;
       if (s.el.getAttribute('class') !== cls) s.el.setAttribute('class', cls);
-      const label = `${s.name}, ${st === 'mine' ? 'yours' : st}${sel ? ', selected' : ''}`;
+      const label = `${s.name}, ${{ mine: 'yours', allocated: 'set aside' }[st] || st}${sel ? ', selected' : ''}`;
       if (s.el.getAttribute('aria-label') !== label) {
         s.el.setAttribute('aria-label', label);
         s.el.setAttribute('aria-pressed', sel ? 'true' : 'false');

@@ -178,10 +178,10 @@ func (s *Store) roomInventory(ctx context.Context, tx Querier, room string) (fre
 	_, err = queryRow(ctx, tx, `SELECT
 		COALESCE((SELECT SUM(p.capacity - p.held - p.confirmed - p.waitlisted - p.allocated) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
-			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND `+unitFree+`),
+			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND u.channel = '' AND `+unitFree+`),
 		COALESCE((SELECT SUM(p.capacity - p.confirmed - p.allocated) FROM pools p JOIN room_resources r ON r.kind = 'pool' AND r.resource = p.id WHERE r.room_id = $1), 0)
 		+ (SELECT COUNT(*) FROM units u JOIN room_resources r ON r.kind = 'group' AND r.resource = u.group_id
-			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND (u.hold_id IS NULL OR h.status = 'held')),
+			LEFT JOIN holds h ON h.id = u.hold_id WHERE r.room_id = $1 AND ((u.hold_id IS NULL AND u.channel = '') OR h.status = 'held')),
 		(SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND status = 'admitted' AND hold_id IS NULL)`,
 		[]any{room}, &free, &unconfirmed, &unused)
 	// Held capacity past its expiry still counts in a pool's held until

@@ -61,12 +61,27 @@ func channelLines(r holdfast.HoldRequest) holdfast.HoldRequest {
 	}
 	lines := slices.Clone(r.Lines)
 	for i, l := range lines {
-		if l.Channel != "" {
+		if l.Channel != "" && l.Kind() == holdfast.LinePool {
 			lines[i].Pool, lines[i].Channel = allocID(l.Pool, l.Channel), ""
 		}
 	}
 	r.Lines = lines
 	return r
+}
+
+// saleKey names a group's units in one sale: the general sale's
+// (channel "") or a channel's.
+func saleKey(group, channel string) string { return group + "\x00" + channel }
+
+func splitSale(key string) (group, channel string) {
+	group, channel, _ = strings.Cut(key, "\x00")
+	return group, channel
+}
+
+// unitChannel reports whether r takes units set aside for a channel: the
+// ordinary path claims them (the batch reads the general sale's only).
+func unitChannel(r holdfast.HoldRequest) bool {
+	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Channel != "" && l.Kind() != holdfast.LinePool })
 }
 
 func hasChannel(r holdfast.HoldRequest) bool {

@@ -101,7 +101,7 @@ var recordedRefusal = map[holdfast.Code]bool{
 // whether the groups exist and the keys' quotas: what explain needs to
 // name a refusal by the same decision.
 func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, look bool) (*batchState, int64, error) {
-	var pools, units, groups, holders []string
+	var pools, units, groups, sales, holders []string
 	named := map[string]bool{}
 	add := func(list *[]string, kind, id string) {
 		if !named[kind+id] {
@@ -124,17 +124,19 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 				}
 			case holdfast.LineAny:
 				add(&groups, "g", l.Group)
+				add(&sales, "s", saleKey(l.Group, l.Channel))
 			}
 		}
 	}
 	slices.Sort(pools)
 	slices.Sort(units)
 	slices.Sort(groups)
+	slices.Sort(sales)
 	forUpdate, skipLocked := s.d.ForUpdate, s.d.SkipLocked
 	if look {
 		forUpdate, skipLocked = "", ""
 	}
-	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, free: map[string][]string{}}
+	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, unitSale: map[string]string{}, free: map[string][]string{}}
 	var now int64
 	var qs []Query
 
@@ -199,35 +201,37 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		if lock != "" {
 			lock += " OF u"
 		}
-		qs = append(qs, Query{`SELECT u.id, u.hold_id IS NULL, COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE)
+		qs = append(qs, Query{`SELECT u.id, u.hold_id IS NULL, COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE), u.channel
 			FROM units u LEFT JOIN holds h ON h.id = u.hold_id
 			WHERE u.id IN (` + s.d.ListSelect(1) + `) ORDER BY u.id` + lock, []any{s.d.ListArg(units)}, func(r Row) error {
-			var id string
+			var id, sale string
 			var free, stale bool
-			err := r.Scan(&id, &free, &stale)
-			st.units[id], st.stale[id] = free, stale
+			err := r.Scan(&id, &free, &stale, &sale)
+			st.units[id], st.stale[id], st.unitSale[id] = free, stale, sale
 			return err
 		}})
 	}
-	for _, g := range groups {
+	for _, key := range sales {
+		g, channel := splitSale(key)
 		var want int64
 		for i, req := range batch {
 			if results[i].err != nil {
 				continue
 			}
 			for _, l := range req.r.Lines {
-				if l.Kind() == holdfast.LineAny && l.Group == g {
+				if l.Kind() == holdfast.LineAny && l.Group == g && l.Channel == channel {
 					want += l.Any
 				}
 			}
 		}
-		// Free units other transactions have not locked, in id order; the
-		// batch's own named units are left to their requests.
-		qs = append(qs, Query{`SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL
-			AND id NOT IN (` + s.d.ListSelect(2) + `) ORDER BY id LIMIT $3` + skipLocked, []any{g, s.d.ListArg(units), want}, func(r Row) error {
+		// Free units of the sale (the general one, or a channel's) other
+		// transactions have not locked, in id order; the batch's own named
+		// units are left to their requests.
+		qs = append(qs, Query{`SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL AND channel = $4
+			AND id NOT IN (` + s.d.ListSelect(2) + `) ORDER BY id LIMIT $3` + skipLocked, []any{g, s.d.ListArg(units), want, channel}, func(r Row) error {
 			var id string
 			err := r.Scan(&id)
-			st.free[g] = append(st.free[g], id)
+			st.free[key] = append(st.free[key], id)
 			return err
 		}})
 	}

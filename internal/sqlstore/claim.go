@@ -27,11 +27,13 @@ type Claimer interface {
 	// the engine then works out which, outside the transaction. limit is
 	// the pool's per_holder_limit, for the engine to enforce.
 	ClaimPool(ctx context.Context, tx Querier, p Prepared, pool string, q int64, confirmed bool) (limit int64, ok bool, err error)
-	// ClaimUnits gives the free units among ids (sorted) to holdID and
-	// returns those it took; the engine compares with what it asked for.
-	ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID string, ids []string) ([]string, error)
-	// ClaimAny gives up to k free units of group to holdID and returns them.
-	ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group string, k int64) ([]string, error)
+	// ClaimUnits gives the free units among ids (sorted) of the sale
+	// channel names ("" the general sale; anyChannel: whichever) to holdID
+	// and returns those it took; the engine compares with what it asked for.
+	ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID, channel string, ids []string) ([]string, error)
+	// ClaimAny gives up to k free units of group in channel's sale to
+	// holdID and returns them.
+	ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group, channel string, k int64) ([]string, error)
 	// Serializable asks for a SERIALIZABLE transaction.
 	Serializable() bool
 	// Finish runs after the transaction, committed or not (unlocking).
@@ -154,17 +156,31 @@ func (a Atomic) ClaimPool(ctx context.Context, tx Querier, _ Prepared, pool stri
 	return limit, ok, err
 }
 
-func (a Atomic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID string, ids []string) ([]string, error) {
+func (a Atomic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID, channel string, ids []string) ([]string, error) {
 	// The inner SELECT locks the free rows in id order (PostgreSQL locks as
 	// it emits sorted rows), so two holds over overlapping seats queue
 	// instead of deadlocking; after waiting, a row taken meanwhile no longer
 	// matches hold_id IS NULL and is left out.
+	cond, args := inChannel(channel, 3, holdID, a.d.ListArg(ids))
 	return queryStrings(ctx, tx, `UPDATE units SET hold_id = $1 WHERE id IN (
-		SELECT id FROM units WHERE id IN (`+a.d.ListSelect(2)+`) AND hold_id IS NULL ORDER BY id`+a.d.ForUpdate+`)
-		RETURNING id`, holdID, a.d.ListArg(ids))
+		SELECT id FROM units WHERE id IN (`+a.d.ListSelect(2)+`) AND hold_id IS NULL`+cond+` ORDER BY id`+a.d.ForUpdate+`)
+		RETURNING id`, args...)
 }
 
-func (a Atomic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
+// anyChannel, as the channel of a unit claim, takes units whatever sale
+// they are in: a late confirm taking its own units again.
+const anyChannel = "\x00any"
+
+// inChannel is the condition that keeps a unit claim to its sale's units
+// (the channel's, or the general sale's for ""), as $n after args.
+func inChannel(channel string, n int, args ...any) (string, []any) {
+	if channel == anyChannel {
+		return "", args
+	}
+	return fmt.Sprintf(" AND channel = $%d", n), append(args, channel)
+}
+
+func (a Atomic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group, channel string, k int64) ([]string, error) {
 	// SKIP LOCKED: buyers of "any k" never wait behind each other; each
 	// takes free units nobody else is taking at this instant (see
 	// skipLocked for the retry). A row whose claimer committed while we
@@ -174,10 +190,11 @@ func (a Atomic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, gr
 	// run a LIMIT … FOR UPDATE subquery of an UPDATE again after waiting
 	// for a row, and update the rows of both runs — the chaos harness saw
 	// an "any 1" get two riders. A CTE runs once.
+	cond, args := inChannel(channel, 4, holdID, group, k)
 	return queryStrings(ctx, tx, `WITH picked AS MATERIALIZED (
-		SELECT id FROM units WHERE group_id = $2 AND hold_id IS NULL ORDER BY id LIMIT $3`+skipLocked(ctx, a.d)+`)
+		SELECT id FROM units WHERE group_id = $2 AND hold_id IS NULL`+cond+` ORDER BY id LIMIT $3`+skipLocked(ctx, a.d)+`)
 		UPDATE units SET hold_id = $1 FROM picked WHERE units.id = picked.id AND units.hold_id IS NULL
-		RETURNING units.id`, holdID, group, k)
+		RETURNING units.id`, args...)
 }
 
 // skipLocked is the lock clause for picking "any k" units: SKIP LOCKED on
@@ -240,19 +257,20 @@ func (p Pessimistic) ClaimPool(ctx context.Context, tx Querier, _ Prepared, pool
 	return lockedClaimPool(ctx, tx, p.d.ForUpdate, p.think, pool, q, confirmed)
 }
 
-func (p Pessimistic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID string, ids []string) ([]string, error) {
-	return checkedClaimUnits(ctx, tx, p.base, p.d.ForUpdate, holdID, ids)
+func (p Pessimistic) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID, channel string, ids []string) ([]string, error) {
+	return checkedClaimUnits(ctx, tx, p.base, p.d.ForUpdate, holdID, channel, ids)
 }
 
-func (p Pessimistic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
-	return checkedClaimAny(ctx, tx, p.base, skipLocked(ctx, p.d), holdID, group, k)
+func (p Pessimistic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group, channel string, k int64) ([]string, error) {
+	return checkedClaimAny(ctx, tx, p.base, skipLocked(ctx, p.d), holdID, group, channel, k)
 }
 
 // checkedClaimUnits reads which of ids are free (with the lock clause),
 // pauses, and takes them if all are: check-then-write, safe when the lock
 // clause, the isolation or an outer lock makes it so.
-func checkedClaimUnits(ctx context.Context, tx Querier, b base, lock, holdID string, ids []string) ([]string, error) {
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE id IN (`+b.d.ListSelect(1)+`) AND hold_id IS NULL ORDER BY id`+lock, b.d.ListArg(ids))
+func checkedClaimUnits(ctx context.Context, tx Querier, b base, lock, holdID, channel string, ids []string) ([]string, error) {
+	cond, args := inChannel(channel, 2, b.d.ListArg(ids))
+	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE id IN (`+b.d.ListSelect(1)+`) AND hold_id IS NULL`+cond+` ORDER BY id`+lock, args...)
 	if err != nil || len(free) < len(ids) {
 		return free, err
 	}
@@ -264,8 +282,9 @@ func checkedClaimUnits(ctx context.Context, tx Querier, b base, lock, holdID str
 
 // checkedClaimAny picks k free units of group (with the lock clause),
 // pauses, and takes them.
-func checkedClaimAny(ctx context.Context, tx Querier, b base, lock, holdID, group string, k int64) ([]string, error) {
-	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL ORDER BY id LIMIT $2`+lock, group, k)
+func checkedClaimAny(ctx context.Context, tx Querier, b base, lock, holdID, group, channel string, k int64) ([]string, error) {
+	cond, args := inChannel(channel, 3, group, k)
+	free, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL`+cond+` ORDER BY id LIMIT $2`+lock, args...)
 	if err != nil || int64(len(free)) < k {
 		return free, err
 	}
@@ -324,12 +343,12 @@ func (o Optimistic) ClaimPool(ctx context.Context, tx Querier, p Prepared, pool 
 	return 0, false, nil
 }
 
-func (o Optimistic) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID string, ids []string) ([]string, error) {
-	return Atomic(o).ClaimUnits(ctx, tx, p, holdID, ids)
+func (o Optimistic) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID, channel string, ids []string) ([]string, error) {
+	return Atomic(o).ClaimUnits(ctx, tx, p, holdID, channel, ids)
 }
 
-func (o Optimistic) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group string, k int64) ([]string, error) {
-	return Atomic(o).ClaimAny(ctx, tx, p, holdID, group, k)
+func (o Optimistic) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group, channel string, k int64) ([]string, error) {
+	return Atomic(o).ClaimAny(ctx, tx, p, holdID, group, channel, k)
 }
 
 // ---- serializable ----
@@ -349,12 +368,12 @@ func (s Serializable) ClaimPool(ctx context.Context, tx Querier, _ Prepared, poo
 	return lockedClaimPool(ctx, tx, "", s.think, pool, q, confirmed)
 }
 
-func (s Serializable) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID string, ids []string) ([]string, error) {
-	return checkedClaimUnits(ctx, tx, s.base, "", holdID, ids)
+func (s Serializable) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID, channel string, ids []string) ([]string, error) {
+	return checkedClaimUnits(ctx, tx, s.base, "", holdID, channel, ids)
 }
 
-func (s Serializable) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
-	return checkedClaimAny(ctx, tx, s.base, "", holdID, group, k)
+func (s Serializable) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group, channel string, k int64) ([]string, error) {
+	return checkedClaimAny(ctx, tx, s.base, "", holdID, group, channel, k)
 }
 
 // ---- unsafe ----
@@ -375,13 +394,15 @@ type unsafeRead struct {
 	used  map[string]int // picks already given to earlier lines
 }
 
-// pick hands out k of the units read free for group, or ok false.
-func (rd unsafeRead) pick(group string, k int64) ([]string, bool) {
-	free := rd.picks[group][rd.used[group]:]
+// pick hands out k of the units read free for group in channel's sale,
+// or ok false.
+func (rd unsafeRead) pick(group, channel string, k int64) ([]string, bool) {
+	key := group + "\x00" + channel
+	free := rd.picks[key][rd.used[key]:]
 	if int64(len(free)) < k {
 		return free, false
 	}
-	rd.used[group] += int(k)
+	rd.used[key] += int(k)
 	return free[:k], true
 }
 
@@ -404,7 +425,7 @@ func readUnlocked(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequ
 	for _, l := range r.Lines {
 		named = append(named, l.Units...)
 		if l.Kind() == holdfast.LineAny {
-			wanted[l.Group] += l.Any
+			wanted[l.Group+"\x00"+l.Channel] += l.Any
 		}
 	}
 	for _, l := range r.Lines {
@@ -418,7 +439,7 @@ func readUnlocked(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequ
 				rd.pools[l.Pool], rd.limit[l.Pool] = [3]int64{p.capacity, p.held, p.confirmed}, p.limit
 			}
 		case holdfast.LineUnits:
-			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE id IN (`+d.ListSelect(1)+`) AND hold_id IS NULL`, d.ListArg(l.Units))
+			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE id IN (`+d.ListSelect(1)+`) AND hold_id IS NULL AND channel = $2`, d.ListArg(l.Units), l.Channel)
 			if err != nil {
 				return rd, err
 			}
@@ -426,15 +447,16 @@ func readUnlocked(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequ
 				rd.free[id] = true
 			}
 		case holdfast.LineAny:
-			if _, done := rd.picks[l.Group]; done {
+			key := l.Group + "\x00" + l.Channel
+			if _, done := rd.picks[key]; done {
 				continue
 			}
-			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL
-				AND id NOT IN (`+d.ListSelect(3)+`) ORDER BY id LIMIT $2`, l.Group, wanted[l.Group], d.ListArg(named))
+			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL AND channel = $4
+				AND id NOT IN (`+d.ListSelect(3)+`) ORDER BY id LIMIT $2`, l.Group, wanted[key], d.ListArg(named), l.Channel)
 			if err != nil {
 				return rd, err
 			}
-			rd.picks[l.Group] = free
+			rd.picks[key] = free
 		}
 	}
 	return rd, nil
@@ -455,7 +477,7 @@ func (u Unsafe) ClaimPool(ctx context.Context, tx Querier, p Prepared, pool stri
 	return rd.limit[pool], err == nil, err
 }
 
-func (u Unsafe) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID string, ids []string) ([]string, error) {
+func (u Unsafe) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID, _ string, ids []string) ([]string, error) {
 	rd := p.(unsafeRead)
 	var free []string
 	for _, id := range ids {
@@ -469,8 +491,8 @@ func (u Unsafe) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID s
 	return takeUnits(ctx, tx, u.d, holdID, free)
 }
 
-func (u Unsafe) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group string, k int64) ([]string, error) {
-	free, ok := p.(unsafeRead).pick(group, k)
+func (u Unsafe) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group, channel string, k int64) ([]string, error) {
+	free, ok := p.(unsafeRead).pick(group, channel, k)
 	if !ok {
 		return free, nil
 	}

@@ -466,7 +466,9 @@ func (s *Store) takeAgain(ctx context.Context, tx Querier, prep Prepared, id, ho
 		return nil, err
 	}
 	if len(units) > 0 {
-		taken, err := s.strategy.ClaimUnits(ctx, tx, prep, id, units)
+		// Its own units, in whichever sale they are now (a channel's
+		// seats stay the channel's: the hold took them from it).
+		taken, err := s.strategy.ClaimUnits(ctx, tx, prep, id, anyChannel, units)
 		if err != nil {
 			return nil, err
 		}

@@ -27,7 +27,8 @@ type batchState struct {
 	// holdersAdded is what the batch's grants add to holders' totals.
 	holdersAdded map[holderKey]int64
 	units        map[string]bool     // named units: free now
-	free         map[string][]string // per group: free units picked for "any" lines
+	unitSale     map[string]string   // named units: their sale ("" general, else a channel)
+	free         map[string][]string // per sale of a group (saleKey): free units picked for "any" lines
 	// stale: named units whose hold has expired (free to the next claim,
 	// once reclaimed: the ordinary path does that).
 	stale map[string]bool
@@ -70,7 +71,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	}
 	var pools []take
 	var named []string
-	picked := map[string]int{} // per group: units taken by this request
+	picked := map[string]int{} // per sale of a group: units taken by this request
 	lines := make([]holdfast.Line, len(r.Lines))
 	// A key's quota counts held units (a booking is never held): the line
 	// at which the request would pass it fails there, after the line's own
@@ -130,6 +131,10 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 				return holdfast.Hold{}, f
 			}
 			for _, u := range l.Units {
+				if st.unitSale[u] != l.Channel {
+					// Set aside for another sale: to this one, as if taken.
+					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable, detail: fmt.Sprintf("unit %q is taken", u), definite: true}
+				}
 				if !st.units[u] {
 					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable, detail: fmt.Sprintf("unit %q is taken", u), definite: !st.stale[u]}
 				}
@@ -146,13 +151,18 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			if f := overQuota(i); f != nil {
 				return holdfast.Hold{}, f
 			}
-			free := st.free[l.Group][picked[l.Group]:]
+			sale := saleKey(l.Group, l.Channel)
+			free := st.free[sale][picked[sale]:]
 			if int64(len(free)) < l.Any {
+				what := fmt.Sprintf("group %q has", l.Group)
+				if l.Channel != "" {
+					what = fmt.Sprintf("group %q has, for channel %q,", l.Group, l.Channel)
+				}
 				return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable,
-					detail: fmt.Sprintf("group %q has %d free units, %d asked", l.Group, len(free), l.Any)}
+					detail: fmt.Sprintf("%s %d free units, %d asked", what, len(free), l.Any)}
 			}
 			lines[i].Units = slices.Sorted(slices.Values(free[:l.Any]))
-			picked[l.Group] += int(l.Any)
+			picked[sale] += int(l.Any)
 		}
 	}
 	// Every line fits: take it.

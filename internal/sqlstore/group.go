@@ -113,12 +113,18 @@ const unitFree = `(u.hold_id IS NULL OR (h.status = 'held' AND h.expires_at <= h
 // Group counts the group's units in one aggregate (no unit reaches the
 // server) and names the first free ones, at most freeUnitsListed.
 func (s *Store) Group(ctx context.Context, id string) (holdfast.GroupAvailability, error) {
-	var ga holdfast.GroupAvailability
 	if err := holdfast.ValidateID("group", id); err != nil {
-		return ga, err
+		return holdfast.GroupAvailability{}, err
 	}
+	return s.group(ctx, s.db, id)
+}
+
+// group reads a group's availability through q (a transaction's answer
+// reads what it wrote).
+func (s *Store) group(ctx context.Context, q Reader, id string) (holdfast.GroupAvailability, error) {
+	var ga holdfast.GroupAvailability
 	var late string
-	err := s.db.QueryRow(ctx, `SELECT g.id, g.name, g.reusable, g.late_confirm, g.late_confirm_grace,
+	err := q.QueryRow(ctx, `SELECT g.id, g.name, g.reusable, g.late_confirm, g.late_confirm_grace,
 		(SELECT COUNT(*) FROM units u WHERE u.group_id = g.id),
 		(SELECT COUNT(*) FROM units u JOIN holds h ON h.id = u.hold_id
 		  WHERE u.group_id = g.id AND h.status = 'held' AND h.expires_at > holdfast_now_ms()),
@@ -132,13 +138,32 @@ func (s *Store) Group(ctx context.Context, id string) (holdfast.GroupAvailabilit
 	if err != nil {
 		return ga, err
 	}
-	ga.Free = ga.Units - ga.Held - ga.Confirmed
+	// What channels have set aside, and of it what is free: out of the
+	// general sale's Free.
+	ga.Allocations = []holdfast.UnitAllocation{}
+	var aside int64
+	err = QueryAll(ctx, q, []Query{{`SELECT u.channel, COUNT(*),
+		COALESCE(SUM(CASE WHEN h.status = 'held' AND h.expires_at > holdfast_now_ms() THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN h.status <> 'held' THEN 1 ELSE 0 END), 0)
+		FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.group_id = $1 AND u.channel <> ''
+		GROUP BY u.channel ORDER BY u.channel`, []any{id}, func(r Row) error {
+		var a holdfast.UnitAllocation
+		err := r.Scan(&a.Channel, &a.Units, &a.Held, &a.Confirmed)
+		a.Available = a.Units - a.Held - a.Confirmed
+		aside += a.Available
+		ga.Allocations = append(ga.Allocations, a)
+		return err
+	}}})
+	if err != nil {
+		return ga, err
+	}
+	ga.Free = ga.Units - ga.Held - ga.Confirmed - aside
 	ga.FreeUnits = []string{}
 	if ga.Free == 0 {
 		return ga, nil
 	}
-	ga.FreeUnits, err = queryStrings(ctx, s.db, `SELECT u.id FROM units u LEFT JOIN holds h ON h.id = u.hold_id
-		WHERE u.group_id = $1 AND `+unitFree+` ORDER BY u.id LIMIT $2`, id, freeUnitsListed)
+	ga.FreeUnits, err = queryStrings(ctx, q, `SELECT u.id FROM units u LEFT JOIN holds h ON h.id = u.hold_id
+		WHERE u.group_id = $1 AND u.channel = '' AND `+unitFree+` ORDER BY u.id LIMIT $2`, id, freeUnitsListed)
 	if ga.FreeUnits == nil {
 		ga.FreeUnits = []string{}
 	}
@@ -176,7 +201,7 @@ func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.Uni
 			return nil, "", holdfast.Errorf(holdfast.CodeInvalid, "after must be a unit id: %v", err)
 		}
 	}
-	rows, err := s.db.Query(ctx, `SELECT u.id, `+unitStatus+`, COALESCE(h.id, ''), COALESCE(h.owner, '')
+	rows, err := s.db.Query(ctx, `SELECT u.id, `+unitStatus+`, COALESCE(h.id, ''), COALESCE(h.owner, ''), u.channel
 		FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.group_id = $1 AND u.id > $2`+unitStatusWhere(status)+`
 		ORDER BY u.id LIMIT $3`, group, after, limit)
 	if err != nil {
@@ -186,7 +211,7 @@ func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.Uni
 	units := []holdfast.Unit{}
 	for rows.Next() {
 		u := holdfast.Unit{Group: group}
-		if err := rows.Scan(&u.ID, &u.Status, &u.HoldID, &u.Owner); err != nil {
+		if err := rows.Scan(&u.ID, &u.Status, &u.HoldID, &u.Owner, &u.Channel); err != nil {
 			return nil, "", err
 		}
 		if u.Status == holdfast.UnitFree {
@@ -202,14 +227,15 @@ func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.Uni
 }
 
 // UnitStatuses returns the group's unit count and their statuses as one
-// character each, in unit id order: f free, h held, c confirmed — a
-// 100,000-seat map in 100 KB, for viewers that redraw a whole map.
+// character each, in unit id order: f free, a free but set aside for a
+// sales channel, h held, c confirmed — a 100,000-seat map in 100 KB, for
+// viewers that redraw a whole map.
 func (s *Store) UnitStatuses(ctx context.Context, group string) (string, error) {
 	if err := s.checkGroup(ctx, group, ""); err != nil {
 		return "", err
 	}
 	rows, err := s.db.Query(ctx, `SELECT CASE
-		WHEN `+unitFree+` THEN 'f' WHEN h.status = 'held' THEN 'h' ELSE 'c' END
+		WHEN `+unitFree+` AND u.channel <> '' THEN 'a' WHEN `+unitFree+` THEN 'f' WHEN h.status = 'held' THEN 'h' ELSE 'c' END
 		FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.group_id = $1 ORDER BY u.id`, group)
 	if err != nil {
 		return "", err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -93,7 +94,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	// A hold counted against a key's quota, spending a waiting room's
 	// admission, or recording a payment takes the ordinary path: the
 	// batch's writer does none of these.
-	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" && partOf(ctx) == nil && paying(ctx) == nil {
+	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" && partOf(ctx) == nil && paying(ctx) == nil && !unitChannel(r) {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -269,7 +270,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	h.Lines = make([]holdfast.Line, len(r.Lines))
 
 	var poolLines, anyLines []int
-	var unitIDs []string
+	unitIDs := map[string][]string{} // by sale: "" the general, else a channel's
 	for i, l := range r.Lines {
 		h.Lines[i] = publicLine(holdfast.Line{Pool: l.Pool, Quantity: l.Quantity, Group: l.Group, Any: l.Any})
 		switch l.Kind() {
@@ -278,14 +279,14 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		case holdfast.LineAny:
 			anyLines = append(anyLines, i)
 		case holdfast.LineUnits:
-			unitIDs = append(unitIDs, l.Units...)
+			unitIDs[l.Channel] = append(unitIDs[l.Channel], l.Units...)
 		}
 	}
-	// One global lock order (guarantee 7): pools by id, units by id, groups
-	// by id. Two holds never wait on each other in opposite orders.
+	// One global lock order (guarantee 7): pools by id, units by sale and
+	// id (a unit is in one sale at a time), groups by id. Two holds never
+	// wait on each other in opposite orders.
 	slices.SortFunc(poolLines, func(a, b int) int { return cmp.Compare(r.Lines[a].Pool, r.Lines[b].Pool) })
 	slices.SortStableFunc(anyLines, func(a, b int) int { return cmp.Compare(r.Lines[a].Group, r.Lines[b].Group) })
-	slices.Sort(unitIDs)
 
 	for _, i := range poolLines {
 		l := r.Lines[i]
@@ -307,13 +308,16 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 		}
 	}
 	if len(unitIDs) > 0 {
-		taken, err := s.strategy.ClaimUnits(ctx, tx, prep, h.ID, unitIDs)
-		if err != nil {
-			return h, nil, err
-		}
-		got := make(map[string]bool, len(taken))
-		for _, u := range taken {
-			got[u] = true
+		got := map[string]bool{}
+		for _, channel := range slices.Sorted(maps.Keys(unitIDs)) {
+			ids := slices.Sorted(slices.Values(unitIDs[channel]))
+			taken, err := s.strategy.ClaimUnits(ctx, tx, prep, h.ID, channel, ids)
+			if err != nil {
+				return h, nil, err
+			}
+			for _, u := range taken {
+				got[u] = true
+			}
 		}
 		for i, l := range r.Lines {
 			if l.Kind() != holdfast.LineUnits {
@@ -329,7 +333,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	}
 	for _, i := range anyLines {
 		l := r.Lines[i]
-		taken, err := s.strategy.ClaimAny(ctx, tx, prep, h.ID, l.Group, l.Any)
+		taken, err := s.strategy.ClaimAny(ctx, tx, prep, h.ID, l.Group, l.Channel, l.Any)
 		if err != nil {
 			return h, nil, err
 		}

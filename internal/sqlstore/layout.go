@@ -84,7 +84,7 @@ func (s *Store) together(ctx context.Context, r holdfast.HoldRequest) (holdfast.
 			return r, err
 		}
 		free, err := queryStrings(ctx, s.db, `SELECT u.id FROM units u LEFT JOIN holds h ON h.id = u.hold_id
-			WHERE u.group_id = $1 AND `+unitFree, l.Group)
+			WHERE u.group_id = $1 AND u.channel = $2 AND `+unitFree, l.Group, l.Channel)
 		if err != nil {
 			return r, err
 		}
@@ -99,7 +99,7 @@ func (s *Store) together(ctx context.Context, r holdfast.HoldRequest) (holdfast.
 		for _, u := range block {
 			named[u] = true
 		}
-		out.Lines[i] = holdfast.Line{Units: block}
+		out.Lines[i] = holdfast.Line{Units: block, Channel: l.Channel}
 	}
 	return out, nil
 }

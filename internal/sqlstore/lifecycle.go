@@ -464,10 +464,10 @@ func (s *Store) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hol
 // for locked units in id order and may keep the lock of a unit it found
 // taken on the recheck; freeing units in another order could then wait on
 // it both ways (a deadlock the chaos suite's rider churn hit).
-func lockUnitsInOrder(ctx context.Context, tx Querier, d Dialect, where string, arg any) error {
+func lockUnitsInOrder(ctx context.Context, tx Querier, d Dialect, where string, args ...any) error {
 	if d.ForUpdate == "" {
 		return nil // one writer at a time: no row locks
 	}
-	_, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE `+where+` ORDER BY id`+d.ForUpdate, arg)
+	_, err := queryStrings(ctx, tx, `SELECT id FROM units WHERE `+where+` ORDER BY id`+d.ForUpdate, args...)
 	return err
 }

@@ -33,7 +33,7 @@ func (a Advisory) ClaimPool(ctx context.Context, tx Querier, _ Prepared, pool st
 	return lockedClaimPool(ctx, tx, "", a.think, pool, q, confirmed)
 }
 
-func (a Advisory) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID string, ids []string) ([]string, error) {
+func (a Advisory) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID, channel string, ids []string) ([]string, error) {
 	for _, id := range ids { // sorted by the engine
 		if err := a.lock(ctx, tx, "unit:"+id); err != nil {
 			return nil, err
@@ -44,10 +44,10 @@ func (a Advisory) ClaimUnits(ctx context.Context, tx Querier, _ Prepared, holdID
 	}
 	// Conditional, because a buyer of "any k" from the same group holds
 	// the group's lock, not the units'.
-	return Atomic(a).ClaimUnits(ctx, tx, nil, holdID, ids)
+	return Atomic(a).ClaimUnits(ctx, tx, nil, holdID, channel, ids)
 }
 
-func (a Advisory) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group string, k int64) ([]string, error) {
+func (a Advisory) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, group, channel string, k int64) ([]string, error) {
 	// A buyer of "any k" and a buyer of named units of the same group take
 	// different locks; the conditional write keeps them apart.
 	if err := a.lock(ctx, tx, "group:"+group); err != nil {
@@ -56,7 +56,7 @@ func (a Advisory) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, 
 	if err := think(ctx, a.think); err != nil {
 		return nil, err
 	}
-	return Atomic(a).ClaimAny(ctx, tx, nil, holdID, group, k)
+	return Atomic(a).ClaimAny(ctx, tx, nil, holdID, group, channel, k)
 }
 
 // ---- redislock ----
@@ -231,7 +231,7 @@ func (r RedisLock) ClaimPool(ctx context.Context, tx Querier, p Prepared, pool s
 	return Atomic{r.base}.ClaimPool(ctx, tx, nil, pool, q, confirmed)
 }
 
-func (r RedisLock) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID string, ids []string) ([]string, error) {
+func (r RedisLock) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdID, channel string, ids []string) ([]string, error) {
 	for _, id := range ids {
 		if ok, err := r.fence(ctx, tx, p, "units", id, "unit:"+id); err != nil || !ok {
 			return nil, err
@@ -247,18 +247,18 @@ func (r RedisLock) ClaimUnits(ctx context.Context, tx Querier, p Prepared, holdI
 	if len(taken) < len(ids) {
 		return taken, nil
 	}
-	return Atomic{r.base}.ClaimUnits(ctx, tx, nil, holdID, taken) // conditional, as for pools
+	return Atomic{r.base}.ClaimUnits(ctx, tx, nil, holdID, channel, taken) // conditional, as for pools
 }
 
-func (r RedisLock) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group string, k int64) ([]string, error) {
+func (r RedisLock) ClaimAny(ctx context.Context, tx Querier, p Prepared, holdID, group, channel string, k int64) ([]string, error) {
 	if ok, err := r.fence(ctx, tx, p, "groups", group, "group:"+group); err != nil || !ok {
 		return nil, err
 	}
-	free, ok := p.(*heldLocks).read.pick(group, k)
+	free, ok := p.(*heldLocks).read.pick(group, channel, k)
 	if !ok {
 		return free, nil
 	}
-	return Atomic{r.base}.ClaimUnits(ctx, tx, nil, holdID, free) // conditional, as for pools
+	return Atomic{r.base}.ClaimUnits(ctx, tx, nil, holdID, channel, free) // conditional, as for pools
 }
 
 // NewRedisLock returns the redislock claimer. beforeWrite may be nil.

@@ -157,11 +157,11 @@ func (s *Store) exchangeOnce(ctx context.Context, id string, olds []string, swap
 			return err
 		}
 		type unit struct {
-			group, hold string
-			lapsed      bool
+			group, hold, sale string
+			lapsed            bool
 		}
 		units := map[string]unit{}
-		rows, err := tx.Query(ctx, `SELECT u.id, u.group_id, COALESCE(u.hold_id, ''), COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE)
+		rows, err := tx.Query(ctx, `SELECT u.id, u.group_id, COALESCE(u.hold_id, ''), COALESCE(h.status = 'held' AND h.expires_at <= holdfast_now_ms(), FALSE), u.channel
 			FROM units u LEFT JOIN holds h ON h.id = u.hold_id WHERE u.id IN (`+s.d.ListSelect(1)+`)`, list)
 		if err != nil {
 			return err
@@ -169,7 +169,7 @@ func (s *Store) exchangeOnce(ctx context.Context, id string, olds []string, swap
 		for rows.Next() {
 			var uid string
 			var u unit
-			if err := rows.Scan(&uid, &u.group, &u.hold, &u.lapsed); err != nil {
+			if err := rows.Scan(&uid, &u.group, &u.hold, &u.lapsed, &u.sale); err != nil {
 				rows.Close()
 				return err
 			}
@@ -210,6 +210,10 @@ func (s *Store) exchangeOnce(ctx context.Context, id string, olds []string, swap
 				return holdfast.LineErrorf(holdfast.CodeInvalid, line, "unit %q is in group %q, %q in group %q: a unit is exchanged for one of its group", nu, u.group, o, units[o].group)
 			case u.hold == id:
 				return holdfast.LineErrorf(holdfast.CodeInvalid, line, "unit %q is already in hold %q", nu, id)
+			case u.sale != units[o].sale:
+				// A seat is swapped within its sale: a channel's for a
+				// channel's, the general sale's for the general sale's.
+				return holdfast.LineErrorf(holdfast.CodeUnavailable, line, "unit %q is taken", nu)
 			case u.hold != "" && u.lapsed:
 				lapsed = append(lapsed, nu)
 			case u.hold != "":

@@ -192,6 +192,40 @@ export interface paths {
         patch: operations["setGroupLateConfirm"];
         trace?: never;
     };
+    "/v1/groups/{id}/allocations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Set named units of a group aside for a sales channel (admin): each must be free and in the general sale (or the channel's already); else 409 unavailable naming it, and nothing changes. Only the channel's keys (and an admin naming the channel on a line) take them; event allocation.changed */
+        post: operations["allocateUnits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/groups/{id}/allocations/{channel}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Give a channel's named units of a group back to the general sale (admin): the free ones now, the held and sold ones when their hold ends; event allocation.released */
+        delete: operations["endUnitAllocation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/groups/{id}/layout": {
         parameters: {
             query?: never;
@@ -216,7 +250,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A group's units, ordered by id, a page at a time (next: the after of the next page); ?format=compact is the whole map as one status character per unit (f free, h held, c confirmed) with an ETag (If-None-Match answers 304), at most 250 ms old */
+        /** A group's units, ordered by id, a page at a time (next: the after of the next page); ?format=compact is the whole map as one status character per unit (f free, a free but set aside for a sales channel, h held, c confirmed) with an ETag (If-None-Match answers 304), at most 250 ms old */
         get: operations["listUnits"];
         put?: never;
         /** Add units to a group, all or none (admin) */
@@ -867,8 +901,19 @@ export interface components {
             reusable?: boolean;
         };
         GroupAvailability: {
+            allocations?: {
+                /** @description of them, free for the channel */
+                available?: number;
+                channel?: string;
+                confirmed?: number;
+                held?: number;
+                /** @description units set aside for the channel */
+                units?: number;
+            }[];
             confirmed?: number;
+            /** @description the general sale's free units: units = free + held + confirmed + the allocations' available */
             free?: number;
+            /** @description the general sale's first free units */
             free_units?: string[];
             held?: number;
             id?: string;
@@ -987,9 +1032,13 @@ export interface components {
             pool: string;
             quantity: number;
         } | {
+            /** @description take units set aside for this sales channel (an admin; a channel's key needs not name it) */
+            channel?: string;
             units: string[];
         } | {
             any: number;
+            /** @description take from the units set aside for this sales channel (an admin; a channel's key needs not name it) */
+            channel?: string;
             group: string;
             /** @description take `any` free seats next to each other in one row of the group's layout, the block nearest the stage, or refuse (unavailable) */
             together?: boolean;
@@ -1124,6 +1173,8 @@ export interface components {
             ticket?: string;
         };
         Unit: {
+            /** @description the sales channel the unit is set aside for (absent: the general sale) */
+            channel?: string;
             group?: string;
             /** @description the hold that has the unit: shown to the admin key and to the key that made the hold only */
             hold_id?: string;
@@ -1898,6 +1949,188 @@ export interface operations {
             };
         };
     };
+    allocateUnits: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the request safe to retry: the same key and request get the first answer again (success or refusal); a different request with the key gets 422; a request while the first runs gets 409. Scoped to the API key, kept 24 h. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the channel: letters, digits and . _ : - */
+                    channel: string;
+                    units: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Set named units of a group aside for a sales channel (admin): each must be free and in the general sale (or the channel's already); else 409 unavailable naming it, and nothing changes. Only the channel's keys (and an admin naming the channel on a line) take them; event allocation.changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupAvailability"];
+                };
+            };
+            /** @description invalid: the request is malformed or out of bounds */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a conflict with the current state: sold_out, unavailable, limit_exceeded, quota_exceeded, hold_expired, invalid_state, conflict, idempotency_in_flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_large: the body is over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_mismatch: the Idempotency-Key was used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    endUnitAllocation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                channel: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Give a channel's named units of a group back to the general sale (admin): the free ones now, the held and sold ones when their hold ends; event allocation.released */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupAvailability"];
+                };
+            };
+            /** @description unauthorized: no or a bad API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the key may not do this; admission_required (a waiting room protects the sale: join it), admission_invalid */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: the key's rate limit (never lock contention); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is unreachable or the request deadline passed; retry after Retry-After with the same Idempotency-Key */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getGroupLayout: {
         parameters: {
             query?: never;
@@ -1974,7 +2207,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A group's units, ordered by id, a page at a time (next: the after of the next page); ?format=compact is the whole map as one status character per unit (f free, h held, c confirmed) with an ETag (If-None-Match answers 304), at most 250 ms old */
+            /** @description A group's units, ordered by id, a page at a time (next: the after of the next page); ?format=compact is the whole map as one status character per unit (f free, a free but set aside for a sales channel, h held, c confirmed) with an ETag (If-None-Match answers 304), at most 250 ms old */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3183,7 +3416,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description binds the key to a sales channel: its holds and bookings take from the channel's allocations only (403 forbidden on unit and group lines and waitlists) */
+                    /** @description binds the key to a sales channel: its holds and bookings take from the channel's allocations only — a pool's allocation, a group's named units (403 forbidden on waitlists) */
                     channel?: string;
                     /** @description the key's quota of held units; 0 or absent: none */
                     max_held_units?: number;
