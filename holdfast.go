@@ -147,12 +147,16 @@ type GroupAvailability struct {
 	Held      int64 `json:"held"`
 	Confirmed int64 `json:"confirmed"`
 	// Free and FreeUnits are the general sale's: units set aside for a
-	// channel are counted in Allocations, so Units = Free + Held +
-	// Confirmed + Σ Allocations[i].Available (Held and Confirmed count
-	// every channel's).
+	// channel are counted in Allocations, those kept for the waitlist in
+	// Waitlisted, so Units = Free + Held + Confirmed + Σ
+	// Allocations[i].Available + Waitlisted (Held and Confirmed count every
+	// channel's).
 	FreeUnits []string `json:"free_units"`
 	// Allocations are the named units set aside per sales channel.
 	Allocations []UnitAllocation `json:"allocations"`
+	// Waitlisted counts the free units kept for the group's waitlist: they
+	// came back while entries waited, and are offered to them first.
+	Waitlisted int64 `json:"waitlisted"`
 }
 
 // UnitAllocation is a channel's named units of a group: how many, and

@@ -34,12 +34,16 @@ const (
 	WaitlistCancelled WaitlistStatus = "cancelled"
 )
 
-// WaitlistEntry is one holder's place on a sold-out pool's waitlist.
+// WaitlistEntry is one holder's place on a sold-out pool's waitlist, or
+// on a group's (Group, Any, Together instead of Pool and Quantity).
 type WaitlistEntry struct {
 	ID       string         `json:"id"`
-	Pool     string         `json:"pool"`
+	Pool     string         `json:"pool,omitempty"`
+	Group    string         `json:"group,omitempty"`
 	Holder   string         `json:"holder"`
-	Quantity int64          `json:"quantity"`
+	Quantity int64          `json:"quantity,omitempty"`
+	Any      int64          `json:"any,omitempty"`
+	Together bool           `json:"together,omitempty"`
 	Status   WaitlistStatus `json:"status"`
 	// Position is 1 for the next to be offered (0 once not waiting).
 	Position int64 `json:"position"`
@@ -52,11 +56,16 @@ type WaitlistEntry struct {
 	Owner     string    `json:"-"`
 }
 
-// WaitlistRequest asks for a place on a pool's waitlist.
+// WaitlistRequest asks for a place on a pool's waitlist (Pool,
+// Quantity), or on a group's (Group, Any: any k of its units; with
+// Together, k next to each other in one row, as a together line takes).
 type WaitlistRequest struct {
 	Pool     string
+	Group    string
 	Holder   string
 	Quantity int64
+	Any      int64
+	Together bool
 	// Owner is the client key's id ("" in open mode or for the admin);
 	// QuotaKey, when set, is the key whose quota of held units the offer
 	// counts against, as a hold would.
@@ -76,12 +85,33 @@ type WaitlistRequest struct {
 // HoldRequest is the hold an offer to r makes: every rule a hold keeps
 // is asked of it.
 func (r WaitlistRequest) HoldRequest() HoldRequest {
-	return HoldRequest{Holder: r.Holder, Owner: r.Owner, QuotaKey: r.QuotaKey, Admission: r.Admission,
-		Lines: []Line{{Pool: r.Pool, Quantity: r.Quantity}}}
+	line := Line{Pool: r.Pool, Quantity: r.Quantity}
+	if r.Group != "" {
+		line = Line{Group: r.Group, Any: r.Any, Together: r.Together}
+	}
+	return HoldRequest{Holder: r.Holder, Owner: r.Owner, QuotaKey: r.QuotaKey, Admission: r.Admission, Lines: []Line{line}}
 }
 
 // Validate checks a waitlist request.
 func (r WaitlistRequest) Validate() error {
+	if r.Group != "" {
+		if r.Pool != "" || r.Quantity != 0 {
+			return Errorf(CodeInvalid, "a waitlist is a pool's (quantity) or a group's (any), not both")
+		}
+		if err := ValidateID("group", r.Group); err != nil {
+			return err
+		}
+		if r.Any < 1 || r.Any > MaxUnitsOnLine {
+			return Errorf(CodeInvalid, "any must be between 1 and %d", MaxUnitsOnLine)
+		}
+		if r.Ticket != "" {
+			return Errorf(CodeInvalid, "a place from a waiting room moves to a pool's waitlist")
+		}
+		return ValidateHolder(r.Holder)
+	}
+	if r.Any != 0 || r.Together {
+		return Errorf(CodeInvalid, "any and together are for a group's waitlist")
+	}
 	if err := ValidateID("pool", r.Pool); err != nil {
 		return err
 	}
@@ -123,4 +153,15 @@ type WaitlistStore interface {
 	// its hold, and the capacity goes to the next). owner, when not "",
 	// must be the entry's. ErrNotFound; ErrConflict once the entry ended.
 	LeaveWaitlist(ctx context.Context, pool, id, owner string) (WaitlistEntry, error)
+	// GroupWaitlist lists a group's waiting and offered entries, in order.
+	// (JoinWaitlist with r.Group joins one: units that come back while
+	// entries wait are theirs first, offered in join order to each entry
+	// they can serve — any k, or k together — before any new buyer; an
+	// entry they cannot serve does not stop a later one.) ErrNotFound.
+	GroupWaitlist(ctx context.Context, group string) ([]WaitlistEntry, error)
+	// GroupWaitlistEntry reads a group's entry with its position.
+	// ErrNotFound.
+	GroupWaitlistEntry(ctx context.Context, group, id string) (WaitlistEntry, error)
+	// LeaveGroupWaitlist is LeaveWaitlist for a group's entry.
+	LeaveGroupWaitlist(ctx context.Context, group, id, owner string) (WaitlistEntry, error)
 }

@@ -482,6 +482,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		{"POST", "/v1/rooms", `{"id":"room","pools":["r"],"opens_at":"2026-01-01T00:00:00Z","admit_per_second":5,"admit_ttl_seconds":60,"max_inside":10}`},
 		{"POST", "/v1/rooms/{id}/join", `{"holder":"y"}`},
 		{"POST", "/v1/pools/{id}/waitlist", `{"holder":"y","quantity":1}`},
+		{"POST", "/v1/groups/{id}/waitlist", `{"holder":"y","any":1}`},
 		{"POST", "/v1/holds/{id}/transfer", `{"holder":"yy"}`},
 		{"POST", "/v1/holds/{id}/exchange", `{"units":{"xa":"xb"}}`},
 		{"POST", "/v1/rooms/{id}/tickets/{ticket}/waitlist", `{"quantity":1}`},
@@ -512,6 +513,8 @@ func TestReplayIsByteForByte(t *testing.T) {
 	}
 	holdfasttest.MustCreateGroup(t, s, "xg", false, "xa", "xb")
 	holdfasttest.MustCreateGroup(t, s, "ag", false, "aside-1")
+	holdfasttest.MustCreateGroup(t, s, "wg", false, "wg-1") // sold out: its waitlist
+	holdfasttest.MustHold(t, s, "z", holdfast.Line{Units: []string{"wg-1"}})
 	seat := holdfasttest.MustHold(t, s, "y", holdfast.Line{Units: []string{"xa"}})
 	holdfasttest.MustCreatePool(t, s, "rw", 1, 0)
 	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "rr", Pools: []string{"rw"}, OpensAt: time.Now().Add(-time.Second), AdmitPerSecond: 10, AdmitTTLSeconds: 60, MaxInside: 1}); err != nil {
@@ -529,7 +532,7 @@ func TestReplayIsByteForByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := map[string]string{"/v1/holds/{id}/transfer": given.ID, "/v1/holds/{id}/exchange": seat.ID, "/v1/rooms/{id}/tickets/{ticket}/waitlist": "rr",
-		"/v1/pools/{id}": "p", "/v1/pools/{id}/allocations": "p", "/v1/pools/{id}/allocations/{channel}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/groups/{id}/allocations": "ag", "/v1/keys/{id}": keyID,
+		"/v1/pools/{id}": "p", "/v1/pools/{id}/allocations": "p", "/v1/pools/{id}/allocations/{channel}": "p", "/v1/groups/{id}/units": "g", "/v1/groups/{id}": "g", "/v1/groups/{id}/allocations": "ag", "/v1/groups/{id}/waitlist": "wg", "/v1/keys/{id}": keyID,
 		"/v1/webhooks/{id}": "wh_t", "/v1/webhooks/{id}/deliveries/{delivery}/retry": "wh_t", "/v1/rooms/{id}/join": "room", "/v1/pools/{id}/waitlist": "w",
 		"/v1/holds/{id}/extend": ids[0], "/v1/holds/{id}/confirm": ids[0], "/v1/holds/{id}/release": ids[1],
 		"/v1/holds/{id}/cancel": ids[2], "/v1/holds/{id}/complete": ids[3]}

@@ -723,13 +723,18 @@ var (
 func (c *Client) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
 	var out holdfast.WaitlistEntry
 	body := map[string]any{"holder": r.Holder, "quantity": r.Quantity}
+	path := "/v1/pools/" + esc(r.Pool) + "/waitlist"
+	if r.Group != "" {
+		body = map[string]any{"holder": r.Holder, "any": r.Any, "together": r.Together}
+		path = "/v1/groups/" + esc(r.Group) + "/waitlist"
+	}
 	if r.Admission != "" {
 		body["admission"] = r.Admission
 	}
 	if r.Ticket != "" {
 		body["ticket"] = r.Ticket
 	}
-	err := c.do(ctx, "POST", "/v1/pools/"+esc(r.Pool)+"/waitlist", body, &out)
+	err := c.do(ctx, "POST", path, body, &out)
 	return out, err
 }
 
@@ -753,6 +758,29 @@ func (c *Client) Waitlist(ctx context.Context, pool string) ([]holdfast.Waitlist
 func (c *Client) LeaveWaitlist(ctx context.Context, pool, id, _ string) (holdfast.WaitlistEntry, error) {
 	var out holdfast.WaitlistEntry
 	err := c.do(ctx, "DELETE", "/v1/pools/"+esc(pool)+"/waitlist/"+esc(id), nil, &out)
+	return out, err
+}
+
+// GroupWaitlist is GET /v1/groups/{id}/waitlist (admin).
+func (c *Client) GroupWaitlist(ctx context.Context, group string) ([]holdfast.WaitlistEntry, error) {
+	var out struct {
+		Entries []holdfast.WaitlistEntry `json:"entries"`
+	}
+	err := c.do(ctx, "GET", "/v1/groups/"+esc(group)+"/waitlist", nil, &out)
+	return out.Entries, err
+}
+
+// GroupWaitlistEntry is GET /v1/groups/{id}/waitlist/{entry}.
+func (c *Client) GroupWaitlistEntry(ctx context.Context, group, id string) (holdfast.WaitlistEntry, error) {
+	var out holdfast.WaitlistEntry
+	err := c.do(ctx, "GET", "/v1/groups/"+esc(group)+"/waitlist/"+esc(id), nil, &out)
+	return out, err
+}
+
+// LeaveGroupWaitlist is DELETE /v1/groups/{id}/waitlist/{entry}.
+func (c *Client) LeaveGroupWaitlist(ctx context.Context, group, id, _ string) (holdfast.WaitlistEntry, error) {
+	var out holdfast.WaitlistEntry
+	err := c.do(ctx, "DELETE", "/v1/groups/"+esc(group)+"/waitlist/"+esc(id), nil, &out)
 	return out, err
 }
 

@@ -71,6 +71,10 @@ var operationIDs = map[string]string{
 	"GET /v1/pools/{id}/waitlist":                        "listWaitlist",
 	"GET /v1/pools/{id}/waitlist/{entry}":                "getWaitlistEntry",
 	"DELETE /v1/pools/{id}/waitlist/{entry}":             "leaveWaitlist",
+	"POST /v1/groups/{id}/waitlist":                      "joinGroupWaitlist",
+	"GET /v1/groups/{id}/waitlist":                       "listGroupWaitlist",
+	"GET /v1/groups/{id}/waitlist/{entry}":               "getGroupWaitlistEntry",
+	"DELETE /v1/groups/{id}/waitlist/{entry}":            "leaveGroupWaitlist",
 	"POST /v1/webhooks/{id}/deliveries/{delivery}/retry": "retryDelivery",
 }
 
@@ -378,6 +382,22 @@ func openAPIDoc() obj {
 				"delete": withParams(op("Leave the waitlist; an entry with an offer out releases the offer's hold (its capacity goes to the next)", "200", ref("WaitlistEntry"), nil, "404", "409"),
 					idParam, obj{"name": "entry", "in": "path", "required": true, "schema": str("")}),
 			},
+			"/v1/groups/{id}/waitlist": obj{
+				"post": withParams(op("Join a group's waitlist for any k of its units, or k next to each other in one row (together; the group needs a layout): seats that come back while entries wait are theirs before any new buyer's, offered in join order to each entry they can serve (with free seats beside them), as a hold for the holder; an entry they cannot serve does not stop a later one; what none can use goes back to the general sale. 409 not_sold_out while the ask can be held now; behind a waiting room, with its admission; waiting units count in the key's quota; the same entry on every call while it waits or is offered", "201", ref("WaitlistEntry"),
+					obj{"type": "object", "required": []string{"holder", "any"}, "additionalProperties": false, "properties": obj{
+						"holder": str("your buyer's reference"), "any": integer(1, 100, "how many units"),
+						"together":  obj{"type": "boolean", "description": "next to each other in one row of the group's layout"},
+						"admission": str("a waiting room's admission, when a room protects the group (or the Holdfast-Admission header)")}},
+					"400", "403", "404", "409", "413", "422"), idParam),
+				"get": withParams(op("A group's waitlist, waiting and offered entries in order (admin)", "200",
+					obj{"type": "object", "properties": obj{"entries": obj{"type": "array", "items": ref("WaitlistEntry")}}}, nil, "403", "404"), idParam),
+			},
+			"/v1/groups/{id}/waitlist/{entry}": obj{
+				"get": withParams(op("A group's waitlist entry with its position (another key's is 404)", "200", ref("WaitlistEntry"), nil, "404"),
+					idParam, obj{"name": "entry", "in": "path", "required": true, "schema": str("")}),
+				"delete": withParams(op("Leave the group's waitlist; an entry with an offer out releases the offer's hold (its seats go to the next)", "200", ref("WaitlistEntry"), nil, "404", "409"),
+					idParam, obj{"name": "entry", "in": "path", "required": true, "schema": str("")}),
+			},
 			"/v1/webhooks": obj{
 				"post": op("Register a webhook endpoint (admin): it is sent every event (or those named) from now on, signed per Standard Webhooks; the secret is shown only in this answer (a replay answers without it)", "201", ref("Webhook"),
 					obj{"type": "object", "required": []string{"url"}, "additionalProperties": false, "properties": obj{
@@ -463,6 +483,7 @@ func openAPIDoc() obj {
 					"free": obj{"type": "integer", "description": "the general sale's free units: units = free + held + confirmed + the allocations' available"},
 					"held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"},
 					"free_units": obj{"type": "array", "items": str(""), "description": "the general sale's first free units"},
+					"waitlisted": obj{"type": "integer", "description": "free units kept for the group's waitlist (they came back while entries waited)"},
 					"allocations": obj{"type": "array", "items": obj{"type": "object", "properties": obj{
 						"channel": str(""), "units": obj{"type": "integer", "description": "units set aside for the channel"},
 						"held": obj{"type": "integer"}, "confirmed": obj{"type": "integer"}, "available": obj{"type": "integer", "description": "of them, free for the channel"}}}}}},
@@ -537,7 +558,8 @@ func openAPIDoc() obj {
 					"hold_id":                str("the hold the admission was used for"),
 					"place":                  obj{"type": "integer", "description": "the ticket's number in the queue from 1, fixed at opening (absent before): the draw's order for those who joined before opening, join order after"}}},
 				"WaitlistEntry": obj{"type": "object", "properties": obj{
-					"id": str(""), "pool": str(""), "holder": str(""), "quantity": obj{"type": "integer"},
+					"id": str(""), "pool": str("a pool's entry"), "group": str("a group's entry"), "holder": str(""), "quantity": obj{"type": "integer", "description": "a pool's entry"},
+					"any": obj{"type": "integer", "description": "a group's entry: how many units"}, "together": obj{"type": "boolean", "description": "a group's entry: next to each other in one row"},
 					"status":           obj{"enum": []string{"waiting", "offered", "confirmed", "expired", "released", "left", "cancelled"}},
 					"position":         obj{"type": "integer", "description": "1: next to be offered; 0 once not waiting"},
 					"hold_id":          str("when offered: the hold made for the holder; confirm it to buy"),

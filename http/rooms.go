@@ -159,3 +159,46 @@ func (s *Server) leaveWaitlist(r *http.Request, c *call) (int, any, error) {
 	e, err := c.changes(nil).LeaveWaitlist(r.Context(), r.PathValue("id"), r.PathValue("entry"), c.owns())
 	return http.StatusOK, e, err
 }
+
+// joinGroupWaitlist puts the holder on a group's waitlist: any k of its
+// units, or k together in one row.
+func (s *Server) joinGroupWaitlist(r *http.Request, c *call) (int, any, error) {
+	var b struct {
+		Holder    string `json:"holder"`
+		Any       int64  `json:"any"`
+		Together  bool   `json:"together"`
+		Admission string `json:"admission"`
+	}
+	if err := s.decode(r, &b, false); err != nil {
+		return 0, nil, err
+	}
+	if err := c.noChannel("join a waitlist"); err != nil {
+		return 0, nil, err
+	}
+	adm, err := admission(r, holdBody{Admission: b.Admission})
+	if err != nil {
+		return 0, nil, err
+	}
+	e, err := c.changes(nil).JoinWaitlist(r.Context(), holdfast.WaitlistRequest{Group: r.PathValue("id"), Holder: b.Holder,
+		Any: b.Any, Together: b.Together, Owner: c.id, QuotaKey: c.quotaKey, Admission: adm})
+	return http.StatusCreated, e, err
+}
+
+func (s *Server) listGroupWaitlist(r *http.Request, _ *call) (int, any, error) {
+	es, err := s.cfg.Store.GroupWaitlist(r.Context(), r.PathValue("id"))
+	return http.StatusOK, map[string]any{"entries": es}, err
+}
+
+// getGroupWaitlistEntry reads an entry; another key's is not found.
+func (s *Server) getGroupWaitlistEntry(r *http.Request, c *call) (int, any, error) {
+	e, err := s.cfg.Store.GroupWaitlistEntry(r.Context(), r.PathValue("id"), r.PathValue("entry"))
+	if err == nil && c.owns() != "" && e.Owner != c.owns() {
+		return 0, nil, holdfast.Errorf(holdfast.CodeNotFound, "waitlist entry %q not found on group %q", r.PathValue("entry"), r.PathValue("id"))
+	}
+	return http.StatusOK, e, err
+}
+
+func (s *Server) leaveGroupWaitlist(r *http.Request, c *call) (int, any, error) {
+	e, err := c.changes(nil).LeaveGroupWaitlist(r.Context(), r.PathValue("id"), r.PathValue("entry"), c.owns())
+	return http.StatusOK, e, err
+}

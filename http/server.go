@@ -522,15 +522,16 @@ func successStatus(r *http.Request) int {
 
 // createRoutes answer 201 Created.
 var createRoutes = map[string]bool{
-	"POST /v1/pools":               true,
-	"POST /v1/groups":              true,
-	"POST /v1/groups/{id}/units":   true,
-	"POST /v1/holds":               true,
-	"POST /v1/bookings":            true,
-	"POST /v1/keys":                true,
-	"POST /v1/webhooks":            true,
-	"POST /v1/rooms":               true,
-	"POST /v1/pools/{id}/waitlist": true,
+	"POST /v1/pools":                true,
+	"POST /v1/groups":               true,
+	"POST /v1/groups/{id}/units":    true,
+	"POST /v1/holds":                true,
+	"POST /v1/bookings":             true,
+	"POST /v1/keys":                 true,
+	"POST /v1/webhooks":             true,
+	"POST /v1/rooms":                true,
+	"POST /v1/pools/{id}/waitlist":  true,
+	"POST /v1/groups/{id}/waitlist": true,
 	// A place moved from a sold-out room: a waitlist entry made.
 	"POST /v1/rooms/{id}/tickets/{ticket}/waitlist": true,
 }
@@ -702,6 +703,10 @@ func (s *Server) routes() {
 	s.handle("GET /v1/pools/{id}/waitlist", admin, s.listWaitlist)
 	s.handle("GET /v1/pools/{id}/waitlist/{entry}", client, s.getWaitlistEntry)
 	s.handle("DELETE /v1/pools/{id}/waitlist/{entry}", client, s.leaveWaitlist)
+	s.handle("POST /v1/groups/{id}/waitlist", client, s.joinGroupWaitlist)
+	s.handle("GET /v1/groups/{id}/waitlist", admin, s.listGroupWaitlist)
+	s.handle("GET /v1/groups/{id}/waitlist/{entry}", client, s.getGroupWaitlistEntry)
+	s.handle("DELETE /v1/groups/{id}/waitlist/{entry}", client, s.leaveGroupWaitlist)
 	s.handle("GET /v1/audit", admin, s.audit)
 	s.handle("POST /v1/lab/race", admin, s.race)
 	s.stream("GET /v1/events/stream", true, func(w http.ResponseWriter, r *http.Request, p principal) {

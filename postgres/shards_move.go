@@ -431,6 +431,7 @@ func (m *moving) copyRows(ctx context.Context, since int64, rep *MoveReport) err
 		{"unit_claims", ourLines, []any{m.lineHold, m.lineNo}},
 		{"pool_holders", "pool_id = ANY($1)", []any{m.pools}},
 		{"waitlist_entries", "pool_id = ANY($1)", []any{m.pools}},
+		{"group_waitlist_entries", "group_id = ANY($1)", []any{m.groups}},
 	} {
 		if _, err := copyTable(ctx, src, dst, c.table, c.where, c.args...); err != nil {
 			return fmt.Errorf("copying %s: %w", c.table, err)
@@ -452,6 +453,7 @@ func (m *moving) deleteRows(ctx context.Context) error {
 	}{
 		{`DELETE FROM unit_claims WHERE ` + ourLines, []any{m.lineHold, m.lineNo}},
 		{`DELETE FROM waitlist_entries WHERE pool_id = ANY($1)`, []any{m.pools}},
+		{`DELETE FROM group_waitlist_entries WHERE group_id = ANY($1)`, []any{m.groups}},
 		{`DELETE FROM pool_holders WHERE pool_id = ANY($1)`, []any{m.pools}},
 		{`DELETE FROM units WHERE group_id = ANY($1)`, []any{m.groups}},
 		{`DELETE FROM hold_lines WHERE ` + ourLines, []any{m.lineHold, m.lineNo}},

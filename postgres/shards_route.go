@@ -915,7 +915,11 @@ func (v *view) RoomDraw(ctx context.Context, room string) (holdfast.RoomDraw, er
 }
 
 func (v *view) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
-	sh, err := v.set.shardOf(ctx, "pool", r.Pool)
+	kind, id := "pool", r.Pool
+	if r.Group != "" {
+		kind, id = "group", r.Group
+	}
+	sh, err := v.set.shardOf(ctx, kind, id)
 	if err != nil {
 		return holdfast.WaitlistEntry{}, err
 	}
@@ -936,6 +940,31 @@ func (v *view) Waitlist(ctx context.Context, pool string) ([]holdfast.WaitlistEn
 		return nil, err
 	}
 	return v.on(sh).Waitlist(ctx, pool)
+}
+
+// A group's waitlist is on the group's shard.
+func (v *view) GroupWaitlist(ctx context.Context, group string) ([]holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "group", group)
+	if err != nil {
+		return nil, err
+	}
+	return v.on(sh).GroupWaitlist(ctx, group)
+}
+
+func (v *view) GroupWaitlistEntry(ctx context.Context, group, id string) (holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "group", group)
+	if err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return v.on(sh).GroupWaitlistEntry(ctx, group, id)
+}
+
+func (v *view) LeaveGroupWaitlist(ctx context.Context, group, id, owner string) (holdfast.WaitlistEntry, error) {
+	sh, err := v.set.shardOf(ctx, "group", group)
+	if err != nil {
+		return holdfast.WaitlistEntry{}, err
+	}
+	return v.on(sh).LeaveGroupWaitlist(ctx, group, id, owner)
 }
 
 func (v *view) LeaveWaitlist(ctx context.Context, pool, id, owner string) (holdfast.WaitlistEntry, error) {

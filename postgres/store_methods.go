@@ -477,6 +477,26 @@ func (s *Store) LeaveWaitlist(ctx context.Context, pool, id, owner string) (hold
 	return s.engine.LeaveWaitlist(ctx, pool, id, owner)
 }
 
+// GroupWaitlist lists a group's waiting and offered entries, in order.
+// (JoinWaitlist with r.Group joins one: units that come back while
+// entries wait are theirs first, offered in join order to each entry
+// they can serve — any k, or k together — before any new buyer; an
+// entry they cannot serve does not stop a later one.) ErrNotFound.
+func (s *Store) GroupWaitlist(ctx context.Context, group string) ([]holdfast.WaitlistEntry, error) {
+	return s.engine.GroupWaitlist(ctx, group)
+}
+
+// GroupWaitlistEntry reads a group's entry with its position.
+// ErrNotFound.
+func (s *Store) GroupWaitlistEntry(ctx context.Context, group, id string) (holdfast.WaitlistEntry, error) {
+	return s.engine.GroupWaitlistEntry(ctx, group, id)
+}
+
+// LeaveGroupWaitlist is LeaveWaitlist for a group's entry.
+func (s *Store) LeaveGroupWaitlist(ctx context.Context, group, id, owner string) (holdfast.WaitlistEntry, error) {
+	return s.engine.LeaveGroupWaitlist(ctx, group, id, owner)
+}
+
 // ---- holdfast.Store ----
 
 // Close is holdfast.Store's.

@@ -474,6 +474,34 @@ func TestWaitlistCLI(t *testing.T) {
 	if code, _, errOut := runCmd(t, "hold", "create", "--holder", "bob", "--pool", "last:1", "--server", base, "--key", admin); code != 1 || !strings.Contains(errOut, "sold_out") {
 		t.Fatalf("a new buyer after the offer: %d %s", code, errOut)
 	}
+
+	// A group's waitlist: two seats back, offered to the pair.
+	cli("group", "create", "--id", "row")
+	cli("group", "add-units", "row", "R-1,R-2")
+	if err := json.Unmarshal([]byte(cli("hold", "create", "--holder", "mallory", "--units", "R-1,R-2")), &sold); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(cli("waitlist", "join", "--group", "row", "--holder", "pair", "--any", "2")), &en); err != nil || en.Position != 1 || en.Group != "row" || en.Any != 2 {
+		t.Fatalf("waitlist join --group: %+v %v", en, err)
+	}
+	if code, _, errOut := runCmd(t, "waitlist", "join", "last", "--holder", "x", "--any", "2", "--server", base, "--key", admin); code != 2 {
+		t.Fatalf("--any on a pool's waitlist: %d %s", code, errOut)
+	}
+	if out := cli("waitlist", "list", "--group", "row"); !strings.Contains(out, en.ID) {
+		t.Fatalf("waitlist list --group: %s", out)
+	}
+	cli("hold", "release", sold.ID)
+	for deadline := time.Now().Add(10 * time.Second); en.Status != holdfast.WaitlistOffered; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the group's entry was never offered: %+v", en)
+		}
+		if err := json.Unmarshal([]byte(cli("waitlist", "show", "--group", "row", en.ID)), &en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := cli("waitlist", "leave", "--group", "row", en.ID); !strings.Contains(out, `"released"`) {
+		t.Fatalf("leaving with the offer out: %s", out)
+	}
 }
 
 // adminCLI runs the CLI against base with the admin key and --json, and

@@ -349,7 +349,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		list := []any{s.d.ListArg(freed)}
 		stmts = append(stmts,
 			Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND active`, list},
-			Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, list})
+			Stmt{`UPDATE units SET ` + unitsBack + ` WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, list})
 		checks = append(checks, -1, -1)
 	}
 	if len(completed) > 0 {
@@ -359,7 +359,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		stmts = append(stmts,
 			Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND active
 				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id IN (` + s.d.ListSelect(1) + `) AND g.reusable)`, list},
-			Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id IN (` + s.d.ListSelect(1) + `)
+			Stmt{`UPDATE units SET ` + unitsBack + ` WHERE hold_id IN (` + s.d.ListSelect(1) + `)
 				AND group_id IN (SELECT id FROM groups WHERE reusable)`, list})
 		checks = append(checks, -1, -1)
 	}

@@ -439,7 +439,8 @@ func readUnlocked(ctx context.Context, db Reader, d Dialect, r holdfast.HoldRequ
 				rd.pools[l.Pool], rd.limit[l.Pool] = [3]int64{p.capacity, p.held, p.confirmed}, p.limit
 			}
 		case holdfast.LineUnits:
-			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE id IN (`+d.ListSelect(1)+`) AND hold_id IS NULL AND channel = $2`, d.ListArg(l.Units), l.Channel)
+			cond, args := inChannel(l.Channel, 2, d.ListArg(l.Units))
+			free, err := queryStrings(ctx, db, `SELECT id FROM units WHERE id IN (`+d.ListSelect(1)+`) AND hold_id IS NULL`+cond, args...)
 			if err != nil {
 				return rd, err
 			}

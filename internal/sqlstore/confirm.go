@@ -429,7 +429,7 @@ func (s *Store) dropUnits(ctx context.Context, tx Querier, id string, units []st
 	if _, err := tx.Exec(ctx, `DELETE FROM unit_claims WHERE hold_id = $1 AND unit_id IN (`+s.d.ListSelect(2)+`)`, id, list); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `UPDATE units SET hold_id = NULL WHERE hold_id = $1 AND id IN (`+s.d.ListSelect(2)+`)`, id, list)
+	_, err := tx.Exec(ctx, `UPDATE units SET `+unitsBack+` WHERE hold_id = $1 AND id IN (`+s.d.ListSelect(2)+`)`, id, list)
 	return err
 }
 

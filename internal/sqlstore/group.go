@@ -151,6 +151,10 @@ func (s *Store) group(ctx context.Context, q Reader, id string) (holdfast.GroupA
 		err := r.Scan(&a.Channel, &a.Units, &a.Held, &a.Confirmed)
 		a.Available = a.Units - a.Held - a.Confirmed
 		aside += a.Available
+		if a.Channel == waitlistSale {
+			ga.Waitlisted = a.Available
+			return err
+		}
 		ga.Allocations = append(ga.Allocations, a)
 		return err
 	}}})

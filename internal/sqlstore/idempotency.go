@@ -302,6 +302,18 @@ func (s *Store) EndKeyClaims(ctx context.Context, id string, release func(contex
 				return err
 			}
 		}
+		groupEntries, err := collect(ctx, tx, func(r Row) (entry, error) {
+			var e entry
+			return e, r.Scan(&e.id, &e.pool)
+		}, `SELECT id, group_id FROM group_waitlist_entries WHERE owner = $1 AND status = 'waiting' ORDER BY group_id, id`, owner)
+		if err != nil {
+			return err
+		}
+		for _, e := range groupEntries {
+			if err := plain.dropGroupEntry(ctx, tx, e.id, e.pool, "the key was revoked"); err != nil {
+				return err
+			}
+		}
 		_, err = tx.Exec(ctx, `UPDATE room_tickets SET status = 'done' WHERE owner = $1 AND hold_id IS NULL AND status IN ('waiting', 'admitted')`, owner)
 		return err
 	})

@@ -166,7 +166,7 @@ func (s *Store) Complete(ctx context.Context, id string) (holdfast.Hold, error) 
 			stmts = append(stmts,
 				Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id = $1 AND active
 				AND unit_id IN (SELECT u.id FROM units u JOIN groups g ON g.id = u.group_id WHERE u.hold_id = $1 AND g.reusable)`, []any{id}},
-				Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id = $1
+				Stmt{`UPDATE units SET ` + unitsBack + ` WHERE hold_id = $1
 				AND group_id IN (SELECT id FROM groups WHERE reusable)`, []any{id}})
 			_, err := ExecAll(ctx, tx, stmts)
 			return err
@@ -243,7 +243,7 @@ func (s *Store) giveBack(ctx context.Context, tx Querier, ids []string, from hol
 	writes = append(writes, s.quotaStmts(quota)...)
 	writes = append(writes,
 		Stmt{`UPDATE unit_claims SET active = FALSE WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND active`, list},
-		Stmt{`UPDATE units SET hold_id = NULL WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, list})
+		Stmt{`UPDATE units SET ` + unitsBack + ` WHERE hold_id IN (` + s.d.ListSelect(1) + `)`, list})
 	_, err := ExecAll(ctx, tx, writes)
 	return err
 }

@@ -130,6 +130,8 @@ func (s *Store) purgeHolds(ctx context.Context, keep time.Duration) (int, error)
 		if _, err := ExecAll(ctx, tx, []Stmt{
 			{`DELETE FROM waitlist_entries WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND status IN ('expired', 'released')`, []any{list}},
 			{`DELETE FROM waitlist_entries WHERE hold_id IS NULL AND status IN ('expired', 'left') AND updated_at < holdfast_now_ms() - $1`, []any{keep.Milliseconds()}},
+			{`DELETE FROM group_waitlist_entries WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND status IN ('expired', 'released')`, []any{list}},
+			{`DELETE FROM group_waitlist_entries WHERE hold_id IS NULL AND status IN ('left', 'cancelled') AND updated_at < holdfast_now_ms() - $1`, []any{keep.Milliseconds()}},
 		}); err != nil {
 			return err
 		}

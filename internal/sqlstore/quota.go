@@ -23,6 +23,7 @@ func readQuota(ctx context.Context, q Reader, id, lock string) (quota, error) {
 	var k quota
 	_, err := queryRow(ctx, q, `SELECT max_held_units, held_units
 		+ (SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries WHERE quota_key = $1 AND status = 'waiting')
+		+ (SELECT COALESCE(SUM(any_count), 0) FROM group_waitlist_entries WHERE quota_key = $1 AND status = 'waiting')
 		FROM api_keys WHERE id = $1`+lock, []any{id}, &k.max, &k.held)
 	return k, err
 }

@@ -231,7 +231,7 @@ func (s *Store) exchangeOnce(ctx context.Context, id string, olds []string, swap
 		}
 		stmts = append([]Stmt{
 			{`DELETE FROM unit_claims WHERE hold_id = $1 AND unit_id IN (` + s.d.ListSelect(2) + `)`, []any{id, s.d.ListArg(olds)}},
-			{`UPDATE units SET hold_id = NULL WHERE hold_id = $1 AND id IN (` + s.d.ListSelect(2) + `)`, []any{id, s.d.ListArg(olds)}},
+			{`UPDATE units SET ` + unitsBack + ` WHERE hold_id = $1 AND id IN (` + s.d.ListSelect(2) + `)`, []any{id, s.d.ListArg(olds)}},
 		}, stmts...)
 		stmts = append(stmts,
 			Stmt{`UPDATE units SET hold_id = $1 WHERE id IN (` + s.d.ListSelect(2) + `)`, []any{id, s.d.ListArg(news)}},

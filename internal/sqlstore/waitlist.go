@@ -26,10 +26,14 @@ func (s *Store) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (h
 	if err := r.Validate(); err != nil {
 		return holdfast.WaitlistEntry{}, err
 	}
-	e, err := s.joinWaitlist(ctx, r)
+	join := s.joinWaitlist
+	if r.Group != "" {
+		join = s.joinGroupWaitlist
+	}
+	e, err := join(ctx, r)
 	if errors.Is(err, errJoinedMeanwhile) {
 		// The same holder joined at the same moment: that entry is theirs.
-		return s.joinWaitlist(ctx, r)
+		return join(ctx, r)
 	}
 	return e, err
 }
@@ -151,7 +155,7 @@ func (s *Store) guardRoomJoin(ctx context.Context, tx Querier, r holdfast.Waitli
 			return 0, err
 		}
 	}
-	if err := admissionUnits(ctx, tx, rooms[0], []holdfast.Line{{Pool: r.Pool, Quantity: r.Quantity}}); err != nil {
+	if err := admissionUnits(ctx, tx, rooms[0], r.HoldRequest().Lines); err != nil {
 		var e *holdfast.Error
 		if errors.As(err, &e) {
 			e.Line = -1 // a join has no lines
@@ -307,8 +311,17 @@ func isEnded(err error) bool {
 }
 
 // OfferWaitlists settles the offers whose holds ended and makes new
-// offers, pool by pool.
+// offers, pool by pool, then group by group (groupwait.go).
 func (s *Store) OfferWaitlists(ctx context.Context) (int, error) {
+	n, err := s.offerPools(ctx)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.offerGroups(ctx)
+	return n + m, err
+}
+
+func (s *Store) offerPools(ctx context.Context) (int, error) {
 	pools, err := queryStrings(ctx, s.db, `SELECT id FROM pools WHERE waitlisted > 0
 		UNION SELECT pool_id FROM waitlist_entries WHERE status = 'offered' ORDER BY 1`)
 	if err != nil || len(pools) == 0 {
