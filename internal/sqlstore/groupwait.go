@@ -267,7 +267,7 @@ func (s *Store) LeaveGroupWaitlist(ctx context.Context, group, id, owner string)
 // offers, and gives back to the general sale what no entry can use.
 func (s *Store) offerGroups(ctx context.Context) (int, error) {
 	groups, err := queryStrings(ctx, s.db, `SELECT group_id FROM group_waitlist_entries WHERE status IN ('waiting', 'offered')
-		UNION SELECT group_id FROM units WHERE channel = '`+waitlistSale+`' ORDER BY 1`)
+		UNION SELECT group_id FROM units WHERE channel = '`+waitlistSale+`' AND channel <> '' ORDER BY 1`) // <> '': the partial index units_channel
 	if err != nil || len(groups) == 0 {
 		return 0, err
 	}

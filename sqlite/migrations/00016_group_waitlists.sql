@@ -22,6 +22,9 @@ CREATE TABLE group_waitlist_entries (
 );
 CREATE UNIQUE INDEX group_waitlist_seq ON group_waitlist_entries (group_id, seq);
 CREATE UNIQUE INDEX group_waitlist_one ON group_waitlist_entries (group_id, owner, holder) WHERE status IN ('waiting', 'offered');
+-- Every statement that frees units asks whether their group has waiting
+-- entries: one index probe, whatever the table's history.
+CREATE INDEX group_waitlist_status ON group_waitlist_entries (group_id, status);
 
 -- +goose Down
 DROP TABLE group_waitlist_entries;
