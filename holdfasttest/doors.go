@@ -392,6 +392,10 @@ func testRulesByDoor(t *testing.T, h Harness) {
 			_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: x.pool, Holder: x.holder, Quantity: 1, Owner: x.owner, QuotaKey: x.key, Admission: x.admission})
 			return err
 		},
+		"group_waitlist_join": func(_ string, x setup) error {
+			_, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Group: x.group, Holder: x.holder, Any: 1, Owner: x.owner, QuotaKey: x.key, Admission: x.admission})
+			return err
+		},
 		"transfer": func(_ string, x setup) error {
 			_, err := s.Transfer(ctx, x.hold, x.holder)
 			return err
@@ -420,6 +424,7 @@ func testRulesByDoor(t *testing.T, h Harness) {
 		{"capacity", "exchange"}: holdfast.CodeUnavailable, {"per_holder_limit", "transfer"}: holdfast.CodeLimitExceeded,
 		{"capacity", "paid_book"}: holdfast.CodeSoldOut, {"per_holder_limit", "paid_book"}: holdfast.CodeLimitExceeded,
 		{"admission_required", "paid_book"}: holdfast.CodeAdmissionRequired, {"admission_of_its_room", "paid_book"}: holdfast.CodeAdmissionInvalid,
+		{"admission_required", "group_waitlist_join"}: holdfast.CodeAdmissionRequired, {"admission_of_its_room", "group_waitlist_join"}: holdfast.CodeAdmissionInvalid,
 	}
 	_, noPayments := h.Unsupported["Payments"]
 	// Left out by design: a booking is never held, so it counts against
@@ -430,7 +435,7 @@ func testRulesByDoor(t *testing.T, h Harness) {
 	// with.
 	i := 0
 	for c, code := range want {
-		if (c.rule == "key_quota" && !quotaCounted(h)) || (h.Remote && (c.rule == "key_quota" || c.rule == "admission_of_its_room" || c.door == "waitlist_join")) ||
+		if (c.rule == "key_quota" && !quotaCounted(h)) || (h.Remote && (c.rule == "key_quota" || c.rule == "admission_of_its_room" || c.door == "waitlist_join" || c.door == "group_waitlist_join")) ||
 			(c.door == "paid_book" && noPayments) {
 			continue
 		}
@@ -480,7 +485,9 @@ func testRulesByDoor(t *testing.T, h Harness) {
 // the pool's per-holder limit applies (a holder's allowance per channel),
 // the key's quota counts it, and a room guarding the pool guards its
 // channels too — at every door that takes from it: hold, booking, paid
-// booking. A refusal takes nothing.
+// booking. A channel's named seats likewise: only its own (the general
+// sale's free seats are not), behind the group's room. A refusal takes
+// nothing.
 func rulesAtChannelDoor(t *testing.T, h Harness, s holdfast.Store, guard func(room string, opensIn time.Duration, pools, groups []string), noPayments bool) {
 	ctx := ctxT(t)
 	alloc := func(n string, capacity, limit, allocated int64) {
@@ -501,12 +508,13 @@ func rulesAtChannelDoor(t *testing.T, h Harness, s holdfast.Store, guard func(ro
 			t.Fatalf("setting up: %v", err)
 		}
 	}
-	rules := []struct {
+	type channelRule struct {
 		rule  string
 		code  holdfast.Code
 		skip  bool
 		setup func(n string) holdfast.HoldRequest
-	}{
+	}
+	rules := []channelRule{
 		{"capacity", holdfast.CodeSoldOut, false, func(n string) holdfast.HoldRequest {
 			alloc(n, 10, 0, 2) // the general sale has 8 free: not the channel's
 			take(holdfast.HoldRequest{Holder: "other", Lines: line(n, 2)})
@@ -537,8 +545,32 @@ func rulesAtChannelDoor(t *testing.T, h Harness, s holdfast.Store, guard func(ro
 			return err
 		},
 	}
+	// A channel's named seats: the same rules at a {group, any} line.
+	seats := func(n string, held bool) {
+		t.Helper()
+		row4in(t, s, n+"-g", n)
+		if _, err := s.AllocateUnits(ctx, holdfast.UnitAllocationRequest{Group: n + "-g", Channel: "presale", Units: []string{n + "-g-1", n + "-g-2"}}); err != nil {
+			t.Fatal(err)
+		}
+		if held {
+			take(holdfast.HoldRequest{Holder: "other", Lines: []holdfast.Line{{Group: n + "-g", Any: 2, Channel: "presale"}}})
+		}
+	}
+	seatLine := func(n string) []holdfast.Line { return []holdfast.Line{{Group: n + "-g", Any: 1, Channel: "presale"}} }
+	rules = append(rules,
+		channelRule{"seats_capacity", holdfast.CodeUnavailable, false, func(n string) holdfast.HoldRequest {
+			seats(n, true) // the general sale has two free: not the channel's
+			return holdfast.HoldRequest{Holder: "h", Lines: seatLine(n)}
+		}},
+		channelRule{"seats_admission_required", holdfast.CodeAdmissionRequired, false, func(n string) holdfast.HoldRequest {
+			seats(n, false)
+			guard(n, -time.Second, nil, []string{n + "-g"})
+			return holdfast.HoldRequest{Holder: "h", Lines: seatLine(n)}
+		}},
+	)
 	taken := func() int64 {
-		return MustCount(t, s, `SELECT COALESCE(SUM(held + confirmed + waitlisted), 0) FROM pools`)
+		return MustCount(t, s, `SELECT COALESCE(SUM(held + confirmed + waitlisted), 0) FROM pools`) +
+			MustCount(t, s, `SELECT COUNT(*) FROM units WHERE hold_id IS NOT NULL`)
 	}
 	i := 0
 	for _, r := range rules {

@@ -18,8 +18,10 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 # Debian's prometheus package, unpacked by scripts/services.sh).
 "$HOLDFAST_PROMTOOL" check rules deploy/prometheus/holdfast.rules.yml
 "$HOLDFAST_PROMTOOL" test rules deploy/prometheus/holdfast.rules.test.yml
-# A missing service is a failure, not a skip, in the full run.
-CI=true go test -race -count=1 -timeout 20m "$@" ./...
+# A missing service is a failure, not a skip, in the full run. The
+# postgres package, the longest, takes ~17 min on 2 cores under -race:
+# the timeout leaves room for a loaded machine.
+CI=true go test -race -count=1 -timeout 30m "$@" ./...
 # The TypeScript client (clients/typescript): its types regenerated from a
 # real server's /openapi.json and compared, then the README's flow through
 # it, on Node's own test runner. Dependencies pinned in its lockfile.
