@@ -55,13 +55,7 @@ func heldUnits(t *testing.T, s holdfast.Store, id string) []string {
 func testGroupWaitlist(t *testing.T, h Harness) {
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
-	row := holdfast.Row{Name: "A"}
-	for n := 1; n <= 6; n++ {
-		row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("A-%d", n), Number: fmt.Sprint(n), X: float64(n * 10)})
-	}
-	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Layout: &holdfast.Layout{Sections: []holdfast.Section{{ID: "s", Name: "S", Rows: []holdfast.Row{row}}}}}); err != nil {
-		t.Fatal(err)
-	}
+	mustRowA(t, s, "hall", 6)
 	MustCreateGroup(t, s, "plain", false, "P-1")
 	x := MustHold(t, s, "x", holdfast.Line{Units: []string{"A-1", "A-2"}})
 	y := MustHold(t, s, "y", holdfast.Line{Units: []string{"A-3"}})

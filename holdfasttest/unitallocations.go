@@ -10,6 +10,18 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// mustRowA makes group a venue of one row A of n seats, A-1 … A-n.
+func mustRowA(t *testing.T, s holdfast.Store, group string, n int) {
+	t.Helper()
+	row := holdfast.Row{Name: "A"}
+	for i := 1; i <= n; i++ {
+		row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("A-%d", i), Number: fmt.Sprint(i), X: float64(i * 10)})
+	}
+	if _, err := s.CreateGroup(ctxT(t), holdfast.Group{ID: group, Layout: &holdfast.Layout{Sections: []holdfast.Section{{ID: "s", Name: "S", Rows: []holdfast.Row{row}}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // unitAllocation returns group's allocation for channel, or fails.
 func unitAllocation(t *testing.T, g holdfast.GroupAvailability, channel string) holdfast.UnitAllocation {
 	t.Helper()
@@ -31,13 +43,7 @@ func unitAllocation(t *testing.T, g holdfast.GroupAvailability, channel string) 
 func testUnitAllocations(t *testing.T, h Harness) {
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
-	row := holdfast.Row{Name: "A"}
-	for n := 1; n <= 6; n++ {
-		row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("A-%d", n), Number: fmt.Sprint(n), X: float64(n * 10)})
-	}
-	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Layout: &holdfast.Layout{Sections: []holdfast.Section{{ID: "s", Name: "S", Rows: []holdfast.Row{row}}}}}); err != nil {
-		t.Fatal(err)
-	}
+	mustRowA(t, s, "hall", 6)
 	MustCreateGroup(t, s, "other", false, "B-1")
 	g, err := s.AllocateUnits(ctx, holdfast.UnitAllocationRequest{Group: "hall", Channel: "boxoffice", Units: []string{"A-5", "A-6"}})
 	if err != nil {
