@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/expiry"
+	"github.com/holdfast/holdfast/service"
 	"github.com/holdfast/holdfast/sqlite"
 )
 
@@ -28,11 +28,14 @@ func Example_library() {
 	}
 	defer s.Close()
 
-	// Expired holds are freed for the next claim anyway; the sweeper
-	// marks them expired (and writes their events) within a second.
-	sweeper := expiry.New(s, expiry.Config{})
-	sweeper.Start(ctx)
-	defer sweeper.Stop()
+	// What holdfast serve runs beside its API: the sweeper (expired holds
+	// are freed for the next claim anyway; it writes their events), the
+	// invariant monitor, webhooks, waiting rooms and waitlists.
+	bg := service.Background(s, service.Config{})
+	if err := bg.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer bg.Stop(ctx)
 
 	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "gala", Capacity: 3, PerHolderLimit: 2}); err != nil {
 		panic(err)

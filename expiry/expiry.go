@@ -13,10 +13,10 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/loop"
 	"github.com/holdfast/holdfast/internal/testrig/testsignal"
 )
 
@@ -42,11 +42,9 @@ type Stats struct {
 
 // Sweeper expires due holds on an interval.
 type Sweeper struct {
-	e      Expirer
-	cfg    Config
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	e    Expirer
+	cfg  Config
+	loop *loop.Loop
 
 	sweeps, expired, failures atomic.Int64
 	// testSignals are off unless a test in this package turns them on.
@@ -70,55 +68,41 @@ func New(e Expirer, cfg Config) *Sweeper {
 	cfg.Interval = cmp.Or(cfg.Interval, time.Second)
 	cfg.Batch = cmp.Or(cfg.Batch, 100)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	return &Sweeper{e: e, cfg: cfg}
+	s := &Sweeper{e: e, cfg: cfg}
+	s.loop = loop.Every(cfg.Interval, s.round)
+	return s
 }
 
-// Start runs the sweeper until ctx is done or Stop is called. The first
-// sweep runs at once.
-func (s *Sweeper) Start(ctx context.Context) {
-	ctx, s.cancel = context.WithCancel(ctx)
-	s.done = make(chan struct{})
-	go s.loop(ctx)
+// Start runs the sweeper until Stop; the first sweep runs at once. Its
+// sweeps outlive ctx's cancellation: only Stop ends them.
+func (s *Sweeper) Start(ctx context.Context) error {
+	return s.loop.Start(ctx)
 }
 
-// Stop stops the sweeper and waits for a sweep in progress to finish.
-func (s *Sweeper) Stop() {
-	s.once.Do(func() {
-		if s.cancel == nil {
-			return
-		}
-		s.cancel()
-		<-s.done
-	})
+// Stop stops the sweeper and waits for a sweep in progress to finish, or
+// for ctx. A sweeper never started stops at once.
+func (s *Sweeper) Stop(ctx context.Context) error {
+	return s.loop.Stop(ctx)
 }
 
-func (s *Sweeper) loop(ctx context.Context) {
-	defer close(s.done)
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		n, err := s.Sweep(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.cfg.Logger.Warn("sweep failed", "err", err, "expired", n)
-		} else if n > 0 {
-			s.cfg.Logger.Info("expired holds", "count", n)
+// round is one sweep of the loop.
+func (s *Sweeper) round(ctx context.Context) {
+	n, err := s.Sweep(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn("sweep failed", "err", err, "expired", n)
+	} else if n > 0 {
+		s.cfg.Logger.Info("expired holds", "count", n)
+	}
+	// A sweep cut short by Stop is not a failed sweep: it is not
+	// counted (CI once saw "context canceled" from the sweep that was
+	// running when a test stopped the sweeper).
+	if ctx.Err() == nil {
+		s.sweeps.Add(1)
+		s.expired.Add(int64(n))
+		if err != nil {
+			s.failures.Add(1)
 		}
-		// A sweep cut short by Stop is not a failed sweep: it is not
-		// counted (CI once saw "context canceled" from the sweep that was
-		// running when a test stopped the sweeper).
-		if ctx.Err() == nil {
-			s.sweeps.Add(1)
-			s.expired.Add(int64(n))
-			if err != nil {
-				s.failures.Add(1)
-			}
-			s.testSignals.swept.Signal(sweepResult{n, err})
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		s.testSignals.swept.Signal(sweepResult{n, err})
 	}
 }
 

@@ -28,15 +28,19 @@ func TestSweeperExpiresDueHolds(t *testing.T) {
 
 	sw := New(s, Config{Interval: 10 * time.Millisecond, Batch: 100})
 	sw.testSignals.swept.Init()
-	sw.Start(ctx)
-	defer sw.Stop()
+	if err := sw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Stop(ctx)
 	if r := sw.testSignals.swept.Wait(t, time.Minute); r.expired != 250 || r.err != nil {
 		t.Fatalf("first sweep expired %d (%v), want 250", r.expired, r.err)
 	}
 	if r := sw.testSignals.swept.Wait(t, time.Minute); r.expired != 0 || r.err != nil {
 		t.Fatalf("second sweep expired %d (%v), want 0", r.expired, r.err)
 	}
-	sw.Stop()
+	if err := sw.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if st := sw.Stats(); st.Expired != 250 || st.Failures != 0 || st.Sweeps < 2 {
 		t.Fatalf("stats after two sweeps: %+v", st)
 	}
@@ -54,5 +58,7 @@ func TestSweeperExpiresDueHolds(t *testing.T) {
 }
 
 func TestStopWithoutStart(t *testing.T) {
-	New(nil, Config{}).Stop() // must not block or panic
+	if err := New(nil, Config{}).Stop(context.Background()); err != nil { // must not block or panic
+		t.Fatal(err)
+	}
 }

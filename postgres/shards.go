@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/service"
+	"github.com/holdfast/holdfast/internal/loop"
 )
 
 // Shards is holdfast on several PostgreSQL primaries behind one API. The
@@ -40,7 +40,7 @@ type Shards struct {
 	holdfast.KeyStore
 	holdfast.WebhookStore
 	set          *shardSet
-	stopResolver func()
+	resolver     *loop.Loop // nil when ResolveEvery < 0
 }
 
 var _ holdfast.Store = (*Shards)(nil)
@@ -152,18 +152,22 @@ func OpenShards(ctx context.Context, urls []string, opts Options) (*Shards, erro
 	}
 	set.tp = NewTwoPhase(set.control[0], parts)
 	cat := set.stores[0]
-	s := &Shards{view: &view{set: set}, KeyStore: cat, WebhookStore: cat, set: set, stopResolver: func() {}}
+	s := &Shards{view: &view{set: set}, KeyStore: cat, WebhookStore: cat, set: set}
 	if opts.ResolveEvery >= 0 {
-		s.stopResolver = s.resolveEvery(cmp.Or(opts.ResolveEvery, 2*time.Second), cmp.Or(opts.ResolveAfter, 5*time.Second), cmp.Or(opts.Logger, slog.Default()))
+		s.resolver = s.resolveEvery(cmp.Or(opts.ResolveEvery, 2*time.Second), cmp.Or(opts.ResolveAfter, 5*time.Second), cmp.Or(opts.Logger, slog.Default()))
+		// The resolver is the store's own: parts a dead coordinator left
+		// must end whether or not the program runs the background
+		// services (package service), so it lives from Open to Close.
+		_ = s.resolver.Start(ctx)
 	}
 	return s, nil
 }
 
-// resolveEvery runs ResolvePrepared every interval until the returned
-// func is called (and waits for a run in progress): every server does,
-// so parts left by a coordinator that died end within seconds.
-func (s *Shards) resolveEvery(interval, after time.Duration, log *slog.Logger) func() {
-	return service.Every(context.Background(), interval, func(ctx context.Context) {
+// resolveEvery is a loop running ResolvePrepared every interval: every
+// server runs one, so parts left by a coordinator that died end within
+// seconds.
+func (s *Shards) resolveEvery(interval, after time.Duration, log *slog.Logger) *loop.Loop {
+	return loop.Every(interval, func(ctx context.Context) {
 		if err := s.set.watchMap(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("reading the shard map's version", "err", err)
 		}
@@ -279,8 +283,10 @@ func (set *shardSet) join(ctx context.Context) error {
 
 // Close closes every shard.
 func (s *Shards) Close() error {
-	s.stopResolver()
 	var errs []error
+	if s.resolver != nil {
+		errs = append(errs, s.resolver.Stop(context.Background()))
+	}
 	for _, st := range s.set.stores {
 		errs = append(errs, st.Close())
 	}

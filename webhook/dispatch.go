@@ -105,6 +105,11 @@ type Dispatcher struct {
 	wake     chan struct{}
 	wg       sync.WaitGroup
 
+	mu      sync.Mutex    // guards the lifecycle below
+	cancel  func()        // ends Run started by Start
+	done    chan struct{} // closed when that Run returns
+	stopped bool
+
 	results    *prometheus.CounterVec
 	attempts   *prometheus.CounterVec
 	depth      prometheus.Gauge
@@ -113,7 +118,7 @@ type Dispatcher struct {
 	lastGauges time.Time
 }
 
-// New returns a dispatcher; Run starts it.
+// New returns a dispatcher; Start (or Run) starts it.
 func New(cfg Config) *Dispatcher {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	if cfg.Schedule == nil {
@@ -235,6 +240,43 @@ func CheckURL(raw string, allowPrivate bool) error {
 }
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Clock.Now() }
+
+// Start runs the dispatcher in the background until Stop, beyond ctx's
+// cancellation (package service starts it with the other background
+// services).
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done != nil || d.stopped {
+		return errors.New("webhook: dispatcher already started")
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel, d.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		_ = d.Run(ctx)
+	}(d.done)
+	return nil
+}
+
+// Stop ends what Start began and waits for the calls in flight, or for
+// ctx. A dispatcher never started stops at once.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	d.stopped = true
+	cancel, done := d.cancel, d.done
+	d.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Run queues, claims and sends deliveries until ctx ends, then waits for
 // the calls in flight (which ctx cancels: their leases run out and

@@ -15,11 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/expiry"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
 	"github.com/holdfast/holdfast/internal/labrun"
-	"github.com/holdfast/holdfast/internal/service"
+	"github.com/holdfast/holdfast/service"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/webhook"
 )
@@ -171,7 +170,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	api := hfhttp.NewServer(hfhttp.Config{
 		Store: store, Logger: log, RequestTimeout: f.requestTimeout,
-		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: streamCap(f.maxStreams, log), MaxStreamsPerKey: f.maxStreamsPerKey, MaxIdempotencyKeysPerHour: f.maxIdemPerHour, Registry: reg.Registry,
+		AdminKey: f.adminKey, RateLimit: f.rateLimit, IPRateLimit: f.ipRateLimit, MaxStreams: streamCap(f.maxStreams, log), MaxStreamsPerKey: f.maxStreamsPerKey, MaxIdempotencyKeysPerHour: f.maxIdemPerHour, Registry: reg,
 		Race: raceFunc(f.db), WebhookAllowPrivate: f.webhooks.allowPrivate,
 	})
 	srv := &http.Server{
@@ -186,27 +185,18 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	// their viewers where to resume.
 	srv.RegisterOnShutdown(api.Close)
 
-	// The sweeper and the monitor live as long as the server: they stop
-	// after the last request has finished, and before the store closes
-	// (deferred calls run last in, first out).
-	sw := expiry.New(store, expiry.Config{Interval: f.sweepInterval, Logger: log})
-	reg.watchSweeper(sw)
-	sw.Start(context.WithoutCancel(ctx))
-	defer sw.Stop()
-	mon := newMonitor(store, reg, log, holdfast.Retention{Events: f.retainEvents, Holds: f.retainHolds})
-	mon.Start(context.WithoutCancel(ctx))
-	defer mon.Stop()
-	stopWebhooks := startWebhooks(ctx, store, f.webhooks, reg, log, clock)
-	defer stopWebhooks()
-	stopRooms := service.Every(ctx, 100*time.Millisecond, func(ctx context.Context) {
-		if _, err := store.AdmitRooms(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("admitting from waiting rooms", "err", err)
-		}
-		if _, err := store.OfferWaitlists(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("offering to waitlists", "err", err)
-		}
-	})
-	defer stopRooms()
+	// The background services (sweeper, monitor, webhooks, rooms and
+	// waitlists) live as long as the server: they stop after the last
+	// request has finished, and before the store closes (deferred calls
+	// run last in, first out).
+	bg := service.Background(store, service.Config{Logger: log, Clock: clock, SweepInterval: f.sweepInterval,
+		Retention: holdfast.Retention{Events: f.retainEvents, Holds: f.retainHolds}, Registerer: reg,
+		Webhooks: webhook.Config{Timeout: f.webhooks.timeout, Schedule: f.webhooks.schedule, MaxInFlight: f.webhooks.maxInFlight,
+			MaxPerWebhook: f.webhooks.maxPerEndpoint, AllowPrivate: f.webhooks.allowPrivate}})
+	if err := bg.Start(ctx); err != nil {
+		return err
+	}
+	defer bg.Stop(context.Background())
 
 	if f.adminKey == "" {
 		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())
@@ -231,27 +221,6 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	fmt.Fprintln(e.stdout, "holdfast stopped")
 	return nil
-}
-
-// startWebhooks runs the webhook dispatcher until the returned func is
-// called: after the last request, before the store closes.
-func startWebhooks(ctx context.Context, store holdfast.Store, f webhookFlags, reg *registry, log *slog.Logger, clock holdfast.Clock) func() {
-	q, ok := store.(webhook.Queue)
-	if !ok {
-		return func() {}
-	}
-	d := webhook.New(webhook.Config{Queue: q, Logger: log, Clock: clock, Timeout: f.timeout, Schedule: f.schedule,
-		MaxInFlight: f.maxInFlight, MaxPerWebhook: f.maxPerEndpoint, AllowPrivate: f.allowPrivate, Registerer: reg.Registry})
-	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = d.Run(dctx)
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
 }
 
 // loopback reports whether addr only listens on a loopback interface.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/internal/rawsql"
-	"github.com/holdfast/holdfast/internal/service"
+	"github.com/holdfast/holdfast/internal/loop"
 )
 
 // runQueue is `holdfast lab --scenario queue`: a sale behind a waiting
@@ -44,8 +44,9 @@ func runQueue(ctx context.Context, e env, f Options) error {
 		AdmitPerSecond: rate, AdmitTTLSeconds: 30, MaxInside: int64(5 * rate)}); err != nil {
 		return err
 	}
-	stopAdmitter := service.Every(ctx, 100*time.Millisecond, func(ctx context.Context) { _, _ = store.AdmitRooms(ctx) })
-	defer stopAdmitter()
+	admitter := loop.Every(100*time.Millisecond, func(ctx context.Context) { _, _ = store.AdmitRooms(ctx) })
+	_ = admitter.Start(ctx)
+	defer admitter.Stop(context.Background())
 
 	// Everyone's page: a heap of tickets by next poll.
 	q := &pollQueue{}
