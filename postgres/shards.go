@@ -39,8 +39,8 @@ type Shards struct {
 	*view
 	holdfast.KeyStore
 	holdfast.WebhookStore
-	set          *shardSet
-	resolver     *loop.Loop // nil when ResolveEvery < 0
+	set      *shardSet
+	resolver *loop.Loop // nil when ResolveEvery < 0
 }
 
 var _ holdfast.Store = (*Shards)(nil)

@@ -18,8 +18,8 @@ import (
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
 	"github.com/holdfast/holdfast/internal/labrun"
-	"github.com/holdfast/holdfast/service"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/service"
 	"github.com/holdfast/holdfast/webhook"
 )
 

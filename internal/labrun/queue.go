@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/rawsql"
 	"github.com/holdfast/holdfast/internal/loop"
+	"github.com/holdfast/holdfast/internal/rawsql"
 )
 
 // runQueue is `holdfast lab --scenario queue`: a sale behind a waiting
