@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,13 @@ func TestReadmeLibraryIsTheExample(t *testing.T) {
 	}
 	if got := strings.TrimRight(shown, "\n"); got != strings.Join(want, "\n") {
 		t.Fatalf("README.md's Go code differs from Example_library:\n--- README\n%s\n--- example\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+func TestNaturalOrder(t *testing.T) {
+	got := holdfast.NaturalOrder([]string{"A-10", "B-1", "A-2", "A-1", "A-02x", "A-2x", "10", "9"})
+	want := []string{"9", "10", "A-1", "A-2", "A-02x", "A-2x", "A-10", "B-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("natural order: got %v, want %v", got, want)
 	}
 }

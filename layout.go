@@ -1,9 +1,11 @@
 package holdfast
 
 import (
+	"cmp"
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // Layout is how a group's units sit in a venue: sections of rows of
@@ -200,4 +202,44 @@ func (l *Layout) Together(k int, free func(unit string) bool) []string {
 		return nil
 	}
 	return slices.Clone(best)
+}
+
+// NaturalOrder returns unit ids sorted the way people read seat numbers:
+// digit runs by value, so A-2 comes before A-10 (the API and the stores
+// order ids bytewise).
+func NaturalOrder(ids []string) []string {
+	out := slices.Clone(ids)
+	slices.SortStableFunc(out, CompareNatural)
+	return out
+}
+
+// CompareNatural compares two ids in NaturalOrder.
+func CompareNatural(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitRun(a), digitRun(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Compare(len(na), len(nb)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digitRun(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }

@@ -26,5 +26,7 @@ type Stats struct {
 // StatsReporter is a store that reports Stats (the sqlite and postgres
 // stores do).
 type StatsReporter interface {
+	// Stats reports the connection pool, transaction retries and batches
+	// so far (CapStats).
 	Stats() Stats
 }

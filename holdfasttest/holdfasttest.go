@@ -41,6 +41,11 @@ type Harness struct {
 	// keys, rooms, payments, retention) takes the same path whatever the
 	// strategy, and runs once per backend.
 	ClaimsOnly bool
+	// Capabilities are the optional contracts the backend promises (see
+	// holdfast.Capability): the suite checks its stores declare exactly
+	// these. Nil checks only that what they declare is what they
+	// implement.
+	Capabilities []holdfast.Capability
 }
 
 // Raw is what the suite needs from a store to reach past the engine: to make
@@ -93,6 +98,24 @@ type overAPI struct {
 }
 
 func (o overAPI) Close() error { return nil }
+
+// Capabilities are the transport's: of the optional contracts, overAPI
+// carries layouts.
+func (o overAPI) Capabilities() []holdfast.Capability {
+	if holdfast.Declares(o.API, holdfast.CapLayouts) {
+		return []holdfast.Capability{holdfast.CapLayouts}
+	}
+	return nil
+}
+
+// GroupLayout reads a layout through the transport.
+func (o overAPI) GroupLayout(ctx context.Context, group string) (*holdfast.Layout, error) {
+	l, ok := o.API.(holdfast.GroupLayouts)
+	if !ok {
+		return nil, holdfast.Errorf(holdfast.CodeUnsupported, "%T reads no layouts", o.API)
+	}
+	return l.GroupLayout(ctx, group)
+}
 func (o overAPI) Exec(ctx context.Context, sql string, args ...any) error {
 	return o.raw.Exec(ctx, sql, args...)
 }

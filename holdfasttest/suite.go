@@ -23,7 +23,7 @@ var engineOnly = map[string]bool{
 	"HoldValidation": true, "Events": true, "HoldsByHolder": true, "AuditFindsDifference": true,
 	"IdempotencyReplay": true, "IdempotencyTakeover": true, "IdempotencyDeferred": true, "IdempotencyEveryChange": true,
 	"Keys": true, "Retention": true, "SoldOutTurnsCorrect": true, "Transfer": true, "Payments": true,
-	"Rooms": true, "RoomDraw": true, "AdmitStock": true, "AdmissionUnits": true,
+	"Rooms": true, "RoomDraw": true, "Capabilities": true, "AdmitStock": true, "AdmissionUnits": true,
 	// The batches' order: only the default strategy batches.
 	"BatchStraddlesLastUnits": true, "BatchesGrantInArrivalOrder": true, "BatchEveryShape": true, "UnitBatchesGrantInArrivalOrder": true,
 	"Race/RoomAdmission": true, "Race/AdmitStock": true, "Race/PaymentVsSweeper": true, "Race/Sweepers": true,
@@ -87,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 		{"AdmissionUnits", testAdmissionUnits},
 		{"OfferBreakingARuleIsCancelled", testOfferBreakingARuleIsCancelled},
 		{"RulesByDoor", testRulesByDoor},
+		{"Capabilities", testCapabilities},
 	}
 	left := 0 // engineOnly tests left out, to catch a misspelt name
 	for _, tt := range tests {

@@ -788,6 +788,16 @@ var _ holdfast.WaitlistStore = (*Client)(nil)
 var _ holdfast.Allocations = (*Client)(nil)
 var _ holdfast.Payments = (*Client)(nil)
 
+// Capabilities: of the optional contracts, the API serves layouts.
+func (c *Client) Capabilities() []holdfast.Capability {
+	return []holdfast.Capability{holdfast.CapLayouts}
+}
+
+var (
+	_ holdfast.Capable      = (*Client)(nil)
+	_ holdfast.GroupLayouts = (*Client)(nil)
+)
+
 // Keys and webhooks too: what only the server can do answers unsupported.
 var (
 	_ holdfast.KeyStore     = (*Client)(nil)

@@ -339,13 +339,8 @@ func (s *Server) getGroup(r *http.Request, c *call) (int, any, error) {
 	return http.StatusOK, g, err
 }
 
-// layoutReader is a store that keeps groups' layouts.
-type layoutReader interface {
-	GroupLayout(ctx context.Context, group string) (*holdfast.Layout, error)
-}
-
 func (s *Server) getGroupLayout(r *http.Request, c *call) (int, any, error) {
-	lr, ok := s.cfg.Store.(layoutReader)
+	lr, ok := s.cfg.Store.(holdfast.GroupLayouts)
 	if !ok {
 		return 0, nil, holdfast.Errorf(holdfast.CodeUnsupported, "this store keeps no layouts")
 	}

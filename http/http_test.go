@@ -59,14 +59,14 @@ func overHTTP(t testing.TB, s holdfast.Store) holdfast.Store {
 // each "instance" of a race is its own server on the shared database.
 func TestConformanceOverHTTP(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
-		holdfasttest.Run(t, holdfasttest.Harness{Remote: true,
+		holdfasttest.Run(t, holdfasttest.Harness{Remote: true, Capabilities: []holdfast.Capability{holdfast.CapLayouts},
 			Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
 				path := filepath.Join(t.TempDir(), "holdfast.db")
 				return overHTTP(t, openSQLite(t, path)), func(t testing.TB) holdfast.Store { return overHTTP(t, openSQLite(t, path)) }
 			}})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		holdfasttest.Run(t, holdfasttest.Harness{Remote: true,
+		holdfasttest.Run(t, holdfasttest.Harness{Remote: true, Capabilities: []holdfast.Capability{holdfast.CapLayouts},
 			Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
 				url := pg.Schema(t)
 				return overHTTP(t, openPostgres(t, url)), func(t testing.TB) holdfast.Store { return overHTTP(t, openPostgres(t, url)) }
@@ -79,7 +79,7 @@ func TestConformanceOverHTTP(t *testing.T) {
 	t.Run("postgres-shards", func(t *testing.T) {
 		cl := pgtest.StartCluster(t, "max_prepared_transactions=100", "max_connections=400")
 		cl.CreateDatabase(context.Background(), "shards")
-		holdfasttest.Run(t, holdfasttest.Harness{Remote: true,
+		holdfasttest.Run(t, holdfasttest.Harness{Remote: true, Capabilities: []holdfast.Capability{holdfast.CapLayouts},
 			Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
 				urls := []string{cl.Schema(t, "shards"), cl.Schema(t, "shards"), cl.Schema(t, "shards")}
 				return overHTTP(t, openShards(t, urls)), func(t testing.TB) holdfast.Store { return overHTTP(t, openShards(t, urls)) }

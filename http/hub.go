@@ -39,12 +39,6 @@ const (
 	streamWriteTimeout = 10 * time.Second
 )
 
-// eventTailer is what the hub needs of the store beyond the feed: where
-// "now" is in it, so a new stream starts at the present.
-type eventTailer interface {
-	LastEventCursor(ctx context.Context) (string, error)
-}
-
 // cursorPos is a feed cursor ("xid.seq") parsed for comparison; the zero
 // value is the beginning of the feed.
 type cursorPos struct{ xid, seq int64 }
@@ -223,7 +217,7 @@ func (h *hub) unsubscribe(sub *subscriber) {
 // startLocked starts the tail at the present.
 func (h *hub) startLocked(ctx context.Context) error {
 	var cursor string
-	if t, ok := h.store.(eventTailer); ok {
+	if t, ok := h.store.(holdfast.EventTail); ok {
 		c, err := t.LastEventCursor(ctx)
 		if err != nil {
 			return err

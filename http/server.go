@@ -141,7 +141,7 @@ func NewServer(cfg Config) *Server {
 	cfg.MaxStreams = cmp.Or(cfg.MaxStreams, 5000)
 	cfg.MaxStreamsPerKey = cmp.Or(cfg.MaxStreamsPerKey, 100)
 	cfg.MaxIdempotencyKeysPerHour = cmp.Or(cfg.MaxIdempotencyKeysPerHour, 100_000)
-	if c, ok := cfg.Store.(interface{ Config() holdfast.Config }); ok && cfg.Holds == (holdfast.Config{}) {
+	if c, ok := cfg.Store.(holdfast.Configured); ok && cfg.Holds == (holdfast.Config{}) {
 		cfg.Holds = c.Config()
 	}
 	cfg.Holds = cfg.Holds.WithDefaults()
@@ -452,9 +452,7 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 			// where the change was tried (its keyed view knows), so that
 			// a retry's own claim of the key finds it there.
 			finish := s.cfg.Store.FinishIdempotent
-			if f, ok := c.keyed.(interface {
-				FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error
-			}); ok {
+			if f, ok := c.keyed.(holdfast.KeyedFinisher); ok {
 				finish = f.FinishIdempotent
 			}
 			err := finish(ctx, p.id, key, fp, token, holdfast.StoredResponse{Status: prob.Status, Body: encode(prob)})

@@ -29,12 +29,6 @@ const (
 	unitsPage = 5000
 )
 
-// unitPager is what paging and the compact map need of the store.
-type unitPager interface {
-	UnitsPage(ctx context.Context, group string, status holdfast.UnitStatus, after string, limit int) ([]holdfast.Unit, string, error)
-	UnitStatuses(ctx context.Context, group string) (string, error)
-}
-
 // etagged is a handler's answer with an entity tag: the server answers
 // 304 when the request's If-None-Match has it.
 type etagged struct {
@@ -80,7 +74,7 @@ type unitMaps struct {
 	m  map[string]*unitMapEntry
 }
 
-func (c *unitMaps) get(ctx context.Context, store unitPager, group string) (*unitMapEntry, error) {
+func (c *unitMaps) get(ctx context.Context, store holdfast.UnitPages, group string) (*unitMapEntry, error) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[string]*unitMapEntry{}
@@ -146,7 +140,7 @@ func (s *Server) listUnits(r *http.Request, c *call) (int, any, error) {
 	q := r.URL.Query()
 	group := r.PathValue("id")
 	status := holdfast.UnitStatus(q.Get("status"))
-	pager, ok := s.cfg.Store.(unitPager)
+	pager, ok := s.cfg.Store.(holdfast.UnitPages)
 	if !ok {
 		units, err := s.cfg.Store.Units(r.Context(), group, status)
 		return http.StatusOK, map[string]any{"units": c.ownHoldIDs(units)}, err

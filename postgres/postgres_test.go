@@ -56,7 +56,7 @@ func TestConformance(t *testing.T) {
 					url := pg.Schema(t)
 					return open(t, url, opts), func(t testing.TB) holdfast.Store { return open(t, url, opts) }
 				},
-				ClaimsOnly: opts.Strategy != holdfast.Atomic,
+				ClaimsOnly: opts.Strategy != holdfast.Atomic, Capabilities: holdfast.AllCapabilities,
 			})
 		})
 	}

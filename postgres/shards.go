@@ -281,6 +281,21 @@ func (set *shardSet) join(ctx context.Context) error {
 	return nil
 }
 
+// Capabilities: the optional contracts shards offer. Stats are each
+// shard's (Shard(i)), not the set's; the webhook queue is the catalog's
+// alone and is not routed.
+func (s *Shards) Capabilities() []holdfast.Capability {
+	return []holdfast.Capability{holdfast.CapLayouts, holdfast.CapUnitPages, holdfast.CapEventTail, holdfast.CapConfig}
+}
+
+var (
+	_ holdfast.Capable      = (*Shards)(nil)
+	_ holdfast.GroupLayouts = (*Shards)(nil)
+	_ holdfast.UnitPages    = (*Shards)(nil)
+	_ holdfast.EventTail    = (*Shards)(nil)
+	_ holdfast.Configured   = (*Shards)(nil)
+)
+
 // Close closes every shard.
 func (s *Shards) Close() error {
 	var errs []error

@@ -44,6 +44,7 @@ func TestShardsConformance(t *testing.T) {
 			urls := three(t)
 			return openShards(t, urls), func(t testing.TB) holdfast.Store { return openShards(t, urls) }
 		},
+		Capabilities: []holdfast.Capability{holdfast.CapLayouts, holdfast.CapUnitPages, holdfast.CapEventTail, holdfast.CapConfig},
 		Unsupported: map[string]string{
 			"KeyQuota":              "a key's quota is counted on the catalog shard only",
 			"Race/KeyQuota":         "a key's quota is counted on the catalog shard only",

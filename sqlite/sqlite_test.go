@@ -51,7 +51,7 @@ func TestConformance(t *testing.T) {
 					path := filepath.Join(t.TempDir(), "holdfast.db")
 					return open(t, path, o), func(t testing.TB) holdfast.Store { return open(t, path, o) }
 				},
-				ClaimsOnly: o.Strategy != holdfast.Atomic,
+				ClaimsOnly: o.Strategy != holdfast.Atomic, Capabilities: holdfast.AllCapabilities,
 			})
 		})
 	}

@@ -503,3 +503,60 @@ func (s *Store) LeaveGroupWaitlist(ctx context.Context, group, id, owner string)
 func (s *Store) Close() error {
 	return s.engine.Close()
 }
+
+// ---- holdfast.Capable ----
+
+// Capabilities lists the optional contracts the store offers: it
+// implements each, and no other.
+func (s *Store) Capabilities() []holdfast.Capability {
+	return s.engine.Capabilities()
+}
+
+// ---- holdfast.GroupLayouts ----
+
+// GroupLayout returns the group's layout, nil if it has none.
+// ErrNotFound.
+func (s *Store) GroupLayout(ctx context.Context, group string) (*holdfast.Layout, error) {
+	return s.engine.GroupLayout(ctx, group)
+}
+
+// ---- holdfast.UnitPages ----
+
+// UnitsPage lists up to limit of a group's units after the unit id
+// after (ordered by id, filtered by status when set); next is the
+// last id listed when there may be more, else "". ErrNotFound.
+func (s *Store) UnitsPage(ctx context.Context, group string, status holdfast.UnitStatus, after string, limit int) ([]holdfast.Unit, string, error) {
+	return s.engine.UnitsPage(ctx, group, status, after, limit)
+}
+
+// UnitStatuses returns the group's statuses as one character per
+// unit, in unit id order: f free, a free but set aside for a sales
+// channel, h held, c confirmed — a 100,000-seat map in 100 KB.
+// ErrNotFound.
+func (s *Store) UnitStatuses(ctx context.Context, group string) (string, error) {
+	return s.engine.UnitStatuses(ctx, group)
+}
+
+// ---- holdfast.EventTail ----
+
+// LastEventCursor returns the cursor of the newest event a feed read
+// can see now ("" for an empty feed): a stream that starts there
+// misses no event committed later.
+func (s *Store) LastEventCursor(ctx context.Context) (string, error) {
+	return s.engine.LastEventCursor(ctx)
+}
+
+// ---- holdfast.Configured ----
+
+// Config returns the store's hold lifetime bounds, defaults filled in.
+func (s *Store) Config() holdfast.Config {
+	return s.engine.Config()
+}
+
+// ---- holdfast.StatsReporter ----
+
+// Stats reports the connection pool, transaction retries and batches
+// so far (CapStats).
+func (s *Store) Stats() holdfast.Stats {
+	return s.engine.Stats()
+}

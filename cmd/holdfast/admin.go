@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/opendb"
 )
 
 func migrateCmd(e env) *cobra.Command {
@@ -17,12 +18,12 @@ func migrateCmd(e env) *cobra.Command {
 		Example: "  holdfast migrate --db postgres://localhost/holdfast",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := db.open(cmd.Context(), holdfast.Config{}, tuning{})
+			s, err := db.open(cmd.Context(), holdfast.Config{})
 			if err != nil {
 				return err
 			}
 			s.Close()
-			fmt.Fprintf(e.stdout, "migrated %s\n", describe(db.db))
+			fmt.Fprintf(e.stdout, "migrated %s\n", opendb.Describe(db.db))
 			return nil
 		},
 	}
@@ -60,7 +61,7 @@ against a live database.`,
 				_ = enc.Encode(r)
 			} else {
 				fmt.Fprintf(e.stdout, "audited %s: %d pools, %d units; oversold %d, double-booked %d\n",
-					describe(db.db), r.Pools, r.Units, r.Oversold, r.DoubleBooked)
+					opendb.Describe(db.db), r.Pools, r.Units, r.Oversold, r.DoubleBooked)
 				if r.Payments > 0 {
 					fmt.Fprintf(e.stdout, "payments: %d recorded, each a ticket or a refund unless listed below\n", r.Payments)
 				}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -78,9 +76,9 @@ func holdRows(holds ...holdfast.Hold) [][]string {
 			case l.Pool != "":
 				lines = append(lines, fmt.Sprintf("%s×%d", l.Pool, l.Quantity))
 			case l.Group != "":
-				lines = append(lines, fmt.Sprintf("%s any %d: %s", l.Group, l.Any, strings.Join(natural(l.Units), ",")))
+				lines = append(lines, fmt.Sprintf("%s any %d: %s", l.Group, l.Any, strings.Join(holdfast.NaturalOrder(l.Units), ",")))
 			default:
-				lines = append(lines, strings.Join(natural(l.Units), ","))
+				lines = append(lines, strings.Join(holdfast.NaturalOrder(l.Units), ","))
 			}
 		}
 		rows = append(rows, []string{h.ID, h.Holder, string(h.Status), h.ExpiresAt.Local().Format(time.TimeOnly), strings.Join(lines, "; ")})
@@ -218,7 +216,7 @@ func groupCmd(e env) *cobra.Command {
 				return err
 			}
 			f.print(e.stdout, g, "ID\tUNITS\tFREE\tHELD\tCONFIRMED\tFREE UNITS",
-				[]string{g.ID, i64(g.Units), i64(g.Free), i64(g.Held), i64(g.Confirmed), strings.Join(natural(g.FreeUnits), ",")})
+				[]string{g.ID, i64(g.Units), i64(g.Free), i64(g.Held), i64(g.Confirmed), strings.Join(holdfast.NaturalOrder(g.FreeUnits), ",")})
 			return nil
 		}}
 	var channel string
@@ -528,44 +526,6 @@ func timeOrDash(t *time.Time) string {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
-}
-
-// natural returns ids sorted the way people read seat numbers: digit runs
-// by value, so A-2 comes before A-10 (the API orders ids bytewise).
-func natural(ids []string) []string {
-	out := slices.Clone(ids)
-	slices.SortStableFunc(out, naturalCompare)
-	return out
-}
-
-func naturalCompare(a, b string) int {
-	for a != "" && b != "" {
-		da, db := digitRun(a), digitRun(b)
-		if da > 0 && db > 0 {
-			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
-			if c := cmp.Compare(len(na), len(nb)); c != 0 {
-				return c
-			}
-			if c := strings.Compare(na, nb); c != 0 {
-				return c
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return cmp.Compare(a[0], b[0])
-		}
-		a, b = a[1:], b[1:]
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-func digitRun(s string) int {
-	n := 0
-	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-		n++
-	}
-	return n
 }
 
 func paymentCmd(e env) *cobra.Command {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/internal/labrun"
 )
 
@@ -30,7 +28,6 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
   holdfast lab --target http://127.0.0.1:8080,http://127.0.0.1:8081 --key $ADMIN --audit-db postgres://…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f.Open = labOpen
 			err := labrun.Run(cmd.Context(), e.stdout, e.stderr, f)
 			if u := (*labrun.UsageError)(nil); errors.As(err, &u) {
 				return &exitError{code: 2, err: u.Err}
@@ -65,9 +62,4 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.StringVar(&f.BenchShapes, "bench-shapes", "all", "the --bench shapes: all, or some of pool,pool-limit-book,events,seats,riders,mixed,sellout,viewers,streams,webhooks")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return c
-}
-
-// labOpen opens the lab's stores as serve opens its own.
-func labOpen(ctx context.Context, db, redis string, st holdfast.Strategy, think time.Duration, noCoalesce bool) (holdfast.Store, error) {
-	return openStore(ctx, db, redis, st, holdfast.Config{}, think, noCoalesce, tuning{})
 }

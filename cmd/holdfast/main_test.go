@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -272,14 +271,6 @@ func TestMalformedEnvironmentIsAnError(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut.String(), kv[0]) {
 			t.Errorf("%s=%s: exit %d, want 2 naming it; stderr:\n%s", kv[0], kv[1], code, errOut.String())
 		}
-	}
-}
-
-func TestNaturalOrder(t *testing.T) {
-	got := natural([]string{"A-10", "B-1", "A-2", "A-1", "A-02x", "A-2x", "10", "9"})
-	want := []string{"9", "10", "A-1", "A-2", "A-02x", "A-2x", "A-10", "B-1"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("natural order: got %v, want %v", got, want)
 	}
 }
 

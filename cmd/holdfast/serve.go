@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -16,8 +15,10 @@ import (
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/demo"
 	"github.com/holdfast/holdfast/internal/lab"
 	"github.com/holdfast/holdfast/internal/labrun"
+	"github.com/holdfast/holdfast/internal/opendb"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/service"
 	"github.com/holdfast/holdfast/webhook"
@@ -152,13 +153,18 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if f.adminKey == "" && !loopback(f.addr) {
 		return &exitError{code: 2, err: fmt.Errorf("refusing to serve on %s without --admin-key: only a loopback address may run open", f.addr)}
 	}
-	store, err := f.db.open(ctx, cfg, tuning{log: log, clock: clock, think: f.think})
+	o, err := f.db.options(cfg)
+	if err != nil {
+		return err
+	}
+	o.Logger, o.Clock, o.Think = log, clock, f.think
+	store, err := opendb.Open(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	if f.demo {
-		if err := seedDemo(ctx, store); err != nil {
+		if err := demo.Seed(ctx, store); err != nil {
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
@@ -201,7 +207,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if f.adminKey == "" {
 		fmt.Fprintf(e.stderr, "WARNING: no --admin-key: the API is open to anyone who can reach %s, with admin rights. Fine on loopback for trying holdfast; never expose it.\n", ln.Addr())
 	}
-	fmt.Fprintf(e.stdout, "holdfast listening on http://%s (%s, strategy %s)\n", ln.Addr(), describe(f.db.db), f.db.strategy)
+	fmt.Fprintf(e.stdout, "holdfast listening on http://%s (%s, strategy %s)\n", ln.Addr(), opendb.Describe(f.db.db), f.db.strategy)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -236,80 +242,12 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// seedDemo creates the demo's sample data where it is absent: a concert
-// pool of 10 tickets (4 per holder), a 10×20 seat map and 25 riders.
-func seedDemo(ctx context.Context, s holdfast.Store) error {
-	ignoreExists := func(err error) error {
-		if holdfast.ErrorCode(err) == holdfast.CodeConflict {
-			return nil
-		}
-		return err
-	}
-	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "concert", Name: "Concert (general admission)", Capacity: 10, PerHolderLimit: 4}); ignoreExists(err) != nil {
-		return err
-	}
-	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Name: "Concert hall", Layout: demoHall()}); ignoreExists(err) != nil {
-		return err
-	}
-	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "riders", Name: "Delivery riders", Reusable: true}); ignoreExists(err) != nil {
-		return err
-	} else if err == nil {
-		var riders []string
-		for n := 1; n <= 25; n++ {
-			riders = append(riders, fmt.Sprintf("r-%02d", n))
-		}
-		return s.AddUnits(ctx, "riders", riders)
-	}
-	return nil
-}
-
-// demoHall is the demo's venue: a stage, and rows A (nearest it) to J
-// of 20 seats curving around it in three sections — left (seats 1–5),
-// centre (6–15) and right (16–20) — the front centre premium.
-func demoHall() *holdfast.Layout {
-	l := &holdfast.Layout{
-		Stage: &holdfast.Rect{X: 250, Y: 10, W: 300, H: 44},
-		Categories: []holdfast.Category{
-			{ID: "premium", Name: "Premium (front centre)", Color: "#c0392b"},
-			{ID: "stalls", Name: "Stalls", Color: "#2f6fb0"},
-			{ID: "side", Name: "Sides", Color: "#23867a"},
-		},
-	}
-	sections := []struct {
-		id, name string
-		from, to int
-		gap      float64
-	}{{"left", "Left", 1, 5, -26}, {"centre", "Centre", 6, 15, 0}, {"right", "Right", 16, 20, 26}}
-	for _, sec := range sections {
-		out := holdfast.Section{ID: sec.id, Name: sec.name}
-		for r := range 10 {
-			row := holdfast.Row{Name: string(rune('A' + r))}
-			for n := sec.from; n <= sec.to; n++ {
-				x := 400 + 30*(float64(n)-10.5) + sec.gap
-				y := 100 + 32*float64(r) + 0.0011*(x-400)*(x-400)
-				cat := "stalls"
-				switch {
-				case sec.id != "centre":
-					cat = "side"
-				case r < 3:
-					cat = "premium"
-				}
-				row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("%s-%d", row.Name, n), Number: fmt.Sprint(n),
-					X: math.Round(x*10) / 10, Y: math.Round(y*10) / 10, Category: cat})
-			}
-			out.Rows = append(out.Rows, row)
-		}
-		l.Sections = append(l.Sections, out)
-	}
-	return l
-}
-
 // raceFunc runs the page's race: the classic lab demo on throwaway
 // databases (temporary SQLite files, or fresh schemas dropped after on the
 // server's PostgreSQL), never the server's own tables.
 func raceFunc(db dbFlags) hfhttp.RaceFunc {
 	return func(ctx context.Context) (any, []byte, error) {
-		o := labrun.Options{Redis: db.redis, Strategies: "all", Think: 5 * time.Millisecond, Instances: 1, Coalesce: true, Open: labOpen}
+		o := labrun.Options{Redis: db.redis, Strategies: "all", Think: 5 * time.Millisecond, Instances: 1, Coalesce: true}
 		if postgres.IsURL(db.db) {
 			o.DB = db.db
 		}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/opendb"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -31,11 +31,7 @@ func openShardMap(ctx context.Context, db *dbFlags) (*postgres.Shards, error) {
 	if len(db.shards) == 0 {
 		return nil, fmt.Errorf("shard: give the catalog (--db) and every --shard, in the servers' order")
 	}
-	s, err := db.openShards(ctx, holdfast.Atomic, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4, ResolveEvery: -1})
-	if err != nil {
-		return nil, err
-	}
-	return s.(*postgres.Shards), nil
+	return opendb.OpenShards(ctx, db.db, db.shards, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4, ResolveEvery: -1})
 }
 
 func shardListCmd(e env) *cobra.Command {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -12,9 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/postgres"
-	"github.com/holdfast/holdfast/redis"
-	"github.com/holdfast/holdfast/sqlite"
+	"github.com/holdfast/holdfast/internal/opendb"
 )
 
 // dbFlags are the storage flags the server-side commands share.
@@ -144,88 +140,26 @@ func envParse[T any](e env, key string, def T, want string, parse func(string) (
 // commas: several hosts).
 func envFields(e env, key string) []string { return strings.Fields(e.getenv(key)) }
 
-// open opens the store --db names, applying migrations, with the
-// program's logger and clock (tu's other fields come from the flags).
-func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config, tu tuning) (holdfast.Store, error) {
+// options are the store --db and the other storage flags name, with
+// cfg; callers add the logger, clock and faults.
+func (f *dbFlags) options(cfg holdfast.Config) (opendb.Options, error) {
 	st, err := holdfast.ParseStrategy(f.strategy)
+	return opendb.Options{DB: f.db, Shards: f.shards, Redis: f.redis, Strategy: st, Config: cfg,
+		NoCoalesce: !f.coalesce, Conns: f.conns, LockTTL: f.lockTTL}, err
+}
+
+// open opens the store the flags name, applying migrations.
+func (f *dbFlags) open(ctx context.Context, cfg holdfast.Config) (holdfast.Store, error) {
+	o, err := f.options(cfg)
 	if err != nil {
 		return nil, err
 	}
-	tu.conns, tu.lockTTL = f.conns, f.lockTTL
-	if len(f.shards) > 0 {
-		return f.openShards(ctx, st, postgres.Options{Strategy: st, Config: cfg, NoCoalesce: !f.coalesce, Logger: tu.log, Clock: tu.clock, MaxConns: int32(min(max(f.conns, 1), 1000))})
-	}
-	return openStore(ctx, f.db, f.redis, st, cfg, tu.think, !f.coalesce, tu)
-}
-
-// openShards opens --db and every --shard as one store.
-func (f *dbFlags) openShards(ctx context.Context, st holdfast.Strategy, opts postgres.Options) (holdfast.Store, error) {
-	if !postgres.IsURL(f.db) {
-		return nil, fmt.Errorf("--shard needs --db to be a postgres:// URL: the catalog")
-	}
-	for _, u := range f.shards {
-		if !postgres.IsURL(u) {
-			return nil, fmt.Errorf("--shard %q is not a postgres:// URL", describe(u))
-		}
-	}
-	if st != holdfast.Atomic {
-		return nil, fmt.Errorf("--shard takes the atomic strategy only")
-	}
-	return postgres.OpenShards(ctx, append([]string{f.db}, f.shards...), opts)
+	return opendb.Open(ctx, o)
 }
 
 // openExisting opens the database --db names as it is, for commands that
 // only read: no migration, and a missing SQLite file or an old schema is
 // an error.
 func (f *dbFlags) openExisting(ctx context.Context) (holdfast.Store, error) {
-	if !postgres.IsURL(f.db) {
-		return sqlite.Open(ctx, f.db, sqlite.Options{Existing: true, NoCoalesce: true})
-	}
-	if len(f.shards) > 0 {
-		return f.openShards(ctx, holdfast.Atomic, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4, ResolveEvery: -1})
-	}
-	return postgres.Open(ctx, f.db, postgres.Options{NoMigrate: true, NoCoalesce: true, MaxConns: 4})
-}
-
-// tuning is what serve may set beyond the defaults (zero values: defaults).
-type tuning struct {
-	conns   int
-	lockTTL time.Duration
-	// think pauses a strategy between its read and its write (fault
-	// injection: it widens the window the unsafe strategy loses in).
-	think time.Duration
-	log   *slog.Logger
-	clock holdfast.Clock
-}
-
-// openStore opens a store of strategy st on db (a SQLite path or a
-// postgres:// URL), with Redis at redisURL for redislock, pausing think
-// between each claim's check and write.
-func openStore(ctx context.Context, db, redisURL string, st holdfast.Strategy, cfg holdfast.Config, think time.Duration, noCoalesce bool, tu tuning) (holdfast.Store, error) {
-	if !postgres.IsURL(db) {
-		return sqlite.Open(ctx, db, sqlite.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce, Logger: tu.log, Clock: tu.clock})
-	}
-	opts := postgres.Options{Strategy: st, Config: cfg, Think: think, NoCoalesce: noCoalesce, Logger: tu.log, Clock: tu.clock}
-	if tu.conns > 0 {
-		opts.MaxConns = int32(min(tu.conns, 1000))
-	}
-	if st == holdfast.RedisLock && redisURL != "" {
-		client, err := redis.Open(ctx, redisURL)
-		if err != nil {
-			return nil, fmt.Errorf("redis: %w", err)
-		}
-		opts.Locker = redis.NewLocker(client, redis.Config{TTL: tu.lockTTL})
-	}
-	return postgres.Open(ctx, db, opts)
-}
-
-// describe names the database for output without its password.
-func describe(db string) string {
-	if postgres.IsURL(db) {
-		if u, err := url.Parse(db); err == nil {
-			return u.Redacted()
-		}
-		return "postgres"
-	}
-	return "sqlite:" + db
+	return opendb.OpenExisting(ctx, f.db, f.shards)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/lab"
+	"github.com/holdfast/holdfast/internal/opendb"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/sqlite"
 )
@@ -41,10 +42,6 @@ type Options struct {
 	CPUProfile                      string
 	Joiners                         int
 	AdmitRate                       float64
-	// Open opens a store of strategy st on db (the binary's own opener,
-	// with Redis for redislock), a think time between a strategy's check
-	// and its write, coalescing off with noCoalesce.
-	Open func(ctx context.Context, db, redis string, st holdfast.Strategy, think time.Duration, noCoalesce bool) (holdfast.Store, error)
 }
 
 // UsageError is a setting that cannot work: the command exits 2.
@@ -244,7 +241,7 @@ func localTarget(ctx context.Context, f Options, st holdfast.Strategy) (lab.Targ
 		cleanup()
 	}
 	for i := 0; i < f.Instances; i++ {
-		s, err := f.Open(ctx, dbURL, f.Redis, st, f.Think, !f.Coalesce)
+		s, err := opendb.Open(ctx, opendb.Options{DB: dbURL, Redis: f.Redis, Strategy: st, Think: f.Think, NoCoalesce: !f.Coalesce})
 		if err != nil {
 			closeAll()
 			return lab.Target{}, err
@@ -267,7 +264,7 @@ func remoteTarget(ctx context.Context, f Options) (lab.Target, error) {
 	}
 	if f.AuditDB != "" {
 		t.Audit = func(ctx context.Context) (holdfast.AuditReport, error) {
-			s, err := f.Open(ctx, f.AuditDB, "", holdfast.Atomic, 0, true)
+			s, err := opendb.Open(ctx, opendb.Options{DB: f.AuditDB, Strategy: holdfast.Atomic, NoCoalesce: true})
 			if err != nil {
 				return holdfast.AuditReport{}, err
 			}

@@ -115,6 +115,10 @@ func (s *shared) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.cloc
 // Config returns the store's hold lifetime bounds, defaults filled in.
 func (s *Store) Config() holdfast.Config { return s.cfg }
 
+// Capabilities are every optional contract: both SQL backends offer them
+// all.
+func (s *Store) Capabilities() []holdfast.Capability { return holdfast.AllCapabilities }
+
 // Ready reports whether the database answers and its schema is at the
 // version this build ships.
 func (s *Store) Ready(ctx context.Context) error {

@@ -127,8 +127,25 @@ func contract(root string) ([]method, error) {
 		}
 		return nil
 	}
-	return out, walk("Store", store)
+	if err := walk("Store", store); err != nil {
+		return nil, err
+	}
+	// And the optional contracts (capability.go): the SQL stores offer
+	// them all, and go doc shows them with the rest.
+	for _, name := range capabilities {
+		it := ifaces[name]
+		if it == nil {
+			return nil, fmt.Errorf("no interface %s in package holdfast", name)
+		}
+		if err := walk(name, it); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
+
+// capabilities are the optional contracts the SQL stores implement.
+var capabilities = []string{"Capable", "GroupLayouts", "UnitPages", "EventTail", "Configured", "StatsReporter"}
 
 // qualify returns ft with the holdfast package's own type names
 // qualified (Pool → holdfast.Pool); parameters are named p0… where the
