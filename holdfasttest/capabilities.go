@@ -121,7 +121,16 @@ func testCapabilities(t *testing.T, h Harness) {
 			if _, err := s.Release(ctx, held.ID); err != nil {
 				t.Fatal(err)
 			}
-			after, _, err = s.Events(ctx, cur, 10)
+			// The feed shows a commit once no older transaction of the
+			// database is still open (on PostgreSQL, other tests' too):
+			// the release appears, after the cursor, within moments.
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				after, _, err = s.Events(ctx, cur, 10)
+				if err != nil || len(after) > 0 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			if err != nil || len(after) != 1 || after[0].Type != holdfast.EventHoldReleased {
 				t.Errorf("events after the last cursor, then a release: %+v, %v; want the release", after, err)
 			}

@@ -72,7 +72,7 @@ func (c *TwoPhase) RunParts(ctx context.Context, fn map[string]func(ctx context.
 
 // runParts is RunParts committing the parts named in first before the
 // others, in that order (a partition's move: where it goes, then the map,
-// then where it was — see Shards.MovePartition).
+// then where it was — see shardDB.Move).
 func (c *TwoPhase) runParts(ctx context.Context, fn map[string]func(ctx context.Context, gid string) error, first []string) error {
 	var b [12]byte
 	_, _ = rand.Read(b[:])

@@ -5,6 +5,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/metrics"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/shard"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,18 +20,24 @@ func newRegistry(s holdfast.Store) *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.MustRegister(metrics.Rooms(s))
-	if sh, ok := s.(*postgres.Shards); ok {
+	if sh, ok := s.(*shard.Set); ok {
 		// One set per shard, labelled: a hot shard shows as itself.
 		for i := range sh.Len() {
-			reg := prometheus.WrapRegistererWith(prometheus.Labels{"shard": strconv.Itoa(i)}, r)
-			metrics.RegisterStats(reg, sh.Shard(i))
-			reg.MustRegister(metrics.DBHealth(sh.Shard(i)))
+			registerDB(prometheus.WrapRegistererWith(prometheus.Labels{"shard": strconv.Itoa(i)}, r), sh.Shard(i))
 		}
-	} else if st, ok := s.(holdfast.StatsReporter); ok {
-		metrics.RegisterStats(r, st)
-	}
-	if pg, ok := s.(*postgres.Store); ok {
-		r.MustRegister(metrics.DBHealth(pg))
+	} else {
+		registerDB(r, s)
 	}
 	return r
+}
+
+// registerDB registers one database's metrics: its store's stats, and a
+// PostgreSQL server's health.
+func registerDB(reg prometheus.Registerer, s any) {
+	if st, ok := s.(holdfast.StatsReporter); ok {
+		metrics.RegisterStats(reg, st)
+	}
+	if pg, ok := s.(*postgres.Store); ok {
+		reg.MustRegister(metrics.DBHealth(pg))
+	}
 }

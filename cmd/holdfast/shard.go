@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/opendb"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/shard"
 )
 
 // shardCmd works on the shard map of a deployment over several
@@ -27,7 +28,7 @@ every --shard, in the order the servers are given them) while the servers run.`,
 
 // openShardMap opens the shards as they are: no migration, no resolver
 // (the servers run theirs).
-func openShardMap(ctx context.Context, db *dbFlags) (*postgres.Shards, error) {
+func openShardMap(ctx context.Context, db *dbFlags) (*shard.Set, error) {
 	if len(db.shards) == 0 {
 		return nil, fmt.Errorf("shard: give the catalog (--db) and every --shard, in the servers' order")
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/shard"
 )
 
 // coldPools is how many pools each many-events scenario spreads over.
@@ -210,7 +211,7 @@ func shardRun(ctx context.Context, db string, shards int, latency bool, op shape
 				moved <- "not moved: cancelled"
 				return
 			}
-			rep, err := store.(*postgres.Shards).MovePartition(ctx, "p1", 2%shards)
+			rep, err := store.(*shard.Set).MovePartition(ctx, "p1", 2%shards)
 			if err != nil {
 				moved <- "the move failed: " + err.Error()
 				return
@@ -224,7 +225,7 @@ func shardRun(ctx context.Context, db string, shards int, latency bool, op shape
 	if move {
 		moveNote = <-moved
 	}
-	if sh, ok := store.(*postgres.Shards); ok {
+	if sh, ok := store.(*shard.Set); ok {
 		// Nothing may be left prepared when the schemas go.
 		if _, _, err := sh.ResolvePrepared(ctx, 0); err != nil {
 			return row, err

@@ -13,6 +13,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/redis"
+	"github.com/holdfast/holdfast/shard"
 	"github.com/holdfast/holdfast/sqlite"
 )
 
@@ -61,7 +62,7 @@ func Open(ctx context.Context, o Options) (holdfast.Store, error) {
 }
 
 // OpenShards opens the catalog db and every shard as one store.
-func OpenShards(ctx context.Context, db string, shards []string, opts postgres.Options) (*postgres.Shards, error) {
+func OpenShards(ctx context.Context, db string, shards []string, opts postgres.Options) (*shard.Set, error) {
 	if !postgres.IsURL(db) {
 		return nil, fmt.Errorf("--shard needs --db to be a postgres:// URL: the catalog")
 	}

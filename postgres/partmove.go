@@ -13,26 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/shard"
 )
-
-// MoveReport is what a partition's move did.
-type MoveReport struct {
-	Partition string `json:"partition"`
-	From      int    `json:"from"`
-	To        int    `json:"to"`
-	Pools     int    `json:"pools"`
-	Groups    int    `json:"groups"`
-	Units     int    `json:"units"`
-	Holds     int    `json:"holds"`
-	Keys      int    `json:"idempotency_keys"`
-	// Fenced is how long the partition's writes waited: from the moment
-	// its rows were locked on the old shard to the commit of the move.
-	Fenced time.Duration `json:"fenced_ns"`
-	// Attempts counts the fences tried (a fence that meets a deadlock
-	// with a change in flight, or waits too long for a lock, is tried
-	// again).
-	Attempts int `json:"attempts"`
-}
 
 // errContested is a fence that met a change in flight holding a hold's
 // row and waiting for the fence: it is tried again, soon.
@@ -46,7 +28,7 @@ const moveLockTimeout = 3 * time.Second
 // maxFences bounds the fences a move tries.
 const maxFences = 50
 
-// MovePartition moves a partition — its pools, groups, units, holds,
+// Move moves a partition — its pools, groups, units, holds,
 // holders' counts and waitlists — to shard to, online:
 //
 //  1. The idempotency keys of the old shard are copied to the new one
@@ -69,16 +51,9 @@ const maxFences = 50
 // and in another on the same shard is not split: the move is refused
 // (ErrConflict) until it ends. So is a partition with a waiting room
 // (ErrUnsupported).
-func (s *Shards) MovePartition(ctx context.Context, partition string, to int) (MoveReport, error) {
-	set := s.set
-	rep := MoveReport{Partition: partition, To: to}
-	if err := holdfast.ValidateID("partition", partition); err != nil {
-		return rep, err
-	}
-	if to < 0 || to >= len(set.stores) {
-		return rep, holdfast.Errorf(holdfast.CodeInvalid, "no shard %d: the shards are 0 to %d", to, len(set.stores)-1)
-	}
-	if err := set.stores[0].pool.QueryRow(ctx, `SELECT shard FROM shard_partitions WHERE partition = $1`, partition).Scan(&rep.From); err != nil {
+func (db *shardDB) Move(ctx context.Context, partition string, to int, named func(string) ([]int, bool)) (shard.MoveReport, error) {
+	rep := shard.MoveReport{Partition: partition, To: to}
+	if err := db.catalog().QueryRow(ctx, `SELECT shard FROM shard_partitions WHERE partition = $1`, partition).Scan(&rep.From); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return rep, holdfast.Errorf(holdfast.CodeNotFound, "partition %q not found", partition)
 		}
@@ -88,14 +63,14 @@ func (s *Shards) MovePartition(ctx context.Context, partition string, to int) (M
 		return rep, nil
 	}
 	since := time.Now().Add(-time.Second).UnixMilli()
-	n, err := copyKeys(ctx, set.stores[rep.From].pool, set.stores[to].pool, 0)
+	n, err := copyKeys(ctx, db.stores[rep.From].pool, db.stores[to].pool, 0)
 	if err != nil {
 		return rep, fmt.Errorf("copying idempotency keys: %w", err)
 	}
 	rep.Keys = n
 	for {
 		rep.Attempts++
-		err := s.fence(ctx, &rep, since)
+		err := db.fence(ctx, &rep, since, named)
 		var pe *pgconn.PgError
 		again := errors.Is(err, errContested) || errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "55P03")
 		if again && rep.Attempts < maxFences {
@@ -117,16 +92,13 @@ func (s *Shards) MovePartition(ctx context.Context, partition string, to int) (M
 		}
 		break
 	}
-	set.forgetAll()
-	if err := set.loadHomes(ctx); err != nil {
-		return rep, err
-	}
 	return rep, nil
 }
 
 // moving is one fence's work: a transaction per database taking part.
 type moving struct {
-	set       *shardSet
+	db        *shardDB
+	named     func(holdID string) ([]int, bool)
 	partition string
 	from, to  int
 	txs       map[int]pgx.Tx
@@ -140,15 +112,14 @@ type moving struct {
 	lineNo       []int32
 }
 
-func (s *Shards) fence(ctx context.Context, rep *MoveReport, since int64) error {
-	set := s.set
-	m := &moving{set: set, partition: rep.Partition, from: rep.From, to: rep.To, txs: map[int]pgx.Tx{}}
+func (db *shardDB) fence(ctx context.Context, rep *shard.MoveReport, since int64, named func(string) ([]int, bool)) error {
+	m := &moving{db: db, named: named, partition: rep.Partition, from: rep.From, to: rep.To, txs: map[int]pgx.Tx{}}
 	var prepared []int
 	for _, sh := range []int{0, m.from, m.to} {
 		if m.txs[sh] != nil {
 			continue
 		}
-		conn, err := set.stores[sh].pool.Acquire(ctx)
+		conn, err := db.stores[sh].pool.Acquire(ctx)
 		if err != nil {
 			return interpret(err)
 		}
@@ -185,7 +156,7 @@ func (s *Shards) fence(ctx context.Context, rep *MoveReport, since int64) error 
 	}
 	fn := map[string]func(context.Context, string) error{}
 	for sh, tx := range m.txs {
-		fn[set.names[sh]] = func(ctx context.Context, gid string) error {
+		fn[db.names[sh]] = func(ctx context.Context, gid string) error {
 			if _, err := tx.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'"); err != nil {
 				return err
 			}
@@ -196,7 +167,7 @@ func (s *Shards) fence(ctx context.Context, rep *MoveReport, since int64) error 
 	// The new shard first (a server that reads the new map finds the
 	// rows there), then the map, then the old shard (a change that waited
 	// on the fence, finding its rows gone, finds the new map).
-	err := set.tp.runParts(ctx, fn, []string{set.names[m.to], set.names[0], set.names[m.from]})
+	err := db.tp.runParts(ctx, fn, []string{db.names[m.to], db.names[0], db.names[m.from]})
 	if err != nil {
 		var pe *PartError
 		if errors.As(err, &pe) {
@@ -393,7 +364,7 @@ const ourLines = `(hold_id, line_no) IN (SELECT * FROM unnest($1::text[], $2::in
 
 // copyRows copies the partition's rows to the new shard, and the keys
 // written on the old one since the first copy.
-func (m *moving) copyRows(ctx context.Context, since int64, rep *MoveReport) error {
+func (m *moving) copyRows(ctx context.Context, since int64, rep *shard.MoveReport) error {
 	src, dst := m.txs[m.from], m.txs[m.to]
 	holds := append(slices.Clone(m.whole), m.split...)
 	// A hold across shards may have a part on the new shard already:
@@ -504,7 +475,7 @@ func (m *moving) flipMap(ctx context.Context) error {
 	for _, id := range all {
 		cur, ok := homes[id]
 		if !ok {
-			cur, _ = m.set.shardsNamed(id)
+			cur, _ = m.named(id)
 		}
 		next := slices.Clone(cur)
 		if whole[id] {
@@ -514,7 +485,7 @@ func (m *moving) flipMap(ctx context.Context) error {
 			next = append(next, m.to)
 		}
 		slices.Sort(next)
-		if named, _ := m.set.shardsNamed(id); !slices.Equal(named, next) {
+		if named, _ := m.named(id); !slices.Equal(named, next) {
 			shards := make([]int32, len(next))
 			for i, sh := range next {
 				shards[i] = int32(sh)
@@ -623,158 +594,4 @@ func copyKeys(ctx context.Context, src source, dst any, since int64) (int, error
 		return n, err
 	}
 	return 0, fmt.Errorf("copyKeys: %T is not a destination", dst)
-}
-
-// ---- following the map as it changes ----
-
-// forgetAll drops what this server remembers of the map.
-func (set *shardSet) forgetAll() {
-	set.mu.Lock()
-	clear(set.where)
-	clear(set.homes)
-	set.mu.Unlock()
-}
-
-// watchMap forgets the map when the catalog's version of it changed (a
-// partition moved): every server runs it every few seconds, so what it
-// reads of a moved partition is stale for seconds at most. What it
-// writes is never stale: the old shard no longer has the rows, and a
-// change refused there is tried again on the new map (see refresh).
-func (set *shardSet) watchMap(ctx context.Context) error {
-	var v int64
-	if err := set.stores[0].pool.QueryRow(ctx, `SELECT coalesce(sum(version), 0)::bigint FROM shard_partitions`).Scan(&v); err != nil {
-		return interpret(err)
-	}
-	set.mu.Lock()
-	changed := v != set.version
-	set.version = v
-	set.mu.Unlock()
-	if changed {
-		set.forgetAll()
-		return set.loadHomes(ctx)
-	}
-	return nil
-}
-
-// loadHomes reads where every moved hold lives. A hold a move split (an
-// ended hold with lines in two partitions of one shard) is still found
-// where its id says, with some of its lines: only this tells a server to
-// read its other part too. (A hold moved whole is also found by the
-// shard that no longer has it: see rehome.)
-func (set *shardSet) loadHomes(ctx context.Context) error {
-	homes, err := set.readHomes(ctx)
-	if err != nil {
-		return err
-	}
-	set.mu.Lock()
-	set.homes = homes
-	set.mu.Unlock()
-	return nil
-}
-
-// readHomes reads shard_hold_homes from the catalog.
-func (set *shardSet) readHomes(ctx context.Context) (map[string][]int, error) {
-	rows, err := set.stores[0].pool.Query(ctx, `SELECT hold_id, shards FROM shard_hold_homes`)
-	if err != nil {
-		return nil, interpret(err)
-	}
-	defer rows.Close()
-	homes := map[string][]int{}
-	for rows.Next() {
-		var id string
-		var shards []int32
-		if err := rows.Scan(&id, &shards); err != nil {
-			return nil, interpret(err)
-		}
-		for _, sh := range shards {
-			homes[id] = append(homes[id], int(sh))
-		}
-	}
-	return homes, interpret(rows.Err())
-}
-
-// refresh reads where keys are from the catalog again, after a shard
-// answered that one is not there, and reports whether any is elsewhere
-// than used (where the refused change went: see locate) says.
-func (set *shardSet) refresh(ctx context.Context, keys []placeKey, used map[placeKey]placed) bool {
-	set.mu.Lock()
-	for _, k := range keys {
-		delete(set.where, k)
-	}
-	set.mu.Unlock()
-	now, err := set.locate(ctx, keys)
-	if err != nil {
-		return false
-	}
-	for _, k := range keys {
-		b, was := used[k]
-		n, is := now[k]
-		if was != is || b.shard != n.shard {
-			return true
-		}
-	}
-	return false
-}
-
-// rehome reads where a hold lives from the catalog again, after a shard
-// answered that it is not there, and reports whether that is elsewhere
-// than used, the shards the refused change went to.
-func (set *shardSet) rehome(ctx context.Context, id string, used []int) bool {
-	if _, ok := set.shardsNamed(id); !ok {
-		return false
-	}
-	var shards []int32
-	err := set.stores[0].pool.QueryRow(ctx, `SELECT shards FROM shard_hold_homes WHERE hold_id = $1`, id).Scan(&shards)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return false
-	}
-	set.mu.Lock()
-	if err == nil {
-		home := make([]int, len(shards))
-		for i, sh := range shards {
-			home[i] = int(sh)
-		}
-		set.homes[id] = home
-	} else {
-		delete(set.homes, id)
-	}
-	set.mu.Unlock()
-	after, _ := set.holdShards(id)
-	return !slices.Equal(used, after)
-}
-
-// notFound reports a refusal for a row a shard does not have.
-func notFound(err error) bool { return holdfast.ErrorCode(err) == holdfast.CodeNotFound }
-
-// Partition is a partition in the shard map.
-type Partition struct {
-	Partition string `json:"partition"`
-	Shard     int    `json:"shard"`
-	// Version counts its moves.
-	Version int64 `json:"version"`
-	Pools   int   `json:"pools"`
-	Groups  int   `json:"groups"`
-	Units   int   `json:"units"`
-}
-
-// Partitions lists the shard map: every partition, its shard and what is
-// placed in it.
-func (s *Shards) Partitions(ctx context.Context) ([]Partition, error) {
-	rows, err := s.set.stores[0].pool.Query(ctx, `SELECT p.partition, p.shard, p.version,
-			count(*) FILTER (WHERE pl.kind = 'pool'), count(*) FILTER (WHERE pl.kind = 'group'), count(*) FILTER (WHERE pl.kind = 'unit')
-		FROM shard_partitions p LEFT JOIN shard_placements pl ON pl.partition = p.partition
-		GROUP BY p.partition, p.shard, p.version ORDER BY p.partition`)
-	if err != nil {
-		return nil, interpret(err)
-	}
-	defer rows.Close()
-	var out []Partition
-	for rows.Next() {
-		var p Partition
-		if err := rows.Scan(&p.Partition, &p.Shard, &p.Version, &p.Pools, &p.Groups, &p.Units); err != nil {
-			return nil, interpret(err)
-		}
-		out = append(out, p)
-	}
-	return out, interpret(rows.Err())
 }

@@ -1,4 +1,4 @@
-package postgres_test
+package shard_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/shard"
 )
 
 // A partition moves between shards while two servers sell it: one makes
@@ -129,7 +130,7 @@ func TestShardsMove(t *testing.T) {
 		wg.Wait()
 		t.Fatalf("the storm made no 40 holds in 30 s: %v", refusals)
 	}
-	move := func(to int) postgres.MoveReport {
+	move := func(to int) shard.MoveReport {
 		t.Helper()
 		rep, err := a.MovePartition(ctx, "fest", to)
 		if err != nil {

@@ -1,4 +1,4 @@
-package postgres_test
+package shard_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/holdfast/holdfast/holdfasttest"
 	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/shard"
 )
 
 // shardCluster starts a PostgreSQL server of the test's own that allows
@@ -24,7 +25,7 @@ func shardCluster(t *testing.T) func(t testing.TB) []string {
 	}
 }
 
-func openShards(t testing.TB, urls []string) *postgres.Shards {
+func openShards(t testing.TB, urls []string) *shard.Set {
 	t.Helper()
 	s, err := postgres.OpenShards(context.Background(), urls, postgres.Options{MaxConns: 4})
 	if err != nil {

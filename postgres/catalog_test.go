@@ -10,12 +10,13 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/internal/testrig/pgtest"
+	"github.com/holdfast/holdfast/shard"
 )
 
 // threeShards starts three PostgreSQL servers of the test's own, one
 // shard each (the first the catalog), and a pool on each: "a" on the
 // catalog, "b" and "c" on the others.
-func threeShards(t *testing.T) ([]*pgtest.Cluster, *Shards) {
+func threeShards(t *testing.T) ([]*pgtest.Cluster, *shard.Set, *shardDB) {
 	t.Helper()
 	ctx := context.Background()
 	var cls []*pgtest.Cluster
@@ -26,7 +27,7 @@ func threeShards(t *testing.T) ([]*pgtest.Cluster, *Shards) {
 		cls = append(cls, cl)
 		urls = append(urls, cl.URL("hf"))
 	}
-	s, err := OpenShards(ctx, urls, Options{MaxConns: 8, ResolveEvery: -1}) // the test resolves
+	s, db, err := openShards(ctx, urls, Options{MaxConns: 8, ResolveEvery: -1}) // the test resolves
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +36,11 @@ func threeShards(t *testing.T) ([]*pgtest.Cluster, *Shards) {
 		if _, err := s.CreatePool(ctx, holdfast.Pool{ID: id, Capacity: 10}); err != nil {
 			t.Fatal(err)
 		}
-		if sh, err := s.set.shardOf(ctx, "pool", id); err != nil || sh != i {
-			t.Fatalf("pool %s on shard %d (%v), want %d: partitions go to the least loaded shard", id, sh, err, i)
+		if p, err := db.Locate(ctx, []string{"pool"}, []string{id}); err != nil || len(p) != 1 || p[0].Shard != i {
+			t.Fatalf("pool %s placed %+v (%v), want on shard %d: partitions go to the least loaded shard", id, p, err, i)
 		}
 	}
-	return cls, s
+	return cls, s, db
 }
 
 // eventually retries f until it succeeds: the first calls after a
@@ -58,7 +59,7 @@ func eventually(t *testing.T, what string, f func() error) {
 
 // held reads b's and c's held counts and the prepared parts left on
 // every shard, once every shard answers.
-func heldAndPrepared(t *testing.T, s *Shards) (b, c int64, prepared int) {
+func heldAndPrepared(t *testing.T, s *shard.Set, db *shardDB) (b, c int64, prepared int) {
 	t.Helper()
 	ctx := context.Background()
 	eventually(t, "read the shards", func() error {
@@ -71,7 +72,7 @@ func heldAndPrepared(t *testing.T, s *Shards) (b, c int64, prepared int) {
 			return err
 		}
 		prepared = 0
-		for _, st := range s.set.stores {
+		for _, st := range db.stores {
 			gids, err := preparedParts(ctx, st.pool, 0)
 			if err != nil {
 				return err
@@ -84,12 +85,12 @@ func heldAndPrepared(t *testing.T, s *Shards) (b, c int64, prepared int) {
 	return b, c, prepared
 }
 
-func resolveAll(t *testing.T, s *Shards) {
+func resolveAll(t *testing.T, s *shard.Set) {
 	t.Helper()
 	eventually(t, "resolve", func() error { _, _, err := s.ResolvePrepared(context.Background(), 0); return err })
 }
 
-func auditClean(t *testing.T, s *Shards) {
+func auditClean(t *testing.T, s *shard.Set) {
 	t.Helper()
 	var rep holdfast.AuditReport
 	eventually(t, "audit", func() error {
@@ -108,7 +109,7 @@ var festivalPass = holdfast.HoldRequest{Holder: "fan", Lines: []holdfast.Line{{P
 // prepares and the decision, or between the decision and the commits:
 // nothing is half applied, and the resolver leaves no prepared part.
 func TestShardsCoordinatorDies(t *testing.T) {
-	_, s := threeShards(t)
+	_, s, db := threeShards(t)
 	ctx := context.Background()
 	died := errors.New("the coordinating server died")
 	for _, tc := range []struct {
@@ -120,23 +121,23 @@ func TestShardsCoordinatorDies(t *testing.T) {
 		{"prepared", 0, 0, ""},
 		{"decided", 2, 3, holdfast.StatusHeld},
 	} {
-		before, _, _ := heldAndPrepared(t, s)
-		s.set.tp.hook = func(step string) error {
+		before, _, _ := heldAndPrepared(t, s, db)
+		db.tp.hook = func(step string) error {
 			if step == tc.step {
 				return died
 			}
 			return nil
 		}
 		_, err := s.Hold(ctx, festivalPass)
-		s.set.tp.hook = nil
+		db.tp.hook = nil
 		if !errors.Is(err, died) {
 			t.Fatalf("%s: Hold = %v", tc.step, err)
 		}
-		if _, _, p := heldAndPrepared(t, s); p != 2 {
+		if _, _, p := heldAndPrepared(t, s, db); p != 2 {
 			t.Fatalf("%s: %d parts prepared, want 2 (one per shard)", tc.step, p)
 		}
 		resolveAll(t, s)
-		b, c, p := heldAndPrepared(t, s)
+		b, c, p := heldAndPrepared(t, s, db)
 		if b-before != tc.wantB || p != 0 {
 			t.Fatalf("%s: after resolving, b held %d more, c %d, %d prepared; want %d, %d, 0", tc.step, b-before, c, p, tc.wantB, tc.wantC)
 		}
@@ -161,7 +162,7 @@ func TestShardsCoordinatorDies(t *testing.T) {
 // the catalog between the prepares and the decision (nothing decided:
 // rolled back).
 func TestShardsShardCrashes(t *testing.T) {
-	cls, s := threeShards(t)
+	cls, s, db := threeShards(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string
@@ -175,12 +176,12 @@ func TestShardsShardCrashes(t *testing.T) {
 		{"catalog before the decision", 0, "prepared", true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, before, _ := heldAndPrepared(t, s)
+			_, before, _ := heldAndPrepared(t, s, db)
 			crash := func() { cls[tc.crash].Crash() }
 			if tc.step == "before" {
 				crash()
 			} else {
-				s.set.tp.hook = func(step string) error {
+				db.tp.hook = func(step string) error {
 					if step == tc.step {
 						crash()
 					}
@@ -188,13 +189,13 @@ func TestShardsShardCrashes(t *testing.T) {
 				}
 			}
 			_, err := s.Hold(ctx, festivalPass)
-			s.set.tp.hook = nil
+			db.tp.hook = nil
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Hold = %v, want error %v", err, tc.wantErr)
 			}
 			cls[tc.crash].Start()
 			resolveAll(t, s)
-			_, c, p := heldAndPrepared(t, s)
+			_, c, p := heldAndPrepared(t, s, db)
 			if c-before != tc.want || p != 0 {
 				t.Fatalf("c held %d more, %d prepared; want %d, 0", c-before, p, tc.want)
 			}
@@ -211,7 +212,7 @@ func TestShardsShardCrashes(t *testing.T) {
 // The audit finds a hold across shards that is not whole: a part gone
 // from one shard, or parts in different states.
 func TestShardsAuditFindsHalfAppliedHold(t *testing.T) {
-	_, s := threeShards(t)
+	_, s, db := threeShards(t)
 	ctx := context.Background()
 	h, err := s.Hold(ctx, festivalPass)
 	if err != nil {
@@ -219,13 +220,13 @@ func TestShardsAuditFindsHalfAppliedHold(t *testing.T) {
 	}
 	auditClean(t, s)
 	// Made long ago: the audit leaves changes of the last minute alone.
-	for _, st := range s.set.stores[1:] {
+	for _, st := range db.stores[1:] {
 		if _, err := st.pool.Exec(ctx, `UPDATE holds SET updated_at = updated_at - 3600000 WHERE id = $1`, h.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
 	auditClean(t, s)
-	if _, err := s.set.stores[2].pool.Exec(ctx, `UPDATE holds SET status = 'confirmed' WHERE id = $1`, h.ID); err != nil {
+	if _, err := db.stores[2].pool.Exec(ctx, `UPDATE holds SET status = 'confirmed' WHERE id = $1`, h.ID); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := s.Audit(ctx)

@@ -1,15 +1,11 @@
-package postgres
+package shard
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/holdfast/holdfast"
 )
@@ -20,8 +16,8 @@ import (
 // one shard records its answer there, in its own transaction, as on one
 // database. A change across shards records nothing itself (the server
 // stores its answer after the fact).
-func (s *Shards) Keyed(k holdfast.Idempotency) holdfast.Keyed {
-	cat := s.set.stores[0].Keyed(k)
+func (s *Set) Keyed(k holdfast.Idempotency) holdfast.Keyed {
+	cat := s.set.nodes[0].Keyed(k)
 	return &keyedShards{view: &view{set: s.set, key: &k, tried: -1}, KeyStore: cat, WebhookStore: cat, catalog: cat, shards: s}
 }
 
@@ -30,7 +26,7 @@ type keyedShards struct {
 	holdfast.KeyStore
 	holdfast.WebhookStore
 	catalog holdfast.Keyed
-	shards  *Shards
+	shards  *Set
 }
 
 // FinishIdempotent records a refusal on the shard the change was tried
@@ -45,7 +41,7 @@ func (k *keyedShards) FinishIdempotent(ctx context.Context, scope, key, fingerpr
 	if tried < 0 {
 		return k.shards.FinishIdempotent(ctx, scope, key, fingerprint, token, r)
 	}
-	return k.set.stores[tried].FinishIdempotent(ctx, scope, key, fingerprint, token, r)
+	return k.set.nodes[tried].FinishIdempotent(ctx, scope, key, fingerprint, token, r)
 }
 
 func (k *keyedShards) Answer() (holdfast.StoredResponse, bool) {
@@ -61,53 +57,43 @@ func (k *keyedShards) Answer() (holdfast.StoredResponse, bool) {
 }
 
 // keyShard finds the shard that has (scope, key), the catalog if none.
-func (s *Shards) keyShard(ctx context.Context, scope, key string) (int, error) {
-	for i, st := range s.set.stores {
-		var one int
-		err := st.pool.QueryRow(ctx, `SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).Scan(&one)
-		if err == nil {
-			return i, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, interpret(err)
-		}
-	}
-	return 0, nil
+func (s *Set) keyShard(ctx context.Context, scope, key string) (int, error) {
+	return s.set.db.KeyShard(ctx, scope, key)
 }
 
-func (s *Shards) BeginIdempotent(ctx context.Context, scope, key, fingerprint string, staleAfter time.Duration) (string, *holdfast.StoredResponse, error) {
+func (s *Set) BeginIdempotent(ctx context.Context, scope, key, fingerprint string, staleAfter time.Duration) (string, *holdfast.StoredResponse, error) {
 	sh, err := s.keyShard(ctx, scope, key)
 	if err != nil {
 		return "", nil, err
 	}
-	return s.set.stores[sh].BeginIdempotent(ctx, scope, key, fingerprint, staleAfter)
+	return s.set.nodes[sh].BeginIdempotent(ctx, scope, key, fingerprint, staleAfter)
 }
 
-func (s *Shards) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
+func (s *Set) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
 	sh, err := s.keyShard(ctx, scope, key)
 	if err != nil {
 		return err
 	}
-	return s.set.stores[sh].FinishIdempotent(ctx, scope, key, fingerprint, token, r)
+	return s.set.nodes[sh].FinishIdempotent(ctx, scope, key, fingerprint, token, r)
 }
 
-func (s *Shards) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
+func (s *Set) AbandonIdempotent(ctx context.Context, scope, key, token string) error {
 	sh, err := s.keyShard(ctx, scope, key)
 	if err != nil {
 		return err
 	}
-	return s.set.stores[sh].AbandonIdempotent(ctx, scope, key, token)
+	return s.set.nodes[sh].AbandonIdempotent(ctx, scope, key, token)
 }
 
-func (s *Shards) PurgeIdempotency(ctx context.Context) (int, error) {
-	return sumShards(s, func(st *Store) (int, error) { return st.PurgeIdempotency(ctx) })
+func (s *Set) PurgeIdempotency(ctx context.Context) (int, error) {
+	return sumShards(s, func(st Node) (int, error) { return st.PurgeIdempotency(ctx) })
 }
 
 // ---- operations: every shard ----
 
-func sumShards(s *Shards, fn func(st *Store) (int, error)) (int, error) {
+func sumShards(s *Set, fn func(st Node) (int, error)) (int, error) {
 	total := 0
-	for i, st := range s.set.stores {
+	for i, st := range s.set.nodes {
 		n, err := fn(st)
 		total += n
 		if err != nil {
@@ -117,26 +103,26 @@ func sumShards(s *Shards, fn func(st *Store) (int, error)) (int, error) {
 	return total, nil
 }
 
-func (s *Shards) ExpireDue(ctx context.Context, limit int) (int, error) {
-	return sumShards(s, func(st *Store) (int, error) { return st.ExpireDue(ctx, limit) })
+func (s *Set) ExpireDue(ctx context.Context, limit int) (int, error) {
+	return sumShards(s, func(st Node) (int, error) { return st.ExpireDue(ctx, limit) })
 }
 
-func (s *Shards) AdmitRooms(ctx context.Context) (int, error) {
-	return sumShards(s, func(st *Store) (int, error) { return st.AdmitRooms(ctx) })
+func (s *Set) AdmitRooms(ctx context.Context) (int, error) {
+	return sumShards(s, func(st Node) (int, error) { return st.AdmitRooms(ctx) })
 }
 
-func (s *Shards) OfferWaitlists(ctx context.Context) (int, error) {
-	return sumShards(s, func(st *Store) (int, error) { return st.OfferWaitlists(ctx) })
+func (s *Set) OfferWaitlists(ctx context.Context) (int, error) {
+	return sumShards(s, func(st Node) (int, error) { return st.OfferWaitlists(ctx) })
 }
 
-func (s *Shards) Ready(ctx context.Context) error {
-	_, err := sumShards(s, func(st *Store) (int, error) { return 0, st.Ready(ctx) })
+func (s *Set) Ready(ctx context.Context) error {
+	_, err := sumShards(s, func(st Node) (int, error) { return 0, st.Ready(ctx) })
 	return err
 }
 
-func (s *Shards) Purge(ctx context.Context, r holdfast.Retention) (holdfast.PurgeReport, error) {
+func (s *Set) Purge(ctx context.Context, r holdfast.Retention) (holdfast.PurgeReport, error) {
 	var out holdfast.PurgeReport
-	_, err := sumShards(s, func(st *Store) (int, error) {
+	_, err := sumShards(s, func(st Node) (int, error) {
 		p, err := st.Purge(ctx, r)
 		out.Events += p.Events
 		out.Holds += p.Holds
@@ -146,62 +132,15 @@ func (s *Shards) Purge(ctx context.Context, r holdfast.Retention) (holdfast.Purg
 	if err != nil {
 		return out, err
 	}
-	return out, s.purgeHomes(ctx)
-}
-
-// purgeHomes forgets where moved holds live once they are purged from
-// every shard. It holds the whole map (FOR SHARE) while it looks: a move
-// in progress is waited for, and none starts meanwhile — a hold moving
-// between two shards could otherwise be missed on both.
-func (s *Shards) purgeHomes(ctx context.Context) error {
-	err := pgx.BeginFunc(ctx, s.set.stores[0].pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM shard_partitions FOR SHARE`); err != nil {
-			return err
-		}
-		ids, err := queryIDs(ctx, tx, `SELECT hold_id FROM shard_hold_homes`)
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		gone := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			gone[id] = true
-		}
-		for i, st := range s.set.stores {
-			found, err := queryIDs(ctx, st.pool, `SELECT id FROM holds WHERE id = ANY($1)`, ids)
-			if err != nil {
-				return fmt.Errorf("shard %d: %w", i, err)
-			}
-			for _, id := range found {
-				delete(gone, id)
-			}
-		}
-		var drop []string
-		for id := range gone {
-			drop = append(drop, id)
-		}
-		_, err = tx.Exec(ctx, `DELETE FROM shard_hold_homes WHERE hold_id = ANY($1)`, drop)
-		return err
-	})
-	return interpret(err)
-}
-
-// queryIDs runs a query of one text column.
-func queryIDs(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, sql string, args ...any) ([]string, error) {
-	rows, err := q.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, s.set.db.PurgeHomes(ctx)
 }
 
 // Audit audits every shard (each recounts its own pools and units: a
 // part of a hold across shards claims on its shard alone) and that no
 // prepared part has been left undecided past a resolver's period.
-func (s *Shards) Audit(ctx context.Context) (holdfast.AuditReport, error) {
+func (s *Set) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 	var out holdfast.AuditReport
-	for i, st := range s.set.stores {
+	for i, st := range s.set.nodes {
 		r, err := st.Audit(ctx)
 		if err != nil {
 			return out, fmt.Errorf("shard %d: %w", i, err)
@@ -214,7 +153,7 @@ func (s *Shards) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 			out.Differences = append(out.Differences, fmt.Sprintf("shard %d: %s", i, d))
 		}
 		out.At = r.At
-		gids, err := preparedParts(ctx, st.pool, time.Minute)
+		gids, err := s.set.db.PreparedParts(ctx, i, time.Minute)
 		if err != nil {
 			return out, fmt.Errorf("shard %d: %w", i, err)
 		}
@@ -236,13 +175,13 @@ func (s *Shards) Audit(ctx context.Context) (holdfast.AuditReport, error) {
 // own part). Rows changed in the last minute are left alone: a change
 // may be committed on one shard and not yet on another (the resolver
 // ends it within seconds).
-func (s *Shards) auditCross(ctx context.Context) ([]string, error) {
+func (s *Set) auditCross(ctx context.Context) ([]string, error) {
 	type part struct {
 		status string
 		recent bool
 	}
 	// Holds a move put elsewhere than their ids say (see MovePartition).
-	homes, err := s.set.readHomes(ctx)
+	homes, err := s.set.db.Homes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -251,26 +190,16 @@ func (s *Shards) auditCross(ctx context.Context) ([]string, error) {
 		moved = append(moved, id)
 	}
 	parts := map[string]map[int]part{}
-	for i, st := range s.set.stores {
-		rows, err := st.pool.Query(ctx, `SELECT id, status, updated_at > holdfast_now_ms() - 60000 FROM holds WHERE id LIKE 'hx%' OR id = ANY($1)`, moved)
+	for i := range s.set.nodes {
+		states, err := s.set.db.HoldStates(ctx, i, moved)
 		if err != nil {
-			return nil, fmt.Errorf("shard %d: %w", i, interpret(err))
+			return nil, fmt.Errorf("shard %d: %w", i, err)
 		}
-		for rows.Next() {
-			var id string
-			var p part
-			if err := rows.Scan(&id, &p.status, &p.recent); err != nil {
-				rows.Close()
-				return nil, interpret(err)
+		for _, st := range states {
+			if parts[st.ID] == nil {
+				parts[st.ID] = map[int]part{}
 			}
-			if parts[id] == nil {
-				parts[id] = map[int]part{}
-			}
-			parts[id][i] = p
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, interpret(err)
+			parts[st.ID][i] = part{st.Status, st.Recent}
 		}
 	}
 	var bad []string
@@ -320,8 +249,8 @@ func heldOrExpired(a, b string) bool {
 // Events reads every shard's outbox after its own cursor, and answers
 // them in time order across shards, each shard's in its commit order. The
 // cursor is every shard's, joined by "~". Seq is a shard's own.
-func (s *Shards) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
-	n := len(s.set.stores)
+func (s *Set) Events(ctx context.Context, after string, limit int) ([]holdfast.Event, string, error) {
+	n := len(s.set.nodes)
 	cursors := make([]string, n)
 	switch {
 	case after == "":
@@ -336,7 +265,7 @@ func (s *Shards) Events(ctx context.Context, after string, limit int) ([]holdfas
 		}
 	}
 	pages := make([][]holdfast.Event, n)
-	for i, st := range s.set.stores {
+	for i, st := range s.set.nodes {
 		es, _, err := st.Events(ctx, cursors[i], limit)
 		if err != nil {
 			return nil, "", err
@@ -366,63 +295,12 @@ func (s *Shards) Events(ctx context.Context, after string, limit int) ([]holdfas
 	return out, strings.Join(cursors, "~"), nil
 }
 
-// ---- raw access, for tests that count in the databases ----
-
-// execRaw runs a statement on every shard (internal/rawsql). A shard that refuses it for a
-// foreign key (a row of a pool on another shard) is passed over when
-// another shard wrote rows with it.
-func (s *Shards) execRaw(ctx context.Context, query string, args ...any) error {
-	var refused error
-	wrote := false
-	for _, st := range s.set.stores {
-		tag, err := st.pool.Exec(ctx, query, args...)
-		var pgErr interface{ SQLState() string }
-		switch {
-		case err == nil:
-			wrote = wrote || tag.RowsAffected() > 0
-		case errors.As(err, &pgErr) && pgErr.SQLState() == "23503":
-			refused = cmp.Or(refused, err)
-		default:
-			return err
-		}
-	}
-	if refused != nil && !wrote {
-		return refused
-	}
-	return nil
-}
-
-// queryInt runs a query returning one integer on every shard and sums
-// what the shards that have a row answer (internal/rawsql).
-func (s *Shards) queryInt(ctx context.Context, query string, args ...any) (int64, error) {
-	var total int64
-	found := false
-	for _, st := range s.set.stores {
-		var n *int64
-		err := st.pool.QueryRow(ctx, query, args...).Scan(&n)
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		found = true
-		if n != nil {
-			total += *n
-		}
-	}
-	if !found {
-		return 0, pgx.ErrNoRows
-	}
-	return total, nil
-}
-
 // ---- what the HTTP server uses when a store offers it ----
 
 // LastEventCursor is a cursor after every shard's newest event.
-func (s *Shards) LastEventCursor(ctx context.Context) (string, error) {
-	cursors := make([]string, len(s.set.stores))
-	for i, st := range s.set.stores {
+func (s *Set) LastEventCursor(ctx context.Context) (string, error) {
+	cursors := make([]string, len(s.set.nodes))
+	for i, st := range s.set.nodes {
 		c, err := st.LastEventCursor(ctx)
 		if err != nil {
 			return "", err
@@ -433,40 +311,40 @@ func (s *Shards) LastEventCursor(ctx context.Context) (string, error) {
 }
 
 // UnitsPage is a page of a group's units, from the group's shard.
-func (s *Shards) UnitsPage(ctx context.Context, group string, status holdfast.UnitStatus, after string, limit int) ([]holdfast.Unit, string, error) {
+func (s *Set) UnitsPage(ctx context.Context, group string, status holdfast.UnitStatus, after string, limit int) ([]holdfast.Unit, string, error) {
 	sh, err := s.set.shardOf(ctx, "group", group)
 	if err != nil {
 		return nil, "", err
 	}
-	return s.set.stores[sh].UnitsPage(ctx, group, status, after, limit)
+	return s.set.nodes[sh].UnitsPage(ctx, group, status, after, limit)
 }
 
 // UnitStatuses is every unit's status in a group, from its shard.
-func (s *Shards) UnitStatuses(ctx context.Context, group string) (string, error) {
+func (s *Set) UnitStatuses(ctx context.Context, group string) (string, error) {
 	sh, err := s.set.shardOf(ctx, "group", group)
 	if err != nil {
 		return "", err
 	}
-	return s.set.stores[sh].UnitStatuses(ctx, group)
+	return s.set.nodes[sh].UnitStatuses(ctx, group)
 }
 
 // CreateWebhook is refused: a webhook sees one database's outbox, and a
 // sharded deployment has one per shard (not built yet). Better refused
 // than a webhook that never fires for most events.
-func (s *Shards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
+func (s *Set) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
 	return holdfast.Webhook{}, holdfast.Errorf(holdfast.CodeUnsupported, "webhooks are not delivered on a sharded deployment yet: read GET /v1/events, which follows every shard")
 }
 
 // CreateWebhook is refused as on Shards.
 func (k *keyedShards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
-	return (*Shards)(nil).CreateWebhook(ctx, w)
+	return (*Set)(nil).CreateWebhook(ctx, w)
 }
 
 // RevokeKey revokes the key in the catalog, then ends what it claims on
 // every shard: its waitlist entries and places in rooms, and its
 // unconfirmed holds, each released through the router (a hold across
 // shards by two-phase commit, as any release).
-func (s *Shards) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
+func (s *Set) RevokeKey(ctx context.Context, id string) (holdfast.APIKey, error) {
 	k, err := s.KeyStore.RevokeKey(ctx, id)
 	if err != nil {
 		return k, err
@@ -482,7 +360,7 @@ func (k *keyedShards) RevokeKey(ctx context.Context, id string) (holdfast.APIKey
 	return key, k.shards.endKeyClaims(ctx, id)
 }
 
-func (s *Shards) endKeyClaims(ctx context.Context, id string) error {
-	_, err := sumShards(s, func(st *Store) (int, error) { return 0, st.EndKeyClaims(ctx, id, s.view.Release) })
+func (s *Set) endKeyClaims(ctx context.Context, id string) error {
+	_, err := sumShards(s, func(st Node) (int, error) { return 0, st.EndKeyClaims(ctx, id, s.view.Release) })
 	return err
 }

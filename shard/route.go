@@ -1,21 +1,15 @@
-package postgres
+package shard
 
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/sqlstore"
 )
 
 // ---- the routed contracts ----
@@ -45,9 +39,9 @@ type view struct {
 // on is shard i as this view reaches it: keyed if the view is.
 func (v *view) on(i int) target {
 	if v.key == nil {
-		return v.set.stores[i]
+		return v.set.nodes[i]
 	}
-	k := v.set.stores[i].Keyed(*v.key)
+	k := v.set.nodes[i].Keyed(*v.key)
 	v.mu.Lock()
 	v.used, v.tried = k, i
 	v.mu.Unlock()
@@ -111,8 +105,8 @@ func (v *view) Pool(ctx context.Context, id string) (holdfast.Pool, error) {
 
 func (v *view) Pools(ctx context.Context) ([]holdfast.Pool, error) {
 	var out []holdfast.Pool
-	for i := range v.set.stores {
-		ps, err := v.set.stores[i].Pools(ctx)
+	for i := range v.set.nodes {
+		ps, err := v.set.nodes[i].Pools(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -248,7 +242,7 @@ func (v *view) Group(ctx context.Context, id string) (holdfast.GroupAvailability
 // GroupLayout reads a group's layout on its shard.
 func (v *view) GroupLayout(ctx context.Context, id string) (*holdfast.Layout, error) {
 	return onShardOf(ctx, v, "group", id, func(_ target, sh int) (*holdfast.Layout, error) {
-		return v.set.stores[sh].GroupLayout(ctx, id)
+		return v.set.nodes[sh].GroupLayout(ctx, id)
 	})
 }
 
@@ -308,7 +302,7 @@ func (v *view) Book(ctx context.Context, r holdfast.HoldRequest, paymentRef stri
 }
 
 func (v *view) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, paymentRef string) (holdfast.Hold, error) {
-	if err := r.Validate(v.set.stores[0].Config()); err != nil {
+	if err := r.Validate(v.set.nodes[0].Config()); err != nil {
 		return holdfast.Hold{}, err
 	}
 	keys := placeKeys(r)
@@ -377,15 +371,15 @@ func (v *view) holdOnce(ctx context.Context, r holdfast.HoldRequest, m map[place
 		nos[sh] = append(nos[sh], i)
 	}
 	var got parts
-	fn := map[string]func(context.Context, string) error{}
+	fn := map[int]func(context.Context, string) error{}
 	for _, sh := range shards {
 		sub := r
 		sub.Lines = nil
 		for _, i := range nos[sh] {
 			sub.Lines = append(sub.Lines, r.Lines[i])
 		}
-		fn[v.set.names[sh]] = func(ctx context.Context, gid string) error {
-			ctx = sqlstore.AsPart(ctx, sqlstore.Part{GID: gid, HoldID: id, LineNos: nos[sh]})
+		fn[sh] = func(ctx context.Context, gid string) error {
+			ctx = v.set.db.InPart(ctx, gid, id, nos[sh])
 			t := v.lastKeyed(sh, shards, &got, nos, len(r.Lines))
 			var h holdfast.Hold
 			var err error
@@ -401,7 +395,7 @@ func (v *view) holdOnce(ctx context.Context, r holdfast.HoldRequest, m map[place
 			return nil
 		}
 	}
-	if err := v.set.tp.RunParts(ctx, fn); err != nil {
+	if err := v.set.db.RunParts(ctx, fn); err != nil {
 		return holdfast.Hold{}, v.firstFailing(ctx, err, r, id, nos, confirm, paymentRef)
 	}
 	return got.assemble(id, nos, len(r.Lines)), nil
@@ -452,7 +446,7 @@ func (v *view) triedOn(shards []int) {
 // key, in its own transaction; the others record nothing.
 func (v *view) lastKeyed(sh int, shards []int, got *parts, nos map[int][]int, lines int) target {
 	if v.key == nil || sh != shards[len(shards)-1] {
-		return v.set.stores[sh]
+		return v.set.nodes[sh]
 	}
 	k := *v.key
 	render := k.Render
@@ -464,7 +458,7 @@ func (v *view) lastKeyed(sh int, shards []int, got *parts, nos map[int][]int, li
 		got.add(sh, part)
 		return render(got.assemble(part.ID, nos, lines))
 	}
-	kv := v.set.stores[sh].Keyed(k)
+	kv := v.set.nodes[sh].Keyed(k)
 	v.mu.Lock()
 	v.used, v.tried = kv, sh
 	v.mu.Unlock()
@@ -477,7 +471,6 @@ func (v *view) lastKeyed(sh int, shards []int, got *parts, nos map[int][]int, li
 // failing line in request order. Each such shard is asked for its lines
 // before L alone, as a part prepared and at once rolled back.
 func (v *view) firstFailing(ctx context.Context, err error, r holdfast.HoldRequest, id string, nos map[int][]int, confirm bool, paymentRef string) error {
-	err = unpart(err)
 	var he *holdfast.Error
 	if !errors.As(err, &he) || he.Line <= 0 {
 		return err
@@ -499,20 +492,16 @@ func (v *view) firstFailing(ctx context.Context, err error, r holdfast.HoldReque
 		for _, i := range subNos {
 			sub.Lines = append(sub.Lines, r.Lines[i])
 		}
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		gid := gidPrefix + hex.EncodeToString(b[:]) + ".probe"
-		pctx := sqlstore.AsPart(ctx, sqlstore.Part{GID: gid, HoldID: id, LineNos: subNos})
-		var perr error
-		if confirm {
-			_, perr = v.set.stores[sh].Book(pctx, sub, paymentRef)
-		} else {
-			_, perr = v.set.stores[sh].Hold(pctx, sub)
-		}
+		perr := v.set.db.Probe(ctx, sh, id, subNos, func(pctx context.Context) error {
+			var err error
+			if confirm {
+				_, err = v.set.nodes[sh].Book(pctx, sub, paymentRef)
+			} else {
+				_, err = v.set.nodes[sh].Hold(pctx, sub)
+			}
+			return err
+		})
 		if perr == nil {
-			// Prepared: roll it back (if this fails, the resolver does:
-			// no decision is ever written for a probe).
-			_, _ = v.set.control[sh].Exec(context.WithoutCancel(ctx), "ROLLBACK PREPARED '"+gid+"'")
 			continue
 		}
 		perr = lineIn(perr, subNos)
@@ -533,19 +522,6 @@ func lineIn(err error, nos []int) error {
 	c := *he
 	c.Line = nos[he.Line]
 	return &c
-}
-
-// unpart unwraps a failed part's error: the caller sees the refusal, not
-// the machinery.
-func unpart(err error) error {
-	var pe *PartError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	if errors.Is(err, ErrTwoPhaseAborted) {
-		return fmt.Errorf("%w: %v", holdfast.ErrBusy, err)
-	}
-	return err
 }
 
 // merge adds a part of a hold across shards (its lines numbered nos in
@@ -594,31 +570,17 @@ func rank(s holdfast.Status) int {
 	return 3
 }
 
-// lineNos reads which of a hold's lines live on shard sh.
-func (set *shardSet) lineNos(ctx context.Context, sh int, id string) ([]int, error) {
-	rows, err := set.stores[sh].pool.Query(ctx, `SELECT line_no FROM hold_lines WHERE hold_id = $1 ORDER BY line_no`, id)
-	if err != nil {
-		return nil, interpret(err)
-	}
-	nos, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	out := make([]int, len(nos))
-	for i, n := range nos {
-		out[i] = int(n)
-	}
-	return out, interpret(err)
-}
-
 // crossHold reads a hold across shards, every part.
 func (set *shardSet) crossHold(ctx context.Context, id string, shards []int) (holdfast.Hold, map[int][]int, error) {
 	parts := map[int]holdfast.Hold{}
 	nos := map[int][]int{}
 	n := 0
 	for _, sh := range shards {
-		p, err := set.stores[sh].GetHold(ctx, id)
+		p, err := set.nodes[sh].GetHold(ctx, id)
 		if err != nil {
 			return holdfast.Hold{}, nil, err
 		}
-		if nos[sh], err = set.lineNos(ctx, sh, id); err != nil {
+		if nos[sh], err = set.db.LineNos(ctx, sh, id); err != nil {
 			return holdfast.Hold{}, nil, err
 		}
 		parts[sh] = p
@@ -658,8 +620,8 @@ func (v *view) getHold(ctx context.Context, id string, shards []int) (holdfast.H
 func (v *view) Holds(ctx context.Context, holder, owner string) ([]holdfast.Hold, error) {
 	var out []holdfast.Hold
 	seen := map[string]bool{}
-	for i := range v.set.stores {
-		hs, err := v.set.stores[i].Holds(ctx, holder, owner)
+	for i := range v.set.nodes {
+		hs, err := v.set.nodes[i].Holds(ctx, holder, owner)
 		if err != nil {
 			return nil, err
 		}
@@ -714,19 +676,19 @@ func (v *view) changeOnce(ctx context.Context, id string, shards []int, do func(
 	lines := len(before.Lines)
 	v.triedOn(shards)
 	var got parts
-	fn := map[string]func(context.Context, string) error{}
+	fn := map[int]func(context.Context, string) error{}
 	for _, sh := range shards {
-		fn[v.set.names[sh]] = func(ctx context.Context, gid string) error {
+		fn[sh] = func(ctx context.Context, gid string) error {
 			t := v.lastKeyed(sh, shards, &got, nos, lines)
-			h, err := do(sqlstore.AsPart(ctx, sqlstore.Part{GID: gid}), t, nos[sh], lines)
+			h, err := do(v.set.db.InPart(ctx, gid, "", nil), t, nos[sh], lines)
 			if err == nil {
 				got.add(sh, h)
 			}
 			return err
 		}
 	}
-	if err := v.set.tp.RunParts(ctx, fn); err != nil {
-		return holdfast.Hold{}, unpart(err)
+	if err := v.set.db.RunParts(ctx, fn); err != nil {
+		return holdfast.Hold{}, err
 	}
 	return got.assemble(id, nos, lines), nil
 }
@@ -879,7 +841,7 @@ func (v *view) Room(ctx context.Context, id string) (holdfast.Room, error) {
 
 func (v *view) Rooms(ctx context.Context) ([]holdfast.Room, error) {
 	var rooms []holdfast.Room
-	for i := range v.set.stores {
+	for i := range v.set.nodes {
 		rs, err := v.on(i).Rooms(ctx)
 		if err != nil {
 			return nil, err
