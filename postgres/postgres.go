@@ -118,12 +118,9 @@ var _ holdfast.Store = (*Store)(nil)
 // migrations (under an advisory lock, so several servers starting at once
 // migrate once) and returns a Store.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	st := opts.Strategy
-	if st == "" {
-		st = holdfast.Atomic
-	}
-	if !supports(st) {
-		return nil, holdfast.Errorf(holdfast.CodeUnsupported, "strategy %q is not available on postgres (available: %v)", st, Strategies)
+	st, err := sqlstore.ChooseStrategy("postgres", opts.Strategy, Strategies)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -161,15 +158,6 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		}
 	}
 	return s, nil
-}
-
-func supports(s holdfast.Strategy) bool {
-	for _, x := range Strategies {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Migrate applies the embedded migrations, each in its own transaction,

@@ -118,12 +118,9 @@ var _ holdfast.Store = (*Store)(nil)
 // Open opens (creating if needed) the SQLite database at path, applies the
 // migrations, and returns a Store.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	st := opts.Strategy
-	if st == "" {
-		st = holdfast.Atomic
-	}
-	if !supports(st) {
-		return nil, holdfast.Errorf(holdfast.CodeUnsupported, "strategy %q is not available on sqlite (available: %v)", st, Strategies)
+	st, err := sqlstore.ChooseStrategy("sqlite", opts.Strategy, Strategies)
+	if err != nil {
+		return nil, err
 	}
 	busy := opts.BusyTimeout
 	if busy == 0 {
@@ -181,15 +178,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		}
 	}
 	return s, nil
-}
-
-func supports(s holdfast.Strategy) bool {
-	for _, x := range Strategies {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // tighten makes an existing database file, and its -wal and -shm, readable

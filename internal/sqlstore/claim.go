@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -78,6 +80,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// ChooseStrategy is a backend's strategy: st, atomic when unset; an
+// unsupported error names what the backend offers.
+func ChooseStrategy(backend string, st holdfast.Strategy, available []holdfast.Strategy) (holdfast.Strategy, error) {
+	st = cmp.Or(st, holdfast.Atomic)
+	if !slices.Contains(available, st) {
+		return "", holdfast.Errorf(holdfast.CodeUnsupported, "strategy %q is not available on %s (available: %v)", st, backend, available)
+	}
+	return st, nil
 }
 
 // NewClaimer returns the strategy's claimer for the dialect. Backends call

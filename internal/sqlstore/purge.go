@@ -22,46 +22,39 @@ func (s *Store) Purge(ctx context.Context, r holdfast.Retention) (holdfast.Purge
 			s.purged.at = time.Time{}
 			s.purged.mu.Unlock()
 		}()
-		for {
-			n, err := s.purgeEvents(ctx, r.Events)
-			rep.Events += n
-			if err != nil || n < purgeBatch {
-				if err != nil {
-					return rep, err
-				}
-				break
-			}
+		if err := drain(&rep.Events, func() (int, error) { return s.purgeEvents(ctx, r.Events) }); err != nil {
+			return rep, err
 		}
 	}
 	if r.Holds > 0 {
-		for {
-			n, err := s.purgeHolds(ctx, r.Holds)
-			rep.Holds += n
-			if err != nil || n < purgeBatch {
-				if err != nil {
-					return rep, err
-				}
-				break
-			}
+		if err := drain(&rep.Holds, func() (int, error) { return s.purgeHolds(ctx, r.Holds) }); err != nil {
+			return rep, err
 		}
 	}
 	if r.Events > 0 {
 		// Deliveries that succeeded or failed are history, kept as long
 		// as the events they carried.
-		for {
-			var n int
-			err := s.db.Transact(ctx, func(tx Querier) error {
-				var err error
+		return rep, drain(&rep.Deliveries, func() (n int, err error) {
+			err = s.db.Transact(ctx, func(tx Querier) error {
 				n, err = s.purgeDeliveries(ctx, tx, r.Events)
 				return err
 			})
-			rep.Deliveries += n
-			if err != nil || n < purgeBatch {
-				return rep, err
-			}
-		}
+			return n, err
+		})
 	}
 	return rep, nil
+}
+
+// drain runs batch until it deletes fewer than a purge batch, adding
+// what each deleted to total.
+func drain(total *int, batch func() (int, error)) error {
+	for {
+		n, err := batch()
+		*total += n
+		if err != nil || n < purgeBatch {
+			return err
+		}
+	}
 }
 
 // purgeDeliveries deletes one batch of finished deliveries older than keep.
