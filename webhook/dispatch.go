@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/loop"
 	"github.com/holdfast/holdfast/webhook/signature"
 )
 
@@ -105,10 +106,7 @@ type Dispatcher struct {
 	wake     chan struct{}
 	wg       sync.WaitGroup
 
-	mu      sync.Mutex    // guards the lifecycle below
-	cancel  func()        // ends Run started by Start
-	done    chan struct{} // closed when that Run returns
-	stopped bool
+	life *loop.Loop // Run, between Start and Stop
 
 	results    *prometheus.CounterVec
 	attempts   *prometheus.CounterVec
@@ -138,6 +136,7 @@ func New(cfg Config) *Dispatcher {
 	cfg.MaxResponseBody = cmp.Or(cfg.MaxResponseBody, 64<<10)
 	cfg.MaxQueued = cmp.Or(cfg.MaxQueued, 1000)
 	d := &Dispatcher{cfg: cfg, log: cfg.Logger, lease: holdfast.NewID("lease_", time.Now()), wake: make(chan struct{}, 1)}
+	d.life = loop.Go(func(ctx context.Context) { _ = d.Run(ctx) })
 	d.client = newClient(cfg)
 	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_webhook_deliveries_total",
 		Help: "Webhook delivery attempts by result: succeeded, pending (failed, will be retried: the delivery stays pending, as GET …/deliveries?status=pending shows) or failed (the schedule ran out)."}, []string{"result"})
@@ -244,39 +243,11 @@ func (d *Dispatcher) now() time.Time { return d.cfg.Clock.Now() }
 // Start runs the dispatcher in the background until Stop, beyond ctx's
 // cancellation (package service starts it with the other background
 // services).
-func (d *Dispatcher) Start(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.done != nil || d.stopped {
-		return errors.New("webhook: dispatcher already started")
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.cancel, d.done = cancel, make(chan struct{})
-	go func(done chan struct{}) {
-		defer close(done)
-		_ = d.Run(ctx)
-	}(d.done)
-	return nil
-}
+func (d *Dispatcher) Start(ctx context.Context) error { return d.life.Start(ctx) }
 
 // Stop ends what Start began and waits for the calls in flight, or for
 // ctx. A dispatcher never started stops at once.
-func (d *Dispatcher) Stop(ctx context.Context) error {
-	d.mu.Lock()
-	d.stopped = true
-	cancel, done := d.cancel, d.done
-	d.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (d *Dispatcher) Stop(ctx context.Context) error { return d.life.Stop(ctx) }
 
 // Run queues, claims and sends deliveries until ctx ends, then waits for
 // the calls in flight (which ctx cancels: their leases run out and

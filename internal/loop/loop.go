@@ -1,8 +1,9 @@
-// Package loop is the one ticker loop behind holdfast's background work:
-// the sweeper, the invariant monitor, the waiting rooms' admitter and the
-// waitlists' offers, the shard resolver. It has the lifecycle every
+// Package loop is the one lifecycle behind holdfast's background work:
+// the ticker loop of the sweeper, the invariant monitor, the waiting
+// rooms' admitter and the waitlists' offers, the shard resolver (Every),
+// and the webhook dispatcher's own loop (Go). Each has the lifecycle every
 // background service has (see package service): Start, then Stop, which
-// waits for a run in progress.
+// waits for the work in progress.
 package loop
 
 import (
@@ -12,10 +13,10 @@ import (
 	"time"
 )
 
-// Loop runs a function every interval between Start and Stop.
+// Loop runs a function in the background between Start and Stop: once
+// (Go), or every interval (Every).
 type Loop struct {
-	interval time.Duration
-	f        func(context.Context)
+	run func(context.Context)
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -26,13 +27,30 @@ type Loop struct {
 // Every returns a stopped Loop that runs f every interval, the first time
 // at once when started.
 func Every(interval time.Duration, f func(context.Context)) *Loop {
-	return &Loop{interval: interval, f: f}
+	return Go(func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			f(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
+// Go returns a stopped Loop that runs run once when started; run must
+// return soon after its context ends (Stop waits for it).
+func Go(run func(context.Context)) *Loop {
+	return &Loop{run: run}
 }
 
 // ErrStarted is returned by Start on a loop that was already started.
 var ErrStarted = errors.New("already started")
 
-// Start runs the loop in the background. f's context outlives ctx's
+// Start runs the loop in the background. Its context outlives ctx's
 // cancellation (a run is never cut in the middle because the caller's
 // request ended) and ends when Stop is called: the loop lives until Stop.
 func (l *Loop) Start(ctx context.Context) error {
@@ -43,22 +61,11 @@ func (l *Loop) Start(ctx context.Context) error {
 	}
 	ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.done = make(chan struct{})
-	go l.run(ctx, l.done)
+	go func(done chan struct{}) {
+		defer close(done)
+		l.run(ctx)
+	}(l.done)
 	return nil
-}
-
-func (l *Loop) run(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	t := time.NewTicker(l.interval)
-	defer t.Stop()
-	for {
-		l.f(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Stop ends the loop and waits for a run in progress, or for ctx. A loop
