@@ -574,8 +574,10 @@ func testExpiry(t *testing.T, h Harness) {
 	s, _ := h.Open(t)
 	ctx := ctxT(t)
 	MustCreatePool(t, s, "p", 5, 0)
+	MustCreateGroup(t, s, "hall", false, "A-1", "A-2", "A-3")
 	a := MustHold(t, s, "alice", holdfast.Line{Pool: "p", Quantity: 5})
-	MustExpire(t, s, a.ID)
+	b := MustHold(t, s, "bob", holdfast.Line{Units: []string{"A-1"}}, holdfast.Line{Group: "hall", Any: 1})
+	MustExpire(t, s, a.ID, b.ID)
 	// No sweeper has run: the hold still reads expired and cannot be confirmed.
 	got, err := s.GetHold(ctx, a.ID)
 	if err != nil || got.Status != holdfast.StatusExpired {
@@ -587,8 +589,8 @@ func testExpiry(t *testing.T, h Harness) {
 	_, err = s.Confirm(ctx, a.ID, "")
 	wantCode(t, err, holdfast.CodeHoldExpired, -1)
 	n, err := s.ExpireDue(ctx, 100)
-	if err != nil || n != 1 {
-		t.Fatalf("ExpireDue: %d, %v; want 1", n, err)
+	if err != nil || n != 2 {
+		t.Fatalf("ExpireDue: %d, %v; want 2", n, err)
 	}
 	if n, _ := s.ExpireDue(ctx, 100); n != 0 {
 		t.Fatalf("second ExpireDue expired %d again", n)
@@ -600,6 +602,36 @@ func testExpiry(t *testing.T, h Harness) {
 	}
 	if n := MustCount(t, s, `SELECT COUNT(*) FROM events WHERE type = 'hold.expired' AND hold_id = $1`, a.ID); n != 1 {
 		t.Fatalf("expired events: %d, want 1", n)
+	}
+	// Each expiry's event carries the hold as it reads now, lines and
+	// units and all (the sweep writes them together, in one insert).
+	events, _, err := s.Events(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, e := range events {
+		if e.Type != holdfast.EventHoldExpired {
+			continue
+		}
+		seen++
+		var got holdfast.Hold
+		if err := json.Unmarshal(e.Data, &got); err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.GetHold(ctx, e.HoldID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(want, got); d != "" || got.Status != holdfast.StatusExpired {
+			t.Errorf("hold.expired of %s carries (-GetHold +event):\n%s", e.HoldID, d)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("%d hold.expired events, want 2", seen)
+	}
+	if g := MustGroupAvailability(t, s, "hall"); g.Free != 3 {
+		t.Errorf("hall after the sweep: %d free, want 3", g.Free)
 	}
 	MustAuditClean(t, s)
 }
