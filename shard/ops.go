@@ -33,7 +33,7 @@ type keyedShards struct {
 // on (the last shard of a hold across shards, whose part claims the key):
 // a retry with the key claims it there, in its change's transaction, and
 // so finds the refusal. A request refused before it reached a shard is
-// recorded as Shards.FinishIdempotent does.
+// recorded as Set.FinishIdempotent does.
 func (k *keyedShards) FinishIdempotent(ctx context.Context, scope, key, fingerprint, token string, r holdfast.StoredResponse) error {
 	k.mu.Lock()
 	tried := k.tried
@@ -335,7 +335,7 @@ func (s *Set) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.W
 	return holdfast.Webhook{}, holdfast.Errorf(holdfast.CodeUnsupported, "webhooks are not delivered on a sharded deployment yet: read GET /v1/events, which follows every shard")
 }
 
-// CreateWebhook is refused as on Shards.
+// CreateWebhook is refused as on Set.
 func (k *keyedShards) CreateWebhook(ctx context.Context, w holdfast.Webhook) (holdfast.Webhook, error) {
 	return (*Set)(nil).CreateWebhook(ctx, w)
 }
