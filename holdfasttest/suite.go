@@ -605,10 +605,15 @@ func testExpiry(t *testing.T, h Harness) {
 	}
 	// Each expiry's event carries the hold as it reads now, lines and
 	// units and all (the sweep writes them together, in one insert).
-	events, _, err := s.Events(ctx, "", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := feedFrom(t, s, "", func(es []holdfast.Event) bool {
+		n := 0
+		for _, e := range es {
+			if e.Type == holdfast.EventHoldExpired {
+				n++
+			}
+		}
+		return n >= 2
+	})
 	seen := 0
 	for _, e := range events {
 		if e.Type != holdfast.EventHoldExpired {
@@ -1032,5 +1037,24 @@ func testExchange(t *testing.T, h Harness) {
 	}
 	if !swapped {
 		t.Fatal("no hold.exchanged event for A-1 → B-1")
+	}
+}
+
+// feedFrom reads the feed after cursor until done says it has what the
+// test waits for, or 30 s have passed, and returns what it read. The feed
+// shows a commit once no older transaction of the database is still
+// open (on PostgreSQL, other tests' too): events appear within moments,
+// not at once.
+func feedFrom(t *testing.T, s holdfast.Store, cursor string, done func([]holdfast.Event) bool) []holdfast.Event {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		es, _, err := s.Events(ctxT(t), cursor, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done(es) || time.Now().After(deadline) {
+			return es
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
