@@ -2,8 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -187,5 +189,52 @@ func TestNoMigrateRefusesEmptyDatabase(t *testing.T) {
 	s := open(t, url, postgres.Options{})
 	if n := holdfasttest.MustCount(t, s, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`); n == 0 {
 		t.Fatal("no migrations after a normal open")
+	}
+}
+
+// A transaction never takes a second connection from its own store's
+// pool: with the pool full of claims waiting on that transaction's locks,
+// the second connection never comes and everything stalls until the
+// deadline (seen in CI: a room's holds on shards of four connections,
+// which read the rooms' map on a second connection inside the claim). On a
+// pool of one connection any such path hangs at once; here the group
+// waitlist's, which read a seat map inside their transactions, on a
+// store that has not cached it.
+func TestOneConnectionServesTheGroupWaitlist(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := pg.Schema(t)
+	s := open(t, url, postgres.Options{})
+	row := holdfast.Row{Name: "A"}
+	for n := 1; n <= 4; n++ {
+		row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("A-%d", n), Number: fmt.Sprint(n), X: float64(n * 10)})
+	}
+	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Layout: &holdfast.Layout{Sections: []holdfast.Section{{ID: "s", Name: "S", Rows: []holdfast.Row{row}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "all", TTL: time.Hour, Lines: []holdfast.Line{{Group: "hall", Any: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := func() holdfast.Store { // a new store: nothing cached
+		st, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	e, err := one().JoinWaitlist(ctx, holdfast.WaitlistRequest{Group: "hall", Holder: "pair", Any: 2, Together: true})
+	if err != nil {
+		t.Fatalf("join for seats together on a pool of one connection: %v", err)
+	}
+	if _, err := s.Release(ctx, h.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := one().OfferWaitlists(ctx); err != nil {
+		t.Fatalf("offers on a pool of one connection: %v", err)
+	}
+	if got, err := s.GroupWaitlistEntry(ctx, "hall", e.ID); err != nil || got.Status != holdfast.WaitlistOffered {
+		t.Fatalf("the pair's entry: %+v, %v; want offered", got, err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // protectingRooms returns the rooms that protect the pools and groups r
 // names, in order, each once.
 func (s *Store) protectingRooms(ctx context.Context, q Reader, r holdfast.HoldRequest) ([]string, error) {
-	snap, err := s.protected(ctx)
+	snap, err := s.protected(ctx, q)
 	if err != nil {
 		return nil, err
 	}

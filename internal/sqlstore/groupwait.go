@@ -71,7 +71,7 @@ func (s *Store) joinGroupWaitlist(ctx context.Context, r holdfast.WaitlistReques
 		if r.Any > units {
 			return holdfast.Errorf(holdfast.CodeInvalid, "any %d is more than group %q's %d units", r.Any, r.Group, units)
 		}
-		layout, err := s.waitLayout(ctx, r.Group, r.Together)
+		layout, err := s.waitLayout(ctx, tx, r.Group, r.Together)
 		if err != nil {
 			return err
 		}
@@ -116,11 +116,11 @@ func what(k int64, together bool) string {
 }
 
 // waitLayout is the group's layout when an ask is for seats together.
-func (s *Store) waitLayout(ctx context.Context, group string, together bool) (*holdfast.Layout, error) {
+func (s *Store) waitLayout(ctx context.Context, q Reader, group string, together bool) (*holdfast.Layout, error) {
 	if !together {
 		return nil, nil
 	}
-	l, err := s.GroupLayout(ctx, group)
+	l, err := s.layout(ctx, q, group)
 	if holdfast.ErrorCode(err) == holdfast.CodeNotFound {
 		return nil, holdfast.Errorf(holdfast.CodeInvalid, "group %q has no layout: seats together need its rows", group)
 	}
@@ -377,7 +377,7 @@ func (s *Store) offerGroup(ctx context.Context, group string) (int, error) {
 			continue
 		}
 		if e.together && layout == nil {
-			if layout, err = s.waitLayout(ctx, group, true); err != nil {
+			if layout, err = s.waitLayout(ctx, s.db, group, true); err != nil {
 				return offered, err
 			}
 		}
@@ -441,7 +441,7 @@ func (s *Store) releaseUnused(ctx context.Context, group string) error {
 		var layout *holdfast.Layout
 		for _, a := range asks {
 			if a.together && layout == nil {
-				if layout, err = s.waitLayout(ctx, group, true); err != nil {
+				if layout, err = s.waitLayout(ctx, tx, group, true); err != nil {
 					return err
 				}
 			}

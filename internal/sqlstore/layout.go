@@ -22,6 +22,13 @@ const maxLayouts = 64
 // GroupLayout reads a group's layout: ErrNotFound for a group that is not
 // there or has none.
 func (s *Store) GroupLayout(ctx context.Context, group string) (*holdfast.Layout, error) {
+	return s.layout(ctx, s.db, group)
+}
+
+// layout is GroupLayout read on q: inside a transaction, the caller's own
+// connection (a second one taken from a full pool would wait on claims
+// that wait on this transaction's locks).
+func (s *Store) layout(ctx context.Context, q Reader, group string) (*holdfast.Layout, error) {
 	if err := holdfast.ValidateID("group", group); err != nil {
 		return nil, holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
 	}
@@ -32,7 +39,7 @@ func (s *Store) GroupLayout(ctx context.Context, group string) (*holdfast.Layout
 		return l, nil
 	}
 	var raw *string
-	err := s.db.QueryRow(ctx, `SELECT layout FROM groups WHERE id = $1`, group).Scan(&raw)
+	err := q.QueryRow(ctx, `SELECT layout FROM groups WHERE id = $1`, group).Scan(&raw)
 	if errors.Is(err, ErrNoRows) {
 		return nil, holdfast.Errorf(holdfast.CodeNotFound, "group %q not found", group)
 	}

@@ -428,7 +428,13 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 	return t, nil
 }
 
-func (s *Store) protected(ctx context.Context) (*roomSnapshot, error) {
+// protected is which room guards each pool and group, read at most once a
+// second. It reads on q, the caller's own connection: a claim calls it
+// inside its transaction, with the pool's row locked, and a second
+// connection taken from the pool there would wait on the very claims
+// that wait on this one's lock once the pool is full of them (a stall
+// until the deadline, seen under load on small pools).
+func (s *Store) protected(ctx context.Context, q Reader) (*roomSnapshot, error) {
 	g := &s.rooms
 	if snap := g.snap.Load(); snap != nil && time.Since(snap.at) < time.Second {
 		return snap, nil
@@ -439,7 +445,7 @@ func (s *Store) protected(ctx context.Context) (*roomSnapshot, error) {
 		return snap, nil // another hold refreshed it meanwhile
 	}
 	snap := &roomSnapshot{at: time.Now(), pools: map[string]string{}, groups: map[string]string{}}
-	rows, err := s.db.Query(ctx, `SELECT kind, resource, room_id FROM room_resources`)
+	rows, err := q.Query(ctx, `SELECT kind, resource, room_id FROM room_resources`)
 	if err != nil {
 		return nil, err
 	}
