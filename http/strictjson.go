@@ -45,6 +45,34 @@ func (w *strictWalk) space() {
 	}
 }
 
+// empty reports (and walks past) a close right after an opening: {} or [].
+func (w *strictWalk) empty(closer byte) bool {
+	w.space()
+	if w.i < len(w.b) && w.b[w.i] == closer {
+		w.i++
+		return true
+	}
+	return false
+}
+
+// after walks what follows a member or element: a comma (more follow) or the
+// closer (end is true).
+func (w *strictWalk) after(closer byte) (end bool, err error) {
+	w.space()
+	if w.i >= len(w.b) {
+		return false, errMalformed
+	}
+	switch w.b[w.i] {
+	case ',':
+		w.i++
+		return false, nil
+	case closer:
+		w.i++
+		return true, nil
+	}
+	return false, errMalformed
+}
+
 // value walks one value meant for a Go value of type t (nil: anything).
 func (w *strictWalk) value(t reflect.Type, path string) error {
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -59,9 +87,7 @@ func (w *strictWalk) value(t reflect.Type, path string) error {
 		w.i++
 		fields := jsonFields(t)
 		var seen []string // a request names a handful of fields
-		w.space()
-		if w.i < len(w.b) && w.b[w.i] == '}' {
-			w.i++
+		if w.empty('}') {
 			return nil
 		}
 		for {
@@ -100,18 +126,8 @@ func (w *strictWalk) value(t reflect.Type, path string) error {
 			if err := w.value(ft, path+key+"."); err != nil {
 				return err
 			}
-			w.space()
-			if w.i >= len(w.b) {
-				return errMalformed
-			}
-			switch w.b[w.i] {
-			case ',':
-				w.i++
-			case '}':
-				w.i++
-				return nil
-			default:
-				return errMalformed
+			if end, err := w.after('}'); end || err != nil {
+				return err
 			}
 		}
 	case '[':
@@ -120,27 +136,15 @@ func (w *strictWalk) value(t reflect.Type, path string) error {
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			et = t.Elem()
 		}
-		w.space()
-		if w.i < len(w.b) && w.b[w.i] == ']' {
-			w.i++
+		if w.empty(']') {
 			return nil
 		}
 		for {
 			if err := w.value(et, path); err != nil {
 				return err
 			}
-			w.space()
-			if w.i >= len(w.b) {
-				return errMalformed
-			}
-			switch w.b[w.i] {
-			case ',':
-				w.i++
-			case ']':
-				w.i++
-				return nil
-			default:
-				return errMalformed
+			if end, err := w.after(']'); end || err != nil {
+				return err
 			}
 		}
 	case '"':
