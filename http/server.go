@@ -233,6 +233,9 @@ type call struct {
 	// keyed the store keyed with it that the change went through.
 	key   *holdfast.Idempotency
 	keyed holdfast.Keyed
+	// secret: the answer recorded is not the one sent (a created key's
+	// secret is shown once, never stored).
+	secret bool
 }
 
 // changes returns where this request's change goes: under an
@@ -245,6 +248,7 @@ func (c *call) changes(answer func(result any) any) changes {
 	}
 	k := *c.key
 	if answer != nil {
+		c.secret = true
 		render := k.Render
 		k.Render = func(result any) holdfast.StoredResponse { return render(answer(result)) }
 	}
@@ -470,7 +474,7 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 	}
 	// The answer recorded in the change's transaction is the one sent,
 	// byte for byte as its replays will be, and is not encoded twice.
-	if c.keyed != nil {
+	if c.keyed != nil && !c.secret {
 		if ans, ok := c.keyed.Answer(); ok && ans.Status == status {
 			writeBody(w, status, ans.Body, false)
 			return status, true
