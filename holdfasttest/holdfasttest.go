@@ -46,6 +46,10 @@ type Harness struct {
 	// these. Nil checks only that what they declare is what they
 	// implement.
 	Capabilities []holdfast.Capability
+	// NoRaces leaves the races out: another harness of the same backend
+	// runs them (the suite on a pool of one connection, whose races would
+	// only queue).
+	NoRaces bool
 }
 
 // Raw is what the suite needs from a store to reach past the engine: to make

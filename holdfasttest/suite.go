@@ -141,6 +141,9 @@ func Run(t *testing.T, h Harness) {
 	if h.ClaimsOnly && left != len(engineOnly) {
 		t.Errorf("engineOnly names %d tests, %d of them are in the suite", len(engineOnly), left)
 	}
+	if h.NoRaces {
+		return
+	}
 	// The races run one at a time: each has many connections of its own.
 	t.Run("Race", func(t *testing.T) {
 		for _, tt := range races {

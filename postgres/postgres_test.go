@@ -87,6 +87,30 @@ func BenchmarkHold(b *testing.B) {
 // A unit locked by a claim in flight that then rolls back (a crashed
 // server's, a hold whose other line failed) is free: an "any" claim must
 // wait for it and take it, not skip it and refuse while it is free.
+// The suite (its races aside) on stores whose pool has one connection: a
+// transaction that took a second connection from its own pool, which
+// stalls a loaded server once the pool is full of claims waiting on that
+// transaction's locks, hangs here at once (see
+// TestOneConnectionServesTheGroupWaitlist).
+func TestConformanceOnOneConnection(t *testing.T) {
+	opts := postgres.Options{Strategy: holdfast.Atomic, MaxConns: 1}
+	one := func(t testing.TB, url string) holdfast.Store {
+		s, err := postgres.Open(context.Background(), url, opts)
+		if err != nil {
+			t.Fatalf("postgres.Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	holdfasttest.Run(t, holdfasttest.Harness{
+		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+			url := pg.Schema(t)
+			return one(t, url), func(t testing.TB) holdfast.Store { return one(t, url) }
+		},
+		Capabilities: holdfast.AllCapabilities, NoRaces: true,
+	})
+}
+
 func TestAnyWaitsForAClaimThatRollsBack(t *testing.T) {
 	ctx := context.Background()
 	url := pg.Schema(t)
