@@ -108,6 +108,88 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 	}
 }
 
+// A batch counts holds against their keys' quotas as one-by-one holds
+// in arrival order would: the hold that would pass a key's quota is
+// quota_exceeded (at its line) and takes nothing, the holds before it
+// count, the key's total and each hold's share are written with the
+// batch, what a key's waitlist entries wait for counts as held, and a
+// booking (never held) is not counted.
+func testBatchCountsQuotas(t *testing.T, h Harness) {
+	if !quotaCounted(h) {
+		t.Skip("this backend counts quotas elsewhere")
+	}
+	s, b := openBatcher(t, h)
+	ctx := ctxT(t)
+	batched := batches(t, s, b)
+	MustCreatePool(t, s, "p", 100, 0)
+	MustCreatePool(t, s, "q", 100, 0)
+	MustCreatePool(t, s, "full", 2, 0)
+	MustHold(t, s, "x", holdfast.Line{Pool: "full", Quantity: 2})
+	mustQuotaKey(t, s, "k", 4)
+	mustQuotaKey(t, s, "w", 3)
+	// w waits for 2 units of the sold-out pool: 1 left of its quota.
+	if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: "full", Holder: "wait", Owner: "key:w", QuotaKey: "w", Quantity: 2}); err != nil {
+		t.Fatal(err)
+	}
+	req := func(holder, key string, q int64) holdfast.HoldRequest {
+		r := holdfast.HoldRequest{Holder: holder, QuotaKey: key, Lines: []holdfast.Line{{Pool: "p", Quantity: q}}}
+		if key != "" {
+			r.Owner = "key:" + key
+		}
+		return r
+	}
+	two := req("e", "k", 1)
+	two.Lines = append(two.Lines, holdfast.Line{Pool: "q", Quantity: 1})
+	reqs := []holdfast.HoldRequest{req("a", "k", 2), req("b", "w", 1), req("c", "k", 1), two, req("f", "w", 1), req("g", "", 5), req("h", "k", 1)}
+	var before int64
+	st, _ := s.(holdfast.StatsReporter)
+	if batched {
+		before = st.Stats().BatchedClaims
+	}
+	holds, errs := b.HoldBatch(ctx, reqs, nil)
+	if batched && st.Stats().BatchedClaims-before < int64(len(reqs)) {
+		t.Errorf("%d of %d requests counted against quotas were decided in a batch", st.Stats().BatchedClaims-before, len(reqs))
+	}
+	want := []struct {
+		code holdfast.Code
+		line int
+	}{{"", 0}, {"", 0}, {"", 0}, {holdfast.CodeQuotaExceeded, 1}, {holdfast.CodeQuotaExceeded, 0}, {"", 0}, {"", 0}}
+	for i, w := range want {
+		if got := holdfast.ErrorCode(errs[i]); got != w.code || (w.code != "" && holdfast.ErrorLine(errs[i]) != w.line) {
+			t.Errorf("request %d (%s): got %q at line %d (%v), want %q at line %d", i, reqs[i].Holder, got, holdfast.ErrorLine(errs[i]), errs[i], w.code, w.line)
+		}
+	}
+	if p := MustPool(t, s, "p"); p.Held != 2+1+1+5+1 {
+		t.Fatalf("pool after the batch: %+v, want 10 held", p)
+	}
+	for key, n := range map[string]int64{"k": 4, "w": 1} {
+		if got := MustCount(t, s, `SELECT held_units FROM api_keys WHERE id = '`+key+`'`); got != n {
+			t.Errorf("key %s: held_units %d, want %d", key, got, n)
+		}
+	}
+	if got := MustCount(t, s, `SELECT quota_units FROM holds WHERE id = '`+holds[0].ID+`' AND quota_key = 'k'`); got != 2 {
+		t.Fatalf("hold a counted %d against k, want 2", got)
+	}
+	// Given back when the holds leave the held state; counted again.
+	if _, err := s.Release(ctx, holds[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Confirm(ctx, holds[2].ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, errs = b.HoldBatch(ctx, []holdfast.HoldRequest{req("i", "k", 2), req("j", "k", 1), req("l", "k", 1)}, nil)
+	if errs[0] != nil || errs[1] != nil || holdfast.ErrorCode(errs[2]) != holdfast.CodeQuotaExceeded {
+		t.Fatalf("after giving back: %v", errs)
+	}
+	if got := MustCount(t, s, `SELECT held_units FROM api_keys WHERE id = 'k'`); got != 4 {
+		t.Fatalf("key k: held_units %d, want 4", got)
+	}
+	MustAuditClean(t, s)
+	if batched && st.Stats().BatchFailures > 0 {
+		t.Fatal("a batch failed whole")
+	}
+}
+
 // Consecutive batches grant in arrival order: when capacity runs out in
 // one batch, no claim of a later batch was granted, even where the
 // backend lets the next batch start before the one before it commits.

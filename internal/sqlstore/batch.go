@@ -55,7 +55,11 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		return nil
 	}
 	for _, i := range granted {
-		if answers[i], err = w.add(grants[i], batch[i].confirm, batch[i].rec, now); err != nil {
+		var q quotaTake
+		if _, counted := st.counted(batch[i]); counted {
+			q = quotaTake{batch[i].r.QuotaKey, heldUnits(batch[i].r)}
+		}
+		if answers[i], err = w.add(grants[i], batch[i].confirm, q, batch[i].rec, now); err != nil {
 			return err
 		}
 	}
@@ -87,6 +91,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 // shard after one, under the same key.
 var recordedRefusal = map[holdfast.Code]bool{
 	holdfast.CodeSoldOut: true, holdfast.CodeUnavailable: true, holdfast.CodeLimitExceeded: true,
+	holdfast.CodeQuotaExceeded: true,
 }
 
 // lockBatch looks up the batch's deferred idempotency keys, then locks the
@@ -136,7 +141,8 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	if look {
 		forUpdate, skipLocked = "", ""
 	}
-	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, unitSale: map[string]string{}, free: map[string][]string{}}
+	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, unitSale: map[string]string{}, free: map[string][]string{},
+		quotas: map[string]quota{}, quotaAdded: map[string]int64{}}
 	var now int64
 	var qs []Query
 
@@ -235,8 +241,20 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 			return err
 		}})
 	}
+	// The keys' quotas of the holds counted against one: locked last, as
+	// every claim and give-back does (holds, pools, units, keys).
+	var keys []string
+	for i, req := range batch {
+		if k := req.r.QuotaKey; results[i].err == nil && k != "" && !req.confirm {
+			add(&keys, "k", k)
+		}
+	}
+	if len(keys) > 0 {
+		slices.Sort(keys)
+		qs = append(qs, s.quotasQuery(keys, forUpdate, st.quotas))
+	}
 	if look {
-		st.groups, st.quotas = map[string]bool{}, map[string]quota{}
+		st.groups = map[string]bool{}
 		if len(groups) > 0 {
 			qs = append(qs, Query{`SELECT id FROM groups WHERE id IN (` + s.d.ListSelect(1) + `)`, []any{s.d.ListArg(groups)}, func(r Row) error {
 				var id string
@@ -244,17 +262,6 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 				st.groups[id] = true
 				return err
 			}})
-		}
-		for _, req := range batch {
-			if k := req.r.QuotaKey; k != "" {
-				if _, ok := st.quotas[k]; !ok {
-					q, err := readQuota(ctx, tx, k, "")
-					if err != nil {
-						return nil, 0, err
-					}
-					st.quotas[k] = q
-				}
-			}
 		}
 	}
 	if !look {

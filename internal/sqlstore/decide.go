@@ -35,11 +35,14 @@ type batchState struct {
 	// expiredPools: pools with expired holds not yet reclaimed; nil until
 	// a refusal on a pool needs to know.
 	expiredPools map[string]bool
-	// groups: the groups that exist, and quotas: the keys' quotas, read by
-	// a look (nil in a batch, whose requests are not counted against a
-	// quota, and whose missing groups take the ordinary path).
+	// groups: the groups that exist, read by a look (nil in a batch, whose
+	// missing groups take the ordinary path).
 	groups map[string]bool
-	quotas map[string]quota
+	// quotas: the keys' quotas of the requests counted against one (locked
+	// by a batch, last in the global order), and what the batch's grants
+	// add to each.
+	quotas     map[string]quota
+	quotaAdded map[string]int64
 }
 
 type poolRow struct {
@@ -78,10 +81,10 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	// existence and its holder's limit, before its capacity — the rules
 	// about who asks before what is left.
 	quotaLine := -1
-	var q quota
-	if k, ok := st.quotas[r.QuotaKey]; ok && r.QuotaKey != "" && !req.confirm {
-		if line, over := k.passes(r); over {
-			quotaLine, q = line, k
+	q, counted := st.counted(req)
+	if counted {
+		if line, over := q.passes(r); over {
+			quotaLine = line
 		}
 	}
 	overQuota := func(i int) *batchFailure {
@@ -184,12 +187,28 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	for g, n := range picked {
 		st.free[g] = st.free[g][n:]
 	}
+	if counted {
+		n := heldUnits(r)
+		q.held += n
+		st.quotas[r.QuotaKey] = q
+		st.quotaAdded[r.QuotaKey] += n
+	}
 	status := holdfast.StatusHeld
 	if req.confirm {
 		status = holdfast.StatusConfirmed
 	}
 	return holdfast.Hold{ID: st.newHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
 		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, nil
+}
+
+// counted returns the quota req counts against, if it counts against one:
+// a hold (a booking is never held) under a key that has a quota.
+func (st *batchState) counted(req *claimReq) (quota, bool) {
+	if req.r.QuotaKey == "" || req.confirm {
+		return quota{}, false
+	}
+	k, ok := st.quotas[req.r.QuotaKey]
+	return k, ok && k.max > 0
 }
 
 // refusal turns a request the batch could not grant into its answer when

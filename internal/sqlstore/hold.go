@@ -91,10 +91,9 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	// A hold counted against a key's quota, spending a waiting room's
-	// admission, or recording a payment takes the ordinary path: the
-	// batch's writer does none of these.
-	if s.coalesce && (r.QuotaKey == "" || confirm) && r.Admission == "" && partOf(ctx) == nil && paying(ctx) == nil && !unitChannel(r) {
+	// A hold spending a waiting room's admission or recording a payment
+	// takes the ordinary path: the batch's writer does neither.
+	if s.coalesce && r.Admission == "" && partOf(ctx) == nil && paying(ctx) == nil && !unitChannel(r) {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -220,7 +219,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
-		valid = valid && r.Validate(s.cfg) == nil && r.QuotaKey == "" && !hasTogether(r) && !hasChannel(r)
+		valid = valid && r.Validate(s.cfg) == nil && !hasTogether(r) && !hasChannel(r)
 	}
 	if !valid {
 		for i, r := range rs {
@@ -367,7 +366,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	if part != nil {
 		w.lineNos = part.LineNos
 	}
-	if _, err := w.add(h, confirm, nil, created); err != nil {
+	if _, err := w.add(h, confirm, quotaTake{}, nil, created); err != nil {
 		return h, nil, err
 	}
 	stmts := w.recordStmts()

@@ -15,17 +15,33 @@ import (
 
 type quota struct{ max, held int64 }
 
+// quotaColumns read a key's id and quota. What the key's waitlist entries
+// wait for counts as held: a key cannot queue past its quota what it
+// could not hold.
+const quotaColumns = `id, max_held_units, held_units
+		+ (SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries WHERE quota_key = api_keys.id AND status = 'waiting')
+		+ (SELECT COALESCE(SUM(any_count), 0) FROM group_waitlist_entries WHERE quota_key = api_keys.id AND status = 'waiting')`
+
 // readQuota reads key id's quota (lock: a locking clause, or ""). A key
 // that does not exist has none.
-// What the key's waitlist entries wait for counts as held: a key cannot
-// queue past its quota what it could not hold.
 func readQuota(ctx context.Context, q Reader, id, lock string) (quota, error) {
 	var k quota
-	_, err := queryRow(ctx, q, `SELECT max_held_units, held_units
-		+ (SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries WHERE quota_key = $1 AND status = 'waiting')
-		+ (SELECT COALESCE(SUM(any_count), 0) FROM group_waitlist_entries WHERE quota_key = $1 AND status = 'waiting')
-		FROM api_keys WHERE id = $1`+lock, []any{id}, &k.max, &k.held)
+	_, err := queryRow(ctx, q, `SELECT `+quotaColumns+` FROM api_keys WHERE id = $1`+lock, []any{id}, new(string), &k.max, &k.held)
 	return k, err
+}
+
+// quotasQuery reads the quotas of keys ids into out, in id order (lock: a
+// locking clause, or ""): a batch's keys, last in the global lock order.
+// A key that does not exist has none (and no entry in out).
+func (s *Store) quotasQuery(ids []string, lock string, out map[string]quota) Query {
+	return Query{`SELECT ` + quotaColumns + ` FROM api_keys WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + lock,
+		[]any{s.d.ListArg(ids)}, func(r Row) error {
+			var id string
+			var k quota
+			err := r.Scan(&id, &k.max, &k.held)
+			out[id] = k
+			return err
+		}}
 }
 
 // quotaRefusal is the refusal of a request past key quota k, at line.
@@ -48,6 +64,15 @@ func lineUnits(l holdfast.Line) int64 {
 		return l.Any
 	}
 	return 0
+}
+
+// heldUnits is what r's lines hold in all.
+func heldUnits(r holdfast.HoldRequest) int64 {
+	var n int64
+	for _, l := range r.Lines {
+		n += lineUnits(l)
+	}
+	return n
 }
 
 // passes reports whether r would pass the quota, and the first line, in
@@ -75,10 +100,7 @@ func (s *Store) takeQuota(ctx context.Context, tx Querier, holdID string, r hold
 	if line, over := k.passes(r); over {
 		return line, false, nil
 	}
-	var n int64
-	for _, l := range r.Lines {
-		n += lineUnits(l)
-	}
+	n := heldUnits(r)
 	if _, err := tx.Exec(ctx, `UPDATE api_keys SET held_units = held_units + $2 WHERE id = $1`, r.QuotaKey, n); err != nil {
 		return 0, false, err
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/holdfast/holdfast"
@@ -31,11 +32,21 @@ type holdWriter struct {
 
 func newHoldWriter(d Dialect) *holdWriter { return &holdWriter{d: d} }
 
-// add writes hold h (created at now; booked when confirm), and the answer
-// under rec when it is not nil.
-func (w *holdWriter) add(h holdfast.Hold, confirm bool, rec *holdfast.Idempotency, now int64) (*holdfast.StoredResponse, error) {
-	w.holdRows += sep(w.holds) + "(" + params(len(w.holdArgs)+1, 8) + ")"
-	w.holdArgs = append(w.holdArgs, h.ID, h.Holder, string(h.Status), now, h.ExpiresAt.UnixMilli(), now, h.PaymentRef, h.Owner)
+// quotaTake is what a hold counts against a key's quota (none: n 0).
+type quotaTake struct {
+	key string
+	n   int64
+}
+
+// add writes hold h (created at now; booked when confirm; counted against
+// quota q), and the answer under rec when it is not nil.
+func (w *holdWriter) add(h holdfast.Hold, confirm bool, q quotaTake, rec *holdfast.Idempotency, now int64) (*holdfast.StoredResponse, error) {
+	var key any
+	if q.n > 0 {
+		key = q.key
+	}
+	w.holdRows += sep(w.holds) + "(" + params(len(w.holdArgs)+1, 10) + ")"
+	w.holdArgs = append(w.holdArgs, h.ID, h.Holder, string(h.Status), now, h.ExpiresAt.UnixMilli(), now, h.PaymentRef, h.Owner, key, q.n)
 	w.holds++
 	for i, l := range h.Lines {
 		no := i
@@ -128,7 +139,7 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 	var stmts []Stmt
 	var checks []int64
 	if w.holds > 0 { // none when the batch only records refusals
-		stmts = append(stmts, Stmt{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner) VALUES ` + w.holdRows, w.holdArgs})
+		stmts = append(stmts, Stmt{`INSERT INTO holds (id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, quota_key, quota_units) VALUES ` + w.holdRows, w.holdArgs})
 		checks = append(checks, int64(w.holds))
 	}
 
@@ -188,6 +199,21 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 		stmts = append(stmts, Stmt{`WITH v (id, hold_id) AS (VALUES ` + w.unitRows + `)
 			UPDATE units SET hold_id = v.hold_id FROM v WHERE units.id = v.id AND units.hold_id IS NULL`, w.unitArgs})
 		checks = append(checks, int64(w.units))
+	}
+	// The keys' quotas: one update of every key the batch counted holds
+	// against, refused by the database past a key's quota (which the batch
+	// decided with the units its key's waitlist entries wait for besides).
+	keys := slices.Sorted(maps.Keys(st.quotaAdded))
+	rows, args = "", nil
+	for _, k := range keys {
+		rows += sep(len(args)) + fmt.Sprintf("($%d, CAST($%d AS BIGINT))", len(args)+1, len(args)+2)
+		args = append(args, k, st.quotaAdded[k])
+	}
+	if len(keys) > 0 {
+		stmts = append(stmts, Stmt{`WITH v (id, n) AS (VALUES ` + rows + `)
+			UPDATE api_keys SET held_units = api_keys.held_units + v.n
+			FROM v WHERE api_keys.id = v.id AND api_keys.held_units + v.n <= api_keys.max_held_units`, args})
+		checks = append(checks, int64(len(keys)))
 	}
 	if w.holds > 0 {
 		for _, st := range w.recordStmts() {
