@@ -190,6 +190,56 @@ func testBatchCountsQuotas(t *testing.T, h Harness) {
 	}
 }
 
+// A batch spends waiting-room admissions as one-by-one holds in arrival
+// order would: each admission buys one hold, of its own holder, behind
+// its own room; the same admission twice in a batch buys the first and
+// is admission_invalid for the second; a request without one behind a
+// room is admission_required and joins no batch; every spent admission
+// names its hold.
+func testBatchSpendsAdmissions(t *testing.T, h Harness) {
+	s, b := openBatcher(t, h)
+	ctx := ctxT(t)
+	batched := batches(t, s, b)
+	mustPoolIn(t, s, "gala", "gala", 100)
+	mustPoolIn(t, s, "fair", "fair", 100)
+	mustRoom(t, s, "gala", -time.Second, "gala")
+	mustRoom(t, s, "fair", -time.Second, "fair")
+	a := mustAdmission(t, s, "gala", "a", "")
+	bb := mustAdmission(t, s, "gala", "b", "")
+	f := mustAdmission(t, s, "fair", "f", "")
+	req := func(holder, pool, admission string) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: holder, Admission: admission, Lines: []holdfast.Line{{Pool: pool, Quantity: 1}}}
+	}
+	st, _ := s.(holdfast.StatsReporter)
+	var before int64
+	if batched {
+		before = st.Stats().BatchedClaims
+	}
+	reqs := []holdfast.HoldRequest{req("a", "gala", a), req("a", "gala", a), req("b", "gala", a), req("f", "gala", f), req("b", "gala", bb), req("c", "gala", ""), req("f", "fair", f)}
+	holds, errs := b.HoldBatch(ctx, reqs, nil)
+	want := []holdfast.Code{"", holdfast.CodeAdmissionInvalid, holdfast.CodeAdmissionInvalid, holdfast.CodeAdmissionInvalid, "", holdfast.CodeAdmissionRequired, ""}
+	for i, w := range want {
+		if got := holdfast.ErrorCode(errs[i]); got != w {
+			t.Errorf("request %d (%s on %s): got %q (%v), want %q", i, reqs[i].Holder, reqs[i].Lines[0].Pool, got, errs[i], w)
+		}
+	}
+	if batched && st.Stats().BatchedClaims-before < 4 {
+		t.Errorf("%d requests spending admissions were decided in a batch, want every one the room let through", st.Stats().BatchedClaims-before)
+	}
+	if p := MustPool(t, s, "gala"); p.Held != 2 {
+		t.Fatalf("gala after the batch: %+v, want 2 held", p)
+	}
+	for i, token := range map[int]string{0: a, 4: bb, 6: f} {
+		if n := MustCount(t, s, `SELECT COUNT(*) FROM room_tickets WHERE token = '`+token+`' AND hold_id = '`+holds[i].ID+`'`); n != 1 {
+			t.Errorf("admission of request %d is not spent on its hold %s", i, holds[i].ID)
+		}
+	}
+	MustAuditClean(t, s)
+	if batched && st.Stats().BatchFailures > 0 {
+		t.Fatal("a batch failed whole")
+	}
+}
+
 // Consecutive batches grant in arrival order: when capacity runs out in
 // one batch, no claim of a later batch was granted, even where the
 // backend lets the next batch start before the one before it commits.

@@ -142,6 +142,49 @@ func (s *Store) useAdmission(ctx context.Context, tx Querier, id string, r holdf
 	return s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "admitted")
 }
 
+// ticketsQuery finds the room each request of a batch spends an admission
+// of, and returns the query that locks those admissions and reads which
+// are spendable into out (nil: none to read). A request behind two rooms
+// is refused here: an admission admits to one.
+func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, lock string, out map[string]bool) (*Query, error) {
+	var rows string
+	var args []any
+	for i, req := range batch {
+		req.room = ""
+		if results[i].err != nil || req.r.Admission == "" {
+			continue
+		}
+		rooms, err := s.protectingRooms(ctx, tx, req.r)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case len(rooms) == 0: // no longer protected: nothing to spend
+			continue
+		case len(rooms) > 1:
+			results[i].err = admissionFor(rooms, req.r.Admission)
+			continue
+		}
+		req.room = rooms[0]
+		rows += sep(len(args)) + "(" + params(len(args)+1, 4) + ")"
+		args = append(args, req.r.Admission, rooms[0], req.r.Holder, req.r.Owner)
+	}
+	if rows == "" {
+		return nil, nil
+	}
+	if lock != "" {
+		lock += " OF t"
+	}
+	return &Query{`WITH v (token, room_id, holder, owner) AS (VALUES ` + rows + `)
+		SELECT t.token FROM room_tickets t JOIN v ON t.token = v.token AND t.room_id = v.room_id AND t.holder = v.holder AND t.owner = v.owner
+		WHERE t.status = 'admitted' AND t.hold_id IS NULL AND t.expires_at > holdfast_now_ms() ORDER BY t.token` + lock, args, func(r Row) error {
+		var token string
+		err := r.Scan(&token)
+		out[token] = true
+		return err
+	}}, nil
+}
+
 // spendAdmission marks the admission token of room used by target (a hold
 // or a waitlist entry), leaving the ticket in status to; any other token
 // (another room's, holder's or key's, expired, used) is admission_invalid.

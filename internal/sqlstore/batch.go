@@ -62,6 +62,9 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		if answers[i], err = w.add(grants[i], batch[i].confirm, q, batch[i].rec, now); err != nil {
 			return err
 		}
+		if batch[i].room != "" {
+			w.admit(batch[i].r.Admission, grants[i].ID)
+		}
 	}
 	stmts, checks := w.batchStmts(st)
 	s.claimStmts.Add(int64(len(stmts)))
@@ -91,7 +94,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 // shard after one, under the same key.
 var recordedRefusal = map[holdfast.Code]bool{
 	holdfast.CodeSoldOut: true, holdfast.CodeUnavailable: true, holdfast.CodeLimitExceeded: true,
-	holdfast.CodeQuotaExceeded: true,
+	holdfast.CodeQuotaExceeded: true, holdfast.CodeAdmissionInvalid: true,
 }
 
 // lockBatch looks up the batch's deferred idempotency keys, then locks the
@@ -142,7 +145,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		forUpdate, skipLocked = "", ""
 	}
 	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, unitSale: map[string]string{}, free: map[string][]string{},
-		quotas: map[string]quota{}, quotaAdded: map[string]int64{}}
+		quotas: map[string]quota{}, quotaAdded: map[string]int64{}, tickets: map[string]bool{}}
 	var now int64
 	var qs []Query
 
@@ -252,6 +255,17 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	if len(keys) > 0 {
 		slices.Sort(keys)
 		qs = append(qs, s.quotasQuery(keys, forUpdate, st.quotas))
+	}
+	// The admissions the batch's holds spend: locked last, as a claim made
+	// alone spends its own after everything else it takes.
+	if !look {
+		q, err := s.ticketsQuery(ctx, tx, batch, results, forUpdate, st.tickets)
+		if err != nil {
+			return nil, 0, err
+		}
+		if q != nil {
+			qs = append(qs, *q)
+		}
 	}
 	if look {
 		st.groups = map[string]bool{}

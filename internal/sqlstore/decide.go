@@ -43,6 +43,10 @@ type batchState struct {
 	// add to each.
 	quotas     map[string]quota
 	quotaAdded map[string]int64
+	// tickets: the admissions the batch's requests spend, locked, true
+	// while spendable (the request's holder's, key's and room's,
+	// admitted, unexpired, unused); a grant spends its request's.
+	tickets map[string]bool
 }
 
 type poolRow struct {
@@ -86,6 +90,11 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 		if line, over := q.passes(r); over {
 			quotaLine = line
 		}
+	}
+	// The waiting room's rule comes before the inventory's: an admission
+	// that cannot be spent here buys nothing.
+	if req.room != "" && !st.tickets[r.Admission] {
+		return holdfast.Hold{}, &batchFailure{line: -1, code: errAdmissionInvalid.Code, detail: errAdmissionInvalid.Message, definite: true}
 	}
 	overQuota := func(i int) *batchFailure {
 		if i != quotaLine {
@@ -186,6 +195,9 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	}
 	for g, n := range picked {
 		st.free[g] = st.free[g][n:]
+	}
+	if req.room != "" {
+		st.tickets[r.Admission] = false
 	}
 	if counted {
 		n := heldUnits(r)

@@ -91,9 +91,9 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	// A hold spending a waiting room's admission or recording a payment
-	// takes the ordinary path: the batch's writer does neither.
-	if s.coalesce && r.Admission == "" && partOf(ctx) == nil && paying(ctx) == nil && !unitChannel(r) {
+	// A hold recording a payment takes the ordinary path: the batch's
+	// writer records none.
+	if s.coalesce && partOf(ctx) == nil && paying(ctx) == nil && !unitChannel(r) {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -227,13 +227,23 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 		}
 		return holds, errs
 	}
-	reqs := make([]*claimReq, len(rs))
+	// The waiting room's rule first, as Hold asks it: a request it refuses
+	// joins no batch.
+	var reqs []*claimReq
+	var at []int
 	for i, r := range rs {
-		reqs[i] = views[i].newClaimReq(ctx, r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, "")
+		r, err := s.guardRoom(ctx, r)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		reqs = append(reqs, views[i].newClaimReq(ctx, r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, ""))
+		at = append(at, i)
 	}
-	for i, res := range s.submit(reqs) {
+	for k, res := range s.submit(reqs) {
+		i := at[k]
 		var done bool
-		if holds[i], errs[i], done = views[i].afterBatch(ctx, rs[i], res); !done {
+		if holds[i], errs[i], done = views[i].afterBatch(ctx, reqs[k].r, res); !done {
 			holds[i], errs[i] = views[i].Hold(ctx, rs[i])
 		}
 	}

@@ -52,6 +52,9 @@ type claimReq struct {
 	confirm bool
 	ref     string
 	done    chan claimResult
+	// room is the waiting room whose admission the request spends (set
+	// by the batch that locks its ticket; "" when none protects it).
+	room string
 }
 
 type claimResult struct {

@@ -19,11 +19,14 @@ type holdWriter struct {
 	holdRows, lineRows, claimRows, eventRows, settleRows string
 	holdArgs, lineArgs, claimArgs, eventArgs, settleArgs []any
 	// keyRows are deferred keys written once, done, with their answers.
-	keyRows            string
-	keyArgs            []any
-	newKeys            int
-	unitRows           string
-	unitArgs           []any
+	keyRows  string
+	keyArgs  []any
+	newKeys  int
+	unitRows string
+	unitArgs []any
+	// admitRows are the admissions spent, each on its hold.
+	admitRows          string
+	admitArgs          []any
 	holds, units, keys int
 	// lineNos, when set, numbers the lines of the one hold written (a
 	// part of a hold across shards: see Part).
@@ -93,6 +96,12 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, q quotaTake, rec *holdfa
 	r := rec.Render(h)
 	w.answer(rec, r, now)
 	return &r, nil
+}
+
+// admit spends admission token on hold holdID.
+func (w *holdWriter) admit(token, holdID string) {
+	w.admitRows += sep(len(w.admitArgs)) + "(" + params(len(w.admitArgs)+1, 2) + ")"
+	w.admitArgs = append(w.admitArgs, token, holdID)
 }
 
 // answer records r under rec: a deferred key is written, done; a key
@@ -214,6 +223,14 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 			UPDATE api_keys SET held_units = api_keys.held_units + v.n
 			FROM v WHERE api_keys.id = v.id AND api_keys.held_units + v.n <= api_keys.max_held_units`, args})
 		checks = append(checks, int64(len(keys)))
+	}
+	if n := len(w.admitArgs) / 2; n > 0 {
+		// Every admission spent on its hold: locked by the batch and still
+		// spendable, or the batch rolls back.
+		stmts = append(stmts, Stmt{`WITH v (token, hold_id) AS (VALUES ` + w.admitRows + `)
+			UPDATE room_tickets SET hold_id = v.hold_id FROM v
+			WHERE room_tickets.token = v.token AND room_tickets.status = 'admitted' AND room_tickets.hold_id IS NULL`, w.admitArgs})
+		checks = append(checks, int64(n))
 	}
 	if w.holds > 0 {
 		for _, st := range w.recordStmts() {
