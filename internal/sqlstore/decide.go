@@ -8,15 +8,17 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// The one decision. Whether a request can have what it asks — capacity,
-// the holder's per-holder limit, the key's quota, named units free,
-// enough free units of a group — is decided here and only here, by grant,
-// on rows read into a batchState: locked, by a batch that then writes
-// what grant took (batch.go); or read without locks, by the refusal of a
-// claim made one by one (explain), which names the rule and line that
-// failed. Every refusal's code, line and text comes from grant. The
-// waiting room's rule (room.go: admissionFor, spendAdmission) is asked
-// before, at every door, since it needs no rows of the inventory.
+// The one decision. Whether a request can have what it asks — the
+// waiting room's admission, capacity, the holder's per-holder limit, the
+// key's quota, named units free, enough free units of a group — is
+// decided here and only here, by grant, on rows read into a batchState:
+// locked, by a batch that then writes what grant took (batch.go); or read
+// without locks, by the refusal of a claim made one by one (explain),
+// which names the rule and line that failed. Every refusal's code, line
+// and text comes from grant. Which room guards a request, and whether its
+// admission buys that much, is asked before (admission.go: guardRoom), at
+// every door, since it needs no rows of the inventory; the batch then
+// locks the admission and grant spends it.
 
 // batchState is what a batch has locked (or a look has read) and what its
 // grants have taken so far, in memory.
