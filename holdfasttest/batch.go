@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,6 +239,52 @@ func testBatchSpendsAdmissions(t *testing.T, h Harness) {
 	if batched && st.Stats().BatchFailures > 0 {
 		t.Fatal("a batch failed whole")
 	}
+}
+
+// Paid bookings arriving together are decided in batches, each payment
+// recorded captured with its booking in the batch's transaction: of two
+// bookings paying with the same ref, one is booked and the other is a
+// conflict that takes nothing, and every captured payment names a
+// confirmed hold.
+func testBatchRecordsPayments(t *testing.T, h Harness) {
+	s, b := openBatcher(t, h)
+	ctx := ctxT(t)
+	batched := batches(t, s, b)
+	MustCreatePool(t, s, "p", 40, 0) // room for all: a conflict is the ref's alone
+	st, _ := s.(holdfast.StatsReporter)
+	var before int64
+	if batched {
+		before = st.Stats().BatchedClaims
+	}
+	var mu sync.Mutex
+	codes := map[holdfast.Code]int{}
+	storm(40, func(i int) {
+		// Refs 0–9 are paid with twice.
+		_, err := s.BookPaid(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("h", i), Lines: pl("p", 1)}, eur(fmt.Sprintf("pi_%d", i%30), 900))
+		mu.Lock()
+		codes[holdfast.ErrorCode(err)]++
+		mu.Unlock()
+		if c := holdfast.ErrorCode(err); c != "" && c != holdfast.CodeConflict {
+			t.Errorf("booking %d: %v", i, err)
+		}
+	})
+	if codes[""] != 30 || codes[holdfast.CodeConflict] != 10 {
+		t.Fatalf("answers %v, want 30 booked and 10 conflicts", codes)
+	}
+	if batched && st.Stats().BatchedClaims-before < 30 {
+		t.Errorf("%d of 40 paid bookings went through a batch", st.Stats().BatchedClaims-before)
+	}
+	if p := MustPool(t, s, "p"); p.Confirmed != 30 {
+		t.Fatalf("pool: %+v, want 30 confirmed", p)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments p JOIN holds h ON h.id = p.hold_id
+		WHERE p.status = 'captured' AND h.status = 'confirmed' AND h.payment_ref = p.ref`); n != 30 {
+		t.Fatalf("%d captured payments on their confirmed bookings, want 30", n)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments`); n != 30 {
+		t.Fatalf("%d payments recorded, want 30", n)
+	}
+	MustAuditClean(t, s)
 }
 
 // Consecutive batches grant in arrival order: when capacity runs out in

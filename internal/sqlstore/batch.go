@@ -29,7 +29,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	w := newHoldWriter(s.d)
 	answers := make([]*holdfast.StoredResponse, len(batch))
 	for i, req := range batch {
-		if results[i].err != nil {
+		if results[i].err != nil || results[i].fallback {
 			continue
 		}
 		h, fail := st.grant(req, now)
@@ -65,6 +65,9 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		if batch[i].room != "" {
 			w.admit(batch[i].r.Admission, grants[i].ID)
 		}
+		if p := batch[i].pay; p != nil {
+			w.capture(grants[i].ID, *p)
+		}
 	}
 	stmts, checks := w.batchStmts(st)
 	s.claimStmts.Add(int64(len(stmts)))
@@ -74,7 +77,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
-			if stmts[k].SQL == keyInsert(w.keyRows) {
+			if stmts[k].SQL == keyInsert(w.keyRows) || stmts[k].SQL == captureInsert(w.payRows) {
 				return errKeyRace
 			}
 			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
@@ -176,6 +179,27 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 			var k [2]string
 			err := r.Scan(&k[0], &k[1])
 			used[k] = true
+			return err
+		}})
+	}
+	// Payment refs recorded already (or twice in the batch): the booking
+	// takes the ordinary path, which answers the conflict.
+	var refs []string
+	usedRefs := map[string]bool{}
+	for i, req := range batch {
+		if p := req.pay; p != nil && results[i].err == nil && !look {
+			if slices.Contains(refs, p.Ref) {
+				usedRefs[p.Ref] = true
+				continue
+			}
+			refs = append(refs, p.Ref)
+		}
+	}
+	if len(refs) > 0 {
+		qs = append(qs, Query{`SELECT ref FROM payments WHERE ref IN (` + s.d.ListSelect(1) + `)`, []any{s.d.ListArg(refs)}, func(r Row) error {
+			var ref string
+			err := r.Scan(&ref)
+			usedRefs[ref] = true
 			return err
 		}})
 	}
@@ -287,6 +311,9 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	for i, req := range batch {
 		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred && used[[2]string{rec.Scope, rec.Key}] {
 			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
+		}
+		if p := req.pay; results[i].err == nil && p != nil && usedRefs[p.Ref] {
+			results[i] = claimResult{fallback: true}
 		}
 	}
 	return st, now, nil

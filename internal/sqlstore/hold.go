@@ -91,9 +91,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	// A hold recording a payment takes the ordinary path: the batch's
-	// writer records none.
-	if s.coalesce && partOf(ctx) == nil && paying(ctx) == nil && !unitChannel(r) {
+	if s.coalesce && partOf(ctx) == nil && !unitChannel(r) {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {

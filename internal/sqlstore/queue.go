@@ -55,6 +55,8 @@ type claimReq struct {
 	// room is the waiting room whose admission the request spends (set
 	// by the batch that locks its ticket; "" when none protects it).
 	room string
+	// pay is the payment a booking records, captured, with its hold.
+	pay *holdfast.Payment
 }
 
 type claimResult struct {
@@ -73,7 +75,11 @@ type coalescer struct {
 }
 
 func (s *Store) newClaimReq(ctx context.Context, r holdfast.HoldRequest, ttl time.Duration, confirm bool, ref string) *claimReq {
-	return &claimReq{ctx: ctx, r: r, rec: s.key, ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
+	req := &claimReq{ctx: ctx, r: r, rec: s.key, ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
+	if confirm {
+		req.pay = paying(ctx)
+	}
+	return req
 }
 
 // submit queues claims, one after the other, and waits for their batches.
@@ -317,9 +323,10 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 			}
 			return s.batchTx(ctx, tx, batch, results, locked)
 		})
-		// A request with the same key committed between this batch's look
-		// at the keys and its write of them: look again (the key is then
-		// seen as used, and only that request is left out).
+		// A request with the same key (or payment ref) committed between
+		// this batch's look at the keys and its write of them: look again
+		// (the key is then seen as used, and only that request is left
+		// out).
 		if !errors.Is(err, errKeyRace) {
 			break
 		}

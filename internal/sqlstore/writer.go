@@ -24,9 +24,10 @@ type holdWriter struct {
 	newKeys  int
 	unitRows string
 	unitArgs []any
-	// admitRows are the admissions spent, each on its hold.
-	admitRows          string
-	admitArgs          []any
+	// admitRows are the admissions spent, each on its hold; payRows the
+	// payments bookings record, captured.
+	admitRows, payRows string
+	admitArgs, payArgs []any
 	holds, units, keys int
 	// lineNos, when set, numbers the lines of the one hold written (a
 	// part of a hold across shards: see Part).
@@ -102,6 +103,18 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, q quotaTake, rec *holdfa
 func (w *holdWriter) admit(token, holdID string) {
 	w.admitRows += sep(len(w.admitArgs)) + "(" + params(len(w.admitArgs)+1, 2) + ")"
 	w.admitArgs = append(w.admitArgs, token, holdID)
+}
+
+// capture records payment p, captured, for booking holdID.
+func (w *holdWriter) capture(holdID string, p holdfast.Payment) {
+	w.payRows += sep(len(w.payArgs)) + "(" + params(len(w.payArgs)+1, 4) + ", 'captured', holdfast_now_ms(), holdfast_now_ms())"
+	w.payArgs = append(w.payArgs, p.Ref, holdID, p.Amount, p.Currency)
+}
+
+// captureInsert records payments, captured; a ref someone else recorded
+// is left alone (and the row count tells).
+func captureInsert(rows string) string {
+	return `INSERT INTO payments (ref, hold_id, amount, currency, status, created_at, updated_at) VALUES ` + rows + ` ON CONFLICT (ref) DO NOTHING`
 }
 
 // answer records r under rec: a deferred key is written, done; a key
@@ -231,6 +244,10 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 			UPDATE room_tickets SET hold_id = v.hold_id FROM v
 			WHERE room_tickets.token = v.token AND room_tickets.status = 'admitted' AND room_tickets.hold_id IS NULL`, w.admitArgs})
 		checks = append(checks, int64(n))
+	}
+	if w.payRows != "" {
+		stmts = append(stmts, Stmt{captureInsert(w.payRows), w.payArgs})
+		checks = append(checks, int64(len(w.payArgs)/4))
 	}
 	if w.holds > 0 {
 		for _, st := range w.recordStmts() {
