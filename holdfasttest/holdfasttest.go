@@ -36,10 +36,11 @@ type Harness struct {
 	// ClaimsOnly marks a variant that differs from one the suite runs in
 	// full only in how it claims (a strategy other than the default):
 	// only the tests that reach a claim — the claim shapes, taking
-	// capacity again, waitlist offers, and the races over them — run. The
-	// engine around the claim (validation, events, idempotency records,
-	// keys, rooms, payments, retention) takes the same path whatever the
-	// strategy, and runs once per backend.
+	// capacity again, waitlist offers — and the races of the claim itself
+	// run. The engine around the claim (validation, events, idempotency
+	// records, keys, rooms, payments, retention) takes the same path
+	// whatever the strategy, and runs once per backend, as do the storms
+	// of features built on the claim (see engineOnly).
 	ClaimsOnly bool
 	// Capabilities are the optional contracts the backend promises (see
 	// holdfast.Capability): the suite checks its stores declare exactly

@@ -28,6 +28,15 @@ var engineOnly = map[string]bool{
 	"BatchStraddlesLastUnits": true, "BatchesGrantInArrivalOrder": true, "BatchEveryShape": true, "UnitBatchesGrantInArrivalOrder": true, "BatchCountsQuotas": true, "BatchSpendsAdmissions": true, "BatchRecordsPayments": true,
 	"Race/RoomAdmission": true, "Race/AdmitStock": true, "Race/PaymentVsSweeper": true, "Race/Sweepers": true,
 	"Race/IdempotencySameKey": true, "Race/EventFeedSkipsNothing": true, "Race/TransferVsConfirmExpiry": true,
+	// Races of a feature built on the claim (lifecycle changes, exchanges,
+	// allocations, waitlist offers, quotas): the feature's own code is the
+	// same whatever the strategy, and its storm runs on the default one;
+	// each strategy still runs the feature's test, and the races of the
+	// claim itself (pools, seats, riders, limits, expired capacity, late
+	// confirms, seats together) with their full storms.
+	"Race/ConfirmVsExpiry": true, "Race/ReleaseVsConfirm": true, "Race/ExchangeVsClaims": true, "Race/Allocation": true,
+	"Race/UnitAllocation": true, "Race/ChangesWithClaims": true, "Race/Waitlist": true, "Race/GroupWaitlist": true,
+	"Race/KeyQuota": true,
 }
 
 // Run runs the whole conformance suite against the backend h opens.
