@@ -29,9 +29,41 @@ func Bench(b *testing.B, h Harness) {
 		}
 		benchHolds(b, s, func(r *rand.Rand) string { return fmt.Sprintf("cold-%d", r.IntN(1000)) })
 	})
+	// The hot pool, each hold counted against one of 64 keys' quotas.
+	b.Run("HotPoolQuota", func(b *testing.B) {
+		s, _ := h.Open(b)
+		MustCreatePool(b, s, "hot", holdfast.MaxCapacity, 0)
+		for k := range 64 {
+			mustQuotaKey(b, s, fmt.Sprint("k", k), holdfast.MaxCapacity)
+		}
+		benchDo(b, s, func(ctx context.Context, r *rand.Rand, n int64) error {
+			k := fmt.Sprint("k", r.IntN(64))
+			_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Owner: holdfast.KeyOwner(k), QuotaKey: k,
+				Lines: []holdfast.Line{{Pool: "hot", Quantity: 1}}})
+			return err
+		})
+	})
+	// The hot pool, each a booking that records its payment.
+	b.Run("HotPoolPaid", func(b *testing.B) {
+		s, _ := h.Open(b)
+		MustCreatePool(b, s, "hot", holdfast.MaxCapacity, 0)
+		benchDo(b, s, func(ctx context.Context, r *rand.Rand, n int64) error {
+			_, err := s.BookPaid(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Lines: []holdfast.Line{{Pool: "hot", Quantity: 1}}},
+				eur(fmt.Sprint("pi_", n), 900))
+			return err
+		})
+	})
 }
 
 func benchHolds(b *testing.B, s holdfast.Store, pool func(*rand.Rand) string) {
+	benchDo(b, s, func(ctx context.Context, r *rand.Rand, n int64) error {
+		_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b-%d", n), Lines: []holdfast.Line{{Pool: pool(r), Quantity: 1}}})
+		return err
+	})
+}
+
+// benchDo runs do from 16 goroutines a CPU; n is unique to each call.
+func benchDo(b *testing.B, s holdfast.Store, do func(ctx context.Context, r *rand.Rand, n int64) error) {
 	ctx := context.Background()
 	var n atomic.Int64
 	b.SetParallelism(16)
@@ -39,11 +71,7 @@ func benchHolds(b *testing.B, s holdfast.Store, pool func(*rand.Rand) string) {
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(uint64(n.Add(1)), 7))
 		for pb.Next() {
-			_, err := s.Hold(ctx, holdfast.HoldRequest{
-				Holder: fmt.Sprintf("b-%d", n.Add(1)),
-				Lines:  []holdfast.Line{{Pool: pool(r), Quantity: 1}},
-			})
-			if err != nil {
+			if err := do(ctx, r, n.Add(1)); err != nil {
 				b.Error(err)
 				return
 			}

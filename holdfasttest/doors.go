@@ -33,7 +33,7 @@ func mustAdmission(t *testing.T, s holdfast.Store, room, holder, owner string) s
 }
 
 // mustQuotaKey makes a client key with a quota of held units.
-func mustQuotaKey(t *testing.T, s holdfast.Store, id string, max int64) {
+func mustQuotaKey(t testing.TB, s holdfast.Store, id string, max int64) {
 	t.Helper()
 	if _, err := s.CreateKey(context.Background(), holdfast.APIKey{ID: id, Name: id, Role: holdfast.RoleClient, Hash: []byte(id), MaxHeldUnits: max}); err != nil {
 		t.Fatal(err)
