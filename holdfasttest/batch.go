@@ -279,6 +279,48 @@ func testBatchRecordsPayments(t *testing.T, h Harness) {
 	MustAuditClean(t, s)
 }
 
+// A batch takes seats set aside for a channel as one-by-one holds in
+// arrival order would: the channel's sale has its own seats, by name or
+// any k, and the general sale never takes one of them.
+func testBatchTakesChannelSeats(t *testing.T, h Harness) {
+	s, b := openBatcher(t, h)
+	ctx := ctxT(t)
+	batched := batches(t, s, b)
+	mustRowA(t, s, "hall", 6)
+	if _, err := s.AllocateUnits(ctx, holdfast.UnitAllocationRequest{Group: "hall", Channel: "box", Units: []string{"A-1", "A-2", "A-3"}}); err != nil {
+		t.Fatal(err)
+	}
+	named := func(holder, channel string, units ...string) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: holder, Lines: []holdfast.Line{{Units: units, Channel: channel}}}
+	}
+	anyOf := func(holder, channel string, k int64) holdfast.HoldRequest {
+		return holdfast.HoldRequest{Holder: holder, Lines: []holdfast.Line{{Group: "hall", Any: k, Channel: channel}}}
+	}
+	since := batchedFrom(s)
+	reqs := []holdfast.HoldRequest{named("g1", "", "A-1"), named("c1", "box", "A-1"), named("c2", "box", "A-4"), anyOf("c3", "box", 2),
+		anyOf("g2", "", 3), named("c4", "box", "A-1")}
+	holds, errs := b.HoldBatch(ctx, reqs, nil)
+	want := []holdfast.Code{holdfast.CodeUnavailable, "", holdfast.CodeUnavailable, "", "", holdfast.CodeUnavailable}
+	for i, w := range want {
+		if got := holdfast.ErrorCode(errs[i]); got != w {
+			t.Errorf("request %d (%s): got %q (%v), want %q", i, reqs[i].Holder, got, errs[i], w)
+		}
+	}
+	if n := since(); batched && n < int64(len(reqs)) {
+		t.Errorf("%d of %d holds of named seats were decided in a batch", n, len(reqs))
+	}
+	if got := holds[3].Lines[0].Units; !slices.Equal(got, []string{"A-2", "A-3"}) {
+		t.Errorf("the channel's any 2: %v, want A-2 and A-3", got)
+	}
+	if got := holds[4].Lines[0].Units; !slices.Equal(got, []string{"A-4", "A-5", "A-6"}) {
+		t.Errorf("the general sale's any 3: %v, want A-4 to A-6", got)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM units WHERE group_id = 'hall' AND hold_id IS NOT NULL`); n != 6 {
+		t.Fatalf("%d seats held, want all 6", n)
+	}
+	MustAuditClean(t, s)
+}
+
 // Consecutive batches grant in arrival order: when capacity runs out in
 // one batch, no claim of a later batch was granted, even where the
 // backend lets the next batch start before the one before it commits.

@@ -78,12 +78,6 @@ func splitSale(key string) (group, channel string) {
 	return group, channel
 }
 
-// unitChannel reports whether r takes units set aside for a channel: the
-// ordinary path claims them (the batch reads the general sale's only).
-func unitChannel(r holdfast.HoldRequest) bool {
-	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Channel != "" && l.Kind() != holdfast.LinePool })
-}
-
 func hasChannel(r holdfast.HoldRequest) bool {
 	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Channel != "" })
 }

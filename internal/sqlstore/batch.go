@@ -27,6 +27,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	var granted []int
 	grants := make([]holdfast.Hold, len(batch))
 	w := newHoldWriter(s.d)
+	w.sale = st.sale
 	answers := make([]*holdfast.StoredResponse, len(batch))
 	for i, req := range batch {
 		if results[i].err != nil || results[i].fallback {
@@ -148,7 +149,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		forUpdate, skipLocked = "", ""
 	}
 	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, unitSale: map[string]string{}, free: map[string][]string{},
-		quotas: map[string]quota{}, quotaAdded: map[string]int64{}, tickets: map[string]bool{}}
+		quotas: map[string]quota{}, quotaAdded: map[string]int64{}, tickets: map[string]bool{}, sale: map[string]string{}}
 	var now int64
 	var qs []Query
 

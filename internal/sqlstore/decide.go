@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/holdfast/holdfast"
@@ -45,6 +46,9 @@ type batchState struct {
 	// add to each.
 	quotas     map[string]quota
 	quotaAdded map[string]int64
+	// sale: the sale each unit granted is taken in (the writer's update
+	// takes it only while it is in that sale).
+	sale map[string]string
 	// tickets: the admissions the batch's requests spend, locked, true
 	// while spendable (the request's holder's, key's and room's,
 	// admitted, unexpired, unused); a grant spends its request's.
@@ -80,7 +84,8 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	}
 	var pools []take
 	var named []string
-	picked := map[string]int{} // per sale of a group: units taken by this request
+	picked := map[string]int{}   // per sale of a group: units taken by this request
+	sales := map[string]string{} // each unit's sale, for st.sale once granted
 	lines := make([]holdfast.Line, len(r.Lines))
 	// A key's quota counts held units (a booking is never held): the line
 	// at which the request would pass it fails there, after the line's own
@@ -155,6 +160,9 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			}
 			named = append(named, l.Units...)
 			lines[i].Units = slices.Clone(l.Units)
+			for _, u := range l.Units {
+				sales[u] = l.Channel
+			}
 		case holdfast.LineAny:
 			// Short of free units the batch could lock: others may be
 			// locked by claims in flight, or held by expired holds; the
@@ -177,6 +185,9 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			}
 			lines[i].Units = slices.Sorted(slices.Values(free[:l.Any]))
 			picked[sale] += int(l.Any)
+			for _, u := range free[:l.Any] {
+				sales[u] = l.Channel
+			}
 		}
 	}
 	// Every line fits: take it.
@@ -195,6 +206,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	for _, u := range named {
 		st.units[u] = false
 	}
+	maps.Copy(st.sale, sales)
 	for g, n := range picked {
 		st.free[g] = st.free[g][n:]
 	}

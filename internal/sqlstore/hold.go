@@ -91,7 +91,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
-	if s.coalesce && partOf(ctx) == nil && !unitChannel(r) {
+	if s.coalesce && partOf(ctx) == nil {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
 			if avail, refused := s.refusesSoldOut(ctx, pool, q); refused {
@@ -217,7 +217,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	valid := s.coalesce && len(rs) > 0 && len(rs) <= maxQueue
 	for _, r := range rs {
-		valid = valid && r.Validate(s.cfg) == nil && !hasTogether(r) && !hasChannel(r)
+		valid = valid && r.Validate(s.cfg) == nil && !hasTogether(r)
 	}
 	if !valid {
 		for i, r := range rs {
@@ -235,6 +235,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 			errs[i] = err
 			continue
 		}
+		r = channelLines(r)
 		reqs = append(reqs, views[i].newClaimReq(ctx, r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, ""))
 		at = append(at, i)
 	}

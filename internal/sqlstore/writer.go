@@ -24,6 +24,10 @@ type holdWriter struct {
 	newKeys  int
 	unitRows string
 	unitArgs []any
+	// sale names the sale each unit a batch takes is claimed in ("" the
+	// general one, else a channel's): the update of units takes a unit
+	// only while it is in that sale.
+	sale map[string]string
 	// admitRows are the admissions spent, each on its hold; payRows the
 	// payments bookings record, captured.
 	admitRows, payRows string
@@ -74,8 +78,8 @@ func (w *holdWriter) add(h holdfast.Hold, confirm bool, q quotaTake, rec *holdfa
 		for _, u := range l.Units {
 			w.claimRows += sep(len(w.claimArgs)) + "(" + params(len(w.claimArgs)+1, 3) + ", TRUE)"
 			w.claimArgs = append(w.claimArgs, h.ID, no, u)
-			w.unitRows += sep(len(w.unitArgs)) + "(" + params(len(w.unitArgs)+1, 2) + ")"
-			w.unitArgs = append(w.unitArgs, u, h.ID)
+			w.unitRows += sep(len(w.unitArgs)) + "(" + params(len(w.unitArgs)+1, 3) + ")"
+			w.unitArgs = append(w.unitArgs, u, h.ID, w.sale[u])
 			w.units++
 		}
 	}
@@ -218,8 +222,8 @@ func (w *holdWriter) batchStmts(st *batchState) ([]Stmt, []int64) {
 	}
 
 	if w.units > 0 {
-		stmts = append(stmts, Stmt{`WITH v (id, hold_id) AS (VALUES ` + w.unitRows + `)
-			UPDATE units SET hold_id = v.hold_id FROM v WHERE units.id = v.id AND units.hold_id IS NULL`, w.unitArgs})
+		stmts = append(stmts, Stmt{`WITH v (id, hold_id, channel) AS (VALUES ` + w.unitRows + `)
+			UPDATE units SET hold_id = v.hold_id FROM v WHERE units.id = v.id AND units.hold_id IS NULL AND units.channel = v.channel`, w.unitArgs})
 		checks = append(checks, int64(w.units))
 	}
 	// The keys' quotas: one update of every key the batch counted holds
