@@ -91,6 +91,8 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
+	// Every claim joins a batch, but a part of a hold across shards: its
+	// hold id and line numbers are the coordinator's.
 	if s.coalesce && partOf(ctx) == nil {
 		if len(r.Lines) == 1 && r.Lines[0].Kind() == holdfast.LinePool {
 			pool, q := r.Lines[0].Pool, r.Lines[0].Quantity
