@@ -124,7 +124,7 @@ func testBatchStraddlesLastUnits(t *testing.T, h Harness) {
 // quota_exceeded (at its line) and takes nothing, the holds before it
 // count, the key's total and each hold's share are written with the
 // batch, what a key's waitlist entries wait for counts as held, and a
-// booking (never held) is not counted.
+// hold under no key is not counted.
 func testBatchCountsQuotas(t *testing.T, h Harness) {
 	if !quotaCounted(h) {
 		t.Skip("this backend counts quotas elsewhere")
