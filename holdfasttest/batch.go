@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -517,4 +518,128 @@ func wantFirstGranted(t *testing.T, label string, errs []error, n int, code hold
 			t.Fatalf("%s: claim %d of %d (%d to give): got %q (%v), want %q", label, i, len(errs), n, got, err, want)
 		}
 	}
+}
+
+// changesFrom returns how many lifecycle changes s has decided in
+// batches since the call (0 for a store that does not report it).
+func changesFrom(s holdfast.Store) func() int64 {
+	st, ok := s.(holdfast.StatsReporter)
+	if !ok {
+		return func() int64 { return 0 }
+	}
+	before := st.Stats().BatchedChanges
+	return func() int64 { return st.Stats().BatchedChanges - before }
+}
+
+// Partial confirms arriving together are decided in batches of changes
+// where the store batches them, each exactly as alone: it keeps its part
+// of every line (a pool's quantity, named seats, an any line's units) and
+// gives the rest back — the pool's held, the holder's total under the
+// limit, the units and their claims — while a full confirm, a release and
+// a refused part of other holds land in the same batches.
+func testBatchConfirmsParts(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	const n = 40
+	MustCreatePool(t, s, "p", 4*n, 4)
+	var named, loose []string
+	for i := range 2 * n {
+		named = append(named, fmt.Sprintf("S-%03d", i))
+		loose = append(loose, fmt.Sprintf("L-%03d", i))
+	}
+	loose = append(loose, "L-probe")
+	MustCreateGroup(t, s, "seats", false, named...)
+	MustCreateGroup(t, s, "floor", false, loose...)
+	// Does the store batch changes at all? A plain confirm says.
+	since := changesFrom(s)
+	if _, err := s.Confirm(ctx, MustHold(t, s, "probe", holdfast.Line{Group: "floor", Any: 1}).ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	batching := since() > 0
+	holds := make([]holdfast.Hold, n)
+	for i := range holds {
+		holds[i] = MustHold(t, s, fmt.Sprintf("h%02d", i), holdfast.Line{Pool: "p", Quantity: 4},
+			holdfast.Line{Units: named[2*i : 2*i+2]}, holdfast.Line{Group: "floor", Any: 2})
+	}
+	// What each keeps: i%5 == 0 confirms whole, 1 releases, 2 names a
+	// line the hold does not have (refused, nothing changes); the others
+	// keep 1–3 of the pool's 4, one named seat and one of the any line's.
+	keep := func(i int) int64 { return int64(i%3) + 1 }
+	part := func(i int) []holdfast.PartLine {
+		hd := holds[i]
+		return []holdfast.PartLine{{Line: 0, Quantity: keep(i)}, {Line: 1, Units: hd.Lines[1].Units[1:]}, {Line: 2, Units: hd.Lines[2].Units[:1]}}
+	}
+	got := make([]holdfast.Hold, n)
+	errs := make([]error, n)
+	since = changesFrom(s)
+	storm(n, func(i int) {
+		id := holds[i].ID
+		switch i % 5 {
+		case 0:
+			got[i], errs[i] = s.Confirm(ctx, id, "")
+		case 1:
+			got[i], errs[i] = s.Release(ctx, id)
+		case 2:
+			got[i], errs[i] = s.ConfirmPart(ctx, id, "", []holdfast.PartLine{{Line: 0, Quantity: 1}, {Line: 3, Quantity: 1}})
+		default:
+			got[i], errs[i] = s.ConfirmPart(ctx, id, fmt.Sprintf("pay_%d", i), part(i))
+		}
+	})
+	if d := since(); batching && d != n {
+		t.Errorf("%d of %d changes were decided in batches", d, n)
+	}
+	var confirmed, held, claims int64
+	for i := range holds {
+		err, g := errs[i], got[i]
+		switch i % 5 {
+		case 0:
+			if err != nil || g.Status != holdfast.StatusConfirmed || g.Lines[0].Quantity != 4 || len(g.Lines[1].Units) != 2 || len(g.Lines[2].Units) != 2 {
+				t.Fatalf("hold %d confirmed whole: %+v, %v", i, g, err)
+			}
+			confirmed += 4
+			claims += 4
+		case 1:
+			if err != nil || g.Status != holdfast.StatusReleased {
+				t.Fatalf("hold %d released: %+v, %v", i, g, err)
+			}
+		case 2:
+			wantCode(t, err, holdfast.CodeInvalid, 1)
+			if g, err := s.GetHold(ctx, holds[i].ID); err != nil || g.Status != holdfast.StatusHeld {
+				t.Fatalf("hold %d after a refused part: %+v, %v", i, g, err)
+			}
+			held += 4
+			claims += 4
+		default:
+			want := part(i)
+			if err != nil || g.Status != holdfast.StatusConfirmed || g.PaymentRef != fmt.Sprintf("pay_%d", i) || g.Lines[0].Quantity != keep(i) ||
+				!slices.Equal(g.Lines[1].Units, want[1].Units) || g.Lines[2].Any != 1 || !slices.Equal(g.Lines[2].Units, want[2].Units) {
+				t.Fatalf("hold %d partly confirmed: %+v, %v; want %+v", i, g, err, want)
+			}
+			if stored, err := s.GetHold(ctx, g.ID); err != nil || !reflect.DeepEqual(stored.Lines, g.Lines) {
+				t.Fatalf("hold %d as stored: %+v, %v; answered %+v", i, stored.Lines, err, g.Lines)
+			}
+			confirmed += keep(i)
+			claims += 2
+		}
+	}
+	if p := MustPool(t, s, "p"); p.Confirmed != confirmed || p.Held != held {
+		t.Fatalf("pool after the batch: confirmed %d, held %d; want %d, %d", p.Confirmed, p.Held, confirmed, held)
+	}
+	// What each holder has left under the limit is what it gave back.
+	if got := MustCount(t, s, `SELECT COALESCE(SUM(taken), 0) FROM pool_holders WHERE pool_id = 'p'`); got != confirmed+held {
+		t.Fatalf("holders' totals %d, want %d", got, confirmed+held)
+	}
+	if got := MustCount(t, s, `SELECT COUNT(*) FROM unit_claims c JOIN holds h ON h.id = c.hold_id WHERE h.holder <> 'probe' AND c.active`); got != claims {
+		t.Fatalf("%d unit claims left, want %d", got, claims)
+	}
+	if got := MustCount(t, s, `SELECT COUNT(*) FROM units WHERE hold_id IS NULL`); got != 4*n-claims {
+		t.Fatalf("%d units free, want %d", got, 4*n-claims)
+	}
+	// A holder that kept 1 may hold 3 more, and no more.
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "h03", Lines: []holdfast.Line{{Pool: "p", Quantity: 4 - keep(3)}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "h03", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	wantCode(t, err, holdfast.CodeLimitExceeded, 0)
+	MustAuditClean(t, s)
 }

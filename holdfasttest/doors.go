@@ -593,8 +593,8 @@ func rulesAtChannelDoor(t *testing.T, h Harness, s holdfast.Store, guard func(ro
 	}
 }
 
-// raceChangesWithClaims: lifecycle changes (confirm, release, extend,
-// complete) and claims of the same pool and riders, from many clients on
+// raceChangesWithClaims: lifecycle changes (confirm whole or in part,
+// release, extend, complete) and claims of the same pool and riders, from many clients on
 // several servers at once — with batching, changes and claims of the
 // same rows decided in the same moment. Every acknowledged confirm is
 // counted in the database, nothing is oversold or double-booked, every
@@ -627,14 +627,20 @@ func raceChangesWithClaims(t *testing.T, h Harness) {
 				}
 				continue
 			}
-			hd, err := st.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b%d-%d", i, n), Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+			// Holds of two are confirmed in part: one kept, one given back.
+			q := int64(1 + n%2)
+			hd, err := st.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("b%d-%d", i, n), Lines: []holdfast.Line{{Pool: "p", Quantity: q}}})
 			o.add(err)
 			if err != nil {
 				continue
 			}
 			switch rng.IntN(3) {
 			case 0:
-				_, err = st.Confirm(ctx, hd.ID, fmt.Sprintf("pay-%d-%d", i, n))
+				if q == 1 {
+					_, err = st.Confirm(ctx, hd.ID, fmt.Sprintf("pay-%d-%d", i, n))
+				} else {
+					_, err = st.ConfirmPart(ctx, hd.ID, fmt.Sprintf("pay-%d-%d", i, n), []holdfast.PartLine{{Line: 0, Quantity: 1}})
+				}
 				if err == nil {
 					mu.Lock()
 					confirmed++

@@ -25,7 +25,7 @@ var engineOnly = map[string]bool{
 	"Keys": true, "Retention": true, "SoldOutTurnsCorrect": true, "Transfer": true, "Payments": true,
 	"Rooms": true, "RoomDraw": true, "Capabilities": true, "AdmitStock": true, "AdmissionUnits": true,
 	// The batches' order: only the default strategy batches.
-	"BatchStraddlesLastUnits": true, "BatchesGrantInArrivalOrder": true, "BatchEveryShape": true, "UnitBatchesGrantInArrivalOrder": true, "BatchCountsQuotas": true, "BatchSpendsAdmissions": true, "BatchRecordsPayments": true, "BatchTakesChannelSeats": true,
+	"BatchStraddlesLastUnits": true, "BatchesGrantInArrivalOrder": true, "BatchEveryShape": true, "UnitBatchesGrantInArrivalOrder": true, "BatchCountsQuotas": true, "BatchSpendsAdmissions": true, "BatchRecordsPayments": true, "BatchTakesChannelSeats": true, "BatchConfirmsParts": true,
 	"Race/RoomAdmission": true, "Race/AdmitStock": true, "Race/PaymentVsSweeper": true, "Race/Sweepers": true,
 	"Race/IdempotencySameKey": true, "Race/EventFeedSkipsNothing": true, "Race/TransferVsConfirmExpiry": true,
 	// Races of a feature built on the claim (lifecycle changes, exchanges,
@@ -78,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"BatchEveryShape", testBatchEveryShape},
 		{"UnitBatchesGrantInArrivalOrder", testUnitBatchesGrantInArrivalOrder},
 		{"BatchCountsQuotas", testBatchCountsQuotas},
+		{"BatchConfirmsParts", testBatchConfirmsParts},
 		{"BatchSpendsAdmissions", testBatchSpendsAdmissions},
 		{"BatchRecordsPayments", testBatchRecordsPayments},
 		{"BatchTakesChannelSeats", testBatchTakesChannelSeats},

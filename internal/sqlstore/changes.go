@@ -26,10 +26,15 @@ import (
 // once. Locks are taken in the global order: holds, pools, holders'
 // totals, units, keys.
 //
+// A partial confirm on time is decided here too: it keeps its part (the
+// rule of keepPart, confirm.go) and gives back the rest in the same
+// statements — the pools' held, the holders' totals, the dropped units
+// and their claims, the lines' quantities.
+//
 // A change the batch cannot make alone takes the ordinary path (change):
 // a second change of the same hold in one batch, a late confirm (a
-// hold_expired confirm goes on to the careful path, as before), a part of
-// a hold across shards.
+// hold_expired confirm goes on to the careful path, as before), a
+// confirm that records a payment, a part of a hold across shards.
 
 type changeKind int
 
@@ -118,7 +123,6 @@ func (s *Store) runChanges(batch []*changeReq) {
 		return
 	}
 	s.changeBatches.Add(1)
-	s.changesBatched.Add(int64(len(live)))
 	ctxs := make([]context.Context, len(live))
 	for i, req := range live {
 		ctxs[i] = req.ctx
@@ -149,6 +153,9 @@ func (s *Store) runChanges(batch []*changeReq) {
 			req.done <- changeResult{fallback: true}
 			continue
 		}
+		if !results[i].fallback { // decided here: made or refused
+			s.changesBatched.Add(1)
+		}
 		req.done <- results[i]
 	}
 }
@@ -168,6 +175,10 @@ type lockedHold struct {
 	created int64
 	quota   string
 	units   int64 // counted against quota
+	// lines are the hold's lines as stored (a channel's pool line names
+	// its allocation's row), parallel to h.Lines: what a confirm keeps
+	// of each, all unless it confirms a part.
+	lines []heldLine
 }
 
 // transition decides change c of a hold in state st (expired: past its
@@ -231,6 +242,10 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 			results[i].err = err
 			continue
 		}
+		if err := keepPart(lh.lines, req.c.part); err != nil {
+			results[i].err = err
+			continue
+		}
 		touched[req.id] = true
 		byKind[req.c.kind] = append(byKind[req.c.kind], i)
 	}
@@ -286,7 +301,9 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	}
 	taken := map[hk]int64{}
 	quota := map[string]int64{}
-	var freed, completed []string
+	var freed, completed, parted, dropped []string
+	var lineSets binds // a partial confirm's lines: what each keeps
+	var quantities, anyCounts string
 	for kind, reqs := range byKind {
 		for _, i := range reqs {
 			lh := holds[batch[i].id]
@@ -301,24 +318,43 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 			case kindComplete:
 				completed = append(completed, lh.h.ID)
 			}
-			for _, l := range lh.h.Lines {
-				if l.Pool == "" {
+			if len(batch[i].c.part) > 0 {
+				parted = append(parted, lh.h.ID)
+			}
+			for k, l := range lh.lines {
+				for _, u := range l.units {
+					if !slices.Contains(l.kept, u) {
+						dropped = append(dropped, lh.h.ID+" "+u)
+					}
+				}
+				pl := &lh.h.Lines[k] // the answer: what the hold has now
+				switch {
+				case l.kind == "pool" && l.keep != l.quantity:
+					quantities += ` WHEN hold_id = ` + lineSets.add(lh.h.ID) + ` AND line_no = ` + lineSets.add(l.no) + ` THEN ` + lineSets.add(l.keep)
+					pl.Quantity = l.keep
+				case l.kind == "any" && len(l.kept) != len(l.units):
+					anyCounts += ` WHEN hold_id = ` + lineSets.add(lh.h.ID) + ` AND line_no = ` + lineSets.add(l.no) + ` THEN ` + lineSets.add(int64(len(l.kept)))
+					pl.Any, pl.Units = int64(len(l.kept)), l.kept
+				case len(l.kept) != len(l.units):
+					pl.Units = l.kept
+				}
+				if l.pool == "" { // the pool's row: a channel's is its allocation's
 					continue
 				}
-				pool := l.Pool // the pool's row: a channel's is its allocation's
-				if l.Channel != "" {
-					pool = allocID(l.Pool, l.Channel)
-				}
+				scope := hk{l.pool, holderScope(lh.h.Owner, lh.h.Holder)}
 				switch kind {
-				case kindConfirm:
-					delta(pool).held -= l.Quantity
-					delta(pool).confirmed += l.Quantity
+				case kindConfirm: // what a partial confirm does not keep goes back
+					delta(l.pool).held -= l.quantity
+					delta(l.pool).confirmed += l.keep
+					if back := l.quantity - l.keep; back > 0 {
+						taken[scope] += back
+					}
 				case kindRelease:
-					delta(pool).held -= l.Quantity
-					taken[hk{pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
+					delta(l.pool).held -= l.quantity
+					taken[scope] += l.quantity
 				case kindCancel:
-					delta(pool).confirmed -= l.Quantity
-					taken[hk{pool, holderScope(lh.h.Owner, lh.h.Holder)}] += l.Quantity
+					delta(l.pool).confirmed -= l.quantity
+					taken[scope] += l.quantity
 				}
 			}
 		}
@@ -341,8 +377,35 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		stmts = append(stmts, Stmt{`UPDATE pool_holders SET taken = taken - $3 WHERE pool_id = $1 AND holder = $2`, []any{k.pool, k.holder, taken[k]}})
 		checks = append(checks, -1) // an unlimited pool keeps no totals
 	}
-	if all := append(slices.Clone(freed), completed...); len(all) > 0 && s.d.RowLocks {
-		stmts = append(stmts, Stmt{`SELECT id FROM units WHERE hold_id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + s.d.ForUpdate, []any{s.d.ListArg(all)}})
+	// A partial confirm's dropped units are named "hold unit" (neither
+	// id has a space): the unit and the claim of that very hold.
+	var droppedUnits []string
+	for _, d := range dropped {
+		_, u, _ := strings.Cut(d, " ")
+		droppedUnits = append(droppedUnits, u)
+	}
+	if all := append(slices.Clone(freed), completed...); (len(all) > 0 || len(dropped) > 0) && s.d.RowLocks {
+		stmts = append(stmts, Stmt{`SELECT id FROM units WHERE hold_id IN (` + s.d.ListSelect(1) + `) OR id IN (` + s.d.ListSelect(2) + `) ORDER BY id` + s.d.ForUpdate,
+			[]any{s.d.ListArg(all), s.d.ListArg(droppedUnits)}})
+		checks = append(checks, -1)
+	}
+	if len(dropped) > 0 {
+		stmts = append(stmts,
+			Stmt{`DELETE FROM unit_claims WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND hold_id || ' ' || unit_id IN (` + s.d.ListSelect(2) + `)`,
+				[]any{s.d.ListArg(parted), s.d.ListArg(dropped)}},
+			Stmt{`UPDATE units SET ` + unitsBack + ` WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND id IN (` + s.d.ListSelect(2) + `)`,
+				[]any{s.d.ListArg(parted), s.d.ListArg(droppedUnits)}})
+		checks = append(checks, int64(len(dropped)), int64(len(dropped)))
+	}
+	if quantities != "" || anyCounts != "" {
+		set := func(col, cases string) string {
+			if cases == "" {
+				return col + ` = ` + col
+			}
+			return col + ` = CASE` + cases + ` ELSE ` + col + ` END`
+		}
+		stmts = append(stmts, Stmt{`UPDATE hold_lines SET ` + set("quantity", quantities) + `, ` + set("any_count", anyCounts) +
+			` WHERE hold_id IN (` + s.d.ListSelect(len(lineSets.args)+1) + `)`, append(lineSets.args, s.d.ListArg(parted))})
 		checks = append(checks, -1)
 	}
 	if len(freed) > 0 {
@@ -503,17 +566,19 @@ func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[st
 			at[lh.h.ID] = map[int]int{}
 			return nil
 		}},
-		{`SELECT hold_id, line_no, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
+		{`SELECT hold_id, line_no, kind, COALESCE(pool_id, ''), COALESCE(quantity, 0), COALESCE(group_id, ''), COALESCE(any_count, 0)
 			FROM hold_lines WHERE hold_id IN (` + s.d.ListSelect(1) + `) ORDER BY hold_id, line_no`, list, func(r Row) error {
 			var id string
-			var no int
+			var hl heldLine
 			var l holdfast.Line
-			if err := r.Scan(&id, &no, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
+			if err := r.Scan(&id, &hl.no, &hl.kind, &l.Pool, &l.Quantity, &l.Group, &l.Any); err != nil {
 				return err
 			}
 			if lh := out[id]; lh != nil {
-				at[id][no] = len(lh.h.Lines)
+				hl.pool, hl.quantity, hl.keep = l.Pool, l.Quantity, l.Quantity
+				at[id][hl.no] = len(lh.h.Lines)
 				lh.h.Lines = append(lh.h.Lines, publicLine(l))
+				lh.lines = append(lh.lines, hl)
 			}
 			return nil
 		}},
@@ -526,6 +591,8 @@ func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[st
 			if lh := out[id]; lh != nil {
 				if i, ok := at[id][no]; ok {
 					lh.h.Lines[i].Units = append(lh.h.Lines[i].Units, unit)
+					lh.lines[i].units = append(lh.lines[i].units, unit)
+					lh.lines[i].kept = lh.lines[i].units
 				}
 			}
 			return nil

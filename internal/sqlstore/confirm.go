@@ -34,6 +34,16 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 	if err := validatePart(part); err != nil {
 		return holdfast.Hold{}, err
 	}
+	if len(part) > 0 && pay == nil {
+		// A partial confirm on time joins a batch of changes where the
+		// store batches them: it keeps its part and gives back the rest
+		// there. Late, it goes on to the careful path, as below.
+		h, ok, err := s.inBatch(ctx, id, change{from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
+			event: holdfast.EventHoldConfirmed, part: part})
+		if ok && holdfast.ErrorCode(err) != holdfast.CodeHoldExpired {
+			return h, err
+		}
+	}
 	if len(part) == 0 && pay == nil {
 		h, err := s.change(ctx, id, change{
 			from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,

@@ -31,20 +31,17 @@ type change struct {
 	kind changeKind
 	ref  string
 	ttl  time.Duration
+	// part is what a partial confirm keeps (confirm.go); the rest goes
+	// back in the same batch.
+	part []holdfast.PartLine
 }
 
 func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold, error) {
 	if holdfast.ValidateID("hold", id) != nil { // no such id was ever made
 		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
-	if c.kind != kindNone && s.coalesce && partOf(ctx) == nil {
-		res := s.submitChange(ctx, id, c)
-		if !res.fallback {
-			if res.answer != nil {
-				s.answer = res.answer
-			}
-			return res.h, res.err
-		}
+	if h, ok, err := s.inBatch(ctx, id, c); ok {
+		return h, err
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(preparing(ctx), func(tx Querier) error {
@@ -95,6 +92,24 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 		return settle(rows[1])
 	})
 	return h, err
+}
+
+// inBatch makes change c of hold id in a batch of changes (changes.go)
+// where the store batches them; ok is false when it takes the ordinary
+// path instead (one by one, a part of a hold across shards, or a change
+// the batch leaves to it).
+func (s *Store) inBatch(ctx context.Context, id string, c change) (h holdfast.Hold, ok bool, err error) {
+	if c.kind == kindNone || !s.coalesce || partOf(ctx) != nil {
+		return h, false, nil
+	}
+	res := s.submitChange(ctx, id, c)
+	if res.fallback {
+		return h, false, nil
+	}
+	if res.answer != nil {
+		s.answer = res.answer
+	}
+	return res.h, true, res.err
 }
 
 // whyNot explains why a change's conditional update matched no row.
