@@ -1,4 +1,4 @@
-.PHONY: test run build bench chaos screenshots
+.PHONY: test run build bench chaos soak screenshots
 # Every test, with PostgreSQL and Redis started if they are not running.
 test:
 	./scripts/test.sh
@@ -23,6 +23,12 @@ bench:
 # a soak; CHAOS_ONLY=kill-9,network for some scenarios.
 chaos:
 	./scripts/chaos.sh
+
+# The chaos scenarios with long storms (a minute each unless
+# CHAOS_DURATION says; `make test` runs 12 s ones): for rare interleavings,
+# outside the test run's budget.
+soak:
+	CHAOS_DURATION=$${CHAOS_DURATION:-1m} ./scripts/chaos.sh
 
 # The page's screenshots in docs/screenshots, taken by the browser tests
 # (desktop, phone, dark, the seat map mid-sale, the venue map mid-sale,

@@ -643,3 +643,108 @@ func testBatchConfirmsParts(t *testing.T, h Harness) {
 	wantCode(t, err, holdfast.CodeLimitExceeded, 0)
 	MustAuditClean(t, s)
 }
+
+// Late confirms arriving together, of holds past their expiry that no
+// sweeper has expired yet, are decided in batches of changes where the
+// store batches them, each as alone: allowed where every pool and group
+// of the hold says if_available within its grace (whole or in part, the
+// answer and the row marked late), refused hold_expired where one says
+// refuse or the grace has passed — and a hold already expired is still
+// confirmed, taken again on the careful path.
+func testBatchConfirmsLate(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	const n = 30
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "lp", Capacity: 4 * n, LateConfirm: holdfast.LateIfAvailable, LateConfirmGrace: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePool(ctx, holdfast.Pool{ID: "brief", Capacity: n, LateConfirm: holdfast.LateIfAvailable, LateConfirmGrace: 1}); err != nil {
+		t.Fatal(err)
+	}
+	MustCreatePool(t, s, "strict", n, 0)
+	var seats []string
+	for i := range n {
+		seats = append(seats, fmt.Sprintf("S-%02d", i))
+	}
+	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Name: "hall", LateConfirm: holdfast.LateIfAvailable, LateConfirmGrace: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUnits(ctx, "hall", seats); err != nil {
+		t.Fatal(err)
+	}
+	since := changesFrom(s)
+	if _, err := s.Confirm(ctx, MustHold(t, s, "probe", holdfast.Line{Pool: "lp", Quantity: 1}).ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	batching := since() > 0
+	// i%6: 0 late whole; 1 late in part; 2 with a line under refuse; 3
+	// past the grace of one line; 4 already expired (taken again); 5 on
+	// time.
+	holds := make([]holdfast.Hold, n)
+	for i := range holds {
+		lines := []holdfast.Line{{Pool: "lp", Quantity: 2}, {Units: []string{seats[i]}}}
+		switch i % 6 {
+		case 2:
+			lines = append(lines, holdfast.Line{Pool: "strict", Quantity: 1})
+		case 3:
+			lines = append(lines, holdfast.Line{Pool: "brief", Quantity: 1})
+		}
+		holds[i] = MustHold(t, s, fmt.Sprintf("h%02d", i), lines...)
+		if i%6 == 4 {
+			MustExpire(t, s, holds[i].ID)
+		}
+	}
+	if _, err := s.ExpireDue(ctx, 1000); err != nil { // those of case 4 only
+		t.Fatal(err)
+	}
+	for i := range holds {
+		switch i % 6 {
+		case 3:
+			MustExec(t, s, `UPDATE holds SET expires_at = holdfast_now_ms() - 5000 WHERE id = $1`, holds[i].ID)
+		case 4, 5:
+		default:
+			MustExpire(t, s, holds[i].ID)
+		}
+	}
+	got := make([]holdfast.Hold, n)
+	errs := make([]error, n)
+	since = changesFrom(s)
+	storm(n, func(i int) {
+		if i%6 == 1 {
+			got[i], errs[i] = s.ConfirmPart(ctx, holds[i].ID, "", []holdfast.PartLine{{Line: 0, Quantity: 1}, {Line: 1, Units: []string{seats[i]}}})
+			return
+		}
+		got[i], errs[i] = s.Confirm(ctx, holds[i].ID, fmt.Sprintf("pay_%d", i))
+	})
+	if d, want := since(), int64(n-n/6); batching && d != want {
+		// Every change but the already expired ones' (careful path).
+		t.Errorf("%d of %d changes were decided in batches, want %d", d, n, want)
+	}
+	var confirmed int64
+	for i := range holds {
+		err, g := errs[i], got[i]
+		switch i % 6 {
+		case 2:
+			wantExpired(t, err, true)
+		case 3:
+			wantExpired(t, err, false)
+		default:
+			wantLate := i%6 != 5
+			q := int64(2)
+			if i%6 == 1 {
+				q = 1
+			}
+			if err != nil || g.Status != holdfast.StatusConfirmed || g.Late != wantLate || g.Lines[0].Quantity != q {
+				t.Fatalf("hold %d (case %d): %+v, %v", i, i%6, g, err)
+			}
+			if stored, err := s.GetHold(ctx, g.ID); err != nil || stored.Late != wantLate || !reflect.DeepEqual(stored.Lines, g.Lines) {
+				t.Fatalf("hold %d as stored: %+v, %v; answered %+v", i, stored, err, g)
+			}
+			confirmed += q
+		}
+	}
+	if p := MustPool(t, s, "lp"); p.Confirmed != confirmed+1 {
+		t.Fatalf("pool lp: confirmed %d, want %d", p.Confirmed, confirmed+1)
+	}
+	MustAuditClean(t, s)
+}

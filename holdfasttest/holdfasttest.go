@@ -51,6 +51,11 @@ type Harness struct {
 	// runs them (the suite on a pool of one connection, whose races would
 	// only queue).
 	NoRaces bool
+	// Races, when set, names the only races this harness runs (without
+	// "Race/"): the others run on another harness of the same store, and
+	// these are the ones that test what this one adds (a transport over
+	// a store whose races run on the store itself).
+	Races []string
 }
 
 // Raw is what the suite needs from a store to reach past the engine: to make

@@ -2,7 +2,7 @@
 # The chaos harness: three real holdfast servers, a PostgreSQL and a Redis of
 # its own, faults, and a linearizability check. `make chaos` runs it;
 # `make test` runs it too, after the other tests. CHAOS_DURATION=5m for a soak
-# (each scenario's storm; the default is 18s), CHAOS_ONLY=kill-9,network for
+# (each scenario's storm; the default is 12s; `make soak`: 1m), CHAOS_ONLY=kill-9,network for
 # some scenarios. Results: .artifacts/chaos/report.txt (and, on failure, each
 # failing history as porcupine's HTML and as JSON lines).
 set -euo pipefail

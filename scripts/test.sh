@@ -40,7 +40,7 @@ rm -rf "$(dirname "$ts_bin")"
 # golang/go#75804, that fails the run with no failing input).
 CI=true go test -run '^$' -fuzz '^FuzzHandler$' -fuzztime 15000x -timeout 5m ./http
 # Then several real servers under faults, checked for linearizability
-# (bounded: an 18 s storm per scenario, longer where its faults need it; skip with HOLDFAST_SKIP_CHAOS=1).
+# (bounded: a 12 s storm per scenario, longer where its faults need it; skip with HOLDFAST_SKIP_CHAOS=1).
 if [ "${HOLDFAST_SKIP_CHAOS:-}" != 1 ]; then
   scripts/chaos.sh
 fi

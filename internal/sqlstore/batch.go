@@ -320,6 +320,10 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	return st, now, nil
 }
 
+// keyRaceAttempts bounds how often a claim batch looks again after
+// errKeyRace before its claims go one by one.
+const keyRaceAttempts = 8
+
 // errKeyRace: a key the batch found unused was written by another request
 // before the batch could write it.
 var errKeyRace = errors.New("sqlstore: an idempotency key was written meanwhile")

@@ -31,10 +31,15 @@ import (
 // statements — the pools' held, the holders' totals, the dropped units
 // and their claims, the lines' quantities.
 //
+// A late confirm of a hold no sweeper has expired yet is decided here
+// too, by its pools' and groups' policies (lateRefusal, confirm.go, read
+// for the batch's late holds in one statement): its capacity is still
+// its own.
+//
 // A change the batch cannot make alone takes the ordinary path (change):
-// a second change of the same hold in one batch, a late confirm (a
-// hold_expired confirm goes on to the careful path, as before), a
-// confirm that records a payment, a part of a hold across shards.
+// a second change of the same hold in one batch, a late confirm of a hold
+// already expired (what it keeps is claimed again, on the careful path),
+// a confirm that records a payment, a part of a hold across shards.
 
 type changeKind int
 
@@ -175,6 +180,7 @@ type lockedHold struct {
 	created int64
 	quota   string
 	units   int64 // counted against quota
+	late    bool  // confirmed after its expiry, as its policies allow
 	// lines are the hold's lines as stored (a channel's pool line names
 	// its allocation's row), parallel to h.Lines: what a confirm keeps
 	// of each, all unless it confirms a part.
@@ -221,6 +227,23 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	if err != nil {
 		return err
 	}
+	// A confirm of a hold past its expiry that no sweeper has expired yet
+	// is late: its pools' and groups' policies decide, read in one
+	// statement for all of them. (An expired one, its capacity given
+	// back, takes the careful path: what it keeps is claimed again.)
+	var late []string
+	for i, req := range batch {
+		if lh := holds[req.id]; results[i].err == nil && lh != nil && req.c.kind == kindConfirm && lh.status == holdfast.StatusHeld && lh.expired {
+			late = append(late, req.id)
+		}
+	}
+	var policies map[string][]latePolicy
+	if len(late) > 0 {
+		s.changeStmts.Add(1)
+		if policies, err = s.latePolicies(ctx, tx, late); err != nil {
+			return err
+		}
+	}
 	// Decide in arrival order. A hold changed twice in one batch: the
 	// second change waits for the ordinary path.
 	touched := map[string]bool{}
@@ -238,7 +261,20 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 			results[i].err = holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", req.id)
 			continue
 		}
-		if err := s.transition(req.id, lh.status, lh.expired, lh.created, now, req.c); err != nil {
+		var err error
+		if req.c.kind == kindConfirm && lh.status == holdfast.StatusExpired {
+			// Its capacity went back: the careful path decides whether
+			// what it keeps can be claimed again.
+			results[i].fallback = true
+			continue
+		}
+		if req.c.kind == kindConfirm && lh.status == holdfast.StatusHeld && lh.expired {
+			err = lateRefusal(req.id, policies[req.id], now-lh.h.ExpiresAt.UnixMilli())
+			lh.late = err == nil
+		} else {
+			err = s.transition(req.id, lh.status, lh.expired, lh.created, now, req.c)
+		}
+		if err != nil {
 			results[i].err = err
 			continue
 		}
@@ -279,6 +315,16 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		switch kind {
 		case kindConfirm:
 			set += `, payment_ref = CASE id` + cases + ` ELSE payment_ref END`
+			var lates []string
+			for _, i := range reqs {
+				if holds[batch[i].id].late {
+					lates = append(lates, batch[i].id)
+				}
+			}
+			if len(lates) > 0 {
+				set += `, late = id IN (` + s.d.ListSelect(len(p.args)+1) + `)`
+				p.args = append(p.args, s.d.ListArg(lates))
+			}
 		case kindExtend:
 			set += `, expires_at = CASE id` + cases + ` ELSE expires_at END`
 		}
@@ -448,7 +494,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		h.Status, h.UpdatedAt = req.c.to, msTime(now)
 		switch req.c.kind {
 		case kindConfirm:
-			h.PaymentRef = req.c.ref
+			h.PaymentRef, h.Late = req.c.ref, lh.late
 		case kindExtend:
 			h.ExpiresAt = msTime(now + req.c.ttl.Milliseconds())
 		}

@@ -34,18 +34,20 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 	if err := validatePart(part); err != nil {
 		return holdfast.Hold{}, err
 	}
-	if len(part) > 0 && pay == nil {
-		// A partial confirm on time joins a batch of changes where the
-		// store batches them: it keeps its part and gives back the rest
-		// there. Late, it goes on to the careful path, as below.
+	if pay == nil {
+		// Where the store batches changes, a confirm joins a batch: whole
+		// or in part, on time or late while its capacity is still its own
+		// (no sweeper expired it). One whose hold was expired meanwhile
+		// leaves the batch for the careful path: what it keeps is claimed
+		// again.
 		h, ok, err := s.inBatch(ctx, id, change{from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
 			event: holdfast.EventHoldConfirmed, part: part})
-		if ok && holdfast.ErrorCode(err) != holdfast.CodeHoldExpired {
+		if ok {
 			return h, err
 		}
 	}
 	if len(part) == 0 && pay == nil {
-		h, err := s.change(ctx, id, change{
+		h, err := s.changeAlone(ctx, id, change{
 			from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
 			set:   func(p *binds) string { return `, payment_ref = ` + p.add(paymentRef) },
 			event: holdfast.EventHoldConfirmed,
@@ -263,24 +265,51 @@ func (s *Store) confirmCarefully(ctx context.Context, id, paymentRef string, par
 // pool and group the hold has units or capacity in says if_available and
 // the smallest of their graces has not passed.
 func (s *Store) latePolicy(ctx context.Context, tx Querier, id string, lateMs int64) error {
-	type policy struct {
-		late  string
-		grace int64
-	}
-	policies, err := collect(ctx, tx, func(r Row) (policy, error) {
-		var p policy
-		return p, r.Scan(&p.late, &p.grace)
-	}, `SELECT late_confirm, late_confirm_grace FROM pools WHERE id IN (SELECT pool_id FROM hold_lines WHERE hold_id = $1)
-		UNION ALL
-		SELECT late_confirm, late_confirm_grace FROM groups WHERE id IN (
-			SELECT group_id FROM hold_lines WHERE hold_id = $1 AND group_id IS NOT NULL
-			UNION SELECT u.group_id FROM unit_claims c JOIN units u ON u.id = c.unit_id WHERE c.hold_id = $1)`, id)
+	policies, err := s.latePolicies(ctx, tx, []string{id})
 	if err != nil {
 		return err
 	}
+	return lateRefusal(id, policies[id], lateMs)
+}
+
+// latePolicy is one late-confirm policy of a pool or group a hold has
+// capacity or units in.
+type latePolicy struct {
+	late  holdfast.LatePolicy
+	grace int64
+}
+
+// latePolicies reads the policies of the pools and groups each of the
+// holds ids has capacity or units in, in one statement.
+func (s *Store) latePolicies(ctx context.Context, tx Querier, ids []string) (map[string][]latePolicy, error) {
+	out := map[string][]latePolicy{}
+	list := s.d.ListSelect(1)
+	err := QueryAll(ctx, tx, []Query{{`SELECT l.hold_id, p.late_confirm, p.late_confirm_grace FROM hold_lines l JOIN pools p ON p.id = l.pool_id
+			WHERE l.hold_id IN (` + list + `)
+		UNION ALL
+		SELECT l.hold_id, g.late_confirm, g.late_confirm_grace FROM hold_lines l JOIN groups g ON g.id = l.group_id
+			WHERE l.hold_id IN (` + list + `)
+		UNION ALL
+		SELECT c.hold_id, g.late_confirm, g.late_confirm_grace FROM unit_claims c JOIN units u ON u.id = c.unit_id JOIN groups g ON g.id = u.group_id
+			WHERE c.hold_id IN (` + list + `)`, []any{s.d.ListArg(ids)}, func(r Row) error {
+		var id, late string
+		var grace int64
+		if err := r.Scan(&id, &late, &grace); err != nil {
+			return err
+		}
+		out[id] = append(out[id], latePolicy{holdfast.LatePolicy(late), grace})
+		return nil
+	}}})
+	return out, err
+}
+
+// lateRefusal is the rule of a late confirm, on every path: nil if every
+// policy of hold id says if_available and lateMs is within the smallest
+// of their graces, else the refusal.
+func lateRefusal(id string, policies []latePolicy, lateMs int64) error {
 	grace := int64(holdfast.MaxLateConfirmGrace)
 	for _, p := range policies {
-		if holdfast.LatePolicy(p.late) != holdfast.LateIfAvailable {
+		if p.late != holdfast.LateIfAvailable {
 			return holdfast.Errorf(holdfast.CodeHoldExpired, "hold %q expired", id)
 		}
 		grace = min(grace, p.grace)

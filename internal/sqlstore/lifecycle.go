@@ -37,11 +37,16 @@ type change struct {
 }
 
 func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold, error) {
-	if holdfast.ValidateID("hold", id) != nil { // no such id was ever made
-		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
-	}
 	if h, ok, err := s.inBatch(ctx, id, c); ok {
 		return h, err
+	}
+	return s.changeAlone(ctx, id, c)
+}
+
+// changeAlone makes change c of hold id in a transaction of its own.
+func (s *Store) changeAlone(ctx context.Context, id string, c change) (holdfast.Hold, error) {
+	if holdfast.ValidateID("hold", id) != nil { // no such id was ever made
+		return holdfast.Hold{}, holdfast.Errorf(holdfast.CodeNotFound, "hold %q not found", id)
 	}
 	var h holdfast.Hold
 	err := s.db.Transact(preparing(ctx), func(tx Querier) error {
@@ -99,7 +104,7 @@ func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold,
 // path instead (one by one, a part of a hold across shards, or a change
 // the batch leaves to it).
 func (s *Store) inBatch(ctx context.Context, id string, c change) (h holdfast.Hold, ok bool, err error) {
-	if c.kind == kindNone || !s.coalesce || partOf(ctx) != nil {
+	if c.kind == kindNone || !s.coalesce || partOf(ctx) != nil || holdfast.ValidateID("hold", id) != nil {
 		return h, false, nil
 	}
 	res := s.submitChange(ctx, id, c)

@@ -316,7 +316,7 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 	ctx, cancel := batchContext(ctxs)
 	defer cancel()
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < keyRaceAttempts; attempt++ {
 		err = s.db.Transact(ctx, func(tx Querier) error {
 			for i := range results {
 				results[i] = claimResult{}
@@ -326,7 +326,8 @@ func (s *Store) runBatch(batch []*claimReq, locked func()) {
 		// A request with the same key (or payment ref) committed between
 		// this batch's look at the keys and its write of them: look again
 		// (the key is then seen as used, and only that request is left
-		// out).
+		// out). Each time round, another request has committed: under a
+		// storm of refs paid with twice, several may in a row.
 		if !errors.Is(err, errKeyRace) {
 			break
 		}
