@@ -13,7 +13,9 @@ import (
 // Bench runs the storage benchmarks against the backend h opens:
 //
 //	HotPool:   every client holds 1 from the same pool (a flash sale's row);
-//	ColdPools: every client holds 1 from one of 1,000 pools at random.
+//	ColdPools: every client holds 1 from one of 1,000 pools at random;
+//	HotPoolQuota, HotPoolConfirmPart, HotPoolPaid: the hot pool's holds
+//	under a key's quota, then confirmed in part, or booked paid.
 //
 // Clients are b.RunParallel goroutines, 16 per GOMAXPROCS.
 func Bench(b *testing.B, h Harness) {
@@ -40,6 +42,20 @@ func Bench(b *testing.B, h Harness) {
 			k := fmt.Sprint("k", r.IntN(64))
 			_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Owner: holdfast.KeyOwner(k), QuotaKey: k,
 				Lines: []holdfast.Line{{Pool: "hot", Quantity: 1}}})
+			return err
+		})
+	})
+	// The hot pool, each a hold of 2 then a confirm that keeps 1 (a
+	// partial confirm: one goes back).
+	b.Run("HotPoolConfirmPart", func(b *testing.B) {
+		s, _ := h.Open(b)
+		MustCreatePool(b, s, "hot", holdfast.MaxCapacity, 0)
+		keep := []holdfast.PartLine{{Line: 0, Quantity: 1}}
+		benchDo(b, s, func(ctx context.Context, r *rand.Rand, n int64) error {
+			hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Lines: []holdfast.Line{{Pool: "hot", Quantity: 2}}})
+			if err == nil {
+				_, err = s.ConfirmPart(ctx, hd.ID, "", keep)
+			}
 			return err
 		})
 	})

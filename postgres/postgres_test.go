@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -21,11 +22,12 @@ var pg *pgtest.DB
 
 func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
+// open opens a store on url, closed when t ends: a pool of 12
+// connections unless opts says (small: the races open three instances,
+// and tests run side by side on a server with max_connections 100).
 func open(t testing.TB, url string, opts postgres.Options) holdfast.Store {
 	t.Helper()
-	// Small pools: the races open three instances, and tests run side by
-	// side on a server with max_connections 100.
-	opts.MaxConns = 12
+	opts.MaxConns = cmp.Or(opts.MaxConns, 12)
 	s, err := postgres.Open(context.Background(), url, opts)
 	if err != nil {
 		t.Fatalf("postgres.Open: %v", err)
@@ -74,12 +76,7 @@ func TestRedisLockNeedsRedis(t *testing.T) {
 func BenchmarkHold(b *testing.B) {
 	holdfasttest.Bench(b, holdfasttest.Harness{
 		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-			s, err := postgres.Open(context.Background(), pg.Schema(t), postgres.Options{MaxConns: 32})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s, nil
+			return open(t, pg.Schema(t), postgres.Options{MaxConns: 32}), nil
 		},
 	})
 }
@@ -93,14 +90,8 @@ func BenchmarkHold(b *testing.B) {
 // transaction's locks, hangs here at once (see
 // TestOneConnectionServesTheGroupWaitlist).
 func TestConformanceOnOneConnection(t *testing.T) {
-	opts := postgres.Options{Strategy: holdfast.Atomic, MaxConns: 1}
 	one := func(t testing.TB, url string) holdfast.Store {
-		s, err := postgres.Open(context.Background(), url, opts)
-		if err != nil {
-			t.Fatalf("postgres.Open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return open(t, url, postgres.Options{Strategy: holdfast.Atomic, MaxConns: 1})
 	}
 	holdfasttest.Run(t, holdfasttest.Harness{
 		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
@@ -241,12 +232,7 @@ func TestOneConnectionServesTheGroupWaitlist(t *testing.T) {
 		t.Fatal(err)
 	}
 	one := func() holdfast.Store { // a new store: nothing cached
-		st, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
+		return open(t, url, postgres.Options{MaxConns: 1})
 	}
 	e, err := one().JoinWaitlist(ctx, holdfast.WaitlistRequest{Group: "hall", Holder: "pair", Any: 2, Together: true})
 	if err != nil {
