@@ -52,12 +52,24 @@ func batches(t *testing.T, s holdfast.Store, b Batcher) bool {
 // batchedFrom returns how many claims s has decided in batches since the
 // call (0 for a store that does not report it).
 func batchedFrom(s holdfast.Store) func() int64 {
+	return statFrom(s, func(st holdfast.Stats) int64 { return st.BatchedClaims })
+}
+
+// changesFrom returns how many lifecycle changes s has decided in
+// batches since the call (0 for a store that does not report it).
+func changesFrom(s holdfast.Store) func() int64 {
+	return statFrom(s, func(st holdfast.Stats) int64 { return st.BatchedChanges })
+}
+
+// statFrom returns how much one of s's counters has grown since the call
+// (0 for a store that does not report them).
+func statFrom(s holdfast.Store, counter func(holdfast.Stats) int64) func() int64 {
 	st, ok := s.(holdfast.StatsReporter)
 	if !ok {
 		return func() int64 { return 0 }
 	}
-	before := st.Stats().BatchedClaims
-	return func() int64 { return st.Stats().BatchedClaims - before }
+	before := counter(st.Stats())
+	return func() int64 { return counter(st.Stats()) - before }
 }
 
 // orderSizes is capacity and claims for the arrival-order tests: three
@@ -518,17 +530,6 @@ func wantFirstGranted(t *testing.T, label string, errs []error, n int, code hold
 			t.Fatalf("%s: claim %d of %d (%d to give): got %q (%v), want %q", label, i, len(errs), n, got, err, want)
 		}
 	}
-}
-
-// changesFrom returns how many lifecycle changes s has decided in
-// batches since the call (0 for a store that does not report it).
-func changesFrom(s holdfast.Store) func() int64 {
-	st, ok := s.(holdfast.StatsReporter)
-	if !ok {
-		return func() int64 { return 0 }
-	}
-	before := st.Stats().BatchedChanges
-	return func() int64 { return st.Stats().BatchedChanges - before }
 }
 
 // Partial confirms arriving together are decided in batches of changes
