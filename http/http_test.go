@@ -11,6 +11,7 @@ import (
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testrig/pgtest"
+	"github.com/holdfast/holdfast/internal/testrig/sqlitetest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/sqlite"
 )
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
 func openSQLite(t testing.TB, path string) holdfast.Store {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	s, err := sqlite.Open(context.Background(), sqlitetest.Migrated(t, path), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,16 +13,19 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/holdfasttest"
+	"github.com/holdfast/holdfast/internal/testrig/sqlitetest"
 	"github.com/holdfast/holdfast/sqlite"
 )
 
+// open opens a store on path, closed when t ends; a new file starts as a
+// copy of the migrated template.
 func open(t testing.TB, path string, opts ...sqlite.Options) holdfast.Store {
 	t.Helper()
 	var o sqlite.Options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	s, err := sqlite.Open(context.Background(), path, o)
+	s, err := sqlite.Open(context.Background(), sqlitetest.Migrated(t, path), o)
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
