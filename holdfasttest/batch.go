@@ -61,6 +61,17 @@ func changesFrom(s holdfast.Store) func() int64 {
 	return statFrom(s, func(st holdfast.Stats) int64 { return st.BatchedChanges })
 }
 
+// batchesChanges reports whether s decides lifecycle changes in batches:
+// a hold of line by "probe", confirmed, and the store's count.
+func batchesChanges(t *testing.T, s holdfast.Store, line holdfast.Line) bool {
+	t.Helper()
+	since := changesFrom(s)
+	if _, err := s.Confirm(ctxT(t), MustHold(t, s, "probe", line).ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	return since() > 0
+}
+
 // statFrom returns how much one of s's counters has grown since the call
 // (0 for a store that does not report them).
 func statFrom(s holdfast.Store, counter func(holdfast.Stats) int64) func() int64 {
@@ -551,12 +562,7 @@ func testBatchConfirmsParts(t *testing.T, h Harness) {
 	loose = append(loose, "L-probe")
 	MustCreateGroup(t, s, "seats", false, named...)
 	MustCreateGroup(t, s, "floor", false, loose...)
-	// Does the store batch changes at all? A plain confirm says.
-	since := changesFrom(s)
-	if _, err := s.Confirm(ctx, MustHold(t, s, "probe", holdfast.Line{Group: "floor", Any: 1}).ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	batching := since() > 0
+	batching := batchesChanges(t, s, holdfast.Line{Group: "floor", Any: 1})
 	holds := make([]holdfast.Hold, n)
 	for i := range holds {
 		holds[i] = MustHold(t, s, fmt.Sprintf("h%02d", i), holdfast.Line{Pool: "p", Quantity: 4},
@@ -572,7 +578,7 @@ func testBatchConfirmsParts(t *testing.T, h Harness) {
 	}
 	got := make([]holdfast.Hold, n)
 	errs := make([]error, n)
-	since = changesFrom(s)
+	since := changesFrom(s)
 	storm(n, func(i int) {
 		id := holds[i].ID
 		switch i % 5 {
@@ -673,11 +679,7 @@ func testBatchConfirmsLate(t *testing.T, h Harness) {
 	if err := s.AddUnits(ctx, "hall", seats); err != nil {
 		t.Fatal(err)
 	}
-	since := changesFrom(s)
-	if _, err := s.Confirm(ctx, MustHold(t, s, "probe", holdfast.Line{Pool: "lp", Quantity: 1}).ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	batching := since() > 0
+	batching := batchesChanges(t, s, holdfast.Line{Pool: "lp", Quantity: 1})
 	// i%6: 0 late whole; 1 late in part; 2 with a line under refuse; 3
 	// past the grace of one line; 4 already expired (taken again); 5 on
 	// time.
@@ -709,7 +711,7 @@ func testBatchConfirmsLate(t *testing.T, h Harness) {
 	}
 	got := make([]holdfast.Hold, n)
 	errs := make([]error, n)
-	since = changesFrom(s)
+	since := changesFrom(s)
 	storm(n, func(i int) {
 		if i%6 == 1 {
 			got[i], errs[i] = s.ConfirmPart(ctx, holds[i].ID, "", []holdfast.PartLine{{Line: 0, Quantity: 1}, {Line: 1, Units: []string{seats[i]}}})
