@@ -33,7 +33,7 @@ func backends(t *testing.T, fn func(t *testing.T, s holdfast.Store)) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		fn(t, openPostgres(t, pg.Schema(t)))
+		fn(t, openPostgres(t, pg.Migrated(t)))
 	})
 }
 

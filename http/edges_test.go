@@ -344,7 +344,7 @@ func TestIdempotencyRecordsAreBounded(t *testing.T) {
 // under a deadline of its own (30 s), holding every answer in it.
 func TestFrozenDatabaseAnswers503(t *testing.T) {
 	cl := pgtest.StartCluster(t)
-	s := openPostgres(t, cl.Schema(t, "postgres"))
+	s := openPostgres(t, cl.Migrated(t, "postgres"))
 	base := serve(t, s, hfhttp.Config{AdminKey: adminKey, RequestTimeout: time.Second}).URL
 	admin := caller{base: base, key: adminKey}
 	admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":100}`, 201, "")

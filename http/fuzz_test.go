@@ -149,7 +149,7 @@ func FuzzHandler(f *testing.F) {
 		client string
 	}
 	var targets []target
-	for _, s := range []holdfast.Store{openSQLite(f, filepath.Join(f.TempDir(), "holdfast.db")), openPostgres(f, pg.Schema(f))} {
+	for _, s := range []holdfast.Store{openSQLite(f, filepath.Join(f.TempDir(), "holdfast.db")), openPostgres(f, pg.Migrated(f))} {
 		holdfasttest.MustCreatePool(f, s, "p", 1000, 5)
 		holdfasttest.MustCreateGroup(f, s, "g", true, "u1", "u2", "u3")
 		h := hfhttp.NewServer(hfhttp.Config{Store: s, AdminKey: adminKey, RequestTimeout: 5 * time.Second})

@@ -69,7 +69,7 @@ func TestConformanceOverHTTP(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		holdfasttest.Run(t, holdfasttest.Harness{Remote: true, Capabilities: []holdfast.Capability{holdfast.CapLayouts},
 			Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-				url := pg.Schema(t)
+				url := pg.Migrated(t)
 				return overHTTP(t, openPostgres(t, url)), func(t testing.TB) holdfast.Store { return overHTTP(t, openPostgres(t, url)) }
 			}})
 	})
@@ -82,7 +82,7 @@ func TestConformanceOverHTTP(t *testing.T) {
 		cl.CreateDatabase(context.Background(), "shards")
 		holdfasttest.Run(t, holdfasttest.Harness{Remote: true, Capabilities: []holdfast.Capability{holdfast.CapLayouts},
 			Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-				urls := []string{cl.Schema(t, "shards"), cl.Schema(t, "shards"), cl.Schema(t, "shards")}
+				urls := []string{cl.Migrated(t, "shards"), cl.Migrated(t, "shards"), cl.Migrated(t, "shards")}
 				return overHTTP(t, openShards(t, urls)), func(t testing.TB) holdfast.Store { return overHTTP(t, openShards(t, urls)) }
 			},
 			Unsupported: map[string]string{

@@ -15,7 +15,7 @@ import (
 // alert on a stuck shard change watches) and reads the replication state.
 func TestHealthSeesAPreparedPart(t *testing.T) {
 	ctx := context.Background()
-	url := pg.Schema(t)
+	url := pg.Migrated(t)
 	s := open(t, url, postgres.Options{Strategy: holdfast.Atomic}).(*postgres.Store)
 	h, err := s.Health(ctx)
 	if err != nil || h.Standbys != 0 || h.ReplicationLag != 0 {

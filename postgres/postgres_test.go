@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/holdfast/holdfast"
@@ -57,7 +59,7 @@ func TestConformance(t *testing.T) {
 			}
 			holdfasttest.Run(t, holdfasttest.Harness{
 				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-					url := pg.Schema(t)
+					url := pg.Migrated(t)
 					return open(t, url, opts), func(t testing.TB) holdfast.Store { return open(t, url, opts) }
 				},
 				ClaimsOnly: opts.Strategy != holdfast.Atomic, Capabilities: holdfast.AllCapabilities,
@@ -76,7 +78,7 @@ func TestRedisLockNeedsRedis(t *testing.T) {
 func BenchmarkHold(b *testing.B) {
 	holdfasttest.Bench(b, holdfasttest.Harness{
 		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-			return open(t, pg.Schema(t), postgres.Options{MaxConns: 32}), nil
+			return open(t, pg.Migrated(t), postgres.Options{MaxConns: 32}), nil
 		},
 	})
 }
@@ -95,7 +97,7 @@ func TestConformanceOnOneConnection(t *testing.T) {
 	}
 	holdfasttest.Run(t, holdfasttest.Harness{
 		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
-			url := pg.Schema(t)
+			url := pg.Migrated(t)
 			return one(t, url), func(t testing.TB) holdfast.Store { return one(t, url) }
 		},
 		Capabilities: holdfast.AllCapabilities, NoRaces: true,
@@ -104,7 +106,7 @@ func TestConformanceOnOneConnection(t *testing.T) {
 
 func TestAnyWaitsForAClaimThatRollsBack(t *testing.T) {
 	ctx := context.Background()
-	url := pg.Schema(t)
+	url := pg.Migrated(t)
 	for _, st := range []holdfast.Strategy{holdfast.Atomic, holdfast.Pessimistic} {
 		t.Run(string(st), func(t *testing.T) {
 			s := open(t, url, postgres.Options{Strategy: st})
@@ -218,7 +220,7 @@ func TestNoMigrateRefusesEmptyDatabase(t *testing.T) {
 func TestOneConnectionServesTheGroupWaitlist(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	url := pg.Schema(t)
+	url := pg.Migrated(t)
 	s := open(t, url, postgres.Options{})
 	row := holdfast.Row{Name: "A"}
 	for n := 1; n <= 4; n++ {
@@ -247,4 +249,65 @@ func TestOneConnectionServesTheGroupWaitlist(t *testing.T) {
 	if got, err := s.GroupWaitlistEntry(ctx, "hall", e.ID); err != nil || got.Status != holdfast.WaitlistOffered {
 		t.Fatalf("the pair's entry: %+v, %v; want offered", got, err)
 	}
+}
+
+// The suites open their stores on schemas pgtest migrated with one script
+// (pgtest.Migrated) rather than goose, for speed: such a schema must be
+// the one goose leaves — every column, default, constraint, index,
+// function, trigger, type, row and version — or the suites would test a
+// schema no server runs on. Opening it, goose finds nothing to apply.
+func TestScriptMigratedSchemaIsGooses(t *testing.T) {
+	byGoose, byScript := pg.Schema(t), pg.Migrated(t)
+	open(t, byGoose, postgres.Options{MaxConns: 2})
+	open(t, byScript, postgres.Options{MaxConns: 2})
+	want, got := catalog(t, byGoose), catalog(t, byScript)
+	if len(want) < 100 {
+		t.Fatalf("the catalog of a migrated schema has %d entries; the query reads nothing", len(want))
+	}
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Fatalf("a schema pgtest migrated differs from one goose migrated (-goose +pgtest):\n%s", diff)
+	}
+}
+
+// catalog describes the schema url's connections use, one line per
+// object, with the schema's own name left out.
+func catalog(t *testing.T, url string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `
+		SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+		  FROM information_schema.columns WHERE table_schema = current_schema()
+		UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+		  FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+		UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()
+		UNION ALL SELECT 'function ' || pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = current_schema()::regnamespace
+		UNION ALL SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+		  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
+		UNION ALL SELECT 'type ' || typname || ' ' || typtype::text FROM pg_type
+		  WHERE typnamespace = current_schema()::regnamespace AND typrelid = 0 AND typelem = 0
+		UNION ALL SELECT 'sequence ' || sequencename || ' ' || coalesce(last_value, 0) FROM pg_sequences WHERE schemaname = current_schema()
+		UNION ALL SELECT 'rows ' || table_name || ' ' || (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', table_name), false, true, '')))[1]::text
+		  FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+		UNION ALL SELECT 'version ' || version_id || ' ' || is_applied FROM goose_db_version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range lines {
+		lines[i] = strings.ReplaceAll(l, schema+".", "")
+	}
+	slices.Sort(lines)
+	return lines
 }

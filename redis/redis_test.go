@@ -64,7 +64,7 @@ func TestFencingRefusesAStalledHolder(t *testing.T) {
 	client := redistest.Client(t)
 	prefix := redistest.Prefix()
 	const ttl = 300 * time.Millisecond
-	url := pg.Schema(t)
+	url := pg.Migrated(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -129,7 +129,7 @@ func TestRedisKeysAreBounded(t *testing.T) {
 	prefix := redistest.Prefix()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := postgres.Open(ctx, pg.Schema(t), postgres.Options{Strategy: holdfast.RedisLock, MaxConns: 4,
+	s, err := postgres.Open(ctx, pg.Migrated(t), postgres.Options{Strategy: holdfast.RedisLock, MaxConns: 4,
 		Locker: redis.NewLocker(client, redis.Config{Prefix: prefix, TTL: time.Second})})
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func shardCluster(t *testing.T) func(t testing.TB) []string {
 	cl := pgtest.StartCluster(t, "max_prepared_transactions=100", "max_connections=400")
 	cl.CreateDatabase(context.Background(), "shards")
 	return func(t testing.TB) []string {
-		return []string{cl.Schema(t, "shards"), cl.Schema(t, "shards"), cl.Schema(t, "shards")}
+		return []string{cl.Migrated(t, "shards"), cl.Migrated(t, "shards"), cl.Migrated(t, "shards")}
 	}
 }
 

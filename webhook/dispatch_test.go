@@ -56,7 +56,7 @@ func backends(t *testing.T, f func(t *testing.T, open func(t *testing.T) store))
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		url := pg.Schema(t)
+		url := pg.Migrated(t)
 		f(t, func(t *testing.T) store {
 			s, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 8})
 			if err != nil {
@@ -701,7 +701,7 @@ func TestLeaseTakeover(t *testing.T) {
 // Two servers on one database deliver one queue: every event once, none
 // twice.
 func TestTwoServersShareTheQueue(t *testing.T) {
-	url := pg.Schema(t)
+	url := pg.Migrated(t)
 	open := func() store {
 		s, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 8})
 		if err != nil {
@@ -830,7 +830,7 @@ func TestPurgeKeepsWhatIsStillToBeSent(t *testing.T) {
 // starts after the newest event: it is never sent the history.
 func TestWebhookStartsAtThePresentUnderAnOpenTransaction(t *testing.T) {
 	ctx := context.Background()
-	url := pg.Schema(t)
+	url := pg.Migrated(t)
 	s, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Package testrig holds what the tests stand on and nothing ships: a
 // throwaway PostgreSQL (pgtest) and Redis (redistest) per test package,
-// SQLite files that start migrated (sqlitetest), the schema-drift test
+// PostgreSQL schemas and SQLite files that start migrated (pgtest.Migrated,
+// sqlitetest), the schema-drift test
 // (schematest) and the signals background services give their tests
 // (testsignal).
 package testrig
