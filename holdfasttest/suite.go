@@ -96,6 +96,7 @@ func Run(t *testing.T, h Harness) {
 		{"UnitAllocations", testUnitAllocations},
 		{"Payments", testPayments},
 		{"Waitlist", testWaitlist},
+		{"WaitlistOffersByTheRules", testWaitlistOffersByTheRules},
 		{"GroupWaitlist", testGroupWaitlist},
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},

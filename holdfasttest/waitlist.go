@@ -3,6 +3,7 @@ package holdfasttest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -275,6 +276,88 @@ func raceWaitlist(t *testing.T, h Harness) {
 	}
 	if p := MustPool(t, s, "p"); p.Held != capacity || p.Waitlisted != waiting-capacity {
 		t.Fatalf("pool after the race: %+v", p)
+	}
+	MustAuditClean(t, s)
+}
+
+// testWaitlistOffersByTheRules: one round of offers decides the heads of a
+// line in order by the rules a hold is decided by, each entry's ask
+// counted once against its key's quota (as waiting, then as held): an
+// entry at its key's quota is offered; one whose key's quota was lowered
+// below its ask is cancelled and its ask goes to the next; the first that
+// cannot have its ask yet stops the line, and no new buyer gets what it
+// waits for.
+func testWaitlistOffersByTheRules(t *testing.T, h Harness) {
+	skipRemote(t, h)
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	MustCreatePool(t, s, "p", 6, 0)
+	for _, k := range []holdfast.APIKey{{ID: "k", MaxHeldUnits: 3}, {ID: "k2", MaxHeldUnits: 2}} {
+		k.Name, k.Role, k.Hash = k.ID, holdfast.RoleClient, []byte(k.ID)
+		if _, err := s.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 3})
+	b := MustHold(t, s, "b", holdfast.Line{Pool: "p", Quantity: 2})
+	MustHold(t, s, "c", holdfast.Line{Pool: "p", Quantity: 1})
+	join := func(holder, key string, q int64) holdfast.WaitlistEntry {
+		t.Helper()
+		r := holdfast.WaitlistRequest{Pool: "p", Holder: holder, Quantity: q}
+		if key != "" {
+			r.Owner, r.QuotaKey = "key:"+key, key
+		}
+		e, err := s.JoinWaitlist(ctx, r)
+		if err != nil {
+			t.Fatalf("join %s: %v", holder, err)
+		}
+		return e
+	}
+	atQuota := join("q", "k", 3)    // its key's whole quota, waiting
+	overQuota := join("r", "k2", 2) // its key's quota lowered below it next
+	small := join("d", "", 1)
+	last := join("e", "", 2)
+	if _, err := s.SetKeyQuota(ctx, "k2", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []holdfast.Hold{a, b} {
+		if _, err := s.Release(ctx, h.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := mustOffer(t, s); n != 2 {
+		t.Fatalf("%d offers, want 2 (the entry at its quota and the small one)", n)
+	}
+	offer := wantEntry(t, s, atQuota, holdfast.WaitlistOffered, 0)
+	if h, err := s.GetHold(ctx, offer.HoldID); err != nil || h.Status != holdfast.StatusHeld || h.Lines[0].Quantity != 3 {
+		t.Fatalf("the offer's hold: %+v, %v", h, err)
+	}
+	if e := wantEntry(t, s, overQuota, holdfast.WaitlistCancelled, 0); !strings.Contains(e.Reason, string(holdfast.CodeQuotaExceeded)) {
+		t.Fatalf("cancelled with reason %q, want it to name %s", e.Reason, holdfast.CodeQuotaExceeded)
+	}
+	wantEntry(t, s, small, holdfast.WaitlistOffered, 0)
+	wantEntry(t, s, last, holdfast.WaitlistWaiting, 1)
+	if p := MustPool(t, s, "p"); p.Held != 5 || p.Waitlisted != 2 || p.Available != 0 {
+		t.Fatalf("pool after the offers: %+v; want 5 held, 2 waitlisted, none available", p)
+	}
+	_, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "new", Lines: []holdfast.Line{{Pool: "p", Quantity: 1}}})
+	wantCode(t, err, holdfast.CodeSoldOut, 0)
+	for key, want := range map[string]int64{"k": 3, "k2": 0} {
+		if k, err := s.APIKey(ctx, key); err != nil || k.HeldUnits != want {
+			t.Fatalf("key %s: %+v, %v; want %d held", key, k, err, want)
+		}
+	}
+	for typ, want := range map[holdfast.EventType]int64{holdfast.EventWaitlistOffered: 2, holdfast.EventWaitlistCancelled: 1} {
+		if n := MustCount(t, s, `SELECT COUNT(*) FROM events WHERE type = $1`, string(typ)); n != want {
+			t.Fatalf("%d %s events, want %d", n, typ, want)
+		}
+	}
+	// The offer confirmed gives the key's quota back, as a hold's would.
+	if _, err := s.Confirm(ctx, offer.HoldID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := s.APIKey(ctx, "k"); err != nil || k.HeldUnits != 0 {
+		t.Fatalf("key k after the confirm: %+v, %v", k, err)
 	}
 	MustAuditClean(t, s)
 }
