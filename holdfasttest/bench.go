@@ -15,7 +15,8 @@ import (
 //	HotPool:   every client holds 1 from the same pool (a flash sale's row);
 //	ColdPools: every client holds 1 from one of 1,000 pools at random;
 //	HotPoolQuota, HotPoolConfirmPart, HotPoolPaid: the hot pool's holds
-//	under a key's quota, then confirmed in part, or booked paid.
+//	under a key's quota, then confirmed in part, or booked paid;
+//	WaitlistOffers: a line of 200 served in one round of offers.
 //
 // Clients are b.RunParallel goroutines, 16 per GOMAXPROCS.
 func Bench(b *testing.B, h Harness) {
@@ -68,6 +69,36 @@ func Bench(b *testing.B, h Harness) {
 				eur(fmt.Sprint("pi_", n), 900))
 			return err
 		})
+	})
+	// A pool's waitlist served: 200 waiting for one unit each, 200 units
+	// come back, one round of offers (OfferWaitlists, the offerer's tick)
+	// makes the offers. Only the round is timed; each op is one offer.
+	b.Run("WaitlistOffers", func(b *testing.B) {
+		s, _ := h.Open(b)
+		ctx := context.Background()
+		const line = 200
+		b.ResetTimer()
+		for done := 0; done < b.N; done += line {
+			b.StopTimer()
+			pool := fmt.Sprint("w", done)
+			MustCreatePool(b, s, pool, line, 0)
+			all := MustHold(b, s, "all", holdfast.Line{Pool: pool, Quantity: line})
+			for i := range line {
+				if _, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Pool: pool, Holder: fmt.Sprint("w-", i), Quantity: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := s.Release(ctx, all.ID); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if n, err := s.OfferWaitlists(ctx); err != nil || n != line {
+				b.Fatalf("OfferWaitlists: %d offers, %v; want %d", n, err, line)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "offers/s")
+		MustAuditClean(b, s)
 	})
 }
 
