@@ -359,5 +359,29 @@ func testWaitlistOffersByTheRules(t *testing.T, h Harness) {
 	if k, err := s.APIKey(ctx, "k"); err != nil || k.HeldUnits != 0 {
 		t.Fatalf("key k after the confirm: %+v, %v", k, err)
 	}
+
+	// A group's line by the same rules: an entry at its key's quota is
+	// offered the seats that come back.
+	MustCreateGroup(t, s, "g", false, "g1", "g2", "g3")
+	all := MustHold(t, s, "x", holdfast.Line{Group: "g", Any: 3})
+	seats, err := s.JoinWaitlist(ctx, holdfast.WaitlistRequest{Group: "g", Holder: "q", Any: 2, Owner: "key:k", QuotaKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetKeyQuota(ctx, "k", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, all.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustOffer(t, s); n != 1 {
+		t.Fatalf("%d offers of the group's seats, want 1", n)
+	}
+	if e, err := s.GroupWaitlistEntry(ctx, "g", seats.ID); err != nil || e.Status != holdfast.WaitlistOffered {
+		t.Fatalf("the group's entry at its key's quota: %+v, %v; want offered", e, err)
+	}
+	if k, err := s.APIKey(ctx, "k"); err != nil || k.HeldUnits != 2 {
+		t.Fatalf("key k after the group's offer: %+v, %v; want 2 held", k, err)
+	}
 	MustAuditClean(t, s)
 }

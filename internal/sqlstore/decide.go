@@ -150,7 +150,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 				return holdfast.Hold{}, f
 			}
 			for _, u := range l.Units {
-				if st.unitSale[u] != l.Channel {
+				if l.Channel != anyChannel && st.unitSale[u] != l.Channel {
 					// Set aside for another sale: to this one, as if taken.
 					return holdfast.Hold{}, &batchFailure{line: i, code: holdfast.CodeUnavailable, detail: fmt.Sprintf("unit %q is taken", u), definite: true}
 				}
@@ -162,6 +162,9 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 			lines[i].Units = slices.Clone(l.Units)
 			for _, u := range l.Units {
 				sales[u] = l.Channel
+				if l.Channel == anyChannel { // a waitlist's offer: each unit in the sale it is in
+					sales[u] = st.unitSale[u]
+				}
 			}
 		case holdfast.LineAny:
 			// Short of free units the batch could lock: others may be

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/holdfast/holdfast"
 )
@@ -355,30 +354,28 @@ func (s *Store) offerGroup(ctx context.Context, group string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	offered := 0
 	var layout *holdfast.Layout
-	// One look at the free seats for the whole pass, taken from as offers
-	// are made: a seat that comes back during the pass waits for the next,
-	// which starts again from the first entry — never to a later entry
-	// ahead of an earlier one it could serve.
+	// One look at the free seats for the whole pass, taken from as asks
+	// are picked: a seat that comes back during the pass waits for the
+	// next, which starts again from the first entry — never to a later
+	// entry ahead of an earlier one it could serve.
 	free, err := s.waitFree(ctx, s.db, group, "", waitlistSale)
 	if err != nil {
 		return 0, err
 	}
+	var ends []offerEnd
+	var asks []offerAsk
+	var ids []string
 	for _, e := range entries {
 		if e.revoked {
 			// Revocation ends a key's entries; one that slipped in at that
 			// moment ends here, never offered.
-			if err := s.db.Transact(ctx, func(tx Querier) error {
-				return s.dropGroupEntry(ctx, tx, e.id, group, "the key was revoked")
-			}); err != nil {
-				return offered, err
-			}
+			ends, ids = append(ends, offerEnd{e.id, holdfast.WaitlistCancelled, "the key was revoked"}), append(ids, e.id)
 			continue
 		}
 		if e.together && layout == nil {
 			if layout, err = s.waitLayout(ctx, s.db, group, true); err != nil {
-				return offered, err
+				return 0, err
 			}
 		}
 		pick := pickFor(layout, free, e.k, e.together)
@@ -386,29 +383,51 @@ func (s *Store) offerGroup(ctx context.Context, group string) (int, error) {
 			continue // not served by what is free: a later entry may be
 		}
 		free = slices.DeleteFunc(free, func(u string) bool { return slices.Contains(pick, u) })
-		r := holdfast.HoldRequest{Holder: e.holder, Owner: e.owner, QuotaKey: e.quotaKey,
-			Lines: []holdfast.Line{{Units: pick, Channel: anyChannel}}}
-		fail, err := s.offerGroupTo(ctx, group, e.id, r, holdfast.DefaultOfferTTL)
-		switch {
-		case errors.Is(err, errOfferTaken) || errors.Is(err, ErrRetry):
-			return offered, nil // another server is offering this list
-		case err != nil:
-			return offered, err
-		case fail == nil:
-			offered++
-			continue
-		case fail.code == holdfast.CodeUnavailable:
-			// A seat was taken between the look and the claim (another
-			// server's offer): the pass ends, the next looks again.
-			return offered, nil
+		// The seats picked, whichever sale each is in now: the waitlist's,
+		// or the general sale's beside them.
+		asks = append(asks, offerAsk{entry: e.id, waiting: e.k, req: &claimReq{ctx: ctx, ttl: holdfast.DefaultOfferTTL,
+			r: holdfast.HoldRequest{Holder: e.holder, Owner: e.owner, QuotaKey: e.quotaKey, Lines: []holdfast.Line{{Units: pick, Channel: anyChannel}}}}})
+		ids = append(ids, e.id)
+	}
+	if len(ids) == 0 {
+		return 0, s.releaseUnused(ctx, group)
+	}
+	offered, stopped := 0, false
+	err = s.db.Transact(ctx, func(tx Querier) error {
+		offered, stopped = 0, false
+		// The entries first, as a leave and the settling of an offer lock
+		// them; one no longer waiting was offered or left meanwhile
+		// (another server is offering this list): the pass ends.
+		waiting, err := queryStrings(ctx, tx, `SELECT id FROM group_waitlist_entries WHERE id IN (`+s.d.ListSelect(1)+`) AND status = 'waiting'
+			ORDER BY seq`+s.d.ForUpdate, s.d.ListArg(ids))
+		if err != nil || len(waiting) != len(ids) {
+			stopped = true
+			return err
 		}
-		// The holder cannot have it (their key's quota is full since they
-		// joined): the entry ends, and the seats go to the next.
-		if err := s.db.Transact(ctx, func(tx Querier) error {
-			return s.dropGroupEntry(ctx, tx, e.id, group, fmt.Sprintf("the offer could not be made: %s", fail.code))
-		}); err != nil {
-			return offered, err
+		// A seat taken between the look and now (another server's offer):
+		// the pass ends there, the next looks again.
+		r, err := s.decideOffers(ctx, tx, asks, holdfast.CodeUnavailable)
+		if err != nil {
+			return err
 		}
+		r.ends = append(ends, r.ends...)
+		if len(r.granted) == 0 && len(r.ends) == 0 {
+			stopped = r.stopped
+			return nil
+		}
+		// The seats are the holds' now: in the general sale when they end.
+		var post []Stmt
+		if len(r.holds) > 0 {
+			post = []Stmt{{`UPDATE units SET channel = '' WHERE hold_id IN (` + s.d.ListSelect(1) + `) AND channel = '` + waitlistSale + `'`, []any{s.d.ListArg(r.holds)}}}
+		}
+		if err := s.writeOffers(ctx, tx, groupList, group, r, nil, post, nil); err != nil {
+			return err
+		}
+		offered, stopped = len(r.granted), r.stopped
+		return nil
+	})
+	if err != nil || stopped {
+		return offered, err
 	}
 	return offered, s.releaseUnused(ctx, group)
 }
@@ -466,54 +485,6 @@ func (s *Store) releaseUnused(ctx context.Context, group string) error {
 			s.d.ListArg(unused))
 		return err
 	})
-}
-
-// offerGroupTo makes the offer to entry id: in one transaction, the entry
-// moves to offered and the strategy claims the picked seats for the
-// holder as any hold is claimed. A lineFailure rolls it all back.
-func (s *Store) offerGroupTo(ctx context.Context, group, id string, r holdfast.HoldRequest, ttl time.Duration) (*lineFailure, error) {
-	prep, err := s.strategy.Prepare(ctx, s.db, r)
-	if err != nil {
-		return nil, err
-	}
-	defer s.strategy.Finish(prep)
-	transact := s.db.Transact
-	if s.strategy.Serializable() {
-		transact = s.db.TransactSerializable
-	}
-	var fail *lineFailure
-	err = transact(ctx, func(tx Querier) error {
-		n, err := tx.Exec(ctx, `UPDATE group_waitlist_entries SET status = 'offered', updated_at = holdfast_now_ms() WHERE id = $1 AND status = 'waiting'`, id)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errOfferTaken
-		}
-		var h holdfast.Hold
-		if h, fail, err = s.claim(ctx, tx, prep, r, ttl, false, ""); err != nil {
-			return err
-		}
-		if fail != nil {
-			return errRollback
-		}
-		// The seats are the hold's now: in the general sale when it ends.
-		if _, err := ExecAll(ctx, tx, []Stmt{
-			{`UPDATE units SET channel = '' WHERE hold_id = $1 AND channel = '` + waitlistSale + `'`, []any{h.ID}},
-			{`UPDATE group_waitlist_entries SET hold_id = $2 WHERE id = $1`, []any{id, h.ID}},
-		}); err != nil {
-			return err
-		}
-		e, err := s.groupEntry(ctx, tx, group, id)
-		if err != nil {
-			return err
-		}
-		return s.event(ctx, tx, holdfast.EventWaitlistOffered, h.ID, group, e)
-	})
-	if errors.Is(err, errRollback) {
-		return fail, nil
-	}
-	return nil, err
 }
 
 // dropGroupEntry cancels a waiting entry a rule ends, with its event.

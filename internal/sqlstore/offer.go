@@ -9,20 +9,172 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// Waitlist offers through the one decision and the one writer. The heads
-// of a pool's line are offered in one transaction: their entries locked
-// in line order, then every row their holds touch in the global order
-// (lockBatch), each decided in line order by grant — capacity, the
-// holder's per-holder limit, the key's quota — and the holds written by
-// the batch's writer, beside the entries' new states and their events.
-// Strictly in order: the first entry that cannot have its ask yet stops
-// the line (those behind it wait with it); one that can never have it —
-// past the pool's capacity, its key revoked, past its holder's limit or
-// its key's quota — ends (expired or cancelled, with the reason), and its
-// ask goes to the next.
+// Waitlist offers through the one decision and the one writer. A round of
+// offers — the heads of a pool's line, or a group's entries its seats can
+// serve — is one transaction: the entries locked in line order, then
+// every row their holds touch in the global order (lockBatch), each ask
+// decided in line order by grant — capacity, units free, the holder's
+// per-holder limit, the key's quota — and the holds written by the
+// batch's writer, beside the entries' new states and their events, in
+// statements that do not grow with the round. The first ask that cannot
+// be had yet stops the line (those behind it wait with it); one a rule
+// refuses ends (cancelled, with the rule), and what it asked goes to the
+// next.
 
-// offerHead is a waiting entry at the head of a pool's line, as its
-// offer needs it.
+// offerAsk is one waiting entry's ask.
+type offerAsk struct {
+	entry string
+	req   *claimReq
+	// waiting is what the ask counts toward its key's quota while it
+	// waits (quotaColumns): offered, it counts as held instead.
+	waiting int64
+}
+
+// offerEnd is an entry a round ends without an offer.
+type offerEnd struct {
+	entry  string
+	to     holdfast.WaitlistStatus
+	reason string
+}
+
+// offerRound is a round of offers decided.
+type offerRound struct {
+	granted, holds []string // the entries offered, in line order, and their holds
+	ends           []offerEnd
+	stopped        bool // an ask could not be had yet: the line waits
+	w              *holdWriter
+	st             *batchState
+	now            int64
+}
+
+// decideOffers locks what asks take and decides them in line order. An
+// ask refused with code stop stops the line; any other refusal ends its
+// entry.
+func (s *Store) decideOffers(ctx context.Context, tx Querier, asks []offerAsk, stop holdfast.Code) (*offerRound, error) {
+	reqs := make([]*claimReq, len(asks))
+	for i, a := range asks {
+		reqs[i] = a.req
+	}
+	st, now, err := s.lockBatch(ctx, tx, reqs, make([]claimResult, len(reqs)), false)
+	if err != nil {
+		return nil, err
+	}
+	r := &offerRound{w: newHoldWriter(s.d), st: st, now: now}
+	r.w.sale = st.sale
+	for _, a := range asks {
+		if key := a.req.r.QuotaKey; key != "" {
+			if k, ok := st.quotas[key]; ok {
+				k.held -= a.waiting
+				st.quotas[key] = k
+			}
+		}
+		hold, fail := st.grant(a.req, now)
+		if fail != nil && fail.code == stop {
+			r.stopped = true
+			break
+		}
+		if fail != nil {
+			// The holder cannot have it (their per-holder limit or their
+			// key's quota is full since they joined): the entry ends, and
+			// what it asked goes to the next.
+			r.ends = append(r.ends, offerEnd{a.entry, holdfast.WaitlistCancelled, fmt.Sprintf("the offer could not be made: %s", fail.code)})
+			continue
+		}
+		var q quotaTake
+		if _, counted := st.counted(a.req); counted {
+			q = quotaTake{a.req.r.QuotaKey, heldUnits(a.req.r)}
+		}
+		if _, err := r.w.add(hold, false, q, nil, now); err != nil {
+			return nil, err
+		}
+		r.granted, r.holds = append(r.granted, a.entry), append(r.holds, hold.ID)
+	}
+	return r, nil
+}
+
+// entryList is what tells a pool's waitlist from a group's.
+type entryList struct {
+	table, columns string
+	scan           func(Row) (holdfast.WaitlistEntry, error)
+}
+
+var (
+	poolList  = entryList{"waitlist_entries", entryColumns, scanEntry}
+	groupList = entryList{"group_waitlist_entries", groupEntryColumns, scanGroupEntry}
+)
+
+// writeOffers writes a decided round: pre, the entries offered, the
+// holds, the entries ended, post (each statement's row count checked
+// where it is known: checks, -1 for any), then one event per entry,
+// carrying the entry as it is now.
+func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subject string, r *offerRound, pre, post []Stmt, checks []int64) error {
+	stmts := slices.Clone(pre)
+	if len(r.granted) > 0 {
+		var p binds
+		var when string
+		for i, id := range r.granted {
+			when += ` WHEN ` + p.add(id) + ` THEN ` + p.add(r.holds[i])
+		}
+		stmts = append(stmts, Stmt{`UPDATE ` + l.table + ` SET status = 'offered', hold_id = CASE id` + when + ` END, updated_at = ` + p.add(r.now) +
+			` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = 'waiting'`, append(p.args, s.d.ListArg(r.granted))})
+		checks = append(checks, int64(len(r.granted)))
+		batch, counts := r.w.batchStmts(r.st)
+		stmts, checks = append(stmts, batch...), append(checks, counts...)
+	}
+	var ended []string
+	if len(r.ends) > 0 {
+		var p binds
+		var to, why string
+		for _, e := range r.ends {
+			to += ` WHEN ` + p.add(e.entry) + ` THEN ` + p.add(string(e.to))
+			why += ` WHEN ` + p.add(e.entry) + ` THEN ` + p.add(e.reason)
+			ended = append(ended, e.entry)
+		}
+		stmts = append(stmts, Stmt{`UPDATE ` + l.table + ` SET status = CASE id` + to + ` END, reason = CASE id` + why + ` END, updated_at = ` + p.add(r.now) +
+			` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = 'waiting'`, append(p.args, s.d.ListArg(ended))})
+		checks = append(checks, int64(len(r.ends)))
+	}
+	stmts = append(stmts, post...)
+	for range post {
+		checks = append(checks, -1)
+	}
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	for k, want := range checks {
+		if want >= 0 && n[k] != want {
+			return fmt.Errorf("sqlstore: a round of offers' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
+		}
+	}
+	entries, err := collect(ctx, tx, l.scan, `SELECT `+l.columns+` FROM `+l.table+` e LEFT JOIN holds h ON h.id = e.hold_id
+		WHERE e.id IN (`+s.d.ListSelect(1)+`) ORDER BY e.seq`, s.d.ListArg(append(slices.Clone(r.granted), ended...)))
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	var rows string
+	var args []any
+	for _, e := range entries {
+		typ := holdfast.EventWaitlistOffered
+		switch e.Status {
+		case holdfast.WaitlistExpired:
+			typ = holdfast.EventWaitlistExpired
+		case holdfast.WaitlistCancelled:
+			typ = holdfast.EventWaitlistCancelled
+		}
+		st, err := s.eventStmt(typ, e.HoldID, subject, e)
+		if err != nil {
+			return err
+		}
+		k := len(args)
+		rows += sep(k) + fmt.Sprintf("($%d, holdfast_now_ms(), NULLIF($%d, ''), NULLIF($%d, ''), $%d)", k+1, k+2, k+3, k+4)
+		args = append(args, st.Args...)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES `+rows, args...)
+	return err
+}
+
+// offerHead is a waiting entry at the head of a pool's line.
 type offerHead struct {
 	id, holder, owner, quotaKey string
 	quantity, ttl, capacity     int64
@@ -43,9 +195,9 @@ func (s *Store) offer(ctx context.Context, pool string) (int, error) {
 	return offered, nil
 }
 
-// offerHeads offers to up to limit heads of pool's line in one
-// transaction. more: every head it read was offered or ended, so the line
-// may go on.
+// offerHeads makes one round of offers to up to limit heads of pool's
+// line. more: every head it read was offered or ended, so the line may
+// go on.
 func (s *Store) offerHeads(ctx context.Context, pool string, limit int) (offered int, more bool, err error) {
 	err = s.db.Transact(ctx, func(tx Querier) error {
 		offered, more = 0, false
@@ -53,8 +205,8 @@ func (s *Store) offerHeads(ctx context.Context, pool string, limit int) (offered
 		if lock != "" {
 			lock += " OF e"
 		}
-		// Locked before the pool's row, as a leave and the sweeper's
-		// settling lock an entry before its pool.
+		// Locked before the pool's row, as a leave and the settling of
+		// an offer lock an entry before its pool.
 		heads, err := collect(ctx, tx, func(r Row) (offerHead, error) {
 			var h offerHead
 			err := r.Scan(&h.id, &h.holder, &h.owner, &h.quotaKey, &h.quantity, &h.ttl, &h.capacity, &h.revoked)
@@ -66,151 +218,54 @@ func (s *Store) offerHeads(ctx context.Context, pool string, limit int) (offered
 		if err != nil || len(heads) == 0 {
 			return err
 		}
-		type end struct {
-			id     string
-			to     holdfast.WaitlistStatus
-			reason string
-		}
-		var ends []end
-		var reqs []*claimReq
-		var asking []offerHead
+		var ends []offerEnd
+		var asks []offerAsk
 		for _, h := range heads {
 			switch {
 			case h.quantity > h.capacity:
 				// The capacity was lowered below the ask since it joined: it
 				// could never be served, and would hold the line for good.
-				ends = append(ends, end{h.id, holdfast.WaitlistExpired, fmt.Sprintf("asks for %d, more than the pool's capacity of %d", h.quantity, h.capacity)})
+				ends = append(ends, offerEnd{h.id, holdfast.WaitlistExpired, fmt.Sprintf("asks for %d, more than the pool's capacity of %d", h.quantity, h.capacity)})
 				continue
 			case h.revoked:
 				// Revocation ends a key's entries; one that slipped in at
 				// that moment ends here, never offered.
-				ends = append(ends, end{h.id, holdfast.WaitlistCancelled, "the key was revoked"})
+				ends = append(ends, offerEnd{h.id, holdfast.WaitlistCancelled, "the key was revoked"})
 				continue
 			}
 			ttl := time.Duration(h.ttl) * time.Millisecond
 			if ttl == 0 {
 				ttl = holdfast.DefaultOfferTTL
 			}
-			reqs = append(reqs, &claimReq{ctx: ctx, ttl: ttl, r: holdfast.HoldRequest{Holder: h.holder, Owner: h.owner, QuotaKey: h.quotaKey,
-				Lines: []holdfast.Line{{Pool: pool, Quantity: h.quantity}}}})
-			asking = append(asking, h)
+			asks = append(asks, offerAsk{entry: h.id, waiting: h.quantity, req: &claimReq{ctx: ctx, ttl: ttl,
+				r: holdfast.HoldRequest{Holder: h.holder, Owner: h.owner, QuotaKey: h.quotaKey, Lines: []holdfast.Line{{Pool: pool, Quantity: h.quantity}}}}})
 		}
 		// The head of the line comes before every other ask: the pool's
 		// capacity is read whole, not less what the line waits for.
-		results := make([]claimResult, len(reqs))
-		st, now, err := s.lockBatch(withWaitlistHead(ctx), tx, reqs, results, false)
+		r, err := s.decideOffers(withWaitlistHead(ctx), tx, asks, holdfast.CodeSoldOut)
 		if err != nil {
 			return err
 		}
-		w := newHoldWriter(s.d)
-		w.sale = st.sale
-		var granted []string
-		var holdCases binds
-		var holdWhen string
-		stopped := false
-		for i, req := range reqs {
-			h := asking[i]
-			// The entry's ask counted toward its key's quota as waiting;
-			// offered, it counts as held instead.
-			if k, ok := st.quotas[h.quotaKey]; ok && h.quotaKey != "" {
-				k.held -= h.quantity
-				st.quotas[h.quotaKey] = k
-			}
-			hold, fail := st.grant(req, now)
-			if fail != nil && fail.code == holdfast.CodeSoldOut {
-				stopped = true // not enough back yet: the head waits
-				break
-			}
-			if fail != nil {
-				// The holder cannot have it (their per-holder limit or
-				// their key's quota is full since they joined): the entry
-				// ends, and the capacity goes to the next.
-				ends = append(ends, end{h.id, holdfast.WaitlistCancelled, fmt.Sprintf("the offer could not be made: %s", fail.code)})
-				continue
-			}
-			var q quotaTake
-			if _, counted := st.counted(req); counted {
-				q = quotaTake{h.quotaKey, h.quantity}
-			}
-			if _, err := w.add(hold, false, q, nil, now); err != nil {
-				return err
-			}
-			holdWhen += ` WHEN ` + holdCases.add(h.id) + ` THEN ` + holdCases.add(hold.ID)
-			granted = append(granted, h.id)
-		}
-		if len(granted) == 0 && len(ends) == 0 {
+		r.ends = append(ends, r.ends...)
+		if len(r.granted) == 0 && len(r.ends) == 0 {
 			return nil
 		}
-
-		var stmts []Stmt
+		var pre []Stmt
 		var checks []int64
-		if len(granted) > 0 {
+		if len(r.granted) > 0 {
 			// While the holds are claimed the pool's row shows no ask (the
-			// heads may have what those behind them reserve); the rest of
-			// the ask is counted again after.
-			stmts = append(stmts, Stmt{`UPDATE pools SET waitlisted = 0 WHERE id = $1`, []any{pool}})
-			checks = append(checks, 1)
-			n := len(holdCases.args)
-			stmts = append(stmts, Stmt{`UPDATE waitlist_entries SET status = 'offered', hold_id = CASE id` + holdWhen + ` END, updated_at = ` + holdCases.add(now) +
-				` WHERE id IN (` + s.d.ListSelect(n+2) + `) AND status = 'waiting'`, append(holdCases.args, s.d.ListArg(granted))})
-			checks = append(checks, int64(len(granted)))
-			batch, counts := w.batchStmts(st)
-			stmts, checks = append(stmts, batch...), append(checks, counts...)
-		}
-		var ended []string
-		if len(ends) > 0 {
-			var p binds
-			var to, why string
-			for _, e := range ends {
-				to += ` WHEN ` + p.add(e.id) + ` THEN ` + p.add(string(e.to))
-				why += ` WHEN ` + p.add(e.id) + ` THEN ` + p.add(e.reason)
-				ended = append(ended, e.id)
-			}
-			stmts = append(stmts, Stmt{`UPDATE waitlist_entries SET status = CASE id` + to + ` END, reason = CASE id` + why + ` END, updated_at = ` + p.add(now) +
-				` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = 'waiting'`, append(p.args, s.d.ListArg(ended))})
-			checks = append(checks, int64(len(ends)))
+			// heads may have what those behind them reserve); what is
+			// still asked is counted again after.
+			pre, checks = []Stmt{{`UPDATE pools SET waitlisted = 0 WHERE id = $1`, []any{pool}}}, []int64{1}
 		}
 		// Joins update the pool's row before they add their entry, so
 		// every entry that counts is visible now, and no other.
-		stmts = append(stmts, Stmt{`UPDATE pools SET waitlisted = (SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries
-			WHERE pool_id = $1 AND status = 'waiting') WHERE id = $1`, []any{pool}})
-		checks = append(checks, 1)
-		n, err := ExecAll(ctx, tx, stmts)
-		if err != nil {
+		post := []Stmt{{`UPDATE pools SET waitlisted = (SELECT COALESCE(SUM(quantity), 0) FROM waitlist_entries
+			WHERE pool_id = $1 AND status = 'waiting') WHERE id = $1`, []any{pool}}}
+		if err := s.writeOffers(ctx, tx, poolList, pool, r, pre, post, checks); err != nil {
 			return err
 		}
-		for k, want := range checks {
-			if want >= 0 && n[k] != want {
-				return fmt.Errorf("sqlstore: an offer batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
-			}
-		}
-		// Each entry's event carries the entry as it is now.
-		entries, err := collect(ctx, tx, scanEntry, `SELECT `+entryColumns+` FROM waitlist_entries e LEFT JOIN holds h ON h.id = e.hold_id
-			WHERE e.id IN (`+s.d.ListSelect(1)+`) ORDER BY e.seq`, s.d.ListArg(append(slices.Clone(granted), ended...)))
-		if err != nil {
-			return err
-		}
-		var rows string
-		var args []any
-		for _, e := range entries {
-			typ := holdfast.EventWaitlistOffered
-			switch e.Status {
-			case holdfast.WaitlistExpired:
-				typ = holdfast.EventWaitlistExpired
-			case holdfast.WaitlistCancelled:
-				typ = holdfast.EventWaitlistCancelled
-			}
-			st, err := s.eventStmt(typ, e.HoldID, pool, e)
-			if err != nil {
-				return err
-			}
-			rows += sep(len(args)) + "(" + fmt.Sprintf("$%d, holdfast_now_ms(), NULLIF($%d, ''), NULLIF($%d, ''), $%d", len(args)+1, len(args)+2, len(args)+3, len(args)+4) + ")"
-			args = append(args, st.Args...)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES `+rows, args...); err != nil {
-			return err
-		}
-		offered, more = len(granted), !stopped && len(heads) == limit
+		offered, more = len(r.granted), !r.stopped && len(heads) == limit
 		return nil
 	})
 	if err != nil {

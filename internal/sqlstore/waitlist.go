@@ -402,9 +402,6 @@ func (s *Store) waitlistEntryTx(ctx context.Context, tx Querier, id string) (hol
 	return s.waitlistEntry(ctx, tx, pool, id)
 }
 
-// errOfferTaken is an entry another server offered or settled first.
-var errOfferTaken = errors.New("sqlstore: the entry was offered meanwhile")
-
 // dropEntry ends a waiting entry that cannot be offered (to status:
 // expired, or cancelled by a rule), with the reason and its event.
 func (s *Store) dropEntry(ctx context.Context, tx Querier, id, pool string, q int64, to holdfast.WaitlistStatus, reason string) error {
