@@ -751,3 +751,72 @@ func testBatchConfirmsLate(t *testing.T, h Harness) {
 	}
 	MustAuditClean(t, s)
 }
+
+// Confirms that record their payments are decided in the batches of
+// changes: each payment captured with its confirm, in the batch's
+// writes. A ref paid with on two holds is a conflict for one of them (no
+// payment due back: nothing was refused); the same confirm again is a
+// replay; a paid confirm refused records its payment due back.
+func testBatchConfirmsPaid(t *testing.T, h Harness) {
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	const n = 40
+	MustCreatePool(t, s, "p", 2*n+2, 0)
+	batching := batchesChanges(t, s, holdfast.Line{Pool: "p", Quantity: 1})
+	holds := make([]holdfast.Hold, n)
+	for i := range holds {
+		holds[i] = MustHold(t, s, fmt.Sprintf("h%02d", i), holdfast.Line{Pool: "p", Quantity: 2})
+	}
+	var mu sync.Mutex
+	codes := map[holdfast.Code]int{}
+	got := make([]holdfast.Hold, n)
+	since := changesFrom(s)
+	storm(n, func(i int) {
+		// Refs 0–9 are paid with on two holds each.
+		h, err := s.ConfirmPaid(ctx, holds[i].ID, eur(fmt.Sprintf("pi_%d", i%30), 900), nil)
+		mu.Lock()
+		codes[holdfast.ErrorCode(err)]++
+		got[i] = h
+		mu.Unlock()
+		if c := holdfast.ErrorCode(err); c != "" && c != holdfast.CodeConflict {
+			t.Errorf("confirm %d: %v", i, err)
+		}
+	})
+	if codes[""] != 30 || codes[holdfast.CodeConflict] != 10 {
+		t.Fatalf("answers %v, want 30 confirmed and 10 conflicts", codes)
+	}
+	// A ref paid with twice in one batch leaves it, with its twin: at
+	// least the 20 paid with once are decided in batches.
+	if d := since(); batching && d < 20 {
+		t.Errorf("%d of %d paid confirms were decided in batches", d, n)
+	}
+	for i, h := range got {
+		if h.ID != "" && (h.Status != holdfast.StatusConfirmed || h.PaymentRef != fmt.Sprintf("pi_%d", i%30)) {
+			t.Errorf("confirm %d answered %+v", i, h)
+		}
+	}
+	if p := MustPool(t, s, "p"); p.Confirmed != 61 || p.Held != 20 { // the probe confirmed one
+		t.Fatalf("pool: %+v, want 61 confirmed and 20 held", p)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments p JOIN holds h ON h.id = p.hold_id
+		WHERE p.status = 'captured' AND h.status = 'confirmed' AND h.payment_ref = p.ref`); n != 30 {
+		t.Fatalf("%d captured payments on their confirmed holds, want 30", n)
+	}
+	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments`); n != 30 {
+		t.Fatalf("%d payments recorded, want 30", n)
+	}
+	// The same confirm again: a replay, changing nothing.
+	again, err := s.ConfirmPaid(ctx, holds[29].ID, eur("pi_29", 900), nil)
+	if err != nil || again.Status != holdfast.StatusConfirmed || again.PaymentRef != "pi_29" {
+		t.Fatalf("the paid confirm again: %+v, %v; want a replay", again, err)
+	}
+	// A paid confirm of a released hold is refused, its payment due back.
+	gone := MustHold(t, s, "gone", holdfast.Line{Pool: "p", Quantity: 1})
+	if _, err := s.Release(ctx, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.ConfirmPaid(ctx, gone.ID, eur("pi_gone", 900), nil)
+	wantCode(t, err, holdfast.CodeInvalidState, -1)
+	mustPayment(t, s, "pi_gone", holdfast.PaymentRefundDue, gone.ID)
+	MustAuditClean(t, s)
+}

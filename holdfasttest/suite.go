@@ -25,7 +25,7 @@ var engineOnly = map[string]bool{
 	"Keys": true, "Retention": true, "SoldOutTurnsCorrect": true, "Transfer": true, "Payments": true,
 	"Rooms": true, "RoomDraw": true, "Capabilities": true, "AdmitStock": true, "AdmissionUnits": true,
 	// The batches' order: only the default strategy batches.
-	"BatchStraddlesLastUnits": true, "BatchesGrantInArrivalOrder": true, "BatchEveryShape": true, "UnitBatchesGrantInArrivalOrder": true, "BatchCountsQuotas": true, "BatchSpendsAdmissions": true, "BatchRecordsPayments": true, "BatchTakesChannelSeats": true, "BatchConfirmsParts": true, "BatchConfirmsLate": true,
+	"BatchStraddlesLastUnits": true, "BatchesGrantInArrivalOrder": true, "BatchEveryShape": true, "UnitBatchesGrantInArrivalOrder": true, "BatchCountsQuotas": true, "BatchSpendsAdmissions": true, "BatchRecordsPayments": true, "BatchTakesChannelSeats": true, "BatchConfirmsParts": true, "BatchConfirmsLate": true, "BatchConfirmsPaid": true,
 	"Race/RoomAdmission": true, "Race/AdmitStock": true, "Race/PaymentVsSweeper": true, "Race/Sweepers": true,
 	"Race/IdempotencySameKey": true, "Race/EventFeedSkipsNothing": true, "Race/TransferVsConfirmExpiry": true,
 	// Races of a feature built on the claim (lifecycle changes, exchanges,
@@ -80,6 +80,7 @@ func Run(t *testing.T, h Harness) {
 		{"BatchCountsQuotas", testBatchCountsQuotas},
 		{"BatchConfirmsParts", testBatchConfirmsParts},
 		{"BatchConfirmsLate", testBatchConfirmsLate},
+		{"BatchConfirmsPaid", testBatchConfirmsPaid},
 		{"BatchSpendsAdmissions", testBatchSpendsAdmissions},
 		{"BatchRecordsPayments", testBatchRecordsPayments},
 		{"BatchTakesChannelSeats", testBatchTakesChannelSeats},

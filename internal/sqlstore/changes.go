@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/holdfast/holdfast"
@@ -30,12 +31,14 @@ import (
 // A late confirm of a hold no sweeper has expired yet is decided here
 // too, by its pools' and groups' policies (lateRefusal, confirm.go, read
 // for the batch's late holds in one statement): its capacity is still
-// its own.
+// its own. A confirm that records a payment has it captured in the same
+// insert for the whole batch.
 //
 // A change the batch cannot make alone takes the ordinary path (change):
 // a second change of the same hold in one batch, a late confirm of a hold
 // already expired (what it keeps is claimed again, on the careful path),
-// a confirm that records a payment, a part of a hold across shards.
+// a confirm whose payment is recorded already (a replay or a conflict),
+// a part of a hold across shards.
 
 type changeKind int
 
@@ -233,6 +236,31 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 			late = append(late, req.id)
 		}
 	}
+	// A confirm that records a payment whose ref is recorded already (a
+	// replay of it, or a conflict), or paid with twice in the batch,
+	// leaves the batch: the careful path answers it.
+	var refs []string
+	for i, req := range batch {
+		if p := req.c.pay; results[i].err == nil && p != nil {
+			refs = append(refs, p.Ref)
+		}
+	}
+	usedRefs := map[string]bool{}
+	if len(refs) > 0 {
+		s.changeStmts.Add(1)
+		recorded, err := queryStrings(ctx, tx, `SELECT ref FROM payments WHERE ref IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(refs))
+		if err != nil {
+			return err
+		}
+		for _, ref := range recorded {
+			usedRefs[ref] = true
+		}
+		seen := map[string]bool{}
+		for _, ref := range refs {
+			usedRefs[ref] = usedRefs[ref] || seen[ref]
+			seen[ref] = true
+		}
+	}
 	var policies map[string][]latePolicy
 	if len(late) > 0 {
 		s.changeStmts.Add(1)
@@ -250,7 +278,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		}
 		lh, found := holds[req.id]
 		switch {
-		case touched[req.id]:
+		case touched[req.id], req.c.pay != nil && usedRefs[req.c.pay.Ref]:
 			results[i].fallback = true
 			continue
 		case !found:
@@ -296,6 +324,9 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
+			if strings.HasPrefix(stmts[k].SQL, "INSERT INTO payments") {
+				return errKeyRace // a ref recorded meanwhile: look again, and it leaves the batch
+			}
 			return fmt.Errorf("sqlstore: a batch of changes' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
 		}
 	}

@@ -207,6 +207,21 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 		checks = append(checks, -1)
 	}
 
+	// The payments confirms record, captured, in one insert: a ref
+	// recorded meanwhile leaves its row out, and the row count tells.
+	var payRows string
+	var payArgs []any
+	for _, i := range byKind[kindConfirm] {
+		if p := batch[i].c.pay; p != nil {
+			payRows += sep(len(payArgs)) + "(" + params(len(payArgs)+1, 4) + ", 'captured', holdfast_now_ms(), holdfast_now_ms())"
+			payArgs = append(payArgs, p.Ref, batch[i].id, p.Amount, p.Currency)
+		}
+	}
+	if payRows != "" {
+		stmts = append(stmts, Stmt{captureInsert(payRows), payArgs})
+		checks = append(checks, int64(len(payArgs)/4))
+	}
+
 	// The holds as they are now, their events in one insert.
 	var eventRows string
 	var eventArgs []any

@@ -34,17 +34,16 @@ func (s *Store) confirm(ctx context.Context, id, paymentRef string, part []holdf
 	if err := validatePart(part); err != nil {
 		return holdfast.Hold{}, err
 	}
-	if pay == nil {
-		// Where the store batches changes, a confirm joins a batch: whole
-		// or in part, on time or late while its capacity is still its own
-		// (no sweeper expired it). One whose hold was expired meanwhile
-		// leaves the batch for the careful path: what it keeps is claimed
-		// again.
-		h, ok, err := s.inBatch(ctx, id, change{from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
-			event: holdfast.EventHoldConfirmed, part: part})
-		if ok {
-			return h, err
-		}
+	// Where the store batches changes, a confirm joins a batch: whole or
+	// in part, on time or late while its capacity is still its own (no
+	// sweeper expired it), paid or not. One whose hold was expired
+	// meanwhile leaves the batch for the careful path: what it keeps is
+	// claimed again; so does one whose payment is recorded already (a
+	// replay, or a conflict).
+	h, ok, err := s.inBatch(ctx, id, change{from: holdfast.StatusHeld, to: holdfast.StatusConfirmed, kind: kindConfirm, ref: paymentRef,
+		event: holdfast.EventHoldConfirmed, part: part, pay: pay})
+	if ok {
+		return h, err
 	}
 	if len(part) == 0 && pay == nil {
 		h, err := s.changeAlone(ctx, id, change{

@@ -34,6 +34,8 @@ type change struct {
 	// part is what a partial confirm keeps (confirm.go); the rest goes
 	// back in the same batch.
 	part []holdfast.PartLine
+	// pay is the payment a confirm records, captured, with it.
+	pay *holdfast.Payment
 }
 
 func (s *Store) change(ctx context.Context, id string, c change) (holdfast.Hold, error) {

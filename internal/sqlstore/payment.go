@@ -15,8 +15,10 @@ import (
 // the transaction right after the refusal, once per ref: a ref is the
 // table's key, so a payment ends exactly once as a ticket or a refund,
 // whoever races it (the sweeper expiring the hold, a retry, another
-// server). Paid confirms take the careful path (confirm.go) and paid
-// bookings the one-by-one path: the batches write no payments.
+// server). Paid bookings are captured in the claim batches' writes
+// (writer.go), paid confirms in the batches of changes' (changewrite.go);
+// a ref recorded already sends its change to the careful path, which
+// answers a replay or the conflict.
 
 type payKey struct{}
 
