@@ -14,8 +14,9 @@ import (
 //
 //	HotPool:   every client holds 1 from the same pool (a flash sale's row);
 //	ColdPools: every client holds 1 from one of 1,000 pools at random;
-//	HotPoolQuota, HotPoolConfirmPart, HotPoolPaid: the hot pool's holds
-//	under a key's quota, then confirmed in part, or booked paid;
+//	HotPoolQuota, HotPoolConfirmPart, HotPoolConfirmPaid, HotPoolPaid: the
+//	hot pool's holds under a key's quota, then confirmed in part or paid,
+//	or booked paid;
 //	WaitlistOffers: a line of 200 served in one round of offers.
 //
 // Clients are b.RunParallel goroutines, 16 per GOMAXPROCS.
@@ -56,6 +57,18 @@ func Bench(b *testing.B, h Harness) {
 			hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Lines: []holdfast.Line{{Pool: "hot", Quantity: 2}}})
 			if err == nil {
 				_, err = s.ConfirmPart(ctx, hd.ID, "", keep)
+			}
+			return err
+		})
+	})
+	// The hot pool, each a hold then a confirm that records its payment.
+	b.Run("HotPoolConfirmPaid", func(b *testing.B) {
+		s, _ := h.Open(b)
+		MustCreatePool(b, s, "hot", holdfast.MaxCapacity, 0)
+		benchDo(b, s, func(ctx context.Context, r *rand.Rand, n int64) error {
+			hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Lines: []holdfast.Line{{Pool: "hot", Quantity: 1}}})
+			if err == nil {
+				_, err = s.ConfirmPaid(ctx, hd.ID, eur(fmt.Sprint("pi_", n), 900), nil)
 			}
 			return err
 		})
