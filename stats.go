@@ -15,6 +15,10 @@ type Stats struct {
 	// ClaimStatements and ChangeStatements are the statements those
 	// batches sent: per batch, they do not grow with its size.
 	ClaimStatements, ChangeStatements int64
+	// OfferRounds is how many rounds of waitlist offers were written (each
+	// one transaction), making Offers offers between them with
+	// OfferStatements statements.
+	OfferRounds, Offers, OfferStatements int64
 	// BatchFailures counts batches that failed whole (their claims then
 	// went one by one); it should stay 0.
 	BatchFailures int64

@@ -301,6 +301,7 @@ func testWaitlistOffersByTheRules(t *testing.T, h Harness) {
 	a := MustHold(t, s, "a", holdfast.Line{Pool: "p", Quantity: 3})
 	b := MustHold(t, s, "b", holdfast.Line{Pool: "p", Quantity: 2})
 	MustHold(t, s, "c", holdfast.Line{Pool: "p", Quantity: 1})
+	offers := statFrom(s, func(st holdfast.Stats) int64 { return st.Offers })
 	join := func(holder, key string, q int64) holdfast.WaitlistEntry {
 		t.Helper()
 		r := holdfast.WaitlistRequest{Pool: "p", Holder: holder, Quantity: q}
@@ -382,6 +383,9 @@ func testWaitlistOffersByTheRules(t *testing.T, h Harness) {
 	}
 	if k, err := s.APIKey(ctx, "k"); err != nil || k.HeldUnits != 2 {
 		t.Fatalf("key k after the group's offer: %+v, %v; want 2 held", k, err)
+	}
+	if _, reports := s.(holdfast.StatsReporter); reports && offers() != 3 {
+		t.Errorf("Stats counted %d offers, want 3", offers())
 	}
 	MustAuditClean(t, s)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/holdfast/holdfast"
 )
@@ -18,7 +19,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	if err := s.checkClaimedKeys(ctx, tx, batch, results); err != nil {
 		return err
 	}
-	st, now, err := s.lockBatch(ctx, tx, batch, results, false)
+	st, now, err := s.lockBatch(ctx, tx, batch, results, &s.claimStmts)
 	if err != nil {
 		return err
 	}
@@ -109,10 +110,12 @@ var recordedRefusal = map[holdfast.Code]bool{
 // turns out to be used takes no effect (its rows may have been locked for
 // nothing: harmless).
 //
-// A look (look true) reads the same rows without locking any, and also
+// A look (stmts nil) reads the same rows without locking any, and also
 // whether the groups exist and the keys' quotas: what explain needs to
-// name a refusal by the same decision.
-func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, look bool) (*batchState, int64, error) {
+// name a refusal by the same decision. Otherwise the statements sent are
+// counted in stmts (a claim batch's, or a round of offers').
+func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, stmts *atomic.Int64) (*batchState, int64, error) {
+	look := stmts == nil
 	var pools, units, groups, sales, holders []string
 	named := map[string]bool{}
 	add := func(list *[]string, kind, id string) {
@@ -304,7 +307,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		}
 	}
 	if !look {
-		s.claimStmts.Add(int64(len(qs)))
+		stmts.Add(int64(len(qs)))
 	}
 	if err := QueryAll(ctx, tx, qs); err != nil {
 		return nil, 0, err

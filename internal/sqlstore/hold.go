@@ -414,7 +414,7 @@ func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder st
 // write transaction. nil: every line could be had now.
 func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
 	req := &claimReq{ctx: ctx, r: r}
-	st, now, err := s.lockBatch(ctx, s.db, []*claimReq{req}, make([]claimResult, 1), true)
+	st, now, err := s.lockBatch(ctx, s.db, []*claimReq{req}, make([]claimResult, 1), nil)
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func (s *Store) decideOffers(ctx context.Context, tx Querier, asks []offerAsk, s
 	for i, a := range asks {
 		reqs[i] = a.req
 	}
-	st, now, err := s.lockBatch(ctx, tx, reqs, make([]claimResult, len(reqs)), false)
+	st, now, err := s.lockBatch(ctx, tx, reqs, make([]claimResult, len(reqs)), &s.offerStmts)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +147,11 @@ func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subjec
 			return fmt.Errorf("sqlstore: a round of offers' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
 		}
 	}
+	// And the entries' lock before, their read and the events' insert
+	// after.
+	s.offerStmts.Add(int64(len(stmts)) + 3)
+	s.offerRounds.Add(1)
+	s.offersMade.Add(int64(len(r.granted)))
 	entries, err := collect(ctx, tx, l.scan, `SELECT `+l.columns+` FROM `+l.table+` e LEFT JOIN holds h ON h.id = e.hold_id
 		WHERE e.id IN (`+s.d.ListSelect(1)+`) ORDER BY e.seq`, s.d.ListArg(append(slices.Clone(r.granted), ended...)))
 	if err != nil || len(entries) == 0 {

@@ -46,6 +46,9 @@ type shared struct {
 	changesBatched atomic.Int64 // changes decided in them
 	claimStmts     atomic.Int64 // statements sent by claim batches
 	changeStmts    atomic.Int64 // statements sent by batches of changes
+	offerRounds    atomic.Int64 // rounds of waitlist offers written
+	offersMade     atomic.Int64 // offers made in them
+	offerStmts     atomic.Int64 // statements sent by them
 	logger         *slog.Logger
 	clock          holdfast.Clock
 	holdPrefix     string // of the hold ids this store makes
@@ -139,6 +142,7 @@ func (s *Store) Stats() Stats {
 	st.Batches, st.BatchedClaims, st.BatchFailures = s.batchCount.Load(), s.batched.Load(), s.batchFailures.Load()
 	st.ChangeBatches, st.BatchedChanges = s.changeBatches.Load(), s.changesBatched.Load()
 	st.ClaimStatements, st.ChangeStatements = s.claimStmts.Load(), s.changeStmts.Load()
+	st.OfferRounds, st.Offers, st.OfferStatements = s.offerRounds.Load(), s.offersMade.Load(), s.offerStmts.Load()
 	st.PoolMarks = s.soldOut.size()
 	return st
 }
