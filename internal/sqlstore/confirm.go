@@ -472,11 +472,46 @@ func (s *Store) dropUnits(ctx context.Context, tx Querier, id string, units []st
 }
 
 // takeAgain confirms a hold that expired and gave its capacity back: what
-// it keeps is claimed again, through the strategy as any claim is (pool
-// capacity into confirmed, the holder's limit, the very same units), or
-// the confirm is refused and nothing changes.
+// it keeps is claimed again, or the confirm is refused and nothing
+// changes. The one decision decides, on the rows locked in the global
+// order (pools, holders' totals, units) — pool capacity into confirmed,
+// the holder's limit, the very same units, in whichever sale each is now
+// (a channel's seats stay the channel's: the hold took them from it) —
+// and its refusal is the confirm's; then the strategy claims it, as any
+// claim is, with the database's conditional updates the last word.
 func (s *Store) takeAgain(ctx context.Context, tx Querier, prep Prepared, id, holder string, lines []heldLine) (*shortfall, error) {
 	pools, kept := perPool(lines, func(l heldLine) int64 { return l.keep })
+	var units []string
+	for _, l := range lines {
+		units = append(units, l.kept...)
+	}
+	slices.Sort(units)
+	r := holdfast.HoldRequest{Holder: holder} // holder is scoped already
+	for _, p := range pools {
+		r.Lines = append(r.Lines, holdfast.Line{Pool: p, Quantity: kept[p]})
+	}
+	if len(units) > 0 {
+		r.Lines = append(r.Lines, holdfast.Line{Units: units, Channel: anyChannel})
+	}
+	if len(r.Lines) > 0 {
+		req := &claimReq{ctx: ctx, r: r, confirm: true}
+		st, now, err := s.lockBatch(ctx, tx, []*claimReq{req}, make([]claimResult, 1), &s.changeStmts)
+		if err != nil {
+			return nil, err
+		}
+		if _, f := st.grant(req, now); f != nil {
+			// Taken since, maybe by holds that lapsed too: the caller
+			// reclaims those and asks again, once.
+			var short *shortfall
+			switch {
+			case f.code == holdfast.CodeSoldOut:
+				short = &shortfall{pools: []string{f.pool}}
+			case f.code == holdfast.CodeUnavailable:
+				short = &shortfall{units: units}
+			}
+			return short, notReclaimable("hold %q expired, and %s", id, f.detail)
+		}
+	}
 	for _, p := range pools {
 		limit, ok, err := s.strategy.ClaimPool(ctx, tx, prep, p, kept[p], true)
 		if err != nil {
@@ -495,17 +530,10 @@ func (s *Store) takeAgain(ctx context.Context, tx Querier, prep Prepared, id, ho
 			}
 		}
 	}
-	var units []string
-	for _, l := range lines {
-		units = append(units, l.kept...)
-	}
-	slices.Sort(units)
 	if err := s.dropUnits(ctx, tx, id, dropped(lines)); err != nil {
 		return nil, err
 	}
 	if len(units) > 0 {
-		// Its own units, in whichever sale they are now (a channel's
-		// seats stay the channel's: the hold took them from it).
 		taken, err := s.strategy.ClaimUnits(ctx, tx, prep, id, anyChannel, units)
 		if err != nil {
 			return nil, err
