@@ -57,20 +57,48 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		return nil
 	}
 	for _, i := range granted {
-		var q quotaTake
-		if _, counted := st.counted(batch[i]); counted {
-			q = quotaTake{batch[i].r.QuotaKey, heldUnits(batch[i].r)}
-		}
-		if answers[i], err = w.add(grants[i], batch[i].confirm, q, batch[i].rec, now); err != nil {
+		if answers[i], err = w.grant(st, batch[i], grants[i], now); err != nil {
 			return err
 		}
-		if batch[i].room != "" {
-			w.admit(batch[i].r.Admission, grants[i].ID)
-		}
-		if p := batch[i].pay; p != nil {
-			w.capture(grants[i].ID, *p)
-		}
 	}
+	if err := s.writeBatch(ctx, tx, w, st); err != nil {
+		return err
+	}
+	for _, i := range granted {
+		results[i].h = grants[i]
+	}
+	for i := range batch {
+		results[i].answer = answers[i]
+	}
+	return nil
+}
+
+// grant adds what the one decision granted req (h) to the writer: the
+// hold with its lines and claims, its share of its key's quota, the
+// admission it spends, the payment it captures, and the answer under its
+// key (returned).
+func (w *holdWriter) grant(st *batchState, req *claimReq, h holdfast.Hold, now int64) (*holdfast.StoredResponse, error) {
+	var q quotaTake
+	if _, counted := st.counted(req); counted {
+		q = quotaTake{req.r.QuotaKey, heldUnits(req.r)}
+	}
+	answer, err := w.add(h, req.confirm, q, req.rec, now)
+	if err != nil {
+		return nil, err
+	}
+	if req.room != "" {
+		w.admit(req.r.Admission, h.ID)
+	}
+	if p := req.pay; p != nil {
+		w.capture(h.ID, *p)
+	}
+	return answer, nil
+}
+
+// writeBatch sends a claim batch's writes in one round and checks every
+// row count: a key or payment ref written meanwhile is errKeyRace (the
+// batch looks again), any other difference rolls the batch back.
+func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *batchState) error {
 	stmts, checks := w.batchStmts(st)
 	s.claimStmts.Add(int64(len(stmts)))
 	n, err := ExecAll(ctx, tx, stmts)
@@ -85,13 +113,45 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
 		}
 	}
-	for _, i := range granted {
-		results[i].h = grants[i]
-	}
-	for i := range batch {
-		results[i].answer = answers[i]
-	}
 	return nil
+}
+
+// claimAlone decides one claim by the one decision on the rows it locks
+// (lockBatch) and writes it with the batch's writer, in tx: a batch of
+// one, for a shard's part of a hold (its hold id and line numbers are the
+// coordinator's, and its transaction is prepared, not committed). ok is
+// false when the claim must be made by the strategy instead (its payment
+// ref is recorded already: that path answers the conflict).
+func (s *Store) claimAlone(ctx context.Context, tx Querier, req *claimReq, part *Part) (h holdfast.Hold, fail *lineFailure, ok bool, err error) {
+	results := make([]claimResult, 1)
+	st, now, err := s.lockBatch(ctx, tx, []*claimReq{req}, results, &s.claimStmts)
+	switch {
+	case err != nil:
+		return h, nil, true, err
+	case results[0].err != nil:
+		return h, nil, true, results[0].err
+	case results[0].fallback:
+		return h, nil, false, nil
+	}
+	if part != nil {
+		st.newHoldID = func() string { return part.HoldID }
+	}
+	h, f := st.grant(req, now)
+	if f != nil {
+		return h, &lineFailure{f.line, f.code}, true, nil
+	}
+	w := newHoldWriter(s.d)
+	w.sale = st.sale
+	if part != nil {
+		w.lineNos = part.LineNos
+	}
+	if _, err := w.grant(st, req, h, now); err != nil {
+		return h, nil, true, err
+	}
+	if err := s.writeBatch(ctx, tx, w, st); err != nil {
+		return h, nil, true, err
+	}
+	return h, nil, true, s.record(ctx, tx, h)
 }
 
 // recordedRefusal are the refusals a batch records under the request's
@@ -147,7 +207,9 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	slices.Sort(units)
 	slices.Sort(groups)
 	slices.Sort(sales)
-	forUpdate, skipLocked := s.d.ForUpdate, s.d.SkipLocked
+	// A claim looking again after a miss a consistent look said was not
+	// real waits for the units claims in flight lock (skipLocked).
+	forUpdate, skipLocked := s.d.ForUpdate, skipLocked(ctx, s.d)
 	if look {
 		forUpdate, skipLocked = "", ""
 	}

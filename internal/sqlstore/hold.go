@@ -120,6 +120,21 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 				claimCtx = withWaitLocked(ctx) // see skipLocked
 			}
 			err = transact(preparing(ctx), func(tx Querier) error {
+				if part := partOf(ctx); part != nil && s.coalesce {
+					// A shard's part: a batch of one, in its prepared
+					// transaction (its answer under a key is recorded as
+					// a claim made alone records it).
+					req := s.newClaimReq(claimCtx, r, ttl, confirm, paymentRef)
+					req.rec = nil
+					var ok bool
+					var err error
+					if h, fail, ok, err = s.claimAlone(claimCtx, tx, req, part); ok {
+						if err == nil && fail != nil {
+							return errRollback
+						}
+						return err
+					}
+				}
 				var err error
 				h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
 				if err == nil && fail != nil {
