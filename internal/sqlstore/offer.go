@@ -80,11 +80,7 @@ func (s *Store) decideOffers(ctx context.Context, tx Querier, asks []offerAsk, s
 			r.ends = append(r.ends, offerEnd{a.entry, holdfast.WaitlistCancelled, fmt.Sprintf("the offer could not be made: %s", fail.code)})
 			continue
 		}
-		var q quotaTake
-		if _, counted := st.counted(a.req); counted {
-			q = quotaTake{a.req.r.QuotaKey, heldUnits(a.req.r)}
-		}
-		if _, err := r.w.add(hold, false, q, nil, now); err != nil {
+		if _, err := r.w.grant(st, a.req, hold, now); err != nil {
 			return nil, err
 		}
 		r.granted, r.holds = append(r.granted, a.entry), append(r.holds, hold.ID)
