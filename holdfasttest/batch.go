@@ -272,21 +272,9 @@ func testBatchRecordsPayments(t *testing.T, h Harness) {
 	batched := batches(t, s, b)
 	MustCreatePool(t, s, "p", 40, 0) // room for all: a conflict is the ref's alone
 	since := batchedFrom(s)
-	var mu sync.Mutex
-	codes := map[holdfast.Code]int{}
-	storm(40, func(i int) {
-		// Refs 0–9 are paid with twice.
-		_, err := s.BookPaid(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("h", i), Lines: pl("p", 1)}, eur(fmt.Sprintf("pi_%d", i%30), 900))
-		mu.Lock()
-		codes[holdfast.ErrorCode(err)]++
-		mu.Unlock()
-		if c := holdfast.ErrorCode(err); c != "" && c != holdfast.CodeConflict {
-			t.Errorf("booking %d: %v", i, err)
-		}
+	paidStorm(t, func(i int, p holdfast.Payment) (holdfast.Hold, error) {
+		return s.BookPaid(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("h", i), Lines: pl("p", 1)}, p)
 	})
-	if codes[""] != 30 || codes[holdfast.CodeConflict] != 10 {
-		t.Fatalf("answers %v, want 30 booked and 10 conflicts", codes)
-	}
 	if n := since(); batched && n < 30 {
 		t.Errorf("%d of 40 paid bookings went through a batch", n)
 	}
@@ -767,24 +755,10 @@ func testBatchConfirmsPaid(t *testing.T, h Harness) {
 	for i := range holds {
 		holds[i] = MustHold(t, s, fmt.Sprintf("h%02d", i), holdfast.Line{Pool: "p", Quantity: 2})
 	}
-	var mu sync.Mutex
-	codes := map[holdfast.Code]int{}
-	got := make([]holdfast.Hold, n)
 	since := changesFrom(s)
-	storm(n, func(i int) {
-		// Refs 0–9 are paid with on two holds each.
-		h, err := s.ConfirmPaid(ctx, holds[i].ID, eur(fmt.Sprintf("pi_%d", i%30), 900), nil)
-		mu.Lock()
-		codes[holdfast.ErrorCode(err)]++
-		got[i] = h
-		mu.Unlock()
-		if c := holdfast.ErrorCode(err); c != "" && c != holdfast.CodeConflict {
-			t.Errorf("confirm %d: %v", i, err)
-		}
+	got := paidStorm(t, func(i int, p holdfast.Payment) (holdfast.Hold, error) {
+		return s.ConfirmPaid(ctx, holds[i].ID, p, nil)
 	})
-	if codes[""] != 30 || codes[holdfast.CodeConflict] != 10 {
-		t.Fatalf("answers %v, want 30 confirmed and 10 conflicts", codes)
-	}
 	// A ref paid with twice in one batch leaves it, with its twin: at
 	// least the 20 paid with once are decided in batches.
 	if d := since(); batching && d < 20 {
@@ -819,4 +793,28 @@ func testBatchConfirmsPaid(t *testing.T, h Harness) {
 	wantCode(t, err, holdfast.CodeInvalidState, -1)
 	mustPayment(t, s, "pi_gone", holdfast.PaymentRefundDue, gone.ID)
 	MustAuditClean(t, s)
+}
+
+// paidStorm makes 40 paid changes at once, change i paying with ref
+// pi_<i%30> (refs 0–9 on two changes each), and wants 30 made and 10
+// conflicts; it returns what each answered.
+func paidStorm(t *testing.T, pay func(i int, p holdfast.Payment) (holdfast.Hold, error)) []holdfast.Hold {
+	t.Helper()
+	var mu sync.Mutex
+	codes := map[holdfast.Code]int{}
+	got := make([]holdfast.Hold, 40)
+	storm(40, func(i int) {
+		h, err := pay(i, eur(fmt.Sprintf("pi_%d", i%30), 900))
+		mu.Lock()
+		codes[holdfast.ErrorCode(err)]++
+		got[i] = h
+		mu.Unlock()
+		if c := holdfast.ErrorCode(err); c != "" && c != holdfast.CodeConflict {
+			t.Errorf("paid change %d: %v", i, err)
+		}
+	})
+	if codes[""] != 30 || codes[holdfast.CodeConflict] != 10 {
+		t.Fatalf("answers %v, want 30 made and 10 conflicts", codes)
+	}
+	return got
 }
