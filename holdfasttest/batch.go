@@ -281,13 +281,7 @@ func testBatchRecordsPayments(t *testing.T, h Harness) {
 	if p := MustPool(t, s, "p"); p.Confirmed != 30 {
 		t.Fatalf("pool: %+v, want 30 confirmed", p)
 	}
-	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments p JOIN holds h ON h.id = p.hold_id
-		WHERE p.status = 'captured' AND h.status = 'confirmed' AND h.payment_ref = p.ref`); n != 30 {
-		t.Fatalf("%d captured payments on their confirmed bookings, want 30", n)
-	}
-	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments`); n != 30 {
-		t.Fatalf("%d payments recorded, want 30", n)
-	}
+	wantCaptured(t, s, 30)
 	MustAuditClean(t, s)
 }
 
@@ -772,13 +766,7 @@ func testBatchConfirmsPaid(t *testing.T, h Harness) {
 	if p := MustPool(t, s, "p"); p.Confirmed != 61 || p.Held != 20 { // the probe confirmed one
 		t.Fatalf("pool: %+v, want 61 confirmed and 20 held", p)
 	}
-	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments p JOIN holds h ON h.id = p.hold_id
-		WHERE p.status = 'captured' AND h.status = 'confirmed' AND h.payment_ref = p.ref`); n != 30 {
-		t.Fatalf("%d captured payments on their confirmed holds, want 30", n)
-	}
-	if n := MustCount(t, s, `SELECT COUNT(*) FROM payments`); n != 30 {
-		t.Fatalf("%d payments recorded, want 30", n)
-	}
+	wantCaptured(t, s, 30)
 	// The same confirm again: a replay, changing nothing.
 	again, err := s.ConfirmPaid(ctx, holds[29].ID, eur("pi_29", 900), nil)
 	if err != nil || again.Status != holdfast.StatusConfirmed || again.PaymentRef != "pi_29" {
@@ -817,4 +805,17 @@ func paidStorm(t *testing.T, pay func(i int, p holdfast.Payment) (holdfast.Hold,
 		t.Fatalf("answers %v, want 30 made and 10 conflicts", codes)
 	}
 	return got
+}
+
+// wantCaptured wants n payments recorded, each captured on the confirmed
+// hold whose payment_ref it is.
+func wantCaptured(t *testing.T, s holdfast.Store, n int64) {
+	t.Helper()
+	if got := MustCount(t, s, `SELECT COUNT(*) FROM payments p JOIN holds h ON h.id = p.hold_id
+		WHERE p.status = 'captured' AND h.status = 'confirmed' AND h.payment_ref = p.ref`); got != n {
+		t.Fatalf("%d captured payments on their confirmed holds, want %d", got, n)
+	}
+	if got := MustCount(t, s, `SELECT COUNT(*) FROM payments`); got != n {
+		t.Fatalf("%d payments recorded, want %d", got, n)
+	}
 }
