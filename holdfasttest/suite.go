@@ -35,7 +35,7 @@ var engineOnly = map[string]bool{
 	// claim itself (pools, seats, riders, limits, expired capacity, late
 	// confirms, seats together) with their full storms.
 	"Race/ConfirmVsExpiry": true, "Race/ReleaseVsConfirm": true, "Race/ExchangeVsClaims": true, "Race/Allocation": true,
-	"Race/UnitAllocation": true, "Race/ChangesWithClaims": true, "Race/Waitlist": true, "Race/GroupWaitlist": true,
+	"Race/UnitAllocation": true, "Race/ChangesWithClaims": true, "Race/Waitlist": true, "Race/WaitlistLeaves": true, "Race/GroupWaitlist": true,
 	"Race/KeyQuota": true,
 }
 
@@ -141,6 +141,7 @@ func Run(t *testing.T, h Harness) {
 		{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
 		{"ChangesWithClaims", raceChangesWithClaims},
 		{"Waitlist", raceWaitlist},
+		{"WaitlistLeaves", raceWaitlistLeaves},
 		{"GroupWaitlist", raceGroupWaitlist},
 		{"SeatsTogether", raceSeatsTogether},
 		{"PerHolderLimit", racePerHolderLimit},

@@ -389,3 +389,88 @@ func testWaitlistOffersByTheRules(t *testing.T, h Harness) {
 	}
 	MustAuditClean(t, s)
 }
+
+// raceWaitlistLeaves: entries leave the line — waiting, or with their
+// offer in hand — while three servers make rounds of offers and the
+// capacity comes back. A round locks the entries it decides before the
+// pool's row, as a leave does; nothing deadlocks, every leaver ends
+// (left, or released with its offer's units gone to the next), every unit
+// ends with an entry still in line, and the counters hold.
+func raceWaitlistLeaves(t *testing.T, h Harness) {
+	stores := instances(t, h, 3)
+	ctx := ctxT(t)
+	s := stores[0]
+	const capacity, waiting = 20, 36
+	MustCreatePool(t, s, "p", capacity, 0)
+	var early []holdfast.Hold
+	for i := range capacity {
+		early = append(early, MustHold(t, s, fmt.Sprintf("early-%d", i), holdfast.Line{Pool: "p", Quantity: 1}))
+	}
+	var entries []holdfast.WaitlistEntry
+	for i := range waiting {
+		entries = append(entries, mustJoinWaitlist(t, stores[i%3], "p", fmt.Sprintf("w-%02d", i), 1))
+	}
+	leaves := func(i int) bool { return i%3 == 0 } // 12 of 36 leave
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for k := range stores {
+		untilStopped(&wg, stop, func() bool {
+			if _, err := stores[k].OfferWaitlists(ctx); err != nil {
+				t.Errorf("OfferWaitlists: %v", err)
+				return false
+			}
+			return true
+		})
+	}
+	storm(capacity+waiting, func(i int) {
+		if i < capacity {
+			if _, err := stores[i%3].Release(ctx, early[i].ID); err != nil {
+				t.Errorf("release: %v", err)
+			}
+			return
+		}
+		e := entries[i-capacity]
+		if !leaves(i - capacity) {
+			return
+		}
+		// Offered between the read and the leave: leave again, which
+		// releases the offer.
+		for try := 0; ; try++ {
+			_, err := stores[i%3].LeaveWaitlist(ctx, "p", e.ID, "")
+			if err == nil {
+				return
+			}
+			if holdfast.ErrorCode(err) != holdfast.CodeConflict || try == 10 {
+				t.Errorf("leave %s: %v", e.Holder, err)
+				return
+			}
+		}
+	})
+	// The 24 who stay share the 20 units: wait for the offers, then stop.
+	deadline := time.Now().Add(time.Minute)
+	for MustCount(t, s, `SELECT COUNT(*) FROM waitlist_entries e JOIN holds h ON h.id = e.hold_id
+		WHERE e.status = 'offered' AND h.status = 'held'`) < capacity && time.Now().Before(deadline) && !t.Failed() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	stayed := 0
+	for i, e := range entries {
+		got := mustEntry(t, s, e)
+		switch {
+		case leaves(i) && got.Status != holdfast.WaitlistLeft && got.Status != holdfast.WaitlistReleased:
+			t.Errorf("entry %s left, but is %s", e.Holder, got.Status)
+		case !leaves(i) && stayed < capacity && got.Status != holdfast.WaitlistOffered:
+			t.Errorf("entry %s, %d in line of those who stayed, is %s: want offered", e.Holder, stayed+1, got.Status)
+		case !leaves(i) && stayed >= capacity && got.Status != holdfast.WaitlistWaiting:
+			t.Errorf("entry %s, past the capacity, is %s: want waiting", e.Holder, got.Status)
+		}
+		if !leaves(i) {
+			stayed++
+		}
+	}
+	if p := MustPool(t, s, "p"); p.Held != capacity || p.Waitlisted != int64(stayed-capacity) {
+		t.Fatalf("pool after the race: %+v; want %d held, %d waitlisted", p, capacity, stayed-capacity)
+	}
+	MustAuditClean(t, s)
+}
