@@ -36,12 +36,22 @@ type Client struct {
 	NoIdempotencyKeys bool
 }
 
-// The client is the catalog, booking and feed contract over HTTP: code
-// written against them runs in-process or against a server unchanged.
+// The client-facing contracts the client satisfies, checked at compile
+// time: a program written against them runs on a store in-process or on a
+// server over HTTP unchanged. Where the API cannot serve a method (what
+// only the server may do with keys and webhooks) it answers unsupported.
 var (
-	_ holdfast.Catalog = (*Client)(nil)
-	_ holdfast.Booking = (*Client)(nil)
-	_ holdfast.Feed    = (*Client)(nil)
+	_ holdfast.Catalog       = (*Client)(nil)
+	_ holdfast.Booking       = (*Client)(nil)
+	_ holdfast.Feed          = (*Client)(nil)
+	_ holdfast.RoomStore     = (*Client)(nil)
+	_ holdfast.WaitlistStore = (*Client)(nil)
+	_ holdfast.Allocations   = (*Client)(nil)
+	_ holdfast.Payments      = (*Client)(nil)
+	_ holdfast.KeyStore      = (*Client)(nil)
+	_ holdfast.WebhookStore  = (*Client)(nil)
+	_ holdfast.Capable       = (*Client)(nil)
+	_ holdfast.GroupLayouts  = (*Client)(nil)
 )
 
 // NewClient returns a client for the server at baseURL (http://host:port).
@@ -706,18 +716,6 @@ func (c *Client) RoomDraw(ctx context.Context, room string) (holdfast.RoomDraw, 
 	return out, err
 }
 
-// The client-facing contracts the client satisfies, checked at compile
-// time: a program written against them runs on a store in-process or on a
-// server over HTTP. KeyStore and WebhookStore are not among them yet: the
-// client's key and webhook creation answer the secret once and take other
-// arguments (#28).
-var (
-	_ holdfast.Catalog   = (*Client)(nil)
-	_ holdfast.Booking   = (*Client)(nil)
-	_ holdfast.Feed      = (*Client)(nil)
-	_ holdfast.RoomStore = (*Client)(nil)
-)
-
 // JoinWaitlist is POST /v1/pools/{id}/waitlist: a place for r.Holder
 // (this key's; r.Owner and r.QuotaKey come from the key).
 func (c *Client) JoinWaitlist(ctx context.Context, r holdfast.WaitlistRequest) (holdfast.WaitlistEntry, error) {
@@ -784,22 +782,7 @@ func (c *Client) LeaveGroupWaitlist(ctx context.Context, group, id, _ string) (h
 	return out, err
 }
 
-var _ holdfast.WaitlistStore = (*Client)(nil)
-var _ holdfast.Allocations = (*Client)(nil)
-var _ holdfast.Payments = (*Client)(nil)
-
 // Capabilities: of the optional contracts, the API serves layouts.
 func (c *Client) Capabilities() []holdfast.Capability {
 	return []holdfast.Capability{holdfast.CapLayouts}
 }
-
-var (
-	_ holdfast.Capable      = (*Client)(nil)
-	_ holdfast.GroupLayouts = (*Client)(nil)
-)
-
-// Keys and webhooks too: what only the server can do answers unsupported.
-var (
-	_ holdfast.KeyStore     = (*Client)(nil)
-	_ holdfast.WebhookStore = (*Client)(nil)
-)
