@@ -135,7 +135,11 @@ func (s *Store) runChanges(batch []*changeReq) {
 	defer cancel()
 	results := make([]changeResult, len(live))
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	// A key or payment ref written meanwhile (errKeyRace) means another
+	// request committed: look again, as a claim batch does, a bounded
+	// number of times (paid confirms whose twins take the careful path can
+	// race a batch several times in a row).
+	for attempt := 0; attempt < keyRaceAttempts; attempt++ {
 		err = s.db.Transact(ctx, func(tx Querier) error {
 			for i := range results {
 				if results[i].err == nil || !isKeyRefusal(results[i].err) {
