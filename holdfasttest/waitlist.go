@@ -207,19 +207,10 @@ func testWaitlist(t *testing.T, h Harness) {
 // three servers and three servers make offers — every unit that comes
 // back goes to the waitlist, in order, and none to a new buyer.
 func raceWaitlist(t *testing.T, h Harness) {
-	stores := instances(t, h, 3)
+	const capacity, waiting = 20, 30
+	stores, early, entries := fullWithLine(t, h, capacity, waiting)
 	ctx := ctxT(t)
 	s := stores[0]
-	const capacity, waiting = 20, 30
-	MustCreatePool(t, s, "p", capacity, 0)
-	var early []holdfast.Hold
-	for i := range capacity {
-		early = append(early, MustHold(t, s, fmt.Sprintf("early-%d", i), holdfast.Line{Pool: "p", Quantity: 1}))
-	}
-	var entries []holdfast.WaitlistEntry
-	for i := range waiting {
-		entries = append(entries, mustJoinWaitlist(t, stores[i%3], "p", fmt.Sprintf("w-%02d", i), 1))
-	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var bought atomic.Int64
@@ -397,19 +388,10 @@ func testWaitlistOffersByTheRules(t *testing.T, h Harness) {
 // (left, or released with its offer's units gone to the next), every unit
 // ends with an entry still in line, and the counters hold.
 func raceWaitlistLeaves(t *testing.T, h Harness) {
-	stores := instances(t, h, 3)
+	const capacity, waiting = 20, 36
+	stores, early, entries := fullWithLine(t, h, capacity, waiting)
 	ctx := ctxT(t)
 	s := stores[0]
-	const capacity, waiting = 20, 36
-	MustCreatePool(t, s, "p", capacity, 0)
-	var early []holdfast.Hold
-	for i := range capacity {
-		early = append(early, MustHold(t, s, fmt.Sprintf("early-%d", i), holdfast.Line{Pool: "p", Quantity: 1}))
-	}
-	var entries []holdfast.WaitlistEntry
-	for i := range waiting {
-		entries = append(entries, mustJoinWaitlist(t, stores[i%3], "p", fmt.Sprintf("w-%02d", i), 1))
-	}
 	leaves := func(i int) bool { return i%3 == 0 } // 12 of 36 leave
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -473,4 +455,20 @@ func raceWaitlistLeaves(t *testing.T, h Harness) {
 		t.Fatalf("pool after the race: %+v; want %d held, %d waitlisted", p, capacity, stayed-capacity)
 	}
 	MustAuditClean(t, s)
+}
+
+// fullWithLine opens three servers on one store, a pool "p" of capacity
+// held whole by early holds of 1, and a line of waiting entries of 1
+// joined on the servers in turn.
+func fullWithLine(t *testing.T, h Harness, capacity, waiting int) (stores []holdfast.Store, early []holdfast.Hold, entries []holdfast.WaitlistEntry) {
+	t.Helper()
+	stores = instances(t, h, 3)
+	MustCreatePool(t, stores[0], "p", int64(capacity), 0)
+	for i := range capacity {
+		early = append(early, MustHold(t, stores[0], fmt.Sprintf("early-%d", i), holdfast.Line{Pool: "p", Quantity: 1}))
+	}
+	for i := range waiting {
+		entries = append(entries, mustJoinWaitlist(t, stores[i%3], "p", fmt.Sprintf("w-%02d", i), 1))
+	}
+	return stores, early, entries
 }
