@@ -322,17 +322,25 @@ func TestWebPageQueueAndWaitlist(t *testing.T) {
 	if _, err := c.Allocate(ctx, holdfast.AllocationRequest{Pool: "concert", Channel: "presale", Quantity: 2}); err != nil {
 		t.Fatal(err)
 	}
+	// A keyboard user on a pool's button stays on it while the page
+	// refreshes what the others took.
+	do(t, b, 5*time.Second, chromedp.Focus(`#pools .pool[data-pool="concert"] button`, chromedp.ByQuery))
 	for i := range 3 {
 		if _, err := c.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprintf("api-%d", i), Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var poolChart string
+	var poolChart, focused string
 	do(t, b, 15*time.Second, chromedp.WaitVisible(`#live svg polyline.granted`, chromedp.ByQuery), chromedp.Text(`#live-now`, &now, chromedp.ByQuery),
 		chromedp.Poll(`document.querySelector('#pool-charts [data-pool="concert"]')?.textContent.includes('3 held')`, nil),
-		chromedp.Text(`#pool-charts [data-pool="concert"]`, &poolChart, chromedp.ByQuery))
+		chromedp.Text(`#pool-charts [data-pool="concert"]`, &poolChart, chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector('#pools .pool[data-pool="concert"] .nums')?.textContent.includes('3 held')`, nil),
+		chromedp.Evaluate(`document.activeElement?.closest('.pool')?.dataset.pool ?? document.activeElement?.tagName`, &focused))
 	if !strings.Contains(now, "granted") || !strings.Contains(poolChart, "3 held") || !strings.Contains(poolChart, "set aside for presale 2 of 2 left") {
 		t.Fatalf("live %q, pool chart %q", now, poolChart)
+	}
+	if focused != "concert" {
+		t.Fatalf("after the pools' refresh the keyboard is on %q, not concert's button", focused)
 	}
 	if _, err := c.EndAllocation(ctx, "concert", "presale"); err != nil {
 		t.Fatal(err)

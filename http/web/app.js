@@ -59,39 +59,61 @@ async function loadPools() {
     }
     hadStock.set(p.id, left > 0);
   }
+  // Each pool's card (and its button) is kept from one refresh to the
+  // next and only its text changes: replacing it every two seconds lost a
+  // click pressed over a refresh and the keyboard's focus on its button.
   const out = $('pools');
-  out.replaceChildren(...pools.map((p) => {
-    const div = document.createElement('div');
-    div.className = 'pool';
+  const old = new Map([...out.children].map((div) => [div.dataset.pool, div]));
+  keepChildren(out, pools.map((p) => {
+    const div = old.get(p.id) || poolCard(p.id);
     const pct = (n) => (p.capacity ? (100 * n) / p.capacity : 0) + '%';
     const limit = p.per_holder_limit ? `, at most ${p.per_holder_limit} per holder` : '';
-    div.innerHTML = `<strong></strong> <span class="nums"></span>
-      <div class="bar" role="img"><span class="c"></span><span class="h"></span><span class="a"></span></div>
-      <p class="actions"></p>`;
     div.querySelector('strong').textContent = p.name || p.id;
     const waiting = p.waitlisted ? `, ${p.waitlisted} asked for on the waitlist` : '';
     div.querySelector('.nums').textContent = `${p.confirmed} confirmed, ${p.held} held, ${p.available} available of ${p.capacity}${limit}${waiting}`;
-    const act = document.createElement('button');
-    act.type = 'button';
+    const act = div.querySelector('.actions button');
     if (p.available > 0) {
+      act.dataset.action = 'hold';
       act.textContent = 'Hold 1';
+      act.disabled = false;
       act.setAttribute('aria-label', `Hold 1 of ${p.name || p.id}`);
-      act.addEventListener('click', () => holdPool(p.id));
     } else {
       const entry = state.waitlist.get(p.id);
+      act.dataset.action = 'waitlist';
       act.textContent = entry ? 'On the waitlist' : 'Join the waitlist';
       act.disabled = !!entry;
       act.setAttribute('aria-label', `${act.textContent} for ${p.name || p.id}`);
-      act.addEventListener('click', () => joinWaitlist(p.id));
     }
-    div.querySelector('.actions').append(act);
     div.querySelector('.bar').setAttribute('aria-label', div.querySelector('.nums').textContent);
     div.querySelector('.c').style.width = pct(p.confirmed);
     div.querySelector('.h').style.width = pct(p.held);
     div.querySelector('.a').style.width = pct(p.available);
-    div.dataset.pool = p.id;
     return div;
   }));
+}
+
+// poolCard makes a pool's card; its one button holds or joins the
+// waitlist, whichever the last refresh showed it as.
+function poolCard(id) {
+  const div = document.createElement('div');
+  div.className = 'pool';
+  div.dataset.pool = id;
+  div.innerHTML = `<strong></strong> <span class="nums"></span>
+    <div class="bar" role="img"><span class="c"></span><span class="h"></span><span class="a"></span></div>
+    <p class="actions"><button type="button"></button></p>`;
+  const act = div.querySelector('.actions button');
+  act.addEventListener('click', () => (act.dataset.action === 'hold' ? holdPool(id) : joinWaitlist(id)));
+  return div;
+}
+
+// keepChildren makes nodes parent's children, in order, moving only those
+// out of place: a node left where it is keeps the keyboard's focus and a
+// click half made on it.
+function keepChildren(parent, nodes) {
+  nodes.forEach((n, i) => {
+    if (parent.children[i] !== n) parent.insertBefore(n, parent.children[i] || null);
+  });
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
 }
 
 // Units named like "A-12" lay out as row A, seat 12; others 20 to a row.
@@ -324,7 +346,7 @@ async function holdSelected() {
 function renderMine() {
   const ul = $('mine');
   const old = new Map([...ul.children].map((li) => [li.dataset.hold + '/' + li.dataset.status, li]));
-  ul.replaceChildren(...[...state.mine.values()].map((h) => {
+  keepChildren(ul, [...state.mine.values()].map((h) => {
     const units = h.lines.map((l) => (l.units ? l.units.join(', ') : `${l.quantity} of ${l.pool}`)).join(', ');
     const left = Math.max(0, Math.round((new Date(h.expires_at) - Date.now()) / 1000));
     const label = h.status === 'held' ? `${units}: held, ${left}s left ` : `${units}: ${h.status} `;
