@@ -20,9 +20,10 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 "$HOLDFAST_PROMTOOL" test rules deploy/prometheus/holdfast.rules.test.yml
 # A missing service is a failure, not a skip, in the full run. -timeout
 # bounds each package's test binary: the postgres package, the longest,
-# takes ~8 min on 2 cores under -race (498 s, CI rehearsal 2026-12-05
-# night, its stores on schemas that start migrated), so a hang is cut at
-# more than twice that with the stack of every goroutine.
+# takes 3 to 9 min on 2 cores under -race (176 s in the CI rehearsal of
+# 2026-12-05 late, 498 s the night before on the same machine type: its
+# speed varies threefold from day to day), so a hang is cut at more than
+# twice the slowest with the stack of every goroutine.
 CI=true go test -race -count=1 -timeout 20m "$@" $(go list ./... | grep -v '/internal/sim$')
 # The deterministic simulation drives one store from one goroutine, step by
 # step: the race detector finds nothing there the suite's races do not, and
