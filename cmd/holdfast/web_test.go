@@ -487,6 +487,38 @@ func TestWebPageKeyboard(t *testing.T) {
 		chromedp.WaitVisible(seat("C-5", "mine"), chromedp.ByQuery), chromedp.WaitVisible(seat("B-3", "free"), chromedp.ByQuery))
 }
 
+// A group without a layout is a grid of buttons. A live update keeps each
+// seat's button and changes only what it shows: the keyboard stays on its
+// seat, and a click pressed while the page refreshes lands on the button
+// it was pressed on (a replaced button loses it).
+func TestWebPageGridKeepsItsButtons(t *testing.T) {
+	t.Chdir(t.TempDir())
+	base := startServer(t, "--demo")
+	c := hfhttp.NewClient(base, "")
+	ctx := context.Background()
+	if _, err := c.CreateGroup(ctx, holdfast.Group{ID: "lot"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddUnits(ctx, "lot", []string{"P-1", "P-2", "P-3"}); err != nil {
+		t.Fatal(err)
+	}
+	b := browser(t)
+	do(t, b, 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(seat("A-1", "free"), chromedp.ByQuery),
+		chromedp.SetValue(`#group`, "lot", chromedp.ByQuery), chromedp.Click(`#group-form button`, chromedp.ByQuery),
+		chromedp.WaitVisible(seat("P-1", "free"), chromedp.ByQuery), chromedp.Focus(seat("P-1", "free"), chromedp.ByQuery),
+		chromedp.Evaluate(`window.keptSeat = document.querySelector('#map [data-unit="P-1"]'); true`, nil))
+	if _, err := c.Hold(ctx, holdfast.HoldRequest{Holder: "api", Lines: []holdfast.Line{{Units: []string{"P-2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var kept, focused bool
+	do(t, b, 30*time.Second, chromedp.WaitVisible(seat("P-2", "held"), chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('#map [data-unit="P-1"]') === window.keptSeat`, &kept),
+		chromedp.Evaluate(`document.activeElement === window.keptSeat`, &focused))
+	if !kept || !focused {
+		t.Fatalf("after the grid's refresh: P-1's button kept %v, the keyboard still on it %v", kept, focused)
+	}
+}
+
 // Seats set aside for a sales channel show as set aside on the venue map,
 // cannot be picked, and are free again on the map once given back.
 func TestWebPageShowsSeatsSetAside(t *testing.T) {

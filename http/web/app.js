@@ -179,20 +179,32 @@ async function loadMap() {
   const cols = Math.max(1, ...[...rows.values()].map((r) => r.length));
   const map = $('map');
   map.style.setProperty('--cols', cols);
-  // A live update replaces the buttons: the seat that had the keyboard's
-  // focus gets it back.
+  // A live update keeps each seat's button (and the rows' labels) and only
+  // changes what it shows: a click pressed during a refresh lands, and
+  // the keyboard stays where it was. A seat the update disabled hands the
+  // keyboard's focus to the cursor.
   const focused = map.contains(document.activeElement) ? document.activeElement.dataset.unit : null;
+  const seatsKept = new Map([...map.querySelectorAll('button.seat')].map((b) => [b.dataset.unit, b]));
+  const rowsKept = new Map([...map.querySelectorAll('span.row')].map((l) => [l.textContent, l]));
+  const padding = [...map.querySelectorAll('span.pad')];
   state.grid = [...rows.values()].map((seats) => seats.map((u) => u.id));
   const cells = [];
   for (const [row, seats] of rows) {
-    const label = document.createElement('span');
-    label.className = 'row';
-    label.textContent = row;
+    let label = rowsKept.get(row);
+    if (!label) {
+      label = document.createElement('span');
+      label.className = 'row';
+      label.textContent = row;
+    }
     cells.push(label);
     for (const u of seats) {
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.dataset.unit = u.id;
+      let b = seatsKept.get(u.id);
+      if (!b) {
+        b = document.createElement('button');
+        b.type = 'button';
+        b.dataset.unit = u.id;
+        b.addEventListener('click', () => toggleSeat(u.id));
+      }
       const mine = u.hold_id && state.mine.has(u.hold_id);
       // A free seat set aside for a sales channel is not the general sale's.
       const status = mine ? 'mine' : u.status === 'free' && u.channel ? 'allocated' : u.status;
@@ -202,18 +214,24 @@ async function loadMap() {
       b.setAttribute('aria-pressed', state.selected.has(u.id) ? 'true' : 'false');
       b.disabled = status !== 'free' && !mine && !state.selected.has(u.id);
       b.tabIndex = -1;
-      b.addEventListener('click', () => toggleSeat(u.id));
       cells.push(b);
     }
-    for (let i = seats.length; i < cols; i++) cells.push(document.createElement('span'));
+    for (let i = seats.length; i < cols; i++) {
+      let pad = padding.pop();
+      if (!pad) {
+        pad = document.createElement('span');
+        pad.className = 'pad';
+      }
+      cells.push(pad);
+    }
   }
-  map.replaceChildren(...cells);
+  keepChildren(map, cells);
   // One seat is in the tab order (the last one the keyboard was on, or
   // the first free); the arrow keys move between seats.
   const enabled = [...map.querySelectorAll('button.seat:not([disabled])')];
   const cursor = enabled.find((b) => b.dataset.unit === state.cursor) || enabled[0];
   if (cursor) cursor.tabIndex = 0;
-  if (focused) {
+  if (focused && !map.contains(document.activeElement)) {
     const again = map.querySelector(`button[data-unit="${CSS.escape(focused)}"]:not([disabled])`) || cursor;
     if (again) again.focus();
   }
