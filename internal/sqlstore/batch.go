@@ -107,7 +107,7 @@ func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *b
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
-			if stmts[k].SQL == keyInsert(w.keyRows) || stmts[k].SQL == captureInsert(w.payRows) {
+			if stmts[k].SQL == keyInsert(w.keyRows.String()) || stmts[k].SQL == captureInsert(w.payRows.String()) {
 				return errKeyRace
 			}
 			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)

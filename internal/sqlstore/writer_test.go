@@ -1,0 +1,44 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// BenchmarkHoldWriter builds a batch's writes for n holds of one pool
+// line each, keyed: what the claim batch's writer costs in the process,
+// apart from the database.
+func BenchmarkHoldWriter(b *testing.B) {
+	for _, n := range []int{16, 256} {
+		holds := make([]holdfast.Hold, n)
+		recs := make([]*holdfast.Idempotency, n)
+		for i := range holds {
+			holds[i] = holdfast.Hold{ID: fmt.Sprintf("h_%08d", i), Holder: fmt.Sprintf("buyer-%d", i), Status: holdfast.StatusHeld,
+				ExpiresAt: time.UnixMilli(1_800_000_000_000), Lines: []holdfast.Line{{Pool: "concert", Quantity: 1}}}
+			recs[i] = &holdfast.Idempotency{Scope: "k", Key: fmt.Sprintf("key-%d", i), Deferred: true,
+				Render: func(result any) holdfast.StoredResponse {
+					body, _ := json.Marshal(result)
+					return holdfast.StoredResponse{Status: 201, Body: body}
+				}}
+		}
+		b.Run(fmt.Sprintf("holds=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w := newHoldWriter(Dialect{BlobType: "BYTEA"})
+				for i, h := range holds {
+					if _, err := w.add(h, false, quotaTake{}, recs[i], 1_700_000_000_000); err != nil {
+						b.Fatal(err)
+					}
+				}
+				st := &batchState{pools: map[string]*poolRow{"concert": {capacity: 1 << 40, addHeld: int64(n)}}}
+				if stmts, _ := w.batchStmts(st); len(stmts) == 0 {
+					b.Fatal("no statements")
+				}
+			}
+		})
+	}
+}
