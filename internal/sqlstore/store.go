@@ -473,12 +473,15 @@ func descending(order string) string {
 
 // params returns "$start, $start+1, …" for n parameters.
 func params(start, n int) string {
-	var b strings.Builder
+	// By hand, not fmt: a batch's writer calls this for every row of
+	// every statement.
+	b := make([]byte, 0, n*6)
 	for i := 0; i < n; i++ {
 		if i > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		fmt.Fprintf(&b, "$%d", start+i)
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(start+i), 10)
 	}
-	return b.String()
+	return string(b)
 }

@@ -42,3 +42,14 @@ func BenchmarkHoldWriter(b *testing.B) {
 		})
 	}
 }
+
+func TestParams(t *testing.T) {
+	for _, c := range []struct {
+		start, n int
+		want     string
+	}{{1, 0, ""}, {1, 1, "$1"}, {9, 3, "$9, $10, $11"}, {998, 4, "$998, $999, $1000, $1001"}} {
+		if got := params(c.start, c.n); got != c.want {
+			t.Errorf("params(%d, %d) = %q, want %q", c.start, c.n, got, c.want)
+		}
+	}
+}
