@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/holdfast/holdfast"
@@ -224,7 +225,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	// nobody wrote it meanwhile, or the batch rolls back). A key used
 	// before, or twice in this batch, takes no effect: the caller looks it
 	// up (a replay, a mismatch, in flight).
-	var keyRows string
+	var keyRows strings.Builder
 	var keyArgs []any
 	used, seen := map[[2]string]bool{}, map[[2]string]bool{}
 	for i, req := range batch {
@@ -235,12 +236,12 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 				continue
 			}
 			seen[k] = true
-			keyRows += sep(len(keyArgs)) + "(" + params(len(keyArgs)+1, 2) + ")"
+			keyRows.WriteString(sep(len(keyArgs)) + "(" + params(len(keyArgs)+1, 2) + ")")
 			keyArgs = append(keyArgs, rec.Scope, rec.Key)
 		}
 	}
-	if keyRows != "" {
-		qs = append(qs, Query{`WITH v (scope, key) AS (VALUES ` + keyRows + `)
+	if keyRows.Len() > 0 {
+		qs = append(qs, Query{`WITH v (scope, key) AS (VALUES ` + keyRows.String() + `)
 			SELECT v.scope, v.key FROM v JOIN idempotency_keys k ON k.scope = v.scope AND k.key = v.key`, keyArgs, func(r Row) error {
 			var k [2]string
 			err := r.Scan(&k[0], &k[1])

@@ -352,7 +352,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 // another request's (written meanwhile, or taken over by a retry) leaves
 // its request out of the batch, which is tried again without it.
 func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeReq, results []changeResult) error {
-	var rows string
+	var rows strings.Builder
 	var args []any
 	var keyed []int
 	for i, req := range batch {
@@ -361,8 +361,8 @@ func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeRe
 		}
 		r := req.rec.Render(results[i].h)
 		results[i].answer = &r
-		rows += sep(len(args)) + "(" + params(len(args)+1, 4) +
-			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), holdfast_now_ms(), holdfast_now_ms())", len(args)+5, len(args)+6, s.d.BlobType)
+		rows.WriteString(sep(len(args)) + "(" + params(len(args)+1, 4) +
+			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), holdfast_now_ms(), holdfast_now_ms())", len(args)+5, len(args)+6, s.d.BlobType))
 		args = append(args, req.rec.Scope, req.rec.Key, req.rec.Fingerprint, req.rec.Token, r.Status, r.Body)
 		keyed = append(keyed, i)
 	}
@@ -372,7 +372,7 @@ func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeRe
 	s.changeStmts.Add(1)
 	written := map[[2]string]bool{}
 	err := QueryAll(ctx, tx, []Query{{`INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
-		VALUES ` + rows + `
+		VALUES ` + rows.String() + `
 		ON CONFLICT (scope, key) DO UPDATE SET state = 'done', status = excluded.status, body = excluded.body, updated_at = excluded.updated_at
 		WHERE idempotency_keys.token = excluded.token AND idempotency_keys.state = 'in_flight'
 		RETURNING scope, key`, args, func(r Row) error {

@@ -27,20 +27,20 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 		var p binds
 		set := `status = ` + p.add(string(c.to)) + `, updated_at = ` + p.add(now)
 		var list []string
-		var cases string
+		var cases strings.Builder
 		for _, i := range reqs {
 			req := batch[i]
 			list = append(list, req.id)
 			switch kind {
 			case kindConfirm:
-				cases += ` WHEN ` + p.add(req.id) + ` THEN ` + p.add(req.c.ref)
+				cases.WriteString(` WHEN ` + p.add(req.id) + ` THEN ` + p.add(req.c.ref))
 			case kindExtend:
-				cases += ` WHEN ` + p.add(req.id) + ` THEN ` + p.add(now+req.c.ttl.Milliseconds())
+				cases.WriteString(` WHEN ` + p.add(req.id) + ` THEN ` + p.add(now+req.c.ttl.Milliseconds()))
 			}
 		}
 		switch kind {
 		case kindConfirm:
-			set += `, payment_ref = CASE id` + cases + ` ELSE payment_ref END`
+			set += `, payment_ref = CASE id` + cases.String() + ` ELSE payment_ref END`
 			var lates []string
 			for _, i := range reqs {
 				if holds[batch[i].id].late {
@@ -52,7 +52,7 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 				p.args = append(p.args, s.d.ListArg(lates))
 			}
 		case kindExtend:
-			set += `, expires_at = CASE id` + cases + ` ELSE expires_at END`
+			set += `, expires_at = CASE id` + cases.String() + ` ELSE expires_at END`
 		}
 		stmts = append(stmts, Stmt{`UPDATE holds SET ` + set + ` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = ` +
 			fmt.Sprintf("$%d", len(p.args)+2), append(p.args, s.d.ListArg(list), string(c.from))})
@@ -209,21 +209,21 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 
 	// The payments confirms record, captured, in one insert: a ref
 	// recorded meanwhile leaves its row out, and the row count tells.
-	var payRows string
+	var payRows strings.Builder
 	var payArgs []any
 	for _, i := range byKind[kindConfirm] {
 		if p := batch[i].c.pay; p != nil {
-			payRows += sep(len(payArgs)) + "(" + params(len(payArgs)+1, 4) + ", 'captured', holdfast_now_ms(), holdfast_now_ms())"
+			payRows.WriteString(sep(len(payArgs)) + "(" + params(len(payArgs)+1, 4) + ", 'captured', holdfast_now_ms(), holdfast_now_ms())")
 			payArgs = append(payArgs, p.Ref, batch[i].id, p.Amount, p.Currency)
 		}
 	}
-	if payRows != "" {
-		stmts = append(stmts, Stmt{captureInsert(payRows), payArgs})
+	if payRows.Len() > 0 {
+		stmts = append(stmts, Stmt{captureInsert(payRows.String()), payArgs})
 		checks = append(checks, int64(len(payArgs)/4))
 	}
 
 	// The holds as they are now, their events in one insert.
-	var eventRows string
+	var eventRows strings.Builder
 	var eventArgs []any
 	for i, req := range batch {
 		if results[i].err != nil || results[i].fallback {
@@ -243,10 +243,10 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		eventRows += sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 4) + ")"
+		eventRows.WriteString(sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 4) + ")")
 		eventArgs = append(eventArgs, string(req.c.event), now, h.ID, string(b))
 	}
-	stmts = append(stmts, Stmt{`INSERT INTO events (type, at, hold_id, data) VALUES ` + eventRows, eventArgs})
+	stmts = append(stmts, Stmt{`INSERT INTO events (type, at, hold_id, data) VALUES ` + eventRows.String(), eventArgs})
 	checks = append(checks, -1)
 	return stmts, checks, back, nil
 }
