@@ -92,8 +92,9 @@ func do(t *testing.T, ctx context.Context, within time.Duration, actions ...chro
 
 func seat(id, class string) string { return `#map [data-unit="` + id + `"].` + class }
 
-// clickLive clicks sel, again if the page re-rendered the node between
-// finding and clicking it: live updates replace the holds list.
+// clickLive clicks sel, again if the node went between finding and
+// clicking it: live updates keep the pools' cards and the holds' items,
+// but replace an item whose hold changed state.
 func clickLive(sel string) chromedp.ActionFunc {
 	return func(ctx context.Context) error {
 		for {
