@@ -380,11 +380,11 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 	if stats != nil {
 		before = stats.Stats()
 	}
-	xacts := dbTransactions(ctx, store)
+	xacts := dbWrites(ctx, store)
 	cpu := processCPU()
 	res := runBuyers(ctx, e, op, clients, d)
 	cpu = processCPU() - cpu
-	xacts = dbTransactions(ctx, store) - xacts
+	xacts = dbWrites(ctx, store) - xacts
 	if stopExtra != nil {
 		row.Note = stopExtra()
 	}
@@ -416,7 +416,7 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 		notes = append(notes, fmt.Sprintf("%.0f µs CPU per request (server and load generator, one process)", float64(cpu.Microseconds())/float64(res.requests)))
 	}
 	if res.requests > 0 && xacts > 0 {
-		notes = append(notes, fmt.Sprintf("%.2f database transactions per request", float64(xacts)/float64(res.requests)))
+		notes = append(notes, fmt.Sprintf("%.2f database write transactions per request", float64(xacts)/float64(res.requests)))
 	}
 	if res.errs > 0 {
 		notes = append(notes, fmt.Sprintf("%d errors, first: %s", res.errs, res.firstErr))
@@ -425,17 +425,19 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 	return row, nil
 }
 
-// dbTransactions is PostgreSQL's count of transactions ended in the
-// store's database (pg_stat_database, which a backend reports when it
-// goes idle, at most once a second: the count is read a second later;
-// close, not exact). 0 on SQLite, which has no such view.
-func dbTransactions(ctx context.Context, store holdfast.Store) int64 {
+// dbWrites is how many transaction ids the PostgreSQL server has handed
+// out: every transaction that writes takes one, a read-only one none. Its
+// difference over a run is the run's write transactions, exact and read at
+// once (pg_stat_database's counts reach the view up to seconds late: the
+// lab waited a second before each read, and was still short). It counts
+// the whole server's, so a run beside other work counts that work too.
+// 0 on SQLite.
+func dbWrites(ctx context.Context, store holdfast.Store) int64 {
 	q, ok := rawsql.Of(store)
 	if !ok {
 		return 0
 	}
-	time.Sleep(1100 * time.Millisecond) // a backend reports its counts at most once a second
-	n, _ := q.QueryInt(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`)
+	n, _ := q.QueryInt(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`)
 	return n
 }
 
