@@ -19,7 +19,7 @@ type holdWriter struct {
 
 	// The rows of each multi-row statement, built in a buffer each: a
 	// string appended to was copied whole for every row, which grows with
-	// the square of a batch (256 holds, ~5 MB copied a statement).
+	// the square of a batch (256 keyed holds allocated 8.9 MB, now 1.3).
 	holdRows, lineRows, claimRows, eventRows, settleRows strings.Builder
 	holdArgs, lineArgs, claimArgs, eventArgs, settleArgs []any
 	// keyRows are deferred keys written once, done, with their answers.
