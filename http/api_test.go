@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/holdfast/holdfast/holdfasttest"
 	hfhttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/sqlite"
 	"github.com/holdfast/holdfast/webhook"
 	"github.com/holdfast/holdfast/webhook/signature"
 )
@@ -230,6 +232,65 @@ func TestIdempotencyOverHTTP(t *testing.T) {
 		}
 		holdfasttest.MustAuditClean(t, s)
 	})
+}
+
+// flakyFinish is a store whose FinishIdempotent fails while fail is set:
+// the database gone between a change and the write of its refusal.
+type flakyFinish struct {
+	holdfast.Store
+	fail atomic.Bool
+}
+
+func (f *flakyFinish) FinishIdempotent(ctx context.Context, scope, key, fp, token string, r holdfast.StoredResponse) error {
+	if f.fail.Load() {
+		return fmt.Errorf("%w: the database is unreachable: unexpected EOF", holdfast.ErrBusy)
+	}
+	return f.Store.FinishIdempotent(ctx, scope, key, fp, token, r)
+}
+
+// Keyed's view records refusals through f too (the server prefers a
+// view's own FinishIdempotent).
+func (f *flakyFinish) Keyed(k holdfast.Idempotency) holdfast.Keyed {
+	return flakyKeyed{f.Store.Keyed(k), f}
+}
+
+type flakyKeyed struct {
+	holdfast.Keyed
+	f *flakyFinish
+}
+
+func (k flakyKeyed) FinishIdempotent(ctx context.Context, scope, key, fp, token string, r holdfast.StoredResponse) error {
+	return k.f.FinishIdempotent(ctx, scope, key, fp, token, r)
+}
+
+// A keyed cancel that succeeded, its answer lost on the way, comes again
+// with its key, and its first run (the key deferred) finds the hold
+// cancelled. A change made one by one (a batch that failed whole, as in
+// the chaos scenario patroni, or a store that does not batch) writes its
+// refusal under the key after. While that write fails, the key is unread
+// and "invalid_state" may be the request's own success: the answer is a
+// retryable busy, never the refusal; once the database is back the retry
+// replays the success.
+func TestUncheckedRefusalUnderKeyIsBusy(t *testing.T) {
+	s := &flakyFinish{Store: openSQLite(t, filepath.Join(t.TempDir(), "holdfast.db"), sqlite.Options{NoCoalesce: true})}
+	srv := serve(t, s, hfhttp.Config{AdminKey: adminKey})
+	admin := caller{base: srv.URL, key: adminKey}
+	admin.want(t, "POST", "/v1/pools", `{"id":"p","capacity":10}`, 201, "")
+	var h holdfast.Hold
+	admin.want(t, "POST", "/v1/bookings", `{"holder":"x","lines":[{"pool":"p","quantity":1}]}`, 201, "").decode(t, &h)
+	first := admin.want(t, "POST", "/v1/holds/"+h.ID+"/cancel", "", 200, "", "Idempotency-Key", "cancel-1")
+
+	s.fail.Store(true)
+	admin.want(t, "POST", "/v1/holds/"+h.ID+"/cancel", "", 503, holdfast.CodeBusy, "Idempotency-Key", "cancel-1")
+	// A refusal under a key claimed first is this request's own: it is
+	// answered even when it cannot be stored.
+	admin.want(t, "POST", "/v1/holds/"+h.ID+"/cancel", "", 409, holdfast.CodeInvalidState)
+
+	s.fail.Store(false)
+	again := admin.want(t, "POST", "/v1/holds/"+h.ID+"/cancel", "", 200, "", "Idempotency-Key", "cancel-1")
+	if !bytes.Equal(first.body, again.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the retry once the database is back did not replay the cancel:\n%s\n%s", first.body, again.body)
+	}
 }
 
 func TestInputLimits(t *testing.T) {

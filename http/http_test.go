@@ -20,9 +20,13 @@ var pg *pgtest.DB
 
 func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
-func openSQLite(t testing.TB, path string) holdfast.Store {
+func openSQLite(t testing.TB, path string, opts ...sqlite.Options) holdfast.Store {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), sqlitetest.Migrated(t, path), sqlite.Options{})
+	var o sqlite.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	s, err := sqlite.Open(context.Background(), sqlitetest.Migrated(t, path), o)
 	if err != nil {
 		t.Fatal(err)
 	}

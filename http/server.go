@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -467,6 +468,16 @@ func (s *Server) keyed(w http.ResponseWriter, r *http.Request, route string, p p
 			}
 			if err != nil {
 				s.log.Warn("store refusal for idempotency key", "err", err)
+				if deferred {
+					// The key was never looked up: the refusal may be
+					// this request's own first try's effect (a cancel
+					// that succeeded, its answer lost, refused now as
+					// already cancelled). Which it is is unknown until
+					// the key is read, so the answer is a retryable busy
+					// (seen in the chaos scenario patroni: the database
+					// went away between the change and this write).
+					prob = problemOf(fmt.Errorf("%w: the refusal could not be checked against the Idempotency-Key: %v", holdfast.ErrBusy, err), s.log)
+				}
 			}
 		}
 		writeProblem(w, prob)
