@@ -120,7 +120,6 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 				claimCtx = withWaitLocked(ctx) // see skipLocked
 			}
 			err = transact(preparing(ctx), func(tx Querier) error {
-				var err error
 				if s.coalesce {
 					// A store that batches decides a claim made one by
 					// one as a batch of one, by the same decision and
@@ -129,10 +128,17 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 					// by claimAlone, in this transaction.
 					req := s.newClaimReq(claimCtx, r, ttl, confirm, paymentRef)
 					req.rec = nil
-					h, fail, err = s.claimAlone(claimCtx, tx, req, partOf(ctx))
-				} else {
-					h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
+					var ok bool
+					var err error
+					if h, fail, ok, err = s.claimAlone(claimCtx, tx, req, partOf(ctx)); ok {
+						if err == nil && fail != nil {
+							return errRollback
+						}
+						return err
+					}
 				}
+				var err error
+				h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
 				if err == nil && fail != nil {
 					return errRollback
 				}
@@ -143,7 +149,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 		if errors.Is(err, errKeyRace) {
 			// The payment ref was recorded by another request between
 			// claimAlone's look and its write: look again, which sees it
-			// recorded and answers the conflict.
+			// recorded and answers the conflict (the strategy's path).
 			continue
 		}
 		if errors.Is(err, ErrRetry) {
