@@ -119,12 +119,10 @@ func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *b
 
 // claimAlone decides one claim by the one decision on the rows it locks
 // (lockBatch) and writes it with the batch's writer, in tx: a batch of
-// one, for a claim a batch could not make (capacity came back, or the
-// batch failed whole) and for a shard's part of a hold (part: its hold id
-// and line numbers are the coordinator's, and its transaction is
-// prepared, not committed). ok is false when the claim must be made by
-// the strategy instead (its payment ref is recorded already: that path
-// answers the conflict).
+// one, for a shard's part of a hold (its hold id and line numbers are the
+// coordinator's, and its transaction is prepared, not committed). ok is
+// false when the claim must be made by the strategy instead (its payment
+// ref is recorded already: that path answers the conflict).
 func (s *Store) claimAlone(ctx context.Context, tx Querier, req *claimReq, part *Part) (h holdfast.Hold, fail *lineFailure, ok bool, err error) {
 	results := make([]claimResult, 1)
 	st, now, err := s.lockBatch(ctx, tx, []*claimReq{req}, results, &s.claimStmts)
