@@ -101,9 +101,10 @@ func resolve(ctx context.Context, dbs []checkDB, ops []op) ([]op, int, error) {
 		if o.In.Kind == "hold" {
 			// The database (the shard) that has the hold, if any has.
 			var id string
+			var expires int64
 			var db checkDB
 			for _, d := range dbs {
-				err := d.queryRow(ctx, `SELECT id FROM holds WHERE holder = $1`, []any{o.In.Holder}, &id)
+				err := d.queryRow(ctx, `SELECT id, expires_at FROM holds WHERE holder = $1`, []any{o.In.Holder}, &id, &expires)
 				if err == errNoRows {
 					continue
 				}
@@ -116,7 +117,11 @@ func resolve(ctx context.Context, dbs []checkDB, ops []op) ([]op, int, error) {
 			if db == nil {
 				continue
 			}
-			o.Out.ID = id
+			// Its expiry too: the flash lane's model counts a hold until
+			// it expires, and a hold without one would count as expired
+			// from the start, so a true sold_out during its life would
+			// look illegal.
+			o.Out.ID, o.Out.Expires = id, expires
 			units, err := db.strings(ctx, `SELECT unit_id FROM unit_claims WHERE hold_id = $1 ORDER BY unit_id`, id)
 			if err != nil {
 				return nil, 0, err
