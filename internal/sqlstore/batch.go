@@ -119,27 +119,25 @@ func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *b
 
 // claimAlone decides one claim by the one decision on the rows it locks
 // (lockBatch) and writes it with the batch's writer, in tx: a batch of
-// one, for a shard's part of a hold (its hold id and line numbers are the
-// coordinator's, and its transaction is prepared, not committed). ok is
-// false when the claim must be made by the strategy instead (its payment
-// ref is recorded already: that path answers the conflict).
-func (s *Store) claimAlone(ctx context.Context, tx Querier, req *claimReq, part *Part) (h holdfast.Hold, fail *lineFailure, ok bool, err error) {
+// one, for a claim a batch could not make (capacity came back, a payment
+// ref paid with twice in the batch, or the batch failed whole) and for a
+// shard's part of a hold (part: its hold id and line numbers are the
+// coordinator's, and its transaction is prepared, not committed).
+func (s *Store) claimAlone(ctx context.Context, tx Querier, req *claimReq, part *Part) (h holdfast.Hold, fail *lineFailure, err error) {
 	results := make([]claimResult, 1)
 	st, now, err := s.lockBatch(ctx, tx, []*claimReq{req}, results, &s.claimStmts)
 	switch {
 	case err != nil:
-		return h, nil, true, err
+		return h, nil, err
 	case results[0].err != nil:
-		return h, nil, true, results[0].err
-	case results[0].fallback:
-		return h, nil, false, nil
+		return h, nil, results[0].err
 	}
 	if part != nil {
 		st.newHoldID = func() string { return part.HoldID }
 	}
 	h, f := st.grant(req, now)
 	if f != nil {
-		return h, &lineFailure{f.line, f.code}, true, nil
+		return h, &lineFailure{f.line, f.code}, nil
 	}
 	w := newHoldWriter(s.d)
 	w.sale = st.sale
@@ -147,12 +145,12 @@ func (s *Store) claimAlone(ctx context.Context, tx Querier, req *claimReq, part 
 		w.lineNos = part.LineNos
 	}
 	if _, err := w.grant(st, req, h, now); err != nil {
-		return h, nil, true, err
+		return h, nil, err
 	}
 	if err := s.writeBatch(ctx, tx, w, st); err != nil {
-		return h, nil, true, err
+		return h, nil, err
 	}
-	return h, nil, true, s.record(ctx, tx, h)
+	return h, nil, s.record(ctx, tx, h)
 }
 
 // recordedRefusal are the refusals a batch records under the request's
@@ -249,14 +247,16 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 			return err
 		}})
 	}
-	// Payment refs recorded already (or twice in the batch): the booking
-	// takes the ordinary path, which answers the conflict.
+	// A payment ref recorded already is a conflict, answered here with
+	// nothing taken; a ref paid with twice in the batch sends both
+	// bookings round again alone (a batch of one each), where the first
+	// to commit wins and the other is the conflict.
 	var refs []string
-	usedRefs := map[string]bool{}
+	twiceRefs, recordedRefs := map[string]bool{}, map[string]bool{}
 	for i, req := range batch {
 		if p := req.pay; p != nil && results[i].err == nil && !look {
 			if slices.Contains(refs, p.Ref) {
-				usedRefs[p.Ref] = true
+				twiceRefs[p.Ref] = true
 				continue
 			}
 			refs = append(refs, p.Ref)
@@ -266,7 +266,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		qs = append(qs, Query{`SELECT ref FROM payments WHERE ref IN (` + s.d.ListSelect(1) + `)`, []any{s.d.ListArg(refs)}, func(r Row) error {
 			var ref string
 			err := r.Scan(&ref)
-			usedRefs[ref] = true
+			recordedRefs[ref] = true
 			return err
 		}})
 	}
@@ -379,7 +379,9 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred && used[[2]string{rec.Scope, rec.Key}] {
 			results[i] = claimResult{err: holdfast.Errorf(holdfast.CodeIdempotencyKeyUsed, "the Idempotency-Key is in use")}
 		}
-		if p := req.pay; results[i].err == nil && p != nil && usedRefs[p.Ref] {
+		if p := req.pay; results[i].err == nil && p != nil && recordedRefs[p.Ref] {
+			results[i] = claimResult{err: refRecorded(p.Ref)}
+		} else if results[i].err == nil && p != nil && twiceRefs[p.Ref] {
 			results[i] = claimResult{fallback: true}
 		}
 	}

@@ -120,23 +120,19 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 				claimCtx = withWaitLocked(ctx) // see skipLocked
 			}
 			err = transact(preparing(ctx), func(tx Querier) error {
-				if part := partOf(ctx); part != nil && s.coalesce {
-					// A shard's part: a batch of one, in its prepared
-					// transaction (its answer under a key is recorded as
-					// a claim made alone records it).
+				var err error
+				if s.coalesce {
+					// A store that batches decides a claim made one by
+					// one as a batch of one, by the same decision and
+					// writer (a shard's part in its prepared
+					// transaction). Its answer under a key is recorded
+					// by claimAlone, in this transaction.
 					req := s.newClaimReq(claimCtx, r, ttl, confirm, paymentRef)
 					req.rec = nil
-					var ok bool
-					var err error
-					if h, fail, ok, err = s.claimAlone(claimCtx, tx, req, part); ok {
-						if err == nil && fail != nil {
-							return errRollback
-						}
-						return err
-					}
+					h, fail, err = s.claimAlone(claimCtx, tx, req, partOf(ctx))
+				} else {
+					h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
 				}
-				var err error
-				h, fail, err = s.claim(claimCtx, tx, prep, r, ttl, confirm, paymentRef)
 				if err == nil && fail != nil {
 					return errRollback
 				}
@@ -144,6 +140,12 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 			})
 		}
 		s.strategy.Finish(prep)
+		if errors.Is(err, errKeyRace) {
+			// The payment ref was recorded by another request between
+			// claimAlone's look and its write: look again, which sees it
+			// recorded and answers the conflict.
+			continue
+		}
 		if errors.Is(err, ErrRetry) {
 			// The strategy's reads went stale (optimistic): back off with
 			// full jitter and go round again, within the deadline.

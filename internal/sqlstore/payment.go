@@ -107,7 +107,7 @@ func (s *Store) afterPayment(ctx context.Context, id string, p holdfast.Payment,
 		return nil
 	}
 	if s.d.Classify(err) == KindUnique {
-		return holdfast.Errorf(holdfast.CodeConflict, "payment %q is recorded already", p.Ref)
+		return refRecorded(p.Ref)
 	}
 	var he *holdfast.Error
 	if !errors.As(err, &he) || !refusal[he.Code] {
@@ -117,6 +117,12 @@ func (s *Store) afterPayment(ctx context.Context, id string, p holdfast.Payment,
 		return fmt.Errorf("%w (and recording its payment as due back failed: %v)", err, rerr)
 	}
 	return err
+}
+
+// refRecorded is the answer to a payment whose ref another hold's payment
+// recorded first.
+func refRecorded(ref string) error {
+	return holdfast.Errorf(holdfast.CodeConflict, "payment %q is recorded already", ref)
 }
 
 // refusal are the answers that end a paid change without what it paid
