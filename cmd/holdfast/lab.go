@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +31,7 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
   holdfast lab --target http://127.0.0.1:8080,http://127.0.0.1:8081 --key $ADMIN --audit-db postgres://…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.Serve = serveProcess
 			err := labrun.Run(cmd.Context(), e.stdout, e.stderr, f)
 			if u := (*labrun.UsageError)(nil); errors.As(err, &u) {
 				return &exitError{code: 2, err: u.Err}
@@ -62,4 +66,15 @@ sold out. unsafe oversells; every other strategy must audit clean.`,
 	fs.StringVar(&f.BenchShapes, "bench-shapes", "all", "the --bench shapes: all, or some of pool,pool-limit-book,events,seats,riders,mixed,sellout,viewers,streams,webhooks")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return c
+}
+
+// serveProcess is `holdfast serve` run by this very binary, as a process
+// of its own: the benchmark's HTTP rows measure it apart from their load
+// generator.
+func serveProcess(ctx context.Context, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	return exec.CommandContext(ctx, exe, append([]string{"serve"}, args...)...)
 }

@@ -40,6 +40,9 @@ type Target struct {
 	// directly in the database where it can.
 	Audit func(ctx context.Context) (holdfast.AuditReport, error)
 	Close func()
+	// DB is the database the engines use (a postgres:// URL or a SQLite
+	// file), when the lab made it: a server process can be pointed at it.
+	DB string
 }
 
 // Scenario names a workload.

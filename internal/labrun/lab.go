@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
@@ -42,6 +43,11 @@ type Options struct {
 	CPUProfile                      string
 	Joiners                         int
 	AdmitRate                       float64
+	// Serve starts `holdfast serve` with args as a process of its own:
+	// the benchmark's HTTP rows on PostgreSQL run their server there, so
+	// the server's CPU is measured apart from the load generator's. Nil:
+	// those rows serve HTTP in the lab's own process.
+	Serve func(ctx context.Context, args ...string) *exec.Cmd
 }
 
 // UsageError is a setting that cannot work: the command exits 2.
@@ -251,6 +257,7 @@ func localTarget(ctx context.Context, f Options, st holdfast.Strategy) (lab.Targ
 	}
 	t.Audit = stores[0].Audit
 	t.Close = closeAll
+	t.DB = dbURL
 	return t, nil
 }
 
