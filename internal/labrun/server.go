@@ -124,6 +124,7 @@ func (p *serverProc) stats(ctx context.Context) (holdfast.Stats, error) {
 		"holdfast_change_batches_total":          &st.ChangeBatches,
 		"holdfast_batched_changes_total":         &st.BatchedChanges,
 		"holdfast_change_batch_statements_total": &st.ChangeStatements,
+		"holdfast_batch_failures_total":          &st.BatchFailures,
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
