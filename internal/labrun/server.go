@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/metrics"
 )
 
 // serverProc is `holdfast serve` running as a process of its own, as a
@@ -117,28 +117,7 @@ func (p *serverProc) stats(ctx context.Context) (holdfast.Stats, error) {
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	fields := map[string]*int64{
-		"holdfast_batches_total":                 &st.Batches,
-		"holdfast_batched_claims_total":          &st.BatchedClaims,
-		"holdfast_batch_statements_total":        &st.ClaimStatements,
-		"holdfast_change_batches_total":          &st.ChangeBatches,
-		"holdfast_batched_changes_total":         &st.BatchedChanges,
-		"holdfast_change_batch_statements_total": &st.ChangeStatements,
-		"holdfast_batch_failures_total":          &st.BatchFailures,
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if f := fields[name]; ok && f != nil {
-			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			if err != nil {
-				return st, fmt.Errorf("/metrics: %s: %w", name, err)
-			}
-			*f = int64(v)
-		}
-	}
-	return st, sc.Err()
+	return metrics.ParseStats(resp.Body)
 }
 
 // tailBuffer keeps the last max bytes written to it: a server's log, for

@@ -4,7 +4,12 @@
 package metrics
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -85,29 +90,64 @@ func (c dbHealth) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(dbPrepared, prometheus.GaugeValue, h.OldestPrepared.Seconds())
 }
 
+// Counters are the store's counts exported as counters: one table, read
+// by RegisterStats and by ParseStats (the lab reads a server's batches
+// back from its /metrics), so a name changes in one place.
+var Counters = []struct {
+	Name, Help string
+	Field      func(*holdfast.Stats) *int64
+}{
+	{"holdfast_strategy_retries_total", "Transactions retried (serialization failure, deadlock, busy).", func(s *holdfast.Stats) *int64 { return &s.Retries }},
+	{"holdfast_batches_total", "Coalesced claim transactions run.", func(s *holdfast.Stats) *int64 { return &s.Batches }},
+	{"holdfast_batched_claims_total", "Claims decided in coalesced transactions.", func(s *holdfast.Stats) *int64 { return &s.BatchedClaims }},
+	{"holdfast_change_batches_total", "Batched transactions of lifecycle changes (confirm, release, extend, cancel, complete) run.", func(s *holdfast.Stats) *int64 { return &s.ChangeBatches }},
+	{"holdfast_batched_changes_total", "Lifecycle changes decided in batched transactions.", func(s *holdfast.Stats) *int64 { return &s.BatchedChanges }},
+	{"holdfast_batch_statements_total", "Statements sent by claim batches (divide by holdfast_batches_total: per batch).", func(s *holdfast.Stats) *int64 { return &s.ClaimStatements }},
+	{"holdfast_change_batch_statements_total", "Statements sent by batches of changes (divide by holdfast_change_batches_total: per batch).", func(s *holdfast.Stats) *int64 { return &s.ChangeStatements }},
+	{"holdfast_offer_rounds_total", "Rounds of waitlist offers written, each one transaction.", func(s *holdfast.Stats) *int64 { return &s.OfferRounds }},
+	{"holdfast_waitlist_offers_total", "Waitlist offers made (holds for the entries at the head of a line).", func(s *holdfast.Stats) *int64 { return &s.Offers }},
+	{"holdfast_offer_round_statements_total", "Statements sent by rounds of offers (divide by holdfast_offer_rounds_total: per round).", func(s *holdfast.Stats) *int64 { return &s.OfferStatements }},
+	{"holdfast_batch_failures_total", "Coalesced transactions that failed whole (their claims went one by one); must stay 0.", func(s *holdfast.Stats) *int64 { return &s.BatchFailures }},
+}
+
 // RegisterStats exports a store's engine and connection pool counts.
 func RegisterStats(reg prometheus.Registerer, st holdfast.StatsReporter) {
 	stat := func(name, help string, f func(holdfast.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) })
 	}
-	counter := func(name, help string, f func(holdfast.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(st.Stats())) })
+	for _, c := range Counters {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.Name, Help: c.Help}, func() float64 {
+			s := st.Stats()
+			return float64(*c.Field(&s))
+		}))
 	}
 	reg.MustRegister(
-		counter("holdfast_strategy_retries_total", "Transactions retried (serialization failure, deadlock, busy).", func(s holdfast.Stats) int64 { return s.Retries }),
-		counter("holdfast_batches_total", "Coalesced claim transactions run.", func(s holdfast.Stats) int64 { return s.Batches }),
-		counter("holdfast_batched_claims_total", "Claims decided in coalesced transactions.", func(s holdfast.Stats) int64 { return s.BatchedClaims }),
-		counter("holdfast_change_batches_total", "Batched transactions of lifecycle changes (confirm, release, extend, cancel, complete) run.", func(s holdfast.Stats) int64 { return s.ChangeBatches }),
-		counter("holdfast_batched_changes_total", "Lifecycle changes decided in batched transactions.", func(s holdfast.Stats) int64 { return s.BatchedChanges }),
-		counter("holdfast_batch_statements_total", "Statements sent by claim batches (divide by holdfast_batches_total: per batch).", func(s holdfast.Stats) int64 { return s.ClaimStatements }),
-		counter("holdfast_change_batch_statements_total", "Statements sent by batches of changes (divide by holdfast_change_batches_total: per batch).", func(s holdfast.Stats) int64 { return s.ChangeStatements }),
-		counter("holdfast_offer_rounds_total", "Rounds of waitlist offers written, each one transaction.", func(s holdfast.Stats) int64 { return s.OfferRounds }),
-		counter("holdfast_waitlist_offers_total", "Waitlist offers made (holds for the entries at the head of a line).", func(s holdfast.Stats) int64 { return s.Offers }),
-		counter("holdfast_offer_round_statements_total", "Statements sent by rounds of offers (divide by holdfast_offer_rounds_total: per round).", func(s holdfast.Stats) int64 { return s.OfferStatements }),
-		counter("holdfast_batch_failures_total", "Coalesced transactions that failed whole (their claims went one by one); must stay 0.", func(s holdfast.Stats) int64 { return s.BatchFailures }),
 		stat("holdfast_db_connections_open", "Open database connections.", func(s holdfast.Stats) float64 { return float64(s.Open) }),
 		stat("holdfast_db_connections_in_use", "Database connections in use.", func(s holdfast.Stats) float64 { return float64(s.InUse) }),
 		stat("holdfast_db_connections_idle", "Idle database connections.", func(s holdfast.Stats) float64 { return float64(s.Idle) }),
 		stat("holdfast_db_connections_max", "The connection pool's size.", func(s holdfast.Stats) float64 { return float64(s.Max) }),
 	)
+}
+
+// ParseStats reads the Counters from a /metrics answer in Prometheus's
+// text format; the other fields stay 0.
+func ParseStats(r io.Reader) (holdfast.Stats, error) {
+	var st holdfast.Stats
+	fields := map[string]*int64{}
+	for _, c := range Counters {
+		fields[c.Name] = c.Field(&st)
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if f := fields[name]; ok && f != nil {
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				return st, fmt.Errorf("/metrics: %s: %w", name, err)
+			}
+			*f = int64(v)
+		}
+	}
+	return st, sc.Err()
 }
