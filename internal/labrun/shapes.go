@@ -375,10 +375,6 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 		}
 		defer server.stop()
 		base = server.base
-		c := hfhttp.NewClient(base, "")
-		c.NoIdempotencyKeys = strings.HasSuffix(mode, "no keys")
-		c.HTTP.Transport.(*http.Transport).MaxIdleConnsPerHost = clients
-		e = c
 	} else if strings.Contains(mode, "http") {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -388,6 +384,8 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 		go srv.Serve(ln)
 		defer srv.Close()
 		base = "http://" + ln.Addr().String()
+	}
+	if base != "" {
 		c := hfhttp.NewClient(base, "")
 		c.NoIdempotencyKeys = strings.HasSuffix(mode, "no keys")
 		c.HTTP.Transport.(*http.Transport).MaxIdleConnsPerHost = clients
@@ -440,7 +438,8 @@ func shapeMode(ctx context.Context, f Options, shape benchShape, mode string, cl
 	if shape.name == "sell-out" {
 		row.SellOut = res.lastSale
 	}
-	if st := after; statsOK {
+	if statsOK {
+		st := after
 		if st.Batches > before.Batches {
 			notes = append(notes, fmt.Sprintf("%.1f claims and %.1f statements per claim batch", float64(st.BatchedClaims-before.BatchedClaims)/float64(st.Batches-before.Batches),
 				float64(st.ClaimStatements-before.ClaimStatements)/float64(st.Batches-before.Batches)))
