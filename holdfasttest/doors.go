@@ -2,6 +2,7 @@ package holdfasttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -720,6 +721,42 @@ func testAdmissionUnits(t *testing.T, h Harness) {
 	}
 	if err := (holdfast.Room{ID: "bad", Pools: []string{"x"}, OpensAt: time.Now(), AdmitPerSecond: 1, AdmitTTLSeconds: 1, MaxInside: 1, MaxUnitsPerAdmission: -1}).Validate(); holdfast.ErrorCode(err) != holdfast.CodeInvalid {
 		t.Fatalf("a negative max_units_per_admission: %v", err)
+	}
+	MustAuditClean(t, s)
+}
+
+// testRoomBeforeSoldOut: the waiting room's rule comes before the
+// inventory's at every door — also on a pool that has just answered
+// sold_out, which a store may then answer from a shared read of the
+// pool's availability: a buyer without an admission is told to join the
+// room, not that the pool is sold out.
+func testRoomBeforeSoldOut(t *testing.T, h Harness) {
+	skipRemote(t, h) // rooms are reached on the store directly there, as another owner than the HTTP client
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	mustPoolIn(t, s, "gala", "gala", 2)
+	mustRoom(t, s, "gala", -time.Second, "gala")
+	alice := mustAdmission(t, s, "gala", "alice", "")
+	bob := mustAdmission(t, s, "gala", "bob", "")
+	held, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "alice", Admission: alice, Lines: pl("gala", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "bob", Admission: bob, Lines: pl("gala", 1)})
+	wantCode(t, err, holdfast.CodeSoldOut, 0)
+	for range 3 {
+		_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "carol", Lines: pl("gala", 1)})
+		wantCode(t, err, holdfast.CodeAdmissionRequired, -1)
+		if e := (*holdfast.Error)(nil); !errors.As(err, &e) || e.Room != "gala" {
+			t.Fatalf("admission_required names room %q, want gala", e.Room)
+		}
+	}
+	// bob's admission was not spent by the refusal: it buys what comes back.
+	if _, err := s.Release(ctx, held.ID); err != nil {
+		t.Fatal(err)
+	}
+	if hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "bob", Admission: bob, Lines: pl("gala", 1)}); err != nil || hd.Status != holdfast.StatusHeld {
+		t.Fatalf("bob after the release: %+v, %v", hd, err)
 	}
 	MustAuditClean(t, s)
 }

@@ -102,6 +102,7 @@ func Run(t *testing.T, h Harness) {
 		{"SeatsTogether", testSeatsTogether},
 		{"SideDoors", testSideDoors},
 		{"AdmissionUnits", testAdmissionUnits},
+		{"RoomBeforeSoldOut", testRoomBeforeSoldOut},
 		{"OfferBreakingARuleIsCancelled", testOfferBreakingARuleIsCancelled},
 		{"RulesByDoor", testRulesByDoor},
 		{"Capabilities", testCapabilities},

@@ -10,8 +10,11 @@ import (
 // The waiting room's rule, one for every door: a request that takes from
 // a pool or group behind a room needs an admission of that room (one
 // room's admission admits to that room only), and spends it in the same
-// transaction as what it takes. Holds, bookings, seats together and
-// waitlist joins all ask admissionFor and spend with spendAdmission.
+// transaction as what it takes. Every door asks admissionFor and
+// overAdmission: on a store that batches, the decision (grant, on the
+// ticket its batch locked; the writer spends it); on one that does not,
+// guardRoom before the claim and spendAdmission in it; a waitlist join
+// in guardRoomJoin.
 
 // protectingRooms returns the rooms that protect the pools and groups r
 // names, in order, each once.
@@ -33,7 +36,8 @@ func (s *Store) protectingRooms(ctx context.Context, q Reader, r holdfast.HoldRe
 	for _, l := range r.Lines {
 		switch l.Kind() {
 		case holdfast.LinePool:
-			add(pools[l.Pool])
+			pool, _ := splitPool(l.Pool) // a channel's allocation: its pool's room
+			add(pools[pool])
 		case holdfast.LineAny:
 			add(groups[l.Group])
 		case holdfast.LineUnits:
@@ -53,9 +57,11 @@ func (s *Store) protectingRooms(ctx context.Context, q Reader, r holdfast.HoldRe
 	return rooms, nil
 }
 
-// guardRoom refuses a hold on a protected pool or group without an
-// admission; with one, the claim spends it (useAdmission). An admission
-// on a hold no room protects is left unspent.
+// guardRoom is the waiting room's rule for a strategy's one-by-one claim
+// (a store that batches decides it in grant, on the ticket its batch
+// locks): a hold on a protected pool or group without an admission is
+// refused; with one, the claim spends it (useAdmission). An admission on
+// a hold no room protects is left unspent.
 func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast.HoldRequest, error) {
 	rooms, err := s.protectingRooms(ctx, s.db, r)
 	if err != nil {
@@ -80,7 +86,10 @@ func (s *Store) guardRoom(ctx context.Context, r holdfast.HoldRequest) (holdfast
 	} else if !found {
 		return r, errAdmissionInvalid
 	}
-	return r, overAdmission(rooms[0], most, r.Lines)
+	if err := overAdmission(rooms[0], most, r.Lines); err != nil {
+		return r, err
+	}
+	return r, nil
 }
 
 // admissionUnits keeps what one admission buys within its room's
@@ -91,12 +100,15 @@ func admissionUnits(ctx context.Context, q Reader, room string, lines []holdfast
 	if _, err := queryRow(ctx, q, `SELECT max_units_per_admission FROM rooms WHERE id = $1`, []any{room}, &most); err != nil {
 		return err
 	}
-	return overAdmission(room, most, lines)
+	if err := overAdmission(room, most, lines); err != nil {
+		return err
+	}
+	return nil
 }
 
 // overAdmission is the rule itself, for an admission of room that buys
 // at most most units (0: no bound).
-func overAdmission(room string, most int64, lines []holdfast.Line) error {
+func overAdmission(room string, most int64, lines []holdfast.Line) *holdfast.Error {
 	if most == 0 {
 		return nil
 	}
@@ -113,7 +125,7 @@ func overAdmission(room string, most int64, lines []holdfast.Line) error {
 // admissionFor is the rule of waiting rooms, whichever door is used: a
 // request behind rooms needs an admission, and one admission admits to one
 // room, so a request behind two cannot carry a valid one.
-func admissionFor(rooms []string, admission string) error {
+func admissionFor(rooms []string, admission string) *holdfast.Error {
 	if admission == "" {
 		e := holdfast.Errorf(holdfast.CodeAdmissionRequired, "a waiting room protects this sale: join room %q and hold with its admission", rooms[0])
 		e.Room = rooms[0]
@@ -142,28 +154,27 @@ func (s *Store) useAdmission(ctx context.Context, tx Querier, id string, r holdf
 	return s.spendAdmission(ctx, tx, rooms[0], r.Admission, r.Holder, r.Owner, id, "admitted")
 }
 
-// ticketsQuery finds the room each request of a batch spends an admission
-// of, and returns the query that locks those admissions and reads which
-// are spendable into out (nil: none to read). A request behind two rooms
-// is refused here: an admission admits to one.
-func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, lock string, out map[string]bool) (*Query, error) {
+// ticketsQuery finds the rooms guarding what each gated request of a
+// batch takes (req.rooms; the decision, grant, applies the room's rule)
+// and the one whose admission it spends (req.room), and returns the query
+// that reads those admissions into out — locked unless lock is "" —, each
+// spendable one with what its room lets an admission buy (0: no bound).
+// nil: none to read.
+func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, lock string, out map[ticket]int64) (*Query, error) {
 	var rows string
 	var args []any
 	for i, req := range batch {
-		req.room = ""
-		if results[i].err != nil || req.r.Admission == "" {
+		req.rooms, req.room = nil, ""
+		if results[i].err != nil || !req.gated {
 			continue
 		}
 		rooms, err := s.protectingRooms(ctx, tx, req.r)
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case len(rooms) == 0: // no longer protected: nothing to spend
-			continue
-		case len(rooms) > 1:
-			results[i].err = admissionFor(rooms, req.r.Admission)
-			continue
+		req.rooms = rooms
+		if len(rooms) != 1 || req.r.Admission == "" {
+			continue // no room, or refused by grant
 		}
 		req.room = rooms[0]
 		rows += sep(len(args)) + "(" + params(len(args)+1, 4) + ")"
@@ -176,13 +187,24 @@ func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, 
 		lock += " OF t"
 	}
 	return &Query{`WITH v (token, room_id, holder, owner) AS (VALUES ` + rows + `)
-		SELECT t.token FROM room_tickets t JOIN v ON t.token = v.token AND t.room_id = v.room_id AND t.holder = v.holder AND t.owner = v.owner
+		SELECT t.token, t.room_id, t.holder, t.owner, r.max_units_per_admission FROM room_tickets t JOIN v ON t.token = v.token AND t.room_id = v.room_id AND t.holder = v.holder AND t.owner = v.owner
+		JOIN rooms r ON r.id = t.room_id
 		WHERE t.status = 'admitted' AND t.hold_id IS NULL AND t.expires_at > holdfast_now_ms() ORDER BY t.token` + lock, args, func(r Row) error {
-		var token string
-		err := r.Scan(&token)
-		out[token] = true
+		var t ticket
+		var most int64
+		err := r.Scan(&t.token, &t.room, &t.holder, &t.owner, &most)
+		out[t] = most
 		return err
 	}}, nil
+}
+
+// ticket is an admission as one request would spend it: the token, of
+// that room, that holder and that key's owner.
+type ticket struct{ token, room, holder, owner string }
+
+// ticketOf is the admission req would spend.
+func ticketOf(req *claimReq) ticket {
+	return ticket{req.r.Admission, req.room, req.r.Holder, req.r.Owner}
 }
 
 // spendAdmission marks the admission token of room used by target (a hold

@@ -213,7 +213,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		forUpdate, skipLocked = "", ""
 	}
 	st := &batchState{newHoldID: s.newHoldID, pools: map[string]*poolRow{}, holders: map[holderKey]int64{}, holdersAdded: map[holderKey]int64{}, units: map[string]bool{}, stale: map[string]bool{}, unitSale: map[string]string{}, free: map[string][]string{},
-		quotas: map[string]quota{}, quotaAdded: map[string]int64{}, tickets: map[string]bool{}, sale: map[string]string{}}
+		quotas: map[string]quota{}, quotaAdded: map[string]int64{}, tickets: map[ticket]int64{}, sale: map[string]string{}}
 	var now int64
 	var qs []Query
 
@@ -349,14 +349,12 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	}
 	// The admissions the batch's holds spend: locked last, as a claim made
 	// alone spends its own after everything else it takes.
-	if !look {
-		q, err := s.ticketsQuery(ctx, tx, batch, results, forUpdate, st.tickets)
-		if err != nil {
-			return nil, 0, err
-		}
-		if q != nil {
-			qs = append(qs, *q)
-		}
+	q, err := s.ticketsQuery(ctx, tx, batch, results, forUpdate, st.tickets)
+	if err != nil {
+		return nil, 0, err
+	}
+	if q != nil {
+		qs = append(qs, *q)
 	}
 	if look {
 		st.groups = map[string]bool{}

@@ -10,16 +10,14 @@ import (
 )
 
 // The one decision. Whether a request can have what it asks — the
-// waiting room's admission, capacity, the holder's per-holder limit, the
-// key's quota, named units free, enough free units of a group — is
-// decided here and only here, by grant, on rows read into a batchState:
-// locked, by a batch that then writes what grant took (batch.go); or read
-// without locks, by the refusal of a claim made one by one (explain),
-// which names the rule and line that failed. Every refusal's code, line
-// and text comes from grant. Which room guards a request, and whether its
-// admission buys that much, is asked before (admission.go: guardRoom), at
-// every door, since it needs no rows of the inventory; the batch then
-// locks the admission and grant spends it.
+// waiting room's rule (an admission of the one room guarding what it
+// takes, spendable, buying that much), capacity, the holder's per-holder
+// limit, the key's quota, named units free, enough free units of a
+// group — is decided here and only here, by grant, on rows read into a
+// batchState: locked, by a batch that then writes what grant took
+// (batch.go); or read without locks, by the refusal of a claim made one
+// by one (explain), which names the rule and line that failed. Every
+// refusal's code, line and text comes from grant.
 
 // batchState is what a batch has locked (or a look has read) and what its
 // grants have taken so far, in memory.
@@ -49,10 +47,11 @@ type batchState struct {
 	// sale: the sale each unit granted is taken in (the writer's update
 	// takes it only while it is in that sale).
 	sale map[string]string
-	// tickets: the admissions the batch's requests spend, locked, true
-	// while spendable (the request's holder's, key's and room's,
-	// admitted, unexpired, unused); a grant spends its request's.
-	tickets map[string]bool
+	// tickets: the admissions the batch's requests spend, locked, while
+	// spendable (the request's holder's, key's and room's, admitted,
+	// unexpired, unused), with the units one buys in its room (0: no
+	// bound); a grant spends its request's.
+	tickets map[ticket]int64
 }
 
 type poolRow struct {
@@ -72,6 +71,17 @@ type batchFailure struct {
 	// expired holds the ordinary path could reclaim (none are in the way).
 	definite bool
 	pool     string // a pool line's pool, to check for expired holds
+	// err is the refusal itself, where it says more than code, line and
+	// text (the room to join, on admission_required).
+	err *holdfast.Error
+}
+
+// refusal is the error f names.
+func (f *batchFailure) refusal() error {
+	if f.err != nil {
+		return f.err
+	}
+	return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
 }
 
 // grant decides one request on the batch's locked rows: every line or
@@ -100,8 +110,8 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	}
 	// The waiting room's rule comes before the inventory's: an admission
 	// that cannot be spent here buys nothing.
-	if req.room != "" && !st.tickets[r.Admission] {
-		return holdfast.Hold{}, &batchFailure{line: -1, code: errAdmissionInvalid.Code, detail: errAdmissionInvalid.Message, definite: true}
+	if f := st.roomRule(req); f != nil {
+		return holdfast.Hold{}, f
 	}
 	overQuota := func(i int) *batchFailure {
 		if i != quotaLine {
@@ -214,7 +224,7 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 		st.free[g] = st.free[g][n:]
 	}
 	if req.room != "" {
-		st.tickets[r.Admission] = false
+		delete(st.tickets, ticketOf(req))
 	}
 	if counted {
 		n := heldUnits(r)
@@ -228,6 +238,29 @@ func (st *batchState) grant(req *claimReq, now int64) (holdfast.Hold, *batchFail
 	}
 	return holdfast.Hold{ID: st.newHoldID(), Holder: r.Holder, Status: status, PaymentRef: req.ref, Owner: r.Owner,
 		CreatedAt: msTime(now), ExpiresAt: msTime(now + req.ttl.Milliseconds()), UpdatedAt: msTime(now), Lines: lines}, nil
+}
+
+// roomRule is the waiting room's rule for req: a request taking from
+// what a room guards needs an admission (admission_required, naming the
+// room), of that one room (one admission admits to one room: a request
+// behind two is refused), spendable now, and buys at most what the room
+// lets one admission buy (limit_exceeded at the line that passes it).
+func (st *batchState) roomRule(req *claimReq) *batchFailure {
+	if len(req.rooms) == 0 {
+		return nil
+	}
+	err := admissionFor(req.rooms, req.r.Admission)
+	if err == nil {
+		if most, ok := st.tickets[ticketOf(req)]; !ok {
+			err = errAdmissionInvalid
+		} else {
+			err = overAdmission(req.room, most, req.r.Lines)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	return &batchFailure{line: err.Line, code: err.Code, detail: err.Message, definite: true, err: err}
 }
 
 // counted returns the quota req counts against, if it counts against one:
@@ -268,5 +301,5 @@ func (s *Store) refusal(ctx context.Context, tx Querier, st *batchState, req *cl
 	if !f.definite {
 		return nil
 	}
-	return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
+	return f.refusal()
 }

@@ -82,9 +82,13 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 }
 
 func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bool, paymentRef string) (holdfast.Hold, error) {
-	r, err := s.guardRoom(ctx, r)
-	if err != nil {
-		return holdfast.Hold{}, err
+	if !s.coalesce {
+		// A strategy's one-by-one claim asks the waiting room's rule
+		// first; on a store that batches, grant decides it with the rest.
+		var err error
+		if r, err = s.guardRoom(ctx, r); err != nil {
+			return holdfast.Hold{}, err
+		}
 	}
 	r = channelLines(r)
 	ttl := r.TTL
@@ -244,24 +248,14 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 		}
 		return holds, errs
 	}
-	// The waiting room's rule first, as Hold asks it: a request it refuses
-	// joins no batch.
-	var reqs []*claimReq
-	var at []int
+	reqs := make([]*claimReq, len(rs))
 	for i, r := range rs {
-		r, err := s.guardRoom(ctx, r)
-		if err != nil {
-			errs[i] = err
-			continue
-		}
 		r = channelLines(r)
-		reqs = append(reqs, views[i].newClaimReq(ctx, r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, ""))
-		at = append(at, i)
+		reqs[i] = views[i].newClaimReq(ctx, r, cmp.Or(r.TTL, s.cfg.DefaultTTL), false, "")
 	}
-	for k, res := range s.submit(reqs) {
-		i := at[k]
+	for i, res := range s.submit(reqs) {
 		var done bool
-		if holds[i], errs[i], done = views[i].afterBatch(ctx, reqs[k].r, res); !done {
+		if holds[i], errs[i], done = views[i].afterBatch(ctx, reqs[i].r, res); !done {
 			holds[i], errs[i] = views[i].Hold(ctx, rs[i])
 		}
 	}
@@ -430,13 +424,13 @@ func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder st
 // one decision (grant) asked of r on its rows as they are, outside any
 // write transaction. nil: every line could be had now.
 func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
-	req := &claimReq{ctx: ctx, r: r}
+	req := &claimReq{ctx: ctx, r: r, gated: true}
 	st, now, err := s.lockBatch(ctx, s.db, []*claimReq{req}, make([]claimResult, 1), nil)
 	if err != nil {
 		return err
 	}
 	if _, f := st.grant(req, now); f != nil {
-		return holdfast.LineErrorf(f.code, f.line, "%s", f.detail)
+		return f.refusal()
 	}
 	return nil
 }

@@ -52,9 +52,16 @@ type claimReq struct {
 	confirm bool
 	ref     string
 	done    chan claimResult
-	// room is the waiting room whose admission the request spends (set
-	// by the batch that locks its ticket; "" when none protects it).
-	room string
+	// gated: the waiting room's rule applies (a hold or a booking, at any
+	// door that claims for a buyer). A waitlist's offer and a late
+	// confirm's claim were admitted at their own door, when they joined
+	// or held.
+	gated bool
+	// rooms are the rooms guarding what a gated request takes, and room
+	// the one whose admission it spends (both set by the batch that reads
+	// its ticket; "" when none guards it).
+	rooms []string
+	room  string
 	// pay is the payment a booking records, captured, with its hold.
 	pay *holdfast.Payment
 }
@@ -75,7 +82,7 @@ type coalescer struct {
 }
 
 func (s *Store) newClaimReq(ctx context.Context, r holdfast.HoldRequest, ttl time.Duration, confirm bool, ref string) *claimReq {
-	req := &claimReq{ctx: ctx, r: r, rec: s.key, ttl: ttl, confirm: confirm, ref: ref, done: make(chan claimResult, 1)}
+	req := &claimReq{ctx: ctx, r: r, rec: s.key, ttl: ttl, confirm: confirm, ref: ref, gated: true, done: make(chan claimResult, 1)}
 	if confirm {
 		req.pay = paying(ctx)
 	}

@@ -45,6 +45,14 @@ const soldOutMark = time.Second
 // shared read; false means: take the write path.
 func (s *Store) refusesSoldOut(ctx context.Context, pool string, q int64) (int64, bool) {
 	c := &s.soldOut
+	if !c.marked(pool) {
+		return 0, false
+	}
+	// A pool a waiting room guards takes the write path: the room's rule
+	// comes before the inventory's (grant), and this read does not ask it.
+	if snap, err := s.protected(ctx, s.db); err != nil || snap.pools[pool] != "" {
+		return 0, false
+	}
 	c.mu.Lock()
 	e, ok := c.entries[pool]
 	if !ok || time.Now().After(e.until) {
@@ -95,6 +103,14 @@ func (s *Store) readAvailability(pool string, e *soldOutEntry, r *availRead) {
 		e.next = nil
 		c.mu.Unlock()
 	}
+}
+
+// marked reports whether pool answered sold_out in the last mark.
+func (c *soldOutCache) marked(pool string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[pool]
+	return ok && !time.Now().After(e.until)
 }
 
 // remember marks pool as sold out.
