@@ -50,7 +50,7 @@ func startServer(ctx context.Context, serve func(context.Context, ...string) *ex
 		return nil, err
 	}
 	cmd.Stderr = p.log
-	if err := cmd.Start(); err != nil {
+	if err := startTied(cmd, p.done); err != nil {
 		return nil, fmt.Errorf("starting holdfast serve: %w", err)
 	}
 	addr := make(chan string, 1)
@@ -68,7 +68,6 @@ func startServer(ctx context.Context, serve func(context.Context, ...string) *ex
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	go func() { p.done <- cmd.Wait() }()
 	select {
 	case p.base = <-addr:
 		return p, nil
