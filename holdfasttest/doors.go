@@ -728,8 +728,9 @@ func testAdmissionUnits(t *testing.T, h Harness) {
 // testRoomBeforeSoldOut: the waiting room's rule comes before the
 // inventory's at every door — also on a pool that has just answered
 // sold_out, which a store may then answer from a shared read of the
-// pool's availability: a buyer without an admission is told to join the
-// room, not that the pool is sold out.
+// pool's availability, and on a seat map with no seats left together: a
+// buyer without an admission is told to join the room, not that nothing
+// is left.
 func testRoomBeforeSoldOut(t *testing.T, h Harness) {
 	skipRemote(t, h) // rooms are reached on the store directly there, as another owner than the HTTP client
 	s, _ := h.Open(t)
@@ -751,6 +752,17 @@ func testRoomBeforeSoldOut(t *testing.T, h Harness) {
 			t.Fatalf("admission_required names room %q, want gala", e.Room)
 		}
 	}
+	row4in(t, s, "stalls", "gala")
+	if _, err := s.CreateRoom(ctx, holdfast.Room{ID: "stalls", Groups: []string{"stalls"}, OpensAt: time.Now().Add(-time.Second),
+		AdmitPerSecond: 1000, AdmitTTLSeconds: 60, MaxInside: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	dora := mustAdmission(t, s, "stalls", "dora", "")
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "dora", Admission: dora, Lines: []holdfast.Line{{Group: "stalls", Any: 3, Together: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "carol", Lines: []holdfast.Line{{Group: "stalls", Any: 2, Together: true}}})
+	wantCode(t, err, holdfast.CodeAdmissionRequired, -1)
 	// bob's admission was not spent by the refusal: it buys what comes back.
 	if _, err := s.Release(ctx, held.ID); err != nil {
 		t.Fatal(err)
@@ -758,5 +770,34 @@ func testRoomBeforeSoldOut(t *testing.T, h Harness) {
 	if hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "bob", Admission: bob, Lines: pl("gala", 1)}); err != nil || hd.Status != holdfast.StatusHeld {
 		t.Fatalf("bob after the release: %+v, %v", hd, err)
 	}
+	MustAuditClean(t, s)
+}
+
+// testBookingBesideAFullQuota: a booking is never held, so it counts
+// against no key's quota — also when it is decided on the careful path
+// (the batch could not grant it: an expired hold sat on the capacity, and
+// the look after reclaiming it names what, if anything, refuses it).
+func testBookingBesideAFullQuota(t *testing.T, h Harness) {
+	if !quotaCounted(h) {
+		t.Skip("this backend counts a key's quota on its catalog shard only")
+	}
+	skipRemote(t, h) // over HTTP the key is the caller's; TestSideDoorsOverHTTP drives quotas there
+	s, _ := h.Open(t)
+	ctx := ctxT(t)
+	mustQuotaKey(t, s, "k", 1)
+	MustCreatePool(t, s, "a", 5, 0)
+	MustCreatePool(t, s, "b", 1, 0)
+	owner := holdfast.KeyOwner("k")
+	if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: "kim", Owner: owner, QuotaKey: "k", Lines: pl("a", 1)}); err != nil {
+		t.Fatal(err) // the key's quota is full now
+	}
+	stale := MustHold(t, s, "other", holdfast.Line{Pool: "b", Quantity: 1})
+	MustExpire(t, s, stale.ID)
+	b, err := s.Book(ctx, holdfast.HoldRequest{Holder: "kim", Owner: owner, QuotaKey: "k", Lines: pl("b", 1)}, "")
+	if err != nil || b.Status != holdfast.StatusConfirmed {
+		t.Fatalf("a booking under a key whose quota is full, on capacity an expired hold sat on: %+v, %v", b, err)
+	}
+	_, err = s.Hold(ctx, holdfast.HoldRequest{Holder: "kim", Owner: owner, QuotaKey: "k", Lines: pl("a", 1)})
+	wantCode(t, err, holdfast.CodeQuotaExceeded, 0)
 	MustAuditClean(t, s)
 }

@@ -103,6 +103,7 @@ func Run(t *testing.T, h Harness) {
 		{"SideDoors", testSideDoors},
 		{"AdmissionUnits", testAdmissionUnits},
 		{"RoomBeforeSoldOut", testRoomBeforeSoldOut},
+		{"BookingBesideAFullQuota", testBookingBesideAFullQuota},
 		{"OfferBreakingARuleIsCancelled", testOfferBreakingARuleIsCancelled},
 		{"RulesByDoor", testRulesByDoor},
 		{"Capabilities", testCapabilities},

@@ -66,7 +66,7 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	for try := 0; ; try++ {
 		seats, err := s.together(ctx, r)
 		if err != nil {
-			return holdfast.Hold{}, err
+			return holdfast.Hold{}, s.beforeInventory(ctx, r, confirm, err)
 		}
 		h, err := try1.holdOnce(ctx, seats, confirm, paymentRef)
 		// A seat of the block was taken between the pick and the claim
@@ -105,7 +105,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 			}
 		}
 		res := s.submit([]*claimReq{s.newClaimReq(ctx, r, ttl, confirm, paymentRef)})[0]
-		if h, err, done := s.afterBatch(ctx, r, res); done {
+		if h, err, done := s.afterBatch(ctx, r, confirm, res); done {
 			return h, err
 		}
 		// Capacity came back, or the batch failed whole: the ordinary path.
@@ -173,7 +173,7 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 		if _, err := s.reclaim(ctx, r); err != nil {
 			return holdfast.Hold{}, err
 		}
-		if err := s.explain(ctx, r); err != nil {
+		if err := s.explain(ctx, r, confirm); err != nil {
 			return holdfast.Hold{}, err
 		}
 		// Every line looks claimable now: capacity came back. Try again.
@@ -190,9 +190,33 @@ func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bo
 	return holdfast.Hold{}, fmt.Errorf("%w: capacity kept changing under this claim (%v); retry", holdfast.ErrBusy, fail.err())
 }
 
+// beforeInventory answers a request for seats together that could not
+// be placed (err): a rule that comes before what is left — the waiting
+// room's, the key's quota — refuses it first, as the one decision names
+// it for the request with each block asked as "any" of its group; else
+// err.
+func (s *Store) beforeInventory(ctx context.Context, r holdfast.HoldRequest, confirm bool, err error) error {
+	if holdfast.ErrorCode(err) != holdfast.CodeUnavailable {
+		return err
+	}
+	asAny := r
+	asAny.Lines = slices.Clone(r.Lines)
+	for i, l := range asAny.Lines {
+		if l.Together {
+			asAny.Lines[i] = holdfast.Line{Group: l.Group, Any: l.Any, Channel: l.Channel}
+		}
+	}
+	switch rerr := s.explain(ctx, channelLines(asAny), confirm); holdfast.ErrorCode(rerr) {
+	case "", holdfast.CodeUnavailable, holdfast.CodeSoldOut:
+		return err
+	default:
+		return rerr
+	}
+}
+
 // afterBatch finishes a coalesced claim: done is false when the request
 // must take the ordinary path.
-func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res claimResult) (holdfast.Hold, error, bool) {
+func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, confirm bool, res claimResult) (holdfast.Hold, error, bool) {
 	switch {
 	case res.err != nil:
 		if holdfast.ErrorCode(res.err) == holdfast.CodeSoldOut && len(r.Lines) == 1 {
@@ -208,7 +232,7 @@ func (s *Store) afterBatch(ctx context.Context, r holdfast.HoldRequest, res clai
 		if _, err := s.reclaim(ctx, r); err != nil {
 			return holdfast.Hold{}, err, true
 		}
-		if err := s.explain(ctx, r); err != nil {
+		if err := s.explain(ctx, r, confirm); err != nil {
 			if holdfast.ErrorCode(err) == holdfast.CodeSoldOut && len(r.Lines) == 1 {
 				s.soldOut.remember(r.Lines[0].Pool)
 			}
@@ -255,7 +279,7 @@ func (s *Store) HoldBatch(ctx context.Context, rs []holdfast.HoldRequest, keys [
 	}
 	for i, res := range s.submit(reqs) {
 		var done bool
-		if holds[i], errs[i], done = views[i].afterBatch(ctx, reqs[i].r, res); !done {
+		if holds[i], errs[i], done = views[i].afterBatch(ctx, reqs[i].r, false, res); !done {
 			holds[i], errs[i] = views[i].Hold(ctx, rs[i])
 		}
 	}
@@ -421,10 +445,11 @@ func (s *Store) takeHolderLimit(ctx context.Context, tx Querier, pool, holder st
 }
 
 // explain names the refusal a claim made one by one would give now: the
-// one decision (grant) asked of r on its rows as they are, outside any
-// write transaction. nil: every line could be had now.
-func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest) error {
-	req := &claimReq{ctx: ctx, r: r, gated: true}
+// one decision (grant) asked of r (a booking when confirm: it counts
+// against no key's quota) on its rows as they are, outside any write
+// transaction. nil: every line could be had now.
+func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest, confirm bool) error {
+	req := &claimReq{ctx: ctx, r: r, confirm: confirm, gated: true}
 	st, now, err := s.lockBatch(ctx, s.db, []*claimReq{req}, make([]claimResult, 1), nil)
 	if err != nil {
 		return err
