@@ -23,11 +23,51 @@ func (s *Store) protectingRooms(ctx context.Context, q Reader, r holdfast.HoldRe
 	if err != nil {
 		return nil, err
 	}
-	pools, groups := snap.pools, snap.groups
-	if len(pools)+len(groups) == 0 {
+	groupOf, err := s.unitGroups(ctx, q, snap, []holdfast.HoldRequest{r})
+	if err != nil {
+		return nil, err
+	}
+	return snap.rooms(r, groupOf), nil
+}
+
+// unitGroups reads the group of every named unit of rs, in one query,
+// when a room guards some group (nil otherwise: no unit is guarded).
+func (s *Store) unitGroups(ctx context.Context, q Reader, snap *roomSnapshot, rs []holdfast.HoldRequest) (map[string]string, error) {
+	if len(snap.groups) == 0 {
 		return nil, nil
 	}
-	var rooms, units []string
+	var units []string
+	for _, r := range rs {
+		for _, l := range r.Lines {
+			units = append(units, l.Units...)
+		}
+	}
+	if len(units) == 0 {
+		return nil, nil
+	}
+	groupOf := map[string]string{}
+	rows, err := q.Query(ctx, `SELECT id, group_id FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(units))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, group string
+		if err := rows.Scan(&id, &group); err != nil {
+			return nil, err
+		}
+		groupOf[id] = group
+	}
+	return groupOf, rows.Err()
+}
+
+// rooms returns the rooms guarding what r names (its named units' groups
+// in groupOf), in order, each once.
+func (snap *roomSnapshot) rooms(r holdfast.HoldRequest, groupOf map[string]string) []string {
+	if len(snap.pools)+len(snap.groups) == 0 {
+		return nil
+	}
+	var rooms []string
 	add := func(room string) {
 		if room != "" && !slices.Contains(rooms, room) {
 			rooms = append(rooms, room)
@@ -37,24 +77,17 @@ func (s *Store) protectingRooms(ctx context.Context, q Reader, r holdfast.HoldRe
 		switch l.Kind() {
 		case holdfast.LinePool:
 			pool, _ := splitPool(l.Pool) // a channel's allocation: its pool's room
-			add(pools[pool])
+			add(snap.pools[pool])
 		case holdfast.LineAny:
-			add(groups[l.Group])
+			add(snap.groups[l.Group])
 		case holdfast.LineUnits:
-			units = append(units, l.Units...)
-		}
-	}
-	if len(units) > 0 && len(groups) > 0 {
-		names, err := queryStrings(ctx, q, `SELECT DISTINCT group_id FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(units))
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			add(groups[n])
+			for _, u := range l.Units {
+				add(snap.groups[groupOf[u]])
+			}
 		}
 	}
 	slices.Sort(rooms)
-	return rooms, nil
+	return rooms
 }
 
 // guardRoom is the waiting room's rule for a strategy's one-by-one claim
@@ -161,17 +194,30 @@ func (s *Store) useAdmission(ctx context.Context, tx Querier, id string, r holdf
 // spendable one with what its room lets an admission buy (0: no bound).
 // nil: none to read.
 func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, lock string, out map[ticket]int64) (*Query, error) {
+	// The rooms of the whole batch from the cached map, and its named
+	// units' groups in one query: not a round trip per request.
+	snap, err := s.protected(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var gated []holdfast.HoldRequest
+	for i, req := range batch {
+		req.rooms, req.room = nil, ""
+		if results[i].err == nil && req.gated {
+			gated = append(gated, req.r)
+		}
+	}
+	groupOf, err := s.unitGroups(ctx, tx, snap, gated)
+	if err != nil {
+		return nil, err
+	}
 	var rows string
 	var args []any
 	for i, req := range batch {
-		req.rooms, req.room = nil, ""
 		if results[i].err != nil || !req.gated {
 			continue
 		}
-		rooms, err := s.protectingRooms(ctx, tx, req.r)
-		if err != nil {
-			return nil, err
-		}
+		rooms := snap.rooms(req.r, groupOf)
 		req.rooms = rooms
 		if len(rooms) != 1 || req.r.Admission == "" {
 			continue // no room, or refused by grant
