@@ -2,9 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/holdfast/holdfast"
 )
@@ -25,62 +22,6 @@ import (
 // its release_at passed) shrinks to what the channel still has (held +
 // confirmed) and gives the rest back to the general sale; what the
 // channel then releases goes back too (settleAllocations, on every sweep).
-
-// allocID is the pool row of a channel's allocation of pool.
-func allocID(pool, channel string) string { return pool + "~" + channel }
-
-// splitPool returns the pool and the channel of a pool row's id.
-func splitPool(id string) (pool, channel string) {
-	if i := strings.IndexByte(id, '~'); i >= 0 {
-		return id[:i], id[i+1:]
-	}
-	return id, ""
-}
-
-// publicLine names a line's pool as the API does: pool and channel.
-func publicLine(l holdfast.Line) holdfast.Line {
-	if l.Pool != "" {
-		l.Pool, l.Channel = splitPool(l.Pool)
-	}
-	return l
-}
-
-// poolName names a pool row in a refusal.
-func poolName(id string) string {
-	if pool, channel := splitPool(id); channel != "" {
-		return fmt.Sprintf("pool %q (channel %q)", pool, channel)
-	}
-	return fmt.Sprintf("pool %q", id)
-}
-
-// channelLines returns r with each channel's line naming its allocation's
-// row: the only place a channel is looked at on the way in.
-func channelLines(r holdfast.HoldRequest) holdfast.HoldRequest {
-	if !hasChannel(r) {
-		return r
-	}
-	lines := slices.Clone(r.Lines)
-	for i, l := range lines {
-		if l.Channel != "" && l.Kind() == holdfast.LinePool {
-			lines[i].Pool, lines[i].Channel = allocID(l.Pool, l.Channel), ""
-		}
-	}
-	r.Lines = lines
-	return r
-}
-
-// saleKey names a group's units in one sale: the general sale's
-// (channel "") or a channel's.
-func saleKey(group, channel string) string { return group + "\x00" + channel }
-
-func splitSale(key string) (group, channel string) {
-	group, channel, _ = strings.Cut(key, "\x00")
-	return group, channel
-}
-
-func hasChannel(r holdfast.HoldRequest) bool {
-	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Channel != "" })
-}
 
 // Allocate sets a channel's allocation of a pool to req.Quantity: more
 // taken from what the general sale has free, less given back to it.

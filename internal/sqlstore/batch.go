@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -70,49 +69,6 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 	}
 	for i := range batch {
 		results[i].answer = answers[i]
-	}
-	return nil
-}
-
-// grant adds what the one decision granted req (h) to the writer: the
-// hold with its lines and claims, its share of its key's quota, the
-// admission it spends, the payment it captures, and the answer under its
-// key (returned).
-func (w *holdWriter) grant(st *batchState, req *claimReq, h holdfast.Hold, now int64) (*holdfast.StoredResponse, error) {
-	var q quotaTake
-	if _, counted := st.counted(req); counted {
-		q = quotaTake{req.r.QuotaKey, heldUnits(req.r)}
-	}
-	answer, err := w.add(h, req.confirm, q, req.rec, now)
-	if err != nil {
-		return nil, err
-	}
-	if req.room != "" {
-		w.admit(req.r.Admission, h.ID)
-	}
-	if p := req.pay; p != nil {
-		w.capture(h.ID, *p)
-	}
-	return answer, nil
-}
-
-// writeBatch sends a claim batch's writes in one round and checks every
-// row count: a key or payment ref written meanwhile is errKeyRace (the
-// batch looks again), any other difference rolls the batch back.
-func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *batchState) error {
-	stmts, checks := w.batchStmts(st)
-	s.claimStmts.Add(int64(len(stmts)))
-	n, err := ExecAll(ctx, tx, stmts)
-	if err != nil {
-		return err
-	}
-	for k, want := range checks {
-		if want >= 0 && n[k] != want {
-			if stmts[k].SQL == keyInsert(w.keyRows.String()) || stmts[k].SQL == captureInsert(w.payRows.String()) {
-				return errKeyRace
-			}
-			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
-		}
 	}
 	return nil
 }
@@ -422,3 +378,162 @@ func (s *Store) checkClaimedKeys(ctx context.Context, tx Querier, batch []*claim
 	}
 	return nil
 }
+
+// The reads lockBatch sends beside the inventory's, in the same round
+// trip: the admissions of the rooms guarding what each request takes
+// (the waiting room's rule, which grant asks first) and the keys' quotas
+// (last in the global lock order). Their rules are decide.go's.
+
+// unitGroups reads the group of every named unit of rs, in one query,
+// when a room guards some group (nil otherwise: no unit is guarded).
+func (s *Store) unitGroups(ctx context.Context, q Reader, snap *roomSnapshot, rs []holdfast.HoldRequest) (map[string]string, error) {
+	if len(snap.groups) == 0 {
+		return nil, nil
+	}
+	var units []string
+	for _, r := range rs {
+		for _, l := range r.Lines {
+			units = append(units, l.Units...)
+		}
+	}
+	if len(units) == 0 {
+		return nil, nil
+	}
+	groupOf := map[string]string{}
+	rows, err := q.Query(ctx, `SELECT id, group_id FROM units WHERE id IN (`+s.d.ListSelect(1)+`)`, s.d.ListArg(units))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, group string
+		if err := rows.Scan(&id, &group); err != nil {
+			return nil, err
+		}
+		groupOf[id] = group
+	}
+	return groupOf, rows.Err()
+}
+
+// rooms returns the rooms guarding what r names (its named units' groups
+// in groupOf), in order, each once.
+func (snap *roomSnapshot) rooms(r holdfast.HoldRequest, groupOf map[string]string) []string {
+	if len(snap.pools)+len(snap.groups) == 0 {
+		return nil
+	}
+	var rooms []string
+	add := func(room string) {
+		if room != "" && !slices.Contains(rooms, room) {
+			rooms = append(rooms, room)
+		}
+	}
+	for _, l := range r.Lines {
+		switch l.Kind() {
+		case holdfast.LinePool:
+			pool, _ := splitPool(l.Pool) // a channel's allocation: its pool's room
+			add(snap.pools[pool])
+		case holdfast.LineAny:
+			add(snap.groups[l.Group])
+		case holdfast.LineUnits:
+			for _, u := range l.Units {
+				add(snap.groups[groupOf[u]])
+			}
+		}
+	}
+	slices.Sort(rooms)
+	return rooms
+}
+
+// ticketsQuery finds the rooms guarding what each gated request of a
+// batch takes (req.rooms; the decision, grant, applies the room's rule)
+// and the one whose admission it spends (req.room), and returns the query
+// that reads those admissions into out — locked unless lock is "" —, each
+// spendable one with what its room lets an admission buy (0: no bound).
+// nil: none to read.
+func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, results []claimResult, lock string, out map[ticket]int64) (*Query, error) {
+	// The rooms of the whole batch from the cached map, and its named
+	// units' groups in one query: not a round trip per request.
+	snap, err := s.protected(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var gated []holdfast.HoldRequest
+	for i, req := range batch {
+		req.rooms, req.room = nil, ""
+		if results[i].err == nil && req.gated {
+			gated = append(gated, req.r)
+		}
+	}
+	groupOf, err := s.unitGroups(ctx, tx, snap, gated)
+	if err != nil {
+		return nil, err
+	}
+	var rows string
+	var args []any
+	for i, req := range batch {
+		if results[i].err != nil || !req.gated {
+			continue
+		}
+		rooms := snap.rooms(req.r, groupOf)
+		req.rooms = rooms
+		if len(rooms) != 1 || req.r.Admission == "" {
+			continue // no room, or refused by grant
+		}
+		req.room = rooms[0]
+		rows += sep(len(args)) + "(" + params(len(args)+1, 4) + ")"
+		args = append(args, req.r.Admission, rooms[0], req.r.Holder, req.r.Owner)
+	}
+	if rows == "" {
+		return nil, nil
+	}
+	if lock != "" {
+		lock += " OF t"
+	}
+	return &Query{`WITH v (token, room_id, holder, owner) AS (VALUES ` + rows + `)
+		SELECT t.token, t.room_id, t.holder, t.owner, r.max_units_per_admission FROM room_tickets t JOIN v ON t.token = v.token AND t.room_id = v.room_id AND t.holder = v.holder AND t.owner = v.owner
+		JOIN rooms r ON r.id = t.room_id
+		WHERE t.status = 'admitted' AND t.hold_id IS NULL AND t.expires_at > holdfast_now_ms() ORDER BY t.token` + lock, args, func(r Row) error {
+		var t ticket
+		var most int64
+		err := r.Scan(&t.token, &t.room, &t.holder, &t.owner, &most)
+		out[t] = most
+		return err
+	}}, nil
+}
+
+// quotasQuery reads the quotas of keys ids into out, in id order (lock: a
+// locking clause, or ""): a batch's keys, last in the global lock order.
+// A key that does not exist has none (and no entry in out).
+func (s *Store) quotasQuery(ids []string, lock string, out map[string]quota) Query {
+	return Query{`SELECT ` + quotaColumns + ` FROM api_keys WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + lock,
+		[]any{s.d.ListArg(ids)}, func(r Row) error {
+			var id string
+			var k quota
+			err := r.Scan(&id, &k.max, &k.held)
+			out[id] = k
+			return err
+		}}
+}
+
+// The lock clause of "any" picks, for lockBatch and the strategies'
+// claims alike.
+
+// skipLocked is the lock clause for picking "any k" units: SKIP LOCKED on
+// a first attempt; after a miss that a consistent look says was not
+// real, a plain FOR UPDATE that waits, in id order, for the claims in
+// flight — some of which roll back (a crashed server's, a hold whose other
+// line failed), and skipping those would refuse while units are free.
+func skipLocked(ctx context.Context, d Dialect) string {
+	if waitLocked(ctx) {
+		return d.ForUpdate
+	}
+	return d.SkipLocked
+}
+
+type waitLockedKey struct{}
+
+func withWaitLocked(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitLockedKey{}, true)
+}
+
+func waitLocked(ctx context.Context) bool { return ctx.Value(waitLockedKey{}) != nil }

@@ -209,26 +209,6 @@ func (a Atomic) ClaimAny(ctx context.Context, tx Querier, _ Prepared, holdID, gr
 		RETURNING units.id`, args...)
 }
 
-// skipLocked is the lock clause for picking "any k" units: SKIP LOCKED on
-// a first attempt; after a miss that a consistent look says was not
-// real, a plain FOR UPDATE that waits, in id order, for the claims in
-// flight — some of which roll back (a crashed server's, a hold whose other
-// line failed), and skipping those would refuse while units are free.
-func skipLocked(ctx context.Context, d Dialect) string {
-	if waitLocked(ctx) {
-		return d.ForUpdate
-	}
-	return d.SkipLocked
-}
-
-type waitLockedKey struct{}
-
-func withWaitLocked(ctx context.Context) context.Context {
-	return context.WithValue(ctx, waitLockedKey{}, true)
-}
-
-func waitLocked(ctx context.Context) bool { return ctx.Value(waitLockedKey{}) != nil }
-
 // ---- pessimistic ----
 
 // Pessimistic locks the rows first (SELECT … FOR UPDATE; on SQLite the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/holdfast/holdfast"
 )
@@ -302,4 +303,138 @@ func (s *Store) refusal(ctx context.Context, tx Querier, st *batchState, req *cl
 		return nil
 	}
 	return f.refusal()
+}
+
+// The rules' own texts, here beside grant, which asks them first; the
+// doors that ask a rule outside a batch (a waitlist's join, a strategy's
+// one-by-one claim) ask the same functions, so no refusal is worded twice.
+
+// admissionFor is the rule of waiting rooms, whichever door is used: a
+// request behind rooms needs an admission, and one admission admits to one
+// room, so a request behind two cannot carry a valid one.
+func admissionFor(rooms []string, admission string) *holdfast.Error {
+	if admission == "" {
+		e := holdfast.Errorf(holdfast.CodeAdmissionRequired, "a waiting room protects this sale: join room %q and hold with its admission", rooms[0])
+		e.Room = rooms[0]
+		return e
+	}
+	if len(rooms) > 1 {
+		return holdfast.Errorf(holdfast.CodeAdmissionInvalid, "this request is behind rooms %q and %q; an admission admits to one room: take them in separate holds", rooms[0], rooms[1])
+	}
+	return nil
+}
+
+// overAdmission is the rule itself, for an admission of room that buys
+// at most most units (0: no bound).
+func overAdmission(room string, most int64, lines []holdfast.Line) *holdfast.Error {
+	if most == 0 {
+		return nil
+	}
+	var units int64
+	for i, l := range lines {
+		units += l.Quantity + int64(len(l.Units)) + l.Any
+		if units > most {
+			return holdfast.LineErrorf(holdfast.CodeLimitExceeded, i, "an admission of room %q buys at most %d units; this request asks for %d", room, most, units)
+		}
+	}
+	return nil
+}
+
+// ticket is an admission as one request would spend it: the token, of
+// that room, that holder and that key's owner.
+type ticket struct{ token, room, holder, owner string }
+
+// ticketOf is the admission req would spend.
+func ticketOf(req *claimReq) ticket {
+	return ticket{req.r.Admission, req.room, req.r.Holder, req.r.Owner}
+}
+
+// quota is a key's quota as read (quota.go counts it): at most max
+// units held at once, held now (0 max: no quota).
+type quota struct{ max, held int64 }
+
+// quotaRefusal is the refusal of a request past key quota k, at line.
+func quotaRefusal(line int, k quota) error {
+	return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "%s", k.text())
+}
+
+func (k quota) text() string {
+	return fmt.Sprintf("this key may have %d tickets and units held (or waiting) at once", k.max)
+}
+
+// lineUnits is what a line holds: its quantity, its units, or its any.
+func lineUnits(l holdfast.Line) int64 {
+	switch l.Kind() {
+	case holdfast.LinePool:
+		return l.Quantity
+	case holdfast.LineUnits:
+		return int64(len(l.Units))
+	case holdfast.LineAny:
+		return l.Any
+	}
+	return 0
+}
+
+// heldUnits is what r's lines hold in all.
+func heldUnits(r holdfast.HoldRequest) int64 {
+	var n int64
+	for _, l := range r.Lines {
+		n += lineUnits(l)
+	}
+	return n
+}
+
+// passes reports whether r would pass the quota, and the first line, in
+// request order, at which it would.
+func (k quota) passes(r holdfast.HoldRequest) (int, bool) {
+	if k.max == 0 {
+		return 0, false
+	}
+	total := k.held
+	for i, l := range r.Lines {
+		if total += lineUnits(l); total > k.max {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// The rows a line takes from. A channel's allocation of a pool is a pool
+// row of its own (allocation.go), and a group's units are sold per sale:
+// the decision, the batch's reads and the writer all name rows this way.
+
+// allocID is the pool row of a channel's allocation of pool.
+func allocID(pool, channel string) string { return pool + "~" + channel }
+
+// splitPool returns the pool and the channel of a pool row's id.
+func splitPool(id string) (pool, channel string) {
+	if i := strings.IndexByte(id, '~'); i >= 0 {
+		return id[:i], id[i+1:]
+	}
+	return id, ""
+}
+
+// publicLine names a line's pool as the API does: pool and channel.
+func publicLine(l holdfast.Line) holdfast.Line {
+	if l.Pool != "" {
+		l.Pool, l.Channel = splitPool(l.Pool)
+	}
+	return l
+}
+
+// poolName names a pool row in a refusal.
+func poolName(id string) string {
+	if pool, channel := splitPool(id); channel != "" {
+		return fmt.Sprintf("pool %q (channel %q)", pool, channel)
+	}
+	return fmt.Sprintf("pool %q", id)
+}
+
+// saleKey names a group's units in one sale: the general sale's
+// (channel "") or a channel's.
+func saleKey(group, channel string) string { return group + "\x00" + channel }
+
+func splitSale(key string) (group, channel string) {
+	group, channel, _ = strings.Cut(key, "\x00")
+	return group, channel
 }

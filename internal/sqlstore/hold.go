@@ -459,3 +459,28 @@ func (s *Store) explain(ctx context.Context, r holdfast.HoldRequest, confirm boo
 	}
 	return nil
 }
+
+// channelLines returns r with each channel's line naming its allocation's
+// row: the only place a channel is looked at on the way in.
+func channelLines(r holdfast.HoldRequest) holdfast.HoldRequest {
+	if !hasChannel(r) {
+		return r
+	}
+	lines := slices.Clone(r.Lines)
+	for i, l := range lines {
+		if l.Channel != "" && l.Kind() == holdfast.LinePool {
+			lines[i].Pool, lines[i].Channel = allocID(l.Pool, l.Channel), ""
+		}
+	}
+	r.Lines = lines
+	return r
+}
+
+func hasChannel(r holdfast.HoldRequest) bool {
+	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Channel != "" })
+}
+
+// hasTogether reports whether r asks for seats together.
+func hasTogether(r holdfast.HoldRequest) bool {
+	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Together })
+}

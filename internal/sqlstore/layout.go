@@ -110,8 +110,3 @@ func (s *Store) together(ctx context.Context, r holdfast.HoldRequest) (holdfast.
 	}
 	return out, nil
 }
-
-// hasTogether reports whether r asks for seats together.
-func hasTogether(r holdfast.HoldRequest) bool {
-	return slices.ContainsFunc(r.Lines, func(l holdfast.Line) bool { return l.Together })
-}

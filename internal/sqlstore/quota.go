@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/holdfast/holdfast"
 )
@@ -12,8 +11,6 @@ import (
 // holds (taken when a hold is made, given back when it is confirmed,
 // released or expired), and each hold records what it counted, so exactly
 // that goes back. The audit recounts it.
-
-type quota struct{ max, held int64 }
 
 // quotaColumns read a key's id and quota. What the key's waitlist entries
 // wait for counts as held: a key cannot queue past its quota what it
@@ -28,66 +25,6 @@ func readQuota(ctx context.Context, q Reader, id, lock string) (quota, error) {
 	var k quota
 	_, err := queryRow(ctx, q, `SELECT `+quotaColumns+` FROM api_keys WHERE id = $1`+lock, []any{id}, new(string), &k.max, &k.held)
 	return k, err
-}
-
-// quotasQuery reads the quotas of keys ids into out, in id order (lock: a
-// locking clause, or ""): a batch's keys, last in the global lock order.
-// A key that does not exist has none (and no entry in out).
-func (s *Store) quotasQuery(ids []string, lock string, out map[string]quota) Query {
-	return Query{`SELECT ` + quotaColumns + ` FROM api_keys WHERE id IN (` + s.d.ListSelect(1) + `) ORDER BY id` + lock,
-		[]any{s.d.ListArg(ids)}, func(r Row) error {
-			var id string
-			var k quota
-			err := r.Scan(&id, &k.max, &k.held)
-			out[id] = k
-			return err
-		}}
-}
-
-// quotaRefusal is the refusal of a request past key quota k, at line.
-func quotaRefusal(line int, k quota) error {
-	return holdfast.LineErrorf(holdfast.CodeQuotaExceeded, line, "%s", k.text())
-}
-
-func (k quota) text() string {
-	return fmt.Sprintf("this key may have %d tickets and units held (or waiting) at once", k.max)
-}
-
-// lineUnits is what a line holds: its quantity, its units, or its any.
-func lineUnits(l holdfast.Line) int64 {
-	switch l.Kind() {
-	case holdfast.LinePool:
-		return l.Quantity
-	case holdfast.LineUnits:
-		return int64(len(l.Units))
-	case holdfast.LineAny:
-		return l.Any
-	}
-	return 0
-}
-
-// heldUnits is what r's lines hold in all.
-func heldUnits(r holdfast.HoldRequest) int64 {
-	var n int64
-	for _, l := range r.Lines {
-		n += lineUnits(l)
-	}
-	return n
-}
-
-// passes reports whether r would pass the quota, and the first line, in
-// request order, at which it would.
-func (k quota) passes(r holdfast.HoldRequest) (int, bool) {
-	if k.max == 0 {
-		return 0, false
-	}
-	total := k.held
-	for i, l := range r.Lines {
-		if total += lineUnits(l); total > k.max {
-			return i, true
-		}
-	}
-	return 0, false
 }
 
 // takeQuota counts hold holdID's units against r.QuotaKey, or reports the

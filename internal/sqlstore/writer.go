@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -279,4 +280,47 @@ func sep(k int) string {
 		return ""
 	}
 	return ", "
+}
+
+// grant adds what the one decision granted req (h) to the writer: the
+// hold with its lines and claims, its share of its key's quota, the
+// admission it spends, the payment it captures, and the answer under its
+// key (returned).
+func (w *holdWriter) grant(st *batchState, req *claimReq, h holdfast.Hold, now int64) (*holdfast.StoredResponse, error) {
+	var q quotaTake
+	if _, counted := st.counted(req); counted {
+		q = quotaTake{req.r.QuotaKey, heldUnits(req.r)}
+	}
+	answer, err := w.add(h, req.confirm, q, req.rec, now)
+	if err != nil {
+		return nil, err
+	}
+	if req.room != "" {
+		w.admit(req.r.Admission, h.ID)
+	}
+	if p := req.pay; p != nil {
+		w.capture(h.ID, *p)
+	}
+	return answer, nil
+}
+
+// writeBatch sends a claim batch's writes in one round and checks every
+// row count: a key or payment ref written meanwhile is errKeyRace (the
+// batch looks again), any other difference rolls the batch back.
+func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *batchState) error {
+	stmts, checks := w.batchStmts(st)
+	s.claimStmts.Add(int64(len(stmts)))
+	n, err := ExecAll(ctx, tx, stmts)
+	if err != nil {
+		return err
+	}
+	for k, want := range checks {
+		if want >= 0 && n[k] != want {
+			if stmts[k].SQL == keyInsert(w.keyRows.String()) || stmts[k].SQL == captureInsert(w.payRows.String()) {
+				return errKeyRace
+			}
+			return fmt.Errorf("sqlstore: a batch's statement %d changed %d rows, not %d: rolled back", k, n[k], want)
+		}
+	}
+	return nil
 }
