@@ -1048,19 +1048,13 @@ func testExchange(t *testing.T, h Harness) {
 		t.Fatalf("an empty exchange: %v, want invalid", err)
 	}
 	// Its event says what was swapped (the feed may trail: read until
-	// it shows).
-	var swapped bool
-	for deadline := time.Now().Add(10 * time.Second); !swapped && time.Now().Before(deadline); {
-		evs, _, err := s.Events(ctx, "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			if ev.Type == holdfast.EventHoldExchanged && ev.HoldID == mine.ID && strings.Contains(string(ev.Data), `"exchanged":{"A-1":"B-1"}`) {
-				swapped = true
-			}
-		}
+	// it shows, as long as feedFrom waits for any event).
+	exchanged := func(evs []holdfast.Event) bool {
+		return slices.ContainsFunc(evs, func(ev holdfast.Event) bool {
+			return ev.Type == holdfast.EventHoldExchanged && ev.HoldID == mine.ID && strings.Contains(string(ev.Data), `"exchanged":{"A-1":"B-1"}`)
+		})
 	}
+	swapped := exchanged(feedFrom(t, s, "", exchanged))
 	if !swapped {
 		t.Fatal("no hold.exchanged event for A-1 → B-1")
 	}
