@@ -150,6 +150,7 @@ func raceSeatsTogether(t *testing.T, h Harness) {
 	where := rowOf(hall())
 	var mu sync.Mutex
 	got := map[string]string{}
+	refused := map[int64]bool{} // the sizes of block a buyer was refused
 	var wg sync.WaitGroup
 	for w := range 12 {
 		wg.Add(1)
@@ -166,6 +167,9 @@ func raceSeatsTogether(t *testing.T, h Harness) {
 					if c := holdfast.ErrorCode(err); c != holdfast.CodeUnavailable {
 						t.Errorf("buyer %d: %v", w, err)
 					}
+					mu.Lock()
+					refused[k] = true
+					mu.Unlock()
 					return
 				}
 				if !together(where, hd.Lines[0].Units) || len(hd.Lines[0].Units) != int(k) {
@@ -185,6 +189,13 @@ func raceSeatsTogether(t *testing.T, h Harness) {
 	wg.Wait()
 	if n := MustCount(t, s, `SELECT COUNT(*) FROM units WHERE hold_id IS NOT NULL`); n != int64(len(got)) {
 		t.Fatalf("%d seats taken in the database, %d answered", n, len(got))
+	}
+	// Seats were only taken, never given back: a block free now was free
+	// when a buyer was told there was none.
+	for k := range refused {
+		if b := hall().Together(int(k), func(u string) bool { _, taken := got[u]; return !taken }); b != nil {
+			t.Errorf("a buyer of %d together was refused unavailable, and %v are still free together", k, b)
+		}
 	}
 	rep, err := s.Audit(ctx)
 	if err != nil || rep.DoubleBooked > 0 || len(rep.Differences) > 0 {

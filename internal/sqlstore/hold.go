@@ -63,22 +63,30 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 		try1 = &Store{shared: s.shared, key: &k}
 		defer func() { s.answer = try1.answer }()
 	}
-	for try := 0; ; try++ {
+	var lost error
+	for try := 0; try < maxClaimAttempts; try++ {
 		seats, err := s.together(ctx, r)
 		if err != nil {
 			return holdfast.Hold{}, s.beforeInventory(ctx, r, confirm, err)
 		}
 		h, err := try1.holdOnce(ctx, seats, confirm, paymentRef)
-		// A seat of the block was taken between the pick and the claim
-		// (which took nothing): pick again.
-		if try < 20 && holdfast.ErrorCode(err) == holdfast.CodeUnavailable {
-			if err := backoff(ctx, try); err != nil {
-				return holdfast.Hold{}, err
+		// A seat of the picked block was taken between the pick and the
+		// claim (which took nothing): that refuses the block, not the
+		// request, so pick again — the pick answers unavailable when no
+		// block is left. Buyers who arrive together pick the same best
+		// block and all but one lose it, some many times over.
+		if line := holdfast.ErrorLine(err); holdfast.ErrorCode(err) == holdfast.CodeUnavailable && line >= 0 && line < len(r.Lines) && r.Lines[line].Together {
+			lost = err
+			if backoff(ctx, try) != nil {
+				break
 			}
 			continue
 		}
 		return h, err
 	}
+	// Every pick found a block and lost it until the deadline: a refusal
+	// would not be true (guarantee 3), so the answer is a retryable busy.
+	return holdfast.Hold{}, fmt.Errorf("%w: the seats picked kept being taken under this request (%v); retry", holdfast.ErrBusy, lost)
 }
 
 func (s *Store) holdOnce(ctx context.Context, r holdfast.HoldRequest, confirm bool, paymentRef string) (holdfast.Hold, error) {
