@@ -155,53 +155,161 @@ func (l *Layout) Units() []string {
 
 // Together picks k free seats next to each other in one row, the block
 // nearest the stage (the distance from the stage's centre to the
-// block's; without a stage, the first block in layout order). free
-// reports whether a unit is free. nil when no row has k free together.
+// block's; without a stage, the first block in layout order; among
+// blocks as near, the first in layout order). free reports whether a unit
+// is free. nil when no row has k free together.
 func (l *Layout) Together(k int, free func(unit string) bool) []string {
-	var best []string
+	sx, sy, stage := l.centre()
+	var best []Seat
 	bestDist := math.Inf(1)
-	var sx, sy float64
-	if l.Stage != nil {
-		sx, sy = l.Stage.X+l.Stage.W/2, l.Stage.Y+l.Stage.H/2
-	}
 	for _, sec := range l.Sections {
 		for _, row := range sec.Rows {
-			run := 0
-			for i, seat := range row.Seats {
-				if !free(seat.Unit) {
-					run = 0
-					continue
-				}
-				run++
-				if run < k {
-					continue
-				}
-				block := row.Seats[i-k+1 : i+1]
-				d := 0.0
-				if l.Stage != nil {
-					var cx, cy float64
-					for _, s := range block {
-						cx, cy = cx+s.X, cy+s.Y
-					}
-					d = math.Hypot(cx/float64(k)-sx, cy/float64(k)-sy)
-				}
-				if d < bestDist {
-					bestDist = d
-					best = best[:0]
-					for _, s := range block {
-						best = append(best, s.Unit)
-					}
-					if l.Stage == nil {
-						return slices.Clone(best)
-					}
+			if b, d := nearestIn(row.Seats, k, free, stage, sx, sy); b != nil && d < bestDist {
+				best, bestDist = b, d
+				if !stage {
+					return unitsOf(best)
 				}
 			}
 		}
 	}
-	if best == nil {
+	return unitsOf(best)
+}
+
+// TogetherNearest is Together reading which seats are free a few rows at
+// a time, the rows nearest the stage first (layout order without a
+// stage): see SeatSearch.Together.
+func (l *Layout) TogetherNearest(k, minUnits int, free func(units []string) (func(unit string) bool, error)) ([]string, error) {
+	return l.Search().Together(k, minUnits, free)
+}
+
+// A SeatSearch is a layout's rows in the order a search for seats
+// together reads them: nearest the stage first. Made once per layout
+// (Search), it serves any number of searches at once.
+type SeatSearch struct {
+	rows   []searchRow
+	stage  bool
+	sx, sy float64
+}
+
+type searchRow struct {
+	seats []Seat
+	order int     // in layout order
+	bound float64 // the least distance from the stage a block of it can have
+}
+
+// Search orders the layout's rows for Together searches.
+func (l *Layout) Search() *SeatSearch {
+	p := &SeatSearch{}
+	p.sx, p.sy, p.stage = l.centre()
+	for _, sec := range l.Sections {
+		for _, row := range sec.Rows {
+			r := searchRow{seats: row.Seats, order: len(p.rows)}
+			if p.stage && len(row.Seats) > 0 {
+				// A block's centre lies in the box around the row's
+				// seats: no block of the row is nearer than the box.
+				x0, y0, x1, y1 := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
+				for _, s := range row.Seats {
+					x0, y0, x1, y1 = min(x0, s.X), min(y0, s.Y), max(x1, s.X), max(y1, s.Y)
+				}
+				d := math.Hypot(max(x0-p.sx, 0, p.sx-x1), max(y0-p.sy, 0, p.sy-y1))
+				// Less a hair, for the rounding of a block's centre.
+				r.bound = max(0, d*(1-1e-9)-1e-9)
+			}
+			p.rows = append(p.rows, r)
+		}
+	}
+	if p.stage {
+		slices.SortStableFunc(p.rows, func(a, b searchRow) int { return cmp.Compare(a.bound, b.bound) })
+	}
+	return p
+}
+
+// Together is Layout.Together reading which seats are free a few rows at
+// a time. free is asked for the units of the next rows — at least
+// minUnits of them, twice as many each time after — and reports which of
+// those are free. The search stops as soon as no row left could hold a
+// block nearer than the best found: on a venue that fills from the front
+// it reads the front rows, not the whole map. The answer is Together's.
+func (p *SeatSearch) Together(k, minUnits int, free func(units []string) (func(unit string) bool, error)) ([]string, error) {
+	var best []Seat
+	bestDist, bestOrder := math.Inf(1), 0
+	rows := p.rows
+	for i, want := 0, max(minUnits, 1); i < len(rows); want *= 2 {
+		j, n := i, 0
+		for ; j < len(rows) && (n < want || j == i); j++ {
+			n += len(rows[j].seats)
+		}
+		ids := make([]string, 0, n)
+		for _, r := range rows[i:j] {
+			for _, s := range r.seats {
+				ids = append(ids, s.Unit)
+			}
+		}
+		isFree, err := free(ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows[i:j] {
+			if b, d := nearestIn(r.seats, k, isFree, p.stage, p.sx, p.sy); b != nil && (d < bestDist || d == bestDist && r.order < bestOrder) {
+				best, bestDist, bestOrder = b, d, r.order
+			}
+		}
+		i = j
+		if best != nil && (!p.stage || i == len(rows) || bestDist < rows[i].bound) {
+			break
+		}
+	}
+	return unitsOf(best), nil
+}
+
+// centre is the stage's centre, if the layout has a stage.
+func (l *Layout) centre() (x, y float64, ok bool) {
+	if l.Stage == nil {
+		return 0, 0, false
+	}
+	return l.Stage.X + l.Stage.W/2, l.Stage.Y + l.Stage.H/2, true
+}
+
+// nearestIn returns the block of k free seats of a row whose centre is
+// nearest (sx, sy), the first of the row among blocks as near (without a
+// stage, the row's first block, at distance 0), and its distance; nil
+// when the row has no k free together.
+func nearestIn(seats []Seat, k int, free func(string) bool, stage bool, sx, sy float64) ([]Seat, float64) {
+	var best []Seat
+	bestDist := math.Inf(1)
+	run := 0
+	for i, seat := range seats {
+		if !free(seat.Unit) {
+			run = 0
+			continue
+		}
+		if run++; run < k {
+			continue
+		}
+		block := seats[i-k+1 : i+1]
+		if !stage {
+			return block, 0
+		}
+		var cx, cy float64
+		for _, s := range block {
+			cx, cy = cx+s.X, cy+s.Y
+		}
+		if d := math.Hypot(cx/float64(k)-sx, cy/float64(k)-sy); d < bestDist {
+			best, bestDist = block, d
+		}
+	}
+	return best, bestDist
+}
+
+func unitsOf(seats []Seat) []string {
+	if seats == nil {
 		return nil
 	}
-	return slices.Clone(best)
+	out := make([]string, len(seats))
+	for i, s := range seats {
+		out[i] = s.Unit
+	}
+	return out
 }
 
 // NaturalOrder returns unit ids sorted the way people read seat numbers:

@@ -141,18 +141,40 @@ func testSeatsTogether(t *testing.T, h Harness) {
 // Buyers asking for 2 to 4 seats together, all at once, until none are
 // left together: no seat is had twice, and every hold's seats are next to
 // each other in one row.
+// On the small hall, and on a bigger one whose seats a pick reads a few
+// rows at a time (its first read is ten rows of fifty).
 func raceSeatsTogether(t *testing.T, h Harness) {
+	t.Run("hall", func(t *testing.T) { raceTogetherIn(t, h, hall(), 12) })
+	t.Run("big", func(t *testing.T) { raceTogetherIn(t, h, bigHall(), 16) })
+}
+
+// bigHall is 12 rows of 50 seats, the stage in front of the middle.
+func bigHall() *holdfast.Layout {
+	l := &holdfast.Layout{Stage: &holdfast.Rect{X: 200, Y: -20, W: 100, H: 10}}
+	sec := holdfast.Section{ID: "floor", Name: "Floor"}
+	for r := range 12 {
+		row := holdfast.Row{Name: fmt.Sprint("R", r)}
+		for n := range 50 {
+			row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("R%d-%d", r, n), Number: fmt.Sprint(n), X: float64(n * 10), Y: float64(r * 10)})
+		}
+		sec.Rows = append(sec.Rows, row)
+	}
+	l.Sections = []holdfast.Section{sec}
+	return l
+}
+
+func raceTogetherIn(t *testing.T, h Harness, layout *holdfast.Layout, buyers int) {
 	s, reopen := h.Open(t)
 	ctx := ctxT(t)
-	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Layout: hall()}); err != nil {
+	if _, err := s.CreateGroup(ctx, holdfast.Group{ID: "hall", Layout: layout}); err != nil {
 		t.Fatal(err)
 	}
-	where := rowOf(hall())
+	where := rowOf(layout)
 	var mu sync.Mutex
 	got := map[string]string{}
 	refused := map[int64]bool{} // the sizes of block a buyer was refused
 	var wg sync.WaitGroup
-	for w := range 12 {
+	for w := range buyers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -193,7 +215,7 @@ func raceSeatsTogether(t *testing.T, h Harness) {
 	// Seats were only taken, never given back: a block free now was free
 	// when a buyer was told there was none.
 	for k := range refused {
-		if b := hall().Together(int(k), func(u string) bool { _, taken := got[u]; return !taken }); b != nil {
+		if b := layout.Together(int(k), func(u string) bool { _, taken := got[u]; return !taken }); b != nil {
 			t.Errorf("a buyer of %d together was refused unavailable, and %v are still free together", k, b)
 		}
 	}

@@ -221,6 +221,7 @@ var dialect = sqlstore.Dialect{
 	AsyncCommits:      true,
 	AsyncCommit:       "SET LOCAL synchronous_commit TO OFF",
 	BlobType:          "bytea",
+	AnalyzeUnits:      "ANALYZE units",
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",
 	ForNoKeyUpdate:    " FOR NO KEY UPDATE",
 	ForKeyShare:       " FOR KEY SHARE",

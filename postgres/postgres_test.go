@@ -311,3 +311,35 @@ func catalog(t *testing.T, url string) []string {
 	slices.Sort(lines)
 	return lines
 }
+
+// A venue of many seats is put on sale the moment it is made: the store
+// refreshes the planner's statistics of units once 10,000 were added, or
+// PostgreSQL plans the picks of seats together as for the empty table it
+// last saw (reading the whole group each time).
+func TestManyUnitsRefreshStatistics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := open(t, pg.Migrated(t), postgres.Options{})
+	holdfasttest.MustCreateGroup(t, s, "hall", false)
+	tuples := func() float64 {
+		var n float64
+		if err := s.(*postgres.Store).ConnPool().QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'units'::regclass`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ids := make([]string, holdfast.MaxUnitsPerAdd)
+	for i := range ids {
+		ids[i] = fmt.Sprint("seat-", i)
+	}
+	if err := s.AddUnits(ctx, "hall", ids[:100]); err != nil {
+		t.Fatal(err)
+	}
+	before := tuples()
+	if err := s.AddUnits(ctx, "hall", ids[100:]); err != nil {
+		t.Fatal(err)
+	}
+	if after := tuples(); after < float64(len(ids)) {
+		t.Fatalf("after %d units added the statistics know %v rows (%v before)", len(ids), after, before)
+	}
+}

@@ -187,6 +187,10 @@ type Dialect struct {
 	// AdvisoryLock is the statement taking one on the string $1.
 	AdvisoryLocks bool
 	AdvisoryLock  string
+	// AnalyzeUnits refreshes the planner's statistics of the units
+	// table, after many units were added (PostgreSQL); empty where the
+	// planner needs none.
+	AnalyzeUnits string
 	// BlobType is the SQL type name of a byte string.
 	BlobType string
 	// AsyncCommits says a transaction may commit without waiting for its

@@ -60,7 +60,34 @@ func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Gro
 	if err != nil {
 		return holdfast.Group{}, err
 	}
+	if layout != nil {
+		s.unitsAdded(ctx, len(layout.Units()))
+	}
 	return g, nil
+}
+
+// analyzeUnitsAfter is how many units added make the store refresh the
+// planner's statistics of units (Dialect.AnalyzeUnits), before the call
+// that added them returns. A venue made and put on sale at once is
+// otherwise planned as the group of one unit the statistics knew: a pick
+// of seats together read the whole group, 30–110 ms a read at 100,000
+// seats on PostgreSQL, against 2 ms after.
+const analyzeUnitsAfter = 10_000
+
+// unitsAdded counts n units added, and refreshes the statistics every
+// analyzeUnitsAfter of them. A refresh that fails is logged: the units
+// are made.
+func (s *Store) unitsAdded(ctx context.Context, n int) {
+	if s.d.AnalyzeUnits == "" || s.addedUnits.Add(int64(n)) < analyzeUnitsAfter {
+		return
+	}
+	s.addedUnits.Store(0)
+	if err := s.db.Transact(ctx, func(tx Querier) error {
+		_, err := tx.Exec(ctx, s.d.AnalyzeUnits)
+		return err
+	}); err != nil {
+		s.log("refreshing the statistics of units", "err", err)
+	}
 }
 
 // insertUnits makes units ids of group; ErrConflict if one exists.
@@ -79,7 +106,7 @@ func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error 
 	if err := holdfast.ValidateUnitIDs(ids); err != nil {
 		return err
 	}
-	return s.db.Transact(ctx, func(tx Querier) error {
+	err := s.db.Transact(ctx, func(tx Querier) error {
 		if found, err := groupExists(ctx, tx, group); err != nil {
 			return err
 		} else if !found {
@@ -93,6 +120,10 @@ func (s *Store) AddUnits(ctx context.Context, group string, ids []string) error 
 		}
 		return s.record(ctx, tx, nil)
 	})
+	if err == nil {
+		s.unitsAdded(ctx, len(ids))
+	}
+	return err
 }
 
 // unitStatus is the SQL deciding a unit's status from its hold. A held hold

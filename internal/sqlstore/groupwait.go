@@ -119,11 +119,14 @@ func (s *Store) waitLayout(ctx context.Context, q Reader, group string, together
 	if !together {
 		return nil, nil
 	}
-	l, err := s.layout(ctx, q, group)
+	r, err := s.layout(ctx, q, group)
 	if holdfast.ErrorCode(err) == holdfast.CodeNotFound {
 		return nil, holdfast.Errorf(holdfast.CodeInvalid, "group %q has no layout: seats together need its rows", group)
 	}
-	return l, err
+	if err != nil {
+		return nil, err
+	}
+	return r.l, nil
 }
 
 // waitFree lists the group's free units in the sales given (the empty

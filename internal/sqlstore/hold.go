@@ -65,11 +65,12 @@ func (s *Store) hold(ctx context.Context, r holdfast.HoldRequest, confirm bool, 
 	}
 	var lost error
 	for try := 0; try < maxClaimAttempts; try++ {
-		seats, err := s.together(ctx, r)
+		seats, picked, err := s.together(ctx, r)
 		if err != nil {
 			return holdfast.Hold{}, s.beforeInventory(ctx, r, confirm, err)
 		}
 		h, err := try1.holdOnce(ctx, seats, confirm, paymentRef)
+		s.unpick(picked, err == nil)
 		// A seat of the picked block was taken between the pick and the
 		// claim (which took nothing): that refuses the block, not the
 		// request, so pick again — the pick answers unavailable when no

@@ -54,6 +54,8 @@ type shared struct {
 	holdPrefix     string // of the hold ids this store makes
 	routed         bool   // see Env.Routed
 	layouts        layouts
+	picks          picks        // seats together picked, not yet claimed
+	addedUnits     atomic.Int64 // units added since the statistics were refreshed
 
 	// bg is the engine's background work (batch drainers and their
 	// batches, sold-out reads); Close waits for it. bgMu orders every
