@@ -17,7 +17,9 @@ import (
 //	HotPoolQuota, HotPoolConfirmPart, HotPoolConfirmPaid, HotPoolPaid: the
 //	hot pool's holds under a key's quota, then confirmed in part or paid,
 //	or booked paid;
-//	WaitlistOffers: a line of 200 served in one round of offers.
+//	WaitlistOffers: a line of 200 served in one round of offers;
+//	SeatsTogether: holds of 2 to 4 seats together, best available, on a
+//	100,000-seat venue put on sale the moment it is made.
 //
 // Clients are b.RunParallel goroutines, 16 per GOMAXPROCS.
 func Bench(b *testing.B, h Harness) {
@@ -82,6 +84,33 @@ func Bench(b *testing.B, h Harness) {
 				eur(fmt.Sprint("pi_", n), 900))
 			return err
 		})
+	})
+	// "Best available" on a venue of 2,000 rows of 50 seats, the stage in
+	// front: each hold asks 2 to 4 seats together, the nearest free.
+	b.Run("SeatsTogether", func(b *testing.B) {
+		s, _ := h.Open(b)
+		l := &holdfast.Layout{Stage: &holdfast.Rect{X: 0, Y: -20, W: 500, H: 10}}
+		sec := holdfast.Section{ID: "stalls", Name: "Stalls"}
+		for r := range 2000 {
+			row := holdfast.Row{Name: fmt.Sprint(r + 1)}
+			for n := range 50 {
+				row.Seats = append(row.Seats, holdfast.Seat{Unit: fmt.Sprintf("r%d-%d", r, n), Number: fmt.Sprint(n + 1), X: float64(n * 10), Y: float64(r * 10)})
+			}
+			sec.Rows = append(sec.Rows, row)
+		}
+		l.Sections = []holdfast.Section{sec}
+		if _, err := s.CreateGroup(context.Background(), holdfast.Group{ID: "venue", Layout: l}); err != nil {
+			b.Fatal(err)
+		}
+		var seats atomic.Int64
+		benchDo(b, s, func(ctx context.Context, r *rand.Rand, n int64) error {
+			hd, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("b-", n), Lines: []holdfast.Line{{Group: "venue", Any: 2 + r.Int64N(3), Together: true}}})
+			if err == nil {
+				seats.Add(int64(len(hd.Lines[0].Units)))
+			}
+			return err
+		})
+		b.ReportMetric(float64(seats.Load())/b.Elapsed().Seconds(), "seats/s")
 	})
 	// A pool's waitlist served: 200 waiting for one unit each, 200 units
 	// come back, one round of offers (OfferWaitlists, the offerer's tick)
