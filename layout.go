@@ -175,13 +175,6 @@ func (l *Layout) Together(k int, free func(unit string) bool) []string {
 	return unitsOf(best)
 }
 
-// TogetherNearest is Together reading which seats are free a few rows at
-// a time, the rows nearest the stage first (layout order without a
-// stage): see SeatSearch.Together.
-func (l *Layout) TogetherNearest(k, minUnits int, free func(units []string) (func(unit string) bool, error)) ([]string, error) {
-	return l.Search().Together(k, minUnits, free)
-}
-
 // A SeatSearch is a layout's rows in the order a search for seats
 // together reads them: nearest the stage first. Made once per layout
 // (Search), it serves any number of searches at once.

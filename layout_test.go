@@ -67,10 +67,10 @@ func randomVenue(rng *rand.Rand) *holdfast.Layout {
 	return l
 }
 
-// TogetherNearest, reading a few rows at a time, gives Together's
+// A SeatSearch, reading a few rows at a time, gives Together's
 // answer, which is the first pick's: on random venues, free seats and
 // block sizes.
-func TestTogetherNearestIsTogether(t *testing.T) {
+func TestSeatSearchIsTogether(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 3000 {
 		l := randomVenue(rng)
@@ -85,7 +85,7 @@ func TestTogetherNearestIsTogether(t *testing.T) {
 			t.Fatalf("venue %d, %d together: Together %v, by hand %v", i, k, got, want)
 		}
 		asked := map[string]bool{}
-		got, err := l.TogetherNearest(k, 1+rng.IntN(40), func(units []string) (func(string) bool, error) {
+		got, err := l.Search().Together(k, 1+rng.IntN(40), func(units []string) (func(string) bool, error) {
 			for _, u := range units {
 				if asked[u] {
 					t.Fatalf("venue %d: unit %s asked twice", i, u)
@@ -95,14 +95,14 @@ func TestTogetherNearestIsTogether(t *testing.T) {
 			return free, nil
 		})
 		if err != nil || !slices.Equal(got, want) {
-			t.Fatalf("venue %d, %d together: TogetherNearest %v (%v), by hand %v", i, k, got, err, want)
+			t.Fatalf("venue %d, %d together: SeatSearch %v (%v), by hand %v", i, k, got, err, want)
 		}
 	}
 }
 
 // On a hall of 100,000 seats whose front rows are taken, the pick reads
 // the rows up to the first with room, and a few more, not the hall.
-func TestTogetherNearestReadsTheFront(t *testing.T) {
+func TestSeatSearchReadsTheFront(t *testing.T) {
 	l := &holdfast.Layout{Stage: &holdfast.Rect{X: 0, Y: -20, W: 500, H: 10}}
 	sec := holdfast.Section{ID: "hall"}
 	for r := range 2000 {
@@ -115,7 +115,7 @@ func TestTogetherNearestReadsTheFront(t *testing.T) {
 	l.Sections = []holdfast.Section{sec}
 	taken := func(u string) bool { var r, s int; fmt.Sscanf(u, "%d-%d", &r, &s); return r < 100 }
 	read := 0
-	got, err := l.TogetherNearest(4, 500, func(units []string) (func(string) bool, error) {
+	got, err := l.Search().Together(4, 500, func(units []string) (func(string) bool, error) {
 		read += len(units)
 		return func(u string) bool { return !taken(u) }, nil
 	})
