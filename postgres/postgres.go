@@ -222,6 +222,7 @@ var dialect = sqlstore.Dialect{
 	AsyncCommit:       "SET LOCAL synchronous_commit TO OFF",
 	BlobType:          "bytea",
 	AnalyzeUnits:      "ANALYZE units",
+	ArrayRows:         true,
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",
 	ForNoKeyUpdate:    " FOR NO KEY UPDATE",
 	ForKeyShare:       " FOR KEY SHARE",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync/atomic"
 
 	"github.com/holdfast/holdfast"
@@ -53,7 +52,7 @@ func (s *Store) batchTx(ctx context.Context, tx Querier, batch []*claimReq, resu
 		grants[i] = h
 		granted = append(granted, i)
 	}
-	if len(granted) == 0 && w.newKeys+w.keys == 0 {
+	if len(granted) == 0 && w.keyRows.len()+w.settleRows.len() == 0 {
 		return nil
 	}
 	for _, i := range granted {
@@ -179,8 +178,7 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 	// nobody wrote it meanwhile, or the batch rolls back). A key used
 	// before, or twice in this batch, takes no effect: the caller looks it
 	// up (a replay, a mismatch, in flight).
-	var keyRows strings.Builder
-	var keyArgs []any
+	keyRows := newRows("scope, key", "text", "text")
 	used, seen := map[[2]string]bool{}, map[[2]string]bool{}
 	for i, req := range batch {
 		if rec := req.rec; results[i].err == nil && rec != nil && rec.Deferred {
@@ -190,18 +188,16 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 				continue
 			}
 			seen[k] = true
-			keyRows.WriteString(sep(len(keyArgs)) + "(" + params(len(keyArgs)+1, 2) + ")")
-			keyArgs = append(keyArgs, rec.Scope, rec.Key)
+			keyRows.add(rec.Scope, rec.Key)
 		}
 	}
-	if keyRows.Len() > 0 {
-		qs = append(qs, Query{`WITH v (scope, key) AS (VALUES ` + keyRows.String() + `)
-			SELECT v.scope, v.key FROM v JOIN idempotency_keys k ON k.scope = v.scope AND k.key = v.key`, keyArgs, func(r Row) error {
+	if keyRows.len() > 0 {
+		qs = append(qs, keyRows.query(s.d, `SELECT v.scope, v.key FROM v JOIN idempotency_keys k ON k.scope = v.scope AND k.key = v.key`, func(r Row) error {
 			var k [2]string
 			err := r.Scan(&k[0], &k[1])
 			used[k] = true
 			return err
-		}})
+		}))
 	}
 	// A payment ref recorded already is a conflict, answered here with
 	// nothing taken; a ref paid with twice in the batch sends both
@@ -350,11 +346,12 @@ const keyRaceAttempts = 8
 // before the batch could write it.
 var errKeyRace = errors.New("sqlstore: an idempotency key was written meanwhile")
 
-// keyInsert writes deferred keys, done, with their answers; a key
-// someone else wrote is left alone (and the row count tells).
-func keyInsert(rows string) string {
-	return `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
-		VALUES ` + rows + ` ON CONFLICT (scope, key) DO NOTHING`
+// keyInsert writes deferred keys (rows of holdWriter.keyRows), done, with
+// their answers; a key someone else wrote is left alone (and the row
+// count tells).
+func keyInsert(d Dialect, rows *rowSet) Stmt {
+	return rows.stmt(d, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+		SELECT scope, key, fingerprint, token, 'done', status, body, at, at FROM v WHERE true ON CONFLICT (scope, key) DO NOTHING`)
 }
 
 // checkClaimedKeys checks that keys claimed before the batch (by
@@ -468,8 +465,7 @@ func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, 
 	if err != nil {
 		return nil, err
 	}
-	var rows string
-	var args []any
+	rows := newRows("token, room_id, holder, owner", "text", "text", "text", "text")
 	for i, req := range batch {
 		if results[i].err != nil || !req.gated {
 			continue
@@ -480,25 +476,24 @@ func (s *Store) ticketsQuery(ctx context.Context, tx Reader, batch []*claimReq, 
 			continue // no room, or refused by grant
 		}
 		req.room = rooms[0]
-		rows += sep(len(args)) + "(" + params(len(args)+1, 4) + ")"
-		args = append(args, req.r.Admission, rooms[0], req.r.Holder, req.r.Owner)
+		rows.add(req.r.Admission, rooms[0], req.r.Holder, req.r.Owner)
 	}
-	if rows == "" {
+	if rows.len() == 0 {
 		return nil, nil
 	}
 	if lock != "" {
 		lock += " OF t"
 	}
-	return &Query{`WITH v (token, room_id, holder, owner) AS (VALUES ` + rows + `)
-		SELECT t.token, t.room_id, t.holder, t.owner, r.max_units_per_admission FROM room_tickets t JOIN v ON t.token = v.token AND t.room_id = v.room_id AND t.holder = v.holder AND t.owner = v.owner
+	q := rows.query(s.d, `SELECT t.token, t.room_id, t.holder, t.owner, r.max_units_per_admission FROM room_tickets t JOIN v ON t.token = v.token AND t.room_id = v.room_id AND t.holder = v.holder AND t.owner = v.owner
 		JOIN rooms r ON r.id = t.room_id
-		WHERE t.status = 'admitted' AND t.hold_id IS NULL AND t.expires_at > holdfast_now_ms() ORDER BY t.token` + lock, args, func(r Row) error {
+		WHERE t.status = 'admitted' AND t.hold_id IS NULL AND t.expires_at > holdfast_now_ms() ORDER BY t.token`+lock, func(r Row) error {
 		var t ticket
 		var most int64
 		err := r.Scan(&t.token, &t.room, &t.holder, &t.owner, &most)
 		out[t] = most
 		return err
-	}}, nil
+	})
+	return &q, nil
 }
 
 // quotasQuery reads the quotas of keys ids into out, in id order (lock: a

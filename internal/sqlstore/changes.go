@@ -328,7 +328,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
-			if strings.HasPrefix(stmts[k].SQL, "INSERT INTO payments") {
+			if strings.Contains(stmts[k].SQL, "INSERT INTO payments") {
 				return errKeyRace // a ref recorded meanwhile: look again, and it leaves the batch
 			}
 			return fmt.Errorf("sqlstore: a batch of changes' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
@@ -352,8 +352,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 // another request's (written meanwhile, or taken over by a retry) leaves
 // its request out of the batch, which is tried again without it.
 func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeReq, results []changeResult) error {
-	var rows strings.Builder
-	var args []any
+	rows := newRows("scope, key, fingerprint, token, status, body", "text", "text", "text", "text", "integer", "bytea")
 	var keyed []int
 	for i, req := range batch {
 		if req.rec == nil || results[i].err != nil || results[i].fallback {
@@ -361,9 +360,7 @@ func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeRe
 		}
 		r := req.rec.Render(results[i].h)
 		results[i].answer = &r
-		rows.WriteString(sep(len(args)) + "(" + params(len(args)+1, 4) +
-			fmt.Sprintf(", 'done', CAST($%d AS INTEGER), CAST($%d AS %s), holdfast_now_ms(), holdfast_now_ms())", len(args)+5, len(args)+6, s.d.BlobType))
-		args = append(args, req.rec.Scope, req.rec.Key, req.rec.Fingerprint, req.rec.Token, r.Status, r.Body)
+		rows.add(req.rec.Scope, req.rec.Key, req.rec.Fingerprint, req.rec.Token, r.Status, r.Body)
 		keyed = append(keyed, i)
 	}
 	if len(keyed) == 0 {
@@ -371,16 +368,16 @@ func (s *Store) answerChanges(ctx context.Context, tx Querier, batch []*changeRe
 	}
 	s.changeStmts.Add(1)
 	written := map[[2]string]bool{}
-	err := QueryAll(ctx, tx, []Query{{`INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
-		VALUES ` + rows.String() + `
+	err := QueryAll(ctx, tx, []Query{rows.query(s.d, `INSERT INTO idempotency_keys (scope, key, fingerprint, token, state, status, body, created_at, updated_at)
+		SELECT scope, key, fingerprint, token, 'done', status, body, holdfast_now_ms(), holdfast_now_ms() FROM v WHERE true
 		ON CONFLICT (scope, key) DO UPDATE SET state = 'done', status = excluded.status, body = excluded.body, updated_at = excluded.updated_at
 		WHERE idempotency_keys.token = excluded.token AND idempotency_keys.state = 'in_flight'
-		RETURNING scope, key`, args, func(r Row) error {
+		RETURNING scope, key`, func(r Row) error {
 		var k [2]string
 		err := r.Scan(&k[0], &k[1])
 		written[k] = true
 		return err
-	}}})
+	})})
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -24,38 +23,19 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 			continue
 		}
 		c := batch[reqs[0]].c
-		var p binds
-		set := `status = ` + p.add(string(c.to)) + `, updated_at = ` + p.add(now)
-		var list []string
-		var cases strings.Builder
+		rows := newRows("id, status, was, at, payment_ref, expires_at, late", "text", "text", "text", "bigint", "text", "bigint", "boolean")
 		for _, i := range reqs {
 			req := batch[i]
-			list = append(list, req.id)
-			switch kind {
-			case kindConfirm:
-				cases.WriteString(` WHEN ` + p.add(req.id) + ` THEN ` + p.add(req.c.ref))
-			case kindExtend:
-				cases.WriteString(` WHEN ` + p.add(req.id) + ` THEN ` + p.add(now+req.c.ttl.Milliseconds()))
-			}
+			rows.add(req.id, string(c.to), string(c.from), now, req.c.ref, now+req.c.ttl.Milliseconds(), holds[req.id].late)
 		}
+		set := `status = v.status, updated_at = v.at`
 		switch kind {
 		case kindConfirm:
-			set += `, payment_ref = CASE id` + cases.String() + ` ELSE payment_ref END`
-			var lates []string
-			for _, i := range reqs {
-				if holds[batch[i].id].late {
-					lates = append(lates, batch[i].id)
-				}
-			}
-			if len(lates) > 0 {
-				set += `, late = id IN (` + s.d.ListSelect(len(p.args)+1) + `)`
-				p.args = append(p.args, s.d.ListArg(lates))
-			}
+			set += `, payment_ref = v.payment_ref, late = v.late`
 		case kindExtend:
-			set += `, expires_at = CASE id` + cases.String() + ` ELSE expires_at END`
+			set += `, expires_at = v.expires_at`
 		}
-		stmts = append(stmts, Stmt{`UPDATE holds SET ` + set + ` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = ` +
-			fmt.Sprintf("$%d", len(p.args)+2), append(p.args, s.d.ListArg(list), string(c.from))})
+		stmts = append(stmts, rows.stmt(s.d, `UPDATE holds SET `+set+` FROM v WHERE holds.id = v.id AND holds.status = v.was`))
 		checks = append(checks, int64(len(reqs)))
 	}
 
@@ -209,22 +189,19 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 
 	// The payments confirms record, captured, in one insert: a ref
 	// recorded meanwhile leaves its row out, and the row count tells.
-	var payRows strings.Builder
-	var payArgs []any
+	pays := payRows()
 	for _, i := range byKind[kindConfirm] {
 		if p := batch[i].c.pay; p != nil {
-			payRows.WriteString(sep(len(payArgs)) + "(" + params(len(payArgs)+1, 4) + ", 'captured', holdfast_now_ms(), holdfast_now_ms())")
-			payArgs = append(payArgs, p.Ref, batch[i].id, p.Amount, p.Currency)
+			pays.add(p.Ref, batch[i].id, p.Amount, p.Currency)
 		}
 	}
-	if payRows.Len() > 0 {
-		stmts = append(stmts, Stmt{captureInsert(payRows.String()), payArgs})
-		checks = append(checks, int64(len(payArgs)/4))
+	if n := pays.len(); n > 0 {
+		stmts = append(stmts, captureInsert(s.d, &pays))
+		checks = append(checks, int64(n))
 	}
 
 	// The holds as they are now, their events in one insert.
-	var eventRows strings.Builder
-	var eventArgs []any
+	events := eventRows()
 	for i, req := range batch {
 		if results[i].err != nil || results[i].fallback {
 			continue
@@ -243,10 +220,9 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		eventRows.WriteString(sep(len(eventArgs)) + "(" + params(len(eventArgs)+1, 4) + ")")
-		eventArgs = append(eventArgs, string(req.c.event), now, h.ID, string(b))
+		events.add(string(req.c.event), now, h.ID, string(b))
 	}
-	stmts = append(stmts, Stmt{`INSERT INTO events (type, at, hold_id, data) VALUES ` + eventRows.String(), eventArgs})
+	stmts = append(stmts, insertEvents(s.d, &events))
 	checks = append(checks, -1)
 	return stmts, checks, back, nil
 }

@@ -187,6 +187,9 @@ type Dialect struct {
 	// AdvisoryLock is the statement taking one on the string $1.
 	AdvisoryLocks bool
 	AdvisoryLock  string
+	// ArrayRows says multi-row statements take their rows as one array a
+	// column (unnest), not as VALUES lists (see rowSet).
+	ArrayRows bool
 	// AnalyzeUnits refreshes the planner's statistics of the units
 	// table, after many units were added (PostgreSQL); empty where the
 	// planner needs none.

@@ -300,17 +300,16 @@ func (s *Store) expire(ctx context.Context, tx Querier, ids []string, skipLocked
 	if err != nil {
 		return nil, err
 	}
-	var rows string
-	var args []any
+	events := eventRows()
 	for _, id := range expired {
 		b, err := json.Marshal(holds[id].h)
 		if err != nil {
 			return nil, err
 		}
-		rows += sep(len(args)) + "(" + params(len(args)+1, 4) + ")"
-		args = append(args, string(holdfast.EventHoldExpired), now, id, string(b))
+		events.add(string(holdfast.EventHoldExpired), now, id, string(b))
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, data) VALUES `+rows, args...); err != nil {
+	st := insertEvents(s.d, &events)
+	if _, err := tx.Exec(ctx, st.SQL, st.Args...); err != nil {
 		return nil, err
 	}
 	return expired, nil

@@ -114,7 +114,7 @@ func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subjec
 		stmts = append(stmts, Stmt{`UPDATE ` + l.table + ` SET status = 'offered', hold_id = CASE id` + when + ` END, updated_at = ` + p.add(r.now) +
 			` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = 'waiting'`, append(p.args, s.d.ListArg(r.granted))})
 		checks = append(checks, int64(len(r.granted)))
-		batch, counts := r.w.batchStmts(r.st)
+		batch, counts, _ := r.w.batchStmts(r.st)
 		stmts, checks = append(stmts, batch...), append(checks, counts...)
 	}
 	var ended []string
@@ -153,8 +153,7 @@ func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subjec
 	if err != nil || len(entries) == 0 {
 		return err
 	}
-	var rows string
-	var args []any
+	rows := newRows("type, hold_id, subject, data", "text", "text", "text", "text")
 	for _, e := range entries {
 		typ := holdfast.EventWaitlistOffered
 		switch e.Status {
@@ -167,11 +166,11 @@ func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subjec
 		if err != nil {
 			return err
 		}
-		k := len(args)
-		rows += sep(k) + fmt.Sprintf("($%d, holdfast_now_ms(), NULLIF($%d, ''), NULLIF($%d, ''), $%d)", k+1, k+2, k+3, k+4)
-		args = append(args, st.Args...)
+		rows.add(st.Args...)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO events (type, at, hold_id, subject, data) VALUES `+rows, args...)
+	st := rows.stmt(s.d, `INSERT INTO events (type, at, hold_id, subject, data)
+		SELECT type, holdfast_now_ms(), NULLIF(hold_id, ''), NULLIF(subject, ''), data FROM v`)
+	_, err = tx.Exec(ctx, st.SQL, st.Args...)
 	return err
 }
 

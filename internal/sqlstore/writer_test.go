@@ -25,21 +25,26 @@ func BenchmarkHoldWriter(b *testing.B) {
 					return holdfast.StoredResponse{Status: 201, Body: body}
 				}}
 		}
-		b.Run(fmt.Sprintf("holds=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				w := newHoldWriter(Dialect{BlobType: "BYTEA"})
-				for i, h := range holds {
-					if _, err := w.add(h, false, quotaTake{}, recs[i], 1_700_000_000_000); err != nil {
-						b.Fatal(err)
+		for _, d := range []struct {
+			name string
+			d    Dialect
+		}{{"values", Dialect{BlobType: "BLOB"}}, {"arrays", Dialect{BlobType: "bytea", ArrayRows: true}}} {
+			b.Run(fmt.Sprintf("%s/holds=%d", d.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					w := newHoldWriter(d.d)
+					for i, h := range holds {
+						if _, err := w.add(h, false, quotaTake{}, recs[i], 1_700_000_000_000); err != nil {
+							b.Fatal(err)
+						}
+					}
+					st := &batchState{pools: map[string]*poolRow{"concert": {capacity: 1 << 40, addHeld: int64(n)}}}
+					if stmts, _, _ := w.batchStmts(st); len(stmts) == 0 {
+						b.Fatal("no statements")
 					}
 				}
-				st := &batchState{pools: map[string]*poolRow{"concert": {capacity: 1 << 40, addHeld: int64(n)}}}
-				if stmts, _ := w.batchStmts(st); len(stmts) == 0 {
-					b.Fatal("no statements")
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
