@@ -312,6 +312,38 @@ func catalog(t *testing.T, url string) []string {
 	return lines
 }
 
+// TestHoldsRefreshStatistics: a store started on empty tables refreshes
+// the planner's statistics of the tables holds are written to once it
+// has made a few hundred holds, so the plans it prepared while they were
+// empty (a scan of the whole table for a read by id) are made again.
+func TestHoldsRefreshStatistics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := pg.Migrated(t)
+	s := open(t, url, postgres.Options{})
+	holdfasttest.MustCreatePool(t, s, "gig", 1000, 0)
+	for i := range 300 {
+		if _, err := s.Hold(ctx, holdfast.HoldRequest{Holder: fmt.Sprint("fan-", i), Lines: []holdfast.Line{{Pool: "gig", Quantity: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close() // waits for the store's background work, the refresh among it
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, table := range []string{"holds", "hold_lines", "events"} {
+		var n float64
+		if err := c.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)`, table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < 256 {
+			t.Errorf("after 300 holds the statistics of %s know %v rows, want at least 256", table, n)
+		}
+	}
+}
+
 // A venue of many seats is put on sale the moment it is made: the store
 // refreshes the planner's statistics of units once 10,000 were added, or
 // PostgreSQL plans the picks of seats together as for the empty table it

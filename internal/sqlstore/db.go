@@ -194,6 +194,10 @@ type Dialect struct {
 	// table, after many units were added (PostgreSQL); empty where the
 	// planner needs none.
 	AnalyzeUnits string
+	// AnalyzeHolds refreshes the planner's statistics of the tables a
+	// hold writes and a batch reads back by key (PostgreSQL), while they
+	// grow from empty (see holdsMade); empty where the planner needs none.
+	AnalyzeHolds string
 	// BlobType is the SQL type name of a byte string.
 	BlobType string
 	// AsyncCommits says a transaction may commit without waiting for its

@@ -66,30 +66,6 @@ func (s *Store) CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Gro
 	return g, nil
 }
 
-// analyzeUnitsAfter is how many units added make the store refresh the
-// planner's statistics of units (Dialect.AnalyzeUnits), before the call
-// that added them returns. A venue made and put on sale at once is
-// otherwise planned as the group of one unit the statistics knew: a pick
-// of seats together read the whole group, 30–110 ms a read at 100,000
-// seats on PostgreSQL, against 2 ms after.
-const analyzeUnitsAfter = 10_000
-
-// unitsAdded counts n units added, and refreshes the statistics every
-// analyzeUnitsAfter of them. A refresh that fails is logged: the units
-// are made.
-func (s *Store) unitsAdded(ctx context.Context, n int) {
-	if s.d.AnalyzeUnits == "" || s.addedUnits.Add(int64(n)) < analyzeUnitsAfter {
-		return
-	}
-	s.addedUnits.Store(0)
-	if err := s.db.Transact(ctx, func(tx Querier) error {
-		_, err := tx.Exec(ctx, s.d.AnalyzeUnits)
-		return err
-	}); err != nil {
-		s.log("refreshing the statistics of units", "err", err)
-	}
-}
-
 // insertUnits makes units ids of group; ErrConflict if one exists.
 func (s *Store) insertUnits(ctx context.Context, tx Querier, group string, ids []string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO units (id, group_id) SELECT value, $1 FROM (`+s.d.ListSelect(2)+`) AS ids`, group, s.d.ListArg(ids))

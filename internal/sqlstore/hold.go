@@ -320,6 +320,7 @@ func (s *Store) claim(ctx context.Context, tx Querier, prep Prepared, r holdfast
 	if err != nil {
 		return h, nil, err
 	}
+	s.holdsMade(1)
 	h.CreatedAt, h.ExpiresAt, h.UpdatedAt = msTime(created), msTime(expires), msTime(created)
 	h.Lines = make([]holdfast.Line, len(r.Lines))
 

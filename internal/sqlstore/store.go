@@ -56,6 +56,7 @@ type shared struct {
 	layouts        layouts
 	picks          picks        // seats together picked, not yet claimed
 	addedUnits     atomic.Int64 // units added since the statistics were refreshed
+	holdStats      holdStats    // holds made, for the statistics' refresh
 
 	// bg is the engine's background work (batch drainers and their
 	// batches, sold-out reads); Close waits for it. bgMu orders every

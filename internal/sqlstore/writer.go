@@ -312,6 +312,7 @@ func (s *Store) writeBatch(ctx context.Context, tx Querier, w *holdWriter, st *b
 	if err != nil {
 		return err
 	}
+	s.holdsMade(w.holdRows.len())
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
 			if slices.Contains(races, k) {
