@@ -222,7 +222,7 @@ var dialect = sqlstore.Dialect{
 	AsyncCommit:       "SET LOCAL synchronous_commit TO OFF",
 	BlobType:          "bytea",
 	AnalyzeUnits:      "ANALYZE units",
-	AnalyzeHolds:      "ANALYZE holds, hold_lines, unit_claims, units, pool_holders, idempotency_keys, events",
+	AnalyzeHolds:      "ANALYZE holds, hold_lines, unit_claims, units, pool_holders, idempotency_keys, events, room_tickets",
 	ArrayRows:         true,
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",
 	ForNoKeyUpdate:    " FOR NO KEY UPDATE",

@@ -20,7 +20,8 @@ var door = []string{"hold.go", "soldout.go", "queue.go", "batch.go", "decide.go"
 // plumbing is what a hold may also run in internal/sqlstore: helpers
 // that decide nothing.
 var plumbing = []string{
-	"db.go",      // QueryAll, ExecAll: the backend's round trips
+	"db.go",      // QueryAll, ExecAll, rowSet: the backend's round trips
+	"stats.go",   // the count of holds made, for the planner's statistics
 	"store.go",   // the store's clock, ids and goroutines
 	"room.go",    // the cached map of guarded pools
 	"part.go",    // a shard part's context
