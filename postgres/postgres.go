@@ -224,6 +224,7 @@ var dialect = sqlstore.Dialect{
 	AnalyzeUnits:      "ANALYZE units",
 	AnalyzeHolds:      "ANALYZE holds, hold_lines, unit_claims, units, pool_holders, idempotency_keys, events, room_tickets",
 	ArrayRows:         true,
+	GenericPlans:      "SET LOCAL plan_cache_mode = force_generic_plan",
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",
 	ForNoKeyUpdate:    " FOR NO KEY UPDATE",
 	ForKeyShare:       " FOR KEY SHARE",

@@ -406,7 +406,11 @@ func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[st
 	var now int64
 	list := []any{s.d.ListArg(ids)}
 	at := map[string]map[int]int{}
-	err := QueryAll(ctx, tx, []Query{
+	var qs []Query
+	if s.d.GenericPlans != "" {
+		qs = append(qs, Query{s.d.GenericPlans, nil, nil})
+	}
+	err := QueryAll(ctx, tx, append(qs, []Query{
 		{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }},
 		{`SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, late, expires_at <= holdfast_now_ms(),
 			COALESCE(quota_key, ''), quota_units
@@ -456,6 +460,6 @@ func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[st
 			}
 			return nil
 		}},
-	})
+	}...))
 	return out, now, err
 }

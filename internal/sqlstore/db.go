@@ -190,6 +190,12 @@ type Dialect struct {
 	// ArrayRows says multi-row statements take their rows as one array a
 	// column (unnest), not as VALUES lists (see rowSet).
 	ArrayRows bool
+	// GenericPlans, sent first in a batch's transaction, makes the
+	// database plan the batch's statements once for any rows (PostgreSQL:
+	// it otherwise plans a statement over a short array again on every
+	// call, the array's length making the plan look cheaper than the
+	// one kept); empty where there is no plan cache.
+	GenericPlans string
 	// AnalyzeUnits refreshes the planner's statistics of the units
 	// table, after many units were added (PostgreSQL); empty where the
 	// planner needs none.
