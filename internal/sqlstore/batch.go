@@ -282,8 +282,15 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		// Free units of the sale (the general one, or a channel's) other
 		// transactions have not locked, in id order; the batch's own named
 		// units are left to their requests.
-		qs = append(qs, Query{`SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL AND channel = $4
-			AND id NOT IN (` + s.d.ListSelect(2) + `) ORDER BY id LIMIT $3` + skipLocked, []any{g, s.d.ListArg(units), want, channel}, func(r Row) error {
+		// The sale is written out so that the plan, made once for every
+		// call (Dialect.GenericPlans), reads the index of its sale: the
+		// general one's units_free, a channel's units_channel.
+		sale, args := `channel = ''`, []any{g, s.d.ListArg(units), want}
+		if channel != "" {
+			sale, args = `channel = $4 AND channel <> ''`, append(args, channel)
+		}
+		qs = append(qs, Query{`SELECT id FROM units WHERE group_id = $1 AND hold_id IS NULL AND ` + sale + `
+			AND id NOT IN (` + s.d.ListSelect(2) + `) ORDER BY id LIMIT $3` + skipLocked, args, func(r Row) error {
 			var id string
 			err := r.Scan(&id)
 			st.free[key] = append(st.free[key], id)
