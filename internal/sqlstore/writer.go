@@ -273,13 +273,6 @@ func (w *holdWriter) batchStmts(st *batchState) (stmts []Stmt, checks []int64, r
 	return stmts, checks, races
 }
 
-func sep(k int) string {
-	if k == 0 {
-		return ""
-	}
-	return ", "
-}
-
 // grant adds what the one decision granted req (h) to the writer: the
 // hold with its lines and claims, its share of its key's quota, the
 // admission it spends, the payment it captures, and the answer under its
