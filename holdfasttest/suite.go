@@ -122,37 +122,6 @@ func Run(t *testing.T, h Harness) {
 			tt.fn(t, h)
 		})
 	}
-	races := []struct {
-		name string
-		fn   func(t *testing.T, h Harness)
-	}{
-		{"PoolNoOversell", racePoolNoOversell},
-		{"SameSeat", raceSameSeat},
-		{"AnyRider", raceAnyRider},
-		{"AnyRiderChurn", raceAnyRiderChurn},
-		{"OverlappingSeats", raceOverlappingSeats},
-		{"ConfirmVsExpiry", raceConfirmVsExpiry},
-		{"ReleaseVsConfirm", raceReleaseVsConfirm},
-		{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
-		{"RoomAdmission", raceRoomAdmission},
-		{"AdmitStock", raceAdmitStock},
-		{"ExchangeVsClaims", raceExchangeVsClaims},
-		{"Allocation", raceAllocation},
-		{"UnitAllocation", raceUnitAllocation},
-		{"PaymentVsSweeper", racePaymentVsSweeper},
-		{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
-		{"ChangesWithClaims", raceChangesWithClaims},
-		{"Waitlist", raceWaitlist},
-		{"WaitlistLeaves", raceWaitlistLeaves},
-		{"GroupWaitlist", raceGroupWaitlist},
-		{"SeatsTogether", raceSeatsTogether},
-		{"PerHolderLimit", racePerHolderLimit},
-		{"KeyQuota", raceKeyQuota},
-		{"Sweepers", raceSweepers},
-		{"ExpiredCapacityUnderLoad", raceExpiredCapacity},
-		{"IdempotencySameKey", raceIdempotencySameKey},
-		{"EventFeedSkipsNothing", raceEventFeed},
-	}
 	for _, tt := range races {
 		if h.ClaimsOnly && engineOnly["Race/"+tt.name] {
 			left++
@@ -181,6 +150,53 @@ func Run(t *testing.T, h Harness) {
 			})
 		}
 	})
+}
+
+// races are the suite's races, run one at a time (each has many
+// connections of its own).
+var races = []struct {
+	name string
+	fn   func(t *testing.T, h Harness)
+}{
+	{"PoolNoOversell", racePoolNoOversell},
+	{"SameSeat", raceSameSeat},
+	{"AnyRider", raceAnyRider},
+	{"AnyRiderChurn", raceAnyRiderChurn},
+	{"OverlappingSeats", raceOverlappingSeats},
+	{"ConfirmVsExpiry", raceConfirmVsExpiry},
+	{"ReleaseVsConfirm", raceReleaseVsConfirm},
+	{"LateConfirmVsBuyer", raceLateConfirmVsBuyer},
+	{"RoomAdmission", raceRoomAdmission},
+	{"AdmitStock", raceAdmitStock},
+	{"ExchangeVsClaims", raceExchangeVsClaims},
+	{"Allocation", raceAllocation},
+	{"UnitAllocation", raceUnitAllocation},
+	{"PaymentVsSweeper", racePaymentVsSweeper},
+	{"TransferVsConfirmExpiry", raceTransferVsConfirmExpiry},
+	{"ChangesWithClaims", raceChangesWithClaims},
+	{"Waitlist", raceWaitlist},
+	{"WaitlistLeaves", raceWaitlistLeaves},
+	{"GroupWaitlist", raceGroupWaitlist},
+	{"SeatsTogether", raceSeatsTogether},
+	{"PerHolderLimit", racePerHolderLimit},
+	{"KeyQuota", raceKeyQuota},
+	{"Sweepers", raceSweepers},
+	{"ExpiredCapacityUnderLoad", raceExpiredCapacity},
+	{"IdempotencySameKey", raceIdempotencySameKey},
+	{"EventFeedSkipsNothing", raceEventFeed},
+}
+
+// Race runs one of the suite's races, by its name without "Race/", on h:
+// for a backend's own configurations the whole suite need not run on (a
+// pool of one connection).
+func Race(t *testing.T, h Harness, name string) {
+	for _, tt := range races {
+		if tt.name == name {
+			tt.fn(t, h)
+			return
+		}
+	}
+	t.Fatalf("no race %q in the suite", name)
 }
 
 func testPools(t *testing.T, h Harness) {

@@ -83,9 +83,6 @@ func BenchmarkHold(b *testing.B) {
 	})
 }
 
-// A unit locked by a claim in flight that then rolls back (a crashed
-// server's, a hold whose other line failed) is free: an "any" claim must
-// wait for it and take it, not skip it and refuse while it is free.
 // The suite (its races aside) on stores whose pool has one connection: a
 // transaction that took a second connection from its own pool, which
 // stalls a loaded server once the pool is full of claims waiting on that
@@ -104,6 +101,36 @@ func TestConformanceOnOneConnection(t *testing.T) {
 	})
 }
 
+// Races on stores whose pool has one connection, on the doors that read
+// inside a transaction what a store caches (the rooms that guard pools),
+// with the cache read again on every hold: a late confirm taking its
+// ticket again reads the rooms on its own connection, and must not wait
+// for a buyer's read of them on the pool, which waits for that very
+// connection. Three servers, one connection each: such a wait stalls
+// every request until its deadline (seen in CI on pools of 12 under load,
+// once the cache had aged past its second mid-race).
+func TestRacesOnSmallPools(t *testing.T) {
+	for _, opts := range []postgres.Options{{Strategy: holdfast.Pessimistic}, {Strategy: holdfast.Atomic, NoCoalesce: true}, {Strategy: holdfast.Atomic}} {
+		opts = postgres.ReadingRoomsEveryHold(opts)
+		opts.MaxConns = 1
+		name := string(opts.Strategy)
+		if opts.NoCoalesce {
+			name += "-no-coalesce"
+		}
+		t.Run(name, func(t *testing.T) {
+			holdfasttest.Race(t, holdfasttest.Harness{
+				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
+					url := pg.Migrated(t)
+					return open(t, url, opts), func(t testing.TB) holdfast.Store { return open(t, url, opts) }
+				},
+			}, "LateConfirmVsBuyer")
+		})
+	}
+}
+
+// A unit locked by a claim in flight that then rolls back (a crashed
+// server's, a hold whose other line failed) is free: an "any" claim must
+// wait for it and take it, not skip it and refuse while it is free.
 func TestAnyWaitsForAClaimThatRollsBack(t *testing.T) {
 	ctx := context.Background()
 	url := pg.Migrated(t)

@@ -26,15 +26,34 @@ import (
 const postOpen = int64(1) << 62
 
 // roomGuard holds what waiting rooms protect: a snapshot every hold
-// reads without a lock, replaced at most once a second by one reader.
+// reads without a lock, replaced at most once a second.
 type roomGuard struct {
-	mu   sync.Mutex // one refresh at a time
+	mu   sync.Mutex // one refresh at a time among readers on the pool
 	snap atomic.Pointer[roomSnapshot]
+	gen  atomic.Int64  // bumped when a room is made: older reads are stale
+	keep time.Duration // how long a read is kept (Env.RoomsFor)
+}
+
+// forget drops the snapshot, and any read begun before, so the next hold
+// reads the rooms as they are now.
+func (g *roomGuard) forget() {
+	g.gen.Add(1)
+	g.snap.Store(nil)
+}
+
+// fresh is the snapshot if it is younger than keep and read after the
+// last room this server made; else nil.
+func (g *roomGuard) fresh() *roomSnapshot {
+	if snap := g.snap.Load(); snap != nil && snap.gen == g.gen.Load() && time.Since(snap.at) < g.keep {
+		return snap
+	}
+	return nil
 }
 
 // roomSnapshot is the protected pools and groups, by room, as of at.
 type roomSnapshot struct {
 	at     time.Time
+	gen    int64 // roomGuard.gen when the read began
 	pools  map[string]string
 	groups map[string]string
 }
@@ -89,7 +108,7 @@ func (s *Store) CreateRoom(ctx context.Context, r holdfast.Room) (holdfast.Room,
 		return s.record(ctx, tx, out)
 	})
 	if err == nil {
-		s.rooms.snap.Store(nil) // this server protects it at once
+		s.rooms.forget() // this server protects it at once
 	}
 	return out, err
 }
@@ -429,22 +448,35 @@ func (s *Store) roomTicket(ctx context.Context, q Reader, room, ticket string) (
 }
 
 // protected is which room guards each pool and group, read at most once a
-// second. It reads on q, the caller's own connection: a claim calls it
-// inside its transaction, with the pool's row locked, and a second
-// connection taken from the pool there would wait on the very claims
-// that wait on this one's lock once the pool is full of them (a stall
-// until the deadline, seen under load on small pools).
+// second. A caller inside a transaction passes its own connection as q,
+// and reads on it for itself: it must never wait on another reader. That
+// reader may be one outside any transaction, waiting for a connection
+// from a pool full of claims that hold their rows and wait here — a stall
+// until every request's deadline (three servers' late confirms and buyers
+// of one last ticket, on PostgreSQL, under load: TestRacesOnSmallPools).
+// Readers on the pool itself (q is s.db) take turns, so a second's expiry
+// makes one read, not one per request.
 func (s *Store) protected(ctx context.Context, q Reader) (*roomSnapshot, error) {
 	g := &s.rooms
-	if snap := g.snap.Load(); snap != nil && time.Since(snap.at) < time.Second {
+	if snap := g.fresh(); snap != nil {
 		return snap, nil
+	}
+	if q != s.db {
+		return s.readRooms(ctx, q)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if snap := g.snap.Load(); snap != nil && time.Since(snap.at) < time.Second {
+	if snap := g.fresh(); snap != nil {
 		return snap, nil // another hold refreshed it meanwhile
 	}
-	snap := &roomSnapshot{at: time.Now(), pools: map[string]string{}, groups: map[string]string{}}
+	return s.readRooms(ctx, q)
+}
+
+// readRooms reads the rooms' resources on q, and keeps them (stale at
+// once if a room is made meanwhile: see fresh).
+func (s *Store) readRooms(ctx context.Context, q Reader) (*roomSnapshot, error) {
+	g := &s.rooms
+	snap := &roomSnapshot{at: time.Now(), gen: g.gen.Load(), pools: map[string]string{}, groups: map[string]string{}}
 	rows, err := q.Query(ctx, `SELECT kind, resource, room_id FROM room_resources`)
 	if err != nil {
 		return nil, err

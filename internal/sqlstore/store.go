@@ -102,6 +102,10 @@ type Env struct {
 	// span every shard, so the router ends them (EndKeyClaims with its
 	// own release), not the catalog's RevokeKey.
 	Routed bool
+	// RoomsFor is how long a read of what waiting rooms protect is kept
+	// (default a second; negative: never kept, every hold reads it — the
+	// tests that race the read).
+	RoomsFor time.Duration
 }
 
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
@@ -113,7 +117,8 @@ func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env En
 	}
 	_, atomicStrategy := c.(Atomic)
 	return &Store{shared: &shared{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
-		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_"), routed: env.Routed}}
+		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_"), routed: env.Routed,
+		rooms: roomGuard{keep: cmp.Or(env.RoomsFor, time.Second)}}}
 }
 
 func (s *shared) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.clock.Now()) }
