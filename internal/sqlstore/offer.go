@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -105,30 +106,30 @@ var (
 // carrying the entry as it is now.
 func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subject string, r *offerRound, pre, post []Stmt, checks []int64) error {
 	stmts := slices.Clone(pre)
+	// The entries' updates go as rows (one statement text whatever the
+	// round's size: see rowSet), each checked to change exactly its rows.
+	update := func(set string, rows *rowSet) {
+		stmts = append(stmts, rows.stmt(s.d, `UPDATE `+l.table+` SET `+set+`, updated_at = v.at FROM v
+			WHERE `+l.table+`.id = v.id AND `+l.table+`.status = 'waiting'`))
+		checks = append(checks, int64(rows.len()))
+	}
 	if len(r.granted) > 0 {
-		var p binds
-		var when string
+		offered := newRows("id, hold_id, at", "text", "text", "bigint")
 		for i, id := range r.granted {
-			when += ` WHEN ` + p.add(id) + ` THEN ` + p.add(r.holds[i])
+			offered.add(id, r.holds[i], r.now)
 		}
-		stmts = append(stmts, Stmt{`UPDATE ` + l.table + ` SET status = 'offered', hold_id = CASE id` + when + ` END, updated_at = ` + p.add(r.now) +
-			` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = 'waiting'`, append(p.args, s.d.ListArg(r.granted))})
-		checks = append(checks, int64(len(r.granted)))
+		update(`status = 'offered', hold_id = v.hold_id`, &offered)
 		batch, counts, _ := r.w.batchStmts(r.st)
 		stmts, checks = append(stmts, batch...), append(checks, counts...)
 	}
 	var ended []string
 	if len(r.ends) > 0 {
-		var p binds
-		var to, why string
+		ends := newRows("id, status, reason, at", "text", "text", "text", "bigint")
 		for _, e := range r.ends {
-			to += ` WHEN ` + p.add(e.entry) + ` THEN ` + p.add(string(e.to))
-			why += ` WHEN ` + p.add(e.entry) + ` THEN ` + p.add(e.reason)
+			ends.add(e.entry, string(e.to), e.reason, r.now)
 			ended = append(ended, e.entry)
 		}
-		stmts = append(stmts, Stmt{`UPDATE ` + l.table + ` SET status = CASE id` + to + ` END, reason = CASE id` + why + ` END, updated_at = ` + p.add(r.now) +
-			` WHERE id IN (` + s.d.ListSelect(len(p.args)+1) + `) AND status = 'waiting'`, append(p.args, s.d.ListArg(ended))})
-		checks = append(checks, int64(len(r.ends)))
+		update(`status = v.status, reason = v.reason`, &ends)
 	}
 	stmts = append(stmts, post...)
 	for range post {
@@ -137,6 +138,9 @@ func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subjec
 	n, err := ExecAll(ctx, tx, stmts)
 	if err != nil {
 		return err
+	}
+	if len(r.granted) > 0 {
+		s.holdsMade(r.w.holdRows.len()) // the offers' holds count as claims' do
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
@@ -162,11 +166,11 @@ func (s *Store) writeOffers(ctx context.Context, tx Querier, l entryList, subjec
 		case holdfast.WaitlistCancelled:
 			typ = holdfast.EventWaitlistCancelled
 		}
-		st, err := s.eventStmt(typ, e.HoldID, subject, e)
+		b, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
-		rows.add(st.Args...)
+		rows.add(string(typ), e.HoldID, subject, string(b))
 	}
 	st := rows.stmt(s.d, `INSERT INTO events (type, at, hold_id, subject, data)
 		SELECT type, holdfast_now_ms(), NULLIF(hold_id, ''), NULLIF(subject, ''), data FROM v`)
