@@ -171,8 +171,8 @@ func (s *Store) lockBatch(ctx context.Context, tx Reader, batch []*claimReq, res
 		quotas: map[string]quota{}, quotaAdded: map[string]int64{}, tickets: map[ticket]int64{}, sale: map[string]string{}}
 	var now int64
 	var qs []Query
-	if !look && s.d.GenericPlans != "" {
-		qs = append(qs, Query{s.d.GenericPlans, nil, nil})
+	if !look {
+		qs = s.d.genericPlans()
 	}
 
 	// Deferred keys are not claimed with a write of their own: they are

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/holdfast/holdfast"
@@ -317,7 +316,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 		return nil
 	}
 
-	stmts, checks, back, err := s.changeWrites(batch, results, holds, byKind, now)
+	stmts, checks, races, back, err := s.changeWrites(batch, results, holds, byKind, now)
 	if err != nil {
 		return err
 	}
@@ -328,7 +327,7 @@ func (s *Store) changesTx(ctx context.Context, tx Querier, batch []*changeReq, r
 	}
 	for k, want := range checks {
 		if want >= 0 && n[k] != want {
-			if strings.Contains(stmts[k].SQL, "INSERT INTO payments") {
+			if slices.Contains(races, k) {
 				return errKeyRace // a ref recorded meanwhile: look again, and it leaves the batch
 			}
 			return fmt.Errorf("sqlstore: a batch of changes' statement %d changed %d rows, not %d: rolled back", k, n[k], want)
@@ -406,11 +405,7 @@ func (s *Store) lockHolds(ctx context.Context, tx Querier, ids []string) (map[st
 	var now int64
 	list := []any{s.d.ListArg(ids)}
 	at := map[string]map[int]int{}
-	var qs []Query
-	if s.d.GenericPlans != "" {
-		qs = append(qs, Query{s.d.GenericPlans, nil, nil})
-	}
-	err := QueryAll(ctx, tx, append(qs, []Query{
+	err := QueryAll(ctx, tx, append(s.d.genericPlans(), []Query{
 		{`SELECT holdfast_now_ms()`, nil, func(r Row) error { return r.Scan(&now) }},
 		{`SELECT id, holder, status, created_at, expires_at, updated_at, payment_ref, owner, late, expires_at <= holdfast_now_ms(),
 			COALESCE(quota_key, ''), quota_units

@@ -13,9 +13,11 @@ import (
 // pools, holders' totals, units and keys' quotas summed per row, and the
 // events in one insert — a number of statements that does not grow with
 // the batch. checks[k] is the row count statement k must report (-1:
-// any); back are the pools that got capacity back. It fills in each
-// decided request's answer (results[i].h).
-func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds map[string]*lockedHold, byKind map[changeKind][]int, now int64) (stmts []Stmt, checks []int64, back []string, err error) {
+// any); races are the statements whose short count means another
+// request wrote the same payment ref meanwhile (errKeyRace); back are the
+// pools that got capacity back. It fills in each decided request's answer
+// (results[i].h).
+func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds map[string]*lockedHold, byKind map[changeKind][]int, now int64) (stmts []Stmt, checks []int64, races []int, back []string, err error) {
 	// The holds, one update per kind; each must change exactly its rows.
 	for _, kind := range []changeKind{kindConfirm, kindRelease, kindExtend, kindCancel, kindComplete} {
 		reqs := byKind[kind]
@@ -198,6 +200,7 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 	if n := pays.len(); n > 0 {
 		stmts = append(stmts, captureInsert(s.d, &pays))
 		checks = append(checks, int64(n))
+		races = append(races, len(stmts)-1)
 	}
 
 	// The holds as they are now, their events in one insert.
@@ -218,11 +221,11 @@ func (s *Store) changeWrites(batch []*changeReq, results []changeResult, holds m
 		results[i].h = h
 		b, err := json.Marshal(h)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		events.add(string(req.c.event), now, h.ID, string(b))
 	}
 	stmts = append(stmts, insertEvents(s.d, &events))
 	checks = append(checks, -1)
-	return stmts, checks, back, nil
+	return stmts, checks, races, back, nil
 }

@@ -261,6 +261,16 @@ func NewestMigration(fsys fs.FS) int64 {
 	return newest
 }
 
+// genericPlans is the query a batch's transaction sends first, with its
+// reads, so its statements are planned once (Dialect.GenericPlans); none
+// where the dialect has no such setting.
+func (d Dialect) genericPlans() []Query {
+	if d.GenericPlans == "" {
+		return nil
+	}
+	return []Query{{d.GenericPlans, nil, nil}}
+}
+
 // rowSet is the rows of one multi-row statement, held column by column,
 // which the statement reads as the table v (see with).
 //
