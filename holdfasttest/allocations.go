@@ -155,27 +155,9 @@ func testAllocations(t *testing.T, h Harness) {
 	// Every allocation's change is an event. The feed shows an event once
 	// no older transaction can still commit (on PostgreSQL, any in the
 	// cluster): read until the last one is there.
-	var seen []string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		evs, _, err := s.Events(ctx, "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen = seen[:0]
-		for _, e := range evs {
-			if e.Type == holdfast.EventAllocationChanged || e.Type == holdfast.EventAllocationReleased {
-				var d struct {
-					Channel string `json:"channel"`
-				}
-				_ = json.Unmarshal(e.Data, &d)
-				seen = append(seen, fmt.Sprintf("%s %s", e.Type, d.Channel))
-			}
-		}
-		if slices.Contains(seen, "allocation.released early") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	seen := allocationEvents(feedFrom(t, s, "", func(evs []holdfast.Event) bool {
+		return slices.Contains(allocationEvents(evs), "allocation.released early")
+	}))
 	for _, want := range []string{"allocation.released presale", "allocation.released boxoffice", "allocation.released early"} {
 		if !slices.Contains(seen, want) {
 			t.Fatalf("events %v lack %q", seen, want)
@@ -322,4 +304,19 @@ func raceTransferVsConfirmExpiry(t *testing.T, h Harness) {
 		}
 	}
 	MustAuditClean(t, s)
+}
+
+// allocationEvents are the allocations' events among evs, each as its
+// type and channel ("allocation.released presale").
+func allocationEvents(evs []holdfast.Event) (out []string) {
+	for _, e := range evs {
+		if e.Type == holdfast.EventAllocationChanged || e.Type == holdfast.EventAllocationReleased {
+			var d struct {
+				Channel string `json:"channel"`
+			}
+			_ = json.Unmarshal(e.Data, &d)
+			out = append(out, fmt.Sprintf("%s %s", e.Type, d.Channel))
+		}
+	}
+	return out
 }
