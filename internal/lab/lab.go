@@ -25,6 +25,9 @@ type Engine interface {
 	CreateGroup(ctx context.Context, g holdfast.Group) (holdfast.Group, error)
 	AddUnits(ctx context.Context, group string, ids []string) error
 	Hold(ctx context.Context, r holdfast.HoldRequest) (holdfast.Hold, error)
+	// Book holds and confirms in one request (POST /v1/bookings): how a
+	// rider is dispatched.
+	Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error)
 	Confirm(ctx context.Context, id, paymentRef string) (holdfast.Hold, error)
 	Complete(ctx context.Context, id string) (holdfast.Hold, error)
 	Group(ctx context.Context, id string) (holdfast.GroupAvailability, error)
@@ -54,8 +57,8 @@ const (
 	// ScenarioSeats: a seat map of N seats in rows of 20; buyers pick 1–4
 	// adjacent seats, overlapping on purpose.
 	ScenarioSeats Scenario = "seats"
-	// ScenarioRiders: a fleet of N riders; orders ask for any free rider,
-	// who completes the order and returns.
+	// ScenarioRiders: a fleet of N riders; each order books any free rider
+	// in one request, who completes the order and returns.
 	ScenarioRiders Scenario = "riders"
 )
 

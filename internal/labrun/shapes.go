@@ -32,11 +32,8 @@ import (
 // POST carries an Idempotency-Key unless the mode says "no keys".
 
 // shapeEngine is what a shape drives: a holdfast.Store or an API client,
-// as the lab's Engine, and bookings too.
-type shapeEngine interface {
-	lab.Engine
-	Book(ctx context.Context, r holdfast.HoldRequest, paymentRef string) (holdfast.Hold, error)
-}
+// as the lab's Engine.
+type shapeEngine = lab.Engine
 
 // shapeOp makes one buyer's attempt: the units it sold (0 when refused)
 // and the answer's error.
