@@ -1,8 +1,9 @@
 package postgres
 
-// ReadingRoomsEveryHold is opts for a store that keeps no read of what
-// waiting rooms protect: every hold reads it (the race of that read).
-func ReadingRoomsEveryHold(opts Options) Options {
-	opts.roomsFor = -1
+// Uncached is opts for a store that keeps none of what every request
+// reads (what waiting rooms protect, the feed's purge watermark): every
+// request reads them (the races of those reads).
+func Uncached(opts Options) Options {
+	opts.cacheFor = -1
 	return opts
 }

@@ -84,7 +84,7 @@ type Options struct {
 	ResolveEvery, ResolveAfter time.Duration
 
 	holdPrefix string        // a shard's (see OpenShards)
-	roomsFor   time.Duration // sqlstore.Env.RoomsFor (tests)
+	cacheFor   time.Duration // sqlstore.Env.CacheFor (tests)
 }
 
 // Locker is a distributed lock with fencing tokens: redis.Locker.
@@ -151,7 +151,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock, HoldPrefix: opts.holdPrefix, Routed: opts.holdPrefix != "", RoomsFor: opts.roomsFor}), pool: pool}
+	s := &Store{engine: sqlstore.New(&db{pool: pool}, dialect, opts.Config, c, !opts.NoCoalesce, sqlstore.Env{Logger: opts.Logger, Clock: opts.Clock, HoldPrefix: opts.holdPrefix, Routed: opts.holdPrefix != "", CacheFor: opts.cacheFor}), pool: pool}
 	if opts.NoMigrate {
 		if err := s.Ready(ctx); err != nil {
 			s.Close()

@@ -18,6 +18,8 @@ import (
 	"github.com/holdfast/holdfast/internal/testrig/redistest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/redis"
+	"github.com/holdfast/holdfast/webhook"
+	"github.com/holdfast/holdfast/webhook/signature"
 )
 
 var pg *pgtest.DB
@@ -87,12 +89,13 @@ func BenchmarkHold(b *testing.B) {
 // transaction that took a second connection from its own pool, which
 // stalls a loaded server once the pool is full of claims waiting on that
 // transaction's locks, hangs here at once (see
-// TestOneConnectionServesTheGroupWaitlist). The rooms are read on every
-// hold, so a read of them on the pool inside a transaction hangs too,
-// not only in the second after the cache ages.
+// TestOneConnectionServesTheGroupWaitlist). Nothing is cached (the rooms,
+// the feed's watermark are read by every request), so a read of them on
+// the pool inside a transaction hangs too, not only in the second after
+// the cache ages.
 func TestConformanceOnOneConnection(t *testing.T) {
 	one := func(t testing.TB, url string) holdfast.Store {
-		return open(t, url, postgres.ReadingRoomsEveryHold(postgres.Options{Strategy: holdfast.Atomic, MaxConns: 1}))
+		return open(t, url, postgres.Uncached(postgres.Options{Strategy: holdfast.Atomic, MaxConns: 1}))
 	}
 	holdfasttest.Run(t, holdfasttest.Harness{
 		Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
@@ -103,8 +106,8 @@ func TestConformanceOnOneConnection(t *testing.T) {
 	})
 }
 
-// The races on stores whose pool has one connection, with what waiting
-// rooms protect read on every hold. A claim inside its transaction must
+// The races on stores whose pool has one connection, with nothing
+// cached (what waiting rooms protect is read by every hold). A claim inside its transaction must
 // never wait for something that waits for a connection: a late confirm
 // taking its ticket again read the rooms and waited for a buyer's read of
 // them on the pool, which waited for the confirm's own connection — on
@@ -113,7 +116,7 @@ func TestConformanceOnOneConnection(t *testing.T) {
 // deadline. Here any such wait stalls at once (LateConfirmVsBuyer did).
 func TestRacesOnSmallPools(t *testing.T) {
 	for _, opts := range []postgres.Options{{Strategy: holdfast.Atomic}, {Strategy: holdfast.Atomic, NoCoalesce: true}, {Strategy: holdfast.Pessimistic}} {
-		opts = postgres.ReadingRoomsEveryHold(opts)
+		opts = postgres.Uncached(opts)
 		opts.MaxConns = 1
 		name := string(opts.Strategy)
 		if opts.NoCoalesce {
@@ -127,6 +130,35 @@ func TestRacesOnSmallPools(t *testing.T) {
 				},
 			})
 		})
+	}
+}
+
+// The webhooks' queue reads the feed inside its transaction (a webhook's
+// row locked, so two servers never queue the same events), the purge
+// watermark a cursor is checked against included: on that transaction's
+// connection. Read on the pool, it waited for the pool's one connection,
+// its own, until the deadline.
+func TestWebhookQueueOnOneConnection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := open(t, pg.Migrated(t), postgres.Uncached(postgres.Options{MaxConns: 1}))
+	if _, err := s.CreateWebhook(ctx, holdfast.Webhook{ID: "wh_one", URL: "https://hooks.example.com/holdfast",
+		Events: []holdfast.EventType{holdfast.EventPoolCreated}, Secret: signature.NewSecret()}); err != nil {
+		t.Fatal(err)
+	}
+	q := s.(webhook.Queue)
+	// The second round reads after the cursor the first one left.
+	for round := range 2 {
+		if _, err := s.CreatePool(ctx, holdfast.Pool{ID: fmt.Sprintf("p%d", round), Capacity: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for queued := 0; queued == 0; { // the feed shows a commit within moments
+			n, err := q.QueueDeliveries(ctx, time.Now(), 10)
+			if err != nil {
+				t.Fatalf("round %d: QueueDeliveries: %v", round, err)
+			}
+			queued = n
+		}
 	}
 }
 

@@ -141,17 +141,34 @@ type purgedThrough struct {
 	mu      sync.Mutex
 	through int64
 	at      time.Time
+	keep    time.Duration // how long a read is kept (Env.CacheFor)
 }
 
-func (s *Store) eventsPurgedThrough(ctx context.Context) (int64, error) {
+// eventsPurgedThrough is the watermark, read on q. A caller inside a
+// transaction (the webhooks' queue) passes its own connection and, when
+// the kept watermark is old, reads it there for itself: it must wait
+// neither for the pool nor for a reader waiting for the pool (see
+// protected).
+func (s *Store) eventsPurgedThrough(ctx context.Context, q Reader) (int64, error) {
+	const query = `SELECT through FROM purges WHERE what = 'events'`
 	w := &s.purged
 	w.mu.Lock()
+	if q != s.db {
+		through, fresh := w.through, time.Since(w.at) < w.keep
+		w.mu.Unlock()
+		if fresh {
+			return through, nil
+		}
+		var now int64
+		_, err := queryRow(ctx, q, query, nil, &now)
+		return now, err
+	}
 	defer w.mu.Unlock()
-	if time.Since(w.at) < time.Second {
+	if time.Since(w.at) < w.keep {
 		return w.through, nil
 	}
 	var through int64
-	if _, err := queryRow(ctx, s.db, `SELECT through FROM purges WHERE what = 'events'`, nil, &through); err != nil {
+	if _, err := queryRow(ctx, s.db, query, nil, &through); err != nil {
 		return 0, err
 	}
 	w.through, w.at = through, time.Now()

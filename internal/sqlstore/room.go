@@ -31,7 +31,7 @@ type roomGuard struct {
 	mu   sync.Mutex // one refresh at a time among readers on the pool
 	snap atomic.Pointer[roomSnapshot]
 	gen  atomic.Int64  // bumped when a room is made: older reads are stale
-	keep time.Duration // how long a read is kept (Env.RoomsFor)
+	keep time.Duration // how long a read is kept (Env.CacheFor)
 }
 
 // forget drops the snapshot, and any read begun before, so the next hold

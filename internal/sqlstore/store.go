@@ -102,10 +102,11 @@ type Env struct {
 	// span every shard, so the router ends them (EndKeyClaims with its
 	// own release), not the catalog's RevokeKey.
 	Routed bool
-	// RoomsFor is how long a read of what waiting rooms protect is kept
-	// (default a second; negative: never kept, every hold reads it — the
-	// tests that race the read).
-	RoomsFor time.Duration
+	// CacheFor is how long the store keeps what every request reads and
+	// rarely changes — what waiting rooms protect, the feed's purge
+	// watermark (default a second; negative: never kept, every request
+	// reads them — the tests that race those reads).
+	CacheFor time.Duration
 }
 
 // New returns a Store claiming through c (see NewClaimer). With coalesce,
@@ -118,7 +119,7 @@ func New(db DB, d Dialect, cfg holdfast.Config, c Claimer, coalesce bool, env En
 	_, atomicStrategy := c.(Atomic)
 	return &Store{shared: &shared{db: db, d: d, cfg: cfg.WithDefaults(), strategy: c, coalesce: coalesce && atomicStrategy,
 		logger: cmp.Or(env.Logger, slog.Default()), clock: env.Clock, holdPrefix: cmp.Or(env.HoldPrefix, "h_"), routed: env.Routed,
-		rooms: roomGuard{keep: cmp.Or(env.RoomsFor, time.Second)}}}
+		rooms: roomGuard{keep: cmp.Or(env.CacheFor, time.Second)}, purged: purgedThrough{keep: cmp.Or(env.CacheFor, time.Second)}}}
 }
 
 func (s *shared) newHoldID() string { return holdfast.NewID(s.holdPrefix, s.clock.Now()) }
@@ -404,16 +405,16 @@ func (s *Store) events(ctx context.Context, q Reader, after string, limit int, d
 	}
 	var xid, seq int64
 	if after != "" {
-		x, q, ok := strings.Cut(after, ".")
+		x, sq, ok := strings.Cut(after, ".")
 		var err1, err2 error
 		xid, err1 = strconv.ParseInt(x, 10, 64)
-		seq, err2 = strconv.ParseInt(q, 10, 64)
+		seq, err2 = strconv.ParseInt(sq, 10, 64)
 		if !ok || err1 != nil || err2 != nil || xid < 0 || seq < 0 {
 			return nil, "", holdfast.Errorf(holdfast.CodeInvalid, "after must be a cursor from a previous page")
 		}
 		// A cursor from before the purged events would skip them in
 		// silence: refuse it, naming where the feed now starts.
-		through, err := s.eventsPurgedThrough(ctx)
+		through, err := s.eventsPurgedThrough(ctx, q)
 		if err != nil {
 			return nil, "", err
 		}
