@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,25 +88,41 @@ type scenario struct {
 	// patroni: two PostgreSQL nodes under Patroni and etcd of its own
 	// (patroni.go), synchronous_mode on; the servers name both hosts.
 	patroni bool
+	// unbatched: the servers decide every claim and change in a
+	// transaction of its own (--coalesce=false), the path every request
+	// takes when a batch cannot have it.
+	unbatched bool
+	// batched: the servers must report batches (the twin of an unbatched
+	// scenario, so that the pair compares what it says it does).
+	batched bool
+}
+
+// killTwo kills -9 one server a quarter into the storm and another at 60 %.
+func killTwo(h *harness, d time.Duration) {
+	first := h.randomInstance()
+	for k, at := range []float64{0.25, 0.6} {
+		h.at(d, at)
+		in := first
+		if k > 0 { // another one
+			in = h.instances[(first.n+1+h.rng.IntN(len(h.instances)-1))%len(h.instances)]
+		}
+		h.kill9(in)
+	}
 }
 
 var scenarios = []scenario{
-	{name: "kill-9", strategy: "atomic", faults: func(h *harness, d time.Duration) {
-		first := h.randomInstance()
-		for k, at := range []float64{0.25, 0.6} {
-			h.at(d, at)
-			in := first
-			if k > 0 { // another one
-				in = h.instances[(first.n+1+h.rng.IntN(len(h.instances)-1))%len(h.instances)]
-			}
-			h.kill9(in)
-		}
-	}},
+	{name: "kill-9", strategy: "atomic", batched: true, faults: killTwo},
+	// The same with batching off: every guarantee holds on both ways.
+	{name: "kill-9-unbatched", strategy: "atomic", unbatched: true, faults: killTwo},
 	{name: "pause-past-lock-ttl", strategy: "redislock", faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.3)
 		h.pause(h.randomInstance())
 	}},
-	{name: "postgres-crash", strategy: "atomic", faults: func(h *harness, d time.Duration) {
+	{name: "postgres-crash", strategy: "atomic", batched: true, faults: func(h *harness, d time.Duration) {
+		h.at(d, 0.3)
+		h.crashPostgres()
+	}},
+	{name: "postgres-crash-unbatched", strategy: "atomic", unbatched: true, faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.3)
 		h.crashPostgres()
 	}},
@@ -533,6 +551,9 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 				"--admin-key", adminKey, "--request-timeout", "2s", "--sweep-interval", "250ms", "--max-hold-ttl", "24h"}
 		}
 		in.args = append(in.args, shardArgs...)
+		if sc.unbatched {
+			in.args = append(in.args, "--coalesce=false")
+		}
 		if sc.strategy == "unsafe" {
 			in.args = append(in.args, "--allow-unsafe")
 			if sc.sqlite {
@@ -718,10 +739,55 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 		t.Log(summary)
 		r.faults = append(r.faults, summary)
 	}
+	if sc.batched || sc.unbatched {
+		bad, summary := h.batchesRan(ctx, sc.batched)
+		r.dbBad = append(r.dbBad, bad...)
+		r.faults = append(r.faults, summary)
+	}
 	for _, in := range h.instances {
 		in.stop()
 	}
 	return r
+}
+
+// batchesRan reads the servers' batch counters (/metrics): with want, some
+// server must have decided claims or changes in batches; without, none.
+func (h *harness) batchesRan(ctx context.Context, want bool) (bad []string, summary string) {
+	var total float64
+	for _, in := range h.instances {
+		req, err := http.NewRequestWithContext(ctx, "GET", in.url()+"/metrics", nil)
+		if err != nil {
+			return []string{err.Error()}, ""
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return []string{fmt.Sprintf("instance %d's /metrics: %v", in.n, err)}, ""
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return []string{fmt.Sprintf("instance %d's /metrics: %v", in.n, err)}, ""
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			if !ok || (name != "holdfast_batches_total" && name != "holdfast_change_batches_total") {
+				continue
+			}
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return []string{fmt.Sprintf("instance %d's %s: %q", in.n, name, value)}, ""
+			}
+			total += v
+		}
+	}
+	summary = fmt.Sprintf("batches run by the servers' last lives: %.0f", total)
+	switch {
+	case want && total == 0:
+		bad = []string{"no server ran a batch: the scenario did not test batching"}
+	case !want && total > 0:
+		bad = []string{fmt.Sprintf("%.0f batches ran with --coalesce=false", total)}
+	}
+	return bad, summary
 }
 
 // setup creates the lanes' pools and groups through the first server.
