@@ -110,6 +110,12 @@ func killTwo(h *harness, d time.Duration) {
 	}
 }
 
+// crashPostgresOnce stops PostgreSQL -m immediate 30 % into the storm.
+func crashPostgresOnce(h *harness, d time.Duration) {
+	h.at(d, 0.3)
+	h.crashPostgres()
+}
+
 var scenarios = []scenario{
 	{name: "kill-9", strategy: "atomic", batched: true, faults: killTwo},
 	// The same with batching off: every guarantee holds on both ways.
@@ -118,14 +124,8 @@ var scenarios = []scenario{
 		h.at(d, 0.3)
 		h.pause(h.randomInstance())
 	}},
-	{name: "postgres-crash", strategy: "atomic", batched: true, faults: func(h *harness, d time.Duration) {
-		h.at(d, 0.3)
-		h.crashPostgres()
-	}},
-	{name: "postgres-crash-unbatched", strategy: "atomic", unbatched: true, faults: func(h *harness, d time.Duration) {
-		h.at(d, 0.3)
-		h.crashPostgres()
-	}},
+	{name: "postgres-crash", strategy: "atomic", batched: true, faults: crashPostgresOnce},
+	{name: "postgres-crash-unbatched", strategy: "atomic", unbatched: true, faults: crashPostgresOnce},
 	{name: "redis-kill-flush", strategy: "redislock", faults: func(h *harness, d time.Duration) {
 		h.at(d, 0.25)
 		h.killRedis()
