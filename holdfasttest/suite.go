@@ -39,6 +39,15 @@ var engineOnly = map[string]bool{
 	"Race/KeyQuota": true,
 }
 
+// Variant names a store's variant in subtest names: its strategy, and
+// "-no-coalesce" when batching is off.
+func Variant(st holdfast.Strategy, noCoalesce bool) string {
+	if noCoalesce {
+		return string(st) + "-no-coalesce"
+	}
+	return string(st)
+}
+
 // Run runs the whole conformance suite against the backend h opens.
 func Run(t *testing.T, h Harness) {
 	tests := []struct {

@@ -51,11 +51,7 @@ func TestConformance(t *testing.T) {
 		}
 	}
 	for _, opts := range variants {
-		name := string(opts.Strategy)
-		if opts.NoCoalesce {
-			name += "-no-coalesce"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(holdfasttest.Variant(opts.Strategy, opts.NoCoalesce), func(t *testing.T) {
 			if opts.Strategy == holdfast.RedisLock {
 				opts.Locker = redis.NewLocker(redistest.Client(t), redis.Config{Prefix: redistest.Prefix()})
 			}
@@ -118,11 +114,7 @@ func TestRacesOnSmallPools(t *testing.T) {
 	for _, opts := range []postgres.Options{{Strategy: holdfast.Atomic}, {Strategy: holdfast.Atomic, NoCoalesce: true}, {Strategy: holdfast.Pessimistic}} {
 		opts = postgres.Uncached(opts)
 		opts.MaxConns = 1
-		name := string(opts.Strategy)
-		if opts.NoCoalesce {
-			name += "-no-coalesce"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(holdfasttest.Variant(opts.Strategy, opts.NoCoalesce), func(t *testing.T) {
 			holdfasttest.Races(t, holdfasttest.Harness{
 				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
 					url := pg.Migrated(t)

@@ -44,11 +44,7 @@ func TestConformance(t *testing.T) {
 		}
 	}
 	for _, o := range variants {
-		name := string(o.Strategy)
-		if o.NoCoalesce {
-			name += "-no-coalesce"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(holdfasttest.Variant(o.Strategy, o.NoCoalesce), func(t *testing.T) {
 			holdfasttest.Run(t, holdfasttest.Harness{
 				Open: func(t testing.TB) (holdfast.Store, func(testing.TB) holdfast.Store) {
 					path := filepath.Join(t.TempDir(), "holdfast.db")
