@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	hfhttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/metrics"
 	"github.com/holdfast/holdfast/internal/testrig/pgtest"
 )
 
@@ -753,7 +752,7 @@ func (h *harness) scenario(sc scenario, d time.Duration) result {
 // batchesRan reads the servers' batch counters (/metrics): with want, some
 // server must have decided claims or changes in batches; without, none.
 func (h *harness) batchesRan(ctx context.Context, want bool) (bad []string, summary string) {
-	var total float64
+	var total int64
 	for _, in := range h.instances {
 		req, err := http.NewRequestWithContext(ctx, "GET", in.url()+"/metrics", nil)
 		if err != nil {
@@ -763,29 +762,19 @@ func (h *harness) batchesRan(ctx context.Context, want bool) (bad []string, summ
 		if err != nil {
 			return []string{fmt.Sprintf("instance %d's /metrics: %v", in.n, err)}, ""
 		}
-		body, err := io.ReadAll(resp.Body)
+		st, err := metrics.ParseStats(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return []string{fmt.Sprintf("instance %d's /metrics: %v", in.n, err)}, ""
 		}
-		for _, line := range strings.Split(string(body), "\n") {
-			name, value, ok := strings.Cut(line, " ")
-			if !ok || (name != "holdfast_batches_total" && name != "holdfast_change_batches_total") {
-				continue
-			}
-			v, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				return []string{fmt.Sprintf("instance %d's %s: %q", in.n, name, value)}, ""
-			}
-			total += v
-		}
+		total += st.Batches + st.ChangeBatches
 	}
-	summary = fmt.Sprintf("batches run by the servers' last lives: %.0f", total)
+	summary = fmt.Sprintf("batches run by the servers' last lives: %d", total)
 	switch {
 	case want && total == 0:
 		bad = []string{"no server ran a batch: the scenario did not test batching"}
 	case !want && total > 0:
-		bad = []string{fmt.Sprintf("%.0f batches ran with --coalesce=false", total)}
+		bad = []string{fmt.Sprintf("%d batches ran with --coalesce=false", total)}
 	}
 	return bad, summary
 }
